@@ -1,0 +1,4 @@
+//! servent-bittorrent: BitTorrent for servent.
+pub mod bencode;
+pub mod metainfo;
+pub mod tracker;
