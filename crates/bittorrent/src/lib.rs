@@ -2,3 +2,4 @@
 pub mod bencode;
 pub mod metainfo;
 pub mod tracker;
+pub mod wire;
