@@ -118,8 +118,10 @@ pub enum Input<'a, C> {
 }
 
 /// Something a core wants the driver to do on the network.
+///
+/// Not `#[non_exhaustive]`: every driver must carry out every kind, so a new kind is a
+/// compile error in each driver until it is handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Transmit {
     /// Send one datagram.
     Datagram {

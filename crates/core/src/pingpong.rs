@@ -273,13 +273,11 @@ impl Core for PingPong {
                     });
                     self.emit(PingEvent::Pinged { from });
                 }
-                Some((_, id)) => {
-                    // Only a pong for a datagram ping counts.
-                    if self.pending.get(&id).is_some_and(|p| p.conn.is_none()) {
-                        self.answered(now, id);
-                    }
+                // Only a pong for a datagram ping counts.
+                Some((_, id)) if self.pending.get(&id).is_some_and(|p| p.conn.is_none()) => {
+                    self.answered(now, id);
                 }
-                None => {}
+                Some(_) | None => {}
             },
             Input::Connected { conn, peer } => {
                 if conn.is_inbound() {

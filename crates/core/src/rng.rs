@@ -44,7 +44,7 @@ impl Rng {
     }
 
     /// Next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let result = self.s[0]
             .wrapping_add(self.s[3])
             .rotate_left(23)
@@ -65,11 +65,11 @@ impl Rng {
             return 0;
         }
         // Lemire's nearly divisionless method.
-        let mut m = u128::from(self.next()) * u128::from(n);
+        let mut m = u128::from(self.next_u64()) * u128::from(n);
         if (m as u64) < n {
             let t = n.wrapping_neg() % n;
             while (m as u64) < t {
-                m = u128::from(self.next()) * u128::from(n);
+                m = u128::from(self.next_u64()) * u128::from(n);
             }
         }
         (m >> 64) as u64
@@ -77,7 +77,7 @@ impl Rng {
 
     /// A uniform float in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// True with probability `p`.
@@ -105,14 +105,14 @@ impl Rng {
 
 impl RngCore for Rng {
     fn next_u32(&mut self) -> u32 {
-        (self.next() >> 32) as u32
+        (self.next_u64() >> 32) as u32
     }
     fn next_u64(&mut self) -> u64 {
-        self.next()
+        self.next_u64()
     }
     fn fill_bytes(&mut self, dest: &mut [u8]) {
         for chunk in dest.chunks_mut(8) {
-            let b = self.next().to_le_bytes();
+            let b = self.next_u64().to_le_bytes();
             chunk.copy_from_slice(&b[..chunk.len()]);
         }
     }
@@ -151,12 +151,12 @@ mod tests {
     fn same_seed_same_stream_and_forks_differ() {
         let mut a = Rng::new(7);
         let mut b = Rng::new(7);
-        let xs: Vec<u64> = (0..8).map(|_| a.next()).collect();
-        let ys: Vec<u64> = (0..8).map(|_| b.next()).collect();
+        let xs: Vec<u64> = (0..8).map(|_| a.next_u64()).collect();
+        let ys: Vec<u64> = (0..8).map(|_| b.next_u64()).collect();
         assert_eq!(xs, ys);
         let r = Rng::new(7);
-        assert_ne!(r.fork(1).next(), r.fork(2).next());
-        assert_eq!(r.fork(1).next(), r.fork(1).next());
+        assert_ne!(r.fork(1).next_u64(), r.fork(2).next_u64());
+        assert_eq!(r.fork(1).next_u64(), r.fork(1).next_u64());
     }
 
     #[test]

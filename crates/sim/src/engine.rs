@@ -1,0 +1,959 @@
+//! The event engine and the virtual network.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use servent_core::{CloseReason, ConnId, Core, Input, Instant, Rng, Transmit};
+
+use crate::dist::Dist;
+
+/// Index of a node in a [`Sim`].
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct NodeId(pub u32);
+
+impl NodeId {
+    /// As an index into per-node vectors.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The first virtual address; node `i` is `127.0.0.1 + i`. Virtual addresses never reach a
+/// real network: the simulator is a closed world in one process.
+const BASE_IP: u32 = 0x7f00_0001;
+/// Bytes of IP+UDP header counted against bandwidth for each datagram.
+const UDP_OVERHEAD: usize = 28;
+/// Bytes of IP+TCP header counted against bandwidth for each stream send.
+const TCP_OVERHEAD: usize = 40;
+
+/// The network and engine settings.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The run's seed: the same seed gives the same run, event for event.
+    pub seed: u64,
+    /// One-way latency between two nodes, in milliseconds, drawn once per pair (so it is the
+    /// same every time the pair talks, as on a real path).
+    pub latency_ms: Dist,
+    /// Probability that a datagram is lost. Stream connections are reliable (TCP retransmits).
+    pub loss: f64,
+    /// How long a connection attempt waits before failing when nothing answers (a dead host,
+    /// a firewall that drops, a partition).
+    pub connect_timeout: Duration,
+    /// Record a hash of every delivered input ([`Sim::trace_hash`]); costs a little speed.
+    pub trace: bool,
+    /// Keep the events cores emit for [`Sim::take_events`]; turn off for huge runs that
+    /// only read cores' state.
+    pub collect_events: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> SimConfig {
+        SimConfig {
+            seed: 1,
+            latency_ms: Dist::lognormal_median(40.0, 0.5),
+            loss: 0.0,
+            connect_timeout: Duration::from_secs(3),
+            trace: false,
+            collect_events: true,
+        }
+    }
+}
+
+/// Per-node settings.
+#[derive(Clone, Debug)]
+pub struct NodeOpts {
+    /// Uplink in bytes per second; `None` is unlimited.
+    pub up_bps: Option<u64>,
+    /// Downlink in bytes per second; `None` is unlimited.
+    pub down_bps: Option<u64>,
+    /// Drops inbound connection attempts silently (a firewall or NAT). Datagrams still arrive.
+    pub firewalled: bool,
+    /// The port in the node's virtual address.
+    pub port: u16,
+}
+
+impl Default for NodeOpts {
+    fn default() -> NodeOpts {
+        NodeOpts {
+            up_bps: None,
+            down_bps: None,
+            firewalled: false,
+            port: 6000,
+        }
+    }
+}
+
+/// Counters for one node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Datagrams and stream sends this node transmitted.
+    pub msgs_sent: u64,
+    /// Bytes of payload it transmitted.
+    pub bytes_sent: u64,
+    /// Datagrams and stream chunks delivered to it.
+    pub msgs_received: u64,
+    /// Bytes of payload delivered to it.
+    pub bytes_received: u64,
+}
+
+/// Counters for the whole run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Events processed by the engine.
+    pub events: u64,
+    /// Datagrams sent.
+    pub datagrams: u64,
+    /// Datagrams lost (loss, dead or absent destination, partition).
+    pub datagrams_lost: u64,
+    /// Stream sends.
+    pub stream_sends: u64,
+    /// Payload bytes sent, both transports.
+    pub bytes: u64,
+    /// Connection attempts.
+    pub connects: u64,
+    /// Connection attempts that failed.
+    pub connects_failed: u64,
+}
+
+/// Churn: nodes leave after a session and come back after a downtime, as fresh cores.
+pub struct Churn<C: Core> {
+    /// Session length in seconds.
+    pub session_s: Dist,
+    /// Time offline in seconds before the node comes back.
+    pub downtime_s: Dist,
+    /// Makes the core of a returning node, and the commands it starts with.
+    pub factory: ChurnFactory<C>,
+}
+
+/// Makes the core of a node that comes back, and the commands it starts with.
+pub type ChurnFactory<C> =
+    Box<dyn FnMut(NodeId, SocketAddr, &mut Rng) -> (C, Vec<<C as Core>::Command>)>;
+
+impl<C: Core> std::fmt::Debug for Churn<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Churn")
+            .field("session_s", &self.session_s)
+            .field("downtime_s", &self.downtime_s)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    Connecting,
+    Established,
+}
+
+#[derive(Debug)]
+struct Link {
+    /// Unique over the whole run: events carry it so that a stale event never reaches a new
+    /// connection that reuses the same `ConnId` after a node restarted.
+    lid: u64,
+    state: LinkState,
+    peer: u32,
+    /// The connection id on the peer's side, and its link id.
+    peer_conn: ConnId,
+    peer_lid: u64,
+    /// No delivery on this link to the peer happens before this (in-order delivery).
+    last_arrival: Instant,
+    /// Bytes sent while connecting, flushed on establishment.
+    early: Vec<Vec<u8>>,
+}
+
+struct Node<C> {
+    core: Option<C>,
+    opts: NodeOpts,
+    up_free: Instant,
+    down_free: Instant,
+    timer_gen: u64,
+    timer_at: Option<Instant>,
+    conns: BTreeMap<ConnId, Link>,
+    next_inbound: u64,
+    partition: u16,
+    stats: NodeStats,
+}
+
+enum Ev<Cmd> {
+    Command(Cmd),
+    Timer {
+        generation: u64,
+    },
+    Datagram {
+        from: SocketAddr,
+        data: Vec<u8>,
+    },
+    Syn {
+        from: u32,
+        from_conn: ConnId,
+        from_lid: u64,
+    },
+    SynAck {
+        conn: ConnId,
+        lid: u64,
+        from: u32,
+        from_conn: ConnId,
+        from_lid: u64,
+    },
+    ConnectTimeout {
+        conn: ConnId,
+        lid: u64,
+    },
+    Data {
+        conn: ConnId,
+        lid: u64,
+        data: Vec<u8>,
+    },
+    Fin {
+        conn: ConnId,
+        lid: u64,
+        reason: CloseReason,
+    },
+    Leave,
+    Join,
+}
+
+/// A simulation of many nodes running the core `C` over a virtual network.
+///
+/// The engine pops events in (time, sequence) order; equal seeds give equal runs. Inputs are
+/// handed to cores exactly as the tokio driver hands them over real sockets, and outputs are
+/// drained in the contract's order (transmits, events, timer).
+///
+/// Model, in brief: each pair of nodes has a fixed one-way latency drawn from
+/// [`SimConfig::latency_ms`]; a message leaves after the sender's uplink is free and has
+/// serialised it (size / up_bps), arrives one latency later, and is delivered after the
+/// receiver's downlink has taken it (reserved in sending order). Datagrams may be lost;
+/// streams are reliable and in order. A connection attempt to a dead, absent, firewalled or
+/// partitioned node fails after [`SimConfig::connect_timeout`]; when a node dies its peers
+/// see their connections reset one latency later; partitioning resets connections that
+/// cross it.
+pub struct Sim<C: Core> {
+    cfg: SimConfig,
+    now: Instant,
+    seq: u64,
+    heap: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    slots: Vec<Option<(u32, Ev<C::Command>)>>,
+    free_slots: Vec<u32>,
+    nodes: Vec<Node<C>>,
+    rng: Rng,
+    net_rng: Rng,
+    next_lid: u64,
+    events: Vec<(Instant, NodeId, C::Event)>,
+    stats: SimStats,
+    trace: u64,
+    churn: Option<Churn<C>>,
+}
+
+impl<C: Core> std::fmt::Debug for Sim<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("now", &self.now)
+            .field("nodes", &self.nodes.len())
+            .field("pending_events", &self.heap.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+fn mix(mut h: u64, v: u64) -> u64 {
+    h ^= v;
+    h = h.wrapping_mul(0x100_0000_01b3);
+    h ^ (h >> 29)
+}
+
+impl<C: Core> Sim<C> {
+    /// An empty simulation at time zero.
+    pub fn new(cfg: SimConfig) -> Sim<C> {
+        let rng = Rng::new(cfg.seed);
+        let net_rng = rng.fork(u64::MAX);
+        Sim {
+            cfg,
+            now: Instant::ZERO,
+            seq: 0,
+            heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            nodes: Vec::new(),
+            rng,
+            net_rng,
+            next_lid: 0,
+            events: Vec::new(),
+            stats: SimStats::default(),
+            trace: 0xcbf2_9ce4_8422_2325,
+            churn: None,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SimConfig {
+        &self.cfg
+    }
+
+    /// Adds a node running `core`; it is alive from now on.
+    ///
+    /// # Panics
+    /// Past 16 million nodes (the size of the virtual address space).
+    pub fn add_node(&mut self, core: C, opts: NodeOpts) -> NodeId {
+        assert!(
+            self.nodes.len() < (1 << 24) - 2,
+            "virtual address space exhausted"
+        );
+        let id = NodeId(self.nodes.len() as u32);
+        self.nodes.push(Node {
+            core: Some(core),
+            opts,
+            up_free: Instant::ZERO,
+            down_free: Instant::ZERO,
+            timer_gen: 0,
+            timer_at: None,
+            conns: BTreeMap::new(),
+            next_inbound: 0,
+            partition: 0,
+            stats: NodeStats::default(),
+        });
+        self.after_input(id.0);
+        id
+    }
+
+    /// Number of nodes ever added (alive or not).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether no node was added.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The node's virtual address.
+    pub fn addr(&self, n: NodeId) -> SocketAddr {
+        let port = self.nodes.get(n.index()).map_or(0, |x| x.opts.port);
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(BASE_IP + n.0), port))
+    }
+
+    /// The node behind a virtual address (any port), if there is one.
+    pub fn node_of(&self, addr: SocketAddr) -> Option<NodeId> {
+        let SocketAddr::V4(v4) = addr else {
+            return None;
+        };
+        let i = u32::from(*v4.ip()).checked_sub(BASE_IP)?;
+        ((i as usize) < self.nodes.len()).then_some(NodeId(i))
+    }
+
+    /// The current virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The scenario's own randomness (separate from the network's).
+    pub fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+
+    /// The node's core, `None` while it is dead.
+    pub fn core(&self, n: NodeId) -> Option<&C> {
+        self.nodes.get(n.index())?.core.as_ref()
+    }
+
+    /// The node's core, mutably (for inspection; drive it through commands).
+    pub fn core_mut(&mut self, n: NodeId) -> Option<&mut C> {
+        self.nodes.get_mut(n.index())?.core.as_mut()
+    }
+
+    /// Whether the node is alive.
+    pub fn is_alive(&self, n: NodeId) -> bool {
+        self.core(n).is_some()
+    }
+
+    /// The node's traffic counters.
+    pub fn node_stats(&self, n: NodeId) -> NodeStats {
+        self.nodes
+            .get(n.index())
+            .map(|x| x.stats)
+            .unwrap_or_default()
+    }
+
+    /// The run's counters.
+    pub fn stats(&self) -> SimStats {
+        self.stats
+    }
+
+    /// Hash of every input delivered so far (with [`SimConfig::trace`]); two runs with the
+    /// same seed and the same commands have the same hash.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace
+    }
+
+    /// Events not yet processed.
+    pub fn pending(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Takes the events the cores emitted so far, in the order they happened.
+    pub fn take_events(&mut self) -> Vec<(Instant, NodeId, C::Event)> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Gives node `n` a command now.
+    pub fn command(&mut self, n: NodeId, cmd: C::Command) {
+        self.schedule(self.now, n.0, Ev::Command(cmd));
+    }
+
+    /// Gives node `n` a command at `at` (not before now).
+    pub fn command_at(&mut self, at: Instant, n: NodeId, cmd: C::Command) {
+        self.schedule(at.max(self.now), n.0, Ev::Command(cmd));
+    }
+
+    /// Turns churn on: every alive node leaves after a session drawn from `churn.session_s`
+    /// and comes back as a fresh core after `churn.downtime_s`.
+    pub fn set_churn(&mut self, churn: Churn<C>) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].core.is_some() {
+                let s = churn.session_s.sample(&mut self.rng);
+                self.schedule(self.now + secs(s), i as u32, Ev::Leave);
+            }
+        }
+        self.churn = Some(churn);
+    }
+
+    /// Kills node `n` now: its core is dropped, its peers see resets.
+    pub fn kill(&mut self, n: NodeId) {
+        let Some(node) = self.nodes.get_mut(n.index()) else {
+            return;
+        };
+        if node.core.take().is_none() {
+            return;
+        }
+        node.timer_gen += 1;
+        node.timer_at = None;
+        let conns = std::mem::take(&mut node.conns);
+        for link in conns.into_values() {
+            if link.state == LinkState::Established {
+                let at = self.now + self.latency(n.0, link.peer);
+                self.schedule(
+                    at,
+                    link.peer,
+                    Ev::Fin {
+                        conn: link.peer_conn,
+                        lid: link.peer_lid,
+                        reason: CloseReason::Reset,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Brings a dead node back with a fresh core (same address).
+    pub fn revive(&mut self, n: NodeId, core: C) {
+        let now = self.now;
+        let Some(node) = self.nodes.get_mut(n.index()) else {
+            return;
+        };
+        if node.core.is_some() {
+            return;
+        }
+        node.core = Some(core);
+        node.up_free = now;
+        node.down_free = now;
+        self.after_input(n.0);
+    }
+
+    /// Splits the network: `group(node)` names each node's side; nodes on different sides
+    /// can no longer reach each other, and connections across are reset now.
+    pub fn partition(&mut self, group: impl Fn(NodeId) -> u16) {
+        for i in 0..self.nodes.len() {
+            self.nodes[i].partition = group(NodeId(i as u32));
+        }
+        let mut resets = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            for (conn, link) in &node.conns {
+                if node.partition != self.nodes[link.peer as usize].partition {
+                    resets.push((i as u32, *conn, link.lid));
+                }
+            }
+        }
+        for (i, conn, lid) in resets {
+            self.schedule(
+                self.now,
+                i,
+                Ev::Fin {
+                    conn,
+                    lid,
+                    reason: CloseReason::Reset,
+                },
+            );
+        }
+    }
+
+    /// Joins every side again.
+    pub fn heal(&mut self) {
+        for n in &mut self.nodes {
+            n.partition = 0;
+        }
+    }
+
+    /// Runs every event up to and including `until`, then sets the clock to `until`.
+    pub fn run_until(&mut self, until: Instant) {
+        while let Some(Reverse((at, _, _))) = self.heap.peek() {
+            if *at > until {
+                break;
+            }
+            self.step();
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        self.run_until(self.now + d);
+    }
+
+    /// Runs until no event is left or the clock would pass `limit`; returns whether it ran
+    /// out of events (true) rather than time.
+    pub fn run_until_idle(&mut self, limit: Instant) -> bool {
+        while let Some(Reverse((at, _, _))) = self.heap.peek() {
+            if *at > limit {
+                self.now = self.now.max(limit);
+                return false;
+            }
+            self.step();
+        }
+        true
+    }
+
+    /// Processes one event; false when there is none.
+    pub fn step(&mut self) -> bool {
+        let Some(Reverse((at, _, slot))) = self.heap.pop() else {
+            return false;
+        };
+        let Some((node, ev)) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+            return true;
+        };
+        self.free_slots.push(slot);
+        self.now = self.now.max(at);
+        self.stats.events += 1;
+        self.dispatch(node, ev);
+        true
+    }
+
+    fn schedule(&mut self, at: Instant, node: u32, ev: Ev<C::Command>) {
+        let slot = match self.free_slots.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some((node, ev));
+                s
+            }
+            None => {
+                self.slots.push(Some((node, ev)));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.seq += 1;
+        self.heap.push(Reverse((at, self.seq, slot)));
+    }
+
+    /// The fixed one-way latency between two nodes.
+    fn latency(&self, a: u32, b: u32) -> Duration {
+        let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+        let mut r = Rng::new(
+            self.cfg.seed
+                ^ (u64::from(lo) << 32 | u64::from(hi)).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+        let ms = self.cfg.latency_ms.sample(&mut r);
+        Duration::from_micros((ms * 1000.0) as u64)
+    }
+
+    fn reachable(&self, a: u32, b: u32) -> bool {
+        match (self.nodes.get(a as usize), self.nodes.get(b as usize)) {
+            (Some(x), Some(y)) => x.partition == y.partition,
+            _ => false,
+        }
+    }
+
+    /// When `size` bytes sent now from `a` to `b` are delivered at `b`.
+    fn transfer(&mut self, a: u32, b: u32, size: usize) -> Instant {
+        let now = self.now;
+        let lat = self.latency(a, b);
+        let src = &mut self.nodes[a as usize];
+        let start = now.max(src.up_free);
+        let depart = start + tx_time(size, src.opts.up_bps);
+        src.up_free = depart;
+        let arrive = depart + lat;
+        let dst = &mut self.nodes[b as usize];
+        let done = arrive.max(dst.down_free) + tx_time(size, dst.opts.down_bps);
+        dst.down_free = done;
+        done
+    }
+
+    fn dispatch(&mut self, n: u32, ev: Ev<C::Command>) {
+        let idx = n as usize;
+        match ev {
+            Ev::Leave => {
+                self.kill(NodeId(n));
+                if let Some(ch) = &self.churn {
+                    let d = ch.downtime_s.sample(&mut self.rng);
+                    self.schedule(self.now + secs(d), n, Ev::Join);
+                }
+            }
+            Ev::Join => {
+                let addr = self.addr(NodeId(n));
+                let mut rng = self.rng.fork(self.seq);
+                let Some(ch) = self.churn.as_mut() else {
+                    return;
+                };
+                let (core, cmds) = (ch.factory)(NodeId(n), addr, &mut rng);
+                let s = ch.session_s.sample(&mut self.rng);
+                self.revive(NodeId(n), core);
+                for c in cmds {
+                    self.command(NodeId(n), c);
+                }
+                self.schedule(self.now + secs(s), n, Ev::Leave);
+            }
+            Ev::Timer { generation } => {
+                let node = &mut self.nodes[idx];
+                if generation != node.timer_gen {
+                    return;
+                }
+                node.timer_at = None;
+                let now = self.now;
+                let Some(core) = node.core.as_mut() else {
+                    return;
+                };
+                if core.poll_timeout().is_some_and(|t| t <= now) {
+                    self.trace_input(n, 1, &[]);
+                    if let Some(core) = self.nodes[idx].core.as_mut() {
+                        core.handle_timeout(now);
+                    }
+                }
+                self.after_input(n);
+            }
+            Ev::Command(cmd) => {
+                self.trace_input(n, 2, &[]);
+                if self.deliver(n, Input::Command(cmd)) {
+                    self.after_input(n);
+                }
+            }
+            Ev::Datagram { from, data } => {
+                let st = &mut self.nodes[idx].stats;
+                st.msgs_received += 1;
+                st.bytes_received += data.len() as u64;
+                self.trace_input(n, 3, &data);
+                if self.deliver(n, Input::Datagram { from, data: &data }) {
+                    self.after_input(n);
+                } else {
+                    self.stats.datagrams_lost += 1;
+                }
+            }
+            Ev::Syn {
+                from,
+                from_conn,
+                from_lid,
+            } => {
+                let node = &self.nodes[idx];
+                if node.core.is_none() || node.opts.firewalled || !self.reachable(from, n) {
+                    return; // silently dropped: the connector times out
+                }
+                let conn = ConnId::inbound(node.next_inbound);
+                let lid = self.next_lid;
+                self.next_lid += 1;
+                let lat = self.latency(n, from);
+                let node = &mut self.nodes[idx];
+                node.next_inbound += 1;
+                node.conns.insert(
+                    conn,
+                    Link {
+                        lid,
+                        state: LinkState::Established,
+                        peer: from,
+                        peer_conn: from_conn,
+                        peer_lid: from_lid,
+                        last_arrival: self.now,
+                        early: Vec::new(),
+                    },
+                );
+                let at = self.now + lat;
+                self.schedule(
+                    at,
+                    from,
+                    Ev::SynAck {
+                        conn: from_conn,
+                        lid: from_lid,
+                        from: n,
+                        from_conn: conn,
+                        from_lid: lid,
+                    },
+                );
+                let peer = self.addr(NodeId(from));
+                self.trace_input(n, 4, &[]);
+                if self.deliver(n, Input::Connected { conn, peer }) {
+                    self.after_input(n);
+                }
+            }
+            Ev::SynAck {
+                conn,
+                lid,
+                from,
+                from_conn,
+                from_lid,
+            } => {
+                let live = self.nodes[idx]
+                    .conns
+                    .get(&conn)
+                    .is_some_and(|l| l.lid == lid);
+                if !live {
+                    // We gave up or died meanwhile: reset the half-open side.
+                    let at = self.now + self.latency(n, from);
+                    self.schedule(
+                        at,
+                        from,
+                        Ev::Fin {
+                            conn: from_conn,
+                            lid: from_lid,
+                            reason: CloseReason::Reset,
+                        },
+                    );
+                    return;
+                }
+                let early = match self.nodes[idx].conns.get_mut(&conn) {
+                    Some(link) => {
+                        link.state = LinkState::Established;
+                        link.peer_conn = from_conn;
+                        link.peer_lid = from_lid;
+                        std::mem::take(&mut link.early)
+                    }
+                    None => return,
+                };
+                let peer = self.addr(NodeId(from));
+                self.trace_input(n, 5, &[]);
+                for data in early {
+                    self.stream_send(n, conn, data);
+                }
+                if self.deliver(n, Input::Connected { conn, peer }) {
+                    self.after_input(n);
+                }
+            }
+            Ev::ConnectTimeout { conn, lid } => {
+                let node = &mut self.nodes[idx];
+                let pending = node
+                    .conns
+                    .get(&conn)
+                    .is_some_and(|l| l.lid == lid && l.state == LinkState::Connecting);
+                if pending {
+                    node.conns.remove(&conn);
+                    self.stats.connects_failed += 1;
+                    self.trace_input(n, 6, &[]);
+                    if self.deliver(n, Input::ConnectFailed { conn }) {
+                        self.after_input(n);
+                    }
+                }
+            }
+            Ev::Data { conn, lid, data } => {
+                let node = &mut self.nodes[idx];
+                if node.conns.get(&conn).is_none_or(|l| l.lid != lid) {
+                    return;
+                }
+                node.stats.msgs_received += 1;
+                node.stats.bytes_received += data.len() as u64;
+                self.trace_input(n, 7, &data);
+                if self.deliver(n, Input::Received { conn, data: &data }) {
+                    self.after_input(n);
+                }
+            }
+            Ev::Fin { conn, lid, reason } => {
+                let node = &mut self.nodes[idx];
+                if node.conns.get(&conn).is_none_or(|l| l.lid != lid) {
+                    return;
+                }
+                node.conns.remove(&conn);
+                self.trace_input(n, 8, &[]);
+                if self.deliver(n, Input::Closed { conn, reason }) {
+                    self.after_input(n);
+                }
+            }
+        }
+    }
+
+    /// Hands one input to node `n`'s core; false when the node is dead.
+    fn deliver(&mut self, n: u32, input: Input<'_, C::Command>) -> bool {
+        let now = self.now;
+        match self.nodes[n as usize].core.as_mut() {
+            Some(core) => {
+                core.handle_input(now, input);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn trace_input(&mut self, n: u32, kind: u64, data: &[u8]) {
+        if !self.cfg.trace {
+            return;
+        }
+        let mut h = mix(self.trace, self.now.as_micros());
+        h = mix(h, u64::from(n) << 8 | kind);
+        h = mix(h, data.len() as u64);
+        for chunk in data.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            h = mix(h, u64::from_le_bytes(b));
+        }
+        self.trace = h;
+    }
+
+    /// Drains node `n`'s outputs in the contract's order and re-arms its timer.
+    fn after_input(&mut self, n: u32) {
+        let idx = n as usize;
+        while let Some(t) = self.nodes[idx].core.as_mut().and_then(Core::poll_transmit) {
+            self.transmit(n, t);
+        }
+        let now = self.now;
+        let collect = self.cfg.collect_events;
+        while let Some(e) = self.nodes[idx].core.as_mut().and_then(Core::poll_event) {
+            if collect {
+                self.events.push((now, NodeId(n), e));
+            }
+        }
+        let node = &mut self.nodes[idx];
+        let Some(want) = node.core.as_ref().and_then(Core::poll_timeout) else {
+            return;
+        };
+        if node.timer_at.is_none_or(|t| want < t) {
+            node.timer_gen += 1;
+            node.timer_at = Some(want);
+            let generation = node.timer_gen;
+            self.schedule(want.max(now), n, Ev::Timer { generation });
+        }
+    }
+
+    fn transmit(&mut self, n: u32, t: Transmit) {
+        match t {
+            Transmit::Datagram { to, data } => {
+                self.stats.datagrams += 1;
+                self.stats.bytes += data.len() as u64;
+                let st = &mut self.nodes[n as usize].stats;
+                st.msgs_sent += 1;
+                st.bytes_sent += data.len() as u64;
+                let Some(dst) = self.node_of(to) else {
+                    self.stats.datagrams_lost += 1;
+                    return;
+                };
+                if !self.reachable(n, dst.0)
+                    || (self.cfg.loss > 0.0 && self.net_rng.chance(self.cfg.loss))
+                {
+                    // the sender's uplink still carried it
+                    let size = data.len() + UDP_OVERHEAD;
+                    let src = &mut self.nodes[n as usize];
+                    src.up_free = self.now.max(src.up_free) + tx_time(size, src.opts.up_bps);
+                    self.stats.datagrams_lost += 1;
+                    return;
+                }
+                let at = self.transfer(n, dst.0, data.len() + UDP_OVERHEAD);
+                let from = self.addr(NodeId(n));
+                self.schedule(at, dst.0, Ev::Datagram { from, data });
+            }
+            Transmit::Connect { conn, to } => {
+                self.stats.connects += 1;
+                let lid = self.next_lid;
+                self.next_lid += 1;
+                let now = self.now;
+                let node = &mut self.nodes[n as usize];
+                if node.conns.contains_key(&conn) {
+                    // a core reusing a live id: refuse the second use
+                    self.stats.connects_failed += 1;
+                    return;
+                }
+                node.conns.insert(
+                    conn,
+                    Link {
+                        lid,
+                        state: LinkState::Connecting,
+                        peer: u32::MAX,
+                        peer_conn: conn,
+                        peer_lid: u64::MAX,
+                        last_arrival: now,
+                        early: Vec::new(),
+                    },
+                );
+                let timeout = self.cfg.connect_timeout;
+                self.schedule(now + timeout, n, Ev::ConnectTimeout { conn, lid });
+                if let Some(dst) = self.node_of(to) {
+                    if let Some(link) = self.nodes[n as usize].conns.get_mut(&conn) {
+                        link.peer = dst.0;
+                    }
+                    if self.reachable(n, dst.0) {
+                        let at = now + self.latency(n, dst.0);
+                        self.schedule(
+                            at,
+                            dst.0,
+                            Ev::Syn {
+                                from: n,
+                                from_conn: conn,
+                                from_lid: lid,
+                            },
+                        );
+                    }
+                }
+            }
+            Transmit::Send { conn, data } => self.stream_send(n, conn, data),
+            Transmit::Close { conn } => {
+                let Some(link) = self.nodes[n as usize].conns.remove(&conn) else {
+                    return;
+                };
+                if link.state == LinkState::Established {
+                    let at = (self.now + self.latency(n, link.peer)).max(link.last_arrival);
+                    self.schedule(
+                        at,
+                        link.peer,
+                        Ev::Fin {
+                            conn: link.peer_conn,
+                            lid: link.peer_lid,
+                            reason: CloseReason::Closed,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn stream_send(&mut self, n: u32, conn: ConnId, data: Vec<u8>) {
+        let Some(link) = self.nodes[n as usize].conns.get_mut(&conn) else {
+            return;
+        };
+        if link.state == LinkState::Connecting {
+            link.early.push(data);
+            return;
+        }
+        let (peer, peer_conn, peer_lid, last) =
+            (link.peer, link.peer_conn, link.peer_lid, link.last_arrival);
+        self.stats.stream_sends += 1;
+        self.stats.bytes += data.len() as u64;
+        let st = &mut self.nodes[n as usize].stats;
+        st.msgs_sent += 1;
+        st.bytes_sent += data.len() as u64;
+        let at = self.transfer(n, peer, data.len() + TCP_OVERHEAD).max(last);
+        if let Some(link) = self.nodes[n as usize].conns.get_mut(&conn) {
+            link.last_arrival = at;
+        }
+        self.schedule(
+            at,
+            peer,
+            Ev::Data {
+                conn: peer_conn,
+                lid: peer_lid,
+                data,
+            },
+        );
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_micros((s.max(0.0) * 1e6) as u64)
+}
+
+/// Time to serialise `size` bytes at `bps` bytes per second.
+fn tx_time(size: usize, bps: Option<u64>) -> Duration {
+    match bps {
+        Some(b) if b > 0 => Duration::from_micros((size as u64).saturating_mul(1_000_000) / b),
+        _ => Duration::ZERO,
+    }
+}

@@ -1,0 +1,348 @@
+//! Scenarios: named, seeded simulation runs that write CSV tables and SVG plots and end with
+//! one `key=value` headline line that scripts can compare.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+
+/// How a scenario run is parameterised from the command line.
+#[derive(Clone, Debug)]
+pub struct ScenarioOpts {
+    /// Number of nodes, if the user chose one (each scenario has its default).
+    pub nodes: Option<usize>,
+    /// The seed.
+    pub seed: u64,
+    /// Where CSV and plots go.
+    pub out: PathBuf,
+}
+
+/// A simulation scenario.
+pub trait Scenario {
+    /// The name used by `servent sim run NAME`.
+    fn name(&self) -> &'static str;
+    /// One line for `servent sim list`.
+    fn about(&self) -> &'static str;
+    /// Runs it.
+    fn run(&self, opts: &ScenarioOpts) -> Result<Report, SimError>;
+}
+
+/// What can go wrong running a scenario.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// Writing CSV or plots failed.
+    #[error("writing {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Drawing a plot failed.
+    #[error("drawing {path}: {msg}")]
+    Plot {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        msg: String,
+    },
+    /// The scenario's parameters make no sense.
+    #[error("bad scenario parameters: {0}")]
+    BadParams(String),
+    /// The scenario itself failed (a protocol did not converge, …).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A table written as CSV.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Table {
+    /// File stem (`<name>.csv`).
+    pub name: String,
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows, already formatted.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// An empty table.
+    pub fn new(name: &str, columns: &[&str]) -> Table {
+        Table {
+            name: name.to_string(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Appends a row of numbers.
+    pub fn push(&mut self, row: &[f64]) {
+        self.rows.push(row.iter().map(|v| fmt_num(*v)).collect());
+    }
+
+    /// Appends a row of text cells.
+    pub fn push_text(&mut self, row: Vec<String>) {
+        self.rows.push(row);
+    }
+
+    /// The CSV text.
+    pub fn to_csv(&self) -> String {
+        let mut s = self.columns.join(",");
+        s.push('\n');
+        for r in &self.rows {
+            s.push_str(&r.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
+            s.push('\n');
+        }
+        s
+    }
+}
+
+fn csv_cell(c: &str) -> String {
+    if c.contains([',', '"', '\n']) {
+        format!("\"{}\"", c.replace('"', "\"\""))
+    } else {
+        c.to_string()
+    }
+}
+
+/// Formats a number compactly (integers without a fraction).
+pub fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// One named line in a plot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// Legend text.
+    pub name: String,
+    /// Points (x, y).
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A line plot written as SVG.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plot {
+    /// File stem (`<name>.svg`).
+    pub name: String,
+    /// Title.
+    pub title: String,
+    /// X axis label.
+    pub x_label: String,
+    /// Y axis label.
+    pub y_label: String,
+    /// Log-scale x axis (base 2 ticks for node counts).
+    pub log_x: bool,
+    /// The lines.
+    pub series: Vec<Series>,
+}
+
+/// What a scenario produced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// Human-readable lines printed before the headline.
+    pub lines: Vec<String>,
+    /// Headline figures, printed last as one `key=value` line.
+    pub headline: Vec<(String, String)>,
+    /// CSV tables.
+    pub tables: Vec<Table>,
+    /// Plots.
+    pub plots: Vec<Plot>,
+}
+
+impl Report {
+    /// An empty report for `scenario`.
+    pub fn new(scenario: &str) -> Report {
+        Report {
+            scenario: scenario.to_string(),
+            ..Report::default()
+        }
+    }
+
+    /// Adds a headline figure.
+    pub fn kv(&mut self, key: &str, value: impl std::fmt::Display) {
+        self.headline.push((key.to_string(), value.to_string()));
+    }
+
+    /// Adds a line of prose.
+    pub fn line(&mut self, s: impl Into<String>) {
+        self.lines.push(s.into());
+    }
+
+    /// The headline as one line: `key=value key=value ...`.
+    pub fn headline_line(&self) -> String {
+        let mut s = String::new();
+        for (i, (k, v)) in self.headline.iter().enumerate() {
+            if i > 0 {
+                s.push(' ');
+            }
+            let _ = write!(s, "{k}={v}");
+        }
+        s
+    }
+
+    /// Writes every table and plot into `dir`; returns the paths written.
+    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, SimError> {
+        std::fs::create_dir_all(dir).map_err(|source| SimError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut written = Vec::new();
+        for t in &self.tables {
+            let path = dir.join(format!("{}.csv", t.name));
+            write_atomic(&path, t.to_csv().as_bytes())?;
+            written.push(path);
+        }
+        for p in &self.plots {
+            let path = dir.join(format!("{}.svg", p.name));
+            let svg = render_svg(p).map_err(|msg| SimError::Plot {
+                path: path.clone(),
+                msg,
+            })?;
+            write_atomic(&path, svg.as_bytes())?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}
+
+/// Writes a file through a temporary file and a rename, so a crash never leaves half a file.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SimError> {
+    let tmp = path.with_extension("tmp");
+    let io = |source| SimError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::write(&tmp, data).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// Renders a plot to SVG text.
+pub fn render_svg(p: &Plot) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let pts = p.series.iter().flat_map(|s| s.points.iter());
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, 0f64, f64::MIN);
+        for &(x, y) in pts {
+            let x = if p.log_x { x.max(1e-9).log2() } else { x };
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+        if x0 > x1 {
+            (x0, x1, y1) = (0.0, 1.0, 1.0);
+        }
+        if x1 <= x0 {
+            x1 = x0 + 1.0;
+        }
+        if y1 <= y0 {
+            y1 = y0 + 1.0;
+        }
+        let y1 = y1 + (y1 - y0) * 0.05;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(&p.title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| e.to_string())?;
+        let log_x = p.log_x;
+        chart
+            .configure_mesh()
+            .x_desc(if log_x {
+                format!("{} (log2)", p.x_label)
+            } else {
+                p.x_label.clone()
+            })
+            .y_desc(&p.y_label)
+            .x_label_formatter(&|x| {
+                if log_x {
+                    format!("2^{x:.0}")
+                } else {
+                    fmt_num(*x)
+                }
+            })
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, s) in p.series.iter().enumerate() {
+            let c = COLORS[i % COLORS.len()];
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .map(|&(x, y)| (if log_x { x.max(1e-9).log2() } else { x }, y))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                .map_err(|e| e.to_string())?
+                .label(s.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.into_iter().map(|xy| Circle::new(xy, 3, c.filled())))
+                .map_err(|e| e.to_string())?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_writes_csv_and_svg_and_a_headline() {
+        let dir = std::env::temp_dir().join(format!("servent-sim-report-{}", std::process::id()));
+        let mut r = Report::new("t");
+        r.kv("nodes", 10);
+        r.kv("success", 0.5);
+        let mut t = Table::new("t", &["x", "y"]);
+        t.push(&[1.0, 2.5]);
+        t.push_text(vec!["a,b".into(), "c".into()]);
+        r.tables.push(t);
+        r.plots.push(Plot {
+            name: "t".into(),
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            log_x: true,
+            series: vec![Series {
+                name: "s".into(),
+                points: vec![(2.0, 1.0), (8.0, 3.0)],
+            }],
+        });
+        let files = r.write(&dir).unwrap();
+        assert_eq!(files.len(), 2);
+        let csv = std::fs::read_to_string(dir.join("t.csv")).unwrap();
+        assert_eq!(csv, "x,y\n1,2.5000\n\"a,b\",c\n");
+        let svg = std::fs::read_to_string(dir.join("t.svg")).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("polyline"));
+        assert_eq!(r.headline_line(), "nodes=10 success=0.5");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
