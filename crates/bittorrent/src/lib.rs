@@ -2,4 +2,5 @@
 pub mod bencode;
 pub mod metainfo;
 pub mod tracker;
+pub mod tracker_server;
 pub mod wire;
