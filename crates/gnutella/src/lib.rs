@@ -1,0 +1,43 @@
+//! servent-gnutella: a Gnutella 0.4 servent — the descriptors byte for byte, flooding with
+//! loop detection, reverse-path routing of replies, Push for firewalled servents and the
+//! HTTP transfer that follows a hit.
+//!
+//! # Model
+//! [`Servent`] is a sans-IO core ([`servent_core::Core`]): it owns no socket, clock or
+//! thread. It speaks the overlay (handshake, Ping/Pong/Query/QueryHit/Push) and decides what
+//! an inbound connection is from its first bytes: `GNUTELLA CONNECT/0.4` joins the
+//! overlay, `GET ` and `GIV ` are file transfers, which it hands to the driver with
+//! [`Event::Handoff`]. The transfer protocol itself is the pure code in [`http`]; the
+//! tokio driver (feature `runtime`) reads and writes the files.
+//!
+//! # Run loop
+//! ```
+//! use servent_core::{ConnId, Core, Input, Instant, Rng, Transmit};
+//! use servent_gnutella::{Command, Config, Event, Guid, Servent};
+//!
+//! let cfg = Config::new(Guid([1; 16]), "127.0.0.1:6346".parse().unwrap());
+//! let mut node = Servent::new(cfg, Rng::new(7));
+//! let now = Instant::ZERO;
+//! node.handle_input(now, Input::Command(Command::Connect { id: 1, addr: "127.0.0.2:6346".parse().unwrap() }));
+//! // 1. the network first ...
+//! while let Some(t) = node.poll_transmit() {
+//!     assert!(matches!(t, Transmit::Connect { .. }));
+//! }
+//! // 2. ... then the user ...
+//! while let Some(e) = node.poll_event() { let _: Event = e; }
+//! // 3. ... then the timer.
+//! let _wake_at: Option<Instant> = node.poll_timeout();
+//! ```
+//! `now` never goes backwards; randomness (descriptor ids) comes from the caller's seeded
+//! [`servent_core::Rng`]. Every queue in the core is bounded.
+
+pub mod harness;
+pub mod http;
+pub mod library;
+pub mod routing;
+pub mod servent;
+pub mod wire;
+
+pub use library::{Library, SharedFile};
+pub use servent::{Command, Config, DownReason, Event, HandoffKind, Hit, Servent, Stats};
+pub use wire::{Guid, Kind, Message};

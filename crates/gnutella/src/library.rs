@@ -1,0 +1,126 @@
+//! The files a servent shares, as the core sees them: index, name, size. Reading them is
+//! the driver's business; the core only matches queries against names.
+
+/// One shared file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedFile {
+    /// The index peers use in `GET /get/<index>/<name>/` and in Push.
+    pub index: u32,
+    /// The file name as shown in QueryHits (no directories).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The shared files and their lowercase names, for matching.
+#[derive(Clone, Debug, Default)]
+pub struct Library {
+    files: Vec<SharedFile>,
+    lower: Vec<String>,
+    total_bytes: u64,
+}
+
+impl Library {
+    /// A library of `files`.
+    pub fn new(files: Vec<SharedFile>) -> Library {
+        let lower = files.iter().map(|f| f.name.to_lowercase()).collect();
+        let total_bytes = files.iter().map(|f| f.size).sum();
+        Library {
+            files,
+            lower,
+            total_bytes,
+        }
+    }
+
+    /// Number of files.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether nothing is shared.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Kilobytes shared (for Pongs).
+    pub fn kbytes(&self) -> u32 {
+        u32::try_from(self.total_bytes / 1024).unwrap_or(u32::MAX)
+    }
+
+    /// The file with `index`.
+    pub fn get(&self, index: u32) -> Option<&SharedFile> {
+        self.files.iter().find(|f| f.index == index)
+    }
+
+    /// Files whose names match `criteria`, at most `max`.
+    pub fn search(&self, criteria: &[u8], max: usize) -> Vec<&SharedFile> {
+        let Ok(c) = std::str::from_utf8(criteria) else {
+            return Vec::new();
+        };
+        let c = c.to_lowercase();
+        let terms: Vec<&str> = c.split_whitespace().collect();
+        // An empty or all-wildcard query would list everything: answer nothing.
+        if terms.iter().all(|t| t.chars().all(|ch| ch == '*')) {
+            return Vec::new();
+        }
+        self.files
+            .iter()
+            .zip(&self.lower)
+            .filter(|(_, name)| terms.iter().all(|t| term_matches(t, name)))
+            .map(|(f, _)| f)
+            .take(max)
+            .collect()
+    }
+}
+
+/// Whether `term` (with `*` wildcards) occurs in `name`: the pieces between stars must
+/// appear in order.
+pub fn term_matches(term: &str, name: &str) -> bool {
+    let mut rest = name;
+    for piece in term.split('*').filter(|p| !p.is_empty()) {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lib() -> Library {
+        Library::new(vec![
+            SharedFile {
+                index: 0,
+                name: "Pixies - Debaser.mp3".into(),
+                size: 4000,
+            },
+            SharedFile {
+                index: 7,
+                name: "notes.txt".into(),
+                size: 10,
+            },
+        ])
+    }
+
+    #[test]
+    fn keywords_match_case_insensitively_all_terms() {
+        let l = lib();
+        assert_eq!(l.search(b"debaser", 10).len(), 1);
+        assert_eq!(l.search(b"PIXIES debaser", 10).len(), 1);
+        assert_eq!(l.search(b"pixies notes", 10).len(), 0);
+        assert_eq!(l.search(b"deb*mp3", 10)[0].index, 0);
+        assert_eq!(l.search(b"*.txt", 10)[0].index, 7);
+    }
+
+    #[test]
+    fn empty_and_star_queries_list_nothing() {
+        let l = lib();
+        assert!(l.search(b"", 10).is_empty());
+        assert!(l.search(b"    ", 10).is_empty());
+        assert!(l.search(b"* **", 10).is_empty());
+        assert!(l.search(&[0xff, 0xfe], 10).is_empty());
+    }
+}
