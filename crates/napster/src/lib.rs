@@ -1,0 +1,43 @@
+//! servent-napster: Napster's centralized peer-to-peer model on the OpenNap protocol.
+//!
+//! Clients log in to one index server, upload the list of files they share, search the
+//! server's index, get a provider list, and fetch files directly from each other.
+//!
+//! - [`wire`]: the client–server messages, byte for byte (4-byte little-endian header,
+//!   ASCII payloads with quoted file names), as two typed enums;
+//! - [`transfer`]: the client-to-client data-port exchange (`GET` / `SEND`, resume by offset);
+//! - [`index`]: the server's inverted index of shared files;
+//! - [`server`]: the index server as a sans-IO [`servent_core::Core`].
+//!
+//! # The run loop
+//! The server core owns no socket, clock or database; a driver runs it:
+//! ```
+//! use servent_core::{ConnId, Core, Input, Instant, Rng, Transmit};
+//! use servent_napster::server::{Server, ServerConfig};
+//! use servent_napster::wire::{ClientMsg, LinkType, ServerMsg};
+//!
+//! let mut server = Server::new(ServerConfig::for_tests(), Rng::new(7));
+//! let conn = ConnId::inbound(1);
+//! let now = Instant::ZERO;
+//! server.handle_input(now, Input::Connected { conn, peer: "127.0.0.1:5000".parse().unwrap() });
+//! let mut bytes = Vec::new();
+//! ClientMsg::Login {
+//!     nick: "lefty".into(), password: "pw".into(), port: 6699,
+//!     client: "nap v0.8".into(), link: LinkType::CABLE,
+//! }.encode(&mut bytes).unwrap();
+//! server.handle_input(now, Input::Received { conn, data: &bytes });
+//! // 1. the network first
+//! let Some(Transmit::Send { data, .. }) = server.poll_transmit() else { panic!() };
+//! assert_eq!(&data[2..4], &3u16.to_le_bytes()); // login ack
+//! // 2. then the events (an account to store, a login), 3. then the timer
+//! while let Some(event) = server.poll_event() { let _ = event; }
+//! let _wake_at = server.poll_timeout();
+//! ```
+//! With the `runtime` feature (default), [`net`] runs the server over tokio with its
+//! accounts and bans in SQLite, and offers the client operations the `servent napster`
+//! subcommands use.
+
+pub mod index;
+pub mod server;
+pub mod transfer;
+pub mod wire;
