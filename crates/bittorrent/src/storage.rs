@@ -1,0 +1,587 @@
+//! Piece storage: where a torrent's bytes live.
+//!
+//! The swarm core addresses content by its offset in the concatenation of all files and
+//! calls a [`Storage`] the driver supplies: [`FileStorage`] maps offsets onto the torrent's
+//! files under a download folder (real disk, resume data), [`MemStorage`] keeps everything in
+//! memory (tests), and [`SyntheticStorage`] stands for known content without holding it (the
+//! simulator runs thousands of peers in one process: it stores one flag per written range —
+//! whether the bytes equal the known content — and reads regenerate them).
+//!
+//! Crash safety of [`FileStorage`]: a piece is recorded as verified only in memory until
+//! [`Storage::flush`]; flushing first `fdatasync`s every data file written since the last
+//! flush, then replaces the resume file atomically (write a temporary file, fsync, rename,
+//! fsync the folder). After a `kill -9` the resume file lists only pieces whose bytes were on
+//! disk before it was written.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+
+use sha1::{Digest, Sha1};
+use thiserror::Error;
+
+use crate::metainfo::{InfoHash, Metainfo};
+
+/// Why storage failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// An I/O error on a path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// An offset or length outside the content.
+    #[error("range {offset}+{len} is outside the content ({total} bytes)")]
+    OutOfRange {
+        /// Offset.
+        offset: u64,
+        /// Length.
+        len: u64,
+        /// Content length.
+        total: u64,
+    },
+    /// A path that would leave the download folder (a symlink on the way, or an odd name).
+    #[error("{0}: refusing a path outside the download folder")]
+    Escapes(PathBuf),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Content storage addressed by offset into the concatenated files.
+pub trait Storage {
+    /// Total content length.
+    fn len(&self) -> u64;
+    /// Whether the content is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Reads `out.len()` bytes at `offset`.
+    fn read(&mut self, offset: u64, out: &mut [u8]) -> Result<(), StorageError>;
+    /// Writes `data` at `offset`.
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError>;
+    /// SHA-1 of `len` bytes at `offset` (a piece).
+    fn hash(&mut self, offset: u64, len: u64) -> Result<[u8; 20], StorageError> {
+        let mut h = Sha1::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(buf.len() as u64) as usize;
+            let chunk = buf.get_mut(..n).unwrap_or_default();
+            self.read(offset + done, chunk)?;
+            h.update(&*chunk);
+            done += n as u64;
+        }
+        Ok(h.finalize().into())
+    }
+    /// Records that piece `index` is verified (for resume data).
+    fn mark_verified(&mut self, _index: u32) {}
+    /// Makes verified pieces durable (see the module docs).
+    fn flush(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+fn check_range(offset: u64, len: usize, total: u64) -> Result<(), StorageError> {
+    let len = len as u64;
+    if offset.checked_add(len).is_none_or(|e| e > total) {
+        return Err(StorageError::OutOfRange { offset, len, total });
+    }
+    Ok(())
+}
+
+/// Everything in memory.
+#[derive(Debug, Clone)]
+pub struct MemStorage {
+    data: Vec<u8>,
+}
+
+impl MemStorage {
+    /// Zeroed storage for `len` bytes.
+    pub fn empty(len: u64) -> MemStorage {
+        MemStorage {
+            data: vec![0; usize::try_from(len).unwrap_or(0)],
+        }
+    }
+
+    /// Storage holding `data` (a seeder's).
+    pub fn with(data: Vec<u8>) -> MemStorage {
+        MemStorage { data }
+    }
+
+    /// The bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Storage for MemStorage {
+    fn len(&self) -> u64 {
+        self.data.len() as u64
+    }
+    fn read(&mut self, offset: u64, out: &mut [u8]) -> Result<(), StorageError> {
+        check_range(offset, out.len(), self.len())?;
+        let s = offset as usize;
+        out.copy_from_slice(self.data.get(s..s + out.len()).unwrap_or_default());
+        Ok(())
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        check_range(offset, data.len(), self.len())?;
+        let s = offset as usize;
+        if let Some(dst) = self.data.get_mut(s..s + data.len()) {
+            dst.copy_from_slice(data);
+        }
+        Ok(())
+    }
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The known content of a [`SyntheticStorage`]: byte `o` is a fixed function of `seed` and `o`.
+pub fn synthetic_bytes(seed: u64, offset: u64, out: &mut [u8]) {
+    for (i, b) in out.iter_mut().enumerate() {
+        let o = offset + i as u64;
+        *b = splitmix(seed ^ (o / 8))
+            .to_le_bytes()
+            .get((o % 8) as usize)
+            .copied()
+            .unwrap_or(0);
+    }
+}
+
+/// Stands for content whose bytes are a known function ([`synthetic_bytes`]); remembers only
+/// which written ranges differed from it, so reads, writes and hashes behave exactly as if the
+/// bytes were stored.
+#[derive(Debug, Clone)]
+pub struct SyntheticStorage {
+    seed: u64,
+    len: u64,
+    corrupt: BTreeSet<(u64, u64)>,
+}
+
+impl SyntheticStorage {
+    /// Content of `len` bytes generated from `seed`.
+    pub fn new(seed: u64, len: u64) -> SyntheticStorage {
+        SyntheticStorage {
+            seed,
+            len,
+            corrupt: BTreeSet::new(),
+        }
+    }
+
+    fn overlaps_corrupt(&self, offset: u64, len: u64) -> bool {
+        self.corrupt
+            .iter()
+            .any(|&(s, e)| s < offset + len && offset < e)
+    }
+}
+
+impl Storage for SyntheticStorage {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read(&mut self, offset: u64, out: &mut [u8]) -> Result<(), StorageError> {
+        check_range(offset, out.len(), self.len)?;
+        synthetic_bytes(self.seed, offset, out);
+        if self.overlaps_corrupt(offset, out.len() as u64) {
+            if let Some(b) = out.first_mut() {
+                *b ^= 0xFF;
+            }
+        }
+        Ok(())
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        check_range(offset, data.len(), self.len)?;
+        let mut want = vec![0u8; data.len()];
+        synthetic_bytes(self.seed, offset, &mut want);
+        let end = offset + data.len() as u64;
+        // A rewrite of a range replaces what was there.
+        self.corrupt.retain(|&(s, e)| !(s >= offset && e <= end));
+        if want != data {
+            self.corrupt.insert((offset, end));
+        }
+        Ok(())
+    }
+}
+
+/// The magic at the start of a resume file.
+const RESUME_MAGIC: &[u8; 8] = b"SVTRES01";
+
+/// The torrent's files under a download folder, plus resume data.
+#[derive(Debug)]
+pub struct FileStorage {
+    files: Vec<FileSlot>,
+    total: u64,
+    resume_path: PathBuf,
+    info_hash: InfoHash,
+    verified: Vec<bool>,
+    dirty_files: BTreeSet<usize>,
+    resume_dirty: bool,
+}
+
+#[derive(Debug)]
+struct FileSlot {
+    path: PathBuf,
+    offset: u64,
+    length: u64,
+    /// `None` for BEP 47 padding files (zeros, never on disk).
+    file: Option<File>,
+}
+
+/// Joins checked path components under `root`, refusing symlinks on the way.
+fn safe_join(root: &Path, components: &[String]) -> Result<PathBuf, StorageError> {
+    let mut p = root.to_path_buf();
+    for c in components {
+        crate::metainfo::check_component(c).map_err(|_| StorageError::Escapes(p.join(c)))?;
+        p.push(c);
+        if let Ok(m) = std::fs::symlink_metadata(&p) {
+            if m.file_type().is_symlink() {
+                return Err(StorageError::Escapes(p));
+            }
+        }
+    }
+    Ok(p)
+}
+
+impl FileStorage {
+    /// Opens (creating as needed) the files of `meta` under `dir`: a multi-file torrent goes
+    /// into `dir/<name>/`, a single file is `dir/<name>`. Loads resume data if present.
+    pub fn open(meta: &Metainfo, dir: &Path) -> Result<FileStorage, StorageError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut files = Vec::with_capacity(meta.files.len());
+        for f in &meta.files {
+            let mut comps = Vec::new();
+            if meta.multi_file {
+                comps.push(meta.name.clone());
+            }
+            comps.extend(f.path.iter().cloned());
+            let path = safe_join(dir, &comps)?;
+            let file = if f.pad {
+                None
+            } else {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(io(parent))?;
+                    // Re-check: nothing on the way may be a symlink, even if just created by
+                    // someone else.
+                    safe_join(dir, &comps)?;
+                }
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)
+                    .map_err(io(&path))?;
+                let cur = file.metadata().map_err(io(&path))?.len();
+                if cur != f.length {
+                    file.set_len(f.length).map_err(io(&path))?;
+                }
+                Some(file)
+            };
+            files.push(FileSlot {
+                path,
+                offset: f.offset,
+                length: f.length,
+                file,
+            });
+        }
+        let resume_path = dir.join(format!(".servent-resume-{}", meta.info_hash.to_hex()));
+        let mut s = FileStorage {
+            files,
+            total: meta.total_length,
+            resume_path,
+            info_hash: meta.info_hash,
+            verified: vec![false; meta.piece_count()],
+            dirty_files: BTreeSet::new(),
+            resume_dirty: false,
+        };
+        s.load_resume();
+        Ok(s)
+    }
+
+    /// Pieces the resume data lists as verified.
+    pub fn verified(&self) -> &[bool] {
+        &self.verified
+    }
+
+    /// Forgets the resume data (for `--check`, which re-verifies everything).
+    pub fn clear_verified(&mut self) {
+        self.verified.iter_mut().for_each(|v| *v = false);
+        self.resume_dirty = true;
+    }
+
+    fn load_resume(&mut self) {
+        let Ok(data) = std::fs::read(&self.resume_path) else {
+            return;
+        };
+        let n = self.verified.len();
+        let bits = n.div_ceil(8);
+        if data.len() != 8 + 20 + 4 + bits + 20 {
+            return;
+        }
+        let (body, sum) = data.split_at(data.len() - 20);
+        if Sha1::digest(body).as_slice() != sum
+            || body.get(..8) != Some(&RESUME_MAGIC[..])
+            || body.get(8..28) != Some(&self.info_hash.0[..])
+            || body.get(28..32) != Some(&(n as u32).to_be_bytes()[..])
+        {
+            return;
+        }
+        let bf = body.get(32..).unwrap_or_default();
+        for (i, v) in self.verified.iter_mut().enumerate() {
+            *v = bf.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0);
+        }
+    }
+
+    fn write_resume(&self) -> Result<(), StorageError> {
+        let n = self.verified.len();
+        let mut body = RESUME_MAGIC.to_vec();
+        body.extend_from_slice(&self.info_hash.0);
+        body.extend_from_slice(&(n as u32).to_be_bytes());
+        let mut bf = vec![0u8; n.div_ceil(8)];
+        for (i, v) in self.verified.iter().enumerate() {
+            if *v {
+                if let Some(b) = bf.get_mut(i / 8) {
+                    *b |= 0x80 >> (i % 8);
+                }
+            }
+        }
+        body.extend_from_slice(&bf);
+        let sum = Sha1::digest(&body);
+        body.extend_from_slice(&sum);
+        let tmp = self.resume_path.with_extension("tmp");
+        {
+            let mut f = File::create(&tmp).map_err(io(&tmp))?;
+            f.write_all(&body).map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))?;
+        }
+        std::fs::rename(&tmp, &self.resume_path).map_err(io(&self.resume_path))?;
+        if let Some(dir) = self.resume_path.parent() {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f(slot index, offset in file, range in buffer)` for each file the range touches.
+    fn spans(&self, offset: u64, len: usize) -> Vec<(usize, u64, std::ops::Range<usize>)> {
+        let end = offset + len as u64;
+        let first = self
+            .files
+            .partition_point(|f| f.offset + f.length <= offset);
+        let mut out = Vec::new();
+        for (i, f) in self.files.iter().enumerate().skip(first) {
+            if f.offset >= end {
+                break;
+            }
+            let s = offset.max(f.offset);
+            let e = end.min(f.offset + f.length);
+            if s >= e {
+                continue;
+            }
+            out.push((
+                i,
+                s - f.offset,
+                (s - offset) as usize..(e - offset) as usize,
+            ));
+        }
+        out
+    }
+}
+
+impl Storage for FileStorage {
+    fn len(&self) -> u64 {
+        self.total
+    }
+
+    fn read(&mut self, offset: u64, out: &mut [u8]) -> Result<(), StorageError> {
+        check_range(offset, out.len(), self.total)?;
+        for (i, at, r) in self.spans(offset, out.len()) {
+            let (Some(slot), Some(buf)) = (self.files.get(i), out.get_mut(r)) else {
+                continue;
+            };
+            match &slot.file {
+                Some(f) => f.read_exact_at(buf, at).map_err(io(&slot.path))?,
+                None => buf.fill(0),
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        check_range(offset, data.len(), self.total)?;
+        for (i, at, r) in self.spans(offset, data.len()) {
+            let (Some(slot), Some(buf)) = (self.files.get(i), data.get(r)) else {
+                continue;
+            };
+            if let Some(f) = &slot.file {
+                f.write_all_at(buf, at).map_err(io(&slot.path))?;
+                self.dirty_files.insert(i);
+            }
+        }
+        Ok(())
+    }
+
+    fn mark_verified(&mut self, index: u32) {
+        if let Some(v) = self.verified.get_mut(index as usize) {
+            *v = true;
+            self.resume_dirty = true;
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), StorageError> {
+        if !self.resume_dirty {
+            return Ok(());
+        }
+        for i in std::mem::take(&mut self.dirty_files) {
+            if let Some(FileSlot {
+                file: Some(f),
+                path,
+                ..
+            }) = self.files.get(i)
+            {
+                f.sync_data().map_err(io(path))?;
+            }
+        }
+        self.write_resume()?;
+        self.resume_dirty = false;
+        Ok(())
+    }
+}
+
+/// Re-verifies every piece of `meta` against `storage` (`--check`); returns which are good.
+pub fn recheck(meta: &Metainfo, storage: &mut dyn Storage) -> Result<Vec<bool>, StorageError> {
+    let mut good = Vec::with_capacity(meta.piece_count());
+    for (i, want) in meta.pieces.iter().enumerate() {
+        let off = i as u64 * meta.piece_length;
+        let h = storage.hash(off, meta.piece_len(i))?;
+        good.push(&h == want);
+    }
+    Ok(good)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metainfo::MetainfoBuilder;
+
+    fn meta(files: &[(&[&str], u64)], pl: u64, content: &[u8]) -> Metainfo {
+        let b = MetainfoBuilder {
+            name: "t".into(),
+            files: files
+                .iter()
+                .map(|(p, l)| (p.iter().map(|s| s.to_string()).collect(), *l))
+                .collect(),
+            piece_length: pl,
+            ..Default::default()
+        };
+        let hashes: Vec<[u8; 20]> = content
+            .chunks(pl as usize)
+            .map(|c| Sha1::digest(c).into())
+            .collect();
+        b.build(&hashes).unwrap().1
+    }
+
+    #[test]
+    fn multi_file_mapping_writes_each_file_its_bytes() {
+        let content: Vec<u8> = (0..100u8).collect();
+        let m = meta(
+            &[(&["a"], 30), (&["d", "b"], 0), (&["d", "c"], 70)],
+            16,
+            &content,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStorage::open(&m, dir.path()).unwrap();
+        s.write(0, &content[..50]).unwrap();
+        s.write(50, &content[50..]).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("t/a")).unwrap(),
+            &content[..30]
+        );
+        assert_eq!(std::fs::read(dir.path().join("t/d/b")).unwrap(), b"");
+        assert_eq!(
+            std::fs::read(dir.path().join("t/d/c")).unwrap(),
+            &content[30..]
+        );
+        let mut back = vec![0u8; 40];
+        s.read(20, &mut back).unwrap();
+        assert_eq!(back, &content[20..60]);
+        assert!(recheck(&m, &mut s).unwrap().iter().all(|g| *g));
+        assert!(matches!(
+            s.write(95, &[0; 10]),
+            Err(StorageError::OutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn resume_data_survives_reopen_and_ignores_corruption() {
+        let content = vec![7u8; 64];
+        let m = meta(&[(&["only"], 64)], 16, &content);
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = FileStorage::open(&m, dir.path()).unwrap();
+            s.write(16, &content[16..32]).unwrap();
+            s.mark_verified(1);
+            s.flush().unwrap();
+            s.mark_verified(2); // never flushed: as if killed here
+        }
+        let s = FileStorage::open(&m, dir.path()).unwrap();
+        assert_eq!(s.verified(), &[false, true, false, false]);
+        // A damaged resume file is ignored, not trusted.
+        let rp = dir
+            .path()
+            .join(format!(".servent-resume-{}", m.info_hash.to_hex()));
+        let mut bytes = std::fs::read(&rp).unwrap();
+        bytes[30] ^= 1;
+        std::fs::write(&rp, bytes).unwrap();
+        let s = FileStorage::open(&m, dir.path()).unwrap();
+        assert_eq!(s.verified(), &[false; 4]);
+    }
+
+    #[test]
+    fn symlinks_on_the_way_are_refused() {
+        let content = vec![1u8; 10];
+        let m = meta(&[(&["sub", "f"], 10)], 16, &content);
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("t")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("t/sub")).unwrap();
+        assert!(matches!(
+            FileStorage::open(&m, dir.path()),
+            Err(StorageError::Escapes(_))
+        ));
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn synthetic_storage_detects_wrong_bytes_like_real_storage() {
+        let mut s = SyntheticStorage::new(5, 1000);
+        let mut good = vec![0u8; 100];
+        synthetic_bytes(5, 200, &mut good);
+        let want: [u8; 20] = Sha1::digest(&good).into();
+        s.write(200, &good).unwrap();
+        assert_eq!(s.hash(200, 100).unwrap(), want);
+        let mut bad = good.clone();
+        bad[3] ^= 1;
+        s.write(200, &bad).unwrap();
+        assert_ne!(s.hash(200, 100).unwrap(), want);
+        s.write(200, &good).unwrap();
+        assert_eq!(s.hash(200, 100).unwrap(), want);
+    }
+}
