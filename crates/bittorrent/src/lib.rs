@@ -1,6 +1,7 @@
 //! servent-bittorrent: BitTorrent for servent.
 pub mod bencode;
 pub mod metainfo;
+pub mod picker;
 pub mod storage;
 pub mod tracker;
 pub mod tracker_server;
