@@ -31,12 +31,18 @@
 //! `now` never goes backwards; randomness (descriptor ids) comes from the caller's seeded
 //! [`servent_core::Rng`]. Every queue in the core is bounded.
 
+pub mod flood;
 pub mod harness;
 pub mod http;
 pub mod library;
 pub mod routing;
 pub mod servent;
 pub mod wire;
+
+/// The simulation scenarios of this crate, for `servent sim run NAME`.
+pub fn scenarios() -> Vec<Box<dyn servent_sim::Scenario>> {
+    vec![Box::new(flood::FloodScenario)]
+}
 
 pub use library::{Library, SharedFile};
 pub use servent::{Command, Config, DownReason, Event, HandoffKind, Hit, Servent, Stats};

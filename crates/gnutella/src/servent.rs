@@ -418,6 +418,11 @@ impl Servent {
         }
     }
 
+    /// Changes the address we advertise (a driver learns it after binding).
+    pub fn set_advertised(&mut self, addr: SocketAddrV4) {
+        self.cfg.advertised = addr;
+    }
+
     /// The settings.
     pub fn config(&self) -> &Config {
         &self.cfg
