@@ -7,7 +7,9 @@
 //!   ASCII payloads with quoted file names), as two typed enums;
 //! - [`transfer`]: the client-to-client data-port exchange (`GET` / `SEND`, resume by offset);
 //! - [`index`]: the server's inverted index of shared files;
-//! - [`server`]: the index server as a sans-IO [`servent_core::Core`].
+//! - [`server`]: the index server as a sans-IO [`servent_core::Core`];
+//! - [`client`]: the client's server session as a sans-IO core;
+//! - [`harness`]: one server and many clients in memory, on virtual time.
 //!
 //! # The run loop
 //! The server core owns no socket, clock or database; a driver runs it:
@@ -37,6 +39,8 @@
 //! accounts and bans in SQLite, and offers the client operations the `servent napster`
 //! subcommands use.
 
+pub mod client;
+pub mod harness;
 pub mod index;
 pub mod server;
 pub mod transfer;

@@ -695,8 +695,7 @@ impl Server {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        self.timers
-            .remove(&(c.login_deadline, Timer::Login(conn)));
+        self.timers.remove(&(c.login_deadline, Timer::Login(conn)));
         c.user = Some(Box::new(User {
             nick: account.nick.clone(),
             key: k.clone(),
@@ -856,7 +855,9 @@ impl Server {
             }
             ClientMsg::Share(f) => self.share(now, conn, f),
             ClientMsg::Unshare { name } => {
-                let r = self.user_mut(conn).and_then(|u| u.files.remove(name.as_str()));
+                let r = self
+                    .user_mut(conn)
+                    .and_then(|u| u.files.remove(name.as_str()));
                 match r {
                     Some(r) => {
                         self.index.remove(r);
@@ -952,8 +953,7 @@ impl Server {
                 }
             }
             ClientMsg::SetTopic { channel, topic } => {
-                let Some(name) = self.member_channel(conn, &channel).map(|c| c.name.clone())
-                else {
+                let Some(name) = self.member_channel(conn, &channel).map(|c| c.name.clone()) else {
                     return self.strike(now, conn, format!("You are not on channel {channel}"));
                 };
                 let Some(ch) = self.channels.get_mut(&key(&name)) else {
@@ -1125,11 +1125,7 @@ impl Server {
                 },
             );
         };
-        let per_holder = self
-            .pending
-            .values()
-            .filter(|p| p.holder == holder)
-            .count();
+        let per_holder = self.pending.values().filter(|p| p.holder == holder).count();
         if per_holder >= self.cfg.max_pending_per_holder {
             return self.error(conn, format!("{nick} has too many pending requests"));
         }
@@ -1175,7 +1171,9 @@ impl Server {
             return;
         };
         self.timers.remove(&(p.deadline, Timer::Download(id)));
-        let Some(holder) = self.user(conn) else { return };
+        let Some(holder) = self.user(conn) else {
+            return;
+        };
         let Some(r) = holder.files.get(file).copied() else {
             return;
         };
@@ -1396,8 +1394,7 @@ impl Server {
             .conns
             .iter()
             .filter(|(_, c)| {
-                v4(c.peer).to_string() == target
-                    || c.user.as_ref().is_some_and(|u| u.key == target)
+                v4(c.peer).to_string() == target || c.user.as_ref().is_some_and(|u| u.key == target)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -1520,10 +1517,7 @@ impl Core for Server {
                     if let Some(p) = self.pending.remove(&id) {
                         let holder = self.user(p.holder).map(|u| u.nick.clone());
                         if let Some(nick) = holder {
-                            self.send(
-                                p.requester,
-                                &ServerMsg::AcceptFailed { nick, file: p.file },
-                            );
+                            self.send(p.requester, &ServerMsg::AcceptFailed { nick, file: p.file });
                         }
                     }
                 }

@@ -208,7 +208,10 @@ mod tests {
             number: 4096,
         };
         let b = r.encode().unwrap();
-        assert_eq!(b, b"mred \"C:\\Music\\generic cowboy song.mp3\" 4096".to_vec());
+        assert_eq!(
+            b,
+            b"mred \"C:\\Music\\generic cowboy song.mp3\" 4096".to_vec()
+        );
         assert_eq!(Request::parse(&b).unwrap(), Some((r, b.len())));
     }
 

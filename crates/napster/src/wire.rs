@@ -996,8 +996,8 @@ impl SearchQuery {
                         "DURATION" => Attr::Duration,
                         _ => return Err(f.invalid("keyword")),
                     };
-                    let cmp = Compare::parse(f.quoted("compare")?)
-                        .ok_or_else(|| f.invalid("compare"))?;
+                    let cmp =
+                        Compare::parse(f.quoted("compare")?).ok_or_else(|| f.invalid("compare"))?;
                     let v = f.quoted("value")?;
                     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
                         return Err(f.invalid("value"));
@@ -1634,9 +1634,5 @@ pub fn valid_nick(nick: &str) -> bool {
 /// A channel name the server accepts: 1 to 32 printable ASCII characters without spaces
 /// or quotes.
 pub fn valid_channel(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 32
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"')
+    !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_graphic() && b != b'"')
 }

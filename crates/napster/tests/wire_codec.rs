@@ -390,7 +390,11 @@ fn server_messages_match_the_documented_bytes() {
         407,
         "80's WilmaFlinstone 12 2",
     );
-    golden_s(ServerMsg::ChannelUser(wilma), 408, "80's WilmaFlinstone 12 2");
+    golden_s(
+        ServerMsg::ChannelUser(wilma),
+        408,
+        "80's WilmaFlinstone 12 2",
+    );
     golden_s(
         ServerMsg::ChannelUsersEnd {
             channel: "80's".into(),
@@ -480,14 +484,20 @@ fn tolerated_variants_of_real_servers_decode() {
 
 #[test]
 fn malformed_payloads_give_typed_errors() {
-    assert_eq!(ClientMsg::decode(9999, b""), Err(DecodeError::Unknown(9999)));
+    assert_eq!(
+        ClientMsg::decode(9999, b""),
+        Err(DecodeError::Unknown(9999))
+    );
     assert!(matches!(
         ClientMsg::decode(2, b"foo"),
         Err(DecodeError::Missing { kind: 2, .. })
     ));
     assert!(matches!(
         ClientMsg::decode(2, b"foo pw 99999 \"x\" 3"),
-        Err(DecodeError::Invalid { kind: 2, field: "port" })
+        Err(DecodeError::Invalid {
+            kind: 2,
+            field: "port"
+        })
     ));
     assert!(matches!(
         ClientMsg::decode(2, b"foo pw 1 \"x\" 11"),
@@ -552,16 +562,22 @@ fn ip() -> impl Strategy<Value = Ipv4Addr> {
     any::<u32>().prop_map(ip_from_wire)
 }
 fn file_info() -> impl Strategy<Value = FileInfo> {
-    (name(), word(), any::<u64>(), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(
-        |(name, md5, size, bitrate, freq, secs)| FileInfo {
+    (
+        name(),
+        word(),
+        any::<u64>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(|(name, md5, size, bitrate, freq, secs)| FileInfo {
             name,
             md5,
             size,
             bitrate,
             freq,
             secs,
-        },
-    )
+        })
 }
 fn peer_file() -> impl Strategy<Value = PeerFile> {
     (nick(), ip(), any::<u16>(), name(), word(), link()).prop_map(
@@ -576,13 +592,11 @@ fn peer_file() -> impl Strategy<Value = PeerFile> {
     )
 }
 fn channel_user() -> impl Strategy<Value = ChannelUser> {
-    (word(), nick(), any::<u32>(), link()).prop_map(|(channel, nick, shared, link)| {
-        ChannelUser {
-            channel,
-            nick,
-            shared,
-            link,
-        }
+    (word(), nick(), any::<u32>(), link()).prop_map(|(channel, nick, shared, link)| ChannelUser {
+        channel,
+        nick,
+        shared,
+        link,
     })
 }
 fn query() -> impl Strategy<Value = SearchQuery> {
@@ -605,15 +619,15 @@ fn query() -> impl Strategy<Value = SearchQuery> {
         prop::collection::vec(constraint, 0..4),
         any::<bool>(),
     )
-        .prop_map(|(contains, excludes, max_results, constraints, local_only)| {
-            SearchQuery {
+        .prop_map(
+            |(contains, excludes, max_results, constraints, local_only)| SearchQuery {
                 contains,
                 excludes,
                 max_results,
                 constraints,
                 local_only,
-            }
-        })
+            },
+        )
 }
 
 fn client_msg() -> impl Strategy<Value = ClientMsg> {
@@ -659,10 +673,8 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
         (word(), text()).prop_map(|(channel, topic)| ClientMsg::SetTopic { channel, topic }),
         (nick(), name()).prop_map(|(nick, file)| ClientMsg::AltDownloadRequest { nick, file }),
         (nick(), name()).prop_map(|(nick, file)| ClientMsg::UploadAccept { nick, file }),
-        (word(), prop::option::of(name())).prop_map(|(target, reason)| ClientMsg::Ban {
-            target,
-            reason
-        }),
+        (word(), prop::option::of(name()))
+            .prop_map(|(target, reason)| ClientMsg::Ban { target, reason }),
         word().prop_map(|target| ClientMsg::Unban { target }),
         Just(ClientMsg::ListChannels),
         nick().prop_map(|nick| ClientMsg::DataPortError { nick }),
