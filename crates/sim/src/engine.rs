@@ -188,6 +188,11 @@ enum Ev<Cmd> {
         from: u32,
         from_conn: ConnId,
         from_lid: u64,
+        port: u16,
+    },
+    Refused {
+        conn: ConnId,
+        lid: u64,
     },
     SynAck {
         conn: ConnId,
@@ -225,7 +230,8 @@ enum Ev<Cmd> {
 /// serialised it (size / up_bps), arrives one latency later, and is delivered after the
 /// receiver's downlink has taken it (reserved in sending order). Datagrams may be lost;
 /// streams are reliable and in order. A connection attempt to a dead, absent, firewalled or
-/// partitioned node fails after [`SimConfig::connect_timeout`]; when a node dies its peers
+/// partitioned node fails after [`SimConfig::connect_timeout`]; one to a live node's address
+/// with another port than its own is refused after a round trip (a closed port); when a node dies its peers
 /// see their connections reset one latency later; partitioning resets connections that
 /// cross it.
 pub struct Sim<C: Core> {
@@ -648,10 +654,24 @@ impl<C: Core> Sim<C> {
                 from,
                 from_conn,
                 from_lid,
+                port,
             } => {
                 let node = &self.nodes[idx];
                 if node.core.is_none() || node.opts.firewalled || !self.reachable(from, n) {
                     return; // silently dropped: the connector times out
+                }
+                if port != node.opts.port {
+                    // nothing listens on that port: the host answers with a reset
+                    let at = self.now + self.latency(n, from);
+                    self.schedule(
+                        at,
+                        from,
+                        Ev::Refused {
+                            conn: from_conn,
+                            lid: from_lid,
+                        },
+                    );
+                    return;
                 }
                 let conn = ConnId::inbound(node.next_inbound);
                 let lid = self.next_lid;
@@ -732,7 +752,7 @@ impl<C: Core> Sim<C> {
                     self.after_input(n);
                 }
             }
-            Ev::ConnectTimeout { conn, lid } => {
+            Ev::ConnectTimeout { conn, lid } | Ev::Refused { conn, lid } => {
                 let node = &mut self.nodes[idx];
                 let pending = node
                     .conns
@@ -889,6 +909,7 @@ impl<C: Core> Sim<C> {
                                 from: n,
                                 from_conn: conn,
                                 from_lid: lid,
+                                port: to.port(),
                             },
                         );
                     }

@@ -226,6 +226,14 @@ fn firewalled_dead_and_absent_nodes_time_out_and_death_resets() {
             to: to_b,
         },
     );
+    let closed_port = std::net::SocketAddr::new(to_b.ip(), to_b.port() + 1);
+    s.command(
+        a,
+        Transmit::Connect {
+            conn: ConnId::outbound(4),
+            to: closed_port,
+        },
+    );
     // the firewalled node can still connect out
     let to_a = s.addr(a);
     s.command(

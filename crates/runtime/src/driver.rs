@@ -1,0 +1,452 @@
+//! The tokio driver: runs any [`Core`] over real sockets with real timers.
+//!
+//! One task owns the core. It waits for whichever comes first — a user command, a datagram,
+//! an accepted connection, news from a connection task, or the core's timer — hands it to
+//! the core with the current time, then drains the core in the contract's order: transmits
+//! (carried out at once), events (to the user), the next timer.
+//!
+//! Every queue is bounded: connection readers wait when the core is busy (TCP pushes back
+//! to the peer); a connection whose outgoing queue fills up (a peer that does not read) is
+//! closed and the core sees [`CloseReason::SlowPeer`]; events the user does not collect
+//! are dropped with a warning once [`NodeConfig::event_queue`] are waiting.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use servent_core::{CloseReason, ConnId, Core, Input, Instant, Transmit};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// What sockets to open and how big the queues are.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Bind a UDP socket here (port 0 picks a free port).
+    pub udp: Option<SocketAddr>,
+    /// Listen for TCP connections here (port 0 picks a free port).
+    pub tcp: Option<SocketAddr>,
+    /// Messages waiting to be written on one connection before it counts as a slow peer.
+    pub send_queue: usize,
+    /// Events waiting for the user before new ones are dropped.
+    pub event_queue: usize,
+    /// How long an outbound connection attempt may take.
+    pub connect_timeout: Duration,
+    /// Most connections (both directions); further inbound ones are refused at accept.
+    pub max_connections: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> NodeConfig {
+        NodeConfig {
+            udp: None,
+            tcp: None,
+            send_queue: 4096,
+            event_queue: 65_536,
+            connect_timeout: Duration::from_secs(5),
+            max_connections: 4096,
+        }
+    }
+}
+
+/// The addresses actually bound.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalAddrs {
+    /// The UDP socket's address.
+    pub udp: Option<SocketAddr>,
+    /// The TCP listener's address.
+    pub tcp: Option<SocketAddr>,
+}
+
+/// What can go wrong starting or talking to a node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// A socket could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The node's task has ended (shut down or panicked).
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// A running node: send it commands, collect its events, shut it down.
+#[derive(Debug)]
+pub struct NodeHandle<C: Core> {
+    commands: mpsc::Sender<C::Command>,
+    events: mpsc::Receiver<C::Event>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<C>,
+    /// The bound addresses.
+    pub local: LocalAddrs,
+}
+
+impl<C: Core> NodeHandle<C> {
+    /// Gives the node a command.
+    pub async fn command(&self, cmd: C::Command) -> Result<(), DriverError> {
+        self.commands
+            .send(cmd)
+            .await
+            .map_err(|_| DriverError::Stopped)
+    }
+
+    /// The next event; `None` once the node has stopped.
+    pub async fn next_event(&mut self) -> Option<C::Event> {
+        self.events.recv().await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_event(&mut self) -> Option<C::Event> {
+        self.events.try_recv().ok()
+    }
+
+    /// A sender for commands that can be moved to other tasks.
+    pub fn commander(&self) -> mpsc::Sender<C::Command> {
+        self.commands.clone()
+    }
+
+    /// Stops the node, closes every socket and task it owns, and returns the core.
+    pub async fn shutdown(mut self) -> Result<C, DriverError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.await.map_err(|_| DriverError::Stopped)
+    }
+}
+
+/// Binds the sockets in `cfg`, builds the core with `make` (which learns the bound
+/// addresses) and runs it on a new task.
+pub async fn spawn<C, F>(cfg: NodeConfig, make: F) -> Result<NodeHandle<C>, DriverError>
+where
+    C: Core + Send + 'static,
+    C::Command: Send + 'static,
+    C::Event: Send + 'static,
+    F: FnOnce(LocalAddrs) -> C,
+{
+    let udp = match cfg.udp {
+        Some(addr) => Some(
+            UdpSocket::bind(addr)
+                .await
+                .map_err(|source| DriverError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    let tcp = match cfg.tcp {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| DriverError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    let local = LocalAddrs {
+        udp: udp.as_ref().and_then(|s| s.local_addr().ok()),
+        tcp: tcp.as_ref().and_then(|s| s.local_addr().ok()),
+    };
+    let core = make(local);
+    let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+    let (ev_tx, ev_rx) = mpsc::channel(cfg.event_queue.max(1));
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let (net_tx, net_rx) = mpsc::channel(1024);
+    let driver = Driver {
+        core,
+        origin: tokio::time::Instant::now(),
+        cfg,
+        udp,
+        tcp,
+        conns: BTreeMap::new(),
+        connecting: BTreeMap::new(),
+        closing: Vec::new(),
+        next_inbound: 0,
+        net_tx,
+        events: ev_tx,
+        dropped_events: 0,
+    };
+    let task = tokio::spawn(driver.run(cmd_rx, net_rx, stop_rx));
+    Ok(NodeHandle {
+        commands: cmd_tx,
+        events: ev_rx,
+        shutdown: Some(stop_tx),
+        task,
+        local,
+    })
+}
+
+enum Net {
+    Accepted(TcpStream, SocketAddr),
+    Connected(ConnId, TcpStream, SocketAddr),
+    ConnectFailed(ConnId),
+    Data(ConnId, Vec<u8>),
+    Ended(ConnId, CloseReason),
+}
+
+struct ConnTasks {
+    writer: mpsc::Sender<Vec<u8>>,
+    reader: JoinHandle<()>,
+    writer_task: JoinHandle<()>,
+}
+
+struct Driver<C: Core> {
+    core: C,
+    origin: tokio::time::Instant,
+    cfg: NodeConfig,
+    udp: Option<UdpSocket>,
+    tcp: Option<TcpListener>,
+    conns: BTreeMap<ConnId, ConnTasks>,
+    connecting: BTreeMap<ConnId, JoinHandle<()>>,
+    /// Writers still flushing connections the core closed.
+    closing: Vec<JoinHandle<()>>,
+    next_inbound: u64,
+    net_tx: mpsc::Sender<Net>,
+    events: mpsc::Sender<C::Event>,
+    dropped_events: u64,
+}
+
+async fn recv_udp(s: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match s {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept(l: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<C: Core> Driver<C>
+where
+    C: Send + 'static,
+    C::Command: Send + 'static,
+    C::Event: Send + 'static,
+{
+    fn now(&self) -> Instant {
+        let d = tokio::time::Instant::now().saturating_duration_since(self.origin);
+        Instant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<C::Command>,
+        mut net: mpsc::Receiver<Net>,
+        mut stop: oneshot::Receiver<()>,
+    ) -> C {
+        let mut buf = vec![0u8; 65_536];
+        let mut commands_open = true;
+        loop {
+            let deadline = self.core.poll_timeout();
+            let sleep_to = deadline
+                .map(|d| self.origin + Duration::from_micros(d.as_micros()))
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                cmd = cmds.recv(), if commands_open => match cmd {
+                    Some(c) => { let now = self.now(); self.core.handle_input(now, Input::Command(c)); }
+                    None => commands_open = false,
+                },
+                Some(n) = net.recv() => self.on_net(n),
+                r = recv_udp(self.udp.as_ref(), &mut buf) => {
+                    if let Ok((len, from)) = r {
+                        let now = self.now();
+                        self.core.handle_input(now, Input::Datagram { from, data: &buf[..len] });
+                    }
+                    // errors on an unconnected UDP socket (ICMP reports) are not the core's business
+                }
+                r = accept(self.tcp.as_ref()) => match r {
+                    Ok((stream, peer)) => self.on_net(Net::Accepted(stream, peer)),
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = tokio::time::sleep_until(sleep_to), if deadline.is_some() => {
+                    let now = self.now();
+                    self.core.handle_timeout(now);
+                }
+            }
+            self.drain().await;
+        }
+        self.close_all();
+        self.core
+    }
+
+    fn on_net(&mut self, n: Net) {
+        let now = self.now();
+        match n {
+            Net::Accepted(stream, peer) => {
+                if self.conns.len() + self.connecting.len() >= self.cfg.max_connections {
+                    tracing::debug!(%peer, "refusing connection: at the connection limit");
+                    return;
+                }
+                let conn = ConnId::inbound(self.next_inbound);
+                self.next_inbound += 1;
+                self.start_conn(conn, stream);
+                self.core.handle_input(now, Input::Connected { conn, peer });
+            }
+            Net::Connected(conn, stream, peer) => {
+                if self.connecting.remove(&conn).is_some() {
+                    self.start_conn(conn, stream);
+                    self.core.handle_input(now, Input::Connected { conn, peer });
+                }
+            }
+            Net::ConnectFailed(conn) => {
+                if self.connecting.remove(&conn).is_some() {
+                    self.core.handle_input(now, Input::ConnectFailed { conn });
+                }
+            }
+            Net::Data(conn, data) => {
+                if self.conns.contains_key(&conn) {
+                    self.core
+                        .handle_input(now, Input::Received { conn, data: &data });
+                }
+            }
+            Net::Ended(conn, reason) => {
+                if let Some(t) = self.conns.remove(&conn) {
+                    t.reader.abort();
+                    t.writer_task.abort();
+                    self.core.handle_input(now, Input::Closed { conn, reason });
+                }
+            }
+        }
+    }
+
+    fn start_conn(&mut self, conn: ConnId, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let net = self.net_tx.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_536];
+            let reason = loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) => break CloseReason::Closed,
+                    Ok(n) => {
+                        if net.send(Net::Data(conn, buf[..n].to_vec())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => break CloseReason::Reset,
+                }
+            };
+            let _ = net.send(Net::Ended(conn, reason)).await;
+        });
+        let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(self.cfg.send_queue.max(1));
+        let net = self.net_tx.clone();
+        let writer_task = tokio::spawn(async move {
+            while let Some(data) = wrx.recv().await {
+                if wr.write_all(&data).await.is_err() {
+                    let _ = net.send(Net::Ended(conn, CloseReason::Reset)).await;
+                    return;
+                }
+            }
+            // The core closed the connection: everything queued is written; send FIN.
+            let _ = wr.shutdown().await;
+        });
+        self.conns.insert(
+            conn,
+            ConnTasks {
+                writer: wtx,
+                reader,
+                writer_task,
+            },
+        );
+    }
+
+    async fn drain(&mut self) {
+        while let Some(t) = self.core.poll_transmit() {
+            self.transmit(t).await;
+        }
+        while let Some(e) = self.core.poll_event() {
+            if self.events.try_send(e).is_err() {
+                self.dropped_events += 1;
+                if self.dropped_events.is_power_of_two() {
+                    tracing::warn!(
+                        dropped = self.dropped_events,
+                        "event queue full: events dropped"
+                    );
+                }
+            }
+        }
+    }
+
+    async fn transmit(&mut self, t: Transmit) {
+        match t {
+            Transmit::Datagram { to, data } => {
+                if let Some(s) = &self.udp {
+                    if let Err(e) = s.send_to(&data, to).await {
+                        tracing::debug!(%to, "datagram not sent: {e}");
+                    }
+                }
+            }
+            Transmit::Connect { conn, to } => {
+                if self.conns.contains_key(&conn) || self.connecting.contains_key(&conn) {
+                    tracing::warn!(?conn, "core reused a live connection id");
+                    return;
+                }
+                let net = self.net_tx.clone();
+                let timeout = self.cfg.connect_timeout;
+                let h = tokio::spawn(async move {
+                    let r = tokio::time::timeout(timeout, TcpStream::connect(to)).await;
+                    let msg = match r {
+                        Ok(Ok(s)) => Net::Connected(conn, s, to),
+                        _ => Net::ConnectFailed(conn),
+                    };
+                    let _ = net.send(msg).await;
+                });
+                self.connecting.insert(conn, h);
+            }
+            Transmit::Send { conn, data } => {
+                let Some(c) = self.conns.get(&conn) else {
+                    return;
+                };
+                if c.writer.try_send(data).is_err() {
+                    tracing::debug!(?conn, "send queue full: closing slow peer");
+                    if let Some(t) = self.conns.remove(&conn) {
+                        t.reader.abort();
+                        t.writer_task.abort();
+                    }
+                    let now = self.now();
+                    self.core.handle_input(
+                        now,
+                        Input::Closed {
+                            conn,
+                            reason: CloseReason::SlowPeer,
+                        },
+                    );
+                }
+            }
+            Transmit::Close { conn } => {
+                if let Some(t) = self.conns.remove(&conn) {
+                    // dropping the writer's sender lets it flush and send FIN
+                    t.reader.abort();
+                    drop(t.writer);
+                    self.closing.retain(|h| !h.is_finished());
+                    self.closing.push(t.writer_task);
+                } else if let Some(h) = self.connecting.remove(&conn) {
+                    h.abort();
+                }
+            }
+        }
+    }
+
+    fn close_all(&mut self) {
+        for (_, t) in std::mem::take(&mut self.conns) {
+            t.reader.abort();
+            t.writer_task.abort();
+        }
+        for (_, h) in std::mem::take(&mut self.connecting) {
+            h.abort();
+        }
+        for h in self.closing.drain(..) {
+            h.abort();
+        }
+    }
+}
