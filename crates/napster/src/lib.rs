@@ -9,7 +9,8 @@
 //! - [`index`]: the server's inverted index of shared files;
 //! - [`server`]: the index server as a sans-IO [`servent_core::Core`];
 //! - [`client`]: the client's server session as a sans-IO core;
-//! - [`harness`]: one server and many clients in memory, on virtual time.
+//! - [`harness`]: one server and many clients in memory, on virtual time;
+//! - [`sim`]: the `napster` scenario for the simulator.
 //!
 //! # The run loop
 //! The server core owns no socket, clock or database; a driver runs it:
@@ -43,5 +44,11 @@ pub mod client;
 pub mod harness;
 pub mod index;
 pub mod server;
+pub mod sim;
 pub mod transfer;
 pub mod wire;
+
+/// The simulator scenarios of this crate (`servent sim run napster`).
+pub fn scenarios() -> Vec<Box<dyn servent_sim::Scenario>> {
+    vec![Box::new(sim::NapsterScenario)]
+}
