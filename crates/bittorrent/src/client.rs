@@ -1,0 +1,1928 @@
+//! The swarm core: one torrent, its peers, its trackers — sans-IO.
+//!
+//! A [`Client`] downloads and seeds one torrent. It speaks the peer wire protocol (BEP 3 with
+//! the Fast extension, BEP 6; the extension protocol, BEP 10; peer exchange, BEP 11) over the
+//! stream connections the driver carries, and announces to HTTP and UDP trackers (BEP 3,
+//! BEP 15) in BEP 12 tier order. Content lives in a [`Storage`] the driver hands in.
+//!
+//! The engine: rarest-first piece picking with random first pieces and strict priority to
+//! finish started pieces ([`crate::picker`]); request pipelining sized to what each peer
+//! delivers (its rate times [`QUEUE_TIME`], the bandwidth-delay product with margin); endgame;
+//! tit-for-tat choking every [`ClientConfig::choke_interval`] with a rotating optimistic
+//! unchoke; every piece SHA-1 verified before it is announced; senders of bad pieces get
+//! strikes and are banned at [`ClientConfig::ban_strikes`]; seeding until a ratio or time
+//! limit; upload and download rate limits (token buckets refilled by the tick).
+//!
+//! # Run loop
+//! As for every [`Core`]: feed an input (or `handle_timeout` when `poll_timeout` is due), then
+//! drain [`Core::poll_transmit`] (network first), then [`Core::poll_event`], then re-arm the
+//! timer with [`Core::poll_timeout`]. `now` never goes backwards.
+//!
+//! Tracker URLs are resolved by the caller ([`TrackerEndpoint`] carries the address): a core
+//! does no DNS.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use servent_core::framing::RecvBuf;
+use servent_core::{ConnId, Core, Input, Instant, Rng, Transmit};
+
+use crate::metainfo::{InfoHash, Metainfo};
+use crate::picker::{Bitfield, Picker};
+use crate::storage::Storage;
+use crate::tracker::{
+    AnnounceEvent, AnnounceRequest, AnnounceResponse, UdpRequest, UdpResponse, parse_http_response,
+};
+use crate::wire::{
+    self, BLOCK_LEN, BlockRef, ExtHandshake, Handshake, Message, Pex, Reserved, UT_PEX_ID,
+    decode_message,
+};
+
+/// How much data to keep requested from a peer, in seconds of its measured rate.
+pub const QUEUE_TIME: Duration = Duration::from_secs(3);
+/// Requests a peer may queue with us; more are rejected.
+pub const MAX_PEER_REQUESTS: usize = 500;
+const MAX_QUEUE: usize = 1 << 16;
+const MAX_CANDIDATES: usize = 2000;
+const TICK: Duration = Duration::from_secs(1);
+const PEX_EVERY: Duration = Duration::from_secs(60);
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(90);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(180);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+const TRACKER_TIMEOUT: Duration = Duration::from_secs(15);
+const TRACKER_RETRY: Duration = Duration::from_secs(60);
+const MAX_TRACKER_REPLY: usize = 1 << 21;
+const ALLOWED_FAST_K: usize = 4;
+
+/// How to reach one tracker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackerEndpoint {
+    /// The URL as written in the torrent.
+    pub url: String,
+    /// The resolved address.
+    pub addr: SocketAddr,
+    /// HTTP (with its `Host` header and path) or UDP.
+    pub kind: TrackerKind,
+}
+
+/// The protocol of a tracker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrackerKind {
+    /// `http://host:port/path`.
+    Http {
+        /// `Host` header value.
+        host: String,
+        /// Path (and query) of the announce URL.
+        path: String,
+    },
+    /// `udp://host:port`.
+    Udp,
+}
+
+impl TrackerEndpoint {
+    /// Parses `http://host[:port]/path` or `udp://host:port[/…]`, resolving the host with
+    /// `resolve(host, port)` (the caller's DNS). `None` for other schemes (https needs TLS).
+    pub fn parse(
+        url: &str,
+        resolve: impl Fn(&str, u16) -> Option<SocketAddr>,
+    ) -> Option<TrackerEndpoint> {
+        let (scheme, rest) = url.split_once("://")?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (rest.get(..i)?, rest.get(i..)?),
+            None => (rest, "/"),
+        };
+        let default_port = match scheme {
+            "http" => 80,
+            "udp" => return parse_udp(url, authority, &resolve),
+            _ => return None,
+        };
+        let (host, port) = split_host_port(authority, default_port)?;
+        Some(TrackerEndpoint {
+            url: url.to_string(),
+            addr: resolve(&host, port)?,
+            kind: TrackerKind::Http {
+                host: authority.to_string(),
+                path: path.to_string(),
+            },
+        })
+    }
+}
+
+fn parse_udp(
+    url: &str,
+    authority: &str,
+    resolve: &impl Fn(&str, u16) -> Option<SocketAddr>,
+) -> Option<TrackerEndpoint> {
+    let (host, port) = split_host_port(authority, 0)?;
+    if port == 0 {
+        return None;
+    }
+    Some(TrackerEndpoint {
+        url: url.to_string(),
+        addr: resolve(&host, port)?,
+        kind: TrackerKind::Udp,
+    })
+}
+
+fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None => default_port,
+        };
+        return Some((h.to_string(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
+        None => Some((authority.to_string(), default_port)),
+    }
+}
+
+/// Settings of a client.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Our peer id.
+    pub peer_id: [u8; 20],
+    /// The port we accept peers on (announced to trackers and in the extension handshake).
+    pub listen_port: u16,
+    /// Tracker tiers.
+    pub trackers: Vec<Vec<TrackerEndpoint>>,
+    /// Most connected peers.
+    pub max_peers: usize,
+    /// Most connection attempts at once.
+    pub max_half_open: usize,
+    /// Peers unchoked at once, the optimistic one included.
+    pub upload_slots: usize,
+    /// Time between choke rounds.
+    pub choke_interval: Duration,
+    /// Every this many rounds the optimistic unchoke moves on.
+    pub optimistic_rounds: u32,
+    /// A request unanswered this long is given to someone else.
+    pub request_timeout: Duration,
+    /// Most requests outstanding to one peer.
+    pub max_requests: usize,
+    /// Stay after completion (else leave as soon as every piece is verified).
+    pub seed: bool,
+    /// Stop seeding at this upload/size ratio.
+    pub seed_ratio: Option<f64>,
+    /// Stop seeding after this long.
+    pub seed_time: Option<Duration>,
+    /// Upload limit in bytes per second.
+    pub upload_limit: Option<u64>,
+    /// Download limit in bytes per second.
+    pub download_limit: Option<u64>,
+    /// Peers asked of trackers.
+    pub numwant: u32,
+    /// Bad pieces a peer may contribute to before it is banned.
+    pub ban_strikes: u32,
+    /// Our client name (extension handshake `v`).
+    pub client_name: String,
+}
+
+impl ClientConfig {
+    /// Defaults for peer id `peer_id` listening on `listen_port`.
+    pub fn new(peer_id: [u8; 20], listen_port: u16) -> ClientConfig {
+        ClientConfig {
+            peer_id,
+            listen_port,
+            trackers: Vec::new(),
+            max_peers: 60,
+            max_half_open: 16,
+            upload_slots: 4,
+            choke_interval: Duration::from_secs(10),
+            optimistic_rounds: 3,
+            request_timeout: Duration::from_secs(30),
+            max_requests: 500,
+            seed: true,
+            seed_ratio: None,
+            seed_time: None,
+            upload_limit: None,
+            download_limit: None,
+            numwant: 50,
+            ban_strikes: 2,
+            client_name: concat!("servent ", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// A peer id in Azureus style: `-SV0100-` and 12 random bytes from `rng`.
+pub fn make_peer_id(rng: &mut Rng) -> [u8; 20] {
+    let mut id = *b"-SV0100-000000000000";
+    for b in id.iter_mut().skip(8) {
+        *b = b"0123456789abcdefghijklmnopqrstuvwxyz"
+            .get(rng.below(36) as usize)
+            .copied()
+            .unwrap_or(b'0');
+    }
+    id
+}
+
+/// A command to the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientCommand {
+    /// Add peers to try (from the user, DHT, a magnet link).
+    AddPeers {
+        /// Repeated in [`ClientEvent::PeersAdded`].
+        id: u64,
+        /// The peers.
+        peers: Vec<SocketAddr>,
+    },
+    /// Report counters in [`ClientEvent::Stats`].
+    Stats {
+        /// Repeated in the answer.
+        id: u64,
+    },
+    /// Announce `stopped`, close every connection; answered by [`ClientEvent::Stopped`].
+    Stop {
+        /// Repeated in the answer.
+        id: u64,
+    },
+}
+
+/// Counters of a client.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct ClientStats {
+    /// Verified pieces.
+    pub pieces_have: u32,
+    /// All pieces.
+    pub pieces_total: u32,
+    /// Payload bytes received (block data, duplicates included).
+    pub downloaded: u64,
+    /// Payload bytes sent.
+    pub uploaded: u64,
+    /// Block bytes thrown away (unrequested, duplicates, bad pieces).
+    pub wasted: u64,
+    /// Connected peers (handshake done).
+    pub peers: usize,
+    /// Download rate over the last seconds, bytes per second.
+    pub down_rate: f64,
+    /// Upload rate over the last seconds, bytes per second.
+    pub up_rate: f64,
+}
+
+/// What the client reports.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// A piece hashed correctly and is now announced.
+    PieceVerified {
+        /// Its index.
+        index: u32,
+    },
+    /// A piece hashed wrong and was dropped.
+    PieceFailed {
+        /// Its index.
+        index: u32,
+        /// Who sent its blocks.
+        senders: Vec<SocketAddr>,
+    },
+    /// Every piece is verified.
+    Completed,
+    /// Seeding reached its ratio or time limit; the client has left the swarm.
+    SeedingDone,
+    /// A peer finished the handshake.
+    PeerConnected {
+        /// Its address.
+        addr: SocketAddr,
+        /// Whether it connected to us.
+        inbound: bool,
+    },
+    /// A peer left or was dropped.
+    PeerDisconnected {
+        /// Its address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// A peer was banned for sending bad data.
+    PeerBanned {
+        /// Its IP.
+        ip: IpAddr,
+    },
+    /// A tracker answered.
+    TrackerReply {
+        /// Its URL.
+        url: String,
+        /// Peers it listed.
+        peers: usize,
+        /// Seeders it counts.
+        seeders: u32,
+        /// Leechers it counts.
+        leechers: u32,
+    },
+    /// A tracker failed.
+    TrackerError {
+        /// Its URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Reading or writing the content failed; the client stops.
+    StorageFailed {
+        /// Why.
+        reason: String,
+    },
+    /// Answer to [`ClientCommand::AddPeers`].
+    PeersAdded {
+        /// The command's id.
+        id: u64,
+        /// How many were new.
+        added: usize,
+    },
+    /// Answer to [`ClientCommand::Stats`].
+    Stats {
+        /// The command's id.
+        id: u64,
+        /// The counters.
+        stats: ClientStats,
+    },
+    /// Answer to [`ClientCommand::Stop`].
+    Stopped {
+        /// The command's id.
+        id: u64,
+    },
+}
+
+/// The timers, each a slot in a small table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    /// Request timeouts, rates, buckets, keep-alives, connecting, resume flush.
+    Tick = 0,
+    /// Tit-for-tat round.
+    Choke = 1,
+    /// Peer exchange.
+    Pex = 2,
+    /// Next tracker announce.
+    Announce = 3,
+    /// The running tracker exchange gives up.
+    TrackerJob = 4,
+}
+const TIMERS: usize = 5;
+
+#[derive(Debug)]
+struct Peer {
+    addr: SocketAddr,
+    buf: RecvBuf,
+    connected_at: Instant,
+    handshake: Option<Handshake>,
+    fast: bool,
+    ext: Option<ExtHandshake>,
+    has: Bitfield,
+    first_msg: bool,
+    am_choking: bool,
+    am_interested: bool,
+    peer_choking: bool,
+    peer_interested: bool,
+    inflight: Vec<(BlockRef, Instant)>,
+    requests: VecDeque<BlockRef>,
+    allowed_fast: Vec<u32>,
+    given_fast: Vec<u32>,
+    down_total: u64,
+    up_total: u64,
+    down_round: u64,
+    up_round: u64,
+    down_tick: u64,
+    down_rate: f64,
+    last_recv: Instant,
+    last_send: Instant,
+    strikes: u32,
+    pex_sent: BTreeSet<SocketAddr>,
+}
+
+#[derive(Debug)]
+enum Job {
+    Http {
+        conn: ConnId,
+        url: String,
+        request: Vec<u8>,
+        reply: Vec<u8>,
+    },
+    Udp {
+        addr: SocketAddr,
+        url: String,
+        tid: u32,
+        connection_id: Option<u64>,
+        attempts: u32,
+    },
+}
+
+#[derive(Debug)]
+enum Role {
+    Peer,
+    Tracker,
+}
+
+/// The swarm core for one torrent.
+#[derive(Debug)]
+pub struct Client<S> {
+    cfg: ClientConfig,
+    info_hash: InfoHash,
+    piece_length: u64,
+    total: u64,
+    piece_hashes: Vec<[u8; 20]>,
+    private: bool,
+    storage: S,
+    picker: Picker,
+    rng: Rng,
+    peers: BTreeMap<ConnId, Peer>,
+    roles: BTreeMap<ConnId, Role>,
+    half_open: BTreeSet<ConnId>,
+    candidates: BTreeSet<SocketAddr>,
+    tried: BTreeSet<SocketAddr>,
+    banned: BTreeSet<IpAddr>,
+    next_conn: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<ClientEvent>,
+    timers: [Option<Instant>; TIMERS],
+    started: bool,
+    stopped: bool,
+    completed_at: Option<Instant>,
+    seeding_done: bool,
+    choke_round: u32,
+    optimistic: Option<ConnId>,
+    job: Option<Job>,
+    tracker_pos: (usize, usize),
+    pending_event: AnnounceEvent,
+    interval: Duration,
+    downloaded: u64,
+    uploaded: u64,
+    wasted: u64,
+    up_tokens: f64,
+    down_tokens: f64,
+    up_rate: f64,
+    down_rate: f64,
+    up_tick: u64,
+    down_tick: u64,
+    last_tick: Instant,
+    flush_pending: bool,
+}
+
+impl<S: Storage> Client<S> {
+    /// A client for `meta` whose verified pieces are `have` (from resume data or a check).
+    pub fn new(
+        cfg: ClientConfig,
+        meta: &Metainfo,
+        storage: S,
+        have: Bitfield,
+        mut rng: Rng,
+    ) -> Client<S> {
+        let picker = Picker::new(meta.piece_length, meta.total_length, have, &mut rng);
+        let complete = picker.have().is_full();
+        Client {
+            info_hash: meta.info_hash,
+            piece_length: meta.piece_length,
+            total: meta.total_length,
+            piece_hashes: meta.pieces.clone(),
+            private: meta.private,
+            storage,
+            picker,
+            rng,
+            peers: BTreeMap::new(),
+            roles: BTreeMap::new(),
+            half_open: BTreeSet::new(),
+            candidates: BTreeSet::new(),
+            tried: BTreeSet::new(),
+            banned: BTreeSet::new(),
+            next_conn: 0,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            timers: [None; TIMERS],
+            started: false,
+            stopped: false,
+            completed_at: None,
+            seeding_done: false,
+            choke_round: 0,
+            optimistic: None,
+            job: None,
+            tracker_pos: (0, 0),
+            pending_event: AnnounceEvent::Started,
+            interval: Duration::from_secs(1800),
+            downloaded: 0,
+            uploaded: 0,
+            wasted: 0,
+            up_tokens: 0.0,
+            down_tokens: 0.0,
+            up_rate: 0.0,
+            down_rate: 0.0,
+            up_tick: 0,
+            down_tick: 0,
+            last_tick: Instant::ZERO,
+            flush_pending: false,
+            cfg: ClientConfig {
+                seed: cfg.seed || complete,
+                ..cfg
+            },
+        }
+    }
+
+    /// The torrent's info-hash.
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    /// Verified pieces.
+    pub fn have(&self) -> &Bitfield {
+        self.picker.have()
+    }
+
+    /// Whether every piece is verified.
+    pub fn is_complete(&self) -> bool {
+        self.picker.have().is_full()
+    }
+
+    /// The storage (to read back verified content).
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> ClientStats {
+        ClientStats {
+            pieces_have: self.picker.have().count(),
+            pieces_total: self.picker.piece_count(),
+            downloaded: self.downloaded,
+            uploaded: self.uploaded,
+            wasted: self.wasted,
+            peers: self
+                .peers
+                .values()
+                .filter(|p| p.handshake.is_some())
+                .count(),
+            down_rate: self.down_rate,
+            up_rate: self.up_rate,
+        }
+    }
+
+    fn send(&mut self, t: Transmit) {
+        if self.transmits.len() < MAX_QUEUE {
+            self.transmits.push_back(t);
+        }
+    }
+
+    fn emit(&mut self, e: ClientEvent) {
+        if self.events.len() < MAX_QUEUE {
+            self.events.push_back(e);
+        }
+    }
+
+    fn set_timer(&mut self, t: Timer, at: Option<Instant>) {
+        if let Some(slot) = self.timers.get_mut(t as usize) {
+            *slot = at;
+        }
+    }
+
+    fn timer(&self, t: Timer) -> Option<Instant> {
+        self.timers.get(t as usize).copied().flatten()
+    }
+
+    fn send_msg(&mut self, conn: ConnId, m: &Message<'_>, now: Instant) {
+        let mut data = Vec::new();
+        m.encode_into(&mut data);
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.last_send = now;
+        }
+        self.send(Transmit::Send { conn, data });
+    }
+
+    fn start(&mut self, now: Instant) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        self.last_tick = now;
+        self.set_timer(Timer::Tick, Some(now + TICK));
+        self.set_timer(Timer::Choke, Some(now + self.cfg.choke_interval));
+        self.set_timer(Timer::Pex, Some(now + PEX_EVERY));
+        if !self.cfg.trackers.is_empty() {
+            self.set_timer(Timer::Announce, Some(now));
+        }
+        if self.is_complete() {
+            self.completed_at = Some(now);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Connections.
+
+    fn connect_more(&mut self, now: Instant) {
+        if self.stopped || self.seeding_done {
+            return;
+        }
+        while self.peers.len() + self.half_open.len() < self.cfg.max_peers
+            && self.half_open.len() < self.cfg.max_half_open
+        {
+            let Some(addr) = self.candidates.pop_first() else {
+                break;
+            };
+            if self.banned.contains(&addr.ip()) || self.peers.values().any(|p| p.addr == addr) {
+                continue;
+            }
+            self.tried.insert(addr);
+            let conn = ConnId::outbound(self.next_conn);
+            self.next_conn += 1;
+            self.half_open.insert(conn);
+            self.roles.insert(conn, Role::Peer);
+            self.peers.insert(conn, self.new_peer(addr, now));
+            self.send(Transmit::Connect { conn, to: addr });
+        }
+    }
+
+    fn new_peer(&self, addr: SocketAddr, now: Instant) -> Peer {
+        Peer {
+            addr,
+            buf: RecvBuf::new(wire::FRAME.max_frame_len() + wire::HANDSHAKE_LEN),
+            connected_at: now,
+            handshake: None,
+            fast: false,
+            ext: None,
+            has: Bitfield::new(self.picker.piece_count()),
+            first_msg: true,
+            am_choking: true,
+            am_interested: false,
+            peer_choking: true,
+            peer_interested: false,
+            inflight: Vec::new(),
+            requests: VecDeque::new(),
+            allowed_fast: Vec::new(),
+            given_fast: Vec::new(),
+            down_total: 0,
+            up_total: 0,
+            down_round: 0,
+            up_round: 0,
+            down_tick: 0,
+            down_rate: 0.0,
+            last_recv: now,
+            last_send: now,
+            strikes: 0,
+            pex_sent: BTreeSet::new(),
+        }
+    }
+
+    fn add_candidates(&mut self, peers: impl IntoIterator<Item = SocketAddr>) -> usize {
+        let mut added = 0;
+        for a in peers {
+            if self.candidates.len() >= MAX_CANDIDATES {
+                break;
+            }
+            if a.port() == 0
+                || self.banned.contains(&a.ip())
+                || self.tried.contains(&a)
+                || self.peers.values().any(|p| p.addr == a)
+            {
+                continue;
+            }
+            if self.candidates.insert(a) {
+                added += 1;
+            }
+        }
+        added
+    }
+
+    fn handshake_msg(&self) -> [u8; wire::HANDSHAKE_LEN] {
+        Handshake {
+            reserved: Reserved::ours(),
+            info_hash: self.info_hash,
+            peer_id: self.cfg.peer_id,
+        }
+        .encode()
+    }
+
+    fn drop_peer(&mut self, conn: ConnId, reason: &str, close: bool) {
+        self.half_open.remove(&conn);
+        self.roles.remove(&conn);
+        let Some(p) = self.peers.remove(&conn) else {
+            return;
+        };
+        for (r, _) in &p.inflight {
+            self.picker.unrequest(r);
+        }
+        if p.handshake.is_some() {
+            self.picker.peer_gone(&p.has);
+            self.emit(ClientEvent::PeerDisconnected {
+                addr: p.addr,
+                reason: reason.to_string(),
+            });
+        }
+        if self.optimistic == Some(conn) {
+            self.optimistic = None;
+        }
+        if close {
+            self.send(Transmit::Close { conn });
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Incoming bytes.
+
+    fn received(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        if matches!(self.roles.get(&conn), Some(Role::Tracker)) {
+            self.tracker_bytes(now, conn, data);
+            return;
+        }
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        p.last_recv = now;
+        if p.buf.extend(data).is_err() {
+            self.drop_peer(conn, "receive buffer overflow", true);
+            return;
+        }
+        if p.handshake.is_none() {
+            let hs = match Handshake::decode(p.buf.as_slice()) {
+                Ok(Some(h)) => h,
+                Ok(None) => return,
+                Err(e) => {
+                    self.drop_peer(conn, &e.to_string(), true);
+                    return;
+                }
+            };
+            p.buf.consume(wire::HANDSHAKE_LEN);
+            if let Err(why) = self.on_handshake(now, conn, hs) {
+                self.drop_peer(conn, why, true);
+                return;
+            }
+        }
+        // Messages: decode from the buffer one at a time; the buffer is taken out so the
+        // handler may borrow `self` mutably.
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        let mut buf = std::mem::replace(&mut p.buf, RecvBuf::new(0));
+        let mut error = None;
+        loop {
+            match decode_message(buf.as_slice()) {
+                Ok(Some((m, used))) => {
+                    let r = self.on_message(now, conn, m);
+                    buf.consume(used);
+                    if let Err(why) = r {
+                        error = Some(why);
+                        break;
+                    }
+                    if !self.peers.contains_key(&conn) {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(if matches!(e, wire::WireError::UnknownId(_)) {
+                        "unknown message"
+                    } else {
+                        "malformed message"
+                    });
+                    break;
+                }
+            }
+        }
+        if let Some(why) = error {
+            self.drop_peer(conn, why, true);
+            return;
+        }
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.buf = buf;
+        }
+        self.fill_requests(now, conn);
+        self.serve(now, conn);
+    }
+
+    fn on_handshake(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        hs: Handshake,
+    ) -> Result<(), &'static str> {
+        if hs.info_hash != self.info_hash {
+            return Err("wrong info-hash");
+        }
+        if hs.peer_id == self.cfg.peer_id {
+            if let Some(p) = self.peers.get(&conn) {
+                self.tried.insert(p.addr);
+            }
+            return Err("connected to ourselves");
+        }
+        if self
+            .peers
+            .iter()
+            .any(|(c, p)| *c != conn && p.handshake.is_some_and(|h| h.peer_id == hs.peer_id))
+        {
+            return Err("already connected to this peer");
+        }
+        let count = self.picker.piece_count();
+        let have = self.picker.have().clone();
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return Err("gone");
+        };
+        p.handshake = Some(hs);
+        p.fast = hs.reserved.has(Reserved::FAST);
+        let ext = hs.reserved.has(Reserved::EXTENSION);
+        let addr = p.addr;
+        let inbound = conn.is_inbound();
+        if inbound {
+            let h = self.handshake_msg();
+            self.send(Transmit::Send {
+                conn,
+                data: h.to_vec(),
+            });
+        }
+        let fast = hs.reserved.has(Reserved::FAST);
+        if fast && have.is_full() {
+            self.send_msg(conn, &Message::HaveAll, now);
+        } else if fast && have.count() == 0 {
+            self.send_msg(conn, &Message::HaveNone, now);
+        } else if have.count() > 0 {
+            self.send_msg(conn, &Message::Bitfield(have.as_bytes()), now);
+        }
+        if ext {
+            let eh = ExtHandshake {
+                ut_pex: (!self.private).then_some(UT_PEX_ID),
+                ut_metadata: None,
+                port: Some(self.cfg.listen_port),
+                client: Some(self.cfg.client_name.clone()),
+                reqq: Some(MAX_PEER_REQUESTS as u32),
+                metadata_size: None,
+            };
+            let payload = eh.encode();
+            self.send_msg(
+                conn,
+                &Message::Extended {
+                    id: 0,
+                    payload: &payload,
+                },
+                now,
+            );
+        }
+        if fast && have.count() > 0 {
+            if let IpAddr::V4(ip) = addr.ip() {
+                let set = wire::allowed_fast_set(ip, &self.info_hash, count, ALLOWED_FAST_K);
+                for i in set.iter().copied().filter(|i| have.get(*i)) {
+                    self.send_msg(conn, &Message::AllowedFast(i), now);
+                }
+                if let Some(p) = self.peers.get_mut(&conn) {
+                    p.given_fast = set;
+                }
+            }
+        }
+        self.emit(ClientEvent::PeerConnected { addr, inbound });
+        Ok(())
+    }
+
+    fn on_message(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        m: Message<'_>,
+    ) -> Result<(), &'static str> {
+        let n = self.picker.piece_count();
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return Ok(());
+        };
+        let first = std::mem::replace(&mut p.first_msg, false);
+        match m {
+            Message::KeepAlive | Message::Port(_) | Message::Suggest(_) => {}
+            Message::Choke => {
+                p.peer_choking = true;
+                if !p.fast {
+                    let dropped: Vec<BlockRef> = p.inflight.drain(..).map(|(r, _)| r).collect();
+                    for r in &dropped {
+                        self.picker.unrequest(r);
+                    }
+                }
+            }
+            Message::Unchoke => p.peer_choking = false,
+            Message::Interested => {
+                p.peer_interested = true;
+                // A free upload slot is given at once, not at the next choke round.
+                let unchoked = self.peers.values().filter(|q| !q.am_choking).count();
+                if unchoked < self.cfg.upload_slots && !self.stopped && !self.seeding_done {
+                    if let Some(p) = self.peers.get_mut(&conn) {
+                        if p.am_choking {
+                            p.am_choking = false;
+                            self.send_msg(conn, &Message::Unchoke, now);
+                        }
+                    }
+                }
+            }
+            Message::NotInterested => p.peer_interested = false,
+            Message::Have(i) => {
+                if i >= n {
+                    return Err("have for a piece out of range");
+                }
+                if p.has.set(i) {
+                    self.picker.peer_has(i);
+                }
+                self.update_interest(now, conn);
+            }
+            Message::Bitfield(b) => {
+                if !first {
+                    return Err("bitfield after the first message");
+                }
+                let bf = Bitfield::from_bytes(b, n).ok_or("malformed bitfield")?;
+                self.set_has(now, conn, bf);
+            }
+            Message::HaveAll | Message::HaveNone => {
+                if !first || !p.fast {
+                    return Err("have-all/none out of place");
+                }
+                let bf = if m == Message::HaveAll {
+                    Bitfield::full(n)
+                } else {
+                    Bitfield::new(n)
+                };
+                self.set_has(now, conn, bf);
+            }
+            Message::Request(r) => self.on_request(now, conn, r)?,
+            Message::Cancel(r) => p.requests.retain(|q| *q != r),
+            Message::Reject(r) => {
+                if !p.fast {
+                    return Err("reject without the fast extension");
+                }
+                if let Some(pos) = p.inflight.iter().position(|(q, _)| *q == r) {
+                    p.inflight.swap_remove(pos);
+                    self.picker.unrequest(&r);
+                }
+            }
+            Message::AllowedFast(i) => {
+                if i < n && !p.allowed_fast.contains(&i) && p.allowed_fast.len() < 64 {
+                    p.allowed_fast.push(i);
+                }
+            }
+            Message::Piece { index, begin, data } => {
+                self.on_piece(now, conn, index, begin, data)?
+            }
+            Message::Extended { id, payload } => {
+                if id == 0 {
+                    let eh =
+                        ExtHandshake::decode(payload).map_err(|_| "bad extension handshake")?;
+                    p.ext = Some(eh);
+                } else if id == UT_PEX_ID && !self.private {
+                    if let Ok(pex) = Pex::decode(payload) {
+                        self.add_candidates(pex.added);
+                        self.connect_more(now);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_has(&mut self, now: Instant, conn: ConnId, bf: Bitfield) {
+        for i in bf.ones() {
+            self.picker.peer_has(i);
+        }
+        let both_seeds = bf.is_full() && self.is_complete();
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.has = bf;
+        }
+        if both_seeds {
+            self.drop_peer(conn, "both seeding", true);
+            return;
+        }
+        self.update_interest(now, conn);
+    }
+
+    fn update_interest(&mut self, now: Instant, conn: ConnId) {
+        let Some(p) = self.peers.get(&conn) else {
+            return;
+        };
+        let want = !self.is_complete() && self.picker.interesting(&p.has);
+        if want != p.am_interested {
+            if let Some(p) = self.peers.get_mut(&conn) {
+                p.am_interested = want;
+            }
+            let m = if want {
+                Message::Interested
+            } else {
+                Message::NotInterested
+            };
+            self.send_msg(conn, &m, now);
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, conn: ConnId, r: BlockRef) -> Result<(), &'static str> {
+        let valid = r.index < self.picker.piece_count()
+            && self.picker.have().get(r.index)
+            && r.length > 0
+            && r.length <= 128 * 1024
+            && u64::from(r.begin) + u64::from(r.length)
+                <= u64::from(self.picker.piece_len(r.index));
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return Ok(());
+        };
+        let allowed = !p.am_choking || p.given_fast.contains(&r.index);
+        if !valid || !allowed || p.requests.len() >= MAX_PEER_REQUESTS {
+            if p.fast {
+                self.send_msg(conn, &Message::Reject(r), now);
+            }
+            return Ok(());
+        }
+        p.requests.push_back(r);
+        Ok(())
+    }
+
+    fn on_piece(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        index: u32,
+        begin: u32,
+        data: &[u8],
+    ) -> Result<(), &'static str> {
+        let r = BlockRef {
+            index,
+            begin,
+            length: u32::try_from(data.len()).map_err(|_| "block too long")?,
+        };
+        let len = u64::from(r.length);
+        self.downloaded += len;
+        self.down_tick += len;
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return Ok(());
+        };
+        p.down_total += len;
+        p.down_round += len;
+        p.down_tick += len;
+        let Some(pos) = p.inflight.iter().position(|(q, _)| *q == r) else {
+            self.wasted += len;
+            return Ok(());
+        };
+        p.inflight.swap_remove(pos);
+        if !self.picker.expects(&r) {
+            self.wasted += len;
+            return Ok(());
+        }
+        let offset = u64::from(index) * self.piece_length + u64::from(begin);
+        if let Err(e) = self.storage.write(offset, data) {
+            self.emit(ClientEvent::StorageFailed {
+                reason: e.to_string(),
+            });
+            self.picker.unrequest(&r);
+            return Ok(());
+        }
+        let done = self.picker.received(&r, conn.raw());
+        // Endgame: the others asked for the same block need not send it.
+        let others: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(c, p)| **c != conn && p.inflight.iter().any(|(q, _)| *q == r))
+            .map(|(c, _)| *c)
+            .collect();
+        for c in others {
+            if let Some(p) = self.peers.get_mut(&c) {
+                p.inflight.retain(|(q, _)| *q != r);
+            }
+            self.send_msg(c, &Message::Cancel(r), now);
+        }
+        if done {
+            self.verify_piece(now, index);
+        }
+        Ok(())
+    }
+
+    fn verify_piece(&mut self, now: Instant, index: u32) {
+        let off = u64::from(index) * self.piece_length;
+        let len = u64::from(self.picker.piece_len(index));
+        let ok = match self.storage.hash(off, len) {
+            Ok(h) => self.piece_hashes.get(index as usize) == Some(&h),
+            Err(e) => {
+                self.emit(ClientEvent::StorageFailed {
+                    reason: e.to_string(),
+                });
+                false
+            }
+        };
+        if ok {
+            self.picker.verified(index);
+            self.storage.mark_verified(index);
+            self.flush_pending = true;
+            self.emit(ClientEvent::PieceVerified { index });
+            let conns: Vec<ConnId> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.handshake.is_some())
+                .map(|(c, _)| *c)
+                .collect();
+            for c in conns {
+                self.send_msg(c, &Message::Have(index), now);
+                self.update_interest(now, c);
+            }
+            if self.is_complete() {
+                self.on_complete(now);
+            }
+        } else {
+            self.wasted += len;
+            let senders = self.picker.failed(index);
+            let mut addrs = Vec::new();
+            let sole = senders.len() == 1;
+            for key in senders {
+                let conn = self.peers.keys().copied().find(|c| c.raw() == key);
+                let Some(conn) = conn else { continue };
+                let Some(p) = self.peers.get_mut(&conn) else {
+                    continue;
+                };
+                p.strikes += if sole { self.cfg.ban_strikes } else { 1 };
+                addrs.push(p.addr);
+                if p.strikes >= self.cfg.ban_strikes {
+                    let ip = p.addr.ip();
+                    self.banned.insert(ip);
+                    self.emit(ClientEvent::PeerBanned { ip });
+                    self.drop_peer(conn, "sent bad data", true);
+                }
+            }
+            self.emit(ClientEvent::PieceFailed {
+                index,
+                senders: addrs,
+            });
+        }
+    }
+
+    fn on_complete(&mut self, now: Instant) {
+        self.completed_at = Some(now);
+        self.emit(ClientEvent::Completed);
+        self.pending_event = AnnounceEvent::Completed;
+        if !self.cfg.trackers.is_empty() {
+            self.set_timer(Timer::Announce, Some(now));
+        }
+        let _ = self.storage.flush();
+        self.flush_pending = false;
+        // Seeds need not talk to seeds.
+        let seeds: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.has.is_full())
+            .map(|(c, _)| *c)
+            .collect();
+        for c in seeds {
+            self.drop_peer(c, "both seeding", true);
+        }
+        if !self.cfg.seed {
+            self.finish_seeding(now);
+        }
+    }
+
+    fn finish_seeding(&mut self, now: Instant) {
+        if self.seeding_done {
+            return;
+        }
+        self.seeding_done = true;
+        self.emit(ClientEvent::SeedingDone);
+        self.leave(now);
+    }
+
+    fn leave(&mut self, now: Instant) {
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for c in conns {
+            self.drop_peer(c, "leaving", true);
+        }
+        self.candidates.clear();
+        self.pending_event = AnnounceEvent::Stopped;
+        if !self.cfg.trackers.is_empty() {
+            self.set_timer(Timer::Announce, Some(now));
+        }
+        for t in [Timer::Choke, Timer::Pex] {
+            self.set_timer(t, None);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Requesting and serving.
+
+    fn queue_depth(&self, p: &Peer) -> usize {
+        let by_rate = (p.down_rate * QUEUE_TIME.as_secs_f64() / f64::from(BLOCK_LEN)) as usize;
+        by_rate.clamp(16, self.cfg.max_requests.max(1))
+    }
+
+    fn fill_requests(&mut self, now: Instant, conn: ConnId) {
+        if self.is_complete() || self.stopped {
+            return;
+        }
+        let Some(p) = self.peers.get(&conn) else {
+            return;
+        };
+        if p.handshake.is_none() || !p.am_interested {
+            return;
+        }
+        let choked = p.peer_choking;
+        if choked && (!p.fast || p.allowed_fast.is_empty()) {
+            return;
+        }
+        let depth = self.queue_depth(p);
+        if p.inflight.len() >= depth {
+            return;
+        }
+        let mut want = depth - p.inflight.len();
+        if self.cfg.download_limit.is_some() {
+            want = want.min((self.down_tokens / f64::from(BLOCK_LEN)).max(0.0) as usize);
+            if want == 0 {
+                return;
+            }
+        }
+        let inflight: Vec<BlockRef> = p.inflight.iter().map(|(r, _)| *r).collect();
+        let allowed = choked.then(|| p.allowed_fast.clone());
+        let has = p.has.clone();
+        let picks = self
+            .picker
+            .pick(&has, want, &inflight, allowed.as_deref(), &mut self.rng);
+        if picks.is_empty() {
+            return;
+        }
+        if self.cfg.download_limit.is_some() {
+            self.down_tokens -= picks.iter().map(|r| f64::from(r.length)).sum::<f64>();
+        }
+        let mut data = Vec::with_capacity(picks.len() * 17);
+        for r in &picks {
+            Message::Request(*r).encode_into(&mut data);
+        }
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.inflight.extend(picks.iter().map(|r| (*r, now)));
+            p.last_send = now;
+        }
+        self.send(Transmit::Send { conn, data });
+    }
+
+    fn serve(&mut self, now: Instant, conn: ConnId) {
+        loop {
+            let Some(p) = self.peers.get_mut(&conn) else {
+                return;
+            };
+            let Some(r) = p.requests.front().copied() else {
+                return;
+            };
+            if self.cfg.upload_limit.is_some() && self.up_tokens < f64::from(r.length) {
+                return;
+            }
+            p.requests.pop_front();
+            let mut block = vec![0u8; r.length as usize];
+            let off = u64::from(r.index) * self.piece_length + u64::from(r.begin);
+            if let Err(e) = self.storage.read(off, &mut block) {
+                self.emit(ClientEvent::StorageFailed {
+                    reason: e.to_string(),
+                });
+                return;
+            }
+            let len = u64::from(r.length);
+            if let Some(p) = self.peers.get_mut(&conn) {
+                p.up_total += len;
+                p.up_round += len;
+            }
+            self.uploaded += len;
+            self.up_tick += len;
+            if self.cfg.upload_limit.is_some() {
+                self.up_tokens -= len as f64;
+            }
+            self.send_msg(
+                conn,
+                &Message::Piece {
+                    index: r.index,
+                    begin: r.begin,
+                    data: &block,
+                },
+                now,
+            );
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Choking.
+
+    fn choke_round(&mut self, now: Instant) {
+        self.choke_round += 1;
+        let seeding = self.is_complete();
+        let mut interested: Vec<(u64, ConnId)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.handshake.is_some() && p.peer_interested)
+            .map(|(c, p)| (if seeding { p.up_round } else { p.down_round }, *c))
+            .collect();
+        // Fastest first; ties (all zero at the start) in random order.
+        self.rng.shuffle(&mut interested);
+        interested.sort_by_key(|e| std::cmp::Reverse(e.0));
+        let regular = self.cfg.upload_slots.saturating_sub(1).max(1);
+        let mut unchoke: BTreeSet<ConnId> =
+            interested.iter().take(regular).map(|(_, c)| *c).collect();
+        let rotate = self.choke_round % self.cfg.optimistic_rounds.max(1) == 1
+            || self.optimistic.is_none_or(|c| !self.peers.contains_key(&c));
+        if rotate {
+            let rest: Vec<ConnId> = interested
+                .iter()
+                .map(|(_, c)| *c)
+                .filter(|c| !unchoke.contains(c))
+                .collect();
+            self.optimistic = self.rng.pick(&rest).copied();
+        }
+        if let Some(o) = self.optimistic {
+            unchoke.insert(o);
+        }
+        let conns: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.handshake.is_some())
+            .map(|(c, _)| *c)
+            .collect();
+        for c in conns {
+            let Some(p) = self.peers.get_mut(&c) else {
+                continue;
+            };
+            p.down_round = 0;
+            p.up_round = 0;
+            let should_choke = !unchoke.contains(&c);
+            if should_choke != p.am_choking {
+                p.am_choking = should_choke;
+                if should_choke {
+                    let dropped: Vec<BlockRef> = p.requests.drain(..).collect();
+                    let fast = p.fast;
+                    let given = p.given_fast.clone();
+                    self.send_msg(c, &Message::Choke, now);
+                    for r in dropped {
+                        if given.contains(&r.index) {
+                            if let Some(p) = self.peers.get_mut(&c) {
+                                p.requests.push_back(r);
+                            }
+                        } else if fast {
+                            self.send_msg(c, &Message::Reject(r), now);
+                        }
+                    }
+                } else {
+                    self.send_msg(c, &Message::Unchoke, now);
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Peer exchange.
+
+    fn pex_round(&mut self, now: Instant) {
+        if self.private {
+            return;
+        }
+        let current: BTreeSet<SocketAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.handshake.is_some())
+            .filter_map(|(c, p)| {
+                if c.is_inbound() {
+                    p.ext
+                        .as_ref()?
+                        .port
+                        .map(|port| SocketAddr::new(p.addr.ip(), port))
+                } else {
+                    Some(p.addr)
+                }
+            })
+            .collect();
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for c in conns {
+            let Some(p) = self.peers.get_mut(&c) else {
+                continue;
+            };
+            let Some(id) = p.ext.as_ref().and_then(|e| e.ut_pex) else {
+                continue;
+            };
+            let me = p.addr;
+            let added: Vec<SocketAddr> = current
+                .iter()
+                .filter(|a| **a != me && !p.pex_sent.contains(a))
+                .take(50)
+                .copied()
+                .collect();
+            let dropped: Vec<SocketAddr> = p
+                .pex_sent
+                .iter()
+                .filter(|a| !current.contains(a))
+                .take(50)
+                .copied()
+                .collect();
+            if added.is_empty() && dropped.is_empty() {
+                continue;
+            }
+            for a in &added {
+                p.pex_sent.insert(*a);
+            }
+            for a in &dropped {
+                p.pex_sent.remove(a);
+            }
+            let payload = Pex { added, dropped }.encode();
+            self.send_msg(
+                c,
+                &Message::Extended {
+                    id,
+                    payload: &payload,
+                },
+                now,
+            );
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Trackers.
+
+    fn current_tracker(&self) -> Option<TrackerEndpoint> {
+        let (t, i) = self.tracker_pos;
+        self.cfg.trackers.get(t)?.get(i).cloned()
+    }
+
+    fn announce_request(&self) -> AnnounceRequest {
+        AnnounceRequest {
+            info_hash: self.info_hash,
+            peer_id: self.cfg.peer_id,
+            port: self.cfg.listen_port,
+            uploaded: self.uploaded,
+            downloaded: self.downloaded,
+            left: self.total.saturating_sub(self.picker.have_bytes()),
+            event: self.pending_event,
+            numwant: Some(if self.pending_event == AnnounceEvent::Stopped {
+                0
+            } else {
+                self.cfg.numwant
+            }),
+            compact: true,
+            key: Some(u32::from_be_bytes([
+                self.cfg.peer_id[8],
+                self.cfg.peer_id[9],
+                self.cfg.peer_id[10],
+                self.cfg.peer_id[11],
+            ])),
+        }
+    }
+
+    fn start_announce(&mut self, now: Instant) {
+        if self.job.is_some() {
+            return;
+        }
+        let Some(ep) = self.current_tracker() else {
+            self.tracker_pos = (0, 0);
+            self.set_timer(Timer::Announce, Some(now + TRACKER_RETRY));
+            return;
+        };
+        self.set_timer(Timer::Announce, None);
+        self.set_timer(Timer::TrackerJob, Some(now + TRACKER_TIMEOUT));
+        match &ep.kind {
+            TrackerKind::Http { host, path } => {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                let request = format!(
+                    "GET {path}{sep}{} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: {}\r\nConnection: close\r\n\r\n",
+                    self.announce_request().to_query(),
+                    self.cfg.client_name
+                )
+                .into_bytes();
+                let conn = ConnId::outbound(self.next_conn);
+                self.next_conn += 1;
+                self.roles.insert(conn, Role::Tracker);
+                self.send(Transmit::Connect { conn, to: ep.addr });
+                self.job = Some(Job::Http {
+                    conn,
+                    url: ep.url.clone(),
+                    request,
+                    reply: Vec::new(),
+                });
+            }
+            TrackerKind::Udp => {
+                let tid = self.rng.next_u64() as u32;
+                self.send(Transmit::Datagram {
+                    to: ep.addr,
+                    data: UdpRequest::Connect {
+                        transaction_id: tid,
+                    }
+                    .encode(),
+                });
+                self.job = Some(Job::Udp {
+                    addr: ep.addr,
+                    url: ep.url.clone(),
+                    tid,
+                    connection_id: None,
+                    attempts: 1,
+                });
+            }
+        }
+    }
+
+    fn tracker_bytes(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        let Some(Job::Http {
+            conn: jc, reply, ..
+        }) = &mut self.job
+        else {
+            return;
+        };
+        if *jc != conn {
+            return;
+        }
+        if reply.len() + data.len() > MAX_TRACKER_REPLY {
+            self.tracker_done(now, Err("reply too large".into()));
+            return;
+        }
+        reply.extend_from_slice(data);
+        // Done as soon as a complete reply with a Content-Length is in.
+        if let Ok((status, body)) = parse_http_response(reply) {
+            let has_len = String::from_utf8_lossy(reply)
+                .to_ascii_lowercase()
+                .contains("content-length:");
+            if has_len {
+                let r = http_result(status, body);
+                self.tracker_done(now, r);
+            }
+        }
+    }
+
+    fn tracker_closed(&mut self, now: Instant, conn: ConnId) {
+        let Some(Job::Http {
+            conn: jc, reply, ..
+        }) = &self.job
+        else {
+            return;
+        };
+        if *jc != conn {
+            return;
+        }
+        let r = match parse_http_response(reply) {
+            Ok((status, body)) => http_result(status, body),
+            Err(e) => Err(e.to_string()),
+        };
+        self.tracker_done(now, r);
+    }
+
+    fn tracker_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let Some(Job::Udp {
+            addr,
+            tid,
+            connection_id,
+            ..
+        }) = &mut self.job
+        else {
+            return;
+        };
+        if *addr != from {
+            return;
+        }
+        let Ok(resp) = UdpResponse::decode(data) else {
+            return;
+        };
+        match resp {
+            UdpResponse::Connect {
+                transaction_id,
+                connection_id: cid,
+            } if transaction_id == *tid => {
+                *connection_id = Some(cid);
+                let new_tid = self.rng.next_u64() as u32;
+                if let Some(Job::Udp { tid, addr, .. }) = &mut self.job {
+                    *tid = new_tid;
+                    let to = *addr;
+                    let req = UdpRequest::Announce {
+                        connection_id: cid,
+                        transaction_id: new_tid,
+                        req: self.announce_request(),
+                        ip: 0,
+                    };
+                    self.send(Transmit::Datagram {
+                        to,
+                        data: req.encode(),
+                    });
+                    self.set_timer(Timer::TrackerJob, Some(now + TRACKER_TIMEOUT));
+                }
+            }
+            UdpResponse::Announce {
+                transaction_id,
+                interval,
+                leechers,
+                seeders,
+                peers,
+            } if transaction_id == *tid => {
+                let r = AnnounceResponse {
+                    interval,
+                    min_interval: None,
+                    complete: seeders,
+                    incomplete: leechers,
+                    peers: peers.into_iter().map(SocketAddr::V4).collect(),
+                    warning: None,
+                };
+                self.tracker_done(now, Ok(r));
+            }
+            UdpResponse::Error {
+                transaction_id,
+                message,
+            } if transaction_id == *tid => {
+                self.tracker_done(now, Err(message));
+            }
+            _ => {}
+        }
+    }
+
+    fn tracker_timeout(&mut self, now: Instant) {
+        match &mut self.job {
+            Some(Job::Udp {
+                addr,
+                tid,
+                connection_id,
+                attempts,
+                ..
+            }) if *attempts < 3 => {
+                // BEP 15 retransmits; we retry the whole exchange a few times.
+                *attempts += 1;
+                *connection_id = None;
+                let new_tid = self.rng.next_u64() as u32;
+                *tid = new_tid;
+                let to = *addr;
+                self.send(Transmit::Datagram {
+                    to,
+                    data: UdpRequest::Connect {
+                        transaction_id: new_tid,
+                    }
+                    .encode(),
+                });
+                self.set_timer(Timer::TrackerJob, Some(now + TRACKER_TIMEOUT));
+            }
+            Some(_) => self.tracker_done(now, Err("timed out".into())),
+            None => {}
+        }
+    }
+
+    fn tracker_done(&mut self, now: Instant, result: Result<AnnounceResponse, String>) {
+        let Some(job) = self.job.take() else {
+            return;
+        };
+        self.set_timer(Timer::TrackerJob, None);
+        let url = match job {
+            Job::Http { conn, url, .. } => {
+                self.roles.remove(&conn);
+                self.send(Transmit::Close { conn });
+                url
+            }
+            Job::Udp { url, .. } => url,
+        };
+        let event = self.pending_event;
+        match result {
+            Ok(r) => {
+                // BEP 12: a tracker that answered moves to the front of its tier.
+                let (t, i) = self.tracker_pos;
+                if let Some(tier) = self.cfg.trackers.get_mut(t) {
+                    if i < tier.len() {
+                        let ep = tier.remove(i);
+                        tier.insert(0, ep);
+                    }
+                }
+                self.tracker_pos = (0, 0);
+                self.emit(ClientEvent::TrackerReply {
+                    url,
+                    peers: r.peers.len(),
+                    seeders: r.complete,
+                    leechers: r.incomplete,
+                });
+                self.interval = Duration::from_secs(u64::from(r.interval.clamp(30, 3600)));
+                if event == AnnounceEvent::Stopped {
+                    self.set_timer(Timer::Announce, None);
+                    return;
+                }
+                self.pending_event = AnnounceEvent::None;
+                if !self.is_complete() || self.cfg.seed {
+                    self.add_candidates(r.peers);
+                    self.connect_more(now);
+                }
+                // Ask again sooner while we lack peers.
+                let next = if self.peers.len() < 5 && !self.is_complete() {
+                    self.interval.min(Duration::from_secs(60))
+                } else {
+                    self.interval
+                };
+                self.set_timer(Timer::Announce, Some(now + next));
+            }
+            Err(reason) => {
+                self.emit(ClientEvent::TrackerError { url, reason });
+                let (t, i) = self.tracker_pos;
+                let tier_len = self.cfg.trackers.get(t).map_or(0, Vec::len);
+                self.tracker_pos = if i + 1 < tier_len {
+                    (t, i + 1)
+                } else {
+                    (t + 1, 0)
+                };
+                if self.current_tracker().is_some() {
+                    self.set_timer(Timer::Announce, Some(now));
+                } else {
+                    self.tracker_pos = (0, 0);
+                    if event == AnnounceEvent::Stopped {
+                        self.set_timer(Timer::Announce, None);
+                    } else {
+                        self.set_timer(Timer::Announce, Some(now + TRACKER_RETRY));
+                    }
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // The tick.
+
+    fn tick(&mut self, now: Instant) {
+        let dt = now
+            .saturating_duration_since(self.last_tick)
+            .as_secs_f64()
+            .max(1e-3);
+        self.last_tick = now;
+        let ewma = |old: f64, bytes: u64| 0.6 * old + 0.4 * (bytes as f64 / dt);
+        self.down_rate = ewma(self.down_rate, std::mem::take(&mut self.down_tick));
+        self.up_rate = ewma(self.up_rate, std::mem::take(&mut self.up_tick));
+        if let Some(l) = self.cfg.upload_limit {
+            self.up_tokens = (self.up_tokens + l as f64 * dt).min(l as f64);
+        }
+        if let Some(l) = self.cfg.download_limit {
+            self.down_tokens = (self.down_tokens + l as f64 * dt).min(l as f64);
+        }
+        let timeout = self.cfg.request_timeout;
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for c in conns {
+            let Some(p) = self.peers.get_mut(&c) else {
+                continue;
+            };
+            p.down_rate = ewma(p.down_rate, std::mem::take(&mut p.down_tick));
+            if p.handshake.is_none() {
+                if now.saturating_duration_since(p.connected_at) > HANDSHAKE_TIMEOUT {
+                    self.drop_peer(c, "handshake timed out", true);
+                }
+                continue;
+            }
+            if now.saturating_duration_since(p.last_recv) > IDLE_TIMEOUT {
+                self.drop_peer(c, "idle", true);
+                continue;
+            }
+            let expired: Vec<BlockRef> = p
+                .inflight
+                .iter()
+                .filter(|(_, t)| now.saturating_duration_since(*t) > timeout)
+                .map(|(r, _)| *r)
+                .collect();
+            if !expired.is_empty() {
+                p.inflight.retain(|(r, _)| !expired.contains(r));
+                for r in &expired {
+                    self.picker.unrequest(r);
+                }
+            }
+            if now.saturating_duration_since(p.last_send) > KEEPALIVE_EVERY {
+                self.send_msg(c, &Message::KeepAlive, now);
+            }
+            self.fill_requests(now, c);
+            self.serve(now, c);
+        }
+        if self.flush_pending {
+            self.flush_pending = false;
+            if let Err(e) = self.storage.flush() {
+                self.emit(ClientEvent::StorageFailed {
+                    reason: e.to_string(),
+                });
+            }
+        }
+        if let Some(done) = self.completed_at {
+            let ratio_hit = self
+                .cfg
+                .seed_ratio
+                .is_some_and(|r| self.total > 0 && self.uploaded as f64 >= r * self.total as f64);
+            let time_hit = self
+                .cfg
+                .seed_time
+                .is_some_and(|t| now.saturating_duration_since(done) >= t);
+            if ratio_hit || time_hit {
+                self.finish_seeding(now);
+            }
+        }
+        self.connect_more(now);
+        let keep_ticking = !(self.stopped || self.seeding_done);
+        self.set_timer(Timer::Tick, keep_ticking.then(|| now + TICK));
+    }
+}
+
+fn http_result(status: u16, body: &[u8]) -> Result<AnnounceResponse, String> {
+    match AnnounceResponse::decode(body) {
+        Ok(r) => Ok(r),
+        Err(e) if status == 200 => Err(e.to_string()),
+        Err(_) => Err(format!("HTTP status {status}")),
+    }
+}
+
+impl<S: Storage> Core for Client<S> {
+    type Command = ClientCommand;
+    type Event = ClientEvent;
+
+    fn handle_input(&mut self, now: Instant, input: Input<'_, ClientCommand>) {
+        self.start(now);
+        match input {
+            Input::Command(ClientCommand::AddPeers { id, peers }) => {
+                let added = self.add_candidates(peers);
+                self.emit(ClientEvent::PeersAdded { id, added });
+                self.connect_more(now);
+            }
+            Input::Command(ClientCommand::Stats { id }) => {
+                let stats = self.stats();
+                self.emit(ClientEvent::Stats { id, stats });
+            }
+            Input::Command(ClientCommand::Stop { id }) => {
+                if !self.stopped {
+                    self.stopped = true;
+                    self.leave(now);
+                    let _ = self.storage.flush();
+                    self.set_timer(Timer::Tick, None);
+                }
+                self.emit(ClientEvent::Stopped { id });
+            }
+            Input::Connected { conn, peer } => {
+                if matches!(self.roles.get(&conn), Some(Role::Tracker)) {
+                    if let Some(Job::Http {
+                        conn: jc, request, ..
+                    }) = &self.job
+                    {
+                        if *jc == conn {
+                            let data = request.clone();
+                            self.send(Transmit::Send { conn, data });
+                        }
+                    }
+                    return;
+                }
+                if conn.is_inbound() {
+                    if self.stopped
+                        || self.seeding_done
+                        || self.peers.len() >= self.cfg.max_peers
+                        || self.banned.contains(&peer.ip())
+                    {
+                        self.send(Transmit::Close { conn });
+                        return;
+                    }
+                    self.roles.insert(conn, Role::Peer);
+                    self.peers.insert(conn, self.new_peer(peer, now));
+                } else {
+                    self.half_open.remove(&conn);
+                    if self.peers.contains_key(&conn) {
+                        let h = self.handshake_msg();
+                        self.send(Transmit::Send {
+                            conn,
+                            data: h.to_vec(),
+                        });
+                        if let Some(p) = self.peers.get_mut(&conn) {
+                            p.connected_at = now;
+                            p.last_send = now;
+                        }
+                    }
+                }
+            }
+            Input::ConnectFailed { conn } => {
+                if matches!(self.roles.get(&conn), Some(Role::Tracker)) {
+                    self.roles.remove(&conn);
+                    if matches!(&self.job, Some(Job::Http { conn: jc, .. }) if *jc == conn) {
+                        self.tracker_done(now, Err("connection failed".into()));
+                    }
+                    return;
+                }
+                self.drop_peer(conn, "connection failed", false);
+                self.connect_more(now);
+            }
+            Input::Received { conn, data } => self.received(now, conn, data),
+            Input::Closed { conn, .. } => {
+                if matches!(self.roles.get(&conn), Some(Role::Tracker)) {
+                    self.tracker_closed(now, conn);
+                    self.roles.remove(&conn);
+                    return;
+                }
+                self.drop_peer(conn, "closed by peer", false);
+                self.connect_more(now);
+            }
+            Input::Datagram { from, data } => self.tracker_datagram(now, from, data),
+            _ => {}
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.start(now);
+        if self.timer(Timer::TrackerJob).is_some_and(|t| t <= now) {
+            self.set_timer(Timer::TrackerJob, None);
+            self.tracker_timeout(now);
+        }
+        if self.timer(Timer::Announce).is_some_and(|t| t <= now) {
+            self.set_timer(Timer::Announce, None);
+            self.start_announce(now);
+        }
+        if self.timer(Timer::Choke).is_some_and(|t| t <= now) {
+            self.choke_round(now);
+            self.set_timer(Timer::Choke, Some(now + self.cfg.choke_interval));
+        }
+        if self.timer(Timer::Pex).is_some_and(|t| t <= now) {
+            self.pex_round(now);
+            self.set_timer(Timer::Pex, Some(now + PEX_EVERY));
+        }
+        if self.timer(Timer::Tick).is_some_and(|t| t <= now) {
+            self.tick(now);
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if !self.started {
+            // Not started yet: wake once to start (announce, timers).
+            return Some(Instant::ZERO);
+        }
+        self.timers.iter().flatten().min().copied()
+    }
+}
