@@ -48,9 +48,14 @@
 //! [`harness::Harness`] runs many nodes on a virtual network; `servent-sim` and the tokio
 //! driver in `servent-runtime` run the very same core.
 
+#[cfg(feature = "runtime")]
+pub mod driver;
 pub mod harness;
+pub mod model;
 pub mod node;
+pub mod scenarios;
 pub mod wire;
 
 pub use node::{ChordNode, Command, Config, Event, FailReason, LookupMode, key_id, node_id};
+pub use scenarios::scenarios;
 pub use wire::{Body, Message, NodeRef, WireError};

@@ -288,6 +288,8 @@ struct Lookup {
     current: Option<SocketAddr>,
     alternates: Vec<NodeRef>,
     timeouts: u32,
+    /// Once the key's predecessor answered: its successor list, checked for life in order.
+    finals: Vec<NodeRef>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -309,6 +311,7 @@ struct Op {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Purpose {
     Step(u64),
+    Verify(u64),
     Rec(u64),
     Stabilize,
     CheckPred,
@@ -463,6 +466,23 @@ impl ChordNode {
             // A random phase, so that a ring's nodes do not all stabilize in lock step.
             let us = u64::try_from(p.as_micros()).unwrap_or(u64::MAX).max(1);
             *slot = Some(now + Duration::from_micros(self.rng.below(us)));
+        }
+    }
+
+    /// Changes the periods of `stabilize` and `fix_fingers` (from their next firing on,
+    /// with a fresh random phase).
+    pub fn set_periods(&mut self, stabilize: Duration, fix_fingers: Duration) {
+        self.cfg.stabilize_every = stabilize;
+        self.cfg.fix_fingers_every = fix_fingers;
+        for (t, p) in [
+            (Timer::Stabilize, stabilize),
+            (Timer::FixFingers, fix_fingers),
+        ] {
+            let us = u64::try_from(p.as_micros()).unwrap_or(u64::MAX).max(1);
+            let jitter = Duration::from_micros(self.rng.below(us));
+            if let Some(at) = self.timers[t as usize].as_mut() {
+                *at += jitter;
+            }
         }
     }
 
@@ -899,6 +919,7 @@ impl ChordNode {
             current: None,
             alternates: Vec::new(),
             timeouts: 0,
+            finals: Vec::new(),
         };
         match start {
             Some(addr) => {
@@ -961,16 +982,8 @@ impl ChordNode {
             lk.route.push(from.id);
         }
         if done {
-            let Some(lk) = self.lookups.remove(&lid) else {
-                return;
-            };
-            match nodes.first() {
-                Some(resp) => {
-                    let resp = *resp;
-                    self.lookup_done(now, lk, resp, nodes);
-                }
-                None => self.fail_why(now, lk.why, FailReason::Unreachable),
-            }
+            lk.finals = nodes;
+            self.verify_next(now, lid);
             return;
         }
         if lk.route.len() > MAX_PATH {
@@ -992,6 +1005,50 @@ impl ChordNode {
         lk.current = Some(next.addr);
         lk.alternates = c;
         self.ask_step(now, lid);
+    }
+
+    /// The key's successor as its predecessor sees it may have died unnoticed: check that
+    /// it answers, falling back along the predecessor's successor list.
+    fn verify_next(&mut self, now: Instant, lid: u64) {
+        let Some(lk) = self.lookups.get_mut(&lid) else {
+            return;
+        };
+        let Some(first) = lk.finals.first().copied() else {
+            self.finish_lookup_failed(now, lid, FailReason::Unreachable);
+            return;
+        };
+        let answered_just_now = lk.route.last() == Some(&first.id);
+        if (first.addr == self.me.addr && self.is_member()) || answered_just_now {
+            self.verified(now, lid);
+            return;
+        }
+        if !self.request(now, first.addr, Body::Ping, Purpose::Verify(lid)) {
+            self.finish_lookup_failed(now, lid, FailReason::Busy);
+        }
+    }
+
+    fn verified(&mut self, now: Instant, lid: u64) {
+        let Some(lk) = self.lookups.remove(&lid) else {
+            return;
+        };
+        match lk.finals.first().copied() {
+            Some(resp) => {
+                let finals = lk.finals.clone();
+                self.lookup_done(now, lk, resp, finals);
+            }
+            None => self.fail_why(now, lk.why, FailReason::Unreachable),
+        }
+    }
+
+    fn verify_timed_out(&mut self, now: Instant, lid: u64, dead: SocketAddr) {
+        self.forget(dead);
+        if let Some(lk) = self.lookups.get_mut(&lid) {
+            lk.timeouts += 1;
+            if !lk.finals.is_empty() {
+                lk.finals.remove(0);
+            }
+        }
+        self.verify_next(now, lid);
     }
 
     fn step_timed_out(&mut self, now: Instant, lid: u64, dead: SocketAddr) {
@@ -1568,6 +1625,7 @@ impl ChordNode {
                 self.on_stabilize_reply(me, pred, succs)
             }
             (Purpose::CheckPred, Body::Pong { .. }) => {}
+            (Purpose::Verify(lid), Body::Pong { .. }) => self.verified(now, lid),
             (Purpose::JoinFingers(_), Body::Fingers { entries, .. }) => {
                 // Copy the successor's fingers where we have none; fix_fingers corrects them.
                 let me = self.me.id;
@@ -1635,6 +1693,7 @@ impl ChordNode {
         let dead = rpc.to;
         match rpc.purpose {
             Purpose::Step(lid) => self.step_timed_out(now, lid, dead),
+            Purpose::Verify(lid) => self.verify_timed_out(now, lid, dead),
             Purpose::Rec(id) => {
                 self.forget(dead);
                 self.emit(Event::Failed {
