@@ -35,6 +35,8 @@ pub mod flood;
 pub mod harness;
 pub mod http;
 pub mod library;
+#[cfg(feature = "runtime")]
+pub mod node;
 pub mod routing;
 pub mod servent;
 pub mod wire;

@@ -1,0 +1,966 @@
+//! The tokio driver of a [`Servent`] over real sockets, with the file transfers the core
+//! hands over (feature `runtime`).
+//!
+//! One task runs the core: it accepts TCP connections, carries out [`Transmit`]s, feeds
+//! the core what sockets read and fires its timer. Every connection has a reader task and a
+//! writer task with a bounded queue. When the core hands a connection over
+//! ([`Event::Handoff`]), the driver stops its reader, takes the socket back from both
+//! tasks and runs the transfer on it: serving `GET` requests from the shared folder
+//! (keep-alive, `Range`), or — for a `GIV` answering our Push — sending our `GET`.
+//!
+//! Uploads read only regular files directly inside the shared folder, opened with
+//! `O_NOFOLLOW`, whose index *and* name match the request; downloads write only inside the
+//! folder given, under a checked name, resuming from `<name>.part` and verifying the size.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use servent_core::{CloseReason, ConnId, Core, Input, Instant, Rng, Transmit};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::http;
+use crate::library::SharedFile;
+use crate::servent::{Command, Config, Event, HandoffKind, Hit, Servent, Stats};
+use crate::wire::Guid;
+
+/// How long a transfer may wait for the peer's next bytes.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a download waits for the `GIV` after sending a Push.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(20);
+/// Writes queued per connection before it counts as a slow peer.
+const SEND_QUEUE: usize = 1024;
+/// Hits kept per search.
+const MAX_HITS: usize = 1000;
+
+/// How to run a node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// Where to listen (overlay and HTTP on the same port); port 0 picks one.
+    pub listen: SocketAddr,
+    /// The folder to share (flat: regular files directly inside it).
+    pub share: Option<PathBuf>,
+    /// Peers to join through.
+    pub connect: Vec<SocketAddr>,
+    /// Most overlay connections.
+    pub max_conns: usize,
+    /// Connections to keep from the host cache.
+    pub want_conns: usize,
+    /// Highest TTL.
+    pub max_ttl: u8,
+    /// Refuse every inbound connection (a firewall), and say so in QueryHits.
+    pub firewalled: bool,
+    /// Seed for descriptor ids and the servent id (default: from the OS clock and pid).
+    pub seed: Option<u64>,
+}
+
+impl NodeOptions {
+    /// Defaults: listen on `listen`, share nothing, 5 connections, TTL 7.
+    pub fn new(listen: SocketAddr) -> NodeOptions {
+        NodeOptions {
+            listen,
+            share: None,
+            connect: Vec::new(),
+            max_conns: 5,
+            want_conns: 3,
+            max_ttl: 7,
+            firewalled: false,
+            seed: None,
+        }
+    }
+}
+
+/// Progress of a download.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes on disk so far.
+    pub done: u64,
+    /// Size of the file.
+    pub total: u64,
+}
+
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// A socket or file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What we were doing.
+        what: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// The node's task has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// The peer answered something we cannot use.
+    #[error("{0}")]
+    Protocol(String),
+    /// No route for the Push, or no GIV in time.
+    #[error("push failed: {0}")]
+    Push(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> NodeError {
+    let what = what.into();
+    move |source| NodeError::Io { what, source }
+}
+
+/// A shared folder: regular files directly inside it, indexed by position.
+#[derive(Clone, Debug, Default)]
+pub struct Share {
+    root: Option<PathBuf>,
+    files: Vec<SharedFile>,
+}
+
+impl Share {
+    /// Scans `root` (not following symlinks, not descending into folders).
+    pub fn scan(root: &Path) -> io::Result<Share> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(root)? {
+            let entry = entry?;
+            let meta = std::fs::symlink_metadata(entry.path())?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if meta.is_file() && http::safe_name(&name) {
+                names.push((name, meta.len()));
+            }
+        }
+        names.sort();
+        let files = names
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, size))| SharedFile {
+                index: i as u32,
+                name,
+                size,
+            })
+            .collect();
+        Ok(Share {
+            root: Some(root.to_path_buf()),
+            files,
+        })
+    }
+
+    /// The files.
+    pub fn files(&self) -> &[SharedFile] {
+        &self.files
+    }
+
+    /// Opens file `index` if its name is `name`: never a symlink, never outside the folder.
+    pub fn open(&self, index: u32, name: &str) -> Option<(std::fs::File, u64)> {
+        let root = self.root.as_ref()?;
+        let f = self
+            .files
+            .iter()
+            .find(|f| f.index == index && f.name == name)?;
+        if !http::safe_name(&f.name) {
+            return None;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(root.join(&f.name))
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        meta.is_file().then_some((file, meta.len()))
+    }
+}
+
+/// Where a pushed connection (and the bytes read after its GIV) is delivered.
+type PushReply = oneshot::Sender<Result<(TcpStream, Vec<u8>), NodeError>>;
+
+enum Req {
+    Search {
+        query: String,
+        ttl: Option<u8>,
+        reply: oneshot::Sender<u64>,
+    },
+    TakeHits {
+        id: u64,
+        reply: oneshot::Sender<Vec<Hit>>,
+    },
+    Push {
+        hit: Hit,
+        reply: PushReply,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<SocketAddr>>,
+    },
+    Stats {
+        reply: oneshot::Sender<Stats>,
+    },
+}
+
+enum Net {
+    Accepted(TcpStream, SocketAddr),
+    Connected(ConnId, TcpStream, SocketAddr),
+    ConnectFailed(ConnId),
+    Data(ConnId, Vec<u8>),
+    Ended(ConnId, CloseReason),
+    /// A reader stopped for a handoff and gives its half back.
+    ReaderDone(ConnId, OwnedReadHalf),
+}
+
+enum Write {
+    Data(Vec<u8>),
+    Close,
+}
+
+struct ConnIo {
+    writer: mpsc::Sender<Write>,
+    writer_task: JoinHandle<Option<OwnedWriteHalf>>,
+    stop_reader: Option<oneshot::Sender<()>>,
+}
+
+struct Handing {
+    io: ConnIo,
+    kind: HandoffKind,
+    late: Vec<u8>,
+}
+
+/// A running Gnutella node.
+#[derive(Debug)]
+pub struct Node {
+    reqs: mpsc::Sender<Req>,
+    /// The bound address (overlay and HTTP).
+    pub local: SocketAddr,
+    /// Our servent id.
+    pub servent_id: Guid,
+    task: JoinHandle<()>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+fn seed_of(opt: Option<u64>) -> u64 {
+    opt.unwrap_or_else(|| {
+        #[allow(clippy::disallowed_methods)] // the driver, not the core, may read the clock
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        t ^ (u64::from(std::process::id()) << 32)
+    })
+}
+
+impl Node {
+    /// Binds, scans the share, connects to the given peers and starts.
+    pub async fn start(opts: NodeOptions) -> Result<Node, NodeError> {
+        let listener = TcpListener::bind(opts.listen)
+            .await
+            .map_err(io_err(format!("binding {}", opts.listen)))?;
+        let local = listener
+            .local_addr()
+            .map_err(io_err("reading the bound address"))?;
+        let share = match &opts.share {
+            Some(dir) => Share::scan(dir).map_err(io_err(format!("scanning {}", dir.display())))?,
+            None => Share::default(),
+        };
+        let mut rng = Rng::new(seed_of(opts.seed));
+        let servent_id = Guid::random(&mut rng);
+        let ip = match local.ip() {
+            IpAddr::V4(v4) if !v4.is_unspecified() => v4,
+            _ => Ipv4Addr::LOCALHOST,
+        };
+        let mut cfg = Config::new(servent_id, SocketAddrV4::new(ip, local.port()));
+        cfg.max_conns = opts.max_conns;
+        cfg.want_conns = opts.want_conns;
+        cfg.max_ttl = opts.max_ttl;
+        cfg.firewalled = opts.firewalled;
+        let mut core = Servent::new(cfg, rng.fork(1));
+        let origin = tokio::time::Instant::now();
+        core.handle_input(
+            Instant::ZERO,
+            Input::Command(Command::Share {
+                id: 0,
+                files: share.files().to_vec(),
+            }),
+        );
+        for (i, addr) in opts.connect.iter().enumerate() {
+            core.handle_input(
+                Instant::ZERO,
+                Input::Command(Command::Connect {
+                    id: i as u64,
+                    addr: *addr,
+                }),
+            );
+        }
+        let (reqs, req_rx) = mpsc::channel(64);
+        let (net_tx, net_rx) = mpsc::channel(1024);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let driver = Driver {
+            core,
+            origin,
+            share,
+            firewalled: opts.firewalled,
+            conns: BTreeMap::new(),
+            handing: BTreeMap::new(),
+            net_tx,
+            next_inbound: 0,
+            next_search: 1,
+            searches: BTreeMap::new(),
+            pushes: BTreeMap::new(),
+            next_push: 1,
+            push_wait: BTreeMap::new(),
+        };
+        let task = tokio::spawn(driver.run(listener, req_rx, net_rx, stop_rx));
+        Ok(Node {
+            reqs,
+            local,
+            servent_id,
+            task,
+            stop: Some(stop_tx),
+        })
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Req) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.reqs
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Overlay peers whose handshake is done.
+    pub async fn peers(&self) -> Result<Vec<SocketAddr>, NodeError> {
+        self.ask(|reply| Req::Peers { reply }).await
+    }
+
+    /// Message counters.
+    pub async fn stats(&self) -> Result<Stats, NodeError> {
+        self.ask(|reply| Req::Stats { reply }).await
+    }
+
+    /// Waits until at least `n` peers are up, for at most `timeout`; returns how many are.
+    pub async fn wait_peers(&self, n: usize, timeout: Duration) -> Result<usize, NodeError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let have = self.peers().await?.len();
+            if have >= n || tokio::time::Instant::now() >= deadline {
+                return Ok(have);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Floods a Query and collects hits for `wait`.
+    pub async fn search(
+        &self,
+        query: &str,
+        ttl: Option<u8>,
+        wait: Duration,
+    ) -> Result<Vec<Hit>, NodeError> {
+        let id = self
+            .ask(|reply| Req::Search {
+                query: query.to_string(),
+                ttl,
+                reply,
+            })
+            .await?;
+        tokio::time::sleep(wait).await;
+        self.ask(|reply| Req::TakeHits { id, reply }).await
+    }
+
+    /// Downloads `hit` into `dir` (through Push when the holder is firewalled or cannot be
+    /// reached), resuming a partial file; reports progress on `progress`.
+    pub async fn download(
+        &self,
+        hit: &Hit,
+        dir: &Path,
+        progress: Option<mpsc::Sender<Progress>>,
+    ) -> Result<PathBuf, NodeError> {
+        if !http::safe_name(&hit.name) {
+            return Err(NodeError::Protocol(format!(
+                "refusing unsafe file name {:?}",
+                hit.name
+            )));
+        }
+        if !hit.push {
+            let direct = tokio::time::timeout(
+                Duration::from_secs(5),
+                TcpStream::connect(SocketAddr::V4(hit.addr)),
+            )
+            .await;
+            if let Ok(Ok(stream)) = direct {
+                return fetch(stream, Vec::new(), hit, dir, progress).await;
+            }
+        }
+        let pushed = self.ask(|reply| Req::Push {
+            hit: hit.clone(),
+            reply,
+        });
+        let (stream, rest) = tokio::time::timeout(PUSH_TIMEOUT, pushed)
+            .await
+            .map_err(|_| NodeError::Push("no GIV from the holder in time".into()))???;
+        fetch(stream, rest, hit, dir, progress).await
+    }
+
+    /// Stops the node and every connection and transfer task it owns.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Driver {
+    core: Servent,
+    origin: tokio::time::Instant,
+    share: Share,
+    firewalled: bool,
+    conns: BTreeMap<ConnId, ConnIo>,
+    handing: BTreeMap<ConnId, Handing>,
+    net_tx: mpsc::Sender<Net>,
+    next_inbound: u64,
+    next_search: u64,
+    searches: BTreeMap<u64, Vec<Hit>>,
+    /// Push command id → (servent id, index) it asked for.
+    pushes: BTreeMap<u64, (Guid, u32)>,
+    next_push: u64,
+    push_wait: BTreeMap<(Guid, u32), PushReply>,
+}
+
+fn spawn_io(conn: ConnId, stream: TcpStream, net: mpsc::Sender<Net>) -> ConnIo {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop_rx => {
+                    let _ = net.send(Net::ReaderDone(conn, rd)).await;
+                    return;
+                }
+                r = rd.read(&mut buf) => match r {
+                    Ok(0) => { let _ = net.send(Net::Ended(conn, CloseReason::Closed)).await; return; }
+                    Ok(n) => {
+                        let data = buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
+                        if net.send(Net::Data(conn, data)).await.is_err() { return; }
+                    }
+                    Err(_) => { let _ = net.send(Net::Ended(conn, CloseReason::Reset)).await; return; }
+                }
+            }
+        }
+    });
+    let (tx, mut rx) = mpsc::channel::<Write>(SEND_QUEUE);
+    let writer_task = tokio::spawn(async move {
+        while let Some(w) = rx.recv().await {
+            match w {
+                Write::Data(d) => {
+                    if wr.write_all(&d).await.is_err() {
+                        return None;
+                    }
+                }
+                Write::Close => {
+                    let _ = wr.shutdown().await;
+                    return None;
+                }
+            }
+        }
+        // The sender was dropped for a handoff: give the half back.
+        Some(wr)
+    });
+    ConnIo {
+        writer: tx,
+        writer_task,
+        stop_reader: Some(stop_tx),
+    }
+}
+
+impl Driver {
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.origin.elapsed().as_micros() as u64)
+    }
+
+    async fn run(
+        mut self,
+        listener: TcpListener,
+        mut reqs: mpsc::Receiver<Req>,
+        mut net_rx: mpsc::Receiver<Net>,
+        mut stop: oneshot::Receiver<()>,
+    ) {
+        self.pump();
+        loop {
+            let wake = self
+                .core
+                .poll_timeout()
+                .map(|t| self.origin + Duration::from_micros(t.as_micros().min(u64::MAX / 4)));
+            let sleep = async {
+                match wake {
+                    Some(w) => tokio::time::sleep_until(w).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut stop => break,
+                acc = listener.accept() => {
+                    if let Ok((stream, peer)) = acc {
+                        if self.firewalled {
+                            drop(stream);
+                        } else {
+                            let _ = self.net_tx.try_send(Net::Accepted(stream, peer));
+                        }
+                    }
+                }
+                Some(n) = net_rx.recv() => self.net(n),
+                r = reqs.recv() => match r {
+                    Some(r) => self.req(r),
+                    None => break,
+                },
+                _ = sleep => {
+                    let now = self.now();
+                    self.core.handle_timeout(now);
+                }
+            }
+            self.pump();
+        }
+        for (_, io) in std::mem::take(&mut self.conns) {
+            let _ = io.writer.try_send(Write::Close);
+        }
+    }
+
+    fn net(&mut self, n: Net) {
+        let now = self.now();
+        match n {
+            Net::Accepted(stream, peer) => {
+                let conn = ConnId::inbound(self.next_inbound);
+                self.next_inbound += 1;
+                let io = spawn_io(conn, stream, self.net_tx.clone());
+                self.conns.insert(conn, io);
+                self.core.handle_input(now, Input::Connected { conn, peer });
+            }
+            Net::Connected(conn, stream, peer) => {
+                let io = spawn_io(conn, stream, self.net_tx.clone());
+                self.conns.insert(conn, io);
+                self.core.handle_input(now, Input::Connected { conn, peer });
+            }
+            Net::ConnectFailed(conn) => {
+                self.core.handle_input(now, Input::ConnectFailed { conn });
+            }
+            Net::Data(conn, data) => {
+                if let Some(h) = self.handing.get_mut(&conn) {
+                    h.late.extend_from_slice(&data);
+                } else if self.conns.contains_key(&conn) {
+                    self.core
+                        .handle_input(now, Input::Received { conn, data: &data });
+                }
+            }
+            Net::Ended(conn, reason) => {
+                self.handing.remove(&conn);
+                if self.conns.remove(&conn).is_some() {
+                    self.core.handle_input(now, Input::Closed { conn, reason });
+                }
+            }
+            Net::ReaderDone(conn, rd) => {
+                if let Some(h) = self.handing.remove(&conn) {
+                    self.start_transfer(h, rd);
+                }
+            }
+        }
+    }
+
+    fn start_transfer(&mut self, h: Handing, rd: OwnedReadHalf) {
+        let Handing { io, kind, late } = h;
+        drop(io.writer);
+        let share = self.share.clone();
+        let waiter = match &kind {
+            HandoffKind::Giv { giv, .. } => self.push_wait.remove(&(giv.servent_id, giv.index)),
+            _ => None,
+        };
+        tokio::spawn(async move {
+            let Ok(Some(wr)) = io.writer_task.await else {
+                return;
+            };
+            let Ok(stream) = rd.reunite(wr) else {
+                return;
+            };
+            match kind {
+                HandoffKind::Http { mut head } => {
+                    head.extend_from_slice(&late);
+                    let _ = serve(stream, head, &share).await;
+                }
+                HandoffKind::Pushed { .. } => {
+                    let _ = serve(stream, late, &share).await;
+                }
+                HandoffKind::Giv { mut rest, .. } => {
+                    rest.extend_from_slice(&late);
+                    if let Some(w) = waiter {
+                        let _ = w.send(Ok((stream, rest)));
+                    }
+                }
+            }
+        });
+    }
+
+    fn req(&mut self, r: Req) {
+        let now = self.now();
+        match r {
+            Req::Search { query, ttl, reply } => {
+                let id = self.next_search;
+                self.next_search += 1;
+                self.searches.insert(id, Vec::new());
+                // Forget old searches nobody collected.
+                while self.searches.len() > 64 {
+                    self.searches.pop_first();
+                }
+                self.core
+                    .handle_input(now, Input::Command(Command::Search { id, query, ttl }));
+                let _ = reply.send(id);
+            }
+            Req::TakeHits { id, reply } => {
+                let _ = reply.send(self.searches.remove(&id).unwrap_or_default());
+            }
+            Req::Push { hit, reply } => {
+                let id = self.next_push;
+                self.next_push += 1;
+                let key = (hit.servent_id, hit.index);
+                self.pushes.insert(id, key);
+                self.push_wait.insert(key, reply);
+                while self.push_wait.len() > 256 {
+                    self.push_wait.pop_first();
+                }
+                while self.pushes.len() > 256 {
+                    self.pushes.pop_first();
+                }
+                self.core.handle_input(
+                    now,
+                    Input::Command(Command::Push {
+                        id,
+                        servent_id: hit.servent_id,
+                        index: hit.index,
+                    }),
+                );
+            }
+            Req::Peers { reply } => {
+                let _ = reply.send(self.core.peers().into_iter().map(|(_, a)| a).collect());
+            }
+            Req::Stats { reply } => {
+                let _ = reply.send(self.core.stats().clone());
+            }
+        }
+    }
+
+    fn pump(&mut self) {
+        while let Some(t) = self.core.poll_transmit() {
+            match t {
+                Transmit::Connect { conn, to } => {
+                    let net = self.net_tx.clone();
+                    tokio::spawn(async move {
+                        let r =
+                            tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(to))
+                                .await;
+                        let msg = match r {
+                            Ok(Ok(s)) => Net::Connected(conn, s, to),
+                            _ => Net::ConnectFailed(conn),
+                        };
+                        let _ = net.send(msg).await;
+                    });
+                }
+                Transmit::Send { conn, data } => {
+                    if let Some(io) = self.conns.get(&conn) {
+                        if io.writer.try_send(Write::Data(data)).is_err() {
+                            // A peer that does not read is dropped.
+                            let _ = io.writer.try_send(Write::Close);
+                            self.conns.remove(&conn);
+                            let now = self.now();
+                            self.core.handle_input(
+                                now,
+                                Input::Closed {
+                                    conn,
+                                    reason: CloseReason::SlowPeer,
+                                },
+                            );
+                        }
+                    } else if let Some(h) = self.handing.get(&conn) {
+                        let _ = h.io.writer.try_send(Write::Data(data));
+                    }
+                }
+                Transmit::Close { conn } => {
+                    if let Some(io) = self.conns.remove(&conn) {
+                        let _ = io.writer.try_send(Write::Close);
+                    }
+                }
+                _ => {}
+            }
+        }
+        while let Some(e) = self.core.poll_event() {
+            self.event(e);
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Hit { search, hit } => {
+                if let Some(v) = self.searches.get_mut(&search) {
+                    if v.len() < MAX_HITS {
+                        v.push(hit);
+                    }
+                }
+            }
+            Event::PushSent { id, routed } => {
+                if let Some(key) = self.pushes.remove(&id) {
+                    if !routed {
+                        if let Some(w) = self.push_wait.remove(&key) {
+                            let _ =
+                                w.send(Err(NodeError::Push("no route back to the holder".into())));
+                        }
+                    }
+                }
+            }
+            Event::Handoff { conn, peer, kind } => {
+                tracing::debug!(%peer, ?conn, "gnutella transfer handoff");
+                // An outbound push connection never went through `conns` as an overlay
+                // connection, but its socket tasks are there all the same.
+                let Some(mut io) = self.conns.remove(&conn) else {
+                    return;
+                };
+                if let Some(stop) = io.stop_reader.take() {
+                    let _ = stop.send(());
+                }
+                self.handing.insert(
+                    conn,
+                    Handing {
+                        io,
+                        kind,
+                        late: Vec::new(),
+                    },
+                );
+            }
+            Event::PeerDown { .. }
+            | Event::PeerUp { .. }
+            | Event::ConnectFailed { .. }
+            | Event::PushRequested { .. } => {
+                tracing::debug!(?e, "gnutella");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reads a head (through its blank line) into `buf`, which may already hold some bytes;
+/// returns the head and leaves what follows in `buf`.
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<u8>, NodeError> {
+    loop {
+        let end = servent_core::framing::find(buf, b"\r\n\r\n")
+            .map(|p| p + 4)
+            .or_else(|| servent_core::framing::find(buf, b"\n\n").map(|p| p + 2));
+        if let Some(end) = end {
+            let rest = buf.split_off(end);
+            let head = std::mem::replace(buf, rest);
+            return Ok(head);
+        }
+        if buf.len() > http::MAX_HEAD {
+            return Err(NodeError::Protocol("head too long".into()));
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(IO_TIMEOUT, stream.read(&mut chunk))
+            .await
+            .map_err(|_| NodeError::Protocol("timed out".into()))?
+            .map_err(io_err("reading a head"))?;
+        if n == 0 {
+            return Err(NodeError::Protocol("connection closed".into()));
+        }
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+}
+
+/// Serves `GET` requests on `stream` until the peer closes or asks to close.
+pub async fn serve(
+    mut stream: TcpStream,
+    mut buf: Vec<u8>,
+    share: &Share,
+) -> Result<(), NodeError> {
+    loop {
+        let head = match read_head(&mut stream, &mut buf).await {
+            Ok(h) => h,
+            Err(_) => return Ok(()),
+        };
+        let req = match http::parse_get(&head) {
+            Ok(r) => r,
+            Err(http::HttpError::BadName) | Err(http::HttpError::BadPath) => {
+                stream
+                    .write_all(http::NOT_FOUND.as_bytes())
+                    .await
+                    .map_err(io_err("answering"))?;
+                return Ok(());
+            }
+            Err(_) => {
+                stream
+                    .write_all(http::BAD_REQUEST.as_bytes())
+                    .await
+                    .map_err(io_err("answering"))?;
+                return Ok(());
+            }
+        };
+        let Some((file, size)) = share.open(req.index, &req.name) else {
+            stream
+                .write_all(http::NOT_FOUND.as_bytes())
+                .await
+                .map_err(io_err("answering"))?;
+            if req.keep_alive {
+                continue;
+            }
+            return Ok(());
+        };
+        let Some((head, from, to)) = http::response_for(&req, size) else {
+            stream
+                .write_all(http::RANGE_NOT_SATISFIABLE.as_bytes())
+                .await
+                .map_err(io_err("answering"))?;
+            return Ok(());
+        };
+        stream
+            .write_all(head.as_bytes())
+            .await
+            .map_err(io_err("sending a head"))?;
+        let mut file = tokio::fs::File::from_std(file);
+        file.seek(io::SeekFrom::Start(from))
+            .await
+            .map_err(io_err("seeking"))?;
+        let mut body = file.take(to - from);
+        tokio::io::copy(&mut body, &mut stream)
+            .await
+            .map_err(io_err("sending a file"))?;
+        if !req.keep_alive {
+            let _ = stream.shutdown().await;
+            return Ok(());
+        }
+    }
+}
+
+/// Downloads `hit` on `stream` (connected to its holder, or pushed by it; `buf` holds bytes
+/// already read) into `dir`, resuming `<name>.part`; renames to `<name>` once the size
+/// matches.
+pub async fn fetch(
+    mut stream: TcpStream,
+    mut buf: Vec<u8>,
+    hit: &Hit,
+    dir: &Path,
+    progress: Option<mpsc::Sender<Progress>>,
+) -> Result<PathBuf, NodeError> {
+    if !http::safe_name(&hit.name) {
+        return Err(NodeError::Protocol(format!(
+            "refusing file name {:?}",
+            hit.name
+        )));
+    }
+    let total = u64::from(hit.size);
+    let final_path = dir.join(&hit.name);
+    let part_path = dir.join(format!("{}.part", hit.name));
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(io_err(format!("creating {}", dir.display())))?;
+    let mut part = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&part_path)
+        .map(tokio::fs::File::from_std)
+        .map_err(io_err(format!("opening {}", part_path.display())))?;
+    let mut have = part
+        .metadata()
+        .await
+        .map_err(io_err("reading the partial file"))?
+        .len();
+    if have > total {
+        return Err(NodeError::Protocol(format!(
+            "{} is larger than the file ({have} > {total})",
+            part_path.display()
+        )));
+    }
+    if have < total || total == 0 {
+        let req = http::get_head(hit.index, &hit.name, have);
+        stream
+            .write_all(req.as_bytes())
+            .await
+            .map_err(io_err("sending GET"))?;
+        let head = read_head(&mut stream, &mut buf).await?;
+        let resp = http::parse_response(&head).map_err(|e| NodeError::Protocol(e.to_string()))?;
+        match resp.status {
+            200 => {
+                // The whole file: start over.
+                if have > 0 {
+                    part.set_len(0).await.map_err(io_err("truncating"))?;
+                    have = 0;
+                }
+            }
+            206 if resp.range_start == Some(have) => {}
+            s => {
+                return Err(NodeError::Protocol(format!(
+                    "{} answered {s} for {}",
+                    hit.addr, hit.name
+                )));
+            }
+        }
+        let want = total - have;
+        if resp.content_length.is_some_and(|l| l != want) {
+            return Err(NodeError::Protocol(format!(
+                "Content-length {:?}, expected {want}",
+                resp.content_length
+            )));
+        }
+        let mut left = want;
+        let first = buf.len().min(left as usize);
+        part.write_all(buf.get(..first).unwrap_or_default())
+            .await
+            .map_err(io_err("writing"))?;
+        left -= first as u64;
+        have += first as u64;
+        let mut chunk = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let n = tokio::time::timeout(IO_TIMEOUT, stream.read(&mut chunk))
+                .await
+                .map_err(|_| NodeError::Protocol("transfer stalled".into()))?
+                .map_err(io_err("receiving"))?;
+            if n == 0 {
+                break;
+            }
+            let n = n.min(left as usize);
+            part.write_all(chunk.get(..n).unwrap_or_default())
+                .await
+                .map_err(io_err("writing"))?;
+            left -= n as u64;
+            have += n as u64;
+            if let Some(p) = &progress {
+                let _ = p.try_send(Progress { done: have, total });
+            }
+        }
+        part.flush().await.map_err(io_err("flushing"))?;
+        part.sync_all().await.map_err(io_err("syncing"))?;
+    }
+    let len = part
+        .metadata()
+        .await
+        .map_err(io_err("reading the partial file"))?
+        .len();
+    if len != total {
+        return Err(NodeError::Protocol(format!(
+            "incomplete: {len} of {total} bytes (run again to resume)"
+        )));
+    }
+    tokio::fs::rename(&part_path, &final_path)
+        .await
+        .map_err(io_err(format!("renaming to {}", final_path.display())))?;
+    if let Some(p) = &progress {
+        let _ = p.try_send(Progress { done: total, total });
+    }
+    let _ = stream.shutdown().await;
+    Ok(final_path)
+}

@@ -1,0 +1,137 @@
+//! Real sockets on 127.0.0.1: several nodes search and download, directly and through
+//! Push; a partial download resumes; path traversal over the wire is refused.
+
+#![cfg(feature = "runtime")]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use servent_gnutella::node::{Node, NodeOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn content(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+async fn node(share: Option<&Path>, connect: &[SocketAddr], firewalled: bool, seed: u64) -> Node {
+    let mut o = NodeOptions::new("127.0.0.1:0".parse().unwrap());
+    o.share = share.map(Path::to_path_buf);
+    o.connect = connect.to_vec();
+    o.firewalled = firewalled;
+    o.seed = Some(seed);
+    o.want_conns = 0;
+    Node::start(o).await.unwrap()
+}
+
+#[tokio::test]
+async fn three_nodes_search_and_download_directly() {
+    let share = tempfile::tempdir().unwrap();
+    let data = content(300_000);
+    std::fs::write(share.path().join("Pixies - Debaser.mp3"), &data).unwrap();
+    std::fs::write(share.path().join("other.txt"), b"x").unwrap();
+    let a = node(Some(share.path()), &[], false, 1).await;
+    let b = node(None, &[a.local], false, 2).await;
+    let c = node(None, &[b.local], false, 3).await;
+    assert_eq!(c.wait_peers(1, Duration::from_secs(5)).await.unwrap(), 1);
+    assert_eq!(b.wait_peers(2, Duration::from_secs(5)).await.unwrap(), 2);
+    let hits = c
+        .search("debaser", None, Duration::from_millis(800))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].name, "Pixies - Debaser.mp3");
+    assert_eq!(hits[0].hops, 2);
+    assert!(!hits[0].push);
+    let out = tempfile::tempdir().unwrap();
+    let path = c.download(&hits[0], out.path(), None).await.unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+    let stats = b.stats().await.unwrap();
+    assert!(stats.tx_total() >= 2);
+    for n in [a, b, c] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn firewalled_holder_serves_through_push() {
+    let share = tempfile::tempdir().unwrap();
+    let data = content(100_000);
+    std::fs::write(share.path().join("behind.ogg"), &data).unwrap();
+    let hub = node(None, &[], false, 10).await;
+    let holder = node(Some(share.path()), &[hub.local], true, 11).await;
+    let seeker = node(None, &[hub.local], false, 12).await;
+    assert_eq!(hub.wait_peers(2, Duration::from_secs(5)).await.unwrap(), 2);
+    let hits = seeker
+        .search("behind", None, Duration::from_millis(800))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert!(hits[0].push, "firewalled holder sets the push flag");
+    // The holder refuses inbound connections.
+    let refused = tokio::net::TcpStream::connect(holder.local).await;
+    if let Ok(mut s) = refused {
+        let mut b = [0u8; 1];
+        assert_eq!(s.read(&mut b).await.unwrap_or(0), 0);
+    }
+    let out = tempfile::tempdir().unwrap();
+    let path = seeker.download(&hits[0], out.path(), None).await.unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+    for n in [hub, holder, seeker] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn partial_download_resumes_and_size_is_verified() {
+    let share = tempfile::tempdir().unwrap();
+    let data = content(200_000);
+    std::fs::write(share.path().join("big.bin"), &data).unwrap();
+    let a = node(Some(share.path()), &[], false, 20).await;
+    let b = node(None, &[a.local], false, 21).await;
+    b.wait_peers(1, Duration::from_secs(5)).await.unwrap();
+    let hits = b
+        .search("big", None, Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(out.path().join("big.bin.part"), &data[..77_777]).unwrap();
+    let path = b.download(&hits[0], out.path(), None).await.unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+    assert!(!out.path().join("big.bin.part").exists());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+async fn raw_get(to: SocketAddr, req: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(to).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn traversal_and_mismatched_names_get_404_over_the_wire() {
+    let share = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("a.txt"), b"hello").unwrap();
+    let a = node(Some(share.path()), &[], false, 30).await;
+    for req in [
+        "GET /get/0/../../etc/passwd/ HTTP/1.0\r\n\r\n",
+        "GET /get/0/..%2F..%2Fetc%2Fpasswd/ HTTP/1.0\r\n\r\n",
+        "GET /get/0/b.txt/ HTTP/1.0\r\n\r\n",
+        "GET /get/9/a.txt/ HTTP/1.0\r\n\r\n",
+    ] {
+        let r = raw_get(a.local, req).await;
+        assert!(r.starts_with("HTTP 404"), "{req:?} -> {r:?}");
+    }
+    let ok = raw_get(
+        a.local,
+        "GET /get/0/a.txt/ HTTP/1.0\r\nRange: bytes=1-\r\n\r\n",
+    )
+    .await;
+    assert!(ok.starts_with("HTTP 206 Partial Content\r\n"), "{ok:?}");
+    assert!(ok.ends_with("\r\n\r\nello"), "{ok:?}");
+    a.shutdown().await;
+}
