@@ -31,6 +31,8 @@
 //! `now` never goes backwards; randomness (descriptor ids) comes from the caller's seeded
 //! [`servent_core::Rng`]. Every queue in the core is bounded.
 
+#[cfg(feature = "runtime")]
+pub mod control;
 pub mod flood;
 pub mod harness;
 pub mod http;

@@ -135,3 +135,49 @@ async fn traversal_and_mismatched_names_get_404_over_the_wire() {
     assert!(ok.ends_with("\r\n\r\nello"), "{ok:?}");
     a.shutdown().await;
 }
+
+#[tokio::test]
+async fn control_api_searches_and_downloads_by_hit_id() {
+    use servent_gnutella::control;
+    use std::sync::Arc;
+    let share = tempfile::tempdir().unwrap();
+    let data = content(50_000);
+    std::fs::write(share.path().join("Debaser.mp3"), &data).unwrap();
+    let a = node(Some(share.path()), &[], false, 40).await;
+    let b = Arc::new(node(None, &[a.local], false, 41).await);
+    b.wait_peers(1, Duration::from_secs(5)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ctl = listener.local_addr().unwrap();
+    let server = tokio::spawn(control::serve(b.clone(), listener));
+    let mut peers = Vec::new();
+    control::request(ctl, "/peers", |v| peers.push(v))
+        .await
+        .unwrap();
+    assert_eq!(peers[0]["peers"][0], a.local.to_string());
+    let mut found = Vec::new();
+    control::request(ctl, "/search?q=debaser&wait=500", |v| found.push(v))
+        .await
+        .unwrap();
+    let hit = &found[0]["hits"][0];
+    assert_eq!(hit["name"], "Debaser.mp3");
+    let out = tempfile::tempdir().unwrap();
+    let path = format!(
+        "/get?hit={}&out={}",
+        hit["id"],
+        control::encode_param(&out.path().display().to_string())
+    );
+    let mut lines = Vec::new();
+    control::request(ctl, &path, |v| lines.push(v))
+        .await
+        .unwrap();
+    let last = lines.last().unwrap();
+    assert!(last.get("path").is_some(), "{lines:?}");
+    assert_eq!(std::fs::read(out.path().join("Debaser.mp3")).unwrap(), data);
+    let mut stats = Vec::new();
+    control::request(ctl, "/stats", |v| stats.push(v))
+        .await
+        .unwrap();
+    assert!(stats[0]["tx"]["query"].as_u64().unwrap() >= 1);
+    server.abort();
+    a.shutdown().await;
+}
