@@ -1,0 +1,62 @@
+//! `servent`: one binary for every system. `servent --help` lists them.
+
+// A binary has no public API: `pub` in its modules only means "used by main".
+#![allow(unreachable_pub)]
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod sim;
+// systems: one module each (keep this list and `Command` in the same order)
+
+/// servent: the classic peer-to-peer systems, for real.
+#[derive(Parser, Debug)]
+#[command(name = "servent", version, about, long_about = None)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run every implemented system on 127.0.0.1, print a summary table and write an HTML report.
+    Demo {
+        /// Where to write report.html, CSV files and plots.
+        #[arg(long, default_value = "servent-report")]
+        out: PathBuf,
+    },
+    /// The deterministic simulator: list and run scenarios.
+    Sim(sim::Cmd),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Demo { out } => demo::run(&out).await,
+            Command::Sim(cmd) => sim::run(cmd).await,
+        }
+    })
+}

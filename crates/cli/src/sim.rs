@@ -1,0 +1,91 @@
+//! `servent sim`: list and run simulation scenarios.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use servent_sim::{Scenario, ScenarioOpts};
+
+/// The simulator's commands.
+#[derive(Args, Debug)]
+pub struct Cmd {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Subcommand, Debug)]
+enum Action {
+    /// List the scenarios.
+    List,
+    /// Run one scenario; prints its findings and ends with one line of key=value figures.
+    Run {
+        /// The scenario's name (see `servent sim list`).
+        scenario: String,
+        /// Number of nodes (each scenario has its own default).
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// The seed: the same seed gives the same run.
+        #[arg(long, default_value_t = 1, env = "SERVENT_SEED")]
+        seed: u64,
+        /// Where CSV files and plots go [default: servent-report/<scenario>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Every scenario of every system.
+pub fn all() -> Vec<Box<dyn Scenario>> {
+    let mut v = servent_sim::scenarios();
+    // systems add theirs here
+    v.extend(servent_chord::scenarios());
+    v.sort_by_key(|s| s.name());
+    v
+}
+
+/// Runs `scenario` and prints its report; returns the report.
+pub fn run_one(scenario: &dyn Scenario, opts: &ScenarioOpts) -> Result<servent_sim::Report> {
+    let report = scenario
+        .run(opts)
+        .with_context(|| format!("scenario {} (seed {})", scenario.name(), opts.seed))?;
+    let files = report
+        .write(&opts.out)
+        .with_context(|| format!("writing the report of {}", scenario.name()))?;
+    for l in &report.lines {
+        println!("{l}");
+    }
+    for f in files {
+        println!("wrote {}", f.display());
+    }
+    println!("{}", report.headline_line());
+    Ok(report)
+}
+
+pub async fn run(cmd: Cmd) -> Result<()> {
+    match cmd.action {
+        Action::List => {
+            for s in all() {
+                println!("{:<22} {}", s.name(), s.about());
+            }
+            Ok(())
+        }
+        Action::Run {
+            scenario,
+            nodes,
+            seed,
+            out,
+        } => {
+            let all = all();
+            let Some(s) = all.iter().find(|s| s.name() == scenario) else {
+                let names: Vec<&str> = all.iter().map(|s| s.name()).collect();
+                bail!("no scenario {scenario:?}; try one of: {}", names.join(", "));
+            };
+            let out = out.unwrap_or_else(|| PathBuf::from("servent-report").join(s.name()));
+            let opts = ScenarioOpts { nodes, seed, out };
+            // scenarios are CPU-bound and synchronous: run off the async workers
+            let name = s.name().to_string();
+            tokio::task::block_in_place(|| run_one(s.as_ref(), &opts))
+                .with_context(|| format!("running {name}"))?;
+            Ok(())
+        }
+    }
+}
