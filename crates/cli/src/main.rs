@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod ping;
 mod sim;
 // systems: one module each (keep this list and `Command` in the same order)
 
@@ -33,6 +34,8 @@ enum Command {
     },
     /// The deterministic simulator: list and run scenarios.
     Sim(sim::Cmd),
+    /// The example protocol over real sockets: a reachability and latency check.
+    Ping(ping::Cmd),
 }
 
 fn main() -> Result<()> {
@@ -57,6 +60,7 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Demo { out } => demo::run(&out).await,
             Command::Sim(cmd) => sim::run(cmd).await,
+            Command::Ping(cmd) => ping::run(cmd).await,
         }
     })
 }

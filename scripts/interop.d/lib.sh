@@ -1,0 +1,37 @@
+# Helpers for interop suites (sourced, not run). Namespaces are named with this suite's PID so
+# parallel runs never collide; `netns_cleanup` removes what `netns_pair` made.
+set -euo pipefail
+
+NS_A="sva$$"; NS_B="svb$$"; VETH_A="va$$"; VETH_B="vb$$"
+# The two test hosts' addresses exist only inside the namespaces this suite creates.
+ADDR_A=10.254.0.1; ADDR_B=10.254.0.2
+PIDS=()
+
+netns_pair() { # [delay_ms]: two hosts joined by a veth pair, optional one-way delay each side
+  ip netns add "$NS_A"; ip netns add "$NS_B"
+  ip link add "$VETH_A" type veth peer name "$VETH_B"
+  ip link set "$VETH_A" netns "$NS_A"; ip link set "$VETH_B" netns "$NS_B"
+  ip -n "$NS_A" addr add "$ADDR_A/30" dev "$VETH_A"; ip -n "$NS_B" addr add "$ADDR_B/30" dev "$VETH_B"
+  for ns in "$NS_A" "$NS_B"; do ip -n "$ns" link set lo up; done
+  ip -n "$NS_A" link set "$VETH_A" up; ip -n "$NS_B" link set "$VETH_B" up
+  if [ "${1:-0}" != 0 ]; then
+    ip netns exec "$NS_A" tc qdisc add dev "$VETH_A" root netem delay "${1}ms"
+    ip netns exec "$NS_B" tc qdisc add dev "$VETH_B" root netem delay "${1}ms"
+  fi
+}
+
+# in_ns NS CMD...: run in the background inside NS, remember its PID
+in_ns_bg() { local ns=$1; shift; ip netns exec "$ns" "$@" & PIDS+=($!); }
+
+# drop inbound TCP connection attempts to a host (a firewalled servent)
+firewall_inbound_tcp() { ip netns exec "$1" iptables -A INPUT -p tcp --syn -j DROP; }
+
+# wait_for CMD...: retry for up to 10 s
+wait_for() { for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+
+netns_cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  ip netns del "$NS_A" 2>/dev/null || true; ip netns del "$NS_B" 2>/dev/null || true
+}
+trap netns_cleanup EXIT
