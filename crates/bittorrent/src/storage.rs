@@ -262,14 +262,33 @@ impl FileStorage {
     /// Opens (creating as needed) the files of `meta` under `dir`: a multi-file torrent goes
     /// into `dir/<name>/`, a single file is `dir/<name>`. Loads resume data if present.
     pub fn open(meta: &Metainfo, dir: &Path) -> Result<FileStorage, StorageError> {
+        FileStorage::open_at(meta, dir, std::slice::from_ref(&meta.name))
+    }
+
+    /// Opens content that already exists at `content`: the file itself (single-file
+    /// torrent) or the torrent's folder (multi-file), whatever its name (`servent torrent
+    /// seed --data PATH`). Resume data goes next to it.
+    pub fn open_content(meta: &Metainfo, content: &Path) -> Result<FileStorage, StorageError> {
+        let name = content
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| StorageError::Escapes(content.to_path_buf()))?
+            .to_string();
+        let parent = match content.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        FileStorage::open_at(meta, &parent, &[name])
+    }
+
+    fn open_at(meta: &Metainfo, dir: &Path, top: &[String]) -> Result<FileStorage, StorageError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut files = Vec::with_capacity(meta.files.len());
         for f in &meta.files {
-            let mut comps = Vec::new();
+            let mut comps = top.to_vec();
             if meta.multi_file {
-                comps.push(meta.name.clone());
+                comps.extend(f.path.iter().cloned());
             }
-            comps.extend(f.path.iter().cloned());
             let path = safe_join(dir, &comps)?;
             let file = if f.pad {
                 None

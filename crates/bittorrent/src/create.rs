@@ -1,0 +1,216 @@
+//! Creating a `.torrent` from a file or folder on disk (`servent torrent create`).
+//!
+//! Files of a folder are taken in byte order of their relative paths (as mktorrent does);
+//! symlinks are refused rather than followed, so a torrent never includes anything outside
+//! the folder. Pieces are hashed in one streaming pass.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha1::{Digest, Sha1};
+use thiserror::Error;
+
+use crate::metainfo::{Metainfo, MetainfoBuilder, MetainfoError, auto_piece_length};
+
+/// Why a torrent could not be created.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// Reading the content failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A symlink inside the content.
+    #[error("{0}: symlinks are not followed; copy the file in instead")]
+    Symlink(PathBuf),
+    /// A name that is not valid UTF-8.
+    #[error("{0}: file names must be UTF-8")]
+    Name(PathBuf),
+    /// No files.
+    #[error("{0}: no files to put in a torrent")]
+    Empty(PathBuf),
+    /// A piece length that is not a power of two of at least 16 KiB.
+    #[error("piece size {0} must be a power of two, at least 16 KiB")]
+    PieceSize(u64),
+    /// The result is not a valid torrent.
+    #[error(transparent)]
+    Metainfo(#[from] MetainfoError),
+}
+
+/// What to put in the torrent besides the content.
+#[derive(Clone, Debug, Default)]
+pub struct CreateOptions {
+    /// Tracker tiers.
+    pub trackers: Vec<Vec<String>>,
+    /// Piece length (`None`: chosen from the size).
+    pub piece_length: Option<u64>,
+    /// BEP 27 private flag.
+    pub private: bool,
+    /// BEP 19 web seeds.
+    pub web_seeds: Vec<String>,
+    /// Comment.
+    pub comment: Option<String>,
+    /// `created by`.
+    pub created_by: Option<String>,
+    /// `creation date` (seconds since the epoch).
+    pub creation_date: Option<i64>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CreateError + '_ {
+    move |source| CreateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn walk(
+    root: &Path,
+    rel: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, PathBuf, u64)>,
+) -> Result<(), CreateError> {
+    let dir = rel.iter().fold(root.to_path_buf(), |p, c| p.join(c));
+    let mut entries: Vec<(String, PathBuf)> = Vec::new();
+    for e in std::fs::read_dir(&dir).map_err(io(&dir))? {
+        let e = e.map_err(io(&dir))?;
+        let name = e
+            .file_name()
+            .into_string()
+            .map_err(|_| CreateError::Name(e.path()))?;
+        entries.push((name, e.path()));
+    }
+    entries.sort();
+    for (name, path) in entries {
+        let meta = std::fs::symlink_metadata(&path).map_err(io(&path))?;
+        if meta.file_type().is_symlink() {
+            return Err(CreateError::Symlink(path));
+        }
+        rel.push(name);
+        if meta.is_dir() {
+            walk(root, rel, out)?;
+        } else if meta.is_file() {
+            out.push((rel.clone(), path, meta.len()));
+        }
+        rel.pop();
+    }
+    Ok(())
+}
+
+/// Creates a torrent for the file or folder at `path`: its bytes and what they parse to.
+pub fn create_torrent(
+    path: &Path,
+    opts: &CreateOptions,
+) -> Result<(Vec<u8>, Metainfo), CreateError> {
+    let meta = std::fs::symlink_metadata(path).map_err(io(path))?;
+    if meta.file_type().is_symlink() {
+        return Err(CreateError::Symlink(path.to_path_buf()));
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| CreateError::Name(path.to_path_buf()))?
+        .to_string();
+    let mut files = Vec::new();
+    if meta.is_dir() {
+        walk(path, &mut Vec::new(), &mut files)?;
+        if files.is_empty() {
+            return Err(CreateError::Empty(path.to_path_buf()));
+        }
+    } else {
+        files.push((Vec::new(), path.to_path_buf(), meta.len()));
+    }
+    let total: u64 = files.iter().map(|f| f.2).sum();
+    let piece_length = match opts.piece_length {
+        Some(p) if p.is_power_of_two() && p >= 16 * 1024 => p,
+        Some(p) => return Err(CreateError::PieceSize(p)),
+        None => auto_piece_length(total),
+    };
+    let mut hashes = Vec::with_capacity(total.div_ceil(piece_length) as usize);
+    let mut h = Sha1::new();
+    let mut in_piece = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    for (_, p, len) in &files {
+        let mut f = File::open(p).map_err(io(p))?;
+        let mut left = *len;
+        while left > 0 {
+            let want = (piece_length - in_piece).min(buf.len() as u64).min(left) as usize;
+            let chunk = buf.get_mut(..want).unwrap_or_default();
+            f.read_exact(chunk).map_err(io(p))?;
+            h.update(&*chunk);
+            in_piece += want as u64;
+            left -= want as u64;
+            if in_piece == piece_length {
+                hashes.push(std::mem::replace(&mut h, Sha1::new()).finalize().into());
+                in_piece = 0;
+            }
+        }
+    }
+    if in_piece > 0 {
+        hashes.push(h.finalize().into());
+    }
+    let b = MetainfoBuilder {
+        name,
+        files: files.into_iter().map(|(rel, _, len)| (rel, len)).collect(),
+        piece_length,
+        private: opts.private,
+        trackers: opts.trackers.clone(),
+        web_seeds: opts.web_seeds.clone(),
+        comment: opts.comment.clone(),
+        created_by: opts.created_by.clone(),
+        creation_date: opts.creation_date,
+    };
+    Ok(b.build(&hashes)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{FileStorage, recheck};
+
+    #[test]
+    fn a_folder_becomes_a_multi_file_torrent_whose_pieces_check_against_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("album");
+        std::fs::create_dir_all(root.join("b")).unwrap();
+        std::fs::write(root.join("z.bin"), vec![3u8; 40_000]).unwrap();
+        std::fs::write(root.join("b/a.bin"), vec![5u8; 30_000]).unwrap();
+        std::fs::write(root.join("empty"), b"").unwrap();
+        let opts = CreateOptions {
+            trackers: vec![vec!["http://127.0.0.1:6969/announce".into()]],
+            piece_length: Some(16 * 1024),
+            ..Default::default()
+        };
+        let (_, m) = create_torrent(&root, &opts).unwrap();
+        let paths: Vec<String> = m.files.iter().map(|f| f.display_path()).collect();
+        assert_eq!(paths, vec!["b/a.bin", "empty", "z.bin"]);
+        assert_eq!(m.total_length, 70_000);
+        assert_eq!(m.piece_count(), 5);
+        let mut s = FileStorage::open(&m, dir.path()).unwrap();
+        assert!(recheck(&m, &mut s).unwrap().iter().all(|g| *g));
+    }
+
+    #[test]
+    fn symlinks_and_bad_piece_sizes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("c");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("f"), b"x").unwrap();
+        let opts = CreateOptions {
+            piece_length: Some(1000),
+            ..Default::default()
+        };
+        assert!(matches!(
+            create_torrent(&root, &opts),
+            Err(CreateError::PieceSize(1000))
+        ));
+        std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
+        assert!(matches!(
+            create_torrent(&root, &CreateOptions::default()),
+            Err(CreateError::Symlink(_))
+        ));
+    }
+}
