@@ -283,15 +283,6 @@ impl Node {
                 files: share.files().to_vec(),
             }),
         );
-        for (i, addr) in opts.connect.iter().enumerate() {
-            core.handle_input(
-                Instant::ZERO,
-                Input::Command(Command::Connect {
-                    id: i as u64,
-                    addr: *addr,
-                }),
-            );
-        }
         let (reqs, req_rx) = mpsc::channel(64);
         let (net_tx, net_rx) = mpsc::channel(1024);
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -309,6 +300,8 @@ impl Node {
             pushes: BTreeMap::new(),
             next_push: 1,
             push_wait: BTreeMap::new(),
+            bootstrap: opts.connect.clone(),
+            bootstrapping: 0,
         };
         let task = tokio::spawn(driver.run(listener, req_rx, net_rx, stop_rx));
         Ok(Node {
@@ -433,6 +426,10 @@ struct Driver {
     pushes: BTreeMap<u64, (Guid, u32)>,
     next_push: u64,
     push_wait: BTreeMap<(Guid, u32), PushReply>,
+    /// The `--connect` peers: tried again while we have no connection at all.
+    bootstrap: Vec<SocketAddr>,
+    /// Connects to bootstrap peers still in flight.
+    bootstrapping: usize,
 }
 
 fn spawn_io(conn: ConnId, stream: TcpStream, net: mpsc::Sender<Net>) -> ConnIo {
@@ -496,7 +493,10 @@ impl Driver {
         mut net_rx: mpsc::Receiver<Net>,
         mut stop: oneshot::Receiver<()>,
     ) {
+        self.rejoin();
         self.pump();
+        let mut rejoin = tokio::time::interval(Duration::from_secs(3));
+        rejoin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = self
                 .core
@@ -528,6 +528,7 @@ impl Driver {
                     let now = self.now();
                     self.core.handle_timeout(now);
                 }
+                _ = rejoin.tick() => self.rejoin(),
             }
             self.pump();
         }
@@ -573,6 +574,19 @@ impl Driver {
                     self.start_transfer(h, rd);
                 }
             }
+        }
+    }
+
+    /// Connects to the bootstrap peers when we have no connection and none is under way.
+    fn rejoin(&mut self) {
+        if self.bootstrapping > 0 || !self.core.peers().is_empty() {
+            return;
+        }
+        let now = self.now();
+        for (i, addr) in self.bootstrap.clone().into_iter().enumerate() {
+            self.bootstrapping += 1;
+            self.core
+                .handle_input(now, Input::Command(Command::Connect { id: i as u64, addr }));
         }
     }
 
@@ -742,6 +756,10 @@ impl Driver {
                         late: Vec::new(),
                     },
                 );
+            }
+            Event::PeerUp { cmd: Some(_), .. } | Event::ConnectFailed { cmd: Some(_), .. } => {
+                self.bootstrapping = self.bootstrapping.saturating_sub(1);
+                tracing::debug!(?e, "gnutella");
             }
             Event::PeerDown { .. }
             | Event::PeerUp { .. }

@@ -181,3 +181,20 @@ async fn control_api_searches_and_downloads_by_hit_id() {
     server.abort();
     a.shutdown().await;
 }
+
+#[tokio::test]
+async fn servent_rejoins_a_bootstrap_peer_that_started_later() {
+    let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let later = probe.local_addr().unwrap();
+    drop(probe);
+    let b = node(None, &[later], false, 50).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(b.peers().await.unwrap().is_empty());
+    let mut o = NodeOptions::new(later);
+    o.seed = Some(51);
+    o.want_conns = 0;
+    let a = Node::start(o).await.unwrap();
+    assert_eq!(b.wait_peers(1, Duration::from_secs(8)).await.unwrap(), 1);
+    a.shutdown().await;
+    b.shutdown().await;
+}
