@@ -36,6 +36,7 @@ enum Action {
 /// Every scenario of every system.
 pub fn all() -> Vec<Box<dyn Scenario>> {
     let mut v = servent_sim::scenarios();
+    v.extend(servent_bittorrent::scenarios());
     // systems add theirs here
     v.extend(servent_chord::scenarios());
     v.sort_by_key(|s| s.name());
