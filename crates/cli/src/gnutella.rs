@@ -1,0 +1,520 @@
+//! `servent gnutella`: a Gnutella 0.4 servent.
+//!
+//! - `run` starts a long-running servent with a local control API;
+//! - `search`, `get`, `peers`, `stats` talk to it, or — with `--connect HOST:PORT` — join the
+//!   network through that peer themselves, act, and leave (one-shot forms for scripts).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use servent_gnutella::Hit;
+use servent_gnutella::control::{self, DEFAULT_CONTROL};
+use servent_gnutella::node::{Node, NodeOptions, Progress};
+use tokio::sync::mpsc;
+
+/// Gnutella 0.4: flood search over a pure peer-to-peer overlay, HTTP transfers, Push.
+#[derive(Args, Debug)]
+pub struct Cmd {
+    #[command(subcommand)]
+    cmd: Sub,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Run a servent until Ctrl-C: share a folder, join through known peers, answer queries.
+    Run {
+        /// Address for the overlay and HTTP transfers (one port for both).
+        #[arg(long, default_value = "127.0.0.1:6346")]
+        listen: SocketAddr,
+        /// Folder whose files (not subfolders, not symlinks) are shared.
+        #[arg(long)]
+        share: Option<PathBuf>,
+        /// A peer to join through, HOST:PORT (repeatable).
+        #[arg(long)]
+        connect: Vec<String>,
+        /// Address of the local control API used by search/get/peers/stats.
+        #[arg(long, default_value = DEFAULT_CONTROL, env = "SERVENT_GNUTELLA_CONTROL")]
+        control: SocketAddr,
+        /// Most overlay connections.
+        #[arg(long, default_value_t = 5)]
+        max_conns: usize,
+        /// Highest TTL sent or forwarded.
+        #[arg(long, default_value_t = 7)]
+        max_ttl: u8,
+        /// Refuse every inbound connection (as behind a firewall): uploads go through Push.
+        #[arg(long)]
+        firewalled: bool,
+    },
+    /// Search: print one hit per line. Exit status 1 when nothing is found.
+    Search {
+        /// Search words (`*` wildcards).
+        query: String,
+        /// How long to collect hits, e.g. 5s, 1500ms.
+        #[arg(long, default_value = "5s", value_parser = parse_wait)]
+        wait: Duration,
+        /// TTL of the query (default: the maximum, 7).
+        #[arg(long)]
+        ttl: Option<u8>,
+        /// One-shot: join through this peer (repeatable) instead of asking a running servent.
+        #[arg(long)]
+        connect: Vec<String>,
+        /// The running servent's control API.
+        #[arg(long, default_value = DEFAULT_CONTROL, env = "SERVENT_GNUTELLA_CONTROL")]
+        control: SocketAddr,
+    },
+    /// Download: a hit id from `search` (running servent), or with --connect the first hit
+    /// of a query (through Push when the holder is firewalled).
+    Get {
+        /// Hit id (from `servent gnutella search`), or the query with --connect.
+        target: String,
+        /// Folder to download into.
+        #[arg(short = 'o', long = "out", default_value = ".")]
+        out: PathBuf,
+        /// One-shot: join through this peer (repeatable), search for TARGET, get the first hit.
+        #[arg(long)]
+        connect: Vec<String>,
+        /// How long the one-shot form collects hits.
+        #[arg(long, default_value = "3s", value_parser = parse_wait)]
+        wait: Duration,
+        /// The running servent's control API.
+        #[arg(long, default_value = DEFAULT_CONTROL, env = "SERVENT_GNUTELLA_CONTROL")]
+        control: SocketAddr,
+    },
+    /// List the running servent's overlay connections.
+    Peers {
+        /// The running servent's control API.
+        #[arg(long, default_value = DEFAULT_CONTROL, env = "SERVENT_GNUTELLA_CONTROL")]
+        control: SocketAddr,
+    },
+    /// Print the running servent's message counters (JSON).
+    Stats {
+        /// The running servent's control API.
+        #[arg(long, default_value = DEFAULT_CONTROL, env = "SERVENT_GNUTELLA_CONTROL")]
+        control: SocketAddr,
+    },
+}
+
+/// `5`, `5s`, `1500ms`, `2m`.
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" => v * 60.0,
+        _ => return Err(format!("unknown unit in {s:?} (use ms, s or m)")),
+    };
+    if !(0.0..=3600.0).contains(&secs) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+async fn resolve(peers: &[String]) -> Result<Vec<SocketAddr>> {
+    let mut out = Vec::new();
+    for p in peers {
+        let addr = tokio::net::lookup_host(p.as_str())
+            .await
+            .with_context(|| format!("resolving {p} (expected HOST:PORT)"))?
+            .find(SocketAddr::is_ipv4)
+            .ok_or_else(|| anyhow!("{p} has no IPv4 address (Gnutella 0.4 is IPv4 only)"))?;
+        out.push(addr);
+    }
+    Ok(out)
+}
+
+/// Runs `servent gnutella ...`.
+pub async fn run(cmd: Cmd) -> Result<()> {
+    match cmd.cmd {
+        Sub::Run {
+            listen,
+            share,
+            connect,
+            control,
+            max_conns,
+            max_ttl,
+            firewalled,
+        } => {
+            let mut o = NodeOptions::new(listen);
+            o.share = share;
+            o.connect = resolve(&connect).await?;
+            o.max_conns = max_conns;
+            o.want_conns = max_conns.min(3);
+            o.max_ttl = max_ttl;
+            o.firewalled = firewalled;
+            let node = Arc::new(Node::start(o).await?);
+            let ctl = tokio::net::TcpListener::bind(control)
+                .await
+                .with_context(|| {
+                    format!("binding the control API on {control} (choose another with --control)")
+                })?;
+            println!(
+                "gnutella servent {} listening on {}, control API on {}",
+                node.servent_id,
+                node.local,
+                ctl.local_addr().unwrap_or(control)
+            );
+            let server = tokio::spawn(control::serve(node.clone(), ctl));
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?;
+            server.abort();
+            Ok(())
+        }
+        Sub::Search {
+            query,
+            wait,
+            ttl,
+            connect,
+            control,
+        } => {
+            if connect.is_empty() {
+                let path = format!(
+                    "/search?q={}&wait={}{}",
+                    control::encode_param(&query),
+                    wait.as_millis(),
+                    ttl.map(|t| format!("&ttl={t}")).unwrap_or_default()
+                );
+                let mut n = 0;
+                let mut err = None;
+                control::request(control, &path, |v| {
+                    if let Some(e) = v.get("error") {
+                        err = Some(e.to_string());
+                    }
+                    for h in v["hits"].as_array().into_iter().flatten() {
+                        n += 1;
+                        println!(
+                            "{}\t{}\t{}\t{}{}",
+                            h["id"],
+                            h["name"].as_str().unwrap_or_default(),
+                            h["size"],
+                            h["host"].as_str().unwrap_or_default(),
+                            if h["push"].as_bool() == Some(true) {
+                                "\t(push)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                })
+                .await?;
+                if let Some(e) = err {
+                    bail!("search failed: {e}");
+                }
+                if n == 0 {
+                    bail!("no hits for {query:?}");
+                }
+                return Ok(());
+            }
+            let node = join(&connect).await?;
+            let hits = node.search(&query, ttl, wait).await?;
+            for h in &hits {
+                println!("{}\t{}\t{}", h.name, h.size, h.addr);
+            }
+            node.shutdown().await;
+            if hits.is_empty() {
+                bail!("no hits for {query:?}");
+            }
+            Ok(())
+        }
+        Sub::Get {
+            target,
+            out,
+            connect,
+            wait,
+            control,
+        } => {
+            let out = absolute(&out)?;
+            if connect.is_empty() {
+                let id: u64 = target.parse().with_context(|| {
+                    format!("{target:?} is not a hit id; use `servent gnutella search` first, or --connect HOST:PORT QUERY")
+                })?;
+                let path = format!(
+                    "/get?hit={id}&out={}",
+                    control::encode_param(&out.display().to_string())
+                );
+                let bar = bar();
+                let mut result: Option<Result<String, String>> = None;
+                control::request(control, &path, |v| {
+                    if let (Some(d), Some(t)) = (v["done"].as_u64(), v["total"].as_u64()) {
+                        bar.set_length(t);
+                        bar.set_position(d);
+                    } else if let Some(p) = v["path"].as_str() {
+                        result = Some(Ok(p.to_string()));
+                    } else if let Some(e) = v["error"].as_str() {
+                        result = Some(Err(e.to_string()));
+                    }
+                })
+                .await?;
+                bar.finish_and_clear();
+                return match result {
+                    Some(Ok(p)) => {
+                        println!("{p}");
+                        Ok(())
+                    }
+                    Some(Err(e)) => bail!("download failed: {e}"),
+                    None => bail!("the servent ended the download without a result"),
+                };
+            }
+            let node = join(&connect).await?;
+            let hits = node.search(&target, None, wait).await?;
+            let Some(hit) = hits.first() else {
+                node.shutdown().await;
+                bail!("no hits for {target:?}");
+            };
+            let r = download_with_bar(&node, hit, &out).await;
+            node.shutdown().await;
+            let path = r?;
+            println!("{}", path.display());
+            Ok(())
+        }
+        Sub::Peers { control } => {
+            control::request(control, "/peers", |v| {
+                for p in v["peers"].as_array().into_iter().flatten() {
+                    println!("{}", p.as_str().unwrap_or_default());
+                }
+            })
+            .await?;
+            Ok(())
+        }
+        Sub::Stats { control } => {
+            control::request(control, "/stats", |v| {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            })
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    Ok(std::env::current_dir()
+        .context("reading the current folder")?
+        .join(p))
+}
+
+fn bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// A one-shot servent: listens on an ephemeral loopback port (for GIV after a Push), joins
+/// through `connect`, and waits for the first connection.
+async fn join(connect: &[String]) -> Result<Node> {
+    let peers = resolve(connect).await?;
+    let mut o = NodeOptions::new("127.0.0.1:0".parse()?);
+    o.connect = peers.clone();
+    o.want_conns = 0;
+    let node = Node::start(o).await?;
+    if node.wait_peers(1, Duration::from_secs(5)).await? == 0 {
+        node.shutdown().await;
+        bail!(
+            "could not join the network through {} (is a servent running there?)",
+            connect.join(", ")
+        );
+    }
+    Ok(node)
+}
+
+async fn download_with_bar(node: &Node, hit: &Hit, out: &Path) -> Result<PathBuf> {
+    let bar = bar();
+    bar.set_length(u64::from(hit.size));
+    let (tx, mut rx) = mpsc::channel::<Progress>(64);
+    let b2 = bar.clone();
+    let ui = tokio::spawn(async move {
+        while let Some(p) = rx.recv().await {
+            b2.set_position(p.done);
+        }
+    });
+    let r = node.download(hit, out, Some(tx)).await;
+    let _ = ui.await;
+    bar.finish_and_clear();
+    Ok(r?)
+}
+
+/// The demo's Gnutella section: 24 servents on 127.0.0.1 in a random graph; one shares a
+/// file that another finds and downloads directly; a firewalled one is reached via Push.
+pub async fn demo(out: &Path) -> Result<crate::demo::DemoSection> {
+    use servent_core::Rng;
+    let mut sec = crate::demo::DemoSection::new("gnutella 0.4");
+    let dir = out.join("gnutella");
+    let shares = dir.join("shares");
+    let downloads = dir.join("downloads");
+    let _ = std::fs::remove_dir_all(&downloads);
+    std::fs::create_dir_all(&downloads).context("creating the demo download folder")?;
+    const N: usize = 24;
+    let open_holder = 17;
+    let walled_holder = 9;
+    let mut rng = Rng::new(2026);
+    let data: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let walled: Vec<u8> = data.iter().rev().copied().collect();
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..N {
+        let share = shares.join(format!("n{i}"));
+        std::fs::create_dir_all(&share)?;
+        if i == open_holder {
+            std::fs::write(share.join("Pixies - Debaser.mp3"), &data)?;
+        }
+        if i == walled_holder {
+            std::fs::write(share.join("Behind The Wall.ogg"), &walled)?;
+        }
+        std::fs::write(
+            share.join(format!("notes-{i}.txt")),
+            format!("servent {i}\n"),
+        )?;
+        let mut o = NodeOptions::new("127.0.0.1:0".parse()?);
+        o.share = Some(share);
+        o.want_conns = 0;
+        o.seed = Some(1000 + i as u64);
+        o.firewalled = i == walled_holder;
+        // Each new servent joins through up to 2 random earlier ones (degree stays small).
+        if i > 0 {
+            for _ in 0..2.min(i) {
+                let j = rng.below(i as u64) as usize;
+                let a = nodes[j].local;
+                if !o.connect.contains(&a) {
+                    o.connect.push(a);
+                }
+            }
+        }
+        nodes.push(Node::start(o).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut links = 0;
+    for n in &nodes {
+        links += n.peers().await?.len();
+    }
+    sec.row(
+        format!("{N} servents on 127.0.0.1 join a random graph (each through 1-2 earlier ones)"),
+        format!(
+            "{} connections up, mean degree {:.1}",
+            links / 2,
+            links as f64 / N as f64
+        ),
+        links >= 2 * (N - 1),
+    );
+    let seeker = 3;
+    let before = total_tx(&nodes).await?;
+    let hits = nodes[seeker]
+        .search("debaser", None, Duration::from_millis(1500))
+        .await?;
+    let after = total_tx(&nodes).await?;
+    let reached = queries_seen(&nodes).await?;
+    let hit = hits.first();
+    sec.row(
+        format!(
+            "servent {seeker} searches \"debaser\" (TTL 7), file held by servent {open_holder}"
+        ),
+        format!(
+            "{} hit(s), {} hops, {} messages sent for the query, {} servents reached",
+            hits.len(),
+            hit.map_or(0, |h| h.hops),
+            after - before,
+            reached
+        ),
+        hits.len() == 1,
+    );
+    if let Some(h) = hit {
+        let t0 = tokio::time::Instant::now();
+        let p = nodes[seeker].download(h, &downloads, None).await?;
+        let secs = t0.elapsed().as_secs_f64();
+        let ok = std::fs::read(&p)? == data;
+        sec.row(
+            "direct HTTP download (GET /get/<index>/<name>/)",
+            format!(
+                "{} bytes in {:.0} ms ({:.1} MB/s), content {}",
+                data.len(),
+                secs * 1e3,
+                data.len() as f64 / secs.max(1e-9) / 1e6,
+                if ok { "identical" } else { "DIFFERENT" }
+            ),
+            ok,
+        );
+    }
+    let seeker2 = 20;
+    let hits = nodes[seeker2]
+        .search("wall", None, Duration::from_millis(1500))
+        .await?;
+    let hit = hits.first().cloned();
+    sec.row(
+        format!("servent {seeker2} searches \"wall\": holder {walled_holder} refuses inbound connections"),
+        format!(
+            "{} hit(s), push flag {}",
+            hits.len(),
+            hit.as_ref().is_some_and(|h| h.push)
+        ),
+        hit.as_ref().is_some_and(|h| h.push),
+    );
+    if let Some(h) = hit {
+        let t0 = tokio::time::Instant::now();
+        let r = nodes[seeker2].download(&h, &downloads, None).await;
+        let secs = t0.elapsed().as_secs_f64();
+        let (res, ok) = match r {
+            Ok(p) => {
+                let ok = std::fs::read(&p)? == walled;
+                (
+                    format!(
+                        "{} bytes via Push + GIV in {:.0} ms, content {}",
+                        walled.len(),
+                        secs * 1e3,
+                        if ok { "identical" } else { "DIFFERENT" }
+                    ),
+                    ok,
+                )
+            }
+            Err(e) => (format!("{e}"), false),
+        };
+        sec.row(
+            "download through Push (holder connects out, sends GIV)",
+            res,
+            ok,
+        );
+    }
+    let mut dups = 0;
+    for n in &nodes {
+        dups += n.stats().await?.duplicates;
+    }
+    sec.notes.push(format!(
+        "Flooding costs: the two queries made the {N} servents send the messages counted above; \
+         {dups} duplicate descriptors were dropped by loop detection. `servent sim run \
+         gnutella-flood` measures the same at 10 000 servents and TTL 1..7."
+    ));
+    for n in nodes {
+        n.shutdown().await;
+    }
+    Ok(sec)
+}
+
+async fn total_tx(nodes: &[Node]) -> Result<u64> {
+    let mut t = 0;
+    for n in nodes {
+        t += n.stats().await?.tx_total();
+    }
+    Ok(t)
+}
+
+async fn queries_seen(nodes: &[Node]) -> Result<u64> {
+    let mut t = 0;
+    for n in nodes {
+        t += n.stats().await?.queries_seen;
+    }
+    Ok(t)
+}
