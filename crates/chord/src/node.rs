@@ -290,6 +290,13 @@ struct Lookup {
     timeouts: u32,
     /// Once the key's predecessor answered: its successor list, checked for life in order.
     finals: Vec<NodeRef>,
+    /// The last node that answered with a next hop, and its ring.
+    from: Option<NodeRef>,
+    ring: Ring,
+    /// Nodes that timed out during this lookup.
+    dead: Vec<SocketAddr>,
+    /// Times the lookup fell back to `from`'s successor list.
+    fallbacks: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -312,6 +319,7 @@ struct Op {
 enum Purpose {
     Step(u64),
     Verify(u64),
+    Fallback(u64),
     Rec(u64),
     Stabilize,
     CheckPred,
@@ -920,6 +928,10 @@ impl ChordNode {
             alternates: Vec::new(),
             timeouts: 0,
             finals: Vec::new(),
+            from: None,
+            ring: self.cfg.ring,
+            dead: Vec::new(),
+            fallbacks: 0,
         };
         match start {
             Some(addr) => {
@@ -977,6 +989,7 @@ impl ChordNode {
         let Some(lk) = self.lookups.get_mut(&lid) else {
             return;
         };
+        lk.ring = ring;
         lk.key = ring.reduce(&lk.key);
         if lk.route.last() != Some(&from.id) {
             lk.route.push(from.id);
@@ -1004,7 +1017,58 @@ impl ChordNode {
         let next = c.remove(0);
         lk.current = Some(next.addr);
         lk.alternates = c;
+        lk.from = Some(from);
         self.ask_step(now, lid);
+    }
+
+    /// Every next hop `from` offered is dead: fall back on `from`'s successor list. Its
+    /// first live entry either still precedes the key (continue there) or is the key's
+    /// successor.
+    fn fallback(&mut self, now: Instant, lid: u64) {
+        let Some(lk) = self.lookups.get_mut(&lid) else {
+            return;
+        };
+        let Some(from) = lk.from else {
+            self.finish_lookup_failed(now, lid, FailReason::Unreachable);
+            return;
+        };
+        lk.fallbacks += 1;
+        if lk.fallbacks > 3 {
+            self.finish_lookup_failed(now, lid, FailReason::Unreachable);
+            return;
+        }
+        if from.addr == self.me.addr && self.is_member() {
+            let succs = self.succs.clone();
+            self.fallback_succs(now, lid, from, succs);
+        } else if !self.request(now, from.addr, Body::GetNeighbors, Purpose::Fallback(lid)) {
+            self.finish_lookup_failed(now, lid, FailReason::Busy);
+        }
+    }
+
+    fn fallback_succs(&mut self, now: Instant, lid: u64, from: NodeRef, succs: Vec<NodeRef>) {
+        let Some(lk) = self.lookups.get_mut(&lid) else {
+            return;
+        };
+        let live: Vec<NodeRef> = succs
+            .into_iter()
+            .filter(|s| !lk.dead.contains(&s.addr) && s.id != from.id)
+            .collect();
+        let key = lk.key;
+        let before: Vec<NodeRef> = live
+            .iter()
+            .filter(|s| s.id.in_open(&from.id, &key))
+            .copied()
+            .collect();
+        if let Some((closest, rest)) = before.split_last() {
+            lk.current = Some(closest.addr);
+            lk.alternates = rest.iter().rev().copied().collect();
+            self.ask_step(now, lid);
+        } else if live.is_empty() {
+            self.finish_lookup_failed(now, lid, FailReason::Unreachable);
+        } else {
+            lk.finals = live;
+            self.verify_next(now, lid);
+        }
     }
 
     /// The key's successor as its predecessor sees it may have died unnoticed: check that
@@ -1013,6 +1077,9 @@ impl ChordNode {
         let Some(lk) = self.lookups.get_mut(&lid) else {
             return;
         };
+        let dead = std::mem::take(&mut lk.dead);
+        lk.finals.retain(|f| !dead.contains(&f.addr));
+        lk.dead = dead;
         let Some(first) = lk.finals.first().copied() else {
             self.finish_lookup_failed(now, lid, FailReason::Unreachable);
             return;
@@ -1044,6 +1111,9 @@ impl ChordNode {
         self.forget(dead);
         if let Some(lk) = self.lookups.get_mut(&lid) {
             lk.timeouts += 1;
+            if lk.dead.len() < MAX_PATH {
+                lk.dead.push(dead);
+            }
             if !lk.finals.is_empty() {
                 lk.finals.remove(0);
             }
@@ -1057,10 +1127,11 @@ impl ChordNode {
             return;
         };
         lk.timeouts += 1;
+        if lk.dead.len() < MAX_PATH {
+            lk.dead.push(dead);
+        }
         if lk.alternates.is_empty() {
-            // Nothing left to try from the last answer: retry from the last node that
-            // answered (it may know better now), or give up.
-            self.finish_lookup_failed(now, lid, FailReason::Unreachable);
+            self.fallback(now, lid);
             return;
         }
         let next = lk.alternates.remove(0);
@@ -1626,6 +1697,9 @@ impl ChordNode {
             }
             (Purpose::CheckPred, Body::Pong { .. }) => {}
             (Purpose::Verify(lid), Body::Pong { .. }) => self.verified(now, lid),
+            (Purpose::Fallback(lid), Body::Neighbors { me, succs, .. }) => {
+                self.fallback_succs(now, lid, me, succs)
+            }
             (Purpose::JoinFingers(_), Body::Fingers { entries, .. }) => {
                 // Copy the successor's fingers where we have none; fix_fingers corrects them.
                 let me = self.me.id;
@@ -1694,6 +1768,10 @@ impl ChordNode {
         match rpc.purpose {
             Purpose::Step(lid) => self.step_timed_out(now, lid, dead),
             Purpose::Verify(lid) => self.verify_timed_out(now, lid, dead),
+            Purpose::Fallback(lid) => {
+                self.forget(dead);
+                self.finish_lookup_failed(now, lid, FailReason::Unreachable);
+            }
             Purpose::Rec(id) => {
                 self.forget(dead);
                 self.emit(Event::Failed {

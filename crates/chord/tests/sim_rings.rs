@@ -310,3 +310,50 @@ fn scenarios_run_at_small_sizes() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn lookups_right_after_a_tenth_of_the_ring_crashes_still_find_the_live_successor() {
+    let n = 200;
+    let mut s = ideal_sim(n, 3, 16);
+    s.run_for(Duration::from_secs(3));
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    Rng::new(4).shuffle(&mut order);
+    for &v in order.iter().take(n / 10) {
+        s.kill(NodeId(v));
+    }
+    let mut live: Vec<(Id, u32)> = (0..n as u32)
+        .filter_map(|i| s.core(NodeId(i)).map(|c| (c.me().id, i)))
+        .collect();
+    live.sort();
+    let mut rng = Rng::new(5);
+    let mut want = Vec::new();
+    for k in 0..300u64 {
+        let (_, at) = live[rng.below(live.len() as u64) as usize];
+        let key = Id::random(&mut rng);
+        let i = live.partition_point(|(id, _)| *id < key);
+        want.push(live.get(i).unwrap_or(&live[0]).0);
+        s.command(
+            NodeId(at),
+            Command::Lookup {
+                id: k,
+                key,
+                start: None,
+            },
+        );
+    }
+    s.run_for(Duration::from_secs(30));
+    let mut correct = 0;
+    for (_, _, e) in s.take_events() {
+        if let Event::LookupDone {
+            id, responsible, ..
+        } = e
+        {
+            assert_eq!(responsible.id, want[id as usize], "lookup {id}");
+            correct += 1;
+        }
+    }
+    assert_eq!(
+        correct, 300,
+        "every lookup ends at the key's live successor"
+    );
+}
