@@ -12,6 +12,7 @@ mod demo;
 mod ping;
 mod sim;
 // systems: one module each (keep this list and `Command` in the same order)
+mod chord;
 mod torrent;
 
 /// servent: the classic peer-to-peer systems, for real.
@@ -37,6 +38,8 @@ enum Command {
     Sim(sim::Cmd),
     /// The example protocol over real sockets: a reachability and latency check.
     Ping(ping::Cmd),
+    /// Chord: run a ring member; lookup (route hop by hop), fingers, put/get/delete, ring.
+    Chord(chord::Cmd),
     /// BitTorrent: create/show torrents, run a tracker, seed and download.
     Torrent(torrent::Cmd),
 }
@@ -64,6 +67,7 @@ fn main() -> Result<()> {
             Command::Demo { out } => demo::run(&out).await,
             Command::Sim(cmd) => sim::run(cmd).await,
             Command::Ping(cmd) => ping::run(cmd).await,
+            Command::Chord(cmd) => chord::run(cmd).await,
             Command::Torrent(cmd) => torrent::run(cmd).await,
         }
     })
