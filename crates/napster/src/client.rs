@@ -234,6 +234,9 @@ pub const MAX_COLLECTED: usize = 100_000;
 pub struct Client {
     cfg: ClientConfig,
     buf: RecvBuf,
+    /// The connection to the server is opened on the first timer (at once), so that any
+    /// driver starts the session the same way.
+    must_connect: bool,
     connected: bool,
     logged_in: bool,
     finished: bool,
@@ -249,11 +252,13 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client that connects to its server at once.
+    /// A client that connects to its server as soon as it is driven (its first timer is
+    /// due at once).
     pub fn new(cfg: ClientConfig) -> Client {
-        let mut c = Client {
+        Client {
             buf: RecvBuf::new(wire::HEADER_LEN + cfg.max_payload),
             cfg,
+            must_connect: true,
             connected: false,
             logged_in: false,
             finished: false,
@@ -265,12 +270,7 @@ impl Client {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             last_error: None,
-        };
-        c.transmits.push_back(Transmit::Connect {
-            conn: SERVER,
-            to: c.cfg.server,
-        });
-        c
+        }
     }
 
     /// Whether the login was acknowledged.
@@ -654,6 +654,13 @@ impl Core for Client {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        if self.must_connect {
+            self.must_connect = false;
+            self.transmits.push_back(Transmit::Connect {
+                conn: SERVER,
+                to: self.cfg.server,
+            });
+        }
         while let Some((_, at)) = self.searches.front() {
             if *at > now {
                 break;
@@ -699,6 +706,9 @@ impl Core for Client {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
+        if self.must_connect {
+            return Some(Instant::ZERO);
+        }
         let s = self.searches.front().map(|(_, at)| *at);
         let b = self.browses.values().map(|(_, _, at)| *at).min();
         let g = self.gets.iter().map(|g| g.deadline).min();

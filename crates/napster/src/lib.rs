@@ -36,15 +36,19 @@
 //! while let Some(event) = server.poll_event() { let _ = event; }
 //! let _wake_at = server.poll_timeout();
 //! ```
-//! With the `runtime` feature (default), [`net`] runs the server over tokio with its
+//! With the `runtime` feature (default), `net` runs the server over tokio with its
 //! accounts and bans in SQLite, and offers the client operations the `servent napster`
 //! subcommands use.
 
 pub mod client;
 pub mod harness;
 pub mod index;
+#[cfg(feature = "runtime")]
+pub mod net;
 pub mod server;
 pub mod sim;
+#[cfg(feature = "runtime")]
+pub mod store;
 pub mod transfer;
 pub mod wire;
 

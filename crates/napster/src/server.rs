@@ -98,6 +98,11 @@ pub enum ServerCommand {
         /// Nick or dotted address.
         target: String,
     },
+    /// Report the counters as [`ServerEvent::Stats`].
+    Snapshot {
+        /// Command id.
+        id: u64,
+    },
 }
 
 /// A change the driver must store.
@@ -166,6 +171,13 @@ pub enum ServerEvent {
         nick: String,
         /// How many results.
         results: usize,
+    },
+    /// The counters, in answer to [`ServerCommand::Snapshot`].
+    Stats {
+        /// Command id.
+        id: u64,
+        /// The counters.
+        stats: ServerStats,
     },
     /// An operator command finished.
     Done {
@@ -1431,6 +1443,10 @@ impl Server {
             ServerCommand::Unban { id, target } => {
                 let ok = self.unban(&target);
                 self.emit(ServerEvent::Done { id, ok });
+            }
+            ServerCommand::Snapshot { id } => {
+                let stats = self.stats();
+                self.emit(ServerEvent::Stats { id, stats });
             }
         }
     }

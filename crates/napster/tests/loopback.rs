@@ -1,0 +1,267 @@
+//! Server and clients over real sockets on 127.0.0.1: log in, share a folder, search,
+//! browse, download directly and through a push, resume an interrupted download, shares
+//! vanish on disconnect, accounts and bans survive a restart.
+
+#![cfg(feature = "runtime")]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use servent_napster::client::{ClientConfig, ClientEvent};
+use servent_napster::net::{
+    self, DataPort, RunningServer, ServerOptions, Session, download, serve_session, share_list,
+};
+use servent_napster::server::ServerConfig;
+use servent_napster::wire::{ClientMsg, SearchQuery};
+use servent_runtime::ShareIndex;
+
+const LOCAL: &str = "127.0.0.1:0";
+
+async fn server(db: &std::path::Path) -> RunningServer {
+    let mut o = ServerOptions::new(LOCAL.parse().unwrap(), db.to_path_buf());
+    o.config = ServerConfig::for_tests();
+    o.seed = 11;
+    net::start_server(o).await.unwrap()
+}
+
+fn cfg(server: SocketAddr, nick: &str, data: Option<&DataPort>) -> ClientConfig {
+    let mut c = ClientConfig::new(server, nick, "pw");
+    c.data_port = data.map_or(0, |d| d.addr.port());
+    c
+}
+
+fn query(words: &str) -> SearchQuery {
+    SearchQuery {
+        contains: vec![words.into()],
+        max_results: Some(100),
+        ..Default::default()
+    }
+}
+
+fn content(n: usize) -> Vec<u8> {
+    // Starts with digits on purpose: the size answer must not swallow them.
+    (0..n)
+        .map(|i| b"0123456789abcdef"[(i * 7 + i / 13) % 16])
+        .collect()
+}
+
+/// A sharing client: folder, data port (unless firewalled), session serving uploads.
+async fn sharer(
+    server: SocketAddr,
+    nick: &str,
+    dir: &std::path::Path,
+    firewalled: bool,
+) -> tokio::task::JoinHandle<()> {
+    let share = Arc::new(ShareIndex::scan(dir).unwrap());
+    let data = if firewalled {
+        None
+    } else {
+        Some(
+            DataPort::bind(LOCAL.parse().unwrap(), Some(share.clone()))
+                .await
+                .unwrap(),
+        )
+    };
+    let mut s = Session::login(cfg(server, nick, data.as_ref().map(|d| &*d.0)))
+        .await
+        .unwrap();
+    let n = s.share(share_list(&share)).await.unwrap();
+    assert_eq!(n, share.len());
+    tokio::spawn(async move {
+        let _keep = data;
+        let _ = serve_session(&mut s, share, |_| {}).await;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_browse_download_push_and_resume_over_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(&tmp.path().join("nap.db")).await;
+    let a_dir = tmp.path().join("alice");
+    let w_dir = tmp.path().join("walled");
+    std::fs::create_dir_all(a_dir.join("pixies")).unwrap();
+    std::fs::create_dir_all(&w_dir).unwrap();
+    let song = content(300_000);
+    std::fs::write(a_dir.join("pixies/Debaser.mp3"), &song).unwrap();
+    std::fs::write(a_dir.join("other.txt"), b"x").unwrap();
+    std::fs::write(w_dir.join("behind the wall.mp3"), content(70_000)).unwrap();
+    let alice = sharer(srv.addr, "alice", &a_dir, false).await;
+    let walled = sharer(srv.addr, "walled", &w_dir, true).await;
+
+    let out = tmp.path().join("downloads");
+    std::fs::create_dir_all(&out).unwrap();
+    let (data, data_task) = DataPort::bind(LOCAL.parse().unwrap(), None).await.unwrap();
+    let mut me = Session::login(cfg(srv.addr, "getter", Some(&data)))
+        .await
+        .unwrap();
+
+    let hits = me.search(query("debaser")).await.unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].nick, "alice");
+    assert_eq!(hits[0].file.name, "pixies/Debaser.mp3");
+    assert_eq!(hits[0].file.size, 300_000);
+    assert_eq!(hits[0].ip, std::net::Ipv4Addr::LOCALHOST);
+
+    let files = me.browse("alice").await.unwrap().unwrap();
+    assert_eq!(files.len(), 2);
+    assert!(me.browse("nobody").await.unwrap().is_none());
+
+    // Resume: a partial file from an interrupted attempt is continued, not restarted.
+    std::fs::write(out.join("Debaser.mp3.part"), &song[..123_457]).unwrap();
+    let got = download(
+        &mut me,
+        &data,
+        "alice",
+        "pixies/Debaser.mp3",
+        &out,
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.resumed_from, 123_457);
+    assert!(!got.pushed);
+    assert_eq!(std::fs::read(&got.path).unwrap(), song);
+
+    // Firewalled holder: the file is pushed to our data port.
+    let got = download(
+        &mut me,
+        &data,
+        "walled",
+        "behind the wall.mp3",
+        &out,
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(got.pushed);
+    assert_eq!(std::fs::read(&got.path).unwrap(), content(70_000));
+
+    // A path that would leave the download folder is refused before anything is asked.
+    assert!(net::local_name("../..").is_err());
+    assert_eq!(net::local_name("C:\\Music\\x.mp3").unwrap(), "x.mp3");
+
+    // Shares vanish when their owner disconnects.
+    alice.abort();
+    let mut gone = false;
+    for _ in 0..100 {
+        if me.search(query("debaser")).await.unwrap().is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "alice's shares left the index");
+
+    walled.abort();
+    data_task.abort();
+    me.close().await;
+    let stats = srv.shutdown().await.unwrap();
+    assert!(stats.searches >= 2);
+    // One 204 for each download, and the 501 of the push.
+    assert_eq!(stats.downloads_brokered, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_and_bans_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("nap.db");
+    let srv = server(&db).await;
+    let s = Session::login(cfg(srv.addr, "keeper", None)).await.unwrap();
+    s.close().await;
+    srv.shutdown().await.unwrap();
+
+    // Make keeper an admin at start, ban someone through the protocol, restart again.
+    let mut o = ServerOptions::new(LOCAL.parse().unwrap(), db.clone());
+    o.config = ServerConfig::for_tests();
+    o.admins = vec!["keeper".into()];
+    let srv = net::start_server(o).await.unwrap();
+    let mut admin = Session::login(cfg(srv.addr, "keeper", None)).await.unwrap();
+    admin
+        .send(ClientMsg::Ban {
+            target: "spammer".into(),
+            reason: Some("spam".into()),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    admin.close().await;
+    srv.shutdown().await.unwrap();
+
+    let srv = server(&db).await;
+    let mut wrong = ClientConfig::new(srv.addr, "keeper", "wrong");
+    wrong.data_port = 0;
+    let e = Session::login(wrong).await.unwrap_err();
+    assert!(e.to_string().contains("Invalid Password"), "{e}");
+    let e = Session::login(cfg(srv.addr, "spammer", None))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("banned"), "{e}");
+    let ok = Session::login(cfg(srv.addr, "keeper", None)).await.unwrap();
+    ok.close().await;
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_reaches_channel_members_and_private_messages_arrive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(&tmp.path().join("nap.db")).await;
+    let mut a = Session::login(cfg(srv.addr, "ann", None)).await.unwrap();
+    let mut b = Session::login(cfg(srv.addr, "ben", None)).await.unwrap();
+    for s in [&mut a, &mut b] {
+        s.send(ClientMsg::Join {
+            channel: "lobby".into(),
+        })
+        .await
+        .unwrap();
+        // The join is acknowledged before anyone speaks (two connections race otherwise).
+        loop {
+            let e = tokio::time::timeout(Duration::from_secs(10), s.next_event())
+                .await
+                .expect("join acknowledged")
+                .expect("session open");
+            if matches!(
+                e,
+                ClientEvent::Server(servent_napster::wire::ServerMsg::JoinAck { .. })
+            ) {
+                break;
+            }
+        }
+    }
+    b.send(ClientMsg::Say {
+        channel: "lobby".into(),
+        text: "hi all".into(),
+    })
+    .await
+    .unwrap();
+    b.send(ClientMsg::PrivateMessage {
+        to: "ann".into(),
+        text: "psst".into(),
+    })
+    .await
+    .unwrap();
+    let (mut said, mut whispered) = (false, false);
+    while !(said && whispered) {
+        let e = tokio::time::timeout(Duration::from_secs(10), a.next_event())
+            .await
+            .expect("events arrive")
+            .expect("session open");
+        if let ClientEvent::Server(m) = e {
+            use servent_napster::wire::ServerMsg;
+            said |= m
+                == ServerMsg::ChannelMessage {
+                    channel: "lobby".into(),
+                    nick: "ben".into(),
+                    text: "hi all".into(),
+                };
+            whispered |= m
+                == ServerMsg::PrivateMessage {
+                    from: "ben".into(),
+                    text: "psst".into(),
+                };
+        }
+    }
+    a.close().await;
+    b.close().await;
+    srv.shutdown().await.unwrap();
+}
