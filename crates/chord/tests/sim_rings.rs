@@ -357,3 +357,63 @@ fn lookups_right_after_a_tenth_of_the_ring_crashes_still_find_the_live_successor
         "every lookup ends at the key's live successor"
     );
 }
+
+#[test]
+fn a_joining_node_receives_the_keys_it_becomes_responsible_for() {
+    let ring = Ring::FULL;
+    let mut s = sim(6);
+    join_ring(&mut s, ring, &[None; 8], 2);
+    let keys: Vec<Vec<u8>> = (0..80).map(|k| format!("item-{k}").into_bytes()).collect();
+    for (k, key) in keys.iter().enumerate() {
+        s.command(
+            NodeId(0),
+            Command::Put {
+                id: k as u64,
+                key: key.clone(),
+                value: b"v".to_vec(),
+                start: None,
+            },
+        );
+    }
+    s.run_for(Duration::from_secs(5));
+    // A ninth node joins; its id is chosen to take over part of the ring.
+    let addr = addr_of(s.len());
+    let mut cfg = Config::new(ring, node_id(ring, addr), addr);
+    cfg.succ_list_len = 2;
+    let new = s.add_node(ChordNode::new(cfg, Rng::new(99)), NodeOpts::default());
+    s.command(
+        new,
+        Command::Join {
+            id: 900,
+            via: s.addr(NodeId(3)),
+        },
+    );
+    s.run_for(Duration::from_secs(20));
+    let mut members: Vec<(Id, NodeId)> = (0..s.len() as u32)
+        .map(NodeId)
+        .filter_map(|n| s.core(n).map(|c| (c.me().id, n)))
+        .collect();
+    members.sort();
+    let mut moved = 0;
+    for key in &keys {
+        let kid = servent_chord::key_id(ring, key);
+        let i = members.partition_point(|(id, _)| *id < kid);
+        let owner = members.get(i).unwrap_or(&members[0]).1;
+        assert!(
+            s.core(owner).unwrap().holds(key),
+            "the key's successor holds it"
+        );
+        if owner == new {
+            moved += 1;
+        }
+    }
+    let held = s.core(new).unwrap().stored();
+    assert!(
+        moved == 0 || held >= moved,
+        "the new node got its {moved} keys (holds {held})"
+    );
+    assert!(
+        moved > 0,
+        "this seed gives the new node a share of the keys"
+    );
+}
