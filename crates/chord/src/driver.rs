@@ -24,11 +24,25 @@ pub enum ChordError {
     #[error("ring bits must be between 1 and 160, got {0}")]
     BadBits(u32),
     /// The command failed.
-    #[error("{0:?}")]
+    #[error("{}", fail_text(*.0))]
     Failed(FailReason),
     /// No answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+}
+
+fn fail_text(r: FailReason) -> &'static str {
+    match r {
+        FailReason::Unreachable => {
+            "no answer: the node (or every node that could help) did not reply"
+        }
+        FailReason::TooManyHops => "the lookup exceeded the hop limit (stale routing tables?)",
+        FailReason::Busy => "too many requests in progress",
+        FailReason::TooLarge => "key or value too large (keys up to 1024 bytes, values up to 8192)",
+        FailReason::IdTaken => "another node already has this id",
+        FailReason::NotMember => "this node is not a ring member",
+        FailReason::Refused => "the responsible node refused to store (its store is full)",
+    }
 }
 
 /// How to run a ring member.
