@@ -53,6 +53,8 @@ pub struct Config {
     pub mode: LookupMode,
     /// Most key-value pairs stored.
     pub max_store: usize,
+    /// Most bytes of keys and values stored.
+    pub max_store_bytes: usize,
     /// `false` for a client that only issues commands: it runs no maintenance, answers no
     /// requests and sends ring bits 0.
     pub member: bool,
@@ -74,7 +76,8 @@ impl Config {
             rpc_timeout: Duration::from_millis(300),
             rpc_retries: 2,
             mode: LookupMode::Iterative,
-            max_store: 1_000_000,
+            max_store: 100_000,
+            max_store_bytes: 256 << 20,
             member: true,
         }
     }
@@ -376,6 +379,7 @@ pub struct ChordNode {
     next_finger: usize,
     timers: [Option<Instant>; 4],
     store: BTreeMap<(Id, Vec<u8>), Vec<u8>>,
+    store_bytes: usize,
     pending: FxMap<u64, Rpc>,
     deadlines: BTreeSet<(Instant, u64)>,
     lookups: FxMap<u64, Lookup>,
@@ -405,6 +409,7 @@ impl ChordNode {
             next_finger: 1,
             timers: [None; 4],
             store: BTreeMap::new(),
+            store_bytes: 0,
             pending: FxMap::default(),
             deadlines: BTreeSet::new(),
             lookups: FxMap::default(),
@@ -1399,7 +1404,7 @@ impl ChordNode {
             }
             Body::Delete { key, propagate } => {
                 let kid = key_id(ring, &key);
-                let existed = self.store.remove(&(kid, key.clone())).is_some();
+                let existed = self.remove_item(kid, key.clone());
                 if propagate {
                     let me = self.me.id;
                     let reps: Vec<NodeRef> = self
@@ -1429,12 +1434,29 @@ impl ChordNode {
     }
 
     fn store_item(&mut self, kid: Id, key: Vec<u8>, value: Vec<u8>) -> bool {
+        let add = key.len() + value.len();
         let k = (kid, key);
-        if !self.store.contains_key(&k) && self.store.len() >= self.cfg.max_store {
+        let old = self.store.get(&k).map(|v| k.1.len() + v.len());
+        let after = self.store_bytes.saturating_sub(old.unwrap_or(0)) + add;
+        if (old.is_none() && self.store.len() >= self.cfg.max_store)
+            || after > self.cfg.max_store_bytes
+        {
             return false;
         }
         self.store.insert(k, value);
+        self.store_bytes = after;
         true
+    }
+
+    fn remove_item(&mut self, kid: Id, key: Vec<u8>) -> bool {
+        let n = key.len();
+        match self.store.remove(&(kid, key)) {
+            Some(v) => {
+                self.store_bytes = self.store_bytes.saturating_sub(n + v.len());
+                true
+            }
+            None => false,
+        }
     }
 
     /// Sends copies to the r − 1 successors.

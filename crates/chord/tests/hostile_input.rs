@@ -113,3 +113,51 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_full_store_refuses_puts_instead_of_growing() {
+    use servent_chord::harness::Harness;
+    use servent_chord::{Event, FailReason};
+    let ring = Ring::new(8).unwrap();
+    let mut h = Harness::new(1, std::time::Duration::from_millis(1));
+    let mut cfg = Config::new(ring, ring.id(1), h.next_addr());
+    cfg.max_store_bytes = 100;
+    let mut node = ChordNode::new(cfg, Rng::new(2));
+    node.create(h.now());
+    let i = h.add(node);
+    for k in 0..10u64 {
+        h.command(
+            i,
+            Command::Put {
+                id: k,
+                key: vec![k as u8; 10],
+                value: vec![0; 30],
+                start: None,
+            },
+        );
+    }
+    h.run_for(std::time::Duration::from_millis(100));
+    let events: Vec<Event> = h.take_events().into_iter().map(|(_, _, e)| e).collect();
+    let stored = events
+        .iter()
+        .filter(|e| matches!(e, Event::Stored { .. }))
+        .count();
+    let refused = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Failed {
+                    reason: FailReason::Refused,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(
+        (stored, refused),
+        (2, 8),
+        "40 bytes per pair, 100 bytes allowed"
+    );
+    assert_eq!(h.node(i).map(|n| n.stored()), Some(2));
+}
