@@ -86,6 +86,35 @@ pub fn ideal_sim(n: usize, seed: u64, r: usize) -> Sim<ChordNode> {
     sim
 }
 
+/// A ring of `n` real cores in the simulator built the way a real one is: one node
+/// creates it, the others join one by one through it, then stabilization runs for a minute.
+pub fn joined_sim(n: usize, seed: u64, r: usize) -> Sim<ChordNode> {
+    let ring = Ring::FULL;
+    let mut sim = Sim::new(SimConfig {
+        seed,
+        latency_ms: Dist::lognormal_median(40.0, 0.5),
+        ..SimConfig::default()
+    });
+    let base = Rng::new(seed);
+    for i in 0..n {
+        let addr = sim_addr(i);
+        let cfg = sim_config(ring, node_id(ring, addr), addr, r);
+        let mut node = ChordNode::new(cfg, base.fork(i as u64));
+        if i == 0 {
+            node.create(sim.now());
+        }
+        let id = sim.add_node(node, NodeOpts::default());
+        if i > 0 {
+            let via = sim.addr(NodeId(0));
+            sim.command(id, Command::Join { id: i as u64, via });
+            sim.run_for(Duration::from_millis(1500));
+        }
+    }
+    sim.run_for(Duration::from_secs(60));
+    let _ = sim.take_events();
+    sim
+}
+
 /// The live ring members' (id, node) pairs, sorted by id.
 fn live_members(sim: &Sim<ChordNode>) -> Vec<(Id, NodeId)> {
     let mut v: Vec<(Id, NodeId)> = (0..sim.len())
@@ -201,6 +230,8 @@ impl Scenario for PathLen {
                 "p99",
                 "mean_with_final_hop",
                 "core_sim_mean",
+                "joined_sim_mean",
+                "joined_sim_wrong",
             ],
         );
         let (mut s_mean, mut s_p1, mut s_p99, mut s_paper, mut s_core) = (
@@ -210,9 +241,10 @@ impl Scenario for PathLen {
             series("paper: ½·log2 N"),
             series("mean (real cores in the simulator)"),
         );
+        let mut s_joined = series("mean (real cores, ring built by joins + stabilization)");
         let mut rep = Report::new(self.name());
         rep.line(format!("hop counting: {HOP_RULE}"));
-        rep.line("model: a fully stabilized ring (fingers = successor(n + 2^i), found by binary search over sorted 64-bit ids); real cores: ChordNode with the same stabilized state, lookups over the simulated network (N ≤ 2^10)");
+        rep.line("model: a fully stabilized ring (fingers = successor(n + 2^i), found by binary search over sorted 64-bit ids); real cores: ChordNode with the same stabilized state, lookups over the simulated network (N ≤ 2^10); joined ring: real cores that joined one by one and stabilized for 60 s (N ≤ 2^7)");
         let mut worst_dev: f64 = 0.0;
         let mut big_n_wall = 0.0;
         // Powers of two up to --nodes, and --nodes itself when it is not one.
@@ -245,13 +277,39 @@ impl Scenario for PathLen {
             } else {
                 f64::NAN
             };
+            let (joined_mean, joined_wrong) = if n <= 128 {
+                let mut sim = joined_sim(
+                    n,
+                    opts.seed ^ 0x10 ^ n as u64,
+                    (2.0 * log2n).ceil() as usize,
+                );
+                let (mut h, bad) = sim_lookups(&mut sim, 500, 1);
+                h.sort_by(f64::total_cmp);
+                (stats(&h).0, bad as f64)
+            } else {
+                (f64::NAN, f64::NAN)
+            };
+            if joined_mean.is_finite() {
+                s_joined.points.push((n as f64, joined_mean));
+            }
             if n >= 1 << 10 {
                 worst_dev = worst_dev.max(((mean - paper) / paper).abs());
             }
             if n == max_n {
                 big_n_wall = te.elapsed().as_secs_f64();
             }
-            table.push(&[n as f64, log2n, paper, mean, p1, p99, mean + 1.0, core_mean]);
+            table.push(&[
+                n as f64,
+                log2n,
+                paper,
+                mean,
+                p1,
+                p99,
+                mean + 1.0,
+                core_mean,
+                joined_mean,
+                joined_wrong,
+            ]);
             s_mean.points.push((n as f64, mean));
             s_p1.points.push((n as f64, p1));
             s_p99.points.push((n as f64, p99));
@@ -260,9 +318,10 @@ impl Scenario for PathLen {
                 s_core.points.push((n as f64, core_mean));
             }
             rep.line(format!(
-                "N = {n:>7} (2^{log2n:.1}) mean {mean:.3} (paper ½·log2 N = {paper:.2}, {:+.1}%)  p1 {p1}  p99 {p99}{}",
+                "N = {n:>7} (2^{log2n:.1}) mean {mean:.3} (paper ½·log2 N = {paper:.2}, {:+.1}%)  p1 {p1}  p99 {p99}{}{}",
                 100.0 * (mean - paper) / paper,
-                if core_mean.is_finite() { format!("  real cores: {core_mean:.3}") } else { String::new() }
+                if core_mean.is_finite() { format!("  real cores: {core_mean:.3}") } else { String::new() },
+                if joined_mean.is_finite() { format!("  joined ring: {joined_mean:.3} ({joined_wrong} of 500 wrong)") } else { String::new() }
             ));
         }
         rep.tables.push(table);
@@ -272,7 +331,7 @@ impl Scenario for PathLen {
             x_label: "N (nodes)".into(),
             y_label: "hops".into(),
             log_x: true,
-            series: vec![s_mean, s_p1, s_p99, s_paper, s_core],
+            series: vec![s_mean, s_p1, s_p99, s_paper, s_core, s_joined],
         });
         let wall = t0.elapsed().as_secs_f64();
         rep.kv("max_n", max_n);

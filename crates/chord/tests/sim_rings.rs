@@ -292,7 +292,7 @@ fn scenarios_run_at_small_sizes() {
     let dir = std::env::temp_dir().join(format!("servent-chord-scen-{}", std::process::id()));
     for (sc, nodes) in servent_chord::scenarios()
         .into_iter()
-        .zip([64usize, 16, 100, 16])
+        .zip([32usize, 16, 100, 16])
     {
         let opts = ScenarioOpts {
             nodes: Some(nodes),
