@@ -1,0 +1,1181 @@
+//! The sans-IO DHT node: answers KRPC queries, keeps the routing table, runs iterative
+//! lookups and stores announced peers.
+//!
+//! # Run loop
+//! A driver hands the node datagrams, commands and time, then drains it in the contract's
+//! order: [`Core::poll_transmit`] (datagrams to send), [`Core::poll_event`] (results for
+//! the user), [`Core::poll_timeout`] (when to call [`Core::handle_timeout`]). `now` never
+//! goes backwards. See the crate documentation for a compiled example.
+//!
+//! # Lookups
+//! Every lookup (find_node, get_peers, announce, bootstrap, bucket refresh) is iterative:
+//! it keeps a short list of candidates sorted by XOR distance to the target, queries the
+//! closest not yet queried ones with at most `alpha` queries in flight, adds the nodes each
+//! answer names, and ends when the `k` closest candidates that did not fail have all
+//! answered. A query that gets no answer within `query_timeout` is retried `retries` times,
+//! then the candidate is dropped and the routing table told. An announce is a get_peers
+//! lookup followed by `announce_peer` (with each node's token) to the k closest answering
+//! nodes.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use servent_core::{Core, FxMap, FxSet, Id, Input, Instant, Rng, Transmit};
+use sha1::{Digest, Sha1};
+
+use crate::bep42;
+use crate::krpc::{self, Body, DecodeError, Message, NodeInfo, Query, Response};
+use crate::table::{Inserted, RoutingTable};
+
+/// Settings of a node. [`Config::default`] follows BEP 5 and common practice.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Bucket size and the number of closest nodes a lookup converges on (8).
+    pub k: usize,
+    /// Parallel queries per lookup (3).
+    pub alpha: usize,
+    /// How long to wait for an answer before retrying or giving up (1 s).
+    pub query_timeout: Duration,
+    /// How many times an unanswered lookup query is sent again (2).
+    pub retries: u8,
+    /// The token secret changes this often; tokens from the current and previous secret
+    /// are accepted, so a token is valid for up to twice this (5 min: ~10 min validity).
+    pub token_rotation: Duration,
+    /// Announced peers are forgotten after this (30 min).
+    pub peer_ttl: Duration,
+    /// At most this many peers stored per info-hash (100).
+    pub max_peers_per_hash: usize,
+    /// At most this many info-hashes stored (10 000).
+    pub max_hashes: usize,
+    /// At most this many peers in one get_peers answer (50: about 450 bytes).
+    pub max_values: usize,
+    /// Queries a single IPv4 address may send per second on average (20).
+    pub rate_per_ip: f64,
+    /// ... and in a burst (40).
+    pub burst_per_ip: f64,
+    /// Addresses tracked by the rate limiter (4096).
+    pub max_tracked_ips: usize,
+    /// Lookups running at once; more are refused (64).
+    pub max_lookups: usize,
+    /// Queries of ours waiting for an answer (2048).
+    pub max_pending: usize,
+    /// Candidates a lookup remembers (64).
+    pub max_candidates: usize,
+    /// Periodic work (peer expiry, one bucket refresh) runs this often (60 s).
+    pub maintenance: Duration,
+    /// Keep nodes whose id does not fit their public address out of the table (BEP 42).
+    pub enforce_bep42: bool,
+    /// Our client version (`v`), sent in every message.
+    pub version: Option<[u8; 4]>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            k: 8,
+            alpha: 3,
+            query_timeout: Duration::from_secs(1),
+            retries: 2,
+            token_rotation: Duration::from_secs(300),
+            peer_ttl: Duration::from_secs(30 * 60),
+            max_peers_per_hash: 100,
+            max_hashes: 10_000,
+            max_values: 50,
+            rate_per_ip: 20.0,
+            burst_per_ip: 40.0,
+            max_tracked_ips: 4096,
+            max_lookups: 64,
+            max_pending: 2048,
+            max_candidates: 64,
+            maintenance: Duration::from_secs(60),
+            enforce_bep42: true,
+            version: Some(*b"SV01"),
+        }
+    }
+}
+
+/// A user command. Each carries an id that its completion event repeats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// Join the DHT through these addresses (find_node for our own id), then look up our
+    /// own id to fill the table. Ends with [`Event::Bootstrapped`].
+    Bootstrap {
+        /// Command id.
+        id: u64,
+        /// Known nodes (ids unknown).
+        nodes: Vec<SocketAddr>,
+    },
+    /// The k closest nodes to `target`. Ends with [`Event::LookupDone`].
+    FindNode {
+        /// Command id.
+        id: u64,
+        /// Target.
+        target: Id,
+    },
+    /// Peers for `info_hash`: [`Event::Peers`] as they come, then [`Event::LookupDone`].
+    GetPeers {
+        /// Command id.
+        id: u64,
+        /// The torrent.
+        info_hash: Id,
+    },
+    /// get_peers, then announce_peer to the k closest nodes. [`Event::Peers`] as they
+    /// come, then [`Event::Announced`].
+    Announce {
+        /// Command id.
+        id: u64,
+        /// The torrent.
+        info_hash: Id,
+        /// Our BitTorrent (TCP) port.
+        port: u16,
+        /// Ask nodes to use our UDP source port instead (BEP 5 `implied_port`).
+        implied_port: bool,
+    },
+    /// Ping one address. Ends with [`Event::Pong`] or [`Event::Unreachable`].
+    Ping {
+        /// Command id.
+        id: u64,
+        /// Whom.
+        addr: SocketAddr,
+    },
+}
+
+/// Counters of one lookup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    /// Queries sent (retries included).
+    pub rpcs: u32,
+    /// Answers received.
+    pub responses: u32,
+    /// Queries that timed out.
+    pub timeouts: u32,
+    /// Path length: how many answers it took to reach the closest node found.
+    pub hops: u32,
+    /// From command to result.
+    pub duration: Duration,
+}
+
+/// Something the node reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Bootstrap `id` finished with `nodes` nodes in the routing table.
+    Bootstrapped {
+        /// Command id.
+        id: u64,
+        /// Nodes in the table.
+        nodes: usize,
+    },
+    /// New peers found by lookup `id` (each reported once per lookup).
+    Peers {
+        /// Command id.
+        id: u64,
+        /// Peers.
+        peers: Vec<SocketAddrV4>,
+    },
+    /// find_node or get_peers `id` converged.
+    LookupDone {
+        /// Command id.
+        id: u64,
+        /// The k closest nodes that answered, closest first.
+        closest: Vec<NodeInfo>,
+        /// Distinct peers found (get_peers).
+        peers: usize,
+        /// Counters.
+        stats: LookupStats,
+    },
+    /// Announce `id` finished: `stored_at` nodes accepted our announce_peer.
+    Announced {
+        /// Command id.
+        id: u64,
+        /// Nodes that answered the announce_peer.
+        stored_at: usize,
+        /// Distinct peers found on the way.
+        peers: usize,
+        /// Counters of the get_peers part.
+        stats: LookupStats,
+    },
+    /// Ping `id` was answered by node `node` after `rtt`.
+    Pong {
+        /// Command id.
+        id: u64,
+        /// The answering node's id.
+        node: Id,
+        /// Round trip.
+        rtt: Duration,
+    },
+    /// Ping `id` was not answered.
+    Unreachable {
+        /// Command id.
+        id: u64,
+    },
+    /// Command `id` was refused.
+    Refused {
+        /// Command id.
+        id: u64,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A peer announced itself to us for `info_hash`.
+    PeerAnnounced {
+        /// The torrent.
+        info_hash: Id,
+        /// The peer (port as announced, or the UDP source port with implied_port).
+        peer: SocketAddrV4,
+    },
+}
+
+/// Counters of a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Queries answered.
+    pub queries_in: u64,
+    /// Queries dropped by the per-IP rate limit.
+    pub rate_limited: u64,
+    /// Datagrams that were not usable KRPC.
+    pub malformed: u64,
+    /// Answers to our queries.
+    pub responses_in: u64,
+    /// Answers that matched no query of ours (or came from the wrong address).
+    pub unexpected: u64,
+    /// Queries we sent.
+    pub queries_out: u64,
+    /// Our queries that timed out.
+    pub timeouts: u64,
+    /// announce_peer refused for a bad token.
+    pub bad_tokens: u64,
+    /// Nodes kept out of the table by BEP 42.
+    pub bep42_rejected: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    Lookup { key: u64, node: Id },
+    AnnounceTo { key: u64 },
+    Bootstrap { key: u64 },
+    UserPing { cmd: u64 },
+    Check,
+}
+
+#[derive(Debug)]
+struct Pending {
+    to: SocketAddrV4,
+    node: Option<Id>,
+    sent: Instant,
+    deadline: Instant,
+    purpose: Purpose,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    FindNode,
+    GetPeers,
+    Announce { port: u16, implied_port: bool },
+    Bootstrap,
+    Refresh,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CandState {
+    Fresh,
+    InFlight,
+    Done,
+    Failed,
+}
+
+#[derive(Debug)]
+struct Cand {
+    info: NodeInfo,
+    state: CandState,
+    tries: u8,
+    token: Option<Vec<u8>>,
+    depth: u32,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the bootstrap queries (count outstanding).
+    Seeding(usize),
+    Searching,
+    Announcing {
+        outstanding: usize,
+        ok: usize,
+    },
+}
+
+#[derive(Debug)]
+struct Lookup {
+    cmd: u64,
+    kind: Kind,
+    target: Id,
+    cands: BTreeMap<Id, Cand>,
+    inflight: usize,
+    peers: FxSet<SocketAddrV4>,
+    started: Instant,
+    stats: LookupStats,
+    phase: Phase,
+}
+
+const MAX_QUEUE: usize = 8192;
+const MAX_PEERS_PER_LOOKUP: usize = 4096;
+
+/// A DHT node (BEP 5).
+#[derive(Debug)]
+pub struct Dht {
+    cfg: Config,
+    id: Id,
+    table: RoutingTable,
+    rng: Rng,
+    started: bool,
+    next_tid: u16,
+    pending: FxMap<u16, Pending>,
+    deadlines: BTreeSet<(Instant, u16)>,
+    lookups: BTreeMap<u64, Lookup>,
+    next_key: u64,
+    secrets: [u64; 2],
+    next_rotation: Instant,
+    next_maintenance: Instant,
+    store: BTreeMap<Id, Vec<(SocketAddrV4, Instant)>>,
+    limiter: FxMap<Ipv4Addr, (f64, Instant)>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: NodeStats,
+}
+
+fn v4(a: SocketAddr) -> Option<SocketAddrV4> {
+    match a {
+        SocketAddr::V4(a) => Some(a),
+        SocketAddr::V6(a) => a
+            .ip()
+            .to_ipv4_mapped()
+            .map(|ip| SocketAddrV4::new(ip, a.port())),
+    }
+}
+
+impl Dht {
+    /// A node with id `id`, settings `cfg` and the caller's seeded `rng`.
+    pub fn new(id: Id, mut cfg: Config, mut rng: Rng) -> Dht {
+        cfg.alpha = cfg.alpha.max(1);
+        cfg.k = cfg.k.max(1);
+        let secrets = [rng.next_u64(), rng.next_u64()];
+        Dht {
+            table: RoutingTable::new(id, cfg.k, Instant::ZERO),
+            cfg,
+            id,
+            rng,
+            started: false,
+            next_tid: 0,
+            pending: FxMap::default(),
+            deadlines: BTreeSet::new(),
+            lookups: BTreeMap::new(),
+            next_key: 0,
+            secrets,
+            next_rotation: Instant::ZERO,
+            next_maintenance: Instant::ZERO,
+            store: BTreeMap::new(),
+            limiter: FxMap::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: NodeStats::default(),
+        }
+    }
+
+    /// Our node id.
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    /// The routing table.
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+
+    /// Lookups running.
+    pub fn lookups(&self) -> usize {
+        self.lookups.len()
+    }
+
+    /// Info-hashes with stored peers, and the number of stored peers.
+    pub fn stored(&self) -> (usize, usize) {
+        (self.store.len(), self.store.values().map(Vec::len).sum())
+    }
+
+    /// Peers stored for `info_hash`.
+    pub fn stored_peers(&self, info_hash: &Id) -> Vec<SocketAddrV4> {
+        self.store
+            .get(info_hash)
+            .map(|v| v.iter().map(|(a, _)| *a).collect())
+            .unwrap_or_default()
+    }
+
+    /// Adds a node we learned about out of band (a saved table, a simulator's warm start)
+    /// as if it had answered at `now`.
+    pub fn add_node(&mut self, info: NodeInfo, now: Instant) {
+        self.start(now);
+        if info.id != self.id {
+            self.table.insert(info, now, true);
+        }
+    }
+
+    fn start(&mut self, now: Instant) {
+        if !self.started {
+            self.started = true;
+            self.table = RoutingTable::new(self.id, self.cfg.k, now);
+            self.next_rotation = now + self.cfg.token_rotation;
+            // spread the periodic work of many nodes over the interval
+            let jitter = self
+                .rng
+                .below(self.cfg.maintenance.as_micros().max(1) as u64);
+            self.next_maintenance = now + Duration::from_micros(jitter);
+        }
+    }
+
+    fn emit(&mut self, e: Event) {
+        if self.events.len() < MAX_QUEUE {
+            self.events.push_back(e);
+        }
+    }
+
+    fn send_msg(&mut self, to: SocketAddrV4, mut m: Message) {
+        m.version = self.cfg.version.map(|v| v.to_vec());
+        if self.transmits.len() < MAX_QUEUE {
+            self.transmits.push_back(Transmit::Datagram {
+                to: SocketAddr::V4(to),
+                data: m.encode(),
+            });
+        }
+    }
+
+    fn token(&self, ip: Ipv4Addr, secret: u64) -> Vec<u8> {
+        let mut h = Sha1::new();
+        h.update(ip.octets());
+        h.update(secret.to_be_bytes());
+        h.finalize()[..8].to_vec()
+    }
+
+    fn valid_token(&self, ip: Ipv4Addr, token: &[u8]) -> bool {
+        self.secrets.iter().any(|s| self.token(ip, *s) == token)
+    }
+
+    /// Sends a query; `false` when too many are pending.
+    fn query(
+        &mut self,
+        now: Instant,
+        to: SocketAddrV4,
+        node: Option<Id>,
+        q: Query,
+        purpose: Purpose,
+    ) -> bool {
+        if self.pending.len() >= self.cfg.max_pending {
+            return false;
+        }
+        let mut tid = self.next_tid;
+        while self.pending.contains_key(&tid) {
+            tid = tid.wrapping_add(1);
+        }
+        self.next_tid = tid.wrapping_add(1);
+        let deadline = now + self.cfg.query_timeout;
+        self.pending.insert(
+            tid,
+            Pending {
+                to,
+                node,
+                sent: now,
+                deadline,
+                purpose,
+            },
+        );
+        self.deadlines.insert((deadline, tid));
+        self.stats.queries_out += 1;
+        self.send_msg(to, Message::query(&tid.to_be_bytes(), q));
+        true
+    }
+
+    fn command(&mut self, now: Instant, cmd: Command) {
+        match cmd {
+            Command::Ping { id, addr } => {
+                let Some(to) = v4(addr) else {
+                    self.emit(Event::Refused {
+                        id,
+                        reason: "only IPv4 is spoken",
+                    });
+                    return;
+                };
+                let q = Query::Ping { id: self.id };
+                if !self.query(now, to, None, q, Purpose::UserPing { cmd: id }) {
+                    self.emit(Event::Refused {
+                        id,
+                        reason: "too many queries pending",
+                    });
+                }
+            }
+            Command::Bootstrap { id, nodes } => {
+                let Some(key) = self.new_lookup(now, id, Kind::Bootstrap, self.id) else {
+                    return;
+                };
+                let mut sent = 0;
+                for a in nodes.into_iter().filter_map(v4).take(32) {
+                    let q = Query::FindNode {
+                        id: self.id,
+                        target: self.id,
+                    };
+                    if self.query(now, a, None, q, Purpose::Bootstrap { key }) {
+                        sent += 1;
+                    }
+                }
+                if let Some(l) = self.lookups.get_mut(&key) {
+                    l.phase = Phase::Seeding(sent);
+                }
+                if sent == 0 {
+                    self.begin_search(now, key);
+                }
+            }
+            Command::FindNode { id, target } => {
+                if let Some(key) = self.new_lookup(now, id, Kind::FindNode, target) {
+                    self.begin_search(now, key);
+                }
+            }
+            Command::GetPeers { id, info_hash } => {
+                if let Some(key) = self.new_lookup(now, id, Kind::GetPeers, info_hash) {
+                    self.begin_search(now, key);
+                }
+            }
+            Command::Announce {
+                id,
+                info_hash,
+                port,
+                implied_port,
+            } => {
+                let kind = Kind::Announce { port, implied_port };
+                if let Some(key) = self.new_lookup(now, id, kind, info_hash) {
+                    self.begin_search(now, key);
+                }
+            }
+        }
+    }
+
+    fn new_lookup(&mut self, now: Instant, cmd: u64, kind: Kind, target: Id) -> Option<u64> {
+        if self.lookups.len() >= self.cfg.max_lookups {
+            if kind != Kind::Refresh {
+                self.emit(Event::Refused {
+                    id: cmd,
+                    reason: "too many lookups running",
+                });
+            }
+            return None;
+        }
+        let key = self.next_key;
+        self.next_key += 1;
+        self.lookups.insert(
+            key,
+            Lookup {
+                cmd,
+                kind,
+                target,
+                cands: BTreeMap::new(),
+                inflight: 0,
+                peers: FxSet::default(),
+                started: now,
+                stats: LookupStats::default(),
+                phase: Phase::Searching,
+            },
+        );
+        Some(key)
+    }
+
+    fn add_cand(&mut self, key: u64, info: NodeInfo, depth: u32) {
+        let own = self.id;
+        let max = self.cfg.max_candidates;
+        let Some(l) = self.lookups.get_mut(&key) else {
+            return;
+        };
+        if info.id == own {
+            return;
+        }
+        let dist = info.id.distance(&l.target);
+        if l.cands.contains_key(&dist) {
+            return;
+        }
+        if l.cands.len() >= max {
+            match l.cands.last_key_value() {
+                Some((far, _)) if *far > dist => {
+                    let far = *far;
+                    l.cands.remove(&far);
+                }
+                _ => return,
+            }
+        }
+        l.cands.insert(
+            dist,
+            Cand {
+                info,
+                state: CandState::Fresh,
+                tries: 0,
+                token: None,
+                depth,
+            },
+        );
+    }
+
+    fn begin_search(&mut self, now: Instant, key: u64) {
+        let Some(l) = self.lookups.get_mut(&key) else {
+            return;
+        };
+        l.phase = Phase::Searching;
+        let target = l.target;
+        let seeds = self
+            .table
+            .closest(&target, self.cfg.max_candidates.min(self.cfg.k * 4), now);
+        for s in seeds {
+            self.add_cand(key, s, 0);
+        }
+        self.step(now, key);
+    }
+
+    /// Sends queries or finishes lookup `key`.
+    fn step(&mut self, now: Instant, key: u64) {
+        let (k, alpha) = (self.cfg.k, self.cfg.alpha);
+        let Some(l) = self.lookups.get_mut(&key) else {
+            return;
+        };
+        if l.phase != Phase::Searching {
+            return;
+        }
+        let mut considered = 0;
+        let mut all_done = true;
+        let mut to_send = Vec::new();
+        for (dist, c) in &l.cands {
+            if considered >= k {
+                break;
+            }
+            match c.state {
+                CandState::Failed => continue,
+                CandState::Done => considered += 1,
+                CandState::InFlight => {
+                    considered += 1;
+                    all_done = false;
+                }
+                CandState::Fresh => {
+                    considered += 1;
+                    all_done = false;
+                    if l.inflight + to_send.len() < alpha {
+                        to_send.push(*dist);
+                    }
+                }
+            }
+        }
+        if all_done {
+            self.finish_search(now, key);
+            return;
+        }
+        let (target, kind) = (l.target, l.kind);
+        for dist in to_send {
+            let Some(l) = self.lookups.get_mut(&key) else {
+                return;
+            };
+            let Some(c) = l.cands.get_mut(&dist) else {
+                continue;
+            };
+            c.state = CandState::InFlight;
+            c.tries += 1;
+            let info = c.info;
+            let q = match kind {
+                Kind::GetPeers | Kind::Announce { .. } => Query::GetPeers {
+                    id: self.id,
+                    info_hash: target,
+                },
+                _ => Query::FindNode {
+                    id: self.id,
+                    target,
+                },
+            };
+            l.inflight += 1;
+            l.stats.rpcs += 1;
+            let purpose = Purpose::Lookup { key, node: info.id };
+            if !self.query(now, info.addr, Some(info.id), q, purpose) {
+                if let Some(l) = self.lookups.get_mut(&key) {
+                    l.inflight -= 1;
+                    if let Some(c) = l.cands.get_mut(&dist) {
+                        c.state = CandState::Failed;
+                    }
+                }
+            }
+        }
+        // Sending may have failed for every candidate: look again (terminates: each pass
+        // moves at least one candidate out of Fresh).
+        let stalled = self
+            .lookups
+            .get(&key)
+            .is_some_and(|l| l.inflight == 0 && l.phase == Phase::Searching);
+        if stalled {
+            self.step(now, key);
+        }
+    }
+
+    fn closest_done(l: &Lookup, k: usize) -> Vec<&Cand> {
+        l.cands
+            .values()
+            .filter(|c| c.state == CandState::Done)
+            .take(k)
+            .collect()
+    }
+
+    fn finish_search(&mut self, now: Instant, key: u64) {
+        let k = self.cfg.k;
+        let Some(l) = self.lookups.get_mut(&key) else {
+            return;
+        };
+        l.stats.duration = now.saturating_duration_since(l.started);
+        l.stats.hops = Self::closest_done(l, 1).first().map_or(0, |c| c.depth + 1);
+        match l.kind {
+            Kind::Announce { port, implied_port } => {
+                let targets: Vec<(NodeInfo, Vec<u8>)> = Self::closest_done(l, k)
+                    .into_iter()
+                    .filter_map(|c| c.token.clone().map(|t| (c.info, t)))
+                    .collect();
+                let info_hash = l.target;
+                let mut sent = 0;
+                for (info, token) in targets {
+                    let q = Query::AnnouncePeer {
+                        id: self.id,
+                        info_hash,
+                        port,
+                        token,
+                        implied_port,
+                    };
+                    if self.query(
+                        now,
+                        info.addr,
+                        Some(info.id),
+                        q,
+                        Purpose::AnnounceTo { key },
+                    ) {
+                        sent += 1;
+                    }
+                }
+                if let Some(l) = self.lookups.get_mut(&key) {
+                    l.phase = Phase::Announcing {
+                        outstanding: sent,
+                        ok: 0,
+                    };
+                }
+                if sent == 0 {
+                    self.finish_announce(key);
+                }
+            }
+            _ => {
+                let Some(l) = self.lookups.remove(&key) else {
+                    return;
+                };
+                let ev = match l.kind {
+                    Kind::Bootstrap => Some(Event::Bootstrapped {
+                        id: l.cmd,
+                        nodes: self.table.len(),
+                    }),
+                    Kind::Refresh => None,
+                    _ => Some(Event::LookupDone {
+                        id: l.cmd,
+                        closest: Self::closest_done(&l, k).iter().map(|c| c.info).collect(),
+                        peers: l.peers.len(),
+                        stats: l.stats,
+                    }),
+                };
+                if let Some(ev) = ev {
+                    self.emit(ev);
+                }
+            }
+        }
+    }
+
+    fn finish_announce(&mut self, key: u64) {
+        if let Some(l) = self.lookups.remove(&key) {
+            let ok = match l.phase {
+                Phase::Announcing { ok, .. } => ok,
+                _ => 0,
+            };
+            self.emit(Event::Announced {
+                id: l.cmd,
+                stored_at: ok,
+                peers: l.peers.len(),
+                stats: l.stats,
+            });
+        }
+    }
+
+    fn heard(&mut self, now: Instant, info: NodeInfo, responded: bool) {
+        if self.cfg.enforce_bep42 && !bep42::is_valid(&info.id, *info.addr.ip()) {
+            self.stats.bep42_rejected += 1;
+            return;
+        }
+        if let Inserted::Cached { ping: Some(n) } = self.table.insert(info, now, responded) {
+            let already = self.pending.values().any(|p| p.node == Some(n.id));
+            if !already {
+                self.query(
+                    now,
+                    n.addr,
+                    Some(n.id),
+                    Query::Ping { id: self.id },
+                    Purpose::Check,
+                );
+            }
+        }
+    }
+
+    fn allow(&mut self, now: Instant, ip: Ipv4Addr) -> bool {
+        let (rate, burst) = (self.cfg.rate_per_ip, self.cfg.burst_per_ip);
+        if !self.limiter.contains_key(&ip) && self.limiter.len() >= self.cfg.max_tracked_ips {
+            // forget addresses whose bucket has refilled; refuse if none has
+            self.limiter.retain(|_, (tokens, last)| {
+                *tokens + rate * now.saturating_duration_since(*last).as_secs_f64() < burst
+            });
+            if self.limiter.len() >= self.cfg.max_tracked_ips {
+                return false;
+            }
+        }
+        let (tokens, last) = self.limiter.entry(ip).or_insert((burst, now));
+        *tokens = (*tokens + rate * now.saturating_duration_since(*last).as_secs_f64()).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let Some(from) = v4(from) else {
+            return;
+        };
+        let msg = match krpc::decode(data) {
+            Ok(m) => m,
+            Err(DecodeError::Invalid {
+                tid,
+                query: true,
+                code,
+                reason,
+            }) => {
+                self.stats.malformed += 1;
+                if self.allow(now, *from.ip()) {
+                    self.send_msg(from, Message::error(&tid, code, reason));
+                }
+                return;
+            }
+            Err(DecodeError::Invalid { tid, .. }) => {
+                // a broken answer to one of our queries counts as no answer
+                self.stats.malformed += 1;
+                let _ = tid;
+                return;
+            }
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        match msg.body {
+            Body::Query(q) => {
+                if !self.allow(now, *from.ip()) {
+                    self.stats.rate_limited += 1;
+                    return;
+                }
+                self.stats.queries_in += 1;
+                self.answer(now, from, &msg.tid, q, msg.read_only);
+            }
+            Body::Response(r) => self.response(now, from, &msg.tid, Some(r)),
+            Body::Error { .. } => self.response(now, from, &msg.tid, None),
+        }
+    }
+
+    fn answer(&mut self, now: Instant, from: SocketAddrV4, tid: &[u8], q: Query, read_only: bool) {
+        let sender = q.sender();
+        let mut r = Response {
+            id: self.id,
+            ..Response::default()
+        };
+        let k = self.cfg.k;
+        match q {
+            Query::Ping { .. } => {}
+            Query::FindNode { target, .. } => r.nodes = self.table.closest(&target, k, now),
+            Query::GetPeers { info_hash, .. } => {
+                r.token = Some(self.token(*from.ip(), self.secrets[0]));
+                let stored = self.stored_peers(&info_hash);
+                if stored.is_empty() {
+                    r.nodes = self.table.closest(&info_hash, k, now);
+                } else {
+                    let mut v = stored;
+                    self.rng.shuffle(&mut v);
+                    v.truncate(self.cfg.max_values);
+                    r.values = v;
+                }
+            }
+            Query::AnnouncePeer {
+                info_hash,
+                port,
+                token,
+                implied_port,
+                ..
+            } => {
+                if !self.valid_token(*from.ip(), &token) {
+                    self.stats.bad_tokens += 1;
+                    self.send_msg(from, Message::error(tid, krpc::ERR_PROTOCOL, "bad token"));
+                    return;
+                }
+                let peer =
+                    SocketAddrV4::new(*from.ip(), if implied_port { from.port() } else { port });
+                if !self.store_peer(now, info_hash, peer) {
+                    self.send_msg(from, Message::error(tid, krpc::ERR_SERVER, "storage full"));
+                    return;
+                }
+                self.emit(Event::PeerAnnounced { info_hash, peer });
+            }
+        }
+        let mut m = Message::response(tid, r);
+        m.ip = Some(from);
+        self.send_msg(from, m);
+        if !read_only {
+            self.heard(
+                now,
+                NodeInfo {
+                    id: sender,
+                    addr: from,
+                },
+                false,
+            );
+        }
+    }
+
+    fn store_peer(&mut self, now: Instant, info_hash: Id, peer: SocketAddrV4) -> bool {
+        if !self.store.contains_key(&info_hash) && self.store.len() >= self.cfg.max_hashes {
+            return false;
+        }
+        let expiry = now + self.cfg.peer_ttl;
+        let max = self.cfg.max_peers_per_hash;
+        let peers = self.store.entry(info_hash).or_default();
+        if let Some(p) = peers.iter_mut().find(|(a, _)| *a == peer) {
+            p.1 = expiry;
+        } else if peers.len() < max {
+            peers.push((peer, expiry));
+        } else if let Some(oldest) = peers.iter_mut().min_by_key(|(_, e)| *e) {
+            *oldest = (peer, expiry);
+        }
+        true
+    }
+
+    fn response(&mut self, now: Instant, from: SocketAddrV4, tid: &[u8], r: Option<Response>) {
+        let Ok(tid) = <[u8; 2]>::try_from(tid).map(u16::from_be_bytes) else {
+            self.stats.unexpected += 1;
+            return;
+        };
+        match self.pending.get(&tid) {
+            Some(p) if p.to == from => {}
+            _ => {
+                self.stats.unexpected += 1;
+                return;
+            }
+        }
+        let Some(p) = self.pending.remove(&tid) else {
+            return;
+        };
+        self.deadlines.remove(&(p.deadline, tid));
+        self.stats.responses_in += 1;
+        // The node answered (even with an error): it is alive. A different id at the
+        // address we expected means another node now: treat as no answer from ours.
+        let ok = match (&r, p.node) {
+            (Some(r), Some(expected)) => r.id == expected,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if let Some(r) = &r {
+            self.heard(
+                now,
+                NodeInfo {
+                    id: r.id,
+                    addr: from,
+                },
+                true,
+            );
+        } else if let Some(n) = p.node {
+            self.table.failed(&n, now);
+        }
+        match p.purpose {
+            Purpose::Check => {}
+            Purpose::UserPing { cmd } => match r {
+                Some(r) => self.emit(Event::Pong {
+                    id: cmd,
+                    node: r.id,
+                    rtt: now.saturating_duration_since(p.sent),
+                }),
+                None => self.emit(Event::Unreachable { id: cmd }),
+            },
+            Purpose::Bootstrap { key } => self.seeded(now, key),
+            Purpose::AnnounceTo { key } => self.announce_answered(key, ok),
+            Purpose::Lookup { key, node } => {
+                let Some(l) = self.lookups.get_mut(&key) else {
+                    return;
+                };
+                l.inflight = l.inflight.saturating_sub(1);
+                let dist = node.distance(&l.target);
+                let mut depth = 0;
+                if let Some(c) = l.cands.get_mut(&dist) {
+                    depth = c.depth;
+                    if ok {
+                        c.state = CandState::Done;
+                        l.stats.responses += 1;
+                        c.token = r.as_ref().and_then(|r| r.token.clone());
+                    } else {
+                        c.state = CandState::Failed;
+                    }
+                }
+                if let (true, Some(r)) = (ok, r) {
+                    let cmd = l.cmd;
+                    let mut fresh = Vec::new();
+                    for v in r.values {
+                        if l.peers.len() < MAX_PEERS_PER_LOOKUP && l.peers.insert(v) {
+                            fresh.push(v);
+                        }
+                    }
+                    if !fresh.is_empty() {
+                        self.emit(Event::Peers {
+                            id: cmd,
+                            peers: fresh,
+                        });
+                    }
+                    for n in r.nodes.into_iter().take(2 * self.cfg.k) {
+                        self.add_cand(key, n, depth + 1);
+                    }
+                }
+                self.step(now, key);
+            }
+        }
+    }
+
+    fn seeded(&mut self, now: Instant, key: u64) {
+        let Some(l) = self.lookups.get_mut(&key) else {
+            return;
+        };
+        if let Phase::Seeding(n) = &mut l.phase {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.begin_search(now, key);
+            }
+        }
+    }
+
+    fn announce_answered(&mut self, key: u64, ok: bool) {
+        let Some(l) = self.lookups.get_mut(&key) else {
+            return;
+        };
+        if let Phase::Announcing { outstanding, ok: n } = &mut l.phase {
+            *outstanding = outstanding.saturating_sub(1);
+            if ok {
+                *n += 1;
+            }
+            if *outstanding == 0 {
+                self.finish_announce(key);
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant, tid: u16) {
+        let Some(p) = self.pending.remove(&tid) else {
+            return;
+        };
+        self.stats.timeouts += 1;
+        if let Some(n) = p.node {
+            self.table.failed(&n, now);
+        }
+        match p.purpose {
+            Purpose::Check => {}
+            Purpose::UserPing { cmd } => self.emit(Event::Unreachable { id: cmd }),
+            Purpose::Bootstrap { key } => self.seeded(now, key),
+            Purpose::AnnounceTo { key } => self.announce_answered(key, false),
+            Purpose::Lookup { key, node } => {
+                let retries = self.cfg.retries;
+                let Some(l) = self.lookups.get_mut(&key) else {
+                    return;
+                };
+                l.inflight = l.inflight.saturating_sub(1);
+                l.stats.timeouts += 1;
+                let dist = node.distance(&l.target);
+                if let Some(c) = l.cands.get_mut(&dist) {
+                    c.state = if c.tries <= retries {
+                        CandState::Fresh
+                    } else {
+                        CandState::Failed
+                    };
+                }
+                self.step(now, key);
+            }
+        }
+    }
+
+    fn maintain(&mut self, now: Instant) {
+        if now >= self.next_rotation {
+            self.secrets = [self.rng.next_u64(), self.secrets[0]];
+            self.next_rotation = now + self.cfg.token_rotation;
+        }
+        if now >= self.next_maintenance {
+            self.next_maintenance = now + self.cfg.maintenance;
+            for peers in self.store.values_mut() {
+                peers.retain(|(_, e)| *e > now);
+            }
+            self.store.retain(|_, v| !v.is_empty());
+            if !self.table.is_empty() {
+                if let Some(target) = self.table.refresh_due(now, &mut self.rng) {
+                    if let Some(key) = self.new_lookup(now, u64::MAX, Kind::Refresh, target) {
+                        self.begin_search(now, key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Core for Dht {
+    type Command = Command;
+    type Event = Event;
+
+    fn handle_input(&mut self, now: Instant, input: Input<'_, Command>) {
+        self.start(now);
+        match input {
+            Input::Command(c) => self.command(now, c),
+            Input::Datagram { from, data } => self.datagram(now, from, data),
+            _ => {}
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.start(now);
+        while let Some(&(at, tid)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.expire(now, tid);
+        }
+        self.maintain(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if !self.started {
+            return None;
+        }
+        let t = self.next_rotation.min(self.next_maintenance);
+        Some(self.deadlines.first().map_or(t, |(d, _)| t.min(*d)))
+    }
+}
