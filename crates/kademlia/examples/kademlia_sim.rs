@@ -9,6 +9,18 @@ fn main() {
     let mut p = LookupRun::new(arg(1, 1000.0) as usize, arg(4, 1.0) as u64);
     p.loss = arg(2, 0.0);
     p.churn_per_hour = arg(3, 0.2);
+    if let Some(r) = std::env::var("KAD_RETRIES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        p.config.retries = r;
+    }
+    if let Some(ms) = std::env::var("KAD_TIMEOUT_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        p.config.query_timeout = std::time::Duration::from_millis(ms);
+    }
     #[allow(clippy::disallowed_methods)] // wall time, outside the cores
     let t = std::time::Instant::now();
     let r = run_lookups(&p);

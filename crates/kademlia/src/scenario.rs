@@ -48,6 +48,8 @@ pub struct LookupRun {
     pub announces: usize,
     /// Time over which lookups are spread.
     pub window: Duration,
+    /// The nodes' settings.
+    pub config: Config,
 }
 
 impl LookupRun {
@@ -62,6 +64,7 @@ impl LookupRun {
             lookups: 1000,
             announces: 100,
             window: Duration::from_secs(600),
+            config: Config::default(),
         }
     }
 }
@@ -191,7 +194,7 @@ fn warm_table(
 
 /// Runs one measured simulation.
 pub fn run_lookups(p: &LookupRun) -> LookupResults {
-    let cfg = Config::default();
+    let cfg = p.config.clone();
     let k = cfg.k;
     let mut sim: Sim<Dht> = Sim::new(SimConfig {
         seed: p.seed,

@@ -1,0 +1,376 @@
+//! The node core answering KRPC queries: tokens, storage bounds, implied_port, rate limits,
+//! errors for bad input, and lookups between a few nodes in the simulator.
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use servent_core::{Core, Id, Input, Instant, Rng, Transmit};
+use servent_kademlia::krpc::{self, Body, Message, Query, Response};
+use servent_kademlia::{Command, Config, Dht, Event};
+use servent_sim::{NodeId, NodeOpts, Sim, SimConfig};
+
+fn node(seed: u64) -> Dht {
+    Dht::new(Id([seed as u8; 20]), Config::default(), Rng::new(seed))
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// Hands `data` to `b` and returns what it sent back to `from`, decoded.
+fn exchange(b: &mut Dht, now: Instant, from: SocketAddr, data: &[u8]) -> Vec<Message> {
+    b.handle_input(now, Input::Datagram { from, data });
+    let mut out = Vec::new();
+    while let Some(t) = b.poll_transmit() {
+        if let Transmit::Datagram { to, data } = t {
+            if to == from {
+                out.push(krpc::decode(&data).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn ask(b: &mut Dht, now: Instant, from: SocketAddr, q: Query) -> Vec<Message> {
+    exchange(b, now, from, &Message::query(b"tt", q).encode())
+}
+
+const QUERIER: Id = Id([0x11; 20]);
+const HASH: Id = Id([0x77; 20]);
+
+fn token_for(b: &mut Dht, now: Instant, from: SocketAddr) -> Vec<u8> {
+    let r = ask(
+        b,
+        now,
+        from,
+        Query::GetPeers {
+            id: QUERIER,
+            info_hash: HASH,
+        },
+    );
+    match &r[0].body {
+        Body::Response(Response { token: Some(t), .. }) => t.clone(),
+        other => panic!("no token: {other:?}"),
+    }
+}
+
+fn announce(
+    b: &mut Dht,
+    now: Instant,
+    from: SocketAddr,
+    token: Vec<u8>,
+    port: u16,
+    implied: bool,
+) -> Message {
+    ask(
+        b,
+        now,
+        from,
+        Query::AnnouncePeer {
+            id: QUERIER,
+            info_hash: HASH,
+            port,
+            token,
+            implied_port: implied,
+        },
+    )
+    .remove(0)
+}
+
+#[test]
+fn announce_with_token_is_stored_and_returned_by_get_peers() {
+    let mut b = node(2);
+    let from = addr("127.0.0.9:7000");
+    let t = token_for(&mut b, Instant::ZERO, from);
+    let r = announce(&mut b, Instant::ZERO, from, t, 6881, false);
+    assert!(matches!(r.body, Body::Response(_)), "{r:?}");
+    assert_eq!(b.stored_peers(&HASH), vec![addr4("127.0.0.9:6881")]);
+    assert!(matches!(
+        b.poll_event(),
+        Some(Event::PeerAnnounced {
+            info_hash: HASH,
+            ..
+        })
+    ));
+    let r = ask(
+        &mut b,
+        Instant::ZERO,
+        addr("127.0.0.10:1"),
+        Query::GetPeers {
+            id: Id([0x12; 20]),
+            info_hash: HASH,
+        },
+    );
+    match &r[0].body {
+        Body::Response(resp) => assert_eq!(resp.values, vec![addr4("127.0.0.9:6881")]),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn addr4(s: &str) -> SocketAddrV4 {
+    s.parse().unwrap()
+}
+
+#[test]
+fn implied_port_stores_the_udp_source_port() {
+    let mut b = node(2);
+    let from = addr("127.0.0.9:7000");
+    let t = token_for(&mut b, Instant::ZERO, from);
+    announce(&mut b, Instant::ZERO, from, t, 1, true);
+    assert_eq!(b.stored_peers(&HASH), vec![addr4("127.0.0.9:7000")]);
+}
+
+#[test]
+fn bad_or_foreign_token_is_refused_with_203() {
+    let mut b = node(2);
+    let from = addr("127.0.0.9:7000");
+    let t = token_for(&mut b, Instant::ZERO, from);
+    // a token handed to another address does not work from this one
+    let r = announce(
+        &mut b,
+        Instant::ZERO,
+        addr("127.0.0.8:7000"),
+        t,
+        6881,
+        false,
+    );
+    assert!(matches!(r.body, Body::Error { code: 203, .. }), "{r:?}");
+    let r = announce(&mut b, Instant::ZERO, from, b"forged".to_vec(), 6881, false);
+    assert!(matches!(r.body, Body::Error { code: 203, .. }), "{r:?}");
+    assert!(b.stored_peers(&HASH).is_empty());
+    assert_eq!(b.stats().bad_tokens, 2);
+}
+
+#[test]
+fn token_is_valid_for_one_rotation_and_not_two() {
+    let mut b = node(2);
+    let from = addr("127.0.0.9:7000");
+    let t = token_for(&mut b, Instant::ZERO, from);
+    // one rotation later (5 min) it still works
+    let t1 = Instant::from_secs(301);
+    b.handle_timeout(t1);
+    let r = announce(&mut b, t1, from, t.clone(), 6881, false);
+    assert!(matches!(r.body, Body::Response(_)), "{r:?}");
+    // two rotations later (10 min) it does not
+    let t2 = Instant::from_secs(602);
+    b.handle_timeout(t2);
+    let r = announce(&mut b, t2, from, t, 6881, false);
+    assert!(matches!(r.body, Body::Error { code: 203, .. }), "{r:?}");
+}
+
+#[test]
+fn stored_peers_are_bounded_per_infohash_and_expire() {
+    let mut b = node(2);
+    for i in 0..150u32 {
+        let from = SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8 + 1], 7000));
+        let t = token_for(&mut b, Instant::ZERO, from);
+        announce(&mut b, Instant::ZERO, from, t, 6881, false);
+    }
+    assert_eq!(
+        b.stored_peers(&HASH).len(),
+        Config::default().max_peers_per_hash
+    );
+    // a get_peers answer carries at most max_values peers
+    let r = ask(
+        &mut b,
+        Instant::ZERO,
+        addr("127.0.0.10:1"),
+        Query::GetPeers {
+            id: Id([0x12; 20]),
+            info_hash: HASH,
+        },
+    );
+    match &r[0].body {
+        Body::Response(resp) => assert_eq!(resp.values.len(), Config::default().max_values),
+        other => panic!("{other:?}"),
+    }
+    let later = Instant::from_secs(31 * 60 + 61);
+    b.handle_timeout(later);
+    b.handle_timeout(later + Duration::from_secs(61));
+    assert!(b.stored_peers(&HASH).is_empty());
+}
+
+#[test]
+fn flooding_address_is_rate_limited_and_others_still_served() {
+    let mut b = node(2);
+    let flood = addr("127.0.0.66:1");
+    let mut answered = 0;
+    for _ in 0..200 {
+        answered += ask(&mut b, Instant::ZERO, flood, Query::Ping { id: QUERIER }).len();
+    }
+    let burst = Config::default().burst_per_ip as usize;
+    assert_eq!(answered, burst);
+    assert_eq!(b.stats().rate_limited, (200 - burst) as u64);
+    assert_eq!(
+        ask(
+            &mut b,
+            Instant::ZERO,
+            addr("127.0.0.67:1"),
+            Query::Ping { id: QUERIER }
+        )
+        .len(),
+        1
+    );
+    // a second later the flooder has 20 more
+    let mut later = 0;
+    for _ in 0..100 {
+        later += ask(
+            &mut b,
+            Instant::from_secs(1),
+            flood,
+            Query::Ping { id: QUERIER },
+        )
+        .len();
+    }
+    assert_eq!(later, 20);
+}
+
+#[test]
+fn unknown_method_gets_204_and_garbage_gets_nothing() {
+    let mut b = node(2);
+    let from = addr("127.0.0.9:7000");
+    let r = exchange(
+        &mut b,
+        Instant::ZERO,
+        from,
+        b"d1:ad2:id20:abcdefghij0123456789e1:q4:vote1:t2:xy1:y1:qe",
+    );
+    assert!(matches!(&r[0].body, Body::Error { code: 204, .. }));
+    assert_eq!(r[0].tid, b"xy");
+    assert!(exchange(&mut b, Instant::ZERO, from, b"\xff\x00garbage").is_empty());
+    assert!(exchange(&mut b, Instant::ZERO, from, b"d1:y1:qe").is_empty());
+    assert_eq!(b.stats().malformed, 3);
+}
+
+#[test]
+fn answer_from_another_address_is_ignored() {
+    let mut a = node(1);
+    let b_addr = addr("127.0.0.2:6881");
+    a.handle_input(
+        Instant::ZERO,
+        Input::Command(Command::Ping {
+            id: 5,
+            addr: b_addr,
+        }),
+    );
+    let Some(Transmit::Datagram { data, .. }) = a.poll_transmit() else {
+        panic!("no ping");
+    };
+    let q = krpc::decode(&data).unwrap();
+    let reply = Message::response(
+        &q.tid,
+        Response {
+            id: Id([2; 20]),
+            ..Response::default()
+        },
+    )
+    .encode();
+    // a spoofer guessing the transaction id from elsewhere gets nowhere
+    a.handle_input(
+        Instant::from_millis(5),
+        Input::Datagram {
+            from: addr("127.0.0.3:6881"),
+            data: &reply,
+        },
+    );
+    assert_eq!(a.poll_event(), None);
+    assert_eq!(a.stats().unexpected, 1);
+    a.handle_input(
+        Instant::from_millis(10),
+        Input::Datagram {
+            from: b_addr,
+            data: &reply,
+        },
+    );
+    assert!(matches!(a.poll_event(), Some(Event::Pong { id: 5, .. })));
+    assert_eq!(a.table().len(), 1);
+}
+
+#[test]
+fn unanswered_ping_reports_unreachable_once() {
+    let mut a = node(1);
+    a.handle_input(
+        Instant::ZERO,
+        Input::Command(Command::Ping {
+            id: 9,
+            addr: addr("127.0.0.2:6881"),
+        }),
+    );
+    let due = a.poll_timeout().unwrap();
+    a.handle_timeout(due.max(Instant::from_secs(1)));
+    let events: Vec<Event> = std::iter::from_fn(|| a.poll_event()).collect();
+    assert_eq!(events, vec![Event::Unreachable { id: 9 }]);
+}
+
+/// A small network built by real bootstraps (no warm start): everyone joins through node 0,
+/// then one node announces and another finds it.
+#[test]
+fn nodes_bootstrap_announce_and_find_each_other_in_the_simulator() {
+    let mut sim: Sim<Dht> = Sim::new(SimConfig {
+        seed: 5,
+        ..SimConfig::default()
+    });
+    let mut rng = Rng::new(5);
+    let n = 40;
+    for i in 0..n {
+        sim.add_node(
+            Dht::new(Id::random(&mut rng), Config::default(), Rng::new(100 + i)),
+            NodeOpts::default(),
+        );
+    }
+    let seed_addr = sim.addr(NodeId(0));
+    for i in 1..n as u32 {
+        sim.command_at(
+            Instant::from_millis(u64::from(i) * 200),
+            NodeId(i),
+            Command::Bootstrap {
+                id: u64::from(i),
+                nodes: vec![seed_addr],
+            },
+        );
+    }
+    sim.run_until(Instant::from_secs(30));
+    let boots = sim
+        .take_events()
+        .into_iter()
+        .filter(|(_, _, e)| matches!(e, Event::Bootstrapped { nodes, .. } if *nodes > 0))
+        .count();
+    assert_eq!(boots, n as usize - 1);
+    sim.command(
+        NodeId(7),
+        Command::Announce {
+            id: 100,
+            info_hash: HASH,
+            port: 6881,
+            implied_port: false,
+        },
+    );
+    sim.run_for(Duration::from_secs(30));
+    let announced: Vec<usize> = sim
+        .take_events()
+        .into_iter()
+        .filter_map(|(_, _, e)| match e {
+            Event::Announced {
+                id: 100, stored_at, ..
+            } => Some(stored_at),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(announced, vec![8]);
+    sim.command(
+        NodeId(31),
+        Command::GetPeers {
+            id: 101,
+            info_hash: HASH,
+        },
+    );
+    sim.run_for(Duration::from_secs(30));
+    let want = match sim.addr(NodeId(7)) {
+        SocketAddr::V4(a) => SocketAddrV4::new(*a.ip(), 6881),
+        SocketAddr::V6(_) => unreachable!(),
+    };
+    let found = sim.take_events().into_iter().any(|(_, n, e)| {
+        n == NodeId(31) && matches!(&e, Event::Peers { id: 101, peers } if peers.contains(&want))
+    });
+    assert!(found);
+}
