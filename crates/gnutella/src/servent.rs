@@ -29,7 +29,7 @@ use crate::library::{Library, SharedFile};
 use crate::routing::RouteTable;
 use crate::wire::{
     Body, CONNECT_04, DEFAULT_MAX_PAYLOAD, Guid, HEADER_LEN, Header, HitFlags, HitRecord, Kind,
-    Message, OK_04, Pong, Push, Query, QueryHit, Trailer,
+    Message, OK_04, Pong, Push, Query, QueryHit, Trailer, scan_query, scan_queryhit,
 };
 
 /// At most this many transmits wait in the core; more are dropped (and counted).
@@ -912,6 +912,44 @@ impl Servent {
             return Ok(());
         }
         let ttl = h.ttl.min(self.cfg.max_ttl);
+        // Queries and QueryHits are most of the traffic: route them from borrowed views.
+        match h.kind {
+            Kind::Query => {
+                let (min_speed, criteria) = scan_query(payload).map_err(|e| e.to_string())?;
+                if !self
+                    .routes
+                    .insert_new(now, (h.id, Kind::Query), Route::Conn(from))
+                {
+                    self.stats.duplicates += 1;
+                    return Ok(());
+                }
+                self.stats.queries_seen += 1;
+                self.answer_query(&h, min_speed, criteria, from);
+                self.forward_flood(&h, ttl, payload, from);
+                return Ok(());
+            }
+            Kind::QueryHit => {
+                let servent_id = scan_queryhit(payload).map_err(|e| e.to_string())?;
+                if servent_id != self.cfg.servent_id {
+                    self.push_routes.put(now, servent_id, from);
+                }
+                match self.routes.get(now, &(h.id, Kind::Query)) {
+                    Some(Route::Local(Some(search))) => {
+                        if let Body::QueryHit(qh) =
+                            Body::decode(h.kind, payload).map_err(|e| e.to_string())?
+                        {
+                            self.deliver_hits(search, &h, qh);
+                        }
+                    }
+                    Some(Route::Conn(back)) if back != from => {
+                        self.forward_reply(&h, ttl, payload, back)
+                    }
+                    _ => self.stats.unroutable += 1,
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
         let body = Body::decode(h.kind, payload).map_err(|e| e.to_string())?;
         match body {
             Body::Ping => {
@@ -936,18 +974,6 @@ impl Servent {
                 self.send_bytes(from, pong.encode(), Some(Kind::Pong));
                 self.forward_flood(&h, ttl, payload, from);
             }
-            Body::Query(q) => {
-                if !self
-                    .routes
-                    .insert_new(now, (h.id, Kind::Query), Route::Conn(from))
-                {
-                    self.stats.duplicates += 1;
-                    return Ok(());
-                }
-                self.stats.queries_seen += 1;
-                self.answer_query(&h, &q, from);
-                self.forward_flood(&h, ttl, payload, from);
-            }
             Body::Pong(p) => {
                 let addr = SocketAddrV4::new(p.ip, p.port);
                 self.learn_host(addr);
@@ -959,18 +985,8 @@ impl Servent {
                     _ => self.stats.unroutable += 1,
                 }
             }
-            Body::QueryHit(qh) => {
-                if qh.servent_id != self.cfg.servent_id {
-                    self.push_routes.put(now, qh.servent_id, from);
-                }
-                match self.routes.get(now, &(h.id, Kind::Query)) {
-                    Some(Route::Local(Some(search))) => self.deliver_hits(search, &h, qh),
-                    Some(Route::Conn(back)) if back != from => {
-                        self.forward_reply(&h, ttl, payload, back)
-                    }
-                    _ => self.stats.unroutable += 1,
-                }
-            }
+            // Routed on the fast path above.
+            Body::Query(_) | Body::QueryHit(_) => {}
             Body::Push(p) => {
                 if !self
                     .routes
@@ -1030,13 +1046,18 @@ impl Servent {
         }
     }
 
-    fn answer_query(&mut self, h: &Header, q: &Query, from: ConnId) {
+    fn answer_query(&mut self, h: &Header, min_speed: [u8; 2], criteria: &[u8], from: ConnId) {
+        if self.library.is_empty() {
+            return;
+        }
         // A firewalled querier cannot reach a firewalled responder, not even with Push.
-        if self.cfg.firewalled && q.source_firewalled() {
+        let source_firewalled = min_speed[0] & crate::wire::QUERY_FLAGS_MARK != 0
+            && min_speed[0] & crate::wire::QUERY_FLAG_FIREWALLED != 0;
+        if self.cfg.firewalled && source_firewalled {
             return;
         }
         let max = self.cfg.max_results.min(255);
-        let found = self.library.search(&q.criteria, max);
+        let found = self.library.search(criteria, max);
         if found.is_empty() {
             return;
         }

@@ -654,6 +654,51 @@ impl Message {
     }
 }
 
+/// A Query payload's minimum-speed field and criteria, borrowed, checked as
+/// [`Body::decode`] checks them (the routing fast path: no allocation).
+pub fn scan_query(p: &[u8]) -> Result<([u8; 2], &[u8]), DecodeError> {
+    let mut r = Reader {
+        b: p,
+        what: Kind::Query,
+    };
+    let min_speed = [r.u8()?, r.u8()?];
+    let criteria = r.cstr("query criteria")?;
+    Ok((min_speed, criteria))
+}
+
+/// Checks a QueryHit payload exactly as [`Body::decode`] does, without allocating, and
+/// returns the responder's servent id (the routing fast path for hits that are not ours).
+pub fn scan_queryhit(p: &[u8]) -> Result<Guid, DecodeError> {
+    let fixed = 11 + 16;
+    if p.len() < fixed {
+        return Err(DecodeError::BadLength {
+            kind: Kind::QueryHit,
+            len: p.len(),
+            expected: fixed,
+        });
+    }
+    let (head, id) = p.split_at(p.len() - 16);
+    let mut r = Reader {
+        b: head,
+        what: Kind::QueryHit,
+    };
+    let n = r.u8()?;
+    r.take(10)?;
+    for _ in 0..n {
+        r.take(8)?;
+        r.cstr("result name")?;
+        r.cstr("result extension")?;
+    }
+    if r.b.len() >= 5 {
+        r.take(4)?;
+        let open_len = usize::from(r.u8()?);
+        r.take(open_len)?;
+    }
+    let mut g = [0u8; 16];
+    g.copy_from_slice(id);
+    Ok(Guid(g))
+}
+
 /// A bounds-checked cursor over a payload.
 struct Reader<'a> {
     b: &'a [u8],
@@ -1026,6 +1071,23 @@ mod tests {
             let back = Message::decode(&bytes, DEFAULT_MAX_PAYLOAD).unwrap();
             prop_assert_eq!(&back, &m);
             prop_assert_eq!(back.encode(), bytes);
+        }
+
+        #[test]
+        fn fast_scans_agree_with_the_full_decoder(p in proptest::collection::vec(any::<u8>(), 0..120)) {
+            let full = Body::decode(Kind::QueryHit, &p);
+            let scan = scan_queryhit(&p);
+            prop_assert_eq!(full.is_ok(), scan.is_ok());
+            if let (Ok(Body::QueryHit(h)), Ok(id)) = (&full, &scan) {
+                prop_assert_eq!(h.servent_id, *id);
+            }
+            let full = Body::decode(Kind::Query, &p);
+            let scan = scan_query(&p);
+            prop_assert_eq!(full.is_ok(), scan.is_ok());
+            if let (Ok(Body::Query(q)), Ok((ms, c))) = (&full, &scan) {
+                prop_assert_eq!(q.min_speed, *ms);
+                prop_assert_eq!(&q.criteria[..], *c);
+            }
         }
 
         #[test]
