@@ -43,6 +43,8 @@ use crate::wire::{
 pub const QUEUE_TIME: Duration = Duration::from_secs(3);
 /// Requests a peer may queue with us; more are rejected.
 pub const MAX_PEER_REQUESTS: usize = 500;
+/// Requests kept outstanding to a peer whose rate is not known yet (or is very low).
+pub const MIN_REQUESTS: usize = 16;
 const MAX_QUEUE: usize = 1 << 16;
 const MAX_CANDIDATES: usize = 2000;
 const TICK: Duration = Duration::from_secs(1);
@@ -386,6 +388,8 @@ struct Peer {
     up_round: u64,
     down_tick: u64,
     down_rate: f64,
+    /// Shortest recent time from sending a request to receiving its block, seconds.
+    min_latency: f64,
     last_recv: Instant,
     last_send: Instant,
     strikes: u32,
@@ -654,6 +658,7 @@ impl<S: Storage> Client<S> {
             up_round: 0,
             down_tick: 0,
             down_rate: 0.0,
+            min_latency: 0.0,
             last_recv: now,
             last_send: now,
             strikes: 0,
@@ -853,7 +858,9 @@ impl<S: Storage> Client<S> {
                 now,
             );
         }
-        if fast && have.count() > 0 {
+        // Allowed-fast pieces bootstrap peers with nothing to trade; a seed does not grant
+        // them (every choked leecher would pull the same few pieces from it).
+        if fast && have.count() > 0 && !have.is_full() {
             if let IpAddr::V4(ip) = addr.ip() {
                 let set = wire::allowed_fast_set(ip, &self.info_hash, count, ALLOWED_FAST_K);
                 for i in set.iter().copied().filter(|i| have.get(*i)) {
@@ -1047,7 +1054,14 @@ impl<S: Storage> Client<S> {
             self.wasted += len;
             return Ok(());
         };
-        p.inflight.swap_remove(pos);
+        let (_, sent) = p.inflight.swap_remove(pos);
+        let lat = now.saturating_duration_since(sent).as_secs_f64();
+        // Decays slowly upwards so a changed path is noticed.
+        p.min_latency = if p.min_latency == 0.0 {
+            lat
+        } else {
+            lat.min(p.min_latency * 1.01)
+        };
         if !self.picker.expects(&r) {
             self.wasted += len;
             return Ok(());
@@ -1189,8 +1203,12 @@ impl<S: Storage> Client<S> {
     // Requesting and serving.
 
     fn queue_depth(&self, p: &Peer) -> usize {
-        let by_rate = (p.down_rate * QUEUE_TIME.as_secs_f64() / f64::from(BLOCK_LEN)) as usize;
-        by_rate.clamp(16, self.cfg.max_requests.max(1))
+        // The bandwidth-delay product: the peer's rate times the round trip of a request
+        // without queueing (its fastest recent answer), with margin; at least QUEUE_TIME.
+        // Sizing by the latency *with* queueing would feed the sender's queue (bufferbloat).
+        let delay = (2.0 * p.min_latency).max(QUEUE_TIME.as_secs_f64());
+        let by_rate = (p.down_rate * delay / f64::from(BLOCK_LEN)) as usize;
+        by_rate.clamp(MIN_REQUESTS, self.cfg.max_requests.max(MIN_REQUESTS))
     }
 
     fn fill_requests(&mut self, now: Instant, conn: ConnId) {
@@ -1293,9 +1311,18 @@ impl<S: Storage> Client<S> {
             .peers
             .iter()
             .filter(|(_, p)| p.handshake.is_some() && p.peer_interested)
-            .map(|(c, p)| (if seeding { p.up_round } else { p.down_round }, *c))
+            .map(|(c, p)| {
+                // Leeching: tit-for-tat, those who gave us most. Seeding: those we gave least
+                // so far, so the seeder's upload spreads over the swarm in rotation.
+                let score = if seeding {
+                    u64::MAX - p.up_total
+                } else {
+                    p.down_round
+                };
+                (score, *c)
+            })
             .collect();
-        // Fastest first; ties (all zero at the start) in random order.
+        // Highest score first; ties (all zero at the start) in random order.
         self.rng.shuffle(&mut interested);
         interested.sort_by_key(|e| std::cmp::Reverse(e.0));
         let regular = self.cfg.upload_slots.saturating_sub(1).max(1);
@@ -1924,5 +1951,192 @@ impl<S: Storage> Core for Client<S> {
             return Some(Instant::ZERO);
         }
         self.timers.iter().flatten().min().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemStorage;
+    use crate::swarm::synthetic_torrent;
+    use proptest::prelude::*;
+    use servent_core::Rng;
+
+    fn client(trackers: Vec<Vec<TrackerEndpoint>>) -> Client<MemStorage> {
+        let meta = synthetic_torrent(1, 100_000, 16 * 1024, "http://127.0.0.1:1/announce");
+        let mut cfg = ClientConfig::new(*b"-SV0100-aaaaaaaaaaaa", 6881);
+        cfg.trackers = trackers;
+        let n = meta.piece_count() as u32;
+        Client::new(
+            cfg,
+            &meta,
+            MemStorage::empty(meta.total_length),
+            Bitfield::new(n),
+            Rng::new(1),
+        )
+    }
+
+    fn drain(c: &mut Client<MemStorage>) -> Vec<Transmit> {
+        std::iter::from_fn(|| c.poll_transmit()).collect()
+    }
+
+    fn http_ep(port: u16) -> TrackerEndpoint {
+        TrackerEndpoint {
+            url: format!("http://127.0.0.1:{port}/announce"),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            kind: TrackerKind::Http {
+                host: format!("127.0.0.1:{port}"),
+                path: "/announce".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn tracker_urls_parse_into_endpoints() {
+        let r = |_: &str, p: u16| Some(SocketAddr::from(([10, 0, 0, 1], p)));
+        let e = TrackerEndpoint::parse("http://t.example:8080/ann?x=1", r).unwrap();
+        assert_eq!(e.addr.port(), 8080);
+        assert_eq!(
+            e.kind,
+            TrackerKind::Http {
+                host: "t.example:8080".into(),
+                path: "/ann?x=1".into()
+            }
+        );
+        assert_eq!(
+            TrackerEndpoint::parse("http://t.example/a", r)
+                .unwrap()
+                .addr
+                .port(),
+            80
+        );
+        assert_eq!(
+            TrackerEndpoint::parse("udp://t.example:6969", r)
+                .unwrap()
+                .kind,
+            TrackerKind::Udp
+        );
+        assert!(TrackerEndpoint::parse("udp://t.example", r).is_none());
+        assert!(TrackerEndpoint::parse("https://t.example/a", r).is_none());
+    }
+
+    #[test]
+    fn a_failing_tracker_is_skipped_for_the_next_in_its_tier_then_the_next_tier() {
+        let mut c = client(vec![vec![http_ep(1), http_ep(2)], vec![http_ep(3)]]);
+        let now = Instant::from_secs(1);
+        c.handle_timeout(now);
+        let mut tried = Vec::new();
+        for _ in 0..3 {
+            let out = drain(&mut c);
+            let Some(Transmit::Connect { conn, to }) = out
+                .into_iter()
+                .find(|t| matches!(t, Transmit::Connect { .. }))
+            else {
+                panic!("no tracker connection")
+            };
+            tried.push(to.port());
+            c.handle_input(now, Input::ConnectFailed { conn });
+            c.handle_timeout(now);
+        }
+        assert_eq!(tried, vec![1, 2, 3]);
+        let errors = std::iter::from_fn(|| c.poll_event())
+            .filter(|e| matches!(e, ClientEvent::TrackerError { .. }))
+            .count();
+        assert_eq!(errors, 3);
+    }
+
+    #[test]
+    fn an_http_tracker_reply_adds_its_peers_and_they_are_dialled() {
+        let mut c = client(vec![vec![http_ep(1)]]);
+        let now = Instant::from_secs(1);
+        c.handle_timeout(now);
+        let Some(Transmit::Connect { conn, .. }) = drain(&mut c).into_iter().next() else {
+            panic!()
+        };
+        c.handle_input(
+            now,
+            Input::Connected {
+                conn,
+                peer: http_ep(1).addr,
+            },
+        );
+        let sent = drain(&mut c);
+        let Some(Transmit::Send { data, .. }) = sent.first() else {
+            panic!("{sent:?}")
+        };
+        assert!(data.starts_with(b"GET /announce?info_hash="));
+        let body = AnnounceResponse {
+            interval: 900,
+            peers: vec!["127.0.0.9:7000".parse().unwrap()],
+            ..Default::default()
+        }
+        .encode(true);
+        let reply = crate::tracker::http_response(200, "OK", "text/plain", &body);
+        c.handle_input(now, Input::Received { conn, data: &reply });
+        let out = drain(&mut c);
+        assert!(out.contains(&Transmit::Close { conn }));
+        assert!(
+            out.iter()
+                .any(|t| matches!(t, Transmit::Connect { to, .. } if to.port() == 7000))
+        );
+    }
+
+    #[test]
+    fn a_peer_with_the_wrong_info_hash_or_garbage_is_dropped() {
+        let mut c = client(Vec::new());
+        let now = Instant::from_secs(1);
+        let conn = ConnId::inbound(1);
+        c.handle_input(
+            now,
+            Input::Connected {
+                conn,
+                peer: "127.0.0.5:1".parse().unwrap(),
+            },
+        );
+        let hs = Handshake {
+            reserved: Reserved::ours(),
+            info_hash: InfoHash([9; 20]),
+            peer_id: [7; 20],
+        };
+        c.handle_input(
+            now,
+            Input::Received {
+                conn,
+                data: &hs.encode(),
+            },
+        );
+        assert!(drain(&mut c).contains(&Transmit::Close { conn }));
+        let conn = ConnId::inbound(2);
+        c.handle_input(
+            now,
+            Input::Connected {
+                conn,
+                peer: "127.0.0.5:2".parse().unwrap(),
+            },
+        );
+        c.handle_input(
+            now,
+            Input::Received {
+                conn,
+                data: b"GET / HTTP/1.1\r\n\r\n",
+            },
+        );
+        assert!(drain(&mut c).contains(&Transmit::Close { conn }));
+        assert_eq!(c.stats().peers, 0);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_after_a_good_handshake_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let mut c = client(Vec::new());
+            let now = Instant::from_secs(1);
+            let conn = ConnId::inbound(1);
+            c.handle_input(now, Input::Connected { conn, peer: "127.0.0.5:1".parse().unwrap() });
+            let hs = Handshake { reserved: Reserved::ours(), info_hash: c.info_hash(), peer_id: [7; 20] };
+            c.handle_input(now, Input::Received { conn, data: &hs.encode() });
+            c.handle_input(now, Input::Received { conn, data: &data });
+            c.handle_timeout(now + Duration::from_secs(11));
+            drain(&mut c);
+        }
     }
 }

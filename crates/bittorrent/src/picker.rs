@@ -107,6 +107,9 @@ impl Bitfield {
     }
 }
 
+/// Endgame starts when at most this many blocks are still missing (all requested).
+pub const ENDGAME_BLOCKS: usize = 32;
+
 /// Names a peer to the picker.
 pub type PeerKey = u64;
 
@@ -222,7 +225,8 @@ impl Picker {
         !self.have.get(i) && !self.pending_verify.contains_key(&i)
     }
 
-    /// Whether every missing block has been requested at least once (endgame).
+    /// Whether every missing block has been requested at least once and few are left
+    /// (endgame): then outstanding blocks may be requested from a second peer.
     pub fn in_endgame(&self) -> bool {
         let missing = (0..self.piece_count()).filter(|i| self.wanted(*i)).count();
         missing > 0
@@ -231,6 +235,12 @@ impl Picker {
                 .partial
                 .values()
                 .all(|p| p.blocks.iter().all(|b| *b != Block::Free))
+            && self
+                .partial
+                .values()
+                .map(|p| p.blocks.len() - p.received as usize)
+                .sum::<usize>()
+                <= ENDGAME_BLOCKS
     }
 
     /// Up to `n` blocks to request from a peer that has `has`, skipping blocks in `inflight`
@@ -300,7 +310,8 @@ impl Picker {
                     continue;
                 }
                 for (b, st) in p.blocks.iter().enumerate() {
-                    if matches!(st, Block::Requested(_)) {
+                    // At most two peers are asked for the same block.
+                    if matches!(st, Block::Requested(1)) {
                         let r = self.block_ref(i, b as u32);
                         if !inflight.contains(&r) {
                             dup.push(r);
