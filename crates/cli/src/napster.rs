@@ -1,0 +1,487 @@
+//! `servent napster`: the index server and the client commands (OpenNap protocol).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use servent_napster::client::{ClientConfig, ClientEvent};
+use servent_napster::net::{self, DataPort, ServerOptions, Session};
+use servent_napster::wire::{ClientMsg, SearchQuery, ServerMsg};
+use servent_runtime::ShareIndex;
+
+/// Napster: a central index server, and clients that share, search and download directly.
+#[derive(clap::Args, Debug)]
+pub struct Cmd {
+    #[command(subcommand)]
+    cmd: Sub,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Sub {
+    /// Run the index server (accounts, bans and counters in a SQLite database).
+    Server {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8888")]
+        listen: SocketAddr,
+        /// The SQLite database (created if missing).
+        #[arg(long)]
+        db: PathBuf,
+        /// Make this (existing) account an administrator; may be repeated.
+        #[arg(long)]
+        admin: Vec<String>,
+        /// Most files one user may share.
+        #[arg(long, default_value_t = 10_000)]
+        max_shares: usize,
+        /// Most simultaneous connections.
+        #[arg(long, default_value_t = 20_000)]
+        max_connections: usize,
+        /// argon2 memory cost in KiB (lower it only for load tests).
+        #[arg(long, default_value_t = 19 * 1024)]
+        argon2_kib: u32,
+        /// Logins per second allowed from one address (burst: 10x).
+        #[arg(long, default_value_t = 2.0)]
+        login_rate: f64,
+    },
+    /// Log in, share the files of DIR, serve downloads, stay online until interrupted.
+    Share {
+        /// The folder to share.
+        dir: PathBuf,
+        #[command(flatten)]
+        who: Who,
+        /// Address of our data port (downloaders connect here).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        data_listen: SocketAddr,
+        /// Act as a firewalled client: no data port; downloads are pushed.
+        #[arg(long)]
+        firewalled: bool,
+    },
+    /// Search the index; prints one result per line: nick, file, size.
+    Search {
+        /// Words that must all appear in the file name.
+        query: String,
+        #[command(flatten)]
+        who: Who,
+        /// Most results.
+        #[arg(long, default_value_t = 100)]
+        max: u32,
+    },
+    /// Download FILE from NICK into a folder (resumes an interrupted download).
+    Get {
+        /// The user sharing the file.
+        nick: String,
+        /// The file name as search or browse shows it.
+        file: String,
+        /// Output folder.
+        #[arg(short = 'o', long, default_value = ".")]
+        out: PathBuf,
+        #[command(flatten)]
+        who: Who,
+        /// Address of our data port (a firewalled holder pushes to it).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        data_listen: SocketAddr,
+    },
+    /// List the files a user shares.
+    Browse {
+        /// The user.
+        nick: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Interactive chat: lines go to the channel; /msg NICK TEXT, /join C, /part, /quit.
+    Chat {
+        #[command(flatten)]
+        who: Who,
+        /// Channel to join at start.
+        #[arg(long)]
+        channel: Option<String>,
+    },
+}
+
+/// Which server, and as whom.
+#[derive(clap::Args, Debug)]
+struct Who {
+    /// The index server, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:8888")]
+    server: String,
+    /// Our nick (registered on first login; default: guest<pid>).
+    #[arg(long = "nick", id = "my_nick", value_name = "NAME")]
+    my_nick: Option<String>,
+    /// Our password.
+    #[arg(long, env = "SERVENT_NAPSTER_PASSWORD", default_value = "servent")]
+    password: String,
+}
+
+impl Who {
+    async fn config(&self, data_port: u16) -> Result<ClientConfig> {
+        let server = tokio::net::lookup_host(&self.server)
+            .await
+            .with_context(|| format!("resolving {}", self.server))?
+            .next()
+            .with_context(|| format!("{} has no address", self.server))?;
+        let nick = self
+            .my_nick
+            .clone()
+            .unwrap_or_else(|| format!("guest{}", std::process::id()));
+        let mut c = ClientConfig::new(server, &nick, &self.password);
+        c.data_port = data_port;
+        Ok(c)
+    }
+
+    async fn login(&self, data_port: u16) -> Result<Session> {
+        let cfg = self.config(data_port).await?;
+        Session::login(cfg)
+            .await
+            .with_context(|| format!("logging in to {}", self.server))
+    }
+}
+
+/// Runs the subcommand.
+pub async fn run(cmd: Cmd) -> Result<()> {
+    match cmd.cmd {
+        Sub::Server {
+            listen,
+            db,
+            admin,
+            max_shares,
+            max_connections,
+            argon2_kib,
+            login_rate,
+        } => {
+            let mut o = ServerOptions::new(listen, db);
+            o.admins = admin;
+            o.max_connections = max_connections;
+            o.config.max_shares_per_user = max_shares;
+            o.config.max_connections = max_connections;
+            o.config.argon2.0 = argon2_kib.max(8);
+            o.config.login_rate = (login_rate, login_rate * 10.0);
+            let srv = net::start_server(o).await?;
+            println!("napster server listening on {}", srv.addr);
+            tokio::signal::ctrl_c().await?;
+            let st = srv.shutdown().await?;
+            println!(
+                "stopped: {} logins, {} searches, {} downloads brokered this session",
+                st.logins, st.searches, st.downloads_brokered
+            );
+            Ok(())
+        }
+        Sub::Share {
+            dir,
+            who,
+            data_listen,
+            firewalled,
+        } => {
+            let share = Arc::new(
+                ShareIndex::scan(&dir).with_context(|| format!("scanning {}", dir.display()))?,
+            );
+            let data = if firewalled {
+                None
+            } else {
+                Some(DataPort::bind(data_listen, Some(share.clone())).await?)
+            };
+            let port = data.as_ref().map_or(0, |(d, _)| d.addr.port());
+            let mut s = who.login(port).await?;
+            let n = s.share(net::share_list(&share)).await?;
+            println!(
+                "{} sharing {n} files from {} ({}); Ctrl-C to stop",
+                s.nick,
+                share.root().display(),
+                if firewalled {
+                    "firewalled: uploads are pushed".to_string()
+                } else {
+                    format!("data port {port}")
+                }
+            );
+            tokio::select! {
+                r = net::serve_session(&mut s, share, |e| match e {
+                    ClientEvent::UploadAccepted { nick, file } => println!("upload to {nick}: {file}"),
+                    ClientEvent::PushRequested { peer } => println!("pushing to {}: {}", peer.nick, peer.file),
+                    _ => {}
+                }) => r?,
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            s.close().await;
+            Ok(())
+        }
+        Sub::Search { query, who, max } => {
+            let mut s = who.login(0).await?;
+            let hits = s
+                .search(SearchQuery {
+                    contains: vec![query],
+                    max_results: Some(max),
+                    ..Default::default()
+                })
+                .await?;
+            for h in &hits {
+                println!("{}\t{}\t{}", h.nick, h.file.name, h.file.size);
+            }
+            s.close().await;
+            Ok(())
+        }
+        Sub::Browse { nick, who } => {
+            let mut s = who.login(0).await?;
+            match s.browse(&nick).await? {
+                Some(files) => {
+                    for f in files {
+                        println!("{}\t{}", f.name, f.size);
+                    }
+                }
+                None => bail!("{nick} is not online"),
+            }
+            s.close().await;
+            Ok(())
+        }
+        Sub::Get {
+            nick,
+            file,
+            out,
+            who,
+            data_listen,
+        } => {
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let (data, task) = DataPort::bind(data_listen, None).await?;
+            let mut s = who.login(data.addr.port()).await?;
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let r = net::download(&mut s, &data, &nick, &file, &out, |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+            .await;
+            bar.finish_and_clear();
+            task.abort();
+            s.close().await;
+            let d = r?;
+            println!(
+                "{} ({} bytes{}{})",
+                d.path.display(),
+                d.size,
+                if d.resumed_from > 0 {
+                    format!(", resumed from {}", d.resumed_from)
+                } else {
+                    String::new()
+                },
+                if d.pushed {
+                    ", pushed by a firewalled holder"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
+        Sub::Chat { who, channel } => chat(who, channel).await,
+    }
+}
+
+async fn chat(who: Who, channel: Option<String>) -> Result<()> {
+    let mut s = who.login(0).await?;
+    println!(
+        "logged in as {}; /msg NICK TEXT, /join C, /part, /quit",
+        s.nick
+    );
+    let mut current = channel;
+    if let Some(c) = &current {
+        s.send(ClientMsg::Join { channel: c.clone() }).await?;
+    }
+    // Standard input is read on a blocking thread and handed over line by line.
+    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(64);
+    tokio::task::spawn_blocking(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        tokio::select! {
+            line = lines.recv() => {
+                let Some(line) = line else { break };
+                let line = line.trim();
+                if line.is_empty() { continue; }
+                let msg = if let Some(rest) = line.strip_prefix("/msg ") {
+                    let (to, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                    ClientMsg::PrivateMessage { to: to.into(), text: text.into() }
+                } else if let Some(c) = line.strip_prefix("/join ") {
+                    current = Some(c.trim().to_string());
+                    ClientMsg::Join { channel: c.trim().into() }
+                } else if line == "/part" {
+                    let Some(c) = current.take() else { println!("not in a channel"); continue };
+                    ClientMsg::Part { channel: c }
+                } else if line == "/quit" {
+                    break;
+                } else if let Some(c) = &current {
+                    ClientMsg::Say { channel: c.clone(), text: line.into() }
+                } else {
+                    println!("join a channel first (/join NAME)");
+                    continue;
+                };
+                if let Err(e) = s.send(msg).await { println!("not sent: {e}"); }
+            }
+            ev = s.next_event() => {
+                let Some(ev) = ev else { break };
+                match ev {
+                    ClientEvent::Server(ServerMsg::ChannelMessage { channel, nick, text }) => println!("[{channel}] <{nick}> {text}"),
+                    ClientEvent::Server(ServerMsg::PrivateMessage { from, text }) => println!("*{from}* {text}"),
+                    ClientEvent::Server(ServerMsg::UserJoined(u)) => println!("[{}] {} joined", u.channel, u.nick),
+                    ClientEvent::Server(ServerMsg::UserParted(u)) => println!("[{}] {} left", u.channel, u.nick),
+                    ClientEvent::Server(ServerMsg::Topic { channel, topic }) => println!("[{channel}] topic: {topic}"),
+                    ClientEvent::Server(ServerMsg::ErrorMessage { text }) => println!("server: {text}"),
+                    ClientEvent::Disconnected { reason } => { println!("disconnected: {reason}"); break; }
+                    _ => {}
+                }
+            }
+        }
+    }
+    s.close().await;
+    Ok(())
+}
+
+/// The demo: a server, 10 sharing clients (3 of them firewalled), a search that returns the
+/// provider list, a direct download and a pushed one, both verified by SHA-256.
+pub async fn demo(out: &std::path::Path) -> Result<crate::demo::DemoSection> {
+    use std::time::Duration;
+    let mut sec = crate::demo::DemoSection::new("Napster (OpenNap)");
+    let dir = out.join("napster");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut o = ServerOptions::new("127.0.0.1:0".parse()?, dir.join("napster.db"));
+    o.config = servent_napster::server::ServerConfig::for_tests();
+    let srv = net::start_server(o).await?;
+    let t0 = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..10usize {
+        let folder = dir.join(format!("share{i}"));
+        std::fs::create_dir_all(&folder)?;
+        // Everyone has a few files; users 0, 3, 6 and 9 also have "pixies - debaser".
+        for k in 0..5usize {
+            let body: Vec<u8> = (0..20_000 + i * 1000 + k)
+                .map(|b| (b * 31 + i * 7 + k) as u8)
+                .collect();
+            std::fs::write(folder.join(format!("track {k} of user{i}.mp3")), body)?;
+        }
+        if i % 3 == 0 {
+            let body: Vec<u8> = (0..250_000usize)
+                .map(|b| (b % 251) as u8 ^ (i as u8))
+                .collect();
+            std::fs::write(folder.join("pixies - debaser.mp3"), body)?;
+        }
+        let share = Arc::new(ShareIndex::scan(&folder)?);
+        let firewalled = i >= 7;
+        let data = if firewalled {
+            None
+        } else {
+            Some(DataPort::bind("127.0.0.1:0".parse()?, Some(share.clone())).await?)
+        };
+        let mut cfg = ClientConfig::new(srv.addr, &format!("user{i}"), "pw");
+        cfg.data_port = data.as_ref().map_or(0, |(d, _)| d.addr.port());
+        let mut s = Session::login(cfg).await?;
+        s.share(net::share_list(&share)).await?;
+        tasks.push(tokio::spawn(async move {
+            let _keep = data;
+            let _ = net::serve_session(&mut s, share, |_| {}).await;
+        }));
+    }
+    sec.row(
+        "10 clients log in and share (3 firewalled)",
+        format!("{:.0} ms", t0.elapsed().as_secs_f64() * 1e3),
+        true,
+    );
+    let (data, data_task) = DataPort::bind("127.0.0.1:0".parse()?, None).await?;
+    let mut cfg = ClientConfig::new(srv.addr, "downloader", "pw");
+    cfg.data_port = data.addr.port();
+    let mut me = Session::login(cfg).await?;
+    let t = std::time::Instant::now();
+    let hits = me
+        .search(SearchQuery {
+            contains: vec!["debaser".into()],
+            max_results: Some(100),
+            ..Default::default()
+        })
+        .await?;
+    let providers: Vec<String> = hits.iter().map(|h| h.nick.clone()).collect();
+    sec.row(
+        "search \"debaser\" returns the provider list",
+        format!(
+            "{} providers ({}) in {:.1} ms",
+            hits.len(),
+            providers.join(", "),
+            t.elapsed().as_secs_f64() * 1e3
+        ),
+        hits.len() == 4,
+    );
+    let got = dir.join("downloads");
+    std::fs::create_dir_all(&got)?;
+    for (nick, label) in [
+        ("user3", "direct download"),
+        ("user9", "download from a firewalled holder (push)"),
+    ] {
+        let t = std::time::Instant::now();
+        std::fs::create_dir_all(got.join(nick))?;
+        let r = tokio::time::timeout(
+            Duration::from_secs(30),
+            net::download(
+                &mut me,
+                &data,
+                nick,
+                "pixies - debaser.mp3",
+                &got.join(nick),
+                |_, _| {},
+            ),
+        )
+        .await;
+        let r = match r {
+            Ok(r) => r,
+            Err(_) => Err(net::NetError::Timeout("30 s".into())),
+        };
+        match r {
+            Ok(d) => {
+                let a = ShareIndex::scan(&dir.join(format!("share{}", &nick[4..])))?;
+                let b = ShareIndex::scan(&got.join(nick))?;
+                let same = match (
+                    a.by_path("pixies - debaser.mp3").map(|f| a.hashes(f.index)),
+                    b.by_path("pixies - debaser.mp3").map(|f| b.hashes(f.index)),
+                ) {
+                    (Some(Ok(x)), Some(Ok(y))) => x.sha256 == y.sha256,
+                    _ => false,
+                };
+                sec.row(
+                    format!("{label} from {nick}, verified by SHA-256"),
+                    format!(
+                        "{} bytes in {:.0} ms{}",
+                        d.size,
+                        t.elapsed().as_secs_f64() * 1e3,
+                        if d.pushed { ", pushed" } else { "" }
+                    ),
+                    same && d.pushed == (nick == "user9"),
+                );
+            }
+            Err(e) => sec.row(format!("{label} from {nick}"), format!("{e}"), false),
+        }
+    }
+    me.close().await;
+    data_task.abort();
+    for t in tasks {
+        t.abort();
+    }
+    let st = srv.shutdown().await?;
+    sec.notes.push(format!(
+        "Central index on the OpenNap protocol: {} logins, {} searches, {} download acks/push requests brokered; accounts in SQLite with argon2 hashes.",
+        st.logins, st.searches, st.downloads_brokered
+    ));
+    Ok(sec)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_napster_command_line_is_well_formed() {
+        let cmd = <super::Cmd as clap::Args>::augment_args(clap::Command::new("napster"));
+        cmd.debug_assert();
+    }
+}
