@@ -1,13 +1,13 @@
 //! The event engine and the virtual network.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use servent_core::{CloseReason, ConnId, Core, Input, Instant, Rng, Transmit};
 
 use crate::dist::Dist;
+use crate::queue::CalendarQueue;
 
 /// Index of a node in a [`Sim`].
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -238,7 +238,7 @@ pub struct Sim<C: Core> {
     cfg: SimConfig,
     now: Instant,
     seq: u64,
-    heap: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    heap: CalendarQueue,
     slots: Vec<Option<(u32, Ev<C::Command>)>>,
     free_slots: Vec<u32>,
     nodes: Vec<Node<C>>,
@@ -277,7 +277,7 @@ impl<C: Core> Sim<C> {
             cfg,
             now: Instant::ZERO,
             seq: 0,
-            heap: BinaryHeap::new(),
+            heap: CalendarQueue::new(),
             slots: Vec::new(),
             free_slots: Vec::new(),
             nodes: Vec::new(),
@@ -501,8 +501,8 @@ impl<C: Core> Sim<C> {
 
     /// Runs every event up to and including `until`, then sets the clock to `until`.
     pub fn run_until(&mut self, until: Instant) {
-        while let Some(Reverse((at, _, _))) = self.heap.peek() {
-            if *at > until {
+        while let Some((at, _, _)) = self.heap.peek() {
+            if at > until {
                 break;
             }
             self.step();
@@ -518,8 +518,8 @@ impl<C: Core> Sim<C> {
     /// Runs until no event is left or the clock would pass `limit`; returns whether it ran
     /// out of events (true) rather than time.
     pub fn run_until_idle(&mut self, limit: Instant) -> bool {
-        while let Some(Reverse((at, _, _))) = self.heap.peek() {
-            if *at > limit {
+        while let Some((at, _, _)) = self.heap.peek() {
+            if at > limit {
                 self.now = self.now.max(limit);
                 return false;
             }
@@ -530,7 +530,7 @@ impl<C: Core> Sim<C> {
 
     /// Processes one event; false when there is none.
     pub fn step(&mut self) -> bool {
-        let Some(Reverse((at, _, slot))) = self.heap.pop() else {
+        let Some((at, _, slot)) = self.heap.pop() else {
             return false;
         };
         let Some((node, ev)) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
@@ -555,7 +555,7 @@ impl<C: Core> Sim<C> {
             }
         };
         self.seq += 1;
-        self.heap.push(Reverse((at, self.seq, slot)));
+        self.heap.push((at, self.seq, slot));
     }
 
     /// The fixed one-way latency between two nodes.

@@ -30,6 +30,7 @@
 mod dist;
 mod engine;
 pub mod pingpong;
+mod queue;
 pub mod scenario;
 
 pub use dist::Dist;
