@@ -85,7 +85,7 @@ impl CalendarQueue {
             let idx = Self::slot(self.cur);
             if !self.buckets[idx].is_empty() {
                 if !self.sorted {
-                    self.buckets[idx].sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+                    self.buckets[idx].sort_unstable_by_key(|e| std::cmp::Reverse((e.0, e.1)));
                     self.sorted = true;
                 }
                 return true;
