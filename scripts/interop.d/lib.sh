@@ -7,16 +7,18 @@ NS_A="sva$$"; NS_B="svb$$"; VETH_A="va$$"; VETH_B="vb$$"
 ADDR_A=10.254.0.1; ADDR_B=10.254.0.2
 PIDS=()
 
-netns_pair() { # [delay_ms]: two hosts joined by a veth pair, optional one-way delay each side
+netns_pair() { # [rate]: two hosts joined by a veth pair, optionally each side's egress limited
+  # to a tc rate (e.g. 20mbit) with a token bucket. (This kernel has no netem: delay and loss
+  # cannot be emulated here; the simulator models them.)
   ip netns add "$NS_A"; ip netns add "$NS_B"
   ip link add "$VETH_A" type veth peer name "$VETH_B"
   ip link set "$VETH_A" netns "$NS_A"; ip link set "$VETH_B" netns "$NS_B"
   ip -n "$NS_A" addr add "$ADDR_A/30" dev "$VETH_A"; ip -n "$NS_B" addr add "$ADDR_B/30" dev "$VETH_B"
   for ns in "$NS_A" "$NS_B"; do ip -n "$ns" link set lo up; done
   ip -n "$NS_A" link set "$VETH_A" up; ip -n "$NS_B" link set "$VETH_B" up
-  if [ "${1:-0}" != 0 ]; then
-    ip netns exec "$NS_A" tc qdisc add dev "$VETH_A" root netem delay "${1}ms"
-    ip netns exec "$NS_B" tc qdisc add dev "$VETH_B" root netem delay "${1}ms"
+  if [ -n "${1:-}" ]; then
+    ip netns exec "$NS_A" tc qdisc add dev "$VETH_A" root tbf rate "$1" burst 64kb latency 200ms
+    ip netns exec "$NS_B" tc qdisc add dev "$VETH_B" root tbf rate "$1" burst 64kb latency 200ms
   fi
 }
 
