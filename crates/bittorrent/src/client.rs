@@ -388,8 +388,6 @@ struct Peer {
     up_round: u64,
     down_tick: u64,
     down_rate: f64,
-    /// Shortest recent time from sending a request to receiving its block, seconds.
-    min_latency: f64,
     last_recv: Instant,
     last_send: Instant,
     strikes: u32,
@@ -658,7 +656,6 @@ impl<S: Storage> Client<S> {
             up_round: 0,
             down_tick: 0,
             down_rate: 0.0,
-            min_latency: 0.0,
             last_recv: now,
             last_send: now,
             strikes: 0,
@@ -1054,14 +1051,7 @@ impl<S: Storage> Client<S> {
             self.wasted += len;
             return Ok(());
         };
-        let (_, sent) = p.inflight.swap_remove(pos);
-        let lat = now.saturating_duration_since(sent).as_secs_f64();
-        // Decays slowly upwards so a changed path is noticed.
-        p.min_latency = if p.min_latency == 0.0 {
-            lat
-        } else {
-            lat.min(p.min_latency * 1.01)
-        };
+        p.inflight.swap_remove(pos);
         if !self.picker.expects(&r) {
             self.wasted += len;
             return Ok(());
@@ -1203,10 +1193,10 @@ impl<S: Storage> Client<S> {
     // Requesting and serving.
 
     fn queue_depth(&self, p: &Peer) -> usize {
-        // The bandwidth-delay product: the peer's rate times the round trip of a request
-        // without queueing (its fastest recent answer), with margin; at least QUEUE_TIME.
-        // Sizing by the latency *with* queueing would feed the sender's queue (bufferbloat).
-        let delay = (2.0 * p.min_latency).max(QUEUE_TIME.as_secs_f64());
+        // Enough requests to cover the peer's rate for QUEUE_TIME: the bandwidth-delay product
+        // with a generous delay (libtorrent's request_queue_time). Sizing by the measured
+        // latency instead feeds the sender's queue (its latency includes our own backlog).
+        let delay = QUEUE_TIME.as_secs_f64();
         let by_rate = (p.down_rate * delay / f64::from(BLOCK_LEN)) as usize;
         by_rate.clamp(MIN_REQUESTS, self.cfg.max_requests.max(MIN_REQUESTS))
     }
