@@ -41,6 +41,8 @@
 //! Spec choices and deviations are in `docs/kademlia.md`.
 
 pub mod bep42;
+#[cfg(feature = "runtime")]
+pub mod client;
 pub mod krpc;
 pub mod node;
 pub mod scenario;
