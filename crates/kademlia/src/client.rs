@@ -308,7 +308,6 @@ impl DhtClient {
                     Event::PeerAnnounced { info_hash, peer } if self.announced.len() < 4096 => {
                         self.announced.push((info_hash, peer));
                     }
-                    }
                     Event::Refused { id: i, reason } if i == id => {
                         return Err(ClientError::Refused(reason));
                     }
