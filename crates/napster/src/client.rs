@@ -571,30 +571,40 @@ impl Client {
         }
     }
 
-    fn stream(&mut self, data: &[u8]) {
+    /// Bytes from the server, taken through the bounded buffer a piece at a time.
+    fn stream(&mut self, mut data: &[u8]) {
         let spec = wire::frame_spec(self.cfg.max_payload);
-        if self.buf.extend(data).is_err() {
-            self.transmits.push_back(Transmit::Close { conn: SERVER });
-            return self.finish("server sent an oversized message".into());
-        }
-        loop {
-            let (t, payload) = match self.buf.next_frame(&spec) {
-                Ok(Some(f)) => {
-                    let (_, t) = wire::parse_header(f.header).unwrap_or((0, 0));
-                    (t, f.payload.to_vec())
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    self.transmits.push_back(Transmit::Close { conn: SERVER });
-                    return self.finish(format!("server framing error: {e}"));
-                }
-            };
-            // Messages we cannot decode are skipped: a newer server may send more.
-            if let Ok(m) = ServerMsg::decode(t, &payload) {
-                self.server_msg(m);
+        while !data.is_empty() {
+            let n = self
+                .buf
+                .capacity_limit()
+                .saturating_sub(self.buf.len())
+                .min(data.len());
+            let (piece, rest) = data.split_at(n);
+            data = rest;
+            if n == 0 || self.buf.extend(piece).is_err() {
+                self.transmits.push_back(Transmit::Close { conn: SERVER });
+                return self.finish("server sent an oversized message".into());
             }
-            if self.finished {
-                return;
+            loop {
+                let (t, payload) = match self.buf.next_frame(&spec) {
+                    Ok(Some(f)) => {
+                        let (_, t) = wire::parse_header(f.header).unwrap_or((0, 0));
+                        (t, f.payload.to_vec())
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.transmits.push_back(Transmit::Close { conn: SERVER });
+                        return self.finish(format!("server framing error: {e}"));
+                    }
+                };
+                // Messages we cannot decode are skipped: a newer server may send more.
+                if let Ok(m) = ServerMsg::decode(t, &payload) {
+                    self.server_msg(m);
+                }
+                if self.finished {
+                    return;
+                }
             }
         }
     }

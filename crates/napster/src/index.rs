@@ -5,22 +5,21 @@
 //! (non-ASCII characters stay inside words); ASCII letters are lower-cased. A search
 //! matches a file when every word of every `FILENAME CONTAINS` phrase is one of the file's
 //! words, no `FILENAME EXCLUDES` word is, and every numeric constraint holds. The search
-//! walks the shortest posting list only, checks each candidate against the rest and stops at
-//! the result cap, so its cost is bounded by the rarest query word, not by the index size.
+//! walks the shortest posting list, finds each candidate in the others and stops at the
+//! result cap, so its cost is bounded by the rarest query word, not by the index size.
 //!
-//! Removal is lazy: a removed file's slot gets a new generation, posting entries that name
-//! the old generation are skipped and compacted away once they are half of a list.
+//! Every file gets an id that is never reused, so posting lists are sorted by construction
+//! and a multi-word query is a merge of sorted lists (galloping through the longer ones),
+//! not a check of every candidate's name. Removal is lazy: a removed id stays in its
+//! posting lists until they are compacted, which happens once half of a list is dead.
 
 use servent_core::FxMap;
 
 use crate::wire::{Attr, FileInfo, SearchQuery};
 
-/// Names one indexed file (slot and generation), stable until it is removed.
+/// Names one indexed file; never reused for another file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FileRef {
-    slot: u32,
-    generation: u32,
-}
+pub struct FileRef(u64);
 
 /// One indexed file.
 #[derive(Debug, Clone)]
@@ -31,35 +30,27 @@ pub struct Entry<O> {
     pub info: FileInfo,
 }
 
-#[derive(Debug)]
-struct Slot<O> {
-    generation: u32,
-    entry: Option<Entry<O>>,
-}
-
 #[derive(Debug, Default)]
 struct Posting {
-    refs: Vec<FileRef>,
+    ids: Vec<u64>,
     dead: usize,
 }
 
 /// The inverted index. `O` is whatever names the owner (the server uses its connection id).
 #[derive(Debug)]
 pub struct Index<O> {
-    slots: Vec<Slot<O>>,
-    free: Vec<u32>,
+    entries: FxMap<u64, Entry<O>>,
+    next: u64,
     terms: FxMap<Box<str>, Posting>,
-    live: usize,
     bytes: u64,
 }
 
 impl<O> Default for Index<O> {
     fn default() -> Self {
         Index {
-            slots: Vec::new(),
-            free: Vec::new(),
+            entries: FxMap::default(),
+            next: 0,
             terms: FxMap::default(),
-            live: 0,
             bytes: 0,
         }
     }
@@ -85,6 +76,22 @@ fn has_word(name: &str, word: &str) -> bool {
         .any(|w| w.eq_ignore_ascii_case(word))
 }
 
+/// Advances `pos` in the sorted `list` to the first element `>= target` (galloping from
+/// the current position); returns whether `target` is there.
+fn gallop(list: &[u64], pos: &mut usize, target: u64) -> bool {
+    let mut step = 1;
+    let mut hi = *pos;
+    while hi < list.len() && list[hi] < target {
+        *pos = hi + 1;
+        hi += step;
+        step *= 2;
+    }
+    let hi = hi.min(list.len());
+    let lo = (*pos).min(hi);
+    *pos = lo + list[lo..hi].partition_point(|&x| x < target);
+    list.get(*pos) == Some(&target)
+}
+
 impl<O: Copy> Index<O> {
     /// An empty index.
     pub fn new() -> Self {
@@ -93,12 +100,12 @@ impl<O: Copy> Index<O> {
 
     /// Number of files.
     pub fn len(&self) -> usize {
-        self.live
+        self.entries.len()
     }
 
     /// Whether the index is empty.
     pub fn is_empty(&self) -> bool {
-        self.live == 0
+        self.entries.is_empty()
     }
 
     /// Total bytes of all files.
@@ -113,66 +120,34 @@ impl<O: Copy> Index<O> {
 
     /// Adds a file.
     pub fn insert(&mut self, owner: O, info: FileInfo) -> FileRef {
-        let r = match self.free.pop() {
-            Some(slot) => FileRef {
-                slot,
-                generation: self.slots[slot as usize].generation,
-            },
-            None => {
-                let slot = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
-                self.slots.push(Slot {
-                    generation: 0,
-                    entry: None,
-                });
-                FileRef {
-                    slot,
-                    generation: 0,
-                }
-            }
-        };
+        let id = self.next;
+        self.next += 1;
         words(&info.name, |w| {
-            self.terms.entry(w.into()).or_default().refs.push(r);
+            self.terms.entry(w.into()).or_default().ids.push(id);
         });
-        self.live += 1;
         self.bytes = self.bytes.saturating_add(info.size);
-        if let Some(s) = self.slots.get_mut(r.slot as usize) {
-            s.entry = Some(Entry { owner, info });
-        }
-        r
+        self.entries.insert(id, Entry { owner, info });
+        FileRef(id)
     }
 
     /// The file `r` names, if it is still indexed.
     pub fn get(&self, r: FileRef) -> Option<&Entry<O>> {
-        self.slots
-            .get(r.slot as usize)
-            .filter(|s| s.generation == r.generation)
-            .and_then(|s| s.entry.as_ref())
+        self.entries.get(&r.0)
     }
 
-    /// Removes a file; `None` if `r` is stale.
+    /// Removes a file; `None` if it was removed already.
     pub fn remove(&mut self, r: FileRef) -> Option<Entry<O>> {
-        let slot = self.slots.get_mut(r.slot as usize)?;
-        if slot.generation != r.generation {
-            return None;
-        }
-        let entry = slot.entry.take()?;
-        slot.generation = slot.generation.wrapping_add(1);
-        self.free.push(r.slot);
-        self.live -= 1;
+        let entry = self.entries.remove(&r.0)?;
         self.bytes = self.bytes.saturating_sub(entry.info.size);
-        let slots = &self.slots;
+        let entries = &self.entries;
         words(&entry.info.name, |w| {
             let mut empty = false;
             if let Some(p) = self.terms.get_mut(w) {
                 p.dead += 1;
-                if p.dead * 2 > p.refs.len() {
-                    p.refs.retain(|x| {
-                        slots
-                            .get(x.slot as usize)
-                            .is_some_and(|s| s.generation == x.generation && s.entry.is_some())
-                    });
+                if p.dead * 2 > p.ids.len() {
+                    p.ids.retain(|id| entries.contains_key(id));
                     p.dead = 0;
-                    empty = p.refs.is_empty();
+                    empty = p.ids.is_empty();
                 }
             }
             if empty {
@@ -182,7 +157,7 @@ impl<O: Copy> Index<O> {
         Some(entry)
     }
 
-    /// Files matching `q` whose owner passes `owner_ok`, at most `limit`, in index order.
+    /// Files matching `q` whose owner passes `owner_ok`, at most `limit`, oldest first.
     pub fn search(
         &self,
         q: &SearchQuery,
@@ -205,21 +180,29 @@ impl<O: Copy> Index<O> {
         if want.is_empty() || limit == 0 {
             return out;
         }
-        let mut lists = Vec::with_capacity(want.len());
+        let mut lists: Vec<&[u64]> = Vec::with_capacity(want.len());
         for w in &want {
             match self.terms.get(w.as_str()) {
-                Some(p) => lists.push(p),
+                Some(p) => lists.push(&p.ids),
                 None => return out,
             }
         }
-        let Some(shortest) = lists.iter().min_by_key(|p| p.refs.len()) else {
+        lists.sort_by_key(|l| l.len());
+        let Some((shortest, others)) = lists.split_first() else {
             return out;
         };
-        for &r in &shortest.refs {
-            let Some(e) = self.get(r) else { continue };
+        let mut cursors = vec![0usize; others.len()];
+        'candidates: for &id in shortest.iter() {
+            for (list, pos) in others.iter().zip(cursors.iter_mut()) {
+                if !gallop(list, pos, id) {
+                    continue 'candidates;
+                }
+            }
+            let Some(e) = self.entries.get(&id) else {
+                continue;
+            };
             let name = e.info.name.as_str();
-            if !want.iter().all(|w| has_word(name, w)) || exclude.iter().any(|w| has_word(name, w))
-            {
+            if exclude.iter().any(|w| has_word(name, w)) {
                 continue;
             }
             if !q.constraints.iter().all(|c| {
@@ -238,7 +221,7 @@ impl<O: Copy> Index<O> {
             if !owner_ok(e.owner) {
                 continue;
             }
-            out.push((r, e));
+            out.push((FileRef(id), e));
             if out.len() >= limit {
                 break;
             }
@@ -308,6 +291,44 @@ mod tests {
             value: 45_000,
         });
         assert_eq!(ix.search(&big, 100, |_| true).len(), 5);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn search_agrees_with_a_brute_force_scan(
+            names in proptest::collection::vec(proptest::collection::vec(0usize..8, 1..5), 1..60),
+            removed in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..20),
+            query in proptest::collection::vec(0usize..8, 1..3),
+        ) {
+            const W: [&str; 8] = ["alpha", "Beta", "gamma", "delta", "eps", "zeta", "eta", "theta"];
+            let mut ix = Index::new();
+            let mut live = Vec::new();
+            for (i, ws) in names.iter().enumerate() {
+                let name: Vec<&str> = ws.iter().map(|&w| W[w]).collect();
+                let r = ix.insert(i, file(&format!("{}.mp3", name.join(" - ")), 1));
+                live.push(Some((r, name.join(" ").to_ascii_lowercase())));
+            }
+            for k in removed {
+                let i = k.index(live.len());
+                if let Some((r, _)) = live[i].take() {
+                    proptest::prop_assert!(ix.remove(r).is_some());
+                }
+            }
+            let qs: Vec<&str> = query.iter().map(|&w| W[w]).collect();
+            let got: Vec<usize> = ix
+                .search(&q(&qs.join(" ")), 1000, |_| true)
+                .into_iter()
+                .map(|(_, e)| e.owner)
+                .collect();
+            let want: Vec<usize> = live
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| l.as_ref().map(|(_, n)| (i, n)))
+                .filter(|(_, n)| qs.iter().all(|w| n.split(' ').any(|x| x == w.to_ascii_lowercase())))
+                .map(|(i, _)| i)
+                .collect();
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]

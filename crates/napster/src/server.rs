@@ -757,37 +757,53 @@ impl Server {
         });
     }
 
-    fn stream(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+    /// Bytes from a connection. A read may hold many messages (a share list arrives in
+    /// 64 KiB reads): it is taken through the bounded buffer a piece at a time.
+    fn stream(&mut self, now: Instant, conn: ConnId, mut data: &[u8]) {
         let spec = self.spec;
-        let mut msgs: Vec<(u16, Vec<u8>)> = Vec::new();
-        let mut fault: Option<FrameError> = None;
-        {
-            let Some(c) = self.conns.get_mut(&conn) else {
-                return;
-            };
-            if let Err(e) = c.buf.extend(data) {
-                fault = Some(e);
-            }
-            while fault.is_none() {
-                match c.buf.next_frame(&spec) {
-                    Ok(Some(f)) => {
-                        let (_, t) = wire::parse_header(f.header).unwrap_or((0, 0));
-                        msgs.push((t, f.payload.to_vec()));
+        loop {
+            let mut msgs: Vec<(u16, Vec<u8>)> = Vec::new();
+            let mut fault: Option<FrameError> = None;
+            {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                let cap = c.buf.capacity_limit();
+                let n = cap.saturating_sub(c.buf.len()).min(data.len());
+                let (piece, rest) = data.split_at(n);
+                data = rest;
+                if let Err(e) = c.buf.extend(piece) {
+                    fault = Some(e);
+                }
+                while fault.is_none() {
+                    match c.buf.next_frame(&spec) {
+                        Ok(Some(f)) => {
+                            let (_, t) = wire::parse_header(f.header).unwrap_or((0, 0));
+                            msgs.push((t, f.payload.to_vec()));
+                        }
+                        Ok(None) => break,
+                        Err(e) => fault = Some(e),
                     }
-                    Ok(None) => break,
-                    Err(e) => fault = Some(e),
+                }
+                // The buffer holds more than the largest frame, so a full buffer without a
+                // whole frame in it means the limits were misconfigured: refuse, never spin.
+                if fault.is_none() && n == 0 && msgs.is_empty() && !data.is_empty() {
+                    fault = Some(FrameError::BufferFull(cap));
                 }
             }
-        }
-        for (t, payload) in msgs {
-            if !self.conns.contains_key(&conn) {
+            for (t, payload) in msgs {
+                if !self.conns.contains_key(&conn) {
+                    return;
+                }
+                self.message(now, conn, t, &payload);
+            }
+            if let Some(e) = fault {
+                self.error(conn, format!("Message too long: {e}"));
+                return self.kick(conn, Kick::Oversized);
+            }
+            if data.is_empty() || !self.conns.contains_key(&conn) {
                 return;
             }
-            self.message(now, conn, t, &payload);
-        }
-        if let Some(e) = fault {
-            self.error(conn, format!("Message too long: {e}"));
-            self.kick(conn, Kick::Oversized);
         }
     }
 

@@ -795,3 +795,24 @@ fn the_same_seed_gives_the_same_event_log() {
     assert!(a.len() > 40);
     assert_eq!(a, b);
 }
+
+#[test]
+fn a_share_list_arriving_in_one_large_read_is_taken_whole() {
+    // The tokio driver hands over up to 64 KiB per read: far more than one message, and
+    // more than the per-connection buffer. Nothing may be lost or taken for a flood.
+    let mut h = harness();
+    let a = user(&mut h, "bulk", 6699);
+    let mut raw = Vec::new();
+    for i in 0..1500 {
+        ClientMsg::Share(file(&format!("bulk song number {i}.mp3"), i))
+            .encode(&mut raw)
+            .unwrap();
+    }
+    assert!(raw.len() > 64 * 1024);
+    for piece in raw.chunks(65_536) {
+        h.inject(a, piece.to_vec());
+    }
+    h.drive();
+    assert!(h.server.is_online("bulk"));
+    assert_eq!(h.server.shares_of("bulk"), 1500);
+}
