@@ -1,7 +1,7 @@
 //! Lookups per second on a 100-node Chord ring over 127.0.0.1 (real UDP sockets, one
 //! process), against a reference: one-round-trip `GetFingers` requests to the same entry node,
 //! interleaved A B A B, medians of 5 rounds. Prints the figures and writes
-//! `target/chord-bench/loopback.csv`.
+//! `chord-bench/loopback.csv` under cargo's target temp dir (`CARGO_TARGET_TMPDIR`).
 //!
 //! `cargo bench -p servent-chord --features runtime --bench loopback`
 
@@ -88,9 +88,12 @@ fn main() {
         println!("lookups/s (median)            {ml:.0}");
         println!("GetFingers/s reference (1 RTT) {mr:.0}");
         println!("ratio lookup cost / one RPC   {:.2}", mr / ml.max(1e-9));
-        let dir = std::path::Path::new("target/chord-bench");
-        if std::fs::create_dir_all(dir).is_ok() {
-            let _ = std::fs::write(dir.join("loopback.csv"), csv);
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("chord-bench");
+        if std::fs::create_dir_all(&dir).is_ok() {
+            let path = dir.join("loopback.csv");
+            if std::fs::write(&path, csv).is_ok() {
+                println!("raw numbers: {}", path.display());
+            }
         }
         for m in members {
             let _ = m.kill().await;
