@@ -13,6 +13,7 @@ mod ping;
 mod sim;
 // systems: one module each (keep this list and `Command` in the same order)
 mod chord;
+mod dht;
 mod napster;
 mod torrent;
 
@@ -41,6 +42,8 @@ enum Command {
     Ping(ping::Cmd),
     /// Chord: run a ring member; lookup (route hop by hop), fingers, put/get/delete, ring.
     Chord(chord::Cmd),
+    /// Mainline DHT (BEP 5): run a node; lookup/announce an info-hash; stats.
+    Dht(dht::Cmd),
     /// Napster (OpenNap): run the index server; share, search, get, browse, chat.
     Napster(napster::Cmd),
     /// BitTorrent: create/show torrents, run a tracker, seed and download.
@@ -71,6 +74,7 @@ fn main() -> Result<()> {
             Command::Sim(cmd) => sim::run(cmd).await,
             Command::Ping(cmd) => ping::run(cmd).await,
             Command::Chord(cmd) => chord::run(cmd).await,
+            Command::Dht(cmd) => dht::run(cmd).await,
             Command::Napster(cmd) => napster::run(cmd).await,
             Command::Torrent(cmd) => torrent::run(cmd).await,
         }

@@ -39,6 +39,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
     v.extend(servent_bittorrent::scenarios());
     // systems add theirs here
     v.extend(servent_chord::scenarios());
+    v.extend(servent_kademlia::scenarios());
     v.extend(servent_napster::scenarios());
     v.sort_by_key(|s| s.name());
     v

@@ -193,28 +193,45 @@ impl SavedState {
 
     /// The state of a node.
     pub fn of(dht: &Dht) -> SavedState {
-        let s = dht.stats();
-        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let (hashes, peers) = dht.stored();
-        let mut saved = SavedState {
-            id: dht.id(),
-            nodes: dht.table().entries().map(|e| e.info).collect(),
-            stats: vec![
-                ("queries_in".into(), n(s.queries_in)),
-                ("queries_out".into(), n(s.queries_out)),
-                ("responses_in".into(), n(s.responses_in)),
-                ("timeouts".into(), n(s.timeouts)),
-                ("rate_limited".into(), n(s.rate_limited)),
-                ("malformed".into(), n(s.malformed)),
-                ("bad_tokens".into(), n(s.bad_tokens)),
-                ("stored_hashes".into(), n(hashes as u64)),
-                ("stored_peers".into(), n(peers as u64)),
-            ],
-            buckets: dht.table().bucket_sizes(),
-        };
+        SavedState::from_parts(
+            dht.id(),
+            dht.table().entries().map(|e| e.info).collect(),
+            dht.table().bucket_sizes(),
+            dht.stats(),
+            (hashes, peers),
+        )
+    }
+
+    /// A state from a node's parts (as [`Event::Snapshot`] reports them).
+    pub fn from_parts(
+        id: Id,
+        nodes: Vec<NodeInfo>,
+        buckets: Vec<usize>,
+        s: NodeStats,
+        (hashes, peers): (usize, usize),
+    ) -> SavedState {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let mut stats: Vec<(String, i64)> = vec![
+            ("queries_in".into(), n(s.queries_in)),
+            ("queries_out".into(), n(s.queries_out)),
+            ("responses_in".into(), n(s.responses_in)),
+            ("timeouts".into(), n(s.timeouts)),
+            ("rate_limited".into(), n(s.rate_limited)),
+            ("malformed".into(), n(s.malformed)),
+            ("bad_tokens".into(), n(s.bad_tokens)),
+            ("bep42_rejected".into(), n(s.bep42_rejected)),
+            ("stored_hashes".into(), n(hashes as u64)),
+            ("stored_peers".into(), n(peers as u64)),
+        ];
         // the file keeps them sorted by name (a bencoded dictionary)
-        saved.stats.sort();
-        saved
+        stats.sort();
+        SavedState {
+            id,
+            nodes,
+            stats,
+            buckets,
+        }
     }
 }
 
@@ -316,6 +333,7 @@ impl DhtClient {
                     | Event::Announced { id: i, .. }
                     | Event::Pong { id: i, .. }
                     | Event::Unreachable { id: i }
+                    | Event::Snapshot { id: i, .. }
                         if i == id =>
                     {
                         return Ok(ev);
@@ -403,6 +421,36 @@ impl DhtClient {
         match self.wait(id, &mut peers).await? {
             Event::Announced { stored_at, .. } => Ok((stored_at, peers)),
             _ => Ok((0, peers)),
+        }
+    }
+
+    /// The node's routing table and counters now; also written to the state file, if any.
+    pub async fn snapshot(&mut self) -> Result<SavedState, ClientError> {
+        let id = self.id();
+        self.handle.command(Command::Snapshot { id }).await?;
+        match self.wait(id, &mut Vec::new()).await? {
+            Event::Snapshot {
+                node,
+                nodes,
+                buckets,
+                stats,
+                stored_hashes,
+                stored_peers,
+                ..
+            } => {
+                let s = SavedState::from_parts(
+                    node,
+                    nodes,
+                    buckets,
+                    stats,
+                    (stored_hashes, stored_peers),
+                );
+                if let Some(p) = &self.state {
+                    s.save(p)?;
+                }
+                Ok(s)
+            }
+            _ => Err(ClientError::Refused("no snapshot")),
         }
     }
 

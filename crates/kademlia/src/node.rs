@@ -134,6 +134,11 @@ pub enum Command {
         /// Ask nodes to use our UDP source port instead (BEP 5 `implied_port`).
         implied_port: bool,
     },
+    /// Report the routing table and counters: [`Event::Snapshot`].
+    Snapshot {
+        /// Command id.
+        id: u64,
+    },
     /// Ping one address. Ends with [`Event::Pong`] or [`Event::Unreachable`].
     Ping {
         /// Command id.
@@ -218,6 +223,23 @@ pub enum Event {
         id: u64,
         /// Why.
         reason: &'static str,
+    },
+    /// The answer to [`Command::Snapshot`].
+    Snapshot {
+        /// Command id.
+        id: u64,
+        /// Our id.
+        node: Id,
+        /// The nodes of the routing table.
+        nodes: Vec<NodeInfo>,
+        /// Nodes per bucket.
+        buckets: Vec<usize>,
+        /// Counters.
+        stats: NodeStats,
+        /// Info-hashes with stored peers.
+        stored_hashes: usize,
+        /// Stored peers.
+        stored_peers: usize,
     },
     /// A peer announced itself to us for `info_hash`.
     PeerAnnounced {
@@ -501,6 +523,18 @@ impl Dht {
 
     fn command(&mut self, now: Instant, cmd: Command) {
         match cmd {
+            Command::Snapshot { id } => {
+                let (stored_hashes, stored_peers) = self.stored();
+                self.emit(Event::Snapshot {
+                    id,
+                    node: self.id,
+                    nodes: self.table.entries().map(|e| e.info).collect(),
+                    buckets: self.table.bucket_sizes(),
+                    stats: self.stats,
+                    stored_hashes,
+                    stored_peers,
+                });
+            }
             Command::Ping { id, addr } => {
                 let Some(to) = v4(addr) else {
                     self.emit(Event::Refused {
