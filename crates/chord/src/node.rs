@@ -16,6 +16,18 @@ const MAX_TRANSMITS: usize = 16 * 1024;
 const MAX_EVENTS: usize = 8 * 1024;
 /// Alternates a step reply offers besides the closest preceding finger.
 const MAX_CANDIDATES: usize = 8;
+/// A reply to a source that has not proven it receives at its address is at most this many
+/// times the request's length ...
+pub const AMPLIFICATION: usize = 3;
+/// ... or this many bytes, whichever is larger (a Pong is 40 bytes).
+pub const MIN_UNVERIFIED_REPLY: usize = 48;
+/// Most addresses remembered as verified (oldest forgotten first).
+pub const MAX_VERIFIED: usize = 4096;
+/// How long an address stays verified after its last round trip.
+pub const VERIFIED_TTL: Duration = Duration::from_secs(600);
+/// Most unverified addresses with a challenge in flight, and requests held for each.
+const MAX_CHALLENGES: usize = 256;
+const MAX_HELD_PER_ADDR: usize = 8;
 
 /// How `find_successor` travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -332,6 +344,8 @@ enum Purpose {
     RemoteNeighbors(u64),
     Transfer,
     LeaveTransfer(u64),
+    /// A Ping to an unverified address whose requests we hold until it answers.
+    Challenge(SocketAddr),
 }
 
 #[derive(Debug)]
@@ -389,6 +403,13 @@ pub struct ChordNode {
     events: VecDeque<Event>,
     fix_in_flight: bool,
     stabilize_in_flight: bool,
+    /// Addresses that answered one of our requests (echoing its random transaction id),
+    /// with the time that proof expires; `verified_order` is their insertion order.
+    verified: FxMap<SocketAddr, Instant>,
+    verified_order: VecDeque<SocketAddr>,
+    /// Requests held until the address (the key) answers our challenge Ping: (the
+    /// request's source, the request's bytes).
+    held: FxMap<SocketAddr, Vec<(SocketAddr, Vec<u8>)>>,
 }
 
 impl ChordNode {
@@ -419,6 +440,9 @@ impl ChordNode {
             events: VecDeque::new(),
             fix_in_flight: false,
             stabilize_in_flight: false,
+            verified: FxMap::default(),
+            verified_order: VecDeque::new(),
+            held: FxMap::default(),
             me,
             rng,
             cfg,
@@ -591,6 +615,60 @@ impl ChordNode {
             body,
         };
         self.send_raw(to, msg.encode());
+    }
+
+    /// Whether `addr` answered one of our requests within [`VERIFIED_TTL`].
+    pub fn is_verified(&self, now: Instant, addr: SocketAddr) -> bool {
+        self.verified.get(&addr).is_some_and(|exp| *exp > now)
+    }
+
+    fn mark_verified(&mut self, now: Instant, addr: SocketAddr) {
+        let exp = now + VERIFIED_TTL;
+        if let Some(e) = self.verified.get_mut(&addr) {
+            *e = exp;
+            return;
+        }
+        if self.verified.len() >= MAX_VERIFIED {
+            if let Some(old) = self.verified_order.pop_front() {
+                self.verified.remove(&old);
+            }
+        }
+        self.verified.insert(addr, exp);
+        self.verified_order.push_back(addr);
+    }
+
+    /// Answers `request` (from `from`) with `body` when the answer is small enough for an
+    /// unverified source or `from` is verified; otherwise holds the request and challenges
+    /// `from` with a Ping (see docs/chord.md, "Amplification").
+    fn answer(&mut self, now: Instant, from: SocketAddr, txid: u64, body: Body, request: &[u8]) {
+        let data = Message {
+            bits: self.bits_byte(),
+            txid,
+            body,
+        }
+        .encode();
+        if data.len() <= unverified_budget(request.len()) || self.is_verified(now, from) {
+            self.send_raw(from, data);
+        } else {
+            self.challenge(now, from, from, request);
+        }
+    }
+
+    /// Holds `request` (received from `from`) until `addr` answers a Ping.
+    fn challenge(&mut self, now: Instant, addr: SocketAddr, from: SocketAddr, request: &[u8]) {
+        if let Some(list) = self.held.get_mut(&addr) {
+            // A challenge is already in flight: no second Ping.
+            if list.len() < MAX_HELD_PER_ADDR {
+                list.push((from, request.to_vec()));
+            }
+            return;
+        }
+        if self.held.len() >= MAX_CHALLENGES {
+            return;
+        }
+        if self.request(now, addr, Body::Ping, Purpose::Challenge(addr)) {
+            self.held.insert(addr, vec![(from, request.to_vec())]);
+        }
     }
 
     /// Sends a request and remembers it; `false` when too many are in flight.
@@ -1272,12 +1350,31 @@ impl ChordNode {
         }
     }
 
-    fn on_find_rec(&mut self, txid: u64, key: Id, origin: SocketAddr, mut path: Vec<Id>) {
+    #[allow(clippy::too_many_arguments)]
+    fn on_find_rec(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        request: &[u8],
+        txid: u64,
+        key: Id,
+        origin: SocketAddr,
+        mut path: Vec<Id>,
+    ) {
         let key = self.cfg.ring.reduce(&key);
         path.push(self.me.id);
         let (done, nodes) = self.step(&key);
         if done {
-            self.reply(origin, txid, Body::RecDone { path, succs: nodes });
+            let body = Body::RecDone { path, succs: nodes };
+            if origin == from {
+                self.answer(now, from, txid, body, request);
+            } else if self.is_verified(now, origin) {
+                // Only to an origin that proved it receives at its address: a FindRec
+                // naming someone else's address draws nothing but a 13-byte Ping.
+                self.reply(origin, txid, body);
+            } else {
+                self.challenge(now, origin, from, request);
+            }
             return;
         }
         if path.len() >= MAX_PATH {
@@ -1620,6 +1717,11 @@ impl ChordNode {
             self.response(now, from, msg);
             return;
         }
+        if msg.body == Body::Ping && !self.left {
+            // Clients and joining nodes answer too: it is how they pass a challenge.
+            self.reply(from, msg.txid, Body::Pong { me: self.me });
+            return;
+        }
         if !self.is_member() {
             return;
         }
@@ -1629,37 +1731,35 @@ impl ChordNode {
         }
         let txid = msg.txid;
         match msg.body {
-            Body::Ping => self.reply(from, txid, Body::Pong { me: self.me }),
             Body::GetNeighbors => {
                 let body = Body::Neighbors {
                     me: self.me,
                     pred: self.pred,
                     succs: self.succs.clone(),
                 };
-                self.reply(from, txid, body);
+                self.answer(now, from, txid, body, data);
             }
             Body::Notify { me } => self.on_notify(now, me),
             Body::FindStep { key } => {
                 let key = self.cfg.ring.reduce(&key);
                 let (done, nodes) = self.step(&key);
-                self.reply(
-                    from,
-                    txid,
-                    Body::StepReply {
-                        me: self.me,
-                        done,
-                        nodes,
-                    },
-                );
+                let body = Body::StepReply {
+                    me: self.me,
+                    done,
+                    nodes,
+                };
+                self.answer(now, from, txid, body, data);
             }
-            Body::FindRec { key, origin, path } => self.on_find_rec(txid, key, origin, path),
+            Body::FindRec { key, origin, path } => {
+                self.on_find_rec(now, from, data, txid, key, origin, path)
+            }
             Body::GetFingers => {
                 let body = Body::Fingers {
                     me: self.me,
                     bits: self.cfg.ring.bits() as u8,
                     entries: self.fingers.clone(),
                 };
-                self.reply(from, txid, body);
+                self.answer(now, from, txid, body, data);
             }
             b @ (Body::Put { .. } | Body::Get { .. } | Body::Delete { .. }) => {
                 let propagate_false = matches!(
@@ -1669,9 +1769,11 @@ impl ChordNode {
                         ..
                     }
                 );
+                // Put and Delete answers (41 bytes) always fit the unverified budget of
+                // their requests, so `answer` never holds (and replays) a mutation.
                 if let Some(r) = self.serve(now, b) {
                     if !propagate_false {
-                        self.reply(from, txid, r);
+                        self.answer(now, from, txid, r, data);
                     }
                 }
             }
@@ -1694,8 +1796,16 @@ impl ChordNode {
         };
         let bits = msg.bits;
         self.deadlines.remove(&(rpc.deadline, msg.txid));
-        let _ = from; // matched by transaction id: a recursive answer comes from afar
+        // Matched by transaction id (a recursive answer comes from afar, `from`): whoever
+        // echoed our random id received our request at `rpc.to`.
+        let _ = from;
+        self.mark_verified(now, rpc.to);
         match (rpc.purpose, msg.body) {
+            (Purpose::Challenge(addr), Body::Pong { .. }) => {
+                for (src, req) in self.held.remove(&addr).unwrap_or_default() {
+                    self.datagram(now, src, &req);
+                }
+            }
             (Purpose::Step(lid), Body::StepReply { me, done, nodes }) => {
                 self.step_result(now, lid, me, bits, done, nodes)
             }
@@ -1815,6 +1925,9 @@ impl ChordNode {
                 reason: FailReason::Unreachable,
             }),
             Purpose::LeaveTransfer(id) => self.leave_transfer_done(id),
+            Purpose::Challenge(addr) => {
+                self.held.remove(&addr);
+            }
         }
     }
 
@@ -1833,6 +1946,11 @@ impl ChordNode {
             Timer::Replicate => self.replicate(now),
         }
     }
+}
+
+/// The largest reply we send to an unverified source for a request of `request_len` bytes.
+pub fn unverified_budget(request_len: usize) -> usize {
+    (AMPLIFICATION * request_len).max(MIN_UNVERIFIED_REPLY)
 }
 
 /// Splits pairs into batches that each fit in one datagram.
