@@ -49,6 +49,8 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
     }));
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
+            // Out of descriptors or similar: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         if !peer.ip().is_loopback() {
