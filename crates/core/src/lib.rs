@@ -5,6 +5,7 @@
 //! - [`Rng`]: seeded randomness;
 //! - [`contract`]: how a sans-IO protocol core is driven ([`Core`], [`Input`], [`Transmit`]);
 //! - [`framing`]: length-bounded framing for stream protocols;
+//! - [`share`]: how queries match shared files, the same rules in every system;
 //! - [`pingpong`]: the example protocol that proves the contract on both drivers.
 //!
 //! This crate has no I/O and no async runtime; CI builds it alone to prove it.
@@ -14,6 +15,7 @@ pub mod framing;
 pub mod id;
 pub mod pingpong;
 pub mod rng;
+pub mod share;
 pub mod time;
 
 pub use contract::{CloseReason, ConnId, Core, Input, Transmit};

@@ -2,10 +2,9 @@
 //!
 //! [`ShareIndex::scan`] walks a folder (not following symbolic links, which are skipped
 //! entirely), and gives every regular file a stable index (files sorted by relative path),
-//! its name, size and keywords. Searches are case-insensitive; every term of a query must
-//! match: a plain term matches a substring of the file's relative path, a term with `*`
-//! wildcards matches one of the name's keywords or the whole name. Hashes (SHA-1, SHA-256)
-//! are computed on demand and cached.
+//! its name, size and keywords. Searches follow [`servent_core::share`]: case-insensitive,
+//! every term must match the relative path, `*` wildcards between pieces that must occur in
+//! order. Hashes (SHA-1, SHA-256) are computed on demand and cached.
 //!
 //! Every way in from outside — an index and a name from a download request, a relative path
 //! — goes through [`ShareIndex::resolve`] or [`ShareIndex::open`], which refuse absolute
@@ -79,41 +78,7 @@ pub struct ShareIndex {
     hashes: Mutex<BTreeMap<u32, FileHashes>>,
 }
 
-/// Lower-case words of `s`.
-pub fn keywords(s: &str) -> Vec<String> {
-    s.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
-}
-
-/// Whether `pattern` (with `*` matching any run of characters) matches all of `text`.
-/// Both are compared as given; callers lower-case them. Linear time, no recursion.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] != '*' && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
+pub use servent_core::share::{keywords, query_terms, term_matches};
 
 /// Checks that `rel` is a plain relative path: no root, no `..`, no `.`-only tricks, no NUL,
 /// no backslashes (which other systems read as separators).
@@ -232,30 +197,15 @@ impl ShareIndex {
             .and_then(|i| self.files.get(i))
     }
 
-    /// Whether `f` matches every term of `query`.
-    pub fn matches(f: &SharedFile, terms: &[String]) -> bool {
-        let lower = f.path.to_lowercase();
-        terms.iter().all(|t| {
-            if t.contains('*') {
-                glob_match(t, &f.name.to_lowercase())
-                    || glob_match(t, &lower)
-                    || f.keywords.iter().any(|k| glob_match(t, k))
-            } else {
-                lower.contains(t.as_str())
-            }
-        })
-    }
-
     /// Files matching every term of `query` (whitespace-separated), at most `max`, in index
-    /// order. An empty query matches nothing.
+    /// order. An empty or all-`*` query matches nothing.
     pub fn search(&self, query: &str, max: usize) -> Vec<&SharedFile> {
-        let terms: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
-        if terms.is_empty() || terms.iter().all(|t| t.chars().all(|c| c == '*')) {
+        let Some(terms) = query_terms(query) else {
             return Vec::new();
-        }
+        };
         self.files
             .iter()
-            .filter(|f| Self::matches(f, &terms))
+            .filter(|f| servent_core::share::matches_all(&terms, &f.path.to_lowercase()))
             .take(max)
             .collect()
     }
@@ -339,17 +289,6 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn globs() {
-        assert!(glob_match("deb*", "debaser"));
-        assert!(glob_match("*bas*", "debaser"));
-        assert!(glob_match("*", ""));
-        assert!(glob_match("d*b*r", "debaser"));
-        assert!(!glob_match("d*x", "debaser"));
-        assert!(!glob_match("debaser", "debase"));
-        assert!(glob_match("a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaab"));
-    }
-
-    #[test]
     fn relative_paths_that_leave_are_refused() {
         for bad in [
             "../etc/passwd",
@@ -370,13 +309,6 @@ mod tests {
     }
 
     proptest! {
-        #[test]
-        fn glob_never_panics_and_star_matches_all(p in "[a*]{0,12}", t in "[ab]{0,12}") {
-            let _ = glob_match(&p, &t);
-            prop_assert!(glob_match("*", &t));
-            prop_assert!(glob_match(&t, &t));
-        }
-
         #[test]
         fn check_relative_output_never_escapes(s in "[a-z./]{0,20}") {
             if let Ok(p) = check_relative(&s) {
