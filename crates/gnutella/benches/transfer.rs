@@ -1,8 +1,8 @@
 //! HTTP transfer throughput on loopback: servent's Gnutella download (our uploader, our
 //! downloader) against `curl` fetching the same file from `python3 -m http.server`, in the
 //! same run, interleaved (A B A B ...), medians of several runs. The goal in the issue is a
-//! ratio of at least 1.0. Raw numbers go to `target/bench/gnutella-transfer.csv` (or
-//! `$SERVENT_BENCH_OUT/`). Size: `GNUTELLA_BENCH_MB` (default 256), runs: `GNUTELLA_BENCH_RUNS`
+//! ratio of at least 1.0. Raw numbers go to the workspace's `target/bench/gnutella-transfer.csv`
+//! (or `$SERVENT_BENCH_OUT/`). Size: `GNUTELLA_BENCH_MB` (default 256), runs: `GNUTELLA_BENCH_RUNS`
 //! (default 5). Our downloader fsyncs the file before renaming it (curl does not).
 
 use std::net::{SocketAddr, SocketAddrV4};
@@ -132,7 +132,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = py.kill();
     let _ = py.wait();
     let (ours, curl, csv) = result?;
-    let dir = std::env::var("SERVENT_BENCH_OUT").unwrap_or_else(|_| "target/bench".into());
+    // The workspace's target/bench (git-ignored), wherever cargo runs the bench from.
+    let dir = std::env::var("SERVENT_BENCH_OUT")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench").into());
     std::fs::create_dir_all(&dir)?;
     let path = std::path::Path::new(&dir).join("gnutella-transfer.csv");
     std::fs::write(&path, csv)?;

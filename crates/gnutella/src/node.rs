@@ -852,8 +852,9 @@ pub async fn serve(
         file.seek(io::SeekFrom::Start(from))
             .await
             .map_err(io_err("seeking"))?;
-        let mut body = file.take(to - from);
-        tokio::io::copy(&mut body, &mut stream)
+        // Large reads: every read of a tokio file is a trip to the blocking pool.
+        let mut body = tokio::io::BufReader::with_capacity(1 << 20, file.take(to - from));
+        tokio::io::copy_buf(&mut body, &mut stream)
             .await
             .map_err(io_err("sending a file"))?;
         if !req.keep_alive {
@@ -936,12 +937,14 @@ pub async fn fetch(
         }
         let mut left = want;
         let first = buf.len().min(left as usize);
-        part.write_all(buf.get(..first).unwrap_or_default())
+        // Large writes: every write of a tokio file is a trip to the blocking pool.
+        let mut w = tokio::io::BufWriter::with_capacity(4 << 20, part);
+        w.write_all(buf.get(..first).unwrap_or_default())
             .await
             .map_err(io_err("writing"))?;
         left -= first as u64;
         have += first as u64;
-        let mut chunk = vec![0u8; 64 * 1024];
+        let mut chunk = vec![0u8; 256 * 1024];
         while left > 0 {
             let n = tokio::time::timeout(IO_TIMEOUT, stream.read(&mut chunk))
                 .await
@@ -951,7 +954,7 @@ pub async fn fetch(
                 break;
             }
             let n = n.min(left as usize);
-            part.write_all(chunk.get(..n).unwrap_or_default())
+            w.write_all(chunk.get(..n).unwrap_or_default())
                 .await
                 .map_err(io_err("writing"))?;
             left -= n as u64;
@@ -960,7 +963,8 @@ pub async fn fetch(
                 let _ = p.try_send(Progress { done: have, total });
             }
         }
-        part.flush().await.map_err(io_err("flushing"))?;
+        w.flush().await.map_err(io_err("flushing"))?;
+        part = w.into_inner();
         part.sync_all().await.map_err(io_err("syncing"))?;
     }
     let len = part
