@@ -7,7 +7,13 @@
 //! - a finger table of m entries, entry i (1-based) starting at (n + 2^(i−1)) mod 2^m and
 //!   pointing at the successor of that start;
 //! - a successor list of length r, and its predecessor;
-//! - a key-value store whose pairs are replicated on the r successors of each key.
+//! - a key-value store whose pairs are replicated on the r successors of each key, with
+//!   per-key versions, bounded tombstones for deletes, and copies dropped once a node is no
+//!   longer among a key's r successors (a lease renewed by the responsible node's pushes).
+//!
+//! A node is no UDP amplifier: its reply to a source that has not answered one of its
+//! requests is at most 3× the request (or 48 bytes); larger replies wait for that source to
+//! answer a Ping challenge, and recursive answers go only to a proven origin.
 //!
 //! `find_successor` walks `closest_preceding_finger` (the table searched from the last entry
 //! to the first), iteratively (the originator asks each hop) or recursively (each hop
@@ -58,4 +64,4 @@ pub mod wire;
 
 pub use node::{ChordNode, Command, Config, Event, FailReason, LookupMode, key_id, node_id};
 pub use scenarios::scenarios;
-pub use wire::{Body, Message, NodeRef, WireError};
+pub use wire::{Body, Item, Message, NodeRef, WireError};

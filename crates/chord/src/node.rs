@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use servent_core::{Core, FxMap, Id, Input, Instant, Ring, Rng, Transmit};
 
-use crate::wire::{Body, MAX_DATAGRAM, MAX_KEY, MAX_NODES, MAX_PATH, MAX_VALUE, Message, NodeRef};
+use crate::wire::{
+    Body, Item, MAX_DATAGRAM, MAX_KEY, MAX_NODES, MAX_PATH, MAX_VALUE, Message, NodeRef,
+};
 
 /// At most this many requests in flight per node.
 pub const MAX_PENDING: usize = 4096;
@@ -67,6 +69,14 @@ pub struct Config {
     pub max_store: usize,
     /// Most bytes of keys and values stored.
     pub max_store_bytes: usize,
+    /// How long a deleted key's tombstone is kept (and pushed to the replicas).
+    pub tombstone_ttl: Duration,
+    /// Most tombstones kept (the oldest go first).
+    pub max_tombstones: usize,
+    /// A copy of a key this node is not responsible for is dropped when the responsible node
+    /// has not pushed it for this many replication periods (we are no longer among its r
+    /// successors).
+    pub replica_lease_periods: u32,
     /// `false` for a client that only issues commands: it runs no maintenance, answers no
     /// requests and sends ring bits 0.
     pub member: bool,
@@ -90,6 +100,9 @@ impl Config {
             mode: LookupMode::Iterative,
             max_store: 100_000,
             max_store_bytes: 256 << 20,
+            tombstone_ttl: Duration::from_secs(600),
+            max_tombstones: 16 * 1024,
+            replica_lease_periods: 3,
             member: true,
         }
     }
@@ -373,6 +386,16 @@ const TIMERS: [Timer; 4] = [
     Timer::Replicate,
 ];
 
+/// A stored value with its version and when it was last written or pushed to us.
+#[derive(Clone, Debug)]
+struct Stored {
+    value: Vec<u8>,
+    version: u64,
+    refreshed: Instant,
+}
+
+type StoreKey = (Id, Vec<u8>);
+
 /// One Chord node (or a client, see [`Config::member`]).
 ///
 /// Drive it as [`servent_core::contract`] describes: feed inputs with
@@ -392,8 +415,11 @@ pub struct ChordNode {
     left: bool,
     next_finger: usize,
     timers: [Option<Instant>; 4],
-    store: BTreeMap<(Id, Vec<u8>), Vec<u8>>,
+    store: BTreeMap<StoreKey, Stored>,
     store_bytes: usize,
+    /// Deleted keys: (version of the delete, expiry); `tomb_order` by expiry.
+    tombs: BTreeMap<StoreKey, (u64, Instant)>,
+    tomb_order: VecDeque<(Instant, StoreKey)>,
     pending: FxMap<u64, Rpc>,
     deadlines: BTreeSet<(Instant, u64)>,
     lookups: FxMap<u64, Lookup>,
@@ -431,6 +457,8 @@ impl ChordNode {
             timers: [None; 4],
             store: BTreeMap::new(),
             store_bytes: 0,
+            tombs: BTreeMap::new(),
+            tomb_order: VecDeque::new(),
             pending: FxMap::default(),
             deadlines: BTreeSet::new(),
             lookups: FxMap::default(),
@@ -566,6 +594,12 @@ impl ChordNode {
     /// Number of key-value pairs held (primary and replica).
     pub fn stored(&self) -> usize {
         self.store.len()
+    }
+
+    /// Number of tombstones held (deleted keys remembered so that stale copies cannot
+    /// bring them back).
+    pub fn tombstones(&self) -> usize {
+        self.tombs.len()
     }
 
     /// Whether this node holds `key`.
@@ -972,11 +1006,7 @@ impl ChordNode {
         self.left = true;
         self.timers = [None; 4];
         // Hand every key to the successor; done when it acknowledges (or stops answering).
-        let items: Vec<(Vec<u8>, Vec<u8>)> = self
-            .store
-            .iter()
-            .map(|((_, k), v)| (k.clone(), v.clone()))
-            .collect();
+        let items = self.all_items(now);
         match succ {
             Some(s) if !items.is_empty() => {
                 let batches = batch_items(items);
@@ -1482,10 +1512,17 @@ impl ChordNode {
         let ring = self.cfg.ring;
         match body {
             Body::Put { key, value } => {
-                let kid = key_id(ring, &key);
-                let stored = self.store_item(kid, key.clone(), value.clone());
+                let k = (key_id(ring, &key), key);
+                let version = self.next_version(now, &k);
+                let stored = self.store_item(now, k.clone(), value.clone(), version);
                 if stored {
-                    self.replicate_items(now, vec![(key, value)]);
+                    self.tombs.remove(&k);
+                    let item = Item {
+                        key: k.1,
+                        version,
+                        value: Some(value),
+                    };
+                    self.replicate_items(now, vec![item]);
                 }
                 Some(Body::PutAck {
                     me: self.me,
@@ -1496,30 +1533,24 @@ impl ChordNode {
                 let kid = key_id(ring, &key);
                 Some(Body::Value {
                     me: self.me,
-                    value: self.store.get(&(kid, key)).cloned(),
+                    value: self.store.get(&(kid, key)).map(|s| s.value.clone()),
                 })
             }
             Body::Delete { key, propagate } => {
-                let kid = key_id(ring, &key);
-                let existed = self.remove_item(kid, key.clone());
+                // A tombstone one version above what we knew; the replicas get it as an
+                // acknowledged (resent) Transfer, and again every replication period while
+                // it lives, so one that missed it catches up.
+                let k = (key_id(ring, &key), key);
+                let version = self.next_version(now, &k);
+                let existed = self.remove_item(&k);
+                self.add_tomb(now, k.clone(), version);
                 if propagate {
-                    let me = self.me.id;
-                    let reps: Vec<NodeRef> = self
-                        .succs
-                        .iter()
-                        .filter(|s| s.id != me)
-                        .take(self.cfg.succ_list_len.saturating_sub(1))
-                        .copied()
-                        .collect();
-                    for r in reps {
-                        self.send_oneway(
-                            r.addr,
-                            Body::Delete {
-                                key: key.clone(),
-                                propagate: false,
-                            },
-                        );
-                    }
+                    let item = Item {
+                        key: k.1,
+                        version,
+                        value: None,
+                    };
+                    self.replicate_items(now, vec![item]);
                 }
                 Some(Body::Deleted {
                     me: self.me,
@@ -1530,34 +1561,114 @@ impl ChordNode {
         }
     }
 
-    fn store_item(&mut self, kid: Id, key: Vec<u8>, value: Vec<u8>) -> bool {
-        let add = key.len() + value.len();
-        let k = (kid, key);
-        let old = self.store.get(&k).map(|v| k.1.len() + v.len());
+    fn store_item(&mut self, now: Instant, k: StoreKey, value: Vec<u8>, version: u64) -> bool {
+        let add = k.1.len() + value.len();
+        let old = self.store.get(&k).map(|v| k.1.len() + v.value.len());
         let after = self.store_bytes.saturating_sub(old.unwrap_or(0)) + add;
         if (old.is_none() && self.store.len() >= self.cfg.max_store)
             || after > self.cfg.max_store_bytes
         {
             return false;
         }
-        self.store.insert(k, value);
+        let s = Stored {
+            value,
+            version,
+            refreshed: now,
+        };
+        self.store.insert(k, s);
         self.store_bytes = after;
         true
     }
 
-    fn remove_item(&mut self, kid: Id, key: Vec<u8>) -> bool {
-        let n = key.len();
-        match self.store.remove(&(kid, key)) {
+    fn remove_item(&mut self, k: &StoreKey) -> bool {
+        match self.store.remove(k) {
             Some(v) => {
-                self.store_bytes = self.store_bytes.saturating_sub(n + v.len());
+                self.store_bytes = self.store_bytes.saturating_sub(k.1.len() + v.value.len());
                 true
             }
             None => false,
         }
     }
 
+    /// The version of a live tombstone for `k`.
+    fn tomb_version(&self, now: Instant, k: &StoreKey) -> Option<u64> {
+        self.tombs
+            .get(k)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(v, _)| *v)
+    }
+
+    /// One more than the highest version we know for `k` (value or tombstone).
+    fn next_version(&self, now: Instant, k: &StoreKey) -> u64 {
+        let v = self.store.get(k).map_or(0, |s| s.version);
+        v.max(self.tomb_version(now, k).unwrap_or(0))
+            .saturating_add(1)
+    }
+
+    fn add_tomb(&mut self, now: Instant, k: StoreKey, version: u64) {
+        let exp = now + self.cfg.tombstone_ttl;
+        self.tombs.insert(k.clone(), (version, exp));
+        self.tomb_order.push_back((exp, k));
+        self.prune_tombs(now);
+    }
+
+    /// Drops expired tombstones, and the oldest ones beyond `max_tombstones`.
+    fn prune_tombs(&mut self, now: Instant) {
+        let max = self.cfg.max_tombstones;
+        while let Some((exp, _)) = self.tomb_order.front() {
+            let over = self.tombs.len() > max || self.tomb_order.len() > 2 * max.max(1);
+            if *exp > now && !over {
+                break;
+            }
+            if let Some((exp, k)) = self.tomb_order.pop_front() {
+                // A later delete of the same key re-queued it with a later expiry.
+                if self.tombs.get(&k).is_some_and(|(_, e)| *e == exp) {
+                    self.tombs.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// Takes a pushed item (replication, hand-over, delete) unless we know a newer version:
+    /// a value loses to a tombstone of the same or a later version, so a copy that missed a
+    /// delete cannot bring the key back while the tombstone lives.
+    fn apply_item(&mut self, now: Instant, item: Item) {
+        let k = (key_id(self.cfg.ring, &item.key), item.key);
+        let have = self.store.get(&k).map(|s| s.version);
+        let tomb = self.tomb_version(now, &k);
+        match item.value {
+            Some(v) => {
+                if tomb.is_some_and(|t| item.version <= t) {
+                    return;
+                }
+                match have {
+                    Some(h) if item.version < h => {}
+                    Some(h) if item.version == h => {
+                        if let Some(s) = self.store.get_mut(&k) {
+                            s.refreshed = now; // the responsible node still wants our copy
+                        }
+                    }
+                    _ => {
+                        if self.store_item(now, k.clone(), v, item.version) {
+                            self.tombs.remove(&k);
+                        }
+                    }
+                }
+            }
+            None => {
+                if have.is_some_and(|h| h > item.version) {
+                    return; // put again after that delete
+                }
+                self.remove_item(&k);
+                if tomb.is_none_or(|t| t < item.version) {
+                    self.add_tomb(now, k, item.version);
+                }
+            }
+        }
+    }
+
     /// Sends copies to the r − 1 successors.
-    fn replicate_items(&mut self, now: Instant, items: Vec<(Vec<u8>, Vec<u8>)>) {
+    fn replicate_items(&mut self, now: Instant, items: Vec<Item>) {
         if items.is_empty() {
             return;
         }
@@ -1582,13 +1693,36 @@ impl ChordNode {
         }
     }
 
-    /// Pairs whose key lies in `(from, to]`.
-    fn items_in(&self, from: &Id, to: &Id) -> Vec<(Vec<u8>, Vec<u8>)> {
-        self.store
+    /// Pairs and live tombstones whose key lies in `(from, to]`.
+    fn items_in(&self, now: Instant, from: &Id, to: &Id) -> Vec<Item> {
+        self.items_where(now, |kid| kid.in_half_open(from, to))
+    }
+
+    /// Every pair and live tombstone.
+    fn all_items(&self, now: Instant) -> Vec<Item> {
+        self.items_where(now, |_| true)
+    }
+
+    fn items_where(&self, now: Instant, keep: impl Fn(&Id) -> bool) -> Vec<Item> {
+        let values = self
+            .store
             .iter()
-            .filter(|((kid, _), _)| kid.in_half_open(from, to))
-            .map(|((_, k), v)| (k.clone(), v.clone()))
-            .collect()
+            .filter(|((kid, _), _)| keep(kid))
+            .map(|((_, k), s)| Item {
+                key: k.clone(),
+                version: s.version,
+                value: Some(s.value.clone()),
+            });
+        let tombs = self
+            .tombs
+            .iter()
+            .filter(|((kid, _), (_, exp))| keep(kid) && *exp > now)
+            .map(|((_, k), (version, _))| Item {
+                key: k.clone(),
+                version: *version,
+                value: None,
+            });
+        values.chain(tombs).collect()
     }
 
     // ----- maintenance -------------------------------------------------------------------
@@ -1649,7 +1783,7 @@ impl ChordNode {
         // Keys now in (old predecessor, n] belong to n: hand them over (we keep copies,
         // being n's successor makes us its first replica).
         let from = old.map(|p| p.id).unwrap_or(self.me.id);
-        let items = self.items_in(&from, &n.id);
+        let items = self.items_in(now, &from, &n.id);
         if !items.is_empty() {
             for b in batch_items(items) {
                 self.request(now, n.addr, Body::Transfer { items: b }, Purpose::Transfer);
@@ -1699,11 +1833,28 @@ impl ChordNode {
         }
     }
 
+    /// Pushes our primary range (values and tombstones) to the r − 1 next successors, and
+    /// drops copies outside it that their responsible node stopped pushing to us.
     fn replicate(&mut self, now: Instant) {
+        self.prune_tombs(now);
         let Some(p) = self.pred else {
-            return;
+            return; // without a predecessor we cannot tell our range: drop nothing
         };
-        let items = self.items_in(&p.id, &self.me.id);
+        let me = self.me.id;
+        let lease = self
+            .cfg
+            .replicate_every
+            .saturating_mul(self.cfg.replica_lease_periods.max(1));
+        let stale: Vec<StoreKey> = self
+            .store
+            .iter()
+            .filter(|((kid, _), s)| !kid.in_half_open(&p.id, &me) && s.refreshed + lease <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &stale {
+            self.remove_item(k);
+        }
+        let items = self.items_in(now, &p.id, &me);
         self.replicate_items(now, items);
     }
 
@@ -1778,10 +1929,8 @@ impl ChordNode {
                 }
             }
             Body::Transfer { items } => {
-                let ring = self.cfg.ring;
-                for (k, v) in items {
-                    let kid = key_id(ring, &k);
-                    self.store_item(kid, k, v);
+                for item in items {
+                    self.apply_item(now, item);
                 }
                 self.reply(from, txid, Body::TransferAck);
             }
@@ -1953,20 +2102,20 @@ pub fn unverified_budget(request_len: usize) -> usize {
     (AMPLIFICATION * request_len).max(MIN_UNVERIFIED_REPLY)
 }
 
-/// Splits pairs into batches that each fit in one datagram.
-fn batch_items(items: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
+/// Splits items into batches that each fit in one datagram.
+fn batch_items(items: Vec<Item>) -> Vec<Vec<Item>> {
     const BUDGET: usize = MAX_DATAGRAM - 64;
     let mut out = Vec::new();
     let mut cur = Vec::new();
     let mut size = 0;
-    for (k, v) in items {
-        let n = 4 + k.len() + v.len();
+    for it in items {
+        let n = 2 + it.key.len() + 8 + 1 + 2 + it.value.as_ref().map_or(0, Vec::len);
         if !cur.is_empty() && (size + n > BUDGET || cur.len() >= usize::from(u8::MAX)) {
             out.push(std::mem::take(&mut cur));
             size = 0;
         }
         size += n;
-        cur.push((k, v));
+        cur.push(it);
     }
     if !cur.is_empty() {
         out.push(cur);

@@ -6,7 +6,7 @@
 //! ```text
 //! header (13 bytes)
 //!   0  2  magic "CH" (0x43 0x48)
-//!   2  1  version (1)
+//!   2  1  version (2; 1 carried Transfer items without versions)
 //!   3  1  type: requests 0x01..=0x0b, responses = request | 0x80
 //!   4  1  ring bits m (1..=160), or 0 from a client that is not a ring member
 //!   5  8  transaction id (u64): a response repeats its request's
@@ -26,7 +26,7 @@ use servent_core::{ID_LEN, Id};
 /// The first two bytes of every message.
 pub const MAGIC: [u8; 2] = *b"CH";
 /// The protocol version this crate speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 13;
 /// Largest datagram we send or accept.
@@ -159,10 +159,10 @@ pub enum Body {
         /// Whether it existed.
         existed: bool,
     },
-    /// 0x0a: take these pairs (key hand-over on join and leave, replication).
+    /// 0x0a: take these items (key hand-over on join and leave, replication, deletes).
     Transfer {
-        /// (key, value) pairs.
-        items: Vec<(Vec<u8>, Vec<u8>)>,
+        /// Versioned pairs and tombstones.
+        items: Vec<Item>,
     },
     /// 0x8a: taken.
     TransferAck,
@@ -208,6 +208,18 @@ impl Body {
     pub fn is_response(&self) -> bool {
         self.kind() & 0x80 != 0
     }
+}
+
+/// One key in a [`Body::Transfer`]: a versioned value, or a tombstone (`value: None`)
+/// saying the key was deleted at that version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// Key bytes.
+    pub key: Vec<u8>,
+    /// Version, assigned by the key's responsible node: one more than the highest it knew.
+    pub version: u64,
+    /// The value, or `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
 }
 
 /// A whole message.
@@ -488,9 +500,16 @@ impl Message {
             Body::Transfer { items } => {
                 let items = &items[..items.len().min(usize::from(u8::MAX))];
                 out.push(items.len() as u8);
-                for (k, v) in items {
-                    put_bytes(&mut out, k, MAX_KEY);
-                    put_bytes(&mut out, v, MAX_VALUE);
+                for it in items {
+                    put_bytes(&mut out, &it.key, MAX_KEY);
+                    out.extend_from_slice(&it.version.to_be_bytes());
+                    match &it.value {
+                        Some(v) => {
+                            out.push(1);
+                            put_bytes(&mut out, v, MAX_VALUE);
+                        }
+                        None => out.push(0),
+                    }
                 }
             }
         }
@@ -592,9 +611,18 @@ impl Message {
                 let n = usize::from(r.u8("item count")?);
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
-                    let k = r.bytes("key", MAX_KEY)?;
-                    let v = r.bytes("value", MAX_VALUE)?;
-                    items.push((k, v));
+                    let key = r.bytes("key", MAX_KEY)?;
+                    let version = r.u64("version")?;
+                    let value = if r.flag("value flag")? {
+                        Some(r.bytes("value", MAX_VALUE)?)
+                    } else {
+                        None
+                    };
+                    items.push(Item {
+                        key,
+                        version,
+                        value,
+                    });
                 }
                 Body::Transfer { items }
             }
@@ -656,7 +684,7 @@ mod tests {
         let b = m.encode();
         assert_eq!(
             b,
-            [0x43, 0x48, 0x01, 0x01, 0x05, 1, 2, 3, 4, 5, 6, 7, 8].to_vec()
+            [0x43, 0x48, 0x02, 0x01, 0x05, 1, 2, 3, 4, 5, 6, 7, 8].to_vec()
         );
         assert_eq!(Message::decode(&b), Ok(m));
     }
@@ -672,7 +700,7 @@ mod tests {
                 nodes: vec![node(1, 4001)],
             },
         };
-        let mut want = vec![0x43, 0x48, 1, 0x84, 5, 0, 0, 0, 0, 0, 0, 0, 9];
+        let mut want = vec![0x43, 0x48, 2, 0x84, 5, 0, 0, 0, 0, 0, 0, 0, 9];
         want.extend_from_slice(&[0u8; 19]);
         want.push(8);
         want.extend_from_slice(&[4, 127, 0, 0, 1, 0x0f, 0xa0]);
@@ -696,7 +724,7 @@ mod tests {
             },
         };
         let want = [
-            0x43, 0x48, 1, 0x07, 160, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, b'k', 0, 2, b'v', b'v',
+            0x43, 0x48, 2, 0x07, 160, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, b'k', 0, 2, b'v', b'v',
         ];
         assert_eq!(m.encode(), want.to_vec());
         assert_eq!(Message::decode(&want), Ok(m));
@@ -723,6 +751,36 @@ mod tests {
     }
 
     #[test]
+    fn golden_transfer_carries_a_version_and_an_optional_value() {
+        let m = Message {
+            bits: 5,
+            txid: 3,
+            body: Body::Transfer {
+                items: vec![
+                    Item {
+                        key: b"k".to_vec(),
+                        version: 258,
+                        value: Some(b"v".to_vec()),
+                    },
+                    Item {
+                        key: b"d".to_vec(),
+                        version: 7,
+                        value: None,
+                    },
+                ],
+            },
+        };
+        let want = [
+            0x43, 0x48, 2, 0x0a, 5, 0, 0, 0, 0, 0, 0, 0, 3, // header
+            2, // two items
+            0, 1, b'k', 0, 0, 0, 0, 0, 0, 1, 2, 1, 0, 1, b'v', // k = v at version 258
+            0, 1, b'd', 0, 0, 0, 0, 0, 0, 0, 7, 0, // d deleted at version 7
+        ];
+        assert_eq!(m.encode(), want.to_vec());
+        assert_eq!(Message::decode(&want), Ok(m));
+    }
+
+    #[test]
     fn malformed_inputs_give_typed_errors() {
         assert!(matches!(
             Message::decode(b"CH"),
@@ -733,24 +791,24 @@ mod tests {
             Err(WireError::BadMagic)
         );
         assert_eq!(
-            Message::decode(b"CH\x02\x01\x05\0\0\0\0\0\0\0\0"),
-            Err(WireError::BadVersion(2))
+            Message::decode(b"CH\x01\x01\x05\0\0\0\0\0\0\0\0"),
+            Err(WireError::BadVersion(1))
         );
         assert_eq!(
-            Message::decode(b"CH\x01\x7f\x05\0\0\0\0\0\0\0\0"),
+            Message::decode(b"CH\x02\x7f\x05\0\0\0\0\0\0\0\0"),
             Err(WireError::UnknownType(0x7f))
         );
         assert_eq!(
-            Message::decode(b"CH\x01\x01\xa1\0\0\0\0\0\0\0\0"),
+            Message::decode(b"CH\x02\x01\xa1\0\0\0\0\0\0\0\0"),
             Err(WireError::BadBits(0xa1))
         );
         assert_eq!(
-            Message::decode(b"CH\x01\x01\x05\0\0\0\0\0\0\0\0\0"),
+            Message::decode(b"CH\x02\x01\x05\0\0\0\0\0\0\0\0\0"),
             Err(WireError::Trailing(1))
         );
         // A Get announcing a 60000-byte key is refused on the length, before any copy.
         assert!(matches!(
-            Message::decode(b"CH\x01\x08\x05\0\0\0\0\0\0\0\0\xea\x60"),
+            Message::decode(b"CH\x02\x08\x05\0\0\0\0\0\0\0\0\xea\x60"),
             Err(WireError::TooLong { max: MAX_KEY, .. })
         ));
         assert_eq!(
@@ -814,8 +872,24 @@ mod tests {
             (arb_bytes(40), any::<bool>())
                 .prop_map(|(key, propagate)| Body::Delete { key, propagate }),
             (arb_node(), any::<bool>()).prop_map(|(me, existed)| Body::Deleted { me, existed }),
-            proptest::collection::vec((arb_bytes(20), arb_bytes(50)), 0..6)
-                .prop_map(|items| Body::Transfer { items }),
+            proptest::collection::vec(
+                (
+                    arb_bytes(20),
+                    any::<u64>(),
+                    proptest::option::of(arb_bytes(50))
+                ),
+                0..6
+            )
+            .prop_map(|items| Body::Transfer {
+                items: items
+                    .into_iter()
+                    .map(|(key, version, value)| Item {
+                        key,
+                        version,
+                        value,
+                    })
+                    .collect()
+            }),
             Just(Body::TransferAck),
             (arb_node(), proptest::option::of(arb_node()), arb_nodes())
                 .prop_map(|(me, pred, succs)| Body::Leaving { me, pred, succs }),

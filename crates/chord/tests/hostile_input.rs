@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use proptest::prelude::*;
-use servent_chord::{Body, ChordNode, Command, Config, Message, NodeRef};
+use servent_chord::{Body, ChordNode, Command, Config, Item, Message, NodeRef};
 use servent_core::{Core, Id, Input, Instant, Ring, Rng};
 
 #[derive(Debug, Clone)]
@@ -55,11 +55,21 @@ fn arb_body() -> impl Strategy<Value = Body> {
         proptest::collection::vec(
             (
                 proptest::collection::vec(any::<u8>(), 0..8),
-                proptest::collection::vec(any::<u8>(), 0..8)
+                0u64..4,
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8))
             ),
             0..5
         )
-        .prop_map(|items| Body::Transfer { items }),
+        .prop_map(|items| Body::Transfer {
+            items: items
+                .into_iter()
+                .map(|(key, version, value)| Item {
+                    key,
+                    version,
+                    value
+                })
+                .collect()
+        }),
         Just(Body::GetFingers),
         Just(Body::Ping),
         arb_node().prop_map(|me| Body::Pong { me }),
