@@ -577,7 +577,7 @@ impl Servent {
                         extensions: Vec::new(),
                     }),
                 };
-                let sent_to = self.flood(&msg.encode(), Kind::Query, None);
+                let sent_to = self.flood(&msg.encode(), &[], Kind::Query, None);
                 self.emit(Event::SearchStarted { id, guid, sent_to });
             }
             Command::Push {
@@ -647,12 +647,13 @@ impl Servent {
                 self.send_bytes(c, bytes, Some(Kind::Ping));
                 1
             }
-            None => self.flood(&bytes, Kind::Ping, None),
+            None => self.flood(&bytes, &[], Kind::Ping, None),
         }
     }
 
-    /// Sends `bytes` on every overlay connection except `except`; returns on how many.
-    fn flood(&mut self, bytes: &[u8], kind: Kind, except: Option<ConnId>) -> usize {
+    /// Sends `head` then `payload` (one buffer per connection) on every overlay connection
+    /// except `except`; returns on how many.
+    fn flood(&mut self, head: &[u8], payload: &[u8], kind: Kind, except: Option<ConnId>) -> usize {
         let mut targets = std::mem::take(&mut self.scratch);
         targets.clear();
         targets.extend(
@@ -663,7 +664,10 @@ impl Servent {
         );
         let n = targets.len();
         for &t in &targets {
-            self.send_bytes(t, bytes.to_vec(), Some(kind));
+            let mut v = Vec::with_capacity(head.len() + payload.len());
+            v.extend_from_slice(head);
+            v.extend_from_slice(payload);
+            self.send_bytes(t, v, Some(kind));
         }
         self.scratch = targets;
         n
@@ -1027,12 +1031,16 @@ impl Servent {
     }
 
     fn forward_flood(&mut self, h: &Header, ttl: u8, payload: &[u8], from: ConnId) {
-        match Self::forwarded(h, ttl, payload) {
-            Some(bytes) => {
-                self.flood(&bytes, h.kind, Some(from));
-            }
-            None => self.stats.ttl_expired += 1,
+        if ttl <= 1 {
+            self.stats.ttl_expired += 1;
+            return;
         }
+        let fh = Header {
+            ttl: ttl - 1,
+            hops: h.hops.saturating_add(1),
+            ..*h
+        };
+        self.flood(&fh.to_bytes(), payload, h.kind, Some(from));
     }
 
     fn forward_reply(&mut self, h: &Header, ttl: u8, payload: &[u8], to: ConnId) {
