@@ -57,33 +57,18 @@ impl Library {
         let Ok(c) = std::str::from_utf8(criteria) else {
             return Vec::new();
         };
-        let c = c.to_lowercase();
-        let terms: Vec<&str> = c.split_whitespace().collect();
-        // An empty or all-wildcard query would list everything: answer nothing.
-        if terms.iter().all(|t| t.chars().all(|ch| ch == '*')) {
+        // The matching rules every servent system shares (servent_core::share).
+        let Some(terms) = servent_core::share::query_terms(c) else {
             return Vec::new();
-        }
+        };
         self.files
             .iter()
             .zip(&self.lower)
-            .filter(|(_, name)| terms.iter().all(|t| term_matches(t, name)))
+            .filter(|(_, name)| servent_core::share::matches_all(&terms, name))
             .map(|(f, _)| f)
             .take(max)
             .collect()
     }
-}
-
-/// Whether `term` (with `*` wildcards) occurs in `name`: the pieces between stars must
-/// appear in order.
-pub fn term_matches(term: &str, name: &str) -> bool {
-    let mut rest = name;
-    for piece in term.split('*').filter(|p| !p.is_empty()) {
-        match rest.find(piece) {
-            Some(at) => rest = &rest[at + piece.len()..],
-            None => return false,
-        }
-    }
-    true
 }
 
 #[cfg(test)]
