@@ -94,6 +94,7 @@ proptest! {
         let me: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 4000));
         let mut cfg = Config::new(ring, ring.id(100), me);
         cfg.succ_list_len = 4;
+        cfg.max_tombstones = 3;
         let mut node = ChordNode::new(cfg, Rng::new(1));
         node.create(Instant::ZERO);
         let mut now = Instant::ZERO;
@@ -120,6 +121,7 @@ proptest! {
             prop_assert!(node.successors().len() <= 4);
             prop_assert_eq!(node.fingers().len(), 8);
             prop_assert!(node.in_flight() <= servent_chord::node::MAX_PENDING);
+            prop_assert!(node.tombstones() <= 3);
         }
     }
 }
