@@ -67,6 +67,7 @@ pub async fn run(out: &Path) -> Result<()> {
     sections.push(section_or_failure("foundation (ping/pong example protocol)", foundation(out).await));
     sections.push(section_or_failure("Chord", crate::chord::demo(&out.join("chord")).await));
     sections.push(section_or_failure("Kademlia DHT (BEP 5)", crate::dht::demo(out).await));
+    sections.push(section_or_failure("gnutella 0.4", crate::gnutella::demo(out).await));
     sections.push(section_or_failure("Napster (OpenNap)", crate::napster::demo(out).await));
     sections.push(section_or_failure("BitTorrent", crate::torrent::demo(out).await));
     print_table(&sections);

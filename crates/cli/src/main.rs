@@ -14,6 +14,7 @@ mod sim;
 // systems: one module each (keep this list and `Command` in the same order)
 mod chord;
 mod dht;
+mod gnutella;
 mod napster;
 mod torrent;
 
@@ -44,6 +45,8 @@ enum Command {
     Chord(chord::Cmd),
     /// Mainline DHT (BEP 5): run a node; lookup/announce an info-hash; stats.
     Dht(dht::Cmd),
+    /// Gnutella 0.4: run a servent; search, get (direct or through Push), peers, stats.
+    Gnutella(gnutella::Cmd),
     /// Napster (OpenNap): run the index server; share, search, get, browse, chat.
     Napster(napster::Cmd),
     /// BitTorrent: create/show torrents, run a tracker, seed and download.
@@ -75,6 +78,7 @@ fn main() -> Result<()> {
             Command::Ping(cmd) => ping::run(cmd).await,
             Command::Chord(cmd) => chord::run(cmd).await,
             Command::Dht(cmd) => dht::run(cmd).await,
+            Command::Gnutella(cmd) => gnutella::run(cmd).await,
             Command::Napster(cmd) => napster::run(cmd).await,
             Command::Torrent(cmd) => torrent::run(cmd).await,
         }

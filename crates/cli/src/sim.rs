@@ -40,6 +40,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
     // systems add theirs here
     v.extend(servent_chord::scenarios());
     v.extend(servent_kademlia::scenarios());
+    v.extend(servent_gnutella::scenarios());
     v.extend(servent_napster::scenarios());
     v.sort_by_key(|s| s.name());
     v
