@@ -51,7 +51,8 @@ pub struct Config {
     pub max_hashes: usize,
     /// At most this many peers in one get_peers answer (50: about 450 bytes).
     pub max_values: usize,
-    /// Queries a single IPv4 address may send per second on average (20).
+    /// Queries a single IPv4 address may send per second on average (20; loopback
+    /// addresses are not limited).
     pub rate_per_ip: f64,
     /// ... and in a burst (40).
     pub burst_per_ip: f64,
@@ -285,6 +286,7 @@ enum Purpose {
 #[derive(Debug)]
 struct Pending {
     to: SocketAddrV4,
+    tries: u8,
     node: Option<Id>,
     sent: Instant,
     deadline: Instant,
@@ -509,6 +511,7 @@ impl Dht {
             tid,
             Pending {
                 to,
+                tries: 1,
                 node,
                 sent: now,
                 deadline,
@@ -864,6 +867,11 @@ impl Dht {
     }
 
     fn allow(&mut self, now: Instant, ip: Ipv4Addr) -> bool {
+        // Every node of a loopback test shares 127.0.0.1: a per-IP limit would throttle the
+        // test, and protects nothing on the local host.
+        if ip.is_loopback() {
+            return true;
+        }
         let (rate, burst) = (self.cfg.rate_per_ip, self.cfg.burst_per_ip);
         if !self.limiter.contains_key(&ip) && self.limiter.len() >= self.cfg.max_tracked_ips {
             // forget addresses whose bucket has refilled; refuse if none has
@@ -1129,7 +1137,23 @@ impl Dht {
         match p.purpose {
             Purpose::Check => {}
             Purpose::UserPing { cmd } => self.emit(Event::Unreachable { id: cmd }),
-            Purpose::Bootstrap { key } => self.seeded(now, key),
+            Purpose::Bootstrap { key } => {
+                // bootstrap nodes are all we have: ask again before giving up on one
+                let q = Query::FindNode {
+                    id: self.id,
+                    target: self.id,
+                };
+                let again = p.tries <= self.cfg.retries
+                    && self.query(now, p.to, None, q, Purpose::Bootstrap { key });
+                if again {
+                    let tid = self.next_tid.wrapping_sub(1);
+                    if let Some(np) = self.pending.get_mut(&tid) {
+                        np.tries = p.tries + 1;
+                    }
+                } else {
+                    self.seeded(now, key);
+                }
+            }
             Purpose::AnnounceTo { key } => self.announce_answered(key, false),
             Purpose::Lookup { key, node } => {
                 let retries = self.cfg.retries;

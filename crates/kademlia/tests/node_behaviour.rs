@@ -193,7 +193,7 @@ fn stored_peers_are_bounded_per_infohash_and_expire() {
 #[test]
 fn flooding_address_is_rate_limited_and_others_still_served() {
     let mut b = node(2);
-    let flood = addr("127.0.0.66:1");
+    let flood = addr("10.0.0.66:1");
     let mut answered = 0;
     for _ in 0..200 {
         answered += ask(&mut b, Instant::ZERO, flood, Query::Ping { id: QUERIER }).len();
@@ -223,6 +223,42 @@ fn flooding_address_is_rate_limited_and_others_still_served() {
         .len();
     }
     assert_eq!(later, 20);
+}
+
+#[test]
+fn loopback_queriers_are_not_rate_limited() {
+    let mut b = node(2);
+    let local = addr("127.0.0.1:1");
+    let answered: usize = (0..200)
+        .map(|_| ask(&mut b, Instant::ZERO, local, Query::Ping { id: QUERIER }).len())
+        .sum();
+    assert_eq!(answered, 200);
+}
+
+#[test]
+fn bootstrap_query_is_retried_before_giving_up() {
+    let mut a = node(1);
+    a.handle_input(
+        Instant::ZERO,
+        Input::Command(Command::Bootstrap {
+            id: 3,
+            nodes: vec![addr("127.0.0.2:6881")],
+        }),
+    );
+    let mut sent = 0;
+    let mut now = Instant::ZERO;
+    for _ in 0..10 {
+        while a.poll_transmit().is_some() {
+            sent += 1;
+        }
+        if let Some(ev) = a.poll_event() {
+            assert_eq!(ev, Event::Bootstrapped { id: 3, nodes: 0 });
+            break;
+        }
+        now = a.poll_timeout().unwrap().max(now);
+        a.handle_timeout(now);
+    }
+    assert_eq!(sent, 1 + usize::from(Config::default().retries));
 }
 
 #[test]

@@ -18,7 +18,8 @@ async fn announced_peer_is_found_over_udp_and_table_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let a = DhtClient::start(opts(1)).await.unwrap();
     let mut nodes = Vec::new();
-    for i in 0..6 {
+    // 50 nodes share 127.0.0.1 and join through one: more than a per-IP burst allows
+    for i in 0..50 {
         let mut o = opts(10 + i);
         if i == 0 {
             o.state = Some(dir.path().join("b.state"));
@@ -31,7 +32,7 @@ async fn announced_peer_is_found_over_udp_and_table_survives_restart() {
     let hash = Id([0x5a; 20]);
     let (stored_at, _) = nodes[3].announce(hash, 7777, false).await.unwrap();
     assert!(stored_at >= 3, "stored at {stored_at}");
-    let found = nodes[5].get_peers(hash).await.unwrap();
+    let found = nodes[45].get_peers(hash).await.unwrap();
     let want: std::net::SocketAddrV4 = "127.0.0.1:7777".parse().unwrap();
     assert!(found.peers.contains(&want), "{found:?}");
 
