@@ -10,13 +10,13 @@
 # path; B connects out to A and sends GIV; A sends its GET on that connection. The check
 # passes when the file A wrote is byte-identical to B's and a direct connection to B failed.
 #
-# Standalone: `sudo scripts/interop-gnutella-push.sh` (uses $SERVENT, default
+# Standalone: `sudo scripts/interop.d/20-gnutella-push.sh`, or through `scripts/interop gnutella` (uses $SERVENT, default
 # target/release/servent, and $WORK, default a fresh temporary folder). Exits 0 only when
 # every check held; cleans up its namespaces and processes on every exit.
 # needs: iproute2 iptables
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 SERVENT=${SERVENT:-$root/target/release/servent}
 WORK=${WORK:-$(mktemp -d)}
 [ "$(id -u)" = 0 ] || { echo "interop-gnutella-push: needs root" >&2; exit 1; }
