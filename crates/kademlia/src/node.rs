@@ -287,6 +287,9 @@ enum Purpose {
 struct Pending {
     to: SocketAddrV4,
     tries: u8,
+    /// The query, kept for resending (bootstrap and announce_peer; lookups re-pick
+    /// their candidates instead).
+    resend: Option<Query>,
     node: Option<Id>,
     sent: Instant,
     deadline: Instant,
@@ -498,6 +501,18 @@ impl Dht {
         q: Query,
         purpose: Purpose,
     ) -> bool {
+        self.query_try(now, to, node, q, purpose, 1)
+    }
+
+    fn query_try(
+        &mut self,
+        now: Instant,
+        to: SocketAddrV4,
+        node: Option<Id>,
+        q: Query,
+        purpose: Purpose,
+        tries: u8,
+    ) -> bool {
         if self.pending.len() >= self.cfg.max_pending {
             return false;
         }
@@ -511,7 +526,12 @@ impl Dht {
             tid,
             Pending {
                 to,
-                tries: 1,
+                tries,
+                resend: matches!(
+                    purpose,
+                    Purpose::Bootstrap { .. } | Purpose::AnnounceTo { .. }
+                )
+                .then(|| q.clone()),
                 node,
                 sent: now,
                 deadline,
@@ -1127,33 +1147,25 @@ impl Dht {
     }
 
     fn expire(&mut self, now: Instant, tid: u16) {
-        let Some(p) = self.pending.remove(&tid) else {
+        let Some(mut p) = self.pending.remove(&tid) else {
             return;
         };
         self.stats.timeouts += 1;
         if let Some(n) = p.node {
             self.table.failed(&n, now);
         }
+        // bootstrap nodes are all we have, and an announce is worth a second try
+        if p.tries <= self.cfg.retries {
+            if let Some(q) = p.resend.take() {
+                if self.query_try(now, p.to, p.node, q, p.purpose, p.tries + 1) {
+                    return;
+                }
+            }
+        }
         match p.purpose {
             Purpose::Check => {}
             Purpose::UserPing { cmd } => self.emit(Event::Unreachable { id: cmd }),
-            Purpose::Bootstrap { key } => {
-                // bootstrap nodes are all we have: ask again before giving up on one
-                let q = Query::FindNode {
-                    id: self.id,
-                    target: self.id,
-                };
-                let again = p.tries <= self.cfg.retries
-                    && self.query(now, p.to, None, q, Purpose::Bootstrap { key });
-                if again {
-                    let tid = self.next_tid.wrapping_sub(1);
-                    if let Some(np) = self.pending.get_mut(&tid) {
-                        np.tries = p.tries + 1;
-                    }
-                } else {
-                    self.seeded(now, key);
-                }
-            }
+            Purpose::Bootstrap { key } => self.seeded(now, key),
             Purpose::AnnounceTo { key } => self.announce_answered(key, false),
             Purpose::Lookup { key, node } => {
                 let retries = self.cfg.retries;
