@@ -558,6 +558,67 @@ impl Scenario for KademliaScenario {
             report.kv("rss_mib", rss / (1 << 20));
         }
         report.tables.push(table);
+        // success and latency under heavier churn, at 10 000 nodes (default run only)
+        if opts.nodes.is_none() {
+            let mut churn = Table::new(
+                "kademlia_churn",
+                &[
+                    "churn_per_hour",
+                    "find_success",
+                    "get_success",
+                    "latency_ms_p50",
+                    "latency_ms_p90",
+                    "leaves",
+                ],
+            );
+            let mut succ = Vec::new();
+            let mut p90s = Vec::new();
+            for rate in [0.2, 1.0, 5.0] {
+                let mut p = LookupRun::new(10_000, opts.seed);
+                p.churn_per_hour = rate;
+                let r = run_lookups(&p);
+                let lat = sorted(r.latency_ms.clone());
+                let (p50, p90) = (percentile(&lat, 50.0), percentile(&lat, 90.0));
+                churn.push(&[
+                    rate * 100.0,
+                    r.find_success(),
+                    r.get_success(),
+                    p50,
+                    p90,
+                    r.leaves as f64,
+                ]);
+                report.line(format!(
+                    "N=10000, churn {:.0}%/h: find_node success {:.4}, get_peers success {:.4}, latency p50 {p50:.0} ms p90 {p90:.0} ms",
+                    rate * 100.0, r.find_success(), r.get_success()
+                ));
+                succ.push((rate * 100.0, r.find_success() * 100.0));
+                p90s.push((rate * 100.0, p90));
+            }
+            report.tables.push(churn);
+            let churn_plot = |name: &str, title: &str, y: &str, pts: Vec<(f64, f64)>| Plot {
+                name: name.into(),
+                title: title.into(),
+                x_label: "churn (% of nodes leaving per hour, log scale)".into(),
+                y_label: y.into(),
+                log_x: true,
+                series: vec![Series {
+                    name: y.into(),
+                    points: pts,
+                }],
+            };
+            report.plots.push(churn_plot(
+                "kademlia_churn_success",
+                "find_node success vs churn (N = 10 000)",
+                "%",
+                succ,
+            ));
+            report.plots.push(churn_plot(
+                "kademlia_churn_p90",
+                "90th percentile lookup latency vs churn (N = 10 000)",
+                "ms",
+                p90s,
+            ));
+        }
         let plot = |name: &str, title: &str, y: &str, pts: Vec<(f64, f64)>| Plot {
             name: name.into(),
             title: title.into(),
