@@ -722,7 +722,7 @@ pub async fn demo(out: &Path) -> Result<DemoSection> {
     );
     // The same core in the simulator: completion time against N.
     let sopts = servent_sim::ScenarioOpts {
-        nodes: Some(100),
+        nodes: Some(30),
         seed: 1,
         out: out.join("bittorrent-swarm"),
     };
@@ -737,7 +737,7 @@ pub async fn demo(out: &Path) -> Result<DemoSection> {
             .unwrap_or_default()
     };
     sec.row(
-        "simulator: 1 seeder, N = 10..100 leechers, 8 MiB",
+        "simulator: 1 seeder, N = 10..30 leechers, 8 MiB",
         format!(
             "worst ratio to the fluid bound {}, seeder sent at most {} copies",
             get("worst_ratio_to_bound"),
