@@ -39,6 +39,7 @@ pub mod http;
 pub mod library;
 #[cfg(feature = "runtime")]
 pub mod node;
+pub mod qrp;
 pub mod routing;
 pub mod servent;
 pub mod wire;

@@ -1,0 +1,629 @@
+//! The Query Routing Protocol (QRP) of Gnutella 0.6: the keyword hash, query route tables,
+//! and the ROUTE_TABLE_UPDATE (0x30) descriptor payloads RESET and PATCH.
+//!
+//! A leaf hashes every keyword of its shared file names into a table of `size` slots
+//! ([`Table`]) and sends it to its ultrapeers as one RESET followed by a sequence of PATCH
+//! fragments ([`Table::encode_updates`]). The receiver rebuilds the table with a
+//! [`Receiver`]; an ultrapeer forwards a query to that leaf only when
+//! [`Table::may_match_query`] says every keyword of the query may be there, and merges its
+//! leaves' tables ([`Table::merge`]) into the table it sends to other ultrapeers.
+//!
+//! Everything here is pure: no I/O, no clock. Decoders return a [`QrpError`] on malformed,
+//! truncated or oversized input and never allocate more than the announced (bounded) table.
+
+use std::io::Write as _;
+
+use flate2::{Decompress, FlushDecompress, Status};
+use thiserror::Error;
+
+/// The multiplier of the QRP hash (the fractional part of the golden ratio, times 2^32).
+pub const A_INT: u32 = 0x4F1B_BCDC;
+/// The ROUTE_TABLE_UPDATE descriptor's payload type.
+pub const ROUTE_TABLE_UPDATE: u8 = 0x30;
+/// Variant byte of a RESET.
+pub const VARIANT_RESET: u8 = 0x00;
+/// Variant byte of a PATCH.
+pub const VARIANT_PATCH: u8 = 0x01;
+/// Smallest table we accept: 2^3 slots.
+pub const MIN_TABLE_BITS: u8 = 3;
+/// Largest table we accept: 2^21 slots (2 MiB of 8-bit entries); real servents send 2^13..2^17.
+pub const MAX_TABLE_BITS: u8 = 21;
+/// Largest infinity we accept (entries are stored as `i8`).
+pub const MAX_INFINITY: u8 = 127;
+/// Keywords shorter than this many characters are neither hashed nor checked (as gtk-gnutella).
+pub const MIN_WORD_CHARS: usize = 3;
+/// Default PATCH fragment payload (compressed bytes per fragment).
+pub const DEFAULT_FRAGMENT: usize = 4096;
+/// Most keywords taken from one text (bounds the work a hostile query can cause).
+pub const MAX_KEYWORDS: usize = 64;
+
+/// What can go wrong decoding or applying QRP data.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum QrpError {
+    #[error("empty ROUTE_TABLE_UPDATE payload")]
+    Empty,
+    #[error("unknown ROUTE_TABLE_UPDATE variant {0:#04x}")]
+    UnknownVariant(u8),
+    #[error("truncated {0}")]
+    Truncated(&'static str),
+    #[error("trailing bytes after RESET")]
+    Trailing,
+    #[error("table size {0} is not a power of two in 2^3..=2^21")]
+    BadTableSize(u32),
+    #[error("infinity {0} outside 1..=127")]
+    BadInfinity(u8),
+    #[error("entry bits {0} (only 4 and 8 are supported)")]
+    BadEntryBits(u8),
+    #[error("unknown compressor {0}")]
+    BadCompressor(u8),
+    #[error("patch sequence number {seq_no} of {seq_size} is invalid")]
+    BadSequence { seq_no: u8, seq_size: u8 },
+    #[error("patch fragment out of order: expected {expected}, got {got}")]
+    OutOfOrder { expected: u8, got: u8 },
+    #[error("patch before any RESET")]
+    NoTable,
+    #[error("patch decodes to more than the table's {0} bytes")]
+    PatchTooLong(usize),
+    #[error("patch decodes to {got} bytes, the table needs {want}")]
+    PatchLength { got: usize, want: usize },
+    #[error("zlib data is corrupt")]
+    Zlib,
+    #[error("a patch entry does not fit in {0} bits")]
+    EntryOutOfRange(u8),
+    #[error("more than 255 patch fragments needed")]
+    TooManyFragments,
+    #[error("tables differ in size or infinity")]
+    Mismatch,
+}
+
+/// The QRP hash of `word` into a table of `2^bits` slots (`bits` in 1..=32): the word is
+/// lowercased, its UTF-8 bytes are XORed into a 32-bit key four bytes little-endian at a
+/// time, the key is multiplied by [`A_INT`] modulo 2^32 and the top `bits` bits are the slot.
+pub fn hash(word: &str, bits: u8) -> u32 {
+    let lower = word.to_lowercase();
+    hash_bytes(lower.as_bytes(), bits)
+}
+
+/// [`hash`] over bytes that are already lowercased.
+pub fn hash_bytes(bytes: &[u8], bits: u8) -> u32 {
+    let mut key = 0u32;
+    for (j, b) in bytes.iter().enumerate() {
+        key ^= u32::from(*b) << ((j % 4) * 8);
+    }
+    hash_fast(key, bits)
+}
+
+/// The multiplicative step of the QRP hash.
+pub fn hash_fast(key: u32, bits: u8) -> u32 {
+    let bits = bits.clamp(1, 32);
+    let prod = key.wrapping_mul(A_INT);
+    if bits == 32 {
+        prod
+    } else {
+        prod >> (32 - u32::from(bits))
+    }
+}
+
+/// The QRP keywords of a text (a file name or a query): lowercased runs of alphanumeric
+/// characters with at least [`MIN_WORD_CHARS`] characters, deduplicated, in order of first
+/// appearance, at most [`MAX_KEYWORDS`].
+pub fn keywords(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for w in text.split(|c: char| !c.is_alphanumeric()) {
+        if w.chars().count() < MIN_WORD_CHARS {
+            continue;
+        }
+        let w = w.to_lowercase();
+        if !out.contains(&w) {
+            if out.len() == MAX_KEYWORDS {
+                break;
+            }
+            out.push(w);
+        }
+    }
+    out
+}
+
+/// A query route table: `2^bits` slots holding a distance; a slot below `infinity` is
+/// "present" (some file may have a keyword hashing there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    bits: u8,
+    infinity: u8,
+    slots: Vec<i8>,
+}
+
+fn bits_of(size: u32) -> Result<u8, QrpError> {
+    if !size.is_power_of_two() {
+        return Err(QrpError::BadTableSize(size));
+    }
+    let bits = u8::try_from(size.trailing_zeros()).map_err(|_| QrpError::BadTableSize(size))?;
+    if !(MIN_TABLE_BITS..=MAX_TABLE_BITS).contains(&bits) {
+        return Err(QrpError::BadTableSize(size));
+    }
+    Ok(bits)
+}
+
+impl Table {
+    /// An empty table (every slot at `infinity`) of `size` slots.
+    pub fn new(size: u32, infinity: u8) -> Result<Self, QrpError> {
+        let bits = bits_of(size)?;
+        if infinity == 0 || infinity > MAX_INFINITY {
+            return Err(QrpError::BadInfinity(infinity));
+        }
+        let inf = infinity as i8;
+        Ok(Table {
+            bits,
+            infinity,
+            slots: vec![inf; 1usize << bits],
+        })
+    }
+
+    /// Number of slots.
+    pub fn size(&self) -> u32 {
+        1u32 << self.bits
+    }
+
+    /// log2 of the size: the hash width.
+    pub fn bits(&self) -> u8 {
+        self.bits
+    }
+
+    /// The table's infinity.
+    pub fn infinity(&self) -> u8 {
+        self.infinity
+    }
+
+    /// The value a present slot gets in tables we build.
+    fn present_value(&self) -> i8 {
+        if self.infinity > 1 { 1 } else { 0 }
+    }
+
+    /// Whether `slot` is present (false for a slot outside the table).
+    pub fn is_present(&self, slot: u32) -> bool {
+        self.slots
+            .get(slot as usize)
+            .is_some_and(|v| *v < self.infinity as i8)
+    }
+
+    /// The raw distance of `slot`.
+    pub fn value(&self, slot: u32) -> Option<i8> {
+        self.slots.get(slot as usize).copied()
+    }
+
+    /// Marks `slot` present (ignored outside the table).
+    pub fn set_present(&mut self, slot: u32) {
+        let v = self.present_value();
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            *s = (*s).min(v);
+        }
+    }
+
+    /// Marks one keyword present.
+    pub fn insert_word(&mut self, word: &str) {
+        self.set_present(hash(word, self.bits));
+    }
+
+    /// Marks every keyword of `text` (a file name) present.
+    pub fn insert_text(&mut self, text: &str) {
+        for w in keywords(text) {
+            self.insert_word(&w);
+        }
+    }
+
+    /// Marks a URN (`urn:sha1:...`) present, hashed whole.
+    pub fn insert_urn(&mut self, urn: &str) {
+        self.insert_word(urn);
+    }
+
+    /// Number of present slots.
+    pub fn present_count(&self) -> usize {
+        let inf = self.infinity as i8;
+        self.slots.iter().filter(|v| **v < inf).count()
+    }
+
+    /// Fraction of slots present, 0.0..=1.0.
+    pub fn fill(&self) -> f64 {
+        self.present_count() as f64 / f64::from(self.size())
+    }
+
+    /// Whether a file matching every keyword of `query` may be behind this table. A query
+    /// with no hashable keyword (all shorter than [`MIN_WORD_CHARS`]) cannot be excluded.
+    pub fn may_match_query(&self, query: &str) -> bool {
+        keywords(query)
+            .iter()
+            .all(|w| self.is_present(hash(w, self.bits)))
+    }
+
+    /// Adds every present slot of `other` to this table (for an ultrapeer merging its
+    /// leaves). Tables of different sizes map exactly because a slot is the top bits of
+    /// the same 32-bit product: slot `i` of a `2^a` table covers slots
+    /// `i << (b-a) .. (i+1) << (b-a)` of a `2^b` table, and `i >> (a-b)` when smaller.
+    pub fn merge(&mut self, other: &Table) {
+        let (a, b) = (other.bits, self.bits);
+        for (i, v) in other.slots.iter().enumerate() {
+            if *v >= other.infinity as i8 {
+                continue;
+            }
+            let i = i as u32;
+            if a >= b {
+                self.set_present(i >> (a - b));
+            } else {
+                let shift = b - a;
+                for j in (i << shift)..((i + 1) << shift) {
+                    self.set_present(j);
+                }
+            }
+        }
+    }
+
+    /// The updates that bring a peer from `from` (the table it holds; `None` after a fresh
+    /// connection) to this table: a RESET when `from` is `None` or differs in size or
+    /// infinity, then PATCH fragments of `entry_bits` (4 or 8) deltas, optionally zlib
+    /// compressed as one stream cut into fragments of at most `fragment` bytes. Nothing
+    /// (an empty list) when the peer already holds this table.
+    pub fn encode_updates(
+        &self,
+        from: Option<&Table>,
+        entry_bits: u8,
+        compress: bool,
+        fragment: usize,
+    ) -> Result<Vec<RouteUpdate>, QrpError> {
+        if entry_bits != 4 && entry_bits != 8 {
+            return Err(QrpError::BadEntryBits(entry_bits));
+        }
+        let base = match from {
+            Some(t) if t.bits == self.bits && t.infinity == self.infinity => {
+                if t.slots == self.slots {
+                    return Ok(Vec::new());
+                }
+                Some(t)
+            }
+            _ => None,
+        };
+        let mut out = Vec::new();
+        if base.is_none() {
+            out.push(RouteUpdate::Reset {
+                table_length: self.size(),
+                infinity: self.infinity,
+            });
+        }
+        let inf = self.infinity as i8;
+        let delta = |i: usize, v: i8| -> i8 {
+            let old = base.and_then(|t| t.slots.get(i).copied()).unwrap_or(inf);
+            v - old // both in 0..=127
+        };
+        let mut raw = Vec::with_capacity(self.slots.len() * usize::from(entry_bits) / 8);
+        if entry_bits == 8 {
+            for (i, v) in self.slots.iter().enumerate() {
+                raw.push(delta(i, *v) as u8);
+            }
+        } else {
+            for (i, pair) in self.slots.chunks(2).enumerate() {
+                let mut byte = 0u8;
+                for (k, v) in pair.iter().enumerate() {
+                    let d = delta(2 * i + k, *v);
+                    if !(-8..=7).contains(&d) {
+                        return Err(QrpError::EntryOutOfRange(4));
+                    }
+                    let nib = (d as u8) & 0x0F;
+                    byte |= if k == 0 { nib << 4 } else { nib };
+                }
+                raw.push(byte);
+            }
+        }
+        let (data, compressor) = if compress {
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            // Writing into a Vec cannot fail.
+            z.write_all(&raw).map_err(|_| QrpError::Zlib)?;
+            (z.finish().map_err(|_| QrpError::Zlib)?, Compressor::Zlib)
+        } else {
+            (raw, Compressor::None)
+        };
+        let fragment = fragment.max(1);
+        let count = data.len().div_ceil(fragment).max(1);
+        let seq_size = u8::try_from(count).map_err(|_| QrpError::TooManyFragments)?;
+        for (n, chunk) in data.chunks(fragment).enumerate() {
+            out.push(RouteUpdate::Patch(Patch {
+                seq_no: (n + 1) as u8,
+                seq_size,
+                compressor,
+                entry_bits,
+                data: chunk.to_vec(),
+            }));
+        }
+        Ok(out)
+    }
+}
+
+/// How a PATCH's data is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compressor {
+    /// 0x00: raw entries.
+    None,
+    /// 0x01: one zlib stream over the whole fragment sequence.
+    Zlib,
+}
+
+/// One PATCH fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patch {
+    /// 1-based position in the sequence.
+    pub seq_no: u8,
+    /// Number of fragments in the sequence.
+    pub seq_size: u8,
+    pub compressor: Compressor,
+    /// 4 or 8.
+    pub entry_bits: u8,
+    /// This fragment's share of the (possibly compressed) entry data.
+    pub data: Vec<u8>,
+}
+
+/// The payload of a ROUTE_TABLE_UPDATE (0x30) descriptor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteUpdate {
+    /// `00 | table_length u32 LE | infinity u8`: start over with an empty table.
+    Reset { table_length: u32, infinity: u8 },
+    /// `01 | seq_no | seq_size | compressor | entry_bits | data`.
+    Patch(Patch),
+}
+
+impl RouteUpdate {
+    /// Appends the payload bytes to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            RouteUpdate::Reset {
+                table_length,
+                infinity,
+            } => {
+                out.push(VARIANT_RESET);
+                out.extend_from_slice(&table_length.to_le_bytes());
+                out.push(*infinity);
+            }
+            RouteUpdate::Patch(p) => {
+                out.push(VARIANT_PATCH);
+                out.push(p.seq_no);
+                out.push(p.seq_size);
+                out.push(match p.compressor {
+                    Compressor::None => 0,
+                    Compressor::Zlib => 1,
+                });
+                out.push(p.entry_bits);
+                out.extend_from_slice(&p.data);
+            }
+        }
+    }
+
+    /// The payload bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.encode(&mut v);
+        v
+    }
+
+    /// Decodes and validates one payload (the caller bounds the payload length, as for
+    /// every descriptor). The table size and infinity of a RESET are checked here.
+    pub fn decode(payload: &[u8]) -> Result<Self, QrpError> {
+        let (&variant, rest) = payload.split_first().ok_or(QrpError::Empty)?;
+        match variant {
+            VARIANT_RESET => {
+                if rest.len() < 5 {
+                    return Err(QrpError::Truncated("RESET"));
+                }
+                if rest.len() > 5 {
+                    return Err(QrpError::Trailing);
+                }
+                let table_length = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+                let infinity = rest[4];
+                bits_of(table_length)?;
+                if infinity == 0 || infinity > MAX_INFINITY {
+                    return Err(QrpError::BadInfinity(infinity));
+                }
+                Ok(RouteUpdate::Reset {
+                    table_length,
+                    infinity,
+                })
+            }
+            VARIANT_PATCH => {
+                let [seq_no, seq_size, comp, entry_bits, data @ ..] = rest else {
+                    return Err(QrpError::Truncated("PATCH"));
+                };
+                if *seq_no == 0 || seq_no > seq_size {
+                    return Err(QrpError::BadSequence {
+                        seq_no: *seq_no,
+                        seq_size: *seq_size,
+                    });
+                }
+                let compressor = match comp {
+                    0 => Compressor::None,
+                    1 => Compressor::Zlib,
+                    c => return Err(QrpError::BadCompressor(*c)),
+                };
+                if *entry_bits != 4 && *entry_bits != 8 {
+                    return Err(QrpError::BadEntryBits(*entry_bits));
+                }
+                Ok(RouteUpdate::Patch(Patch {
+                    seq_no: *seq_no,
+                    seq_size: *seq_size,
+                    compressor,
+                    entry_bits: *entry_bits,
+                    data: data.to_vec(),
+                }))
+            }
+            v => Err(QrpError::UnknownVariant(v)),
+        }
+    }
+}
+
+struct Pending {
+    next: u8,
+    seq_size: u8,
+    compressor: Compressor,
+    entry_bits: u8,
+    want: usize,
+    buf: Vec<u8>,
+    inflate: Decompress,
+}
+
+/// The receiving side of one connection's route table: feed it every ROUTE_TABLE_UPDATE
+/// in order. A patch sequence is applied only once its last fragment arrives and the
+/// whole sequence decoded cleanly; on any error the sequence is dropped and the previous
+/// table stays.
+#[derive(Default)]
+pub struct Receiver {
+    table: Option<Table>,
+    pending: Option<Pending>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("table_size", &self.table.as_ref().map(Table::size))
+            .field("pending_next", &self.pending.as_ref().map(|p| p.next))
+            .finish()
+    }
+}
+
+/// What [`Receiver::apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A RESET: the table is now empty.
+    Reset,
+    /// A fragment was buffered; more are expected.
+    Fragment,
+    /// The last fragment: the table changed.
+    Patched,
+}
+
+impl Receiver {
+    /// A receiver with no table yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current table (None before the first RESET).
+    pub fn table(&self) -> Option<&Table> {
+        self.table.as_ref()
+    }
+
+    /// Applies one decoded update.
+    pub fn apply(&mut self, update: &RouteUpdate) -> Result<Applied, QrpError> {
+        match update {
+            RouteUpdate::Reset {
+                table_length,
+                infinity,
+            } => {
+                self.pending = None;
+                self.table = Some(Table::new(*table_length, *infinity)?);
+                Ok(Applied::Reset)
+            }
+            RouteUpdate::Patch(p) => {
+                let r = self.patch(p);
+                if r.is_err() {
+                    self.pending = None;
+                }
+                r
+            }
+        }
+    }
+
+    fn patch(&mut self, p: &Patch) -> Result<Applied, QrpError> {
+        let table = self.table.as_ref().ok_or(QrpError::NoTable)?;
+        if p.seq_no == 1 {
+            let want = table.slots.len() * usize::from(p.entry_bits) / 8;
+            self.pending = Some(Pending {
+                next: 1,
+                seq_size: p.seq_size,
+                compressor: p.compressor,
+                entry_bits: p.entry_bits,
+                want,
+                buf: Vec::new(),
+                inflate: Decompress::new(true),
+            });
+        }
+        let pend = self.pending.as_mut().ok_or(QrpError::OutOfOrder {
+            expected: 1,
+            got: p.seq_no,
+        })?;
+        if p.seq_no != pend.next
+            || p.seq_size != pend.seq_size
+            || p.compressor != pend.compressor
+            || p.entry_bits != pend.entry_bits
+        {
+            return Err(QrpError::OutOfOrder {
+                expected: pend.next,
+                got: p.seq_no,
+            });
+        }
+        match pend.compressor {
+            Compressor::None => {
+                if pend.buf.len() + p.data.len() > pend.want {
+                    return Err(QrpError::PatchTooLong(pend.want));
+                }
+                pend.buf.extend_from_slice(&p.data);
+            }
+            Compressor::Zlib => inflate_into(pend, &p.data)?,
+        }
+        pend.next = pend.next.wrapping_add(1);
+        if p.seq_no < p.seq_size {
+            return Ok(Applied::Fragment);
+        }
+        let Some(pend) = self.pending.take() else {
+            return Err(QrpError::NoTable);
+        };
+        if pend.buf.len() != pend.want {
+            return Err(QrpError::PatchLength {
+                got: pend.buf.len(),
+                want: pend.want,
+            });
+        }
+        let table = self.table.as_mut().ok_or(QrpError::NoTable)?;
+        let inf = table.infinity as i8;
+        let mut add = |i: usize, d: i8| {
+            if let Some(s) = table.slots.get_mut(i) {
+                *s = (i16::from(*s) + i16::from(d)).clamp(0, i16::from(inf)) as i8;
+            }
+        };
+        if pend.entry_bits == 8 {
+            for (i, b) in pend.buf.iter().enumerate() {
+                add(i, *b as i8);
+            }
+        } else {
+            for (i, b) in pend.buf.iter().enumerate() {
+                add(2 * i, (*b as i8) >> 4);
+                add(2 * i + 1, ((*b << 4) as i8) >> 4);
+            }
+        }
+        Ok(Applied::Patched)
+    }
+}
+
+/// Inflates `input` (the next piece of the one zlib stream) into `pend.buf`, never past
+/// `pend.want` bytes.
+fn inflate_into(pend: &mut Pending, mut input: &[u8]) -> Result<(), QrpError> {
+    let mut scratch = [0u8; 4096];
+    // Each round consumes input or produces output; bound the rounds anyway.
+    for _ in 0..(input.len() + pend.want / 1024 + 64) * 4 {
+        let before_in = pend.inflate.total_in();
+        let before_out = pend.inflate.total_out();
+        let status = pend
+            .inflate
+            .decompress(input, &mut scratch, FlushDecompress::None)
+            .map_err(|_| QrpError::Zlib)?;
+        let used = (pend.inflate.total_in() - before_in) as usize;
+        let made = (pend.inflate.total_out() - before_out) as usize;
+        input = input.get(used..).unwrap_or(&[]);
+        let out = scratch.get(..made).unwrap_or(&[]);
+        if pend.buf.len() + out.len() > pend.want {
+            return Err(QrpError::PatchTooLong(pend.want));
+        }
+        pend.buf.extend_from_slice(out);
+        if status == Status::StreamEnd || (input.is_empty() && made < scratch.len()) {
+            return Ok(());
+        }
+        if used == 0 && made == 0 {
+            return Err(QrpError::Zlib);
+        }
+    }
+    Err(QrpError::Zlib)
+}
