@@ -34,6 +34,7 @@
 #[cfg(feature = "runtime")]
 pub mod control;
 pub mod flood;
+pub mod handshake06;
 pub mod harness;
 pub mod http;
 pub mod library;
