@@ -17,7 +17,7 @@ use crate::{Dist, NodeId, NodeOpts, Sim, SimConfig, percentile, rss_bytes};
 pub struct PingPongScenario;
 
 /// Pings each node sends over datagrams.
-const DATAGRAM_PINGS: u64 = 8;
+pub const DATAGRAM_PINGS: u64 = 8;
 
 /// Results of one run, for tests and the scenario's report.
 #[derive(Debug, Clone, PartialEq)]
