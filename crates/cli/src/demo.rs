@@ -64,12 +64,30 @@ pub async fn run(out: &Path) -> Result<()> {
     let mut sections = Vec::new();
     let started = std::time::Instant::now();
     // Each system's section, in the order of the README.
-    sections.push(section_or_failure("foundation (ping/pong example protocol)", foundation(out).await));
-    sections.push(section_or_failure("Chord", crate::chord::demo(&out.join("chord")).await));
-    sections.push(section_or_failure("Kademlia DHT (BEP 5)", crate::dht::demo(out).await));
-    sections.push(section_or_failure("gnutella 0.4", crate::gnutella::demo(out).await));
-    sections.push(section_or_failure("Napster (OpenNap)", crate::napster::demo(out).await));
-    sections.push(section_or_failure("BitTorrent", crate::torrent::demo(out).await));
+    sections.push(section_or_failure(
+        "foundation (ping/pong example protocol)",
+        foundation(out).await,
+    ));
+    sections.push(section_or_failure(
+        "Napster (OpenNap)",
+        crate::napster::demo(out).await,
+    ));
+    sections.push(section_or_failure(
+        "Gnutella 0.4",
+        crate::gnutella::demo(out).await,
+    ));
+    sections.push(section_or_failure(
+        "BitTorrent",
+        crate::torrent::demo(out).await,
+    ));
+    sections.push(section_or_failure(
+        "Kademlia DHT (BEP 5)",
+        crate::dht::demo(out).await,
+    ));
+    sections.push(section_or_failure(
+        "Chord",
+        crate::chord::demo(&out.join("chord")).await,
+    ));
     print_table(&sections);
     let path = out.join("report.html");
     write_report(&path, &sections)?;
@@ -113,9 +131,21 @@ async fn foundation(out: &Path) -> Result<DemoSection> {
             if i == j {
                 continue;
             }
-            let (Some(udp), Some(tcp)) = (a.udp, a.tcp) else { continue };
-            n.command(Ping { id: (j * 2) as u64, to: udp, transport: Transport::Datagram }).await?;
-            n.command(Ping { id: (j * 2 + 1) as u64, to: tcp, transport: Transport::Stream }).await?;
+            let (Some(udp), Some(tcp)) = (a.udp, a.tcp) else {
+                continue;
+            };
+            n.command(Ping {
+                id: (j * 2) as u64,
+                to: udp,
+                transport: Transport::Datagram,
+            })
+            .await?;
+            n.command(Ping {
+                id: (j * 2 + 1) as u64,
+                to: tcp,
+                transport: Transport::Stream,
+            })
+            .await?;
             sent += 2;
         }
     }
@@ -154,10 +184,20 @@ async fn foundation(out: &Path) -> Result<DemoSection> {
         rtts.len() == sent,
     );
     // 2. The same core in the simulator, at scale.
-    let opts = ScenarioOpts { nodes: Some(10_000), seed: 1, out: out.join("pingpong") };
+    let opts = ScenarioOpts {
+        nodes: Some(10_000),
+        seed: 1,
+        out: out.join("pingpong"),
+    };
     let rep = tokio::task::block_in_place(|| servent_sim::pingpong::PingPongScenario.run(&opts))?;
     rep.write(&opts.out)?;
-    let get = |k: &str| rep.headline.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let get = |k: &str| {
+        rep.headline
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     let success: f64 = get("success").parse().unwrap_or(0.0);
     sec.row(
         "simulator: 10 000 nodes, 1% loss, 1% dead nodes",
@@ -179,14 +219,22 @@ async fn foundation(out: &Path) -> Result<DemoSection> {
 }
 
 fn print_table(sections: &[DemoSection]) {
-    let w_sys = sections.iter().map(|s| s.system.len()).max().unwrap_or(6).clamp(6, 40);
+    let w_sys = sections
+        .iter()
+        .map(|s| s.system.len())
+        .max()
+        .unwrap_or(6)
+        .clamp(6, 40);
     let w_chk = sections
         .iter()
         .flat_map(|s| s.rows.iter().map(|r| r.check.len()))
         .max()
         .unwrap_or(5)
         .clamp(5, 70);
-    println!("{:<w_sys$}  {:<w_chk$}  {:<4}  result", "system", "check", "ok");
+    println!(
+        "{:<w_sys$}  {:<w_chk$}  {:<4}  result",
+        "system", "check", "ok"
+    );
     println!("{}", "-".repeat(w_sys + w_chk + 40));
     for s in sections {
         for (i, r) in s.rows.iter().enumerate() {
@@ -213,7 +261,9 @@ fn trunc(s: &str, w: usize) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn write_report(path: &Path, sections: &[DemoSection]) -> Result<()> {
@@ -222,7 +272,11 @@ fn write_report(path: &Path, sections: &[DemoSection]) -> Result<()> {
     h.push_str("<style>body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}.no{color:#b00;font-weight:bold}.yes{color:#080}</style></head><body>");
     h.push_str("<h1>servent demo</h1><p>Every implemented system, run on 127.0.0.1 and in the simulator.</p>");
     for s in sections {
-        let _ = write!(h, "<h2>{}</h2><table><tr><th>check</th><th>ok</th><th>result</th></tr>", esc(&s.system));
+        let _ = write!(
+            h,
+            "<h2>{}</h2><table><tr><th>check</th><th>ok</th><th>result</th></tr>",
+            esc(&s.system)
+        );
         for r in &s.rows {
             let _ = write!(
                 h,
@@ -241,7 +295,12 @@ fn write_report(path: &Path, sections: &[DemoSection]) -> Result<()> {
             match servent_sim::scenario::render_svg(p) {
                 Ok(svg) => h.push_str(&svg),
                 Err(e) => {
-                    let _ = write!(h, "<p class=\"no\">plot {} failed: {}</p>", esc(&p.name), esc(&e));
+                    let _ = write!(
+                        h,
+                        "<p class=\"no\">plot {} failed: {}</p>",
+                        esc(&p.name),
+                        esc(&e)
+                    );
                 }
             }
         }

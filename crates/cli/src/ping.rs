@@ -44,7 +44,11 @@ enum Action {
 pub async fn run(cmd: Cmd) -> Result<()> {
     match cmd.action {
         Action::Serve { listen } => {
-            let cfg = NodeConfig { udp: Some(listen), tcp: Some(listen), ..NodeConfig::default() };
+            let cfg = NodeConfig {
+                udp: Some(listen),
+                tcp: Some(listen),
+                ..NodeConfig::default()
+            };
             let mut node = spawn(cfg, |_| PingPong::new(Duration::from_secs(2)))
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
@@ -62,14 +66,26 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             node.shutdown().await?;
             Ok(())
         }
-        Action::Send { to, tcp, count, timeout } => {
+        Action::Send {
+            to,
+            tcp,
+            count,
+            timeout,
+        } => {
             if !(timeout.is_finite() && timeout > 0.0) {
                 bail!("--timeout must be a positive number of seconds");
             }
             let local: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse()?;
-            let cfg = NodeConfig { udp: Some(local), ..NodeConfig::default() };
+            let cfg = NodeConfig {
+                udp: Some(local),
+                ..NodeConfig::default()
+            };
             let mut node = spawn(cfg, |_| PingPong::new(Duration::from_secs_f64(timeout))).await?;
-            let transport = if tcp { Transport::Stream } else { Transport::Datagram };
+            let transport = if tcp {
+                Transport::Stream
+            } else {
+                Transport::Datagram
+            };
             let mut lost = 0;
             for id in 0..count {
                 node.command(Ping { id, to, transport }).await?;
