@@ -16,6 +16,10 @@ use std::io::Write as _;
 use flate2::{Decompress, FlushDecompress, Status};
 use thiserror::Error;
 
+fn valid_bits(b: u8) -> bool {
+    matches!(b, 1 | 2 | 4 | 8)
+}
+
 /// The multiplier of the QRP hash (the fractional part of the golden ratio, times 2^32).
 pub const A_INT: u32 = 0x4F1B_BCDC;
 /// The ROUTE_TABLE_UPDATE descriptor's payload type.
@@ -52,7 +56,7 @@ pub enum QrpError {
     BadTableSize(u32),
     #[error("infinity {0} outside 1..=127")]
     BadInfinity(u8),
-    #[error("entry bits {0} (only 4 and 8 are supported)")]
+    #[error("entry bits {0} (1, 2, 4 or 8 are allowed)")]
     BadEntryBits(u8),
     #[error("unknown compressor {0}")]
     BadCompressor(u8),
@@ -259,7 +263,7 @@ impl Table {
 
     /// The updates that bring a peer from `from` (the table it holds; `None` after a fresh
     /// connection) to this table: a RESET when `from` is `None` or differs in size or
-    /// infinity, then PATCH fragments of `entry_bits` (4 or 8) deltas, optionally zlib
+    /// infinity, then PATCH fragments of `entry_bits` (1, 2, 4 or 8) entries, optionally zlib
     /// compressed as one stream cut into fragments of at most `fragment` bytes. Nothing
     /// (an empty list) when the peer already holds this table.
     pub fn encode_updates(
@@ -269,7 +273,7 @@ impl Table {
         compress: bool,
         fragment: usize,
     ) -> Result<Vec<RouteUpdate>, QrpError> {
-        if entry_bits != 4 && entry_bits != 8 {
+        if !valid_bits(entry_bits) {
             return Err(QrpError::BadEntryBits(entry_bits));
         }
         let base = match from {
@@ -294,23 +298,27 @@ impl Table {
             v - old // both in 0..=127
         };
         let mut raw = Vec::with_capacity(self.slots.len() * usize::from(entry_bits) / 8);
-        if entry_bits == 8 {
-            for (i, v) in self.slots.iter().enumerate() {
-                raw.push(delta(i, *v) as u8);
-            }
-        } else {
-            for (i, pair) in self.slots.chunks(2).enumerate() {
-                let mut byte = 0u8;
-                for (k, v) in pair.iter().enumerate() {
-                    let d = delta(2 * i + k, *v);
-                    if !(-8..=7).contains(&d) {
-                        return Err(QrpError::EntryOutOfRange(4));
+        let per_byte = 8 / usize::from(entry_bits);
+        let mask = ((1u16 << entry_bits) - 1) as u8;
+        // Signed range of one entry (1-bit entries are a presence toggle instead).
+        let (lo, hi) = (-(1i16 << (entry_bits - 1)), (1i16 << (entry_bits - 1)) - 1);
+        for (i, group) in self.slots.chunks(per_byte).enumerate() {
+            let mut byte = 0u8;
+            for (k, v) in group.iter().enumerate() {
+                let j = i * per_byte + k;
+                let field = if entry_bits == 1 {
+                    let old = base.and_then(|t| t.slots.get(j).copied()).unwrap_or(inf);
+                    u8::from((old < inf) != (*v < inf))
+                } else {
+                    let d = i16::from(delta(j, *v));
+                    if d < lo || d > hi {
+                        return Err(QrpError::EntryOutOfRange(entry_bits));
                     }
-                    let nib = (d as u8) & 0x0F;
-                    byte |= if k == 0 { nib << 4 } else { nib };
-                }
-                raw.push(byte);
+                    (d as u8) & mask
+                };
+                byte |= field << (8 - usize::from(entry_bits) * (k + 1));
             }
+            raw.push(byte);
         }
         let (data, compressor) = if compress {
             let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
@@ -439,7 +447,7 @@ impl RouteUpdate {
                     1 => Compressor::Zlib,
                     c => return Err(QrpError::BadCompressor(*c)),
                 };
-                if *entry_bits != 4 && *entry_bits != 8 {
+                if !valid_bits(*entry_bits) {
                     return Err(QrpError::BadEntryBits(*entry_bits));
                 }
                 Ok(RouteUpdate::Patch(Patch {
@@ -579,19 +587,26 @@ impl Receiver {
         }
         let table = self.table.as_mut().ok_or(QrpError::NoTable)?;
         let inf = table.infinity as i8;
-        let mut add = |i: usize, d: i8| {
-            if let Some(s) = table.slots.get_mut(i) {
-                *s = (i16::from(*s) + i16::from(d)).clamp(0, i16::from(inf)) as i8;
-            }
-        };
-        if pend.entry_bits == 8 {
-            for (i, b) in pend.buf.iter().enumerate() {
-                add(i, *b as i8);
-            }
-        } else {
-            for (i, b) in pend.buf.iter().enumerate() {
-                add(2 * i, (*b as i8) >> 4);
-                add(2 * i + 1, ((*b << 4) as i8) >> 4);
+        let bits = usize::from(pend.entry_bits);
+        let per_byte = 8 / bits;
+        let present = table.present_value();
+        for (i, b) in pend.buf.iter().enumerate() {
+            for k in 0..per_byte {
+                let j = i * per_byte + k;
+                // Shift the entry to the top of the byte, then sign-extend it down.
+                let top = (*b << (bits * k)) as i8;
+                let d = top >> (8 - bits);
+                let Some(s) = table.slots.get_mut(j) else {
+                    continue;
+                };
+                if bits == 1 {
+                    // gtk-gnutella's 1-bit patches toggle presence.
+                    if d != 0 {
+                        *s = if *s < inf { inf } else { present };
+                    }
+                } else {
+                    *s = (i16::from(*s) + i16::from(d)).clamp(0, i16::from(inf)) as i8;
+                }
             }
         }
         Ok(Applied::Patched)

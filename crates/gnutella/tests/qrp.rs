@@ -217,8 +217,8 @@ fn absurd_or_malformed_resets_are_rejected() {
         })
     );
     assert_eq!(
-        RouteUpdate::decode(&[1, 1, 1, 0, 2]),
-        Err(QrpError::BadEntryBits(2))
+        RouteUpdate::decode(&[1, 1, 1, 0, 3]),
+        Err(QrpError::BadEntryBits(3))
     );
 }
 
@@ -296,8 +296,10 @@ proptest! {
     fn any_table_round_trips_through_updates(
         bits in 3u8..=12, infinity in 1u8..=7, words in proptest::collection::vec("[a-z]{3,8}", 0..40),
         old_words in proptest::collection::vec("[a-z]{3,8}", 0..40),
-        entry_bits in prop_oneof![Just(4u8), Just(8u8)], compress: bool, fragment in 32usize..300,
+        entry_bits in prop_oneof![Just(1u8), Just(2u8), Just(4u8), Just(8u8)], compress: bool, fragment in 32usize..300,
     ) {
+        // A 2-bit entry holds -2..=1, so it can only move a slot between 1 and infinity 2.
+        let infinity = if entry_bits == 2 { infinity.min(2) } else { infinity };
         let mut old = Table::new(1 << bits, infinity).unwrap();
         for w in &old_words { old.insert_word(w); }
         let mut t = Table::new(1 << bits, infinity).unwrap();
@@ -313,6 +315,58 @@ proptest! {
         prop_assert_eq!(rx.table(), Some(&t));
         for w in &words { prop_assert!(t.may_match_query(w)); }
     }
+}
+
+#[test]
+fn one_bit_patches_toggle_presence_and_two_bit_patches_add() {
+    let mut rx = Receiver::new();
+    rx.apply(&RouteUpdate::Reset {
+        table_length: 8,
+        infinity: 2,
+    })
+    .unwrap();
+    let p = |bits, data: Vec<u8>| {
+        RouteUpdate::Patch(Patch {
+            seq_no: 1,
+            seq_size: 1,
+            compressor: Compressor::None,
+            entry_bits: bits,
+            data,
+        })
+    };
+    // 1-bit, MSB first: toggle slots 0 and 7.
+    assert_eq!(rx.apply(&p(1, vec![0b1000_0001])), Ok(Applied::Patched));
+    let present = |rx: &Receiver| {
+        (0..8)
+            .filter(|i| rx.table().unwrap().is_present(*i))
+            .collect::<Vec<u32>>()
+    };
+    assert_eq!(present(&rx), [0, 7]);
+    assert_eq!(rx.apply(&p(1, vec![0b1100_0000])), Ok(Applied::Patched));
+    assert_eq!(present(&rx), [1, 7]);
+    // 2-bit entries: 0b11 = -1 (present), 0b01 = +1 (absent); slots 0..4 then 4..8.
+    assert_eq!(
+        rx.apply(&p(2, vec![0b1100_0000, 0b0000_0001])),
+        Ok(Applied::Patched)
+    );
+    assert_eq!(present(&rx), [0, 1]);
+    let mut t = Table::new(8, 2).unwrap();
+    t.set_present(2);
+    assert_eq!(
+        t.encode_updates(None, 1, false, 64).unwrap()[1].to_bytes(),
+        [1, 1, 1, 0, 1, 0b0010_0000]
+    );
+    assert_eq!(
+        t.encode_updates(None, 2, false, 64).unwrap()[1].to_bytes(),
+        [1, 1, 1, 0, 2, 0b0000_1100, 0]
+    );
+    let wide = Table::new(8, 7).unwrap();
+    let mut full = wide.clone();
+    full.set_present(0);
+    assert_eq!(
+        full.encode_updates(Some(&wide), 2, false, 64),
+        Err(QrpError::EntryOutOfRange(2))
+    );
 }
 
 #[test]
