@@ -333,3 +333,40 @@ fn datagram_loss_rate_is_respected() {
         "{got} of 10000 arrived at 20% loss"
     );
 }
+
+#[test]
+fn churn_takes_nodes_down_and_brings_fresh_cores_back() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let mut s = sim(10.0);
+    let a = s.add_node(Scripted::default(), NodeOpts::default());
+    let b = s.add_node(Scripted::default(), NodeOpts::default());
+    let to_b = s.addr(b);
+    s.command(
+        a,
+        Transmit::Connect {
+            conn: ConnId::outbound(0),
+            to: to_b,
+        },
+    );
+    let joins = Rc::new(Cell::new(0));
+    let counter = joins.clone();
+    s.set_churn(servent_sim::Churn {
+        session_s: Dist::Constant(1.0),
+        downtime_s: Dist::Constant(0.5),
+        factory: Box::new(move |_, _, _| {
+            counter.set(counter.get() + 1);
+            (Scripted::default(), Vec::new())
+        }),
+    });
+    s.run_until(Instant::from_millis(1200));
+    // both left at 1 s: the connection was reset, nothing is alive
+    assert!(!s.is_alive(a) && !s.is_alive(b));
+    s.run_until(Instant::from_millis(1600));
+    assert!(s.is_alive(a) && s.is_alive(b));
+    assert_eq!(joins.get(), 2);
+    // sessions repeat: 1 s up, 0.5 s down, until the run ends
+    s.run_until(Instant::from_millis(4600));
+    assert_eq!(joins.get(), 6);
+    assert!(s.is_alive(a));
+}
