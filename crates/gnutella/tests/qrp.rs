@@ -381,3 +381,38 @@ fn more_than_255_fragments_is_an_error() {
         Err(QrpError::BadEntryBits(3))
     );
 }
+
+#[test]
+fn a_table_of_another_size_or_infinity_starts_with_a_reset() {
+    let old = Table::new(1024, 7).unwrap();
+    let mut t = Table::new(2048, 7).unwrap();
+    t.insert_word("abc");
+    let ups = t.encode_updates(Some(&old), 4, true, 4096).unwrap();
+    assert_eq!(
+        ups[0],
+        RouteUpdate::Reset {
+            table_length: 2048,
+            infinity: 7
+        }
+    );
+    let mut t2 = Table::new(1024, 2).unwrap();
+    t2.insert_word("abc");
+    assert_eq!(
+        t2.encode_updates(Some(&old), 4, true, 4096).unwrap()[0],
+        RouteUpdate::Reset {
+            table_length: 1024,
+            infinity: 2
+        }
+    );
+}
+
+proptest! {
+    #[test]
+    fn keywords_and_matching_never_panic_on_any_text(text in "\\PC{0,200}", bits in 3u8..=16) {
+        let kws = qrp::keywords(&text);
+        prop_assert!(kws.len() <= qrp::MAX_KEYWORDS);
+        let mut t = Table::new(1 << bits, 7).unwrap();
+        t.insert_text(&text);
+        prop_assert!(t.may_match_query(&text), "a name always matches a query made of it");
+    }
+}
