@@ -239,6 +239,18 @@ impl Table {
             .all(|w| self.is_present(hash(w, self.bits)))
     }
 
+    /// As [`Table::may_match_query`] for a query that also names URNs (`urn:sha1:...`,
+    /// hashed whole): URNs are OR-ed, so such a query may match when any of its URNs is
+    /// present, whatever its words (as gtk-gnutella routes them); without URNs every word
+    /// must be present.
+    pub fn may_match(&self, query: &str, urns: &[&str]) -> bool {
+        if urns.is_empty() {
+            self.may_match_query(query)
+        } else {
+            urns.iter().any(|u| self.is_present(hash(u, self.bits)))
+        }
+    }
+
     /// Adds every present slot of `other` to this table (for an ultrapeer merging its
     /// leaves). Tables of different sizes map exactly because a slot is the top bits of
     /// the same 32-bit product: slot `i` of a `2^a` table covers slots

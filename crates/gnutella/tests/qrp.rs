@@ -416,3 +416,18 @@ proptest! {
         prop_assert!(t.may_match_query(&text), "a name always matches a query made of it");
     }
 }
+
+#[test]
+fn urn_queries_match_when_any_urn_is_present() {
+    let urn = "urn:sha1:PLSTHIPQGSSZTS5FJUPAKUZWUGYQYPFB";
+    let mut t = Table::new(65536, 7).unwrap();
+    t.insert_text("some song.mp3");
+    t.insert_urn(urn);
+    assert!(t.may_match("", &[urn]));
+    assert!(t.may_match(
+        "unrelated words",
+        &["urn:sha1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", urn]
+    ));
+    assert!(!t.may_match("song", &["urn:sha1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]));
+    assert!(t.may_match("song", &[]));
+}
