@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::client::{Client, ClientCommand, ClientConfig, ClientEvent};
 use crate::server::{Level, Server, ServerCommand, ServerConfig, ServerEvent, ServerStats};
-use crate::store::{Store, StoreError};
+use crate::store::{SharedStore, Store, StoreError};
 use crate::transfer::{self, Command, Request, TransferError};
 use crate::wire::{ClientMsg, FileInfo, PeerFile, SearchHit, SearchQuery};
 
@@ -149,6 +149,8 @@ pub async fn start_server(opts: ServerOptions) -> Result<RunningServer, NetError
     }
     let accounts = store.accounts()?;
     let bans = store.bans()?;
+    let store = SharedStore::new(store);
+    let journal = store.clone();
     let (cfg, seed) = (opts.config.clone(), opts.seed);
     let mut handle = servent_runtime::spawn(
         NodeConfig {
@@ -158,7 +160,8 @@ pub async fn start_server(opts: ServerOptions) -> Result<RunningServer, NetError
         },
         move |_| {
             use servent_core::{Core, Input, Instant};
-            let mut s = Server::new(cfg, Rng::new(seed));
+            // Account and ban changes are committed by the core itself, before its reply.
+            let mut s = Server::with_journal(cfg, Rng::new(seed), Box::new(journal));
             for a in accounts {
                 s.handle_input(Instant::ZERO, Input::Command(ServerCommand::LoadAccount(a)));
             }
@@ -182,9 +185,11 @@ pub async fn start_server(opts: ServerOptions) -> Result<RunningServer, NetError
             tokio::select! {
                 _ = &mut stop_rx => break,
                 ev = handle.next_event() => match ev {
-                    Some(ServerEvent::Persist(p)) => store.apply(&p)?,
+                    Some(ServerEvent::JournalFailed { change, error }) => {
+                        tracing::error!(?change, %error, "could not store a change; refused it");
+                    }
                     Some(ServerEvent::Stats { stats, .. }) => {
-                        store.save_stats(&stats)?;
+                        store.with(|s| s.save_stats(&stats))?;
                         last = stats;
                     }
                     Some(ServerEvent::LoggedIn { nick, peer }) => tracing::info!(%nick, %peer, "login"),
@@ -209,14 +214,13 @@ pub async fn start_server(opts: ServerOptions) -> Result<RunningServer, NetError
             tokio::select! {
                 _ = &mut deadline => break,
                 ev = handle.next_event() => match ev {
-                    Some(ServerEvent::Persist(p)) => store.apply(&p)?,
                     Some(ServerEvent::Stats { id: u64::MAX, stats }) => { last = stats; break; }
                     Some(_) => {}
                     None => break,
                 },
             }
         }
-        store.save_stats(&last)?;
+        store.with(|s| s.save_stats(&last))?;
         let _ = handle.shutdown().await;
         Ok(last)
     });

@@ -3,10 +3,18 @@
 //!
 //! The server owns no socket and no database. The driver feeds it connections and bytes
 //! ([`Core::handle_input`]), drains the bytes to send ([`Core::poll_transmit`]), then the
-//! events ([`Core::poll_event`]) — among them [`ServerEvent::Persist`], the account and ban
-//! changes the driver must write to its store before the next input — and re-arms the timer
-//! ([`Core::poll_timeout`]). At start the driver loads the stored accounts and bans with
-//! [`ServerCommand::LoadAccount`] and [`ServerCommand::LoadBan`].
+//! events ([`Core::poll_event`]) and re-arms the timer ([`Core::poll_timeout`]). At start the
+//! driver loads the stored accounts and bans with [`ServerCommand::LoadAccount`] and
+//! [`ServerCommand::LoadBan`].
+//!
+//! # Durability
+//! An account or ban change must be on disk before anything that depends on it leaves the
+//! server: a login ack sent for an account that a `kill -9` then loses would let someone
+//! else take the nick. So the core does not hand such changes out as events to be written
+//! later: it writes them synchronously through the [`Journal`] the driver gives it
+//! ([`Server::with_journal`]), and only when the write succeeded does it change its state and
+//! queue the reply. A failed write refuses the login (or the ban) instead.
+//! [`ServerEvent::Persist`] then reports what was written, for observers.
 //!
 //! Passwords are argon2id hashes (PHC strings); salts come from the caller's seeded
 //! [`Rng`]. Argon2 costs are part of [`ServerConfig`] so the simulator can run cheaply.
@@ -105,7 +113,7 @@ pub enum ServerCommand {
     },
 }
 
-/// A change the driver must store.
+/// A change that must survive a crash, written through the [`Journal`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Persist {
@@ -118,6 +126,32 @@ pub enum Persist {
         /// Its target.
         target: String,
     },
+}
+
+/// The server's durable storage, written synchronously by the core.
+///
+/// [`Journal::write`] must return only once the change is durable (committed to disk for a
+/// real store): the core sends the replies that depend on it right after. An error makes
+/// the core refuse the operation and leave its state as it was.
+pub trait Journal: std::fmt::Debug + Send {
+    /// Makes `change` durable.
+    fn write(&mut self, change: &Persist) -> Result<(), JournalError>;
+}
+
+/// A [`Journal`] write that failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("journal write failed: {0}")]
+pub struct JournalError(pub String);
+
+/// No durable storage (the simulator, the in-memory harness): every write succeeds and is
+/// kept nowhere.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Volatile;
+
+impl Journal for Volatile {
+    fn write(&mut self, _change: &Persist) -> Result<(), JournalError> {
+        Ok(())
+    }
 }
 
 /// Why a client was disconnected by the server.
@@ -144,7 +178,7 @@ pub enum Kick {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ServerEvent {
-    /// Store this before handling the next input.
+    /// This change was written to the [`Journal`] (before any reply that depends on it).
     Persist(Persist),
     /// A user logged in.
     LoggedIn {
@@ -178,6 +212,13 @@ pub enum ServerEvent {
         id: u64,
         /// The counters.
         stats: ServerStats,
+    },
+    /// The journal refused a change; the operation that needed it was refused.
+    JournalFailed {
+        /// The change.
+        change: Persist,
+        /// Why.
+        error: JournalError,
     },
     /// An operator command finished.
     Done {
@@ -289,6 +330,8 @@ pub struct ServerStats {
     pub kicks: u64,
     /// Malformed or unknown messages since start.
     pub bad_messages: u64,
+    /// Account or ban changes the journal failed to store since start.
+    pub journal_failures: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -390,6 +433,7 @@ pub struct Server {
     transmits: VecDeque<Transmit>,
     events: VecDeque<ServerEvent>,
     stats: ServerStats,
+    journal: Box<dyn Journal>,
 }
 
 fn key(nick: &str) -> String {
@@ -404,9 +448,17 @@ fn v4(addr: SocketAddr) -> Ipv4Addr {
 }
 
 impl Server {
-    /// A server with no users; `rng` salts password hashes.
+    /// A server with no users and no durable storage ([`Volatile`]); `rng` salts password
+    /// hashes.
     pub fn new(cfg: ServerConfig, rng: Rng) -> Server {
+        Server::with_journal(cfg, rng, Box::new(Volatile))
+    }
+
+    /// A server with no users that writes account and ban changes through `journal` before
+    /// replying; `rng` salts password hashes.
+    pub fn with_journal(cfg: ServerConfig, rng: Rng, journal: Box<dyn Journal>) -> Server {
         Server {
+            journal,
             spec: wire::frame_spec(cfg.max_payload),
             cfg,
             rng,
@@ -595,10 +647,21 @@ impl Server {
         self.emit(ServerEvent::LoggedOut { nick: user.nick });
     }
 
-    fn persist(&mut self, p: Persist) {
-        // Persistence events are never dropped: at most a few are made per input, and the
-        // driver drains events after every input.
+    /// Writes `p` through the journal; `false` if it failed (the caller then changes
+    /// nothing and refuses).
+    fn persist(&mut self, p: Persist) -> bool {
+        if let Err(e) = self.journal.write(&p) {
+            self.stats.journal_failures += 1;
+            self.emit(ServerEvent::JournalFailed {
+                change: p,
+                error: e,
+            });
+            return false;
+        }
+        // Reports of written changes are never dropped: at most a few are made per input,
+        // and the driver drains events after every input.
         self.events.push_back(ServerEvent::Persist(p));
+        true
     }
 
     fn hash_password(&mut self, password: &str) -> Option<String> {
@@ -693,9 +756,13 @@ impl Server {
                     email: email.unwrap_or_else(|| self.cfg.anon_email.clone()),
                     level: Level::User,
                 };
+                // Durable first: the login ack below must never announce an account
+                // that a crash could lose.
+                if !self.persist(Persist::AccountCreated(a.clone())) {
+                    return self.refuse_login(conn, "Server error: could not store the account");
+                }
                 self.accounts.insert(k.clone(), a.clone());
                 self.stats.registrations += 1;
-                self.persist(Persist::AccountCreated(a.clone()));
                 a
             }
         };
@@ -1021,11 +1088,13 @@ impl Server {
                     return self.strike(now, conn, "permission denied".into());
                 }
                 let by = self.user(conn).map(|u| u.nick.clone()).unwrap_or_default();
-                self.ban(Ban {
+                if !self.ban(Ban {
                     target: key(&target),
                     reason: reason.unwrap_or_default(),
                     by,
-                });
+                }) {
+                    self.error(conn, "Server error: could not store the ban");
+                }
             }
             ClientMsg::Unban { target } => {
                 if self.user(conn).map(|u| u.level) != Some(Level::Admin) {
@@ -1416,8 +1485,15 @@ impl Server {
         }
     }
 
-    fn ban(&mut self, ban: Ban) {
+    /// Stores the ban, then applies it; `false` (and nothing changed) if it could not be
+    /// stored.
+    fn ban(&mut self, ban: Ban) -> bool {
         let target = key(&ban.target);
+        let ban = Ban { target, ..ban };
+        if !self.persist(Persist::BanAdded(ban.clone())) {
+            return false;
+        }
+        let target = ban.target.clone();
         let victims: Vec<ConnId> = self
             .conns
             .iter()
@@ -1430,18 +1506,18 @@ impl Server {
             self.error(v, "You have been banned");
             self.kick(v, Kick::Banned);
         }
-        let ban = Ban { target, ..ban };
-        self.bans.insert(ban.target.clone(), ban.clone());
-        self.persist(Persist::BanAdded(ban));
+        self.bans.insert(ban.target.clone(), ban);
+        true
     }
 
+    /// Stores the lifting of a ban, then lifts it; `false` if there was none or it could
+    /// not be stored.
     fn unban(&mut self, target: &str) -> bool {
         let t = key(target);
-        let was = self.bans.remove(&t).is_some();
-        if was {
-            self.persist(Persist::BanRemoved { target: t });
+        if !self.bans.contains_key(&t) || !self.persist(Persist::BanRemoved { target: t.clone() }) {
+            return false;
         }
-        was
+        self.bans.remove(&t).is_some()
     }
 
     fn command(&mut self, cmd: ServerCommand) {
@@ -1453,8 +1529,8 @@ impl Server {
                 self.bans.insert(key(&b.target), b);
             }
             ServerCommand::Ban { id, ban } => {
-                self.ban(ban);
-                self.emit(ServerEvent::Done { id, ok: true });
+                let ok = self.ban(ban);
+                self.emit(ServerEvent::Done { id, ok });
             }
             ServerCommand::Unban { id, target } => {
                 let ok = self.unban(&target);

@@ -6,10 +6,11 @@
 //! process. Passwords are stored only as the argon2 PHC strings the server core made.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::server::{Account, Ban, Level, Persist, ServerStats};
+use crate::server::{Account, Ban, Journal, JournalError, Level, Persist, ServerStats};
 
 /// What can go wrong with the database.
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +215,38 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+/// One store shared by the server core, which writes account and ban changes through it
+/// synchronously as its [`Journal`], and the driver, which saves the counters.
+#[derive(Clone, Debug)]
+pub struct SharedStore(pub Arc<Mutex<Store>>);
+
+impl SharedStore {
+    /// Shares `store`.
+    pub fn new(store: Store) -> SharedStore {
+        SharedStore(Arc::new(Mutex::new(store)))
+    }
+
+    /// Runs `f` on the store.
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.0.lock().map_err(|_| StoreError::Corrupt {
+            table: "*",
+            why: "the store's lock was poisoned by a panic".into(),
+        })?;
+        f(&mut guard)
+    }
+}
+
+impl Journal for SharedStore {
+    /// Commits the change (WAL, `synchronous=FULL`) before returning.
+    fn write(&mut self, change: &Persist) -> Result<(), JournalError> {
+        self.with(|s| s.apply(change))
+            .map_err(|e| JournalError(e.to_string()))
     }
 }
 
