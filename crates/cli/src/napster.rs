@@ -88,6 +88,23 @@ enum Sub {
         #[command(flatten)]
         who: Who,
     },
+    /// Ban a nick or a dotted IP address (administrators: see `server --admin`).
+    Ban {
+        /// The nick or address.
+        target: String,
+        /// Why (shown to nobody but stored with the ban).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Lift a ban (administrators).
+    Unban {
+        /// The nick or address.
+        target: String,
+        #[command(flatten)]
+        who: Who,
+    },
     /// Interactive chat: lines go to the channel; /msg NICK TEXT, /join C, /part, /quit.
     Chat {
         #[command(flatten)]
@@ -134,6 +151,21 @@ impl Who {
             .await
             .with_context(|| format!("logging in to {}", self.server))
     }
+}
+
+/// Waits until the server has handled everything sent before (a browse is answered in
+/// order), then fails with the server's error text if it refused (`permission denied`,
+/// `could not store`).
+async fn confirm(s: &mut Session, what: &str) -> Result<()> {
+    let me = s.nick.clone();
+    s.browse(&me).await?;
+    while let Ok(Some(e)) = tokio::time::timeout(std::time::Duration::ZERO, s.next_event()).await {
+        if let ClientEvent::Server(ServerMsg::Error { text } | ServerMsg::ErrorMessage { text }) = e
+        {
+            bail!("the server refused the {what}: {text}");
+        }
+    }
+    Ok(())
 }
 
 /// Runs the subcommand.
@@ -215,6 +247,33 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             for h in &hits {
                 println!("{}\t{}\t{}", h.nick, h.file.name, h.file.size);
             }
+            s.close().await;
+            Ok(())
+        }
+        Sub::Ban {
+            target,
+            reason,
+            who,
+        } => {
+            let mut s = who.login(0).await?;
+            s.send(ClientMsg::Ban {
+                target: target.clone(),
+                reason,
+            })
+            .await?;
+            confirm(&mut s, "ban").await?;
+            println!("banned {target}");
+            s.close().await;
+            Ok(())
+        }
+        Sub::Unban { target, who } => {
+            let mut s = who.login(0).await?;
+            s.send(ClientMsg::Unban {
+                target: target.clone(),
+            })
+            .await?;
+            confirm(&mut s, "unban").await?;
+            println!("unbanned {target}");
             s.close().await;
             Ok(())
         }
