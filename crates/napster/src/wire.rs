@@ -700,11 +700,17 @@ pub fn payload_text(payload: &[u8]) -> std::borrow::Cow<'_, str> {
 struct Fields<'a> {
     s: &'a str,
     kind: u16,
+    /// The payload's length: nothing has been consumed while `s` is still this long.
+    full: usize,
 }
 
 impl<'a> Fields<'a> {
     fn new(kind: u16, s: &'a str) -> Self {
-        Fields { s, kind }
+        Fields {
+            s,
+            kind,
+            full: s.len(),
+        }
     }
 
     fn missing(&self, field: &'static str) -> DecodeError {
@@ -782,9 +788,14 @@ impl<'a> Fields<'a> {
 
     /// Everything left (a message text); must not be empty.
     fn rest(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
-        // Exactly one separator space was consumed by the previous field's split; the text
-        // keeps any further leading spaces the sender typed.
-        let r = self.s.strip_prefix(' ').unwrap_or(self.s);
+        // After a field, exactly one separator space precedes the text; the text keeps any
+        // further leading spaces the sender typed. As the first field (an error message)
+        // there is no separator: every space is text.
+        let r = if self.s.len() == self.full {
+            self.s
+        } else {
+            self.s.strip_prefix(' ').unwrap_or(self.s)
+        };
         self.s = "";
         if r.is_empty() {
             return Err(self.missing(field));

@@ -787,3 +787,19 @@ proptest! {
         }
     }
 }
+
+/// Found by the `napster_wire` fuzz target: an error message's text is the whole payload,
+/// so its leading spaces are text, not a separator, and survive a round trip.
+#[test]
+fn message_text_that_is_the_whole_payload_keeps_its_leading_spaces() {
+    golden_s(
+        ServerMsg::Error {
+            text: "  indented".into(),
+        },
+        0,
+        "  indented",
+    );
+    golden_s(ServerMsg::ErrorMessage { text: " x".into() }, 404, " x");
+    let m = ServerMsg::Error { text: " a".into() };
+    assert_eq!(dec_s(&enc_s(&m)), m);
+}
