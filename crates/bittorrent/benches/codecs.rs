@@ -84,15 +84,18 @@ fn picker(c: &mut Criterion) {
         }
     }
     let all = Bitfield::full(pieces);
-    c.bench_function("picker: 16 blocks from 10 000 pieces (started piece first)", |b| {
-        b.iter(|| {
-            let r = p.pick(&all, 16, &[], None, &mut rng);
-            for blk in &r {
-                p.unrequest(blk);
-            }
-            r.len()
-        })
-    });
+    c.bench_function(
+        "picker: 16 blocks from 10 000 pieces (started piece first)",
+        |b| {
+            b.iter(|| {
+                let r = p.pick(&all, 16, &[], None, &mut rng);
+                for blk in &r {
+                    p.unrequest(blk);
+                }
+                r.len()
+            })
+        },
+    );
 }
 
 criterion_group!(benches, wire, metainfo, verify, picker);
