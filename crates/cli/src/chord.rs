@@ -427,11 +427,9 @@ pub async fn demo(out: &Path) -> Result<DemoSection> {
     let rep = tokio::task::block_in_place(|| servent_chord::scenarios::PathLen.run(&opts))?;
     rep.write(&opts.out)?;
     let dev = rep
-        .headline
-        .iter()
-        .find(|(k, _)| k == "worst_dev_from_half_log2n_n_ge_1024")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
+        .get("worst_dev_from_half_log2n_n_ge_1024")
+        .unwrap_or_default()
+        .to_string();
     sec.row(
         "simulator: path length for N = 2^4..2^14 vs the paper's ½·log2 N",
         format!("worst deviation for N ≥ 1024: {dev}"),

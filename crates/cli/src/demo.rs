@@ -191,13 +191,7 @@ async fn foundation(out: &Path) -> Result<DemoSection> {
     };
     let rep = tokio::task::block_in_place(|| servent_sim::pingpong::PingPongScenario.run(&opts))?;
     rep.write(&opts.out)?;
-    let get = |k: &str| {
-        rep.headline
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let get = |k: &str| rep.get(k).unwrap_or_default().to_string();
     let success: f64 = get("success").parse().unwrap_or(0.0);
     sec.row(
         "simulator: 10 000 nodes, 1% loss, 1% dead nodes",

@@ -729,13 +729,7 @@ pub async fn demo(out: &Path) -> Result<DemoSection> {
     use servent_sim::Scenario as _;
     let rep = tokio::task::block_in_place(|| servent_bittorrent::swarm::SwarmScenario.run(&sopts))?;
     rep.write(&sopts.out)?;
-    let get = |k: &str| {
-        rep.headline
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let get = |k: &str| rep.get(k).unwrap_or_default().to_string();
     sec.row(
         "simulator: 1 seeder, N = 10..30 leechers, 8 MiB",
         format!(

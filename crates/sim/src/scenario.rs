@@ -170,6 +170,14 @@ impl Report {
         self.headline.push((key.to_string(), value.to_string()));
     }
 
+    /// The value of headline figure `key`, if the scenario reported it.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.headline
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Adds a line of prose.
     pub fn line(&mut self, s: impl Into<String>) {
         self.lines.push(s.into());
