@@ -60,6 +60,9 @@ impl FrameSpec {
 
     /// Reads the announced payload length from a complete header.
     pub fn payload_len(&self, header: &[u8]) -> Result<usize, FrameError> {
+        if self.len_width > 8 {
+            return Err(FrameError::BadSpec);
+        }
         let field = header
             .get(self.len_offset..self.len_offset + self.len_width)
             .ok_or(FrameError::BadSpec)?;
@@ -75,9 +78,6 @@ impl FrameSpec {
                     v = (v << 8) | u64::from(b);
                 }
             }
-        }
-        if self.len_width > 8 {
-            return Err(FrameError::BadSpec);
         }
         if v > self.max_payload as u64 {
             return Err(FrameError::TooLarge {

@@ -909,13 +909,7 @@ impl Server {
                     ..
                 } => self.login(now, conn, nick, password, port, link, Some(email)),
                 ClientMsg::NickCheck { nick } => {
-                    let reply = if !wire::valid_nick(&nick) {
-                        ServerMsg::NickInvalid
-                    } else if self.accounts.contains_key(&key(&nick)) {
-                        ServerMsg::NickTaken
-                    } else {
-                        ServerMsg::NickFree
-                    };
+                    let reply = self.nick_check(&nick);
                     self.send(conn, &reply);
                 }
                 ClientMsg::ServerPing => self.send(conn, &ServerMsg::ServerPing),
@@ -923,6 +917,17 @@ impl Server {
             };
         }
         self.logged_in(now, conn, msg);
+    }
+
+    /// The answer to a nick check (7): invalid, taken or free.
+    fn nick_check(&self, nick: &str) -> ServerMsg {
+        if !wire::valid_nick(nick) {
+            ServerMsg::NickInvalid
+        } else if self.accounts.contains_key(&key(nick)) {
+            ServerMsg::NickTaken
+        } else {
+            ServerMsg::NickFree
+        }
     }
 
     fn user(&self, conn: ConnId) -> Option<&User> {
@@ -939,13 +944,7 @@ impl Server {
                 self.strike(now, conn, "You are already logged in".into())
             }
             ClientMsg::NickCheck { nick } => {
-                let reply = if !wire::valid_nick(&nick) {
-                    ServerMsg::NickInvalid
-                } else if self.accounts.contains_key(&key(&nick)) {
-                    ServerMsg::NickTaken
-                } else {
-                    ServerMsg::NickFree
-                };
+                let reply = self.nick_check(&nick);
                 self.send(conn, &reply);
             }
             ClientMsg::Share(f) => self.share(now, conn, f),
