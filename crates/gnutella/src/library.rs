@@ -47,6 +47,11 @@ impl Library {
         u32::try_from(self.total_bytes / 1024).unwrap_or(u32::MAX)
     }
 
+    /// Every shared file.
+    pub fn files(&self) -> &[SharedFile] {
+        &self.files
+    }
+
     /// The file with `index`.
     pub fn get(&self, index: u32) -> Option<&SharedFile> {
         self.files.iter().find(|f| f.index == index)

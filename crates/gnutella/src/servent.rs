@@ -19,13 +19,18 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
 use std::time::Duration;
 
 use servent_core::framing::{Endian, FrameError, FrameSpec, RecvBuf};
 use servent_core::{CloseReason, ConnId, Core, Input, Instant, Rng, Transmit};
 
+use crate::handshake06::{
+    Decision, Deflater, Handshake, HandshakeConfig, Headers, Inflater, Progress, Version,
+};
 use crate::http::{self, Giv};
 use crate::library::{Library, SharedFile};
+use crate::qrp::{self, RouteUpdate, Table};
 use crate::routing::RouteTable;
 use crate::wire::{
     Body, CONNECT_04, DEFAULT_MAX_PAYLOAD, Guid, HEADER_LEN, Header, HitFlags, HitRecord, Kind,
@@ -74,6 +79,78 @@ pub struct Config {
     pub tick: Duration,
     /// A handshake not finished within this time is abandoned.
     pub handshake_timeout: Duration,
+    /// Gnutella 0.4 flat servent (default) or a 0.6 leaf or ultrapeer.
+    pub role: Role,
+    /// A leaf's most ultrapeer connections (default 3).
+    pub leaf_ultrapeers: usize,
+    /// An ultrapeer's most connections to other ultrapeers and 0.4 peers (default 16).
+    pub up_peers: usize,
+    /// An ultrapeer's most leaves (default 16).
+    pub up_leaves: usize,
+    /// Highest TTL of a query in the ultrapeer mesh (default 4).
+    pub mesh_ttl: u8,
+    /// Slots of the QRP tables we send (a power of two, default 65 536).
+    pub qrp_slots: u32,
+    /// Infinity of the QRP tables we send (default 7).
+    pub qrp_infinity: u8,
+    /// Offer and accept a deflate-compressed stream on 0.6 links (default on).
+    pub deflate: bool,
+    /// Our User-Agent header.
+    pub user_agent: String,
+    /// Most pongs an ultrapeer caches; a Ping is answered with up to 10 of them.
+    pub pong_cache: usize,
+}
+
+/// What a servent is in the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Role {
+    /// A Gnutella 0.4 servent: `GNUTELLA CONNECT/0.4`, flooding (the default).
+    Flat04,
+    /// A 0.6 leaf: at most `leaf_ultrapeers` connections, all to ultrapeers; routes nothing,
+    /// sends its QRP table to its ultrapeers.
+    Leaf,
+    /// A 0.6 ultrapeer: leaves behind QRP tables, a mesh of ultrapeers with TTL at most
+    /// `mesh_ttl`, pong caching; also accepts 0.4 peers as mesh neighbours.
+    Ultrapeer,
+}
+
+impl Role {
+    /// Whether the role speaks 0.6.
+    pub fn is_06(self) -> bool {
+        !matches!(self, Role::Flat04)
+    }
+}
+
+/// What a connected peer is, as its handshake said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerRole {
+    /// A Gnutella 0.4 peer (or a 0.6 peer in a 0.4 servent).
+    Legacy,
+    /// A 0.6 leaf.
+    Leaf,
+    /// A 0.6 ultrapeer.
+    Ultrapeer,
+}
+
+/// One overlay connection as [`Servent::peer_infos`] reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerInfo {
+    /// Connection.
+    pub conn: ConnId,
+    /// Remote address.
+    pub addr: SocketAddr,
+    /// What the peer is.
+    pub role: PeerRole,
+    /// The peer's User-Agent, if it sent one.
+    pub user_agent: Option<String>,
+    /// Fill (0..=1) of the QRP table the peer sent us, if any.
+    pub qrp_fill: Option<f64>,
+    /// We read a deflate stream from the peer.
+    pub deflate_in: bool,
+    /// We send a deflate stream to the peer.
+    pub deflate_out: bool,
 }
 
 impl Config {
@@ -95,6 +172,16 @@ impl Config {
             max_results: 64,
             tick: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(15),
+            role: Role::Flat04,
+            leaf_ultrapeers: 3,
+            up_peers: 16,
+            up_leaves: 16,
+            mesh_ttl: 4,
+            qrp_slots: 65_536,
+            qrp_infinity: 7,
+            deflate: true,
+            user_agent: concat!("servent/", env!("CARGO_PKG_VERSION")).to_string(),
+            pong_cache: 100,
         }
     }
 }
@@ -188,6 +275,13 @@ pub enum DownReason {
     HandshakeTimeout,
     /// We were asked to.
     Requested,
+    /// The peer said goodbye with a Bye (0x02) message.
+    Bye {
+        /// Its code (e.g. 200 for a normal shutdown).
+        code: u16,
+        /// Its text.
+        message: String,
+    },
 }
 
 /// How a handed-off connection started.
@@ -324,6 +418,17 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes sent on overlay connections.
     pub bytes_out: u64,
+    /// ROUTE_TABLE_UPDATE (QRP) messages received.
+    pub qrp_rx: u64,
+    /// ROUTE_TABLE_UPDATE (QRP) messages sent.
+    pub qrp_tx: u64,
+    /// Well-formed messages we do not act on (vendor messages, unknown 0.6 kinds).
+    pub ignored: u64,
+    /// Queries an ultrapeer did not pass to a leaf or last-hop ultrapeer because its QRP
+    /// table ruled them out.
+    pub qrp_blocked: u64,
+    /// Pongs answered from an ultrapeer's pong cache.
+    pub cached_pongs: u64,
 }
 
 impl Stats {
@@ -353,6 +458,20 @@ enum State {
     Overlay,
     /// Outbound because of a Push: send `GIV` once connected.
     PushConnecting { giv: Giv },
+    /// A 0.6 handshake (either side) in progress.
+    Handshake06(Box<Handshake>),
+}
+
+/// What a 0.6 link carries beyond a 0.4 one.
+#[derive(Debug, Default)]
+struct Ext {
+    deflater: Option<Deflater>,
+    inflater: Option<Inflater>,
+    /// The QRP table the peer sends us (leaves to ultrapeers, ultrapeers to ultrapeers).
+    qrp_in: qrp::Receiver,
+    /// The table we last sent the peer.
+    qrp_sent: Option<Arc<Table>>,
+    user_agent: Option<String>,
 }
 
 #[derive(Debug)]
@@ -362,7 +481,29 @@ struct Conn {
     buf: RecvBuf,
     cmd: Option<u64>,
     since: Instant,
+    /// Set when the handshake decided what the peer is (a slot is taken from then on).
+    role: Option<PeerRole>,
+    ext: Option<Box<Ext>>,
 }
+
+impl Conn {
+    fn new(state: State, peer: SocketAddr, buf_cap: usize, cmd: Option<u64>, now: Instant) -> Conn {
+        Conn {
+            state,
+            peer,
+            buf: RecvBuf::new(buf_cap),
+            cmd,
+            since: now,
+            role: None,
+            ext: None,
+        }
+    }
+}
+
+/// At most this many pongs go back for one Ping from the cache.
+const PONGS_PER_PING: usize = 10;
+/// A bound on the rounds of one `received` call (each consumes input or yields output).
+const MAX_ROUNDS: usize = 1 << 20;
 
 /// The servent core. Drive it as [`servent_core::contract`] describes: after each input,
 /// drain [`Core::poll_transmit`] first, then [`Core::poll_event`], then re-arm the timer
@@ -386,6 +527,16 @@ pub struct Servent {
     stats: Stats,
     frame: FrameSpec,
     scratch: Vec<ConnId>,
+    /// Addresses known to be ultrapeers (X-Try-Ultrapeers, handshakes), newest last.
+    up_cache: VecDeque<SocketAddrV4>,
+    /// Our own QRP table (0.6 roles): a leaf's files, or an ultrapeer's merged table.
+    qrp_local: Option<Arc<Table>>,
+    /// The local table must be rebuilt (shares or leaf tables changed).
+    qrp_dirty: bool,
+    /// An ultrapeer's pong cache: (address, files, kbytes), newest last.
+    pongs: VecDeque<Pong>,
+    /// A connection was lost or refused: refill from the caches before the next tick.
+    urgent_refill: bool,
 }
 
 impl Servent {
@@ -415,6 +566,11 @@ impl Servent {
             stats: Stats::default(),
             frame,
             scratch: Vec::new(),
+            up_cache: VecDeque::new(),
+            qrp_local: None,
+            qrp_dirty: true,
+            pongs: VecDeque::new(),
+            urgent_refill: false,
         }
     }
 
@@ -480,16 +636,46 @@ impl Servent {
         }
         if let Some(k) = kind {
             self.stats.tx[k.index()] += 1;
+        }
+        // A deflate link compresses everything after its last header block.
+        let data = match self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.ext.as_mut())
+            .and_then(|e| e.deflater.as_mut())
+        {
+            Some(d) => {
+                let mut out = Vec::with_capacity(data.len() / 2 + 16);
+                if d.compress(&data, &mut out).is_err() {
+                    return;
+                }
+                out
+            }
+            None => data,
+        };
+        if kind.is_some()
+            || matches!(self.conns.get(&conn), Some(c) if matches!(c.state, State::Overlay))
+        {
             self.stats.bytes_out += data.len() as u64;
         }
         self.transmits.push_back(Transmit::Send { conn, data });
     }
 
+    /// Overlay connections, up or being opened by us.
     fn overlay_count(&self) -> usize {
         self.conns
-            .values()
-            .filter(|c| matches!(c.state, State::Overlay | State::AwaitOk | State::Connecting))
+            .iter()
+            .filter(|(id, c)| match c.state {
+                State::Overlay | State::AwaitOk | State::Connecting => true,
+                State::Handshake06(_) => !id.is_inbound(),
+                _ => false,
+            })
             .count()
+    }
+
+    /// Connections whose handshake gave the peer role `r` (up, or accepted and finishing).
+    fn role_count(&self, r: PeerRole) -> usize {
+        self.conns.values().filter(|c| c.role == Some(r)).count()
     }
 
     fn new_conn_id(&mut self) -> ConnId {
@@ -508,13 +694,7 @@ impl Servent {
         let conn = self.new_conn_id();
         self.conns.insert(
             conn,
-            Conn {
-                state: State::Connecting,
-                peer: addr,
-                buf: RecvBuf::new(MAX_HANDSHAKE),
-                cmd,
-                since: now,
-            },
+            Conn::new(State::Connecting, addr, MAX_HANDSHAKE, cmd, now),
         );
         self.transmit(Transmit::Connect { conn, to: addr });
         self.arm_tick(now);
@@ -540,14 +720,29 @@ impl Servent {
                 cmd: c.cmd,
                 addr: c.peer,
             }),
-            State::Sniff | State::PushConnecting { .. } => {}
+            State::Handshake06(_) if !conn.is_inbound() => self.emit(Event::ConnectFailed {
+                cmd: c.cmd,
+                addr: c.peer,
+            }),
+            State::Sniff | State::PushConnecting { .. } | State::Handshake06(_) => {}
+        }
+        if c.role == Some(PeerRole::Leaf) {
+            self.qrp_dirty = true;
+        }
+        if self.cfg.role.is_06() {
+            self.urgent_refill = true;
         }
     }
 
     fn command(&mut self, now: Instant, cmd: Command) {
         match cmd {
             Command::Connect { id, addr } => {
-                if self.overlay_count() >= self.cfg.max_conns {
+                let max = match self.cfg.role {
+                    Role::Leaf => self.cfg.leaf_ultrapeers,
+                    Role::Ultrapeer => self.cfg.up_peers + self.cfg.up_leaves,
+                    _ => self.cfg.max_conns,
+                };
+                if self.overlay_count() >= max {
                     self.emit(Event::ConnectFailed {
                         cmd: Some(id),
                         addr,
@@ -558,9 +753,12 @@ impl Servent {
             }
             Command::Search { id, query, ttl } => {
                 let guid = Guid::random(&mut self.rng);
-                let ttl = ttl
-                    .unwrap_or(self.cfg.max_ttl)
-                    .clamp(1, self.cfg.max_ttl.max(1));
+                let default_ttl = if self.cfg.role.is_06() {
+                    self.cfg.mesh_ttl
+                } else {
+                    self.cfg.max_ttl
+                };
+                let ttl = ttl.unwrap_or(default_ttl).clamp(1, self.cfg.max_ttl.max(1));
                 self.routes
                     .put(now, (guid, Kind::Query), Route::Local(Some(id)));
                 let mut min_speed = Query::FLAGGED;
@@ -577,7 +775,13 @@ impl Servent {
                         extensions: Vec::new(),
                     }),
                 };
-                let sent_to = self.flood(&msg.encode(), &[], Kind::Query, None);
+                let sent_to = if self.cfg.role == Role::Ultrapeer {
+                    let bytes = msg.encode();
+                    let payload = bytes.get(HEADER_LEN..).unwrap_or(&[]);
+                    self.route_query_06(guid, ttl.min(self.cfg.mesh_ttl), 0, payload, None)
+                } else {
+                    self.flood(&msg.encode(), &[], Kind::Query, None)
+                };
                 self.emit(Event::SearchStarted { id, guid, sent_to });
             }
             Command::Push {
@@ -620,6 +824,10 @@ impl Servent {
             Command::Share { id, files } => {
                 let n = files.len();
                 self.library = Library::new(files);
+                self.qrp_dirty = true;
+                if self.cfg.role == Role::Leaf {
+                    self.push_qrp();
+                }
                 self.emit(Event::Shared { id, files: n });
             }
         }
@@ -677,22 +885,24 @@ impl Servent {
         if conn.is_inbound() {
             self.conns.insert(
                 conn,
-                Conn {
-                    state: State::Sniff,
-                    peer,
-                    buf: RecvBuf::new(MAX_HANDSHAKE),
-                    cmd: None,
-                    since: now,
-                },
+                Conn::new(State::Sniff, peer, MAX_HANDSHAKE, None, now),
             );
             self.arm_tick(now);
             return;
         }
+        let hs_cfg = self.hs_config();
+        let is_06 = self.cfg.role.is_06();
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         c.since = now;
         match std::mem::replace(&mut c.state, State::AwaitOk) {
+            State::Connecting if is_06 => {
+                let mut hs = Handshake::outbound(hs_cfg, peer);
+                let out = hs.take_output();
+                c.state = State::Handshake06(Box::new(hs));
+                self.send_bytes(conn, out, None);
+            }
             State::Connecting => {
                 self.send_bytes(conn, CONNECT_04.to_vec(), None);
             }
@@ -716,6 +926,16 @@ impl Servent {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
+            if matches!(c.state, State::Handshake06(_)) {
+                self.handshake_bytes(now, conn, data);
+                return;
+            }
+            if matches!(c.state, State::Overlay)
+                && c.ext.as_ref().is_some_and(|e| e.inflater.is_some())
+            {
+                self.inflate_bytes(now, conn, data);
+                return;
+            }
             let room = c.buf.capacity_limit().saturating_sub(c.buf.len());
             if room == 0 {
                 self.stats.malformed += 1;
@@ -766,8 +986,293 @@ impl Servent {
                     Sniffed::Overlay => {}
                 },
                 State::Connecting | State::PushConnecting { .. } => return true,
+                // Handshake bytes never reach the buffer (see `received`).
+                State::Handshake06(_) => return true,
             }
         }
+    }
+
+    /// The 0.6 handshake settings of our current role.
+    fn hs_config(&self) -> HandshakeConfig {
+        let mut h = HandshakeConfig::new(
+            &self.cfg.user_agent,
+            self.cfg.role == Role::Ultrapeer,
+            (!self.cfg.firewalled).then_some(SocketAddr::V4(self.cfg.advertised)),
+        );
+        h.deflate = self.cfg.deflate;
+        h.degree = u32::try_from(self.cfg.up_peers).unwrap_or(u32::MAX);
+        h.max_ttl = self.cfg.mesh_ttl;
+        h
+    }
+
+    /// Up to `n` ultrapeer addresses to offer others (X-Try-Ultrapeers), newest first.
+    fn try_ultrapeers(&self, n: usize, except: SocketAddr) -> Vec<SocketAddr> {
+        let mut out: Vec<SocketAddr> = Vec::new();
+        if self.cfg.role == Role::Ultrapeer && !self.cfg.firewalled {
+            out.push(SocketAddr::V4(self.cfg.advertised));
+        }
+        for a in self
+            .up_cache
+            .iter()
+            .rev()
+            .map(|a| SocketAddr::V4(*a))
+            .filter(|a| *a != except)
+        {
+            if out.len() >= n {
+                break;
+            }
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        out.truncate(n);
+        out
+    }
+
+    /// Remembers an address as an ultrapeer's.
+    fn learn_ultrapeer(&mut self, addr: SocketAddr) {
+        let SocketAddr::V4(a) = addr else {
+            return;
+        };
+        if a.port() == 0 || a.ip().is_unspecified() || a == self.cfg.advertised {
+            return;
+        }
+        self.up_cache.retain(|x| *x != a);
+        if self.up_cache.len() >= self.cfg.host_cache_cap.max(1) {
+            self.up_cache.pop_front();
+        }
+        self.up_cache.push_back(a);
+    }
+
+    /// Our policy on a peer's handshake headers: which slot it takes, or a refusal.
+    fn decide(
+        &self,
+        conn: ConnId,
+        peer_addr: SocketAddr,
+        version: Version,
+        peer: &Headers,
+    ) -> (Decision, Option<PeerRole>) {
+        let try_ups = self.try_ultrapeers(10, peer_addr);
+        let refuse = |reason: &str| {
+            (
+                Decision::Refuse {
+                    code: 503,
+                    reason: reason.to_string(),
+                    try_ultrapeers: try_ups.clone(),
+                },
+                None,
+            )
+        };
+        let peer_role = match version {
+            Version::V04 => PeerRole::Legacy,
+            Version::V06 if peer.ultrapeer == Some(true) => PeerRole::Ultrapeer,
+            Version::V06 => PeerRole::Leaf,
+        };
+        match self.cfg.role {
+            Role::Flat04 => refuse("Not a 0.6 servent"),
+            Role::Leaf => {
+                if conn.is_inbound() {
+                    return refuse("I am a leaf");
+                }
+                if peer_role != PeerRole::Ultrapeer {
+                    return refuse("Not an ultrapeer");
+                }
+                if self.role_count(PeerRole::Ultrapeer) >= self.cfg.leaf_ultrapeers {
+                    return refuse("Ultrapeer slots full");
+                }
+                (
+                    Decision::Accept {
+                        ultrapeer_needed: None,
+                        try_ultrapeers: Vec::new(),
+                    },
+                    Some(PeerRole::Ultrapeer),
+                )
+            }
+            Role::Ultrapeer => {
+                let mesh = self.role_count(PeerRole::Ultrapeer) + self.role_count(PeerRole::Legacy);
+                let leaves = self.role_count(PeerRole::Leaf);
+                match peer_role {
+                    PeerRole::Leaf if !conn.is_inbound() => return refuse("Not an ultrapeer"),
+                    PeerRole::Leaf if leaves >= self.cfg.up_leaves => {
+                        return refuse("Leaf slots full");
+                    }
+                    PeerRole::Ultrapeer | PeerRole::Legacy if mesh >= self.cfg.up_peers => {
+                        return refuse("Ultrapeer slots full");
+                    }
+                    _ => {}
+                }
+                // More ultrapeers are needed when our leaf slots are over half used.
+                let needed = leaves * 2 >= self.cfg.up_leaves;
+                (
+                    Decision::Accept {
+                        ultrapeer_needed: Some(needed),
+                        try_ultrapeers: try_ups,
+                    },
+                    Some(peer_role),
+                )
+            }
+        }
+    }
+
+    /// Feeds handshake bytes to the 0.6 handshake of `conn` and acts on its progress.
+    fn handshake_bytes(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let State::Handshake06(hs) = &mut c.state else {
+            return;
+        };
+        let mut step = hs.feed(data);
+        // Each round answers one decision; a handshake has at most two.
+        for _ in 0..4 {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let peer_addr = c.peer;
+            let State::Handshake06(hs) = &mut c.state else {
+                return;
+            };
+            let out = hs.take_output();
+            if !out.is_empty() {
+                self.send_bytes(conn, out, None);
+            }
+            match step {
+                Err(e) => {
+                    self.stats.malformed += 1;
+                    self.close(conn, DownReason::Protocol(e.to_string()), None);
+                    return;
+                }
+                Ok(Progress::NeedMore) => return,
+                Ok(Progress::Decide { version, peer }) => {
+                    if peer.ultrapeer == Some(true) {
+                        if !conn.is_inbound() {
+                            self.learn_ultrapeer(peer_addr);
+                        } else if let Some(l) = peer.listen {
+                            self.learn_ultrapeer(l);
+                        }
+                    }
+                    for a in peer.try_ultrapeers.iter().copied() {
+                        self.learn_ultrapeer(a);
+                    }
+                    let (decision, role) = self.decide(conn, peer_addr, version, &peer);
+                    let Some(c) = self.conns.get_mut(&conn) else {
+                        return;
+                    };
+                    c.role = role;
+                    if let Some(ua) = &peer.user_agent {
+                        c.ext.get_or_insert_with(Box::default).user_agent = Some(ua.clone());
+                    }
+                    let State::Handshake06(hs) = &mut c.state else {
+                        return;
+                    };
+                    step = hs.respond(decision);
+                }
+                Ok(Progress::Established(link)) => {
+                    let Some(c) = self.conns.get_mut(&conn) else {
+                        return;
+                    };
+                    let ext = c.ext.get_or_insert_with(Box::default);
+                    if link.deflate_out {
+                        ext.deflater = Some(Deflater::new());
+                    }
+                    if link.deflate_in {
+                        ext.inflater = Some(Inflater::new());
+                    }
+                    if ext.user_agent.is_none() {
+                        ext.user_agent = link.peer.user_agent.clone();
+                    }
+                    if c.role.is_none() {
+                        c.role = Some(match link.version {
+                            Version::V04 => PeerRole::Legacy,
+                            Version::V06 => PeerRole::Leaf,
+                        });
+                    }
+                    c.buf = RecvBuf::new(MAX_HANDSHAKE);
+                    self.overlay_up(now, conn);
+                    if !link.leftover.is_empty() {
+                        self.received(now, conn, &link.leftover);
+                    }
+                    return;
+                }
+                Ok(Progress::Refused { code, reason, peer }) => {
+                    for a in peer.try_ultrapeers.iter().chain(peer.try_hosts.iter()) {
+                        self.learn_ultrapeer(*a);
+                    }
+                    self.close(
+                        conn,
+                        DownReason::Protocol(format!("refused: {code} {reason}")),
+                        None,
+                    );
+                    return;
+                }
+                Ok(Progress::Closed) => {
+                    self.close(conn, DownReason::Protocol("we refused".into()), None);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Inflates bytes of a deflate link into its frame buffer, handling frames as they
+    /// complete; the inflated bytes never exceed the buffer's room (a zlib bomb stalls, it
+    /// does not grow memory).
+    fn inflate_bytes(&mut self, now: Instant, conn: ConnId, mut data: &[u8]) {
+        let mut out = Vec::new();
+        for _ in 0..MAX_ROUNDS {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let room = c.buf.capacity_limit().saturating_sub(c.buf.len());
+            if room == 0 {
+                self.stats.malformed += 1;
+                self.close(
+                    conn,
+                    DownReason::Protocol("receive buffer full".into()),
+                    None,
+                );
+                return;
+            }
+            let Some(inf) = c.ext.as_mut().and_then(|e| e.inflater.as_mut()) else {
+                return;
+            };
+            out.clear();
+            let used = match inf.decompress(data, &mut out, room) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.stats.malformed += 1;
+                    self.close(conn, DownReason::Protocol(e.to_string()), None);
+                    return;
+                }
+            };
+            data = data.get(used..).unwrap_or(&[]);
+            if out.is_empty() {
+                if data.is_empty() {
+                    return;
+                }
+                if used == 0 {
+                    self.stats.malformed += 1;
+                    self.close(
+                        conn,
+                        DownReason::Protocol("deflate stream stalled".into()),
+                        None,
+                    );
+                    return;
+                }
+                continue;
+            }
+            // Cannot fail: `out` is at most `room` bytes.
+            let _ = c.buf.extend(&out);
+            self.stats.bytes_in += out.len() as u64;
+            if !self.process(now, conn) {
+                return;
+            }
+        }
+        self.stats.malformed += 1;
+        self.close(
+            conn,
+            DownReason::Protocol("deflate stream too long".into()),
+            None,
+        );
     }
 
     fn overlay_up(&mut self, now: Instant, conn: ConnId) {
@@ -777,14 +1282,110 @@ impl Servent {
         };
         c.state = State::Overlay;
         c.buf.set_capacity_limit(cap);
-        let (peer, cmd) = (c.peer, c.cmd);
+        let (peer, cmd, role) = (c.peer, c.cmd, c.role);
         self.emit(Event::PeerUp { conn, peer, cmd });
+        // QRP: a leaf sends its table to each ultrapeer; an ultrapeer its merged table to
+        // each ultrapeer neighbour.
+        if self.cfg.role.is_06() && role == Some(PeerRole::Ultrapeer) {
+            self.rebuild_qrp();
+            self.send_qrp(conn);
+        }
         if self.cfg.ping_ttl > 0 {
             self.send_ping(now, self.cfg.ping_ttl, Some(conn));
         }
     }
 
+    /// Rebuilds our QRP table when it is stale: a leaf's from its files; an ultrapeer's from
+    /// its files merged with every leaf's table.
+    fn rebuild_qrp(&mut self) {
+        if !self.qrp_dirty && self.qrp_local.is_some() {
+            return;
+        }
+        let Ok(mut t) = Table::new(self.cfg.qrp_slots, self.cfg.qrp_infinity) else {
+            return;
+        };
+        for f in self.library.files() {
+            t.insert_text(&f.name);
+        }
+        if self.cfg.role == Role::Ultrapeer {
+            for c in self.conns.values() {
+                if c.role != Some(PeerRole::Leaf) || !matches!(c.state, State::Overlay) {
+                    continue;
+                }
+                if let Some(lt) = c.ext.as_ref().and_then(|e| e.qrp_in.table()) {
+                    t.merge(lt);
+                }
+            }
+        }
+        self.qrp_dirty = false;
+        if self.qrp_local.as_deref() != Some(&t) {
+            self.qrp_local = Some(Arc::new(t));
+        }
+    }
+
+    /// Sends `conn` what it lacks of our current table (RESET + PATCH, or a PATCH of the
+    /// difference to the table it has).
+    fn send_qrp(&mut self, conn: ConnId) {
+        let Some(table) = self.qrp_local.clone() else {
+            return;
+        };
+        let Some(ext) = self
+            .conns
+            .get_mut(&conn)
+            .map(|c| c.ext.get_or_insert_with(Box::default))
+        else {
+            return;
+        };
+        if ext
+            .qrp_sent
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, &table))
+        {
+            return;
+        }
+        let updates = table.encode_updates(ext.qrp_sent.as_deref(), 4, true, qrp::DEFAULT_FRAGMENT);
+        ext.qrp_sent = Some(table);
+        let Ok(updates) = updates else {
+            return;
+        };
+        for u in updates {
+            let payload = u.to_bytes();
+            let id = Guid::random(&mut self.rng);
+            let mut v = Vec::with_capacity(HEADER_LEN + payload.len());
+            v.extend_from_slice(&raw_header(
+                id,
+                qrp::ROUTE_TABLE_UPDATE,
+                1,
+                0,
+                payload.len(),
+            ));
+            v.extend_from_slice(&payload);
+            self.stats.qrp_tx += 1;
+            self.send_bytes(conn, v, None);
+        }
+    }
+
+    /// Sends our (rebuilt) table to every peer that should have it.
+    fn push_qrp(&mut self) {
+        if !self.cfg.role.is_06() {
+            return;
+        }
+        self.rebuild_qrp();
+        let targets: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.role == Some(PeerRole::Ultrapeer) && matches!(c.state, State::Overlay)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for t in targets {
+            self.send_qrp(t);
+        }
+    }
+
     fn sniff(&mut self, now: Instant, conn: ConnId) -> Sniffed {
+        let hs_cfg = self.hs_config();
         let Some(c) = self.conns.get_mut(&conn) else {
             return Sniffed::Gone;
         };
@@ -793,6 +1394,18 @@ impl Servent {
             let n = got.len().min(want.len());
             got[..n] == want[..n]
         };
+        const CONNECT: &[u8] = b"GNUTELLA CONNECT/";
+        if self.cfg.role.is_06() && prefix(CONNECT) {
+            if got.len() < CONNECT.len() {
+                return Sniffed::Wait;
+            }
+            let head = got.to_vec();
+            c.buf = RecvBuf::new(MAX_HANDSHAKE);
+            c.state = State::Handshake06(Box::new(Handshake::inbound(hs_cfg, c.peer)));
+            self.handshake_bytes(now, conn, &head);
+            // The handshake state takes the rest of the bytes (or the connection is gone).
+            return Sniffed::Overlay;
+        }
         if prefix(CONNECT_04) {
             if got.len() < CONNECT_04.len() {
                 return Sniffed::Wait;
@@ -909,9 +1522,14 @@ impl Servent {
         header: &[u8],
         payload: &[u8],
     ) -> Result<(), String> {
+        let kind_byte = header.get(16).copied().unwrap_or(0);
+        if Kind::from_byte(kind_byte).is_none() {
+            return self.descriptor_06(from, kind_byte, payload);
+        }
         let h = Header::decode(header).map_err(|e| e.to_string())?;
         self.stats.rx[h.kind.index()] += 1;
-        if h.ttl == 0 {
+        // Ultrapeers pass queries to their leaves even when the TTL ran out.
+        if h.ttl == 0 && !(self.cfg.role == Role::Leaf && h.kind == Kind::Query) {
             self.stats.ttl_expired += 1;
             return Ok(());
         }
@@ -929,7 +1547,15 @@ impl Servent {
                 }
                 self.stats.queries_seen += 1;
                 self.answer_query(&h, min_speed, criteria, from);
-                self.forward_flood(&h, ttl, payload, from);
+                match self.cfg.role {
+                    Role::Leaf => {}
+                    Role::Ultrapeer => {
+                        let out_ttl = ttl.min(self.cfg.mesh_ttl).saturating_sub(1);
+                        let hops = h.hops.saturating_add(1);
+                        self.route_query_06(h.id, out_ttl, hops, payload, Some(from));
+                    }
+                    _ => self.forward_flood(&h, ttl, payload, from),
+                }
                 return Ok(());
             }
             Kind::QueryHit => {
@@ -945,7 +1571,7 @@ impl Servent {
                             self.deliver_hits(search, &h, qh);
                         }
                     }
-                    Some(Route::Conn(back)) if back != from => {
+                    Some(Route::Conn(back)) if back != from && self.cfg.role != Role::Leaf => {
                         self.forward_reply(&h, ttl, payload, back)
                     }
                     _ => self.stats.unroutable += 1,
@@ -964,9 +1590,10 @@ impl Servent {
                     self.stats.duplicates += 1;
                     return Ok(());
                 }
+                let pong_ttl = h.hops.saturating_add(1).min(self.cfg.max_ttl.max(1));
                 let pong = Message {
                     id: h.id,
-                    ttl: h.hops.saturating_add(1).min(self.cfg.max_ttl.max(1)),
+                    ttl: pong_ttl,
                     hops: 0,
                     body: Body::Pong(Pong {
                         port: self.cfg.advertised.port(),
@@ -976,11 +1603,47 @@ impl Servent {
                     }),
                 };
                 self.send_bytes(from, pong.encode(), Some(Kind::Pong));
-                self.forward_flood(&h, ttl, payload, from);
+                match self.cfg.role {
+                    // A leaf routes nothing.
+                    Role::Leaf => {}
+                    // Pong caching: an ultrapeer answers from its cache instead of
+                    // flooding the Ping.
+                    Role::Ultrapeer => {
+                        let peer = self.conns.get(&from).map(|c| c.peer);
+                        let cached: Vec<Pong> = self
+                            .pongs
+                            .iter()
+                            .rev()
+                            .filter(|p| {
+                                Some(SocketAddr::V4(SocketAddrV4::new(p.ip, p.port))) != peer
+                            })
+                            .take(PONGS_PER_PING)
+                            .cloned()
+                            .collect();
+                        for p in cached {
+                            let m = Message {
+                                id: h.id,
+                                ttl: pong_ttl,
+                                hops: 1,
+                                body: Body::Pong(p),
+                            };
+                            self.stats.cached_pongs += 1;
+                            self.send_bytes(from, m.encode(), Some(Kind::Pong));
+                        }
+                    }
+                    _ => self.forward_flood(&h, ttl, payload, from),
+                }
             }
             Body::Pong(p) => {
                 let addr = SocketAddrV4::new(p.ip, p.port);
                 self.learn_host(addr);
+                if self.cfg.role == Role::Ultrapeer && addr != self.cfg.advertised {
+                    self.pongs.retain(|q| (q.ip, q.port) != (p.ip, p.port));
+                    if self.pongs.len() >= self.cfg.pong_cache.max(1) {
+                        self.pongs.pop_front();
+                    }
+                    self.pongs.push_back(p.clone());
+                }
                 match self.routes.get(now, &(h.id, Kind::Ping)) {
                     Some(Route::Local(_)) => {}
                     Some(Route::Conn(back)) if back != from => {
@@ -1003,7 +1666,11 @@ impl Servent {
                     self.pushed(now, p);
                 } else {
                     match self.push_routes.get(now, &p.servent_id) {
-                        Some(next) if next != from && self.is_overlay(next) => {
+                        Some(next)
+                            if next != from
+                                && self.is_overlay(next)
+                                && self.cfg.role != Role::Leaf =>
+                        {
                             self.forward_reply(&h, ttl, payload, next)
                         }
                         _ => self.stats.unroutable += 1,
@@ -1012,6 +1679,110 @@ impl Servent {
             }
         }
         Ok(())
+    }
+
+    /// A descriptor whose kind 0.4 does not know: Bye, QRP, vendor messages.
+    fn descriptor_06(&mut self, from: ConnId, kind: u8, payload: &[u8]) -> Result<(), String> {
+        match kind {
+            KIND_BYE => {
+                let (code, message) = decode_bye(payload).ok_or("truncated Bye")?;
+                self.close(from, DownReason::Bye { code, message }, None);
+                Ok(())
+            }
+            qrp::ROUTE_TABLE_UPDATE => {
+                self.stats.qrp_rx += 1;
+                let Some(c) = self.conns.get_mut(&from) else {
+                    return Ok(());
+                };
+                // Tables from leaves (to us, an ultrapeer) and from ultrapeer neighbours.
+                let wanted = matches!(
+                    (self.cfg.role, c.role),
+                    (Role::Ultrapeer, Some(PeerRole::Leaf | PeerRole::Ultrapeer))
+                );
+                if !wanted {
+                    self.stats.ignored += 1;
+                    return Ok(());
+                }
+                let update = RouteUpdate::decode(payload).map_err(|e| e.to_string())?;
+                let ext = c.ext.get_or_insert_with(Box::default);
+                let applied = ext.qrp_in.apply(&update).map_err(|e| e.to_string())?;
+                if c.role == Some(PeerRole::Leaf) && applied != qrp::Applied::Fragment {
+                    self.qrp_dirty = true;
+                }
+                Ok(())
+            }
+            k if KIND_VENDOR.contains(&k) || self.cfg.role.is_06() => {
+                self.stats.ignored += 1;
+                Ok(())
+            }
+            k => Err(crate::wire::DecodeError::UnknownKind(k).to_string()),
+        }
+    }
+
+    /// An ultrapeer routes a Query: to each leaf whose QRP table may match (whatever the
+    /// TTL), and, while `out_ttl` is at least 1, to every mesh neighbour — except that a
+    /// neighbour that gets it with TTL 1 (the last hop) must have a table that may match,
+    /// if it sent one. Returns on how many connections it went.
+    fn route_query_06(
+        &mut self,
+        id: Guid,
+        out_ttl: u8,
+        hops: u8,
+        payload: &[u8],
+        from: Option<ConnId>,
+    ) -> usize {
+        let Ok((_, criteria)) = scan_query(payload) else {
+            return 0;
+        };
+        let ext_area = payload.get(2 + criteria.len() + 1..).unwrap_or(&[]);
+        let text = String::from_utf8_lossy(criteria);
+        let urns = query_urns(ext_area);
+        let mut targets: Vec<(ConnId, u8)> = Vec::new();
+        let mut blocked = 0;
+        for (id, c) in &self.conns {
+            if Some(*id) == from || !matches!(c.state, State::Overlay) {
+                continue;
+            }
+            let table = c.ext.as_ref().and_then(|e| e.qrp_in.table());
+            match c.role {
+                Some(PeerRole::Leaf) => {
+                    if table.is_some_and(|t| t.may_match(&text, &urns)) {
+                        targets.push((*id, out_ttl.max(1)));
+                    } else {
+                        blocked += 1;
+                    }
+                }
+                Some(PeerRole::Ultrapeer) if out_ttl == 1 => {
+                    if table.is_none_or(|t| t.may_match(&text, &urns)) {
+                        targets.push((*id, 1));
+                    } else {
+                        blocked += 1;
+                    }
+                }
+                Some(PeerRole::Ultrapeer | PeerRole::Legacy) if out_ttl >= 1 => {
+                    targets.push((*id, out_ttl));
+                }
+                _ => {}
+            }
+        }
+        self.stats.qrp_blocked += blocked;
+        let n = targets.len();
+        for (conn, ttl) in targets {
+            let mut v = Vec::with_capacity(HEADER_LEN + payload.len());
+            v.extend_from_slice(
+                &Header {
+                    id,
+                    kind: Kind::Query,
+                    ttl,
+                    hops,
+                    len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+                }
+                .to_bytes(),
+            );
+            v.extend_from_slice(payload);
+            self.send_bytes(conn, v, Some(Kind::Query));
+        }
+        n
     }
 
     /// The header of a forwarded copy: TTL one less, hops one more.
@@ -1153,13 +1924,13 @@ impl Servent {
         let conn = self.new_conn_id();
         self.conns.insert(
             conn,
-            Conn {
-                state: State::PushConnecting { giv },
-                peer: SocketAddr::V4(to),
-                buf: RecvBuf::new(MAX_HANDSHAKE),
-                cmd: None,
-                since: now,
-            },
+            Conn::new(
+                State::PushConnecting { giv },
+                SocketAddr::V4(to),
+                MAX_HANDSHAKE,
+                None,
+                now,
+            ),
         );
         self.transmit(Transmit::Connect {
             conn,
@@ -1208,6 +1979,13 @@ impl Servent {
         for conn in stale {
             self.close(conn, DownReason::HandshakeTimeout, None);
         }
+        if self.cfg.role.is_06() {
+            self.refill(now);
+            if self.qrp_dirty {
+                self.push_qrp();
+            }
+            return;
+        }
         // Refill from the host cache.
         let mut have = self.overlay_count();
         let mut tries = self.host_cache.len();
@@ -1225,6 +2003,130 @@ impl Servent {
             self.open(now, a, None);
             have += 1;
         }
+    }
+}
+
+/// A descriptor header for a payload kind [`Kind`] does not cover (0.6 messages).
+fn raw_header(id: Guid, kind: u8, ttl: u8, hops: u8, len: usize) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..16].copy_from_slice(&id.0);
+    h[16] = kind;
+    h[17] = ttl;
+    h[18] = hops;
+    h[19..].copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+    h
+}
+
+/// Payload descriptor of Bye (0.6).
+pub const KIND_BYE: u8 = 0x02;
+/// Payload descriptors of vendor messages (0.6): 0x31 vendor, 0x32 standard vendor.
+pub const KIND_VENDOR: [u8; 2] = [0x31, 0x32];
+
+/// A Bye payload: code (u16 LE) and an optional NUL-terminated text.
+pub fn decode_bye(p: &[u8]) -> Option<(u16, String)> {
+    let [a, b, rest @ ..] = p else {
+        return None;
+    };
+    let text = rest.split(|b| *b == 0).next().unwrap_or(&[]);
+    let text: String = String::from_utf8_lossy(text)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    Some((u16::from_le_bytes([*a, *b]), text))
+}
+
+/// URNs (`urn:...`) in a Query's extension area (after the criteria's NUL), at most 8.
+fn query_urns(ext: &[u8]) -> Vec<&str> {
+    ext.split(|b| *b == 0x1c || *b == 0)
+        .filter_map(|x| std::str::from_utf8(x).ok())
+        .filter(|x| x.len() > 4 && x.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")))
+        .take(8)
+        .collect()
+}
+
+impl Servent {
+    /// How many mesh connections (a leaf: ultrapeers) a 0.6 servent keeps opening.
+    fn want_06(&self) -> usize {
+        match self.cfg.role {
+            Role::Leaf => self.cfg.want_conns.min(self.cfg.leaf_ultrapeers),
+            _ => self.cfg.want_conns.min(self.cfg.up_peers),
+        }
+    }
+
+    /// Mesh connections of a 0.6 servent: up, accepted, or being opened by us.
+    fn have_06(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|(id, c)| match c.role {
+                Some(r) => r != PeerRole::Leaf,
+                None => {
+                    !id.is_inbound() && matches!(c.state, State::Connecting | State::Handshake06(_))
+                }
+            })
+            .count()
+    }
+
+    /// A 0.6 servent opens connections until it has `want_06`: known ultrapeers first
+    /// (newest first), then other hosts from Pongs.
+    fn refill(&mut self, now: Instant) {
+        let want = self.want_06();
+        let mut have = self.have_06();
+        let mut tries = self.up_cache.len() + self.host_cache.len();
+        while have < want && tries > 0 {
+            tries -= 1;
+            let addr = match self.up_cache.pop_back() {
+                Some(a) => a,
+                None => match self.host_cache.pop_front() {
+                    Some(a) => {
+                        self.host_set.remove(&a);
+                        a
+                    }
+                    None => break,
+                },
+            };
+            let a = SocketAddr::V4(addr);
+            if self.conns.values().any(|c| c.peer == a) {
+                continue;
+            }
+            self.open(now, a, None);
+            have += 1;
+        }
+    }
+
+    /// Every overlay connection with its role and QRP table fill.
+    pub fn peer_infos(&self) -> Vec<PeerInfo> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| matches!(c.state, State::Overlay))
+            .map(|(id, c)| {
+                let ext = c.ext.as_deref();
+                PeerInfo {
+                    conn: *id,
+                    addr: c.peer,
+                    role: c.role.unwrap_or(PeerRole::Legacy),
+                    user_agent: ext.and_then(|e| e.user_agent.clone()),
+                    qrp_fill: ext.and_then(|e| e.qrp_in.table()).map(Table::fill),
+                    deflate_in: ext.is_some_and(|e| e.inflater.is_some()),
+                    deflate_out: ext.is_some_and(|e| e.deflater.is_some()),
+                }
+            })
+            .collect()
+    }
+
+    /// Our own QRP table (0.6 roles; an ultrapeer's merges its leaves'), once built.
+    pub fn qrp_table(&self) -> Option<&Table> {
+        self.qrp_local.as_deref()
+    }
+
+    /// Addresses known to be ultrapeers, newest last.
+    pub fn ultrapeer_cache(&self) -> impl Iterator<Item = &SocketAddrV4> {
+        self.up_cache.iter()
+    }
+
+    /// Adds an address to the ultrapeer cache (a bootstrap list).
+    pub fn add_ultrapeer(&mut self, addr: SocketAddrV4) {
+        self.learn_ultrapeer(SocketAddr::V4(addr));
     }
 }
 
@@ -1256,6 +2158,9 @@ impl Core for Servent {
             }
             _ => {}
         }
+        if std::mem::take(&mut self.urgent_refill) && self.cfg.role.is_06() {
+            self.refill(now);
+        }
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -1271,7 +2176,11 @@ impl Core for Servent {
                     || (self.overlay_count() < self.cfg.want_conns.min(self.cfg.max_conns)
                         && !self.host_cache.is_empty())
                     || !self.routes.is_empty()
-                    || !self.push_routes.is_empty();
+                    || !self.push_routes.is_empty()
+                    || (self.cfg.role.is_06()
+                        && (self.qrp_dirty
+                            || (self.have_06() < self.want_06()
+                                && !(self.up_cache.is_empty() && self.host_cache.is_empty()))));
                 self.next_tick = busy.then(|| now + self.cfg.tick);
             }
             _ => {}
