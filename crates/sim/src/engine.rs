@@ -1,6 +1,6 @@
 //! The event engine and the virtual network.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
@@ -162,11 +162,82 @@ struct Link {
     early: Vec<Vec<u8>>,
 }
 
+/// What shares a node's uplink: each stream connection is a flow of its own, and all of
+/// the node's datagrams are one more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum FlowKey {
+    Datagrams,
+    Conn(ConnId),
+}
+
+/// A message waiting for the sender's uplink.
+enum Queued {
+    /// A datagram to `dst`, or lost on the way (`dst` is `None`).
+    Datagram {
+        dst: Option<u32>,
+        from: SocketAddr,
+        data: Vec<u8>,
+    },
+    Data {
+        conn: ConnId,
+        lid: u64,
+        peer: u32,
+        peer_conn: ConnId,
+        peer_lid: u64,
+        data: Vec<u8>,
+    },
+    /// An orderly close queued behind the connection's data.
+    Fin {
+        peer: u32,
+        peer_conn: ConnId,
+        peer_lid: u64,
+    },
+}
+
+struct FlowQueue {
+    /// The messages with their start tags.
+    items: VecDeque<(u64, Queued)>,
+    /// The latest delivery time of this flow's messages so far (in-order delivery).
+    last: Instant,
+}
+
+/// A node's uplink shared fairly between its flows, by start-time fair queuing (Goyal et
+/// al.): each message gets a start tag `max(virtual time, the flow's previous finish tag)`
+/// and a finish tag `start + size`; the waiting message with the smallest start tag goes
+/// next and sets the virtual time. So flows share the uplink byte for byte, as the kernel
+/// interleaves the send buffers of a host's TCP sockets, and a small message on one
+/// connection never waits behind another connection's backlog.
+#[derive(Default)]
+struct Uplink {
+    flows: BTreeMap<FlowKey, FlowQueue>,
+    /// Finish tag of each flow's latest message (forgotten when the uplink is idle).
+    tags: BTreeMap<FlowKey, u64>,
+    /// The start tag of the message in service.
+    vtime: u64,
+    /// Whether an [`Ev::UpNext`] is pending.
+    scheduled: bool,
+}
+
+impl Uplink {
+    /// Tags a message of `size` bytes on flow `key`; returns its start tag.
+    fn tag(&mut self, key: FlowKey, size: usize) -> u64 {
+        let prev = self.tags.get(&key).copied().unwrap_or(0);
+        let start = self.vtime.max(prev);
+        self.tags.insert(key, start + size as u64);
+        start
+    }
+}
+
 struct Node<C> {
     core: Option<C>,
     opts: NodeOpts,
+    /// The uplink is serialising a message until then.
     up_free: Instant,
     down_free: Instant,
+    /// Messages waiting for the uplink (`None` while it has never been busy since a restart).
+    uplink: Option<Box<Uplink>>,
+    /// Bumped when the node dies, so a pending [`Ev::UpNext`] of the old life is ignored.
+    up_gen: u32,
     timer_gen: u64,
     timer_at: Option<Instant>,
     conns: BTreeMap<ConnId, Link>,
@@ -217,6 +288,10 @@ enum Ev<Cmd> {
     },
     Leave,
     Join,
+    /// The node's uplink is free: send the next waiting message.
+    UpNext {
+        generation: u32,
+    },
 }
 
 /// A simulation of many nodes running the core `C` over a virtual network.
@@ -226,9 +301,10 @@ enum Ev<Cmd> {
 /// drained in the contract's order (transmits, events, timer).
 ///
 /// Model, in brief: each pair of nodes has a fixed one-way latency drawn from
-/// [`SimConfig::latency_ms`]; a message leaves after the sender's uplink is free and has
-/// serialised it (size / up_bps), arrives one latency later, and is delivered after the
-/// receiver's downlink has taken it (reserved in sending order). Datagrams may be lost;
+/// [`SimConfig::latency_ms`]; a message leaves after the sender's uplink has serialised it
+/// (size / up_bps) — a busy uplink serves its connections round robin, one message each,
+/// and the node's datagrams as one more flow — arrives one latency later, and is delivered
+/// after the receiver's downlink has taken it (reserved in sending order). Datagrams may be lost;
 /// streams are reliable and in order. A connection attempt to a dead, absent, firewalled or
 /// partitioned node fails after [`SimConfig::connect_timeout`]; one to a live node's address
 /// with another port than its own is refused after a round trip (a closed port); when a node dies its peers
@@ -311,6 +387,8 @@ impl<C: Core> Sim<C> {
             opts,
             up_free: Instant::ZERO,
             down_free: Instant::ZERO,
+            uplink: None,
+            up_gen: 0,
             timer_gen: 0,
             timer_at: None,
             conns: BTreeMap::new(),
@@ -433,6 +511,8 @@ impl<C: Core> Sim<C> {
         }
         node.timer_gen += 1;
         node.timer_at = None;
+        node.uplink = None;
+        node.up_gen = node.up_gen.wrapping_add(1);
         let conns = std::mem::take(&mut node.conns);
         for link in conns.into_values() {
             if link.state == LinkState::Established {
@@ -594,6 +674,7 @@ impl<C: Core> Sim<C> {
     fn dispatch(&mut self, n: u32, ev: Ev<C::Command>) {
         let idx = n as usize;
         match ev {
+            Ev::UpNext { generation } => self.up_next(n, generation),
             Ev::Leave => {
                 self.kill(NodeId(n));
                 if let Some(ch) = &self.churn {
@@ -857,9 +938,23 @@ impl<C: Core> Sim<C> {
                     self.stats.datagrams_lost += 1;
                     return;
                 };
-                if !self.reachable(n, dst.0)
-                    || (self.cfg.loss > 0.0 && self.net_rng.chance(self.cfg.loss))
-                {
+                let lost = !self.reachable(n, dst.0)
+                    || (self.cfg.loss > 0.0 && self.net_rng.chance(self.cfg.loss));
+                let size = data.len() + UDP_OVERHEAD;
+                if self.uplink_busy(n, FlowKey::Datagrams, size) {
+                    let from = self.addr(NodeId(n));
+                    if lost {
+                        self.stats.datagrams_lost += 1;
+                    }
+                    let item = Queued::Datagram {
+                        dst: (!lost).then_some(dst.0),
+                        from,
+                        data,
+                    };
+                    self.enqueue(n, FlowKey::Datagrams, Instant::ZERO, size, item);
+                    return;
+                }
+                if lost {
                     // the sender's uplink still carried it
                     let size = data.len() + UDP_OVERHEAD;
                     let src = &mut self.nodes[n as usize];
@@ -920,7 +1015,18 @@ impl<C: Core> Sim<C> {
                 let Some(link) = self.nodes[n as usize].conns.remove(&conn) else {
                     return;
                 };
-                if link.state == LinkState::Established {
+                let queued = self.nodes[n as usize]
+                    .uplink
+                    .as_ref()
+                    .is_some_and(|u| u.flows.contains_key(&FlowKey::Conn(conn)));
+                if link.state == LinkState::Established && queued {
+                    let item = Queued::Fin {
+                        peer: link.peer,
+                        peer_conn: link.peer_conn,
+                        peer_lid: link.peer_lid,
+                    };
+                    self.enqueue(n, FlowKey::Conn(conn), link.last_arrival, 0, item);
+                } else if link.state == LinkState::Established {
                     let at = (self.now + self.latency(n, link.peer)).max(link.last_arrival);
                     self.schedule(
                         at,
@@ -944,13 +1050,31 @@ impl<C: Core> Sim<C> {
             link.early.push(data);
             return;
         }
-        let (peer, peer_conn, peer_lid, last) =
-            (link.peer, link.peer_conn, link.peer_lid, link.last_arrival);
+        let (lid, peer, peer_conn, peer_lid, last) = (
+            link.lid,
+            link.peer,
+            link.peer_conn,
+            link.peer_lid,
+            link.last_arrival,
+        );
         self.stats.stream_sends += 1;
         self.stats.bytes += data.len() as u64;
         let st = &mut self.nodes[n as usize].stats;
         st.msgs_sent += 1;
         st.bytes_sent += data.len() as u64;
+        let size = data.len() + TCP_OVERHEAD;
+        if self.uplink_busy(n, FlowKey::Conn(conn), size) {
+            let item = Queued::Data {
+                conn,
+                lid,
+                peer,
+                peer_conn,
+                peer_lid,
+                data,
+            };
+            self.enqueue(n, FlowKey::Conn(conn), last, size, item);
+            return;
+        }
         let at = self.transfer(n, peer, data.len() + TCP_OVERHEAD).max(last);
         if let Some(link) = self.nodes[n as usize].conns.get_mut(&conn) {
             link.last_arrival = at;
@@ -964,6 +1088,158 @@ impl<C: Core> Sim<C> {
                 data,
             },
         );
+    }
+}
+
+impl<C: Core> Sim<C> {
+    /// Whether a message sent by `n` now has to wait for its uplink.
+    ///
+    /// A message that does not wait still counts for fairness; when nothing waits and the
+    /// link is idle, the fair-queuing state starts afresh.
+    fn uplink_busy(&mut self, n: u32, key: FlowKey, size: usize) -> bool {
+        let now = self.now;
+        let node = &mut self.nodes[n as usize];
+        if node.opts.up_bps.is_none_or(|b| b == 0) {
+            return false;
+        }
+        let up = node.uplink.get_or_insert_with(Box::default);
+        let queued = !up.flows.is_empty();
+        if !queued && node.up_free <= now {
+            up.tags.clear();
+            up.vtime = 0;
+        }
+        if queued || node.up_free > now {
+            return true;
+        }
+        up.tag(key, size);
+        false
+    }
+
+    /// Queues a message behind the busy uplink of `n`; `last` is the flow's latest delivery
+    /// time so far.
+    fn enqueue(&mut self, n: u32, key: FlowKey, last: Instant, size: usize, item: Queued) {
+        let now = self.now;
+        let node = &mut self.nodes[n as usize];
+        let up = node.uplink.get_or_insert_with(Box::default);
+        let start = up.tag(key, size);
+        match up.flows.get_mut(&key) {
+            Some(q) => q.items.push_back((start, item)),
+            None => {
+                up.flows.insert(
+                    key,
+                    FlowQueue {
+                        items: VecDeque::from([(start, item)]),
+                        last,
+                    },
+                );
+            }
+        }
+        if !up.scheduled {
+            up.scheduled = true;
+            let (at, generation) = (node.up_free.max(now), node.up_gen);
+            self.schedule(at, n, Ev::UpNext { generation });
+        }
+    }
+
+    /// The uplink of `n` is free: the next flow in turn sends one message.
+    fn up_next(&mut self, n: u32, generation: u32) {
+        let node = &mut self.nodes[n as usize];
+        if node.up_gen != generation {
+            return;
+        }
+        let Some(up) = node.uplink.as_mut() else {
+            return;
+        };
+        up.scheduled = false;
+        // the waiting message with the smallest start tag (ties: the lowest flow)
+        let Some(key) = up
+            .flows
+            .iter()
+            .filter_map(|(k, q)| q.items.front().map(|(start, _)| (*start, *k)))
+            .min()
+            .map(|(_, k)| k)
+        else {
+            return;
+        };
+        let Some(q) = up.flows.get_mut(&key) else {
+            return;
+        };
+        let Some((start, item)) = q.items.pop_front() else {
+            return;
+        };
+        up.vtime = start;
+        let flow_last = q.last;
+        if q.items.is_empty() {
+            up.flows.remove(&key);
+        }
+        let delivered = match item {
+            Queued::Datagram { dst, from, data } => {
+                let size = data.len() + UDP_OVERHEAD;
+                match dst {
+                    Some(dst) => {
+                        let at = self.transfer(n, dst, size);
+                        self.schedule(at, dst, Ev::Datagram { from, data });
+                    }
+                    None => {
+                        let src = &mut self.nodes[n as usize];
+                        src.up_free = self.now.max(src.up_free) + tx_time(size, src.opts.up_bps);
+                    }
+                }
+                None
+            }
+            Queued::Data {
+                conn,
+                lid,
+                peer,
+                peer_conn,
+                peer_lid,
+                data,
+            } => {
+                let mut at = self
+                    .transfer(n, peer, data.len() + TCP_OVERHEAD)
+                    .max(flow_last);
+                if let Some(link) = self.nodes[n as usize].conns.get_mut(&conn)
+                    && link.lid == lid
+                {
+                    at = at.max(link.last_arrival);
+                    link.last_arrival = at;
+                }
+                let ev = Ev::Data {
+                    conn: peer_conn,
+                    lid: peer_lid,
+                    data,
+                };
+                self.schedule(at, peer, ev);
+                Some(at)
+            }
+            Queued::Fin {
+                peer,
+                peer_conn,
+                peer_lid,
+            } => {
+                let at = (self.now + self.latency(n, peer)).max(flow_last);
+                let ev = Ev::Fin {
+                    conn: peer_conn,
+                    lid: peer_lid,
+                    reason: CloseReason::Closed,
+                };
+                self.schedule(at, peer, ev);
+                Some(at)
+            }
+        };
+        let now = self.now;
+        let node = &mut self.nodes[n as usize];
+        let Some(up) = node.uplink.as_mut() else {
+            return;
+        };
+        if let (Some(at), Some(q)) = (delivered, up.flows.get_mut(&key)) {
+            q.last = q.last.max(at);
+        }
+        if !up.flows.is_empty() {
+            up.scheduled = true;
+            let (at, generation) = (node.up_free.max(now), node.up_gen);
+            self.schedule(at, n, Ev::UpNext { generation });
+        }
     }
 }
 

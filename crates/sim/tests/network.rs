@@ -135,6 +135,69 @@ fn uplink_queues_messages_in_order() {
 }
 
 #[test]
+fn a_busy_uplink_is_shared_fairly_between_connections() {
+    // 100 kB/s uplink; ten 10 kB messages queue on the connection to b, then one small
+    // message goes to c: it waits for one of b's messages, not for all ten.
+    let mut s = sim(5.0);
+    let a = s.add_node(
+        Scripted::default(),
+        NodeOpts {
+            up_bps: Some(100_000),
+            ..NodeOpts::default()
+        },
+    );
+    let b = s.add_node(Scripted::default(), NodeOpts::default());
+    let c = s.add_node(Scripted::default(), NodeOpts::default());
+    let (to_b, to_c) = (ConnId::outbound(1), ConnId::outbound(2));
+    let (bb, ca) = (s.addr(b), s.addr(c));
+    s.command(a, Transmit::Connect { conn: to_b, to: bb });
+    s.command(a, Transmit::Connect { conn: to_c, to: ca });
+    s.run_until_idle(Instant::from_secs(1));
+    s.take_events();
+    let t0 = s.now().as_secs_f64();
+    for i in 0..10u8 {
+        let data = vec![i; 10_000 - 40]; // 10 000 bytes on the wire: 0.1 s each
+        s.command(a, Transmit::Send { conn: to_b, data });
+    }
+    s.command(a, Transmit::Close { conn: to_b });
+    s.command(
+        a,
+        Transmit::Send {
+            conn: to_c,
+            data: b"small".to_vec(),
+        },
+    );
+    s.run_until_idle(Instant::from_secs(10));
+    let all = s.take_events();
+    let of = |n: NodeId| -> Vec<(Instant, Seen)> {
+        all.iter()
+            .filter(|(_, m, _)| *m == n)
+            .map(|(t, _, e)| (*t, e.clone()))
+            .collect()
+    };
+    let (at_b, at_c) = (of(b), of(c));
+    assert_eq!(at_c.len(), 1, "{at_c:?}");
+    let small = at_c[0].0.as_secs_f64() - t0;
+    // one of b's messages (0.1 s) + 45 bytes + 5 ms latency; a FIFO uplink would take 1 s
+    assert!(small < 0.11, "the small message waited {small} s");
+    // b still gets its messages in order, each 0.1 s apart, and the close after them
+    assert_eq!(at_b.len(), 11, "{at_b:?}");
+    for (i, (t, e)) in at_b[..10].iter().enumerate() {
+        assert!(
+            matches!(e, Seen::Received(_, d) if d[0] == i as u8),
+            "{e:?}"
+        );
+        let want = 0.1 * (i + 1) as f64 + 0.005 + if i > 0 { 0.00045 } else { 0.0 };
+        assert!(
+            (t.as_secs_f64() - t0 - want).abs() < 1e-3,
+            "message {i} at {t:?}"
+        );
+    }
+    assert!(matches!(at_b[10].1, Seen::Closed(_, CloseReason::Closed)));
+    assert!(at_b[10].0 >= at_b[9].0);
+}
+
+#[test]
 fn connections_deliver_in_order_and_close() {
     let mut s = sim(20.0);
     let a = s.add_node(Scripted::default(), NodeOpts::default());
