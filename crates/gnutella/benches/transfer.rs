@@ -80,6 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             busy: false,
             vendor: None,
             hops: 1,
+            sha1: None,
         };
         // Wait for the Python server.
         let url = format!("http://127.0.0.1:{py_port}/{name}");

@@ -2,7 +2,9 @@
 //! (default [`DEFAULT_CONTROL`]), used by `servent gnutella search|get|peers|stats`.
 //!
 //! ```text
-//! GET /peers                          {"peers":["127.0.0.1:6346",...]}
+//! GET /peers                          {"peers":["127.0.0.1:6346",...],"role":"leaf",
+//!                                       "details":[{"addr":..,"role":"ultrapeer",
+//!                                       "qrp_fill":0.01|null,"deflate":true,"user_agent":..}]}
 //! GET /stats                          {"rx":{"ping":..},"tx":{..},"duplicates":..,...}
 //! GET /search?q=WORDS&wait=MS[&ttl=N] {"hits":[{"id":1,"name":..,"size":..,"host":..,
 //!                                       "push":false,"hops":2,"speed":..}]}
@@ -64,6 +66,14 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
     }
 }
 
+fn role_name(r: crate::servent::PeerRole) -> &'static str {
+    match r {
+        crate::servent::PeerRole::Leaf => "leaf",
+        crate::servent::PeerRole::Ultrapeer => "ultrapeer",
+        _ => "0.4",
+    }
+}
+
 /// The JSON form of a hit.
 pub fn hit_json(id: u64, h: &Hit) -> Value {
     json!({
@@ -77,6 +87,7 @@ pub fn hit_json(id: u64, h: &Hit) -> Value {
         "speed": h.speed,
         "index": h.index,
         "servent_id": h.servent_id.to_string(),
+        "urn": h.sha1.as_ref().map(crate::library::sha1_urn),
     })
 }
 
@@ -148,7 +159,27 @@ async fn handle(
     match path {
         "/peers" => {
             let peers = node.peers().await.unwrap_or_default();
-            let v = json!({"peers": peers.iter().map(ToString::to_string).collect::<Vec<_>>()});
+            let (role, infos) = node
+                .peer_infos()
+                .await
+                .unwrap_or((crate::servent::Role::Flat04, Vec::new()));
+            let details: Vec<Value> = infos
+                .iter()
+                .map(|p| {
+                    json!({
+                        "addr": p.addr.to_string(),
+                        "role": role_name(p.role),
+                        "qrp_fill": p.qrp_fill,
+                        "deflate": p.deflate_in && p.deflate_out,
+                        "user_agent": p.user_agent,
+                    })
+                })
+                .collect();
+            let v = json!({
+                "peers": peers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "role": format!("{role:?}").to_lowercase(),
+                "details": details,
+            });
             stream.write_all(reply(v).as_bytes()).await?;
         }
         "/stats" => {

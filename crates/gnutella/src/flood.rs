@@ -211,6 +211,7 @@ pub fn run(p: &FloodParams) -> Result<FloodRun, SimError> {
             index: 1,
             name: RARE.into(),
             size: 4_000_000,
+            sha1: None,
         });
     }
     for &h in &pop_holders {
@@ -218,6 +219,7 @@ pub fn run(p: &FloodParams) -> Result<FloodRun, SimError> {
             index: 2,
             name: POPULAR.into(),
             size: 5_000_000,
+            sha1: None,
         });
     }
     for (i, f) in files.into_iter().enumerate() {

@@ -60,6 +60,9 @@ pub struct GetRequest {
     pub end: Option<u64>,
     /// Whether the connection stays open after this response.
     pub keep_alive: bool,
+    /// Set for `GET /uri-res/N2R?urn:sha1:<base32>` (HUGE): the file is the one with this
+    /// SHA-1, and `index`/`name` are unused (0, empty).
+    pub sha1: Option<[u8; 20]>,
 }
 
 /// Lines of a head (split on LF, CR stripped), the request/status line first.
@@ -131,14 +134,20 @@ pub fn parse_get(head: &[u8]) -> Result<GetRequest, HttpError> {
     if !version.starts_with("HTTP/") {
         return Err(HttpError::BadRequestLine);
     }
-    let rest = path.strip_prefix("/get/").ok_or(HttpError::BadPath)?;
-    let (index, name) = rest.split_once('/').ok_or(HttpError::BadPath)?;
-    let index: u32 = index.parse().map_err(|_| HttpError::BadPath)?;
-    let name = name.strip_suffix('/').unwrap_or(name);
-    let name = percent_decode(name).ok_or(HttpError::BadName)?;
-    if !safe_name(&name) {
-        return Err(HttpError::BadName);
-    }
+    let (index, name, sha1) = if let Some(urn) = path.strip_prefix("/uri-res/N2R?") {
+        let h = crate::library::parse_sha1_urn(urn).ok_or(HttpError::BadPath)?;
+        (0, String::new(), Some(h))
+    } else {
+        let rest = path.strip_prefix("/get/").ok_or(HttpError::BadPath)?;
+        let (index, name) = rest.split_once('/').ok_or(HttpError::BadPath)?;
+        let index: u32 = index.parse().map_err(|_| HttpError::BadPath)?;
+        let name = name.strip_suffix('/').unwrap_or(name);
+        let name = percent_decode(name).ok_or(HttpError::BadName)?;
+        if !safe_name(&name) {
+            return Err(HttpError::BadName);
+        }
+        (index, name, None)
+    };
     let (start, end) = match header(head, "Range") {
         None => (0, None),
         Some(r) => parse_range(r)?,
@@ -154,6 +163,7 @@ pub fn parse_get(head: &[u8]) -> Result<GetRequest, HttpError> {
         start,
         end,
         keep_alive,
+        sha1,
     })
 }
 
@@ -316,6 +326,24 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn uri_res_n2r_names_a_file_by_sha1() {
+        let r = parse_get(
+            b"GET /uri-res/N2R?urn:sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBYJ HTTP/1.1\r\nRange: bytes=10-\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(r.sha1.map(|h| h[0]), Some(0xda));
+        assert_eq!((r.index, r.name.as_str(), r.start), (0, "", 10));
+        for bad in [
+            &b"GET /uri-res/N2R?urn:sha1:../../etc/passwd HTTP/1.1\r\n\r\n"[..],
+            b"GET /uri-res/N2R?urn:md5:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBYJ HTTP/1.1\r\n\r\n",
+            b"GET /uri-res/N2R?urn:sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBY HTTP/1.1\r\n\r\n",
+            b"GET /uri-res/N2X?urn:sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBYJ HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(parse_get(bad), Err(HttpError::BadPath), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn get_request_with_range_and_keep_alive() {
         let r = parse_get(
             b"GET /get/12/Pixies%20-%20Debaser.mp3/ HTTP/1.0\r\nConnection: Keep-Alive\r\nRange: bytes=4932-\r\n\r\n",
@@ -328,7 +356,8 @@ mod tests {
                 name: "Pixies - Debaser.mp3".into(),
                 start: 4932,
                 end: None,
-                keep_alive: true
+                keep_alive: true,
+                sha1: None,
             }
         );
         assert_eq!(

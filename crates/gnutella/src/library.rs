@@ -10,6 +10,73 @@ pub struct SharedFile {
     pub name: String,
     /// Size in bytes.
     pub size: u64,
+    /// SHA-1 of the contents, when known (HUGE: `urn:sha1:` in QueryHits, and
+    /// `GET /uri-res/N2R?urn:sha1:...`).
+    pub sha1: Option<[u8; 20]>,
+}
+
+impl SharedFile {
+    /// Its `urn:sha1:<base32>` when the hash is known.
+    pub fn urn(&self) -> Option<String> {
+        self.sha1.map(|h| sha1_urn(&h))
+    }
+}
+
+const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// RFC 4648 base32 (uppercase, no padding) of `bytes`.
+pub fn base32(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(BASE32[((acc >> bits) & 31) as usize]));
+        }
+        acc &= (1 << bits) - 1;
+    }
+    if bits > 0 {
+        out.push(char::from(BASE32[((acc << (5 - bits)) & 31) as usize]));
+    }
+    out
+}
+
+/// `urn:sha1:` and the base32 of a SHA-1 (32 characters).
+pub fn sha1_urn(h: &[u8; 20]) -> String {
+    format!("urn:sha1:{}", base32(h))
+}
+
+/// The SHA-1 named by `urn:sha1:<32 base32 characters>` (prefix and letters in any case);
+/// `None` for anything else.
+pub fn parse_sha1_urn(s: &str) -> Option<[u8; 20]> {
+    let prefix = s.get(..9)?;
+    if !prefix.eq_ignore_ascii_case("urn:sha1:") {
+        return None;
+    }
+    let b32 = s.get(9..)?.as_bytes();
+    if b32.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 20];
+    let (mut acc, mut bits, mut n) = (0u64, 0u32, 0usize);
+    for &c in b32 {
+        let v = match c.to_ascii_uppercase() {
+            c @ b'A'..=b'Z' => c - b'A',
+            c @ b'2'..=b'7' => c - b'2' + 26,
+            _ => return None,
+        };
+        acc = (acc << 5) | u64::from(v);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            *out.get_mut(n)? = (acc >> bits) as u8;
+            n += 1;
+            acc &= (1 << bits) - 1;
+        }
+    }
+    (n == 20 && acc == 0).then_some(out)
 }
 
 /// The shared files and their lowercase names, for matching.
@@ -57,6 +124,11 @@ impl Library {
         self.files.iter().find(|f| f.index == index)
     }
 
+    /// The file whose SHA-1 is `h`.
+    pub fn by_sha1(&self, h: &[u8; 20]) -> Option<&SharedFile> {
+        self.files.iter().find(|f| f.sha1.as_ref() == Some(h))
+    }
+
     /// Files whose names match `criteria`, at most `max`.
     pub fn search(&self, criteria: &[u8], max: usize) -> Vec<&SharedFile> {
         let Ok(c) = std::str::from_utf8(criteria) else {
@@ -86,13 +158,41 @@ mod tests {
                 index: 0,
                 name: "Pixies - Debaser.mp3".into(),
                 size: 4000,
+                sha1: None,
             },
             SharedFile {
                 index: 7,
                 name: "notes.txt".into(),
                 size: 10,
+                sha1: None,
             },
         ])
+    }
+
+    #[test]
+    fn sha1_urns_round_trip_in_base32() {
+        // SHA-1 of the empty string, and its well-known base32 form.
+        let h: [u8; 20] = [
+            0xda, 0x39, 0xa3, 0xee, 0x5e, 0x6b, 0x4b, 0x0d, 0x32, 0x55, 0xbf, 0xef, 0x95, 0x60,
+            0x18, 0x90, 0xaf, 0xd8, 0x07, 0x09,
+        ];
+        let urn = sha1_urn(&h);
+        assert_eq!(urn, "urn:sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBYJ");
+        assert_eq!(parse_sha1_urn(&urn), Some(h));
+        assert_eq!(parse_sha1_urn(&urn.to_lowercase()), Some(h));
+        assert_eq!(
+            parse_sha1_urn("urn:sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBY"),
+            None
+        );
+        assert_eq!(
+            parse_sha1_urn("urn:sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBY1"),
+            None
+        );
+        assert_eq!(
+            parse_sha1_urn("urn:md5:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBYJ"),
+            None
+        );
+        assert_eq!(base32(b"foobar"), "MZXW6YTBOI");
     }
 
     #[test]

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::http;
 use crate::library::SharedFile;
-use crate::servent::{Command, Config, Event, HandoffKind, Hit, Servent, Stats};
+use crate::servent::{Command, Config, Event, HandoffKind, Hit, PeerInfo, Role, Servent, Stats};
 use crate::wire::Guid;
 
 /// How long a transfer may wait for the peer's next bytes.
@@ -59,6 +59,9 @@ pub struct NodeOptions {
     pub firewalled: bool,
     /// Seed for descriptor ids and the servent id (default: from the OS clock and pid).
     pub seed: Option<u64>,
+    /// 0.4 flat servent (default), or a 0.6 leaf or ultrapeer. For 0.6 roles the `connect`
+    /// peers also seed the ultrapeer cache the core refills its connections from.
+    pub role: Role,
 }
 
 impl NodeOptions {
@@ -73,6 +76,7 @@ impl NodeOptions {
             max_ttl: 7,
             firewalled: false,
             seed: None,
+            role: Role::Flat04,
         }
     }
 }
@@ -114,6 +118,26 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> NodeError {
     move |source| NodeError::Io { what, source }
 }
 
+/// The SHA-1 of a regular file (not following a symlink).
+fn sha1_of(path: &Path) -> io::Result<[u8; 20]> {
+    use sha1::Digest;
+    use std::io::Read;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut h = sha1::Sha1::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(buf.get(..n).unwrap_or(&[]));
+    }
+    Ok(h.finalize().into())
+}
+
 /// A shared folder: regular files directly inside it, indexed by position.
 #[derive(Clone, Debug, Default)]
 pub struct Share {
@@ -139,10 +163,15 @@ impl Share {
         let files = names
             .into_iter()
             .enumerate()
-            .map(|(i, (name, size))| SharedFile {
-                index: i as u32,
-                name,
-                size,
+            .map(|(i, (name, size))| {
+                // HUGE: the SHA-1 of each file, read once at scan time (unreadable → none).
+                let sha1 = sha1_of(&root.join(&name)).ok();
+                SharedFile {
+                    index: i as u32,
+                    name,
+                    size,
+                    sha1,
+                }
             })
             .collect();
         Ok(Share {
@@ -154,6 +183,12 @@ impl Share {
     /// The files.
     pub fn files(&self) -> &[SharedFile] {
         &self.files
+    }
+
+    /// Opens the file whose SHA-1 is `h`, with the same checks as [`Share::open`].
+    pub fn open_sha1(&self, h: &[u8; 20]) -> Option<(std::fs::File, u64)> {
+        let f = self.files.iter().find(|f| f.sha1.as_ref() == Some(h))?;
+        self.open(f.index, &f.name)
     }
 
     /// Opens file `index` if its name is `name`: never a symlink, never outside the folder.
@@ -195,6 +230,9 @@ enum Req {
     },
     Peers {
         reply: oneshot::Sender<Vec<SocketAddr>>,
+    },
+    PeerInfos {
+        reply: oneshot::Sender<(Role, Vec<PeerInfo>)>,
     },
     Stats {
         reply: oneshot::Sender<Stats>,
@@ -274,7 +312,15 @@ impl Node {
         cfg.want_conns = opts.want_conns;
         cfg.max_ttl = opts.max_ttl;
         cfg.firewalled = opts.firewalled;
+        cfg.role = opts.role;
         let mut core = Servent::new(cfg, rng.fork(1));
+        if opts.role.is_06() {
+            for a in &opts.connect {
+                if let SocketAddr::V4(a) = a {
+                    core.add_ultrapeer(*a);
+                }
+            }
+        }
         let origin = tokio::time::Instant::now();
         core.handle_input(
             Instant::ZERO,
@@ -325,6 +371,11 @@ impl Node {
     /// Overlay peers whose handshake is done.
     pub async fn peers(&self) -> Result<Vec<SocketAddr>, NodeError> {
         self.ask(|reply| Req::Peers { reply }).await
+    }
+
+    /// Our role and every overlay peer with its role and QRP table fill.
+    pub async fn peer_infos(&self) -> Result<(Role, Vec<PeerInfo>), NodeError> {
+        self.ask(|reply| Req::PeerInfos { reply }).await
     }
 
     /// Message counters.
@@ -665,6 +716,9 @@ impl Driver {
             Req::Peers { reply } => {
                 let _ = reply.send(self.core.peers().into_iter().map(|(_, a)| a).collect());
             }
+            Req::PeerInfos { reply } => {
+                let _ = reply.send((self.core.config().role, self.core.peer_infos()));
+            }
             Req::Stats { reply } => {
                 let _ = reply.send(self.core.stats().clone());
             }
@@ -827,7 +881,11 @@ pub async fn serve(
                 return Ok(());
             }
         };
-        let Some((file, size)) = share.open(req.index, &req.name) else {
+        let opened = match &req.sha1 {
+            Some(h) => share.open_sha1(h),
+            None => share.open(req.index, &req.name),
+        };
+        let Some((file, size)) = opened else {
             stream
                 .write_all(http::NOT_FOUND.as_bytes())
                 .await

@@ -261,6 +261,8 @@ pub struct Hit {
     pub vendor: Option<[u8; 4]>,
     /// Hops the QueryHit travelled.
     pub hops: u8,
+    /// The file's SHA-1, when the result carried `urn:sha1:` (HUGE).
+    pub sha1: Option<[u8; 20]>,
 }
 
 /// Why a connection ended.
@@ -1306,6 +1308,9 @@ impl Servent {
         };
         for f in self.library.files() {
             t.insert_text(&f.name);
+            if let Some(urn) = f.urn() {
+                t.insert_urn(&urn);
+            }
         }
         if self.cfg.role == Role::Ultrapeer {
             for c in self.conns.values() {
@@ -1546,7 +1551,8 @@ impl Servent {
                     return Ok(());
                 }
                 self.stats.queries_seen += 1;
-                self.answer_query(&h, min_speed, criteria, from);
+                let ext_area = payload.get(2 + criteria.len() + 1..).unwrap_or(&[]);
+                self.answer_query(&h, min_speed, criteria, ext_area, from);
                 match self.cfg.role {
                     Role::Leaf => {}
                     Role::Ultrapeer => {
@@ -1825,7 +1831,14 @@ impl Servent {
         }
     }
 
-    fn answer_query(&mut self, h: &Header, min_speed: [u8; 2], criteria: &[u8], from: ConnId) {
+    fn answer_query(
+        &mut self,
+        h: &Header,
+        min_speed: [u8; 2],
+        criteria: &[u8],
+        ext_area: &[u8],
+        from: ConnId,
+    ) {
         if self.library.is_empty() {
             return;
         }
@@ -1836,14 +1849,24 @@ impl Servent {
             return;
         }
         let max = self.cfg.max_results.min(255);
-        let found = self.library.search(criteria, max);
+        // HUGE: a query naming `urn:sha1:` URNs matches the files with those hashes.
+        let mut found: Vec<&SharedFile> = query_urns(ext_area)
+            .into_iter()
+            .filter_map(crate::library::parse_sha1_urn)
+            .filter_map(|h| self.library.by_sha1(&h))
+            .take(max)
+            .collect();
+        if found.is_empty() {
+            found = self.library.search(criteria, max);
+        }
         if found.is_empty() {
             return;
         }
         let mut results = Vec::with_capacity(found.len());
         let mut room = self.cfg.max_payload.saturating_sub(11 + 16 + 7);
         for f in found {
-            let need = 10 + f.name.len();
+            let extension = f.urn().map(String::into_bytes).unwrap_or_default();
+            let need = 10 + f.name.len() + extension.len();
             if need > room {
                 break;
             }
@@ -1852,7 +1875,7 @@ impl Servent {
                 index: f.index,
                 size: u32::try_from(f.size).unwrap_or(u32::MAX),
                 name: f.name.as_bytes().to_vec(),
-                extension: Vec::new(),
+                extension,
             });
         }
         if results.is_empty() {
@@ -1898,6 +1921,11 @@ impl Servent {
                     busy: flags.busy.unwrap_or(false),
                     vendor,
                     hops: h.hops.saturating_add(1),
+                    sha1: r
+                        .extension
+                        .split(|b| *b == 0x1c)
+                        .filter_map(|x| std::str::from_utf8(x).ok())
+                        .find_map(crate::library::parse_sha1_urn),
                 },
             });
         }

@@ -19,6 +19,7 @@ fn share(net: &mut Net, n: usize, names: &[&str]) {
             index: i as u32 + 1,
             name: (*name).into(),
             size: 1000,
+            sha1: None,
         })
         .collect();
     net.command(n, Command::Share { id: 0, files });
@@ -418,4 +419,46 @@ fn leaves_of_a_vanished_ultrapeer_reconnect_to_another_from_their_cache() {
         peers.iter().any(|p| p.addr == SocketAddr::V4(addr_of(1))),
         "{peers:?}"
     );
+}
+
+#[test]
+fn hits_carry_urn_sha1_and_urn_queries_route_to_the_holder() {
+    let mut net = net(&[U, L, L], 16, |_, _| {});
+    // (Not a repeating pattern: the QRP hash XORs 4-byte chunks, so periodic base32 text
+    // would cancel out.)
+    let sha1: [u8; 20] = std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(1));
+    net.command(
+        1,
+        Command::Share {
+            id: 0,
+            files: vec![SharedFile {
+                index: 4,
+                name: "Pixies - Debaser.mp3".into(),
+                size: 1000,
+                sha1: Some(sha1),
+            }],
+        },
+    );
+    net.link(1, 0);
+    net.link(2, 0);
+    net.run_for(Duration::from_secs(1));
+    search(&mut net, 2, 1, "debaser", None);
+    let h = hits(&net, 2, 1);
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].sha1, Some(sha1));
+
+    // A query by URN alone (criteria "\" as LimeWire sends, the URN in the extension area)
+    // passes the leaf's QRP table and is answered.
+    let urn = servent_gnutella::library::sha1_urn(&sha1);
+    search(&mut net, 2, 2, &format!("\\\0{urn}"), None);
+    let h = hits(&net, 2, 2);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0].index, 4);
+    // Another URN is not passed to the leaf.
+    let seen = net.nodes[1].stats().queries_seen;
+    let other = servent_gnutella::library::sha1_urn(&std::array::from_fn(|i| {
+        (i as u8).wrapping_mul(91) ^ 0x5c
+    }));
+    search(&mut net, 2, 3, &format!("\\\0{other}"), None);
+    assert_eq!(net.nodes[1].stats().queries_seen, seen);
 }

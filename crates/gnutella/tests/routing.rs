@@ -24,6 +24,7 @@ fn share(net: &mut Net, n: usize, name: &str) {
                 index: 3,
                 name: name.into(),
                 size: 1234,
+                sha1: None,
             }],
         },
     );

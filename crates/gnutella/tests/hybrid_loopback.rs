@@ -1,0 +1,96 @@
+//! Gnutella 0.6 over real sockets on 127.0.0.1: ultrapeers and leaves with deflated links
+//! and QRP find a leaf's file; the holder serves `GET /uri-res/N2R?urn:sha1:...` with the
+//! same checks as `GET /get/`.
+
+#![cfg(feature = "runtime")]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use servent_gnutella::library::sha1_urn;
+use servent_gnutella::node::{Node, NodeOptions};
+use servent_gnutella::servent::{PeerRole, Role};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn node(role: Role, share: Option<&Path>, connect: &[SocketAddr], seed: u64) -> Node {
+    let mut o = NodeOptions::new("127.0.0.1:0".parse().unwrap());
+    o.share = share.map(Path::to_path_buf);
+    o.connect = connect.to_vec();
+    o.seed = Some(seed);
+    o.role = role;
+    Node::start(o).await.unwrap()
+}
+
+async fn raw_get(to: SocketAddr, req: &str) -> Vec<u8> {
+    let mut s = tokio::net::TcpStream::connect(to).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    out
+}
+
+#[tokio::test]
+async fn leaves_find_each_other_through_two_ultrapeers_and_download_by_urn() {
+    let share = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    std::fs::write(share.path().join("Pixies - Debaser.mp3"), &data).unwrap();
+    let up1 = node(Role::Ultrapeer, None, &[], 1).await;
+    let up2 = node(Role::Ultrapeer, None, &[up1.local], 2).await;
+    let holder = node(Role::Leaf, Some(share.path()), &[up1.local], 3).await;
+    let seeker = node(Role::Leaf, None, &[up2.local], 4).await;
+    assert_eq!(up1.wait_peers(2, Duration::from_secs(5)).await.unwrap(), 2);
+    assert_eq!(
+        seeker.wait_peers(1, Duration::from_secs(5)).await.unwrap(),
+        1
+    );
+    let (role, infos) = up1.peer_infos().await.unwrap();
+    assert_eq!(role, Role::Ultrapeer);
+    assert!(infos.iter().any(|p| p.role == PeerRole::Ultrapeer));
+    assert!(
+        infos
+            .iter()
+            .any(|p| p.role == PeerRole::Leaf && p.deflate_in && p.deflate_out)
+    );
+
+    // The holder's QRP table reaches up1 right after its handshake.
+    let mut hits = Vec::new();
+    for _ in 0..10 {
+        hits = seeker
+            .search("debaser", None, Duration::from_millis(500))
+            .await
+            .unwrap();
+        if !hits.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let sha1 = hits[0].sha1.expect("the hit carries urn:sha1");
+    let out = tempfile::tempdir().unwrap();
+    let path = seeker.download(&hits[0], out.path(), None).await.unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+
+    let got = raw_get(
+        holder.local,
+        &format!(
+            "GET /uri-res/N2R?{} HTTP/1.1\r\nConnection: close\r\nRange: bytes=100-\r\n\r\n",
+            sha1_urn(&sha1)
+        ),
+    )
+    .await;
+    assert!(
+        got.starts_with(b"HTTP 206"),
+        "{:?}",
+        String::from_utf8_lossy(&got[..40.min(got.len())])
+    );
+    assert!(got.ends_with(&data[100..]));
+    let missing = raw_get(
+        holder.local,
+        &format!("GET /uri-res/N2R?{} HTTP/1.1\r\n\r\n", sha1_urn(&[7; 20])),
+    )
+    .await;
+    assert!(missing.starts_with(b"HTTP 404"));
+    for n in [up1, up2, holder, seeker] {
+        n.shutdown().await;
+    }
+}
