@@ -99,6 +99,10 @@ pub struct Config {
     pub user_agent: String,
     /// Most pongs an ultrapeer caches; a Ping is answered with up to 10 of them.
     pub pong_cache: usize,
+    /// [`Role::Auto`]: uptime needed before becoming an ultrapeer (default 60 s).
+    pub promote_uptime: Duration,
+    /// [`Role::Auto`]: least `speed_kbps` to become an ultrapeer (default 256).
+    pub promote_kbps: u32,
 }
 
 /// What a servent is in the network.
@@ -113,6 +117,11 @@ pub enum Role {
     /// A 0.6 ultrapeer: leaves behind QRP tables, a mesh of ultrapeers with TTL at most
     /// `mesh_ttl`, pong caching; also accepts 0.4 peers as mesh neighbours.
     Ultrapeer,
+    /// Supernode election: starts as a leaf and becomes an ultrapeer once capable (not
+    /// firewalled, `promote_uptime` up, `speed_kbps` at least `promote_kbps`) and asked
+    /// (an ultrapeer said `X-Ultrapeer-Needed: True`, or fewer ultrapeers are known than a
+    /// leaf's slots). [`Servent::config`] then shows the role it acts in.
+    Auto,
 }
 
 impl Role {
@@ -182,6 +191,8 @@ impl Config {
             deflate: true,
             user_agent: concat!("servent/", env!("CARGO_PKG_VERSION")).to_string(),
             pong_cache: 100,
+            promote_uptime: Duration::from_secs(60),
+            promote_kbps: 256,
         }
     }
 }
@@ -386,6 +397,11 @@ pub enum Event {
         /// What started it.
         kind: HandoffKind,
     },
+    /// A [`Role::Auto`] servent was elected: it now acts as `role`.
+    RoleChanged {
+        /// The new role.
+        role: Role,
+    },
     /// A Push for us arrived; we are connecting to `to` to send `GIV`.
     PushRequested {
         /// File index.
@@ -539,12 +555,22 @@ pub struct Servent {
     pongs: VecDeque<Pong>,
     /// A connection was lost or refused: refill from the caches before the next tick.
     urgent_refill: bool,
+    /// Started as [`Role::Auto`] (and `cfg.role` is the role we act in).
+    auto: bool,
+    /// When the servent first ran (for the uptime of the election).
+    started: Option<Instant>,
+    /// An ultrapeer told us `X-Ultrapeer-Needed: True`.
+    needed_seen: bool,
 }
 
 impl Servent {
     /// A servent with settings `cfg`, drawing randomness (descriptor ids, host choice) from
     /// `rng`.
-    pub fn new(cfg: Config, rng: Rng) -> Servent {
+    pub fn new(mut cfg: Config, rng: Rng) -> Servent {
+        let auto = cfg.role == Role::Auto;
+        if auto {
+            cfg.role = Role::Leaf;
+        }
         let frame = FrameSpec {
             header_len: HEADER_LEN,
             len_offset: 19,
@@ -573,6 +599,9 @@ impl Servent {
             qrp_dirty: true,
             pongs: VecDeque::new(),
             urgent_refill: false,
+            auto,
+            started: None,
+            needed_seen: false,
         }
     }
 
@@ -1072,7 +1101,7 @@ impl Servent {
         };
         match self.cfg.role {
             Role::Flat04 => refuse("Not a 0.6 servent"),
-            Role::Leaf => {
+            Role::Leaf | Role::Auto => {
                 if conn.is_inbound() {
                     return refuse("I am a leaf");
                 }
@@ -1146,6 +1175,9 @@ impl Servent {
                 }
                 Ok(Progress::NeedMore) => return,
                 Ok(Progress::Decide { version, peer }) => {
+                    if peer.ultrapeer == Some(true) && peer.ultrapeer_needed == Some(true) {
+                        self.needed_seen = true;
+                    }
                     if peer.ultrapeer == Some(true) {
                         if !conn.is_inbound() {
                             self.learn_ultrapeer(peer_addr);
@@ -2008,6 +2040,7 @@ impl Servent {
             self.close(conn, DownReason::HandshakeTimeout, None);
         }
         if self.cfg.role.is_06() {
+            self.elect(now);
             self.refill(now);
             if self.qrp_dirty {
                 self.push_qrp();
@@ -2122,6 +2155,57 @@ impl Servent {
         }
     }
 
+    /// Supernode election of a [`Role::Auto`] leaf (see [`Role::Auto`]). On promotion it
+    /// says Bye to its ultrapeers and reconnects to them as an ultrapeer.
+    fn elect(&mut self, now: Instant) {
+        if !self.auto || self.cfg.role != Role::Leaf || self.cfg.firewalled {
+            return;
+        }
+        let up = self
+            .started
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+        let capable = up >= self.cfg.promote_uptime && self.cfg.speed_kbps >= self.cfg.promote_kbps;
+        let known: BTreeSet<SocketAddr> = self
+            .up_cache
+            .iter()
+            .map(|a| SocketAddr::V4(*a))
+            .chain(
+                self.conns
+                    .values()
+                    .filter(|c| c.role == Some(PeerRole::Ultrapeer))
+                    .map(|c| c.peer),
+            )
+            .collect();
+        let asked = self.needed_seen || known.len() < self.cfg.leaf_ultrapeers;
+        if !(capable && asked) {
+            return;
+        }
+        self.cfg.role = Role::Ultrapeer;
+        self.qrp_dirty = true;
+        let ups: Vec<(ConnId, SocketAddr)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.role == Some(PeerRole::Ultrapeer))
+            .map(|(id, c)| (*id, c.peer))
+            .collect();
+        for (conn, peer) in ups {
+            let mut bye = 200u16.to_le_bytes().to_vec();
+            bye.extend_from_slice(b"Becoming an ultrapeer\0");
+            let mut v = raw_header(Guid::random(&mut self.rng), KIND_BYE, 1, 0, bye.len()).to_vec();
+            v.extend_from_slice(&bye);
+            self.send_bytes(conn, v, None);
+            self.close(conn, DownReason::Requested, None);
+            if let SocketAddr::V4(a) = peer {
+                if !conn.is_inbound() {
+                    self.learn_ultrapeer(SocketAddr::V4(a));
+                }
+            }
+        }
+        self.emit(Event::RoleChanged {
+            role: Role::Ultrapeer,
+        });
+    }
+
     /// Every overlay connection with its role and QRP table fill.
     pub fn peer_infos(&self) -> Vec<PeerInfo> {
         self.conns
@@ -2169,6 +2253,7 @@ impl Core for Servent {
     type Event = Event;
 
     fn handle_input(&mut self, now: Instant, input: Input<'_, Command>) {
+        self.started.get_or_insert(now);
         self.arm_tick(now);
         match input {
             Input::Command(cmd) => self.command(now, cmd),
@@ -2205,6 +2290,7 @@ impl Core for Servent {
                         && !self.host_cache.is_empty())
                     || !self.routes.is_empty()
                     || !self.push_routes.is_empty()
+                    || (self.auto && self.cfg.role == Role::Leaf && !self.cfg.firewalled)
                     || (self.cfg.role.is_06()
                         && (self.qrp_dirty
                             || (self.have_06() < self.want_06()

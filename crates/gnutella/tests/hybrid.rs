@@ -462,3 +462,75 @@ fn hits_carry_urn_sha1_and_urn_queries_route_to_the_holder() {
     search(&mut net, 2, 3, &format!("\\\0{other}"), None);
     assert_eq!(net.nodes[1].stats().queries_seen, seen);
 }
+
+fn role_changes(net: &Net, node: usize) -> usize {
+    net.events
+        .iter()
+        .filter(|(_, n, e)| *n == node && matches!(e, Event::RoleChanged { .. }))
+        .count()
+}
+
+#[test]
+fn an_auto_leaf_becomes_an_ultrapeer_when_capable_and_asked() {
+    // Ultrapeer 0 has two leaf slots: with one taken it says X-Ultrapeer-Needed: True.
+    let mut net = net(&[U, Role::Auto, L], 17, |i, c| {
+        if i == 0 {
+            c.up_leaves = 2;
+        }
+        if i == 1 {
+            c.want_conns = 3;
+            c.promote_uptime = Duration::from_secs(30);
+        }
+    });
+    net.link(1, 0);
+    net.run_for(Duration::from_secs(20));
+    assert_eq!(net.nodes[1].config().role, Role::Leaf);
+    assert_eq!(net.nodes[0].peer_infos()[0].role, PeerRole::Leaf);
+    // Past the uptime threshold the next tick promotes it; it reconnects as an ultrapeer.
+    net.run_for(Duration::from_secs(20));
+    assert_eq!(net.nodes[1].config().role, Role::Ultrapeer);
+    assert_eq!(role_changes(&net, 1), 1);
+    let seen_by_0 = net.nodes[0].peer_infos();
+    assert_eq!(seen_by_0.len(), 1, "{seen_by_0:?}");
+    assert_eq!(seen_by_0[0].role, PeerRole::Ultrapeer);
+    // It now takes leaves, and they find its files.
+    share(&mut net, 1, &["Pixies - Debaser.mp3"]);
+    net.link(2, 1);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.nodes[2].peer_infos()[0].role, PeerRole::Ultrapeer);
+    search(&mut net, 2, 1, "debaser", None);
+    assert_eq!(hits(&net, 2, 1).len(), 1);
+}
+
+#[test]
+fn an_auto_leaf_stays_a_leaf_when_not_asked_or_not_capable() {
+    // Three ultrapeers with room: nobody asks. Node 4 is asked but firewalled; node 5 is
+    // asked but too slow.
+    let mut net = net(
+        &[U, U, U, Role::Auto, Role::Auto, Role::Auto, U],
+        18,
+        |i, c| {
+            c.promote_uptime = Duration::from_secs(10);
+            if i == 6 {
+                c.up_leaves = 1;
+            }
+            if i == 4 {
+                c.firewalled = true;
+            }
+            if i == 5 {
+                c.speed_kbps = 56;
+            }
+        },
+    );
+    for up in 0..3 {
+        net.link(3, up);
+    }
+    net.link(4, 6);
+    net.link(5, 6);
+    net.run_for(Duration::from_secs(60));
+    for n in 3..=5 {
+        assert_eq!(net.nodes[n].config().role, Role::Leaf, "node {n}");
+        assert_eq!(role_changes(&net, n), 0);
+    }
+    assert_eq!(net.nodes[3].peer_infos().len(), 3);
+}
