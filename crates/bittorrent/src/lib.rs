@@ -45,6 +45,8 @@
 pub mod bencode;
 pub mod client;
 pub mod create;
+pub mod magnet;
+pub mod metadata;
 pub mod metainfo;
 pub mod picker;
 pub mod storage;
