@@ -1,5 +1,6 @@
 //! Runs one measured DHT simulation and prints its figures:
-//! `cargo run --release -p servent-kademlia --example kademlia_sim -- NODES [LOSS] [CHURN_PER_HOUR] [SEED]`.
+//! `cargo run --release -p servent-kademlia --example kademlia_sim -- NODES [LOSS] [CHURN_PER_HOUR] [SEED]`
+//! (environment: `KAD_RETRIES`, `KAD_TIMEOUT_MS`, `KAD_MIN_TIMEOUT_MS`).
 
 use servent_kademlia::scenario::{LookupRun, run_lookups};
 
@@ -20,6 +21,13 @@ fn main() {
         .and_then(|s| s.parse().ok())
     {
         p.config.query_timeout = std::time::Duration::from_millis(ms);
+    }
+    // KAD_MIN_TIMEOUT_MS=1000 turns the adaptive timeout off (the reference run)
+    if let Some(ms) = std::env::var("KAD_MIN_TIMEOUT_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        p.config.min_query_timeout = std::time::Duration::from_millis(ms);
     }
     #[allow(clippy::disallowed_methods)] // wall time, outside the cores
     let t = std::time::Instant::now();

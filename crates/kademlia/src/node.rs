@@ -35,8 +35,14 @@ pub struct Config {
     pub k: usize,
     /// Parallel queries per lookup (3).
     pub alpha: usize,
-    /// How long to wait for an answer before retrying or giving up (1 s).
+    /// The longest we wait for any answer (1 s). A lookup query is considered late much
+    /// earlier (see [`Config::min_query_timeout`]), but its answer is still taken until this.
     pub query_timeout: Duration,
+    /// The floor of the adaptive timeout (100 ms). A lookup query unanswered after
+    /// `srtt + 4·rttvar` (the node's own smoothed RTT when we have timed it, else the
+    /// node-wide one; clamped to `[min_query_timeout, query_timeout]`) gives up its α slot
+    /// and is retried (or the candidate is given up after `retries`).
+    pub min_query_timeout: Duration,
     /// How many times an unanswered lookup query is sent again (3: with 10 % loss each way a
     /// query and its answer are lost together 19 % of the time, four tries 0.13 %).
     pub retries: u8,
@@ -78,6 +84,7 @@ impl Default for Config {
             k: 8,
             alpha: 3,
             query_timeout: Duration::from_secs(1),
+            min_query_timeout: Duration::from_millis(100),
             retries: 3,
             token_rotation: Duration::from_secs(300),
             peer_ttl: Duration::from_secs(30 * 60),
@@ -156,7 +163,7 @@ pub struct LookupStats {
     pub rpcs: u32,
     /// Answers received.
     pub responses: u32,
-    /// Queries that timed out.
+    /// Queries that got no answer within their adaptive timeout (some answered later).
     pub timeouts: u32,
     /// Path length: how many answers it took to reach the closest node found.
     pub hops: u32,
@@ -266,8 +273,10 @@ pub struct NodeStats {
     pub unexpected: u64,
     /// Queries we sent.
     pub queries_out: u64,
-    /// Our queries that timed out.
+    /// Our queries that got no answer at all (within `query_timeout`).
     pub timeouts: u64,
+    /// Lookup queries that outlived their adaptive timeout (each freed its α slot).
+    pub late: u64,
     /// announce_peer refused for a bad token.
     pub bad_tokens: u64,
     /// Nodes kept out of the table by BEP 42.
@@ -292,6 +301,10 @@ struct Pending {
     resend: Option<Query>,
     node: Option<Id>,
     sent: Instant,
+    /// Lookup queries: when the adaptive timeout frees the α slot (`None` once it has).
+    soft: Option<Instant>,
+    /// Whether this query holds one of its lookup's α slots.
+    slot: bool,
     deadline: Instant,
     purpose: Purpose,
 }
@@ -318,6 +331,8 @@ struct Cand {
     info: NodeInfo,
     state: CandState,
     tries: u8,
+    /// Queries to it still waiting for an answer.
+    outstanding: u8,
     token: Option<Vec<u8>>,
     depth: u32,
 }
@@ -367,6 +382,8 @@ pub struct Dht {
     next_maintenance: Instant,
     store: BTreeMap<Id, Vec<(SocketAddrV4, Instant)>>,
     limiter: FxMap<Ipv4Addr, (f64, Instant)>,
+    /// Node-wide smoothed RTT and RTT variation (µs), from every timed answer.
+    srtt_us: Option<(u64, u64)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: NodeStats,
@@ -404,6 +421,7 @@ impl Dht {
             next_maintenance: Instant::ZERO,
             store: BTreeMap::new(),
             limiter: FxMap::default(),
+            srtt_us: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: NodeStats::default(),
@@ -521,7 +539,15 @@ impl Dht {
             tid = tid.wrapping_add(1);
         }
         self.next_tid = tid.wrapping_add(1);
-        let deadline = now + self.cfg.query_timeout;
+        let hard = now + self.cfg.query_timeout;
+        let rto = now + self.rto(node);
+        let (soft, deadline) = match purpose {
+            // late answers still count until the hard deadline; the slot is freed earlier
+            Purpose::Lookup { .. } => ((rto < hard).then_some(rto), hard),
+            // resent as a whole: the adaptive timeout is the deadline
+            Purpose::Bootstrap { .. } | Purpose::AnnounceTo { .. } => (None, rto),
+            Purpose::UserPing { .. } | Purpose::Check => (None, hard),
+        };
         self.pending.insert(
             tid,
             Pending {
@@ -534,14 +560,45 @@ impl Dht {
                 .then(|| q.clone()),
                 node,
                 sent: now,
+                soft,
+                slot: matches!(purpose, Purpose::Lookup { .. }),
                 deadline,
                 purpose,
             },
         );
         self.deadlines.insert((deadline, tid));
+        if let Some(s) = soft {
+            self.deadlines.insert((s, tid));
+        }
         self.stats.queries_out += 1;
         self.send_msg(to, Message::query(&tid.to_be_bytes(), q));
         true
+    }
+
+    /// The adaptive timeout for a query to `node`: `srtt + 4·rttvar`, with the node's own
+    /// smoothed RTT when we have one, clamped to `[min_query_timeout, query_timeout]`.
+    /// Before any answer was timed it is `query_timeout`.
+    fn rto(&self, node: Option<Id>) -> Duration {
+        let Some((srtt, var)) = self.srtt_us else {
+            return self.cfg.query_timeout;
+        };
+        let srtt = node
+            .and_then(|n| self.table.rtt(&n))
+            .map_or(srtt, |d| d.as_micros() as u64);
+        Duration::from_micros(srtt.saturating_add(var.saturating_mul(4))).clamp(
+            self.cfg.min_query_timeout,
+            self.cfg.query_timeout.max(self.cfg.min_query_timeout),
+        )
+    }
+
+    /// Folds one measured round trip into the node-wide estimate (TCP's rules: gains 1/8
+    /// and 1/4, first sample sets the variation to half of it).
+    fn sample_rtt(&mut self, rtt: Duration) {
+        let r = rtt.as_micros().min(u128::from(u32::MAX)) as u64;
+        self.srtt_us = Some(match self.srtt_us {
+            None => (r, r / 2),
+            Some((srtt, var)) => ((srtt * 7 + r) / 8, (var * 3 + srtt.abs_diff(r)) / 4),
+        });
     }
 
     fn command(&mut self, now: Instant, cmd: Command) {
@@ -676,6 +733,7 @@ impl Dht {
                 info,
                 state: CandState::Fresh,
                 tries: 0,
+                outstanding: 0,
                 token: None,
                 depth,
             },
@@ -734,6 +792,7 @@ impl Dht {
             return;
         }
         let (target, kind) = (l.target, l.kind);
+        let tried = !to_send.is_empty();
         for dist in to_send {
             let Some(l) = self.lookups.get_mut(&key) else {
                 return;
@@ -743,6 +802,7 @@ impl Dht {
             };
             c.state = CandState::InFlight;
             c.tries += 1;
+            c.outstanding += 1;
             let info = c.info;
             let q = match kind {
                 Kind::GetPeers | Kind::Announce { .. } => Query::GetPeers {
@@ -761,6 +821,7 @@ impl Dht {
                 if let Some(l) = self.lookups.get_mut(&key) {
                     l.inflight -= 1;
                     if let Some(c) = l.cands.get_mut(&dist) {
+                        c.outstanding -= 1;
                         c.state = CandState::Failed;
                     }
                 }
@@ -771,7 +832,7 @@ impl Dht {
         let stalled = self
             .lookups
             .get(&key)
-            .is_some_and(|l| l.inflight == 0 && l.phase == Phase::Searching);
+            .is_some_and(|l| tried && l.inflight == 0 && l.phase == Phase::Searching);
         if stalled {
             self.step(now, key);
         }
@@ -1047,6 +1108,9 @@ impl Dht {
             return;
         };
         self.deadlines.remove(&(p.deadline, tid));
+        if let Some(s) = p.soft {
+            self.deadlines.remove(&(s, tid));
+        }
         self.stats.responses_in += 1;
         // The node answered (even with an error): it is alive. A different id at the
         // address we expected means another node now: treat as no answer from ours.
@@ -1064,6 +1128,10 @@ impl Dht {
                 },
                 true,
             );
+            // each try has its own transaction id: the sample is unambiguous (Karn)
+            let rtt = now.saturating_duration_since(p.sent);
+            self.sample_rtt(rtt);
+            self.table.record_rtt(&r.id, rtt);
         } else if let Some(n) = p.node {
             self.table.failed(&n, now);
         }
@@ -1083,12 +1151,20 @@ impl Dht {
                 let Some(l) = self.lookups.get_mut(&key) else {
                     return;
                 };
-                l.inflight = l.inflight.saturating_sub(1);
+                if p.slot {
+                    l.inflight = l.inflight.saturating_sub(1);
+                }
                 let dist = node.distance(&l.target);
                 let mut depth = 0;
+                let mut fresh_answer = true;
                 if let Some(c) = l.cands.get_mut(&dist) {
                     depth = c.depth;
-                    if ok {
+                    c.outstanding = c.outstanding.saturating_sub(1);
+                    if c.state == CandState::Done {
+                        // a retry and a late first try both answered
+                        fresh_answer = false;
+                    } else if ok {
+                        // also a candidate given up for being late: its answer still counts
                         c.state = CandState::Done;
                         l.stats.responses += 1;
                         c.token = r.as_ref().and_then(|r| r.token.clone());
@@ -1096,7 +1172,7 @@ impl Dht {
                         c.state = CandState::Failed;
                     }
                 }
-                if let (true, Some(r)) = (ok, r) {
+                if let (true, true, Some(r)) = (ok, fresh_answer, r) {
                     let cmd = l.cmd;
                     let mut fresh = Vec::new();
                     for v in r.values {
@@ -1172,19 +1248,65 @@ impl Dht {
                 let Some(l) = self.lookups.get_mut(&key) else {
                     return;
                 };
-                l.inflight = l.inflight.saturating_sub(1);
-                l.stats.timeouts += 1;
                 let dist = node.distance(&l.target);
-                if let Some(c) = l.cands.get_mut(&dist) {
-                    c.state = if c.tries <= retries {
-                        CandState::Fresh
-                    } else {
-                        CandState::Failed
-                    };
+                let Some(c) = l.cands.get_mut(&dist) else {
+                    if p.slot {
+                        l.inflight = l.inflight.saturating_sub(1);
+                    }
+                    return self.step(now, key);
+                };
+                c.outstanding = c.outstanding.saturating_sub(1);
+                if p.slot {
+                    // no adaptive timeout came first (it was not shorter than this one)
+                    l.inflight = l.inflight.saturating_sub(1);
+                    l.stats.timeouts += 1;
+                    if c.state == CandState::InFlight {
+                        c.state = if c.tries <= retries {
+                            CandState::Fresh
+                        } else {
+                            CandState::Failed
+                        };
+                    }
+                } else if c.state == CandState::InFlight && c.outstanding == 0 {
+                    c.state = CandState::Failed;
                 }
                 self.step(now, key);
             }
         }
+    }
+
+    /// A lookup query outlived its adaptive timeout: it frees its α slot and its candidate
+    /// is retried (or given up once out of tries); an answer is still taken until the
+    /// hard deadline.
+    fn late(&mut self, now: Instant, tid: u16) {
+        let retries = self.cfg.retries;
+        let Some(p) = self.pending.get_mut(&tid) else {
+            return;
+        };
+        p.soft = None;
+        let had_slot = std::mem::replace(&mut p.slot, false);
+        let Purpose::Lookup { key, node } = p.purpose else {
+            return;
+        };
+        self.stats.late += 1;
+        let Some(l) = self.lookups.get_mut(&key) else {
+            return;
+        };
+        if had_slot {
+            l.inflight = l.inflight.saturating_sub(1);
+        }
+        l.stats.timeouts += 1;
+        let dist = node.distance(&l.target);
+        if let Some(c) = l.cands.get_mut(&dist) {
+            if c.state == CandState::InFlight {
+                c.state = if c.tries <= retries {
+                    CandState::Fresh
+                } else {
+                    CandState::Failed
+                };
+            }
+        }
+        self.step(now, key);
     }
 
     fn maintain(&mut self, now: Instant) {
@@ -1229,7 +1351,11 @@ impl Core for Dht {
                 break;
             }
             self.deadlines.pop_first();
-            self.expire(now, tid);
+            match self.pending.get(&tid) {
+                Some(p) if p.soft == Some(at) => self.late(now, tid),
+                Some(p) if p.deadline == at => self.expire(now, tid),
+                _ => {}
+            }
         }
         self.maintain(now);
     }

@@ -50,6 +50,9 @@ pub struct Entry {
     pub last_response: Option<Instant>,
     /// Unanswered queries in a row.
     pub failures: u8,
+    /// Smoothed round-trip time of its answers in milliseconds (0: no answer timed yet);
+    /// two bytes so that a million simulated tables stay small.
+    pub srtt_ms: u16,
 }
 
 impl Entry {
@@ -198,6 +201,7 @@ impl RoutingTable {
                 last_seen: now,
                 last_response: responded.then_some(now),
                 failures: 0,
+                srtt_ms: 0,
             };
             if bucket.nodes.len() < k {
                 bucket.replacements.retain(|e| e.info.id != info.id);
@@ -276,6 +280,30 @@ impl RoutingTable {
         bucket.nodes.push(r);
         bucket.last_changed = now;
         Some(r.info)
+    }
+
+    /// Records a round-trip time measured on an answer of `id` (smoothed 7/8 old, 1/8
+    /// new, as TCP's SRTT).
+    pub fn record_rtt(&mut self, id: &Id, rtt: Duration) {
+        let Some(b) = self.bucket_of(id).and_then(|i| self.buckets.get_mut(i)) else {
+            return;
+        };
+        let Some(e) = b.nodes.iter_mut().find(|e| e.info.id == *id) else {
+            return;
+        };
+        let sample = rtt.as_millis().clamp(1, u128::from(u16::MAX)) as u32;
+        e.srtt_ms = if e.srtt_ms == 0 {
+            sample as u16
+        } else {
+            ((u32::from(e.srtt_ms) * 7 + sample).div_ceil(8)) as u16
+        };
+    }
+
+    /// The smoothed round-trip time of `id`, if it is in the table and an answer was timed.
+    pub fn rtt(&self, id: &Id) -> Option<Duration> {
+        self.get(id)
+            .filter(|e| e.srtt_ms > 0)
+            .map(|e| Duration::from_millis(u64::from(e.srtt_ms)))
     }
 
     /// Removes `id` from the table.

@@ -410,3 +410,114 @@ fn nodes_bootstrap_announce_and_find_each_other_in_the_simulator() {
     });
     assert!(found);
 }
+
+/// Drains `a`'s datagrams: (to, decoded message).
+fn sent(a: &mut Dht) -> Vec<(SocketAddr, Message)> {
+    let mut out = Vec::new();
+    while let Some(t) = a.poll_transmit() {
+        if let Transmit::Datagram { to, data } = t {
+            out.push((to, krpc::decode(&data).unwrap()));
+        }
+    }
+    out
+}
+
+fn answer(a: &mut Dht, now: Instant, from: SocketAddr, tid: &[u8], id: Id) {
+    let reply = Message::response(
+        tid,
+        Response {
+            id,
+            ..Response::default()
+        },
+    )
+    .encode();
+    a.handle_input(now, Input::Datagram { from, data: &reply });
+}
+
+#[test]
+fn slow_lookup_query_frees_its_slot_early_and_its_late_answer_still_counts() {
+    let mut a = node(1);
+    // four nodes on private addresses (BEP 42 exempt), ids 0x80.., 0x81.., ...
+    let nodes: Vec<(Id, SocketAddr)> = (0..4u8)
+        .map(|i| {
+            let mut id = [0u8; 20];
+            id[0] = 0x80 + i;
+            (Id(id), addr(&format!("10.0.0.{}:6881", i + 1)))
+        })
+        .collect();
+    for (id, at) in &nodes {
+        let SocketAddr::V4(v4) = at else { panic!() };
+        a.add_node(
+            servent_kademlia::NodeInfo { id: *id, addr: *v4 },
+            Instant::ZERO,
+        );
+    }
+    // one timed answer (20 ms) gives the node its first RTT estimate
+    let (_, n0) = nodes[0];
+    a.handle_input(
+        Instant::ZERO,
+        Input::Command(Command::Ping { id: 1, addr: n0 }),
+    );
+    let ping = sent(&mut a);
+    answer(
+        &mut a,
+        Instant::from_millis(20),
+        n0,
+        &ping[0].1.tid,
+        nodes[0].0,
+    );
+    assert!(matches!(a.poll_event(), Some(Event::Pong { id: 1, .. })));
+
+    let t0 = Instant::from_millis(100);
+    let target = Id([0x80; 20]);
+    a.handle_input(t0, Input::Command(Command::FindNode { id: 2, target }));
+    let first = sent(&mut a);
+    assert_eq!(first.len(), 3, "alpha = 3 queries");
+    // two answer at once, the third stays silent
+    let (slow_to, slow_q) = first[2].clone();
+    for (to, q) in &first[..2] {
+        let id = nodes.iter().find(|(_, at)| at == to).unwrap().0;
+        answer(&mut a, t0 + Duration::from_millis(20), *to, &q.tid, id);
+    }
+    // the fourth node is queried once the silent one outlives its adaptive timeout,
+    // long before the 1 s query timeout
+    let mut now = t0 + Duration::from_millis(20);
+    let mut fourth = None;
+    while fourth.is_none() {
+        now = a.poll_timeout().unwrap().max(now);
+        assert!(
+            now < t0 + Duration::from_millis(500),
+            "no early extra query"
+        );
+        a.handle_timeout(now);
+        fourth = sent(&mut a)
+            .into_iter()
+            .find(|(to, _)| !first.iter().any(|(f, _)| f == to));
+    }
+    assert!(a.stats().late >= 1);
+    let (fourth_to, fourth_q) = fourth.unwrap();
+    let fourth_id = nodes.iter().find(|(_, at)| *at == fourth_to).unwrap().0;
+    answer(&mut a, now, fourth_to, &fourth_q.tid, fourth_id);
+    // the silent node's first query is answered late (its retry is still out): it counts
+    let slow_id = nodes.iter().find(|(_, at)| *at == slow_to).unwrap().0;
+    answer(
+        &mut a,
+        now + Duration::from_millis(50),
+        slow_to,
+        &slow_q.tid,
+        slow_id,
+    );
+    match a.poll_event() {
+        Some(Event::LookupDone {
+            id: 2,
+            closest,
+            stats,
+            ..
+        }) => {
+            assert_eq!(closest.len(), 4);
+            assert!(closest.iter().any(|n| n.id == slow_id));
+            assert!(stats.duration < Duration::from_millis(500), "{stats:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
