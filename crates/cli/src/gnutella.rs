@@ -1,4 +1,5 @@
-//! `servent gnutella`: a Gnutella 0.4 servent.
+//! `servent gnutella`: a Gnutella 0.4 servent, or with `run --role` a Gnutella 0.6 leaf,
+//! ultrapeer, or a servent that elects itself (`auto`).
 //!
 //! - `run` starts a long-running servent with a local control API;
 //! - `search`, `get`, `peers`, `stats` talk to it, or — with `--connect HOST:PORT` — join the
@@ -15,9 +16,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use servent_gnutella::Hit;
 use servent_gnutella::control::{self, DEFAULT_CONTROL};
 use servent_gnutella::node::{Node, NodeOptions, Progress};
+use servent_gnutella::servent::Role;
 use tokio::sync::mpsc;
 
-/// Gnutella 0.4: flood search over a pure peer-to-peer overlay, HTTP transfers, Push.
+/// Gnutella 0.4 (flood search over a pure peer-to-peer overlay) and 0.6 (`--role`:
+/// ultrapeers, leaves, Query Routing Protocol), HTTP transfers, Push.
 #[derive(Args, Debug)]
 pub struct Cmd {
     #[command(subcommand)]
@@ -49,6 +52,17 @@ enum Sub {
         /// Refuse every inbound connection (as behind a firewall): uploads go through Push.
         #[arg(long)]
         firewalled: bool,
+        /// Speak Gnutella 0.6 as a leaf, an ultrapeer, or start as a leaf and become an
+        /// ultrapeer when capable and asked (auto). Without it: a Gnutella 0.4 servent.
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
+        /// A file of known ultrapeers, one HOST:PORT per line (`#` comments), joined like
+        /// --connect.
+        #[arg(long)]
+        bootstrap: Option<PathBuf>,
+        /// A leaf's most ultrapeer connections.
+        #[arg(long, default_value_t = 3)]
+        max_ultrapeers: usize,
     },
     /// Search: print one hit per line. Exit status 1 when nothing is found.
     Search {
@@ -99,6 +113,29 @@ enum Sub {
     },
 }
 
+/// The roles of `run --role`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum RoleArg {
+    /// Start as a leaf; become an ultrapeer when capable and asked.
+    Auto,
+    /// At most 3 ultrapeer connections; routes nothing.
+    Leaf,
+    /// Up to 16 ultrapeer and 16 leaf connections; QRP, pong caching.
+    Ultrapeer,
+}
+
+/// Reads a bootstrap file: one HOST:PORT per line; blank lines and `#` comments skipped.
+fn read_bootstrap(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the bootstrap list {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
 /// `5`, `5s`, `1500ms`, `2m`.
 fn parse_wait(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -143,7 +180,14 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             max_conns,
             max_ttl,
             firewalled,
+            role,
+            bootstrap,
+            max_ultrapeers,
         } => {
+            let mut connect = connect;
+            if let Some(b) = &bootstrap {
+                connect.extend(read_bootstrap(b)?);
+            }
             let mut o = NodeOptions::new(listen);
             o.share = share;
             o.connect = resolve(&connect).await?;
@@ -151,6 +195,16 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             o.want_conns = max_conns.min(3);
             o.max_ttl = max_ttl;
             o.firewalled = firewalled;
+            o.role = match role {
+                None => Role::Flat04,
+                Some(RoleArg::Auto) => Role::Auto,
+                Some(RoleArg::Leaf) => Role::Leaf,
+                Some(RoleArg::Ultrapeer) => Role::Ultrapeer,
+            };
+            o.leaf_ultrapeers = max_ultrapeers;
+            if o.role.is_06() {
+                o.want_conns = 3;
+            }
             let node = Arc::new(Node::start(o).await?);
             let ctl = tokio::net::TcpListener::bind(control)
                 .await
@@ -158,8 +212,12 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     format!("binding the control API on {control} (choose another with --control)")
                 })?;
             println!(
-                "gnutella servent {} listening on {}, control API on {}",
+                "gnutella servent {} ({}) listening on {}, control API on {}",
                 node.servent_id,
+                match role {
+                    None => "0.4".to_string(),
+                    Some(r) => format!("0.6 {r:?}").to_lowercase(),
+                },
                 node.local,
                 ctl.local_addr().unwrap_or(control)
             );
@@ -278,9 +336,23 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Sub::Peers { control } => {
+            // One peer per line: address, then (0.6) its role and the fill of the QRP table
+            // it sent us.
             control::request(control, "/peers", |v| {
+                let details = v["details"].as_array().cloned().unwrap_or_default();
                 for p in v["peers"].as_array().into_iter().flatten() {
-                    println!("{}", p.as_str().unwrap_or_default());
+                    let addr = p.as_str().unwrap_or_default();
+                    let d = details.iter().find(|d| d["addr"].as_str() == Some(addr));
+                    match d {
+                        Some(d) if v["role"].as_str() != Some("flat04") => {
+                            let fill = d["qrp_fill"]
+                                .as_f64()
+                                .map(|f| format!("qrp {:.2}%", f * 100.0))
+                                .unwrap_or_else(|| "qrp -".to_string());
+                            println!("{addr}\t{}\t{fill}", d["role"].as_str().unwrap_or_default());
+                        }
+                        _ => println!("{addr}"),
+                    }
                 }
             })
             .await?;

@@ -62,6 +62,8 @@ pub struct NodeOptions {
     /// 0.4 flat servent (default), or a 0.6 leaf or ultrapeer. For 0.6 roles the `connect`
     /// peers also seed the ultrapeer cache the core refills its connections from.
     pub role: Role,
+    /// A leaf's most ultrapeer connections (default 3).
+    pub leaf_ultrapeers: usize,
 }
 
 impl NodeOptions {
@@ -77,6 +79,7 @@ impl NodeOptions {
             firewalled: false,
             seed: None,
             role: Role::Flat04,
+            leaf_ultrapeers: 3,
         }
     }
 }
@@ -313,6 +316,7 @@ impl Node {
         cfg.max_ttl = opts.max_ttl;
         cfg.firewalled = opts.firewalled;
         cfg.role = opts.role;
+        cfg.leaf_ultrapeers = opts.leaf_ultrapeers;
         let mut core = Servent::new(cfg, rng.fork(1));
         if opts.role.is_06() {
             for a in &opts.connect {
