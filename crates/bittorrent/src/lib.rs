@@ -48,6 +48,7 @@ pub mod create;
 pub mod magnet;
 pub mod metadata;
 pub mod metainfo;
+pub mod mse;
 pub mod picker;
 pub mod storage;
 pub mod swarm;
