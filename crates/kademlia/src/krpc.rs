@@ -21,6 +21,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use servent_bittorrent::bencode::{self, Dict, Limits, OwnedValue, Value};
 use servent_core::Id;
 
+use crate::bep44::{self, Item, Signed};
+
 /// The largest datagram we decode (larger ones are dropped unread).
 pub const MAX_DATAGRAM: usize = 4096;
 /// The longest transaction id we accept (BEP 5 suggests 2 bytes; clients use up to 4-8).
@@ -42,7 +44,9 @@ pub const ERR_PROTOCOL: i64 = 203;
 pub const ERR_METHOD_UNKNOWN: i64 = 204;
 
 const LIMITS: Limits = Limits {
-    max_depth: 4,
+    // BEP 44 values are any bencoded value, nested inside `a`/`r`: allow some depth (the
+    // value count and the datagram size still bound the work)
+    max_depth: 12,
     max_values: 1024,
     require_sorted: false,
 };
@@ -122,6 +126,26 @@ pub enum Query {
         /// Use the UDP source port of this query as the peer's port.
         implied_port: bool,
     },
+    /// BEP 44 `get`: the item stored under `target` (or the closest nodes), and a token.
+    Get {
+        /// Querier.
+        id: Id,
+        /// SHA-1 of the value (immutable) or of key ‖ salt (mutable).
+        target: Id,
+        /// Only send the value if the stored `seq` is higher than this.
+        seq: Option<i64>,
+    },
+    /// BEP 44 `put`: store `item` (with the token from an earlier `get`).
+    Put {
+        /// Querier.
+        id: Id,
+        /// The token from an earlier `get` response.
+        token: Vec<u8>,
+        /// The item (its value canonical bencoding of at most 1000 bytes).
+        item: Item,
+        /// Mutable items: store only if the current `seq` is this (compare and swap).
+        cas: Option<i64>,
+    },
 }
 
 impl Query {
@@ -131,7 +155,9 @@ impl Query {
             Query::Ping { id }
             | Query::FindNode { id, .. }
             | Query::GetPeers { id, .. }
-            | Query::AnnouncePeer { id, .. } => *id,
+            | Query::AnnouncePeer { id, .. }
+            | Query::Get { id, .. }
+            | Query::Put { id, .. } => *id,
         }
     }
 
@@ -142,6 +168,8 @@ impl Query {
             Query::FindNode { .. } => "find_node",
             Query::GetPeers { .. } => "get_peers",
             Query::AnnouncePeer { .. } => "announce_peer",
+            Query::Get { .. } => "get",
+            Query::Put { .. } => "put",
         }
     }
 }
@@ -156,8 +184,16 @@ pub struct Response {
     pub nodes: Vec<NodeInfo>,
     /// `values`: compact peers (get_peers).
     pub values: Vec<SocketAddrV4>,
-    /// `token` (get_peers).
+    /// `token` (get_peers, get).
     pub token: Option<Vec<u8>>,
+    /// BEP 44 `v`: the stored value, bencoded (get).
+    pub v: Option<Vec<u8>>,
+    /// BEP 44 `k`: the mutable item's public key (get).
+    pub k: Option<[u8; 32]>,
+    /// BEP 44 `sig`: the mutable item's signature (get).
+    pub sig: Option<[u8; 64]>,
+    /// BEP 44 `seq`: the mutable item's sequence number (get).
+    pub seq: Option<i64>,
 }
 
 /// Why a datagram is not a KRPC message we can use.
@@ -233,6 +269,31 @@ fn id_value(id: &Id) -> OwnedValue {
     OwnedValue::bytes(id.as_bytes())
 }
 
+/// A BEP 44 value (kept as its bencoding) as a value to embed; bytes that are not one
+/// bencoded value are sent as a string (never produced by the node, which checks values).
+fn raw_value(v: &[u8]) -> OwnedValue {
+    match bencode::decode(v, &LIMITS) {
+        Ok(val) => val.to_owned_value(),
+        Err(_) => OwnedValue::bytes(v),
+    }
+}
+
+/// Whether `v` is exactly one canonical bencoded value of at most [`bep44::MAX_VALUE`]
+/// bytes (what a BEP 44 item may hold, and what we can forward byte for byte).
+pub fn is_item_value(v: &[u8]) -> bool {
+    v.len() <= bep44::MAX_VALUE && bencode::decode(v, &LIMITS).is_ok_and(|val| val.is_canonical())
+}
+
+/// The bencoding of a value found in a message, if canonical.
+fn value_bytes(v: &Value<'_>) -> Option<Vec<u8>> {
+    if !v.is_canonical() {
+        return None;
+    }
+    let mut out = Vec::new();
+    v.encode_into(&mut out);
+    Some(out)
+}
+
 impl Message {
     /// A query with transaction id `tid`.
     pub fn query(tid: &[u8], q: Query) -> Message {
@@ -306,6 +367,31 @@ impl Message {
                             a = a.with("implied_port", OwnedValue::Int(1));
                         }
                     }
+                    Query::Get { target, seq, .. } => {
+                        a = a.with("target", id_value(target));
+                        if let Some(seq) = seq {
+                            a = a.with("seq", OwnedValue::Int(*seq));
+                        }
+                    }
+                    Query::Put {
+                        token, item, cas, ..
+                    } => {
+                        a = a
+                            .with("token", OwnedValue::bytes(token))
+                            .with("v", raw_value(&item.v));
+                        if let Some(m) = &item.mutable {
+                            a = a
+                                .with("k", OwnedValue::bytes(m.k))
+                                .with("sig", OwnedValue::bytes(m.sig))
+                                .with("seq", OwnedValue::Int(m.seq));
+                            if !m.salt.is_empty() {
+                                a = a.with("salt", OwnedValue::bytes(&m.salt));
+                            }
+                            if let Some(cas) = cas {
+                                a = a.with("cas", OwnedValue::Int(*cas));
+                            }
+                        }
+                    }
                 }
                 d = d
                     .with("y", OwnedValue::bytes("q"))
@@ -334,6 +420,18 @@ impl Message {
                 }
                 if let Some(t) = &r.token {
                     rd = rd.with("token", OwnedValue::bytes(t));
+                }
+                if let Some(v) = &r.v {
+                    rd = rd.with("v", raw_value(v));
+                }
+                if let Some(k) = &r.k {
+                    rd = rd.with("k", OwnedValue::bytes(k));
+                }
+                if let Some(sig) = &r.sig {
+                    rd = rd.with("sig", OwnedValue::bytes(sig));
+                }
+                if let Some(seq) = r.seq {
+                    rd = rd.with("seq", OwnedValue::Int(seq));
                 }
                 d = d.with("y", OwnedValue::bytes("r")).with("r", rd);
             }
@@ -428,6 +526,62 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
                         implied_port,
                     }
                 }
+                b"get" => Query::Get {
+                    id,
+                    target: get_id(a, b"target")
+                        .ok_or(invalid(ERR_PROTOCOL, "get without a valid target"))?,
+                    seq: a.int(b"seq"),
+                },
+                b"put" => {
+                    let token = a
+                        .bytes(b"token")
+                        .ok_or(invalid(ERR_PROTOCOL, "put without token"))?;
+                    if token.len() > MAX_TOKEN {
+                        return Err(invalid(ERR_PROTOCOL, "token too long"));
+                    }
+                    let v = a.get(b"v").ok_or(invalid(ERR_PROTOCOL, "put without v"))?;
+                    let v = value_bytes(v).ok_or(invalid(ERR_PROTOCOL, "v is not canonical"))?;
+                    if v.len() > bep44::MAX_VALUE {
+                        return Err(invalid(
+                            bep44::ERR_VALUE_TOO_BIG,
+                            "message (v field) too big",
+                        ));
+                    }
+                    let mutable = match a.bytes(b"k") {
+                        None => None,
+                        Some(k) => {
+                            let k = <[u8; 32]>::try_from(k)
+                                .map_err(|_| invalid(ERR_PROTOCOL, "k is not 32 bytes"))?;
+                            let sig = a
+                                .bytes(b"sig")
+                                .and_then(|s| <[u8; 64]>::try_from(s).ok())
+                                .ok_or(invalid(ERR_PROTOCOL, "sig missing or not 64 bytes"))?;
+                            let seq = a
+                                .int(b"seq")
+                                .ok_or(invalid(ERR_PROTOCOL, "mutable put without seq"))?;
+                            let salt = a.bytes(b"salt").unwrap_or(b"");
+                            if salt.len() > bep44::MAX_SALT {
+                                return Err(invalid(
+                                    bep44::ERR_SALT_TOO_BIG,
+                                    "salt (salt field) too big",
+                                ));
+                            }
+                            Some(Signed {
+                                k,
+                                sig,
+                                seq,
+                                salt: salt.to_vec(),
+                            })
+                        }
+                    };
+                    let cas = mutable.as_ref().and_then(|_| a.int(b"cas"));
+                    Query::Put {
+                        id,
+                        token: token.to_vec(),
+                        item: Item { v, mutable },
+                        cas,
+                    }
+                }
                 _ => return Err(invalid(ERR_METHOD_UNKNOWN, "method unknown")),
             };
             Body::Query(q)
@@ -456,11 +610,35 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
                 Some(t) => Some(t.to_vec()),
                 None => None,
             };
+            let v = match r.get(b"v") {
+                Some(v) => Some(
+                    value_bytes(v)
+                        .filter(|v| v.len() <= bep44::MAX_VALUE)
+                        .ok_or(invalid(ERR_PROTOCOL, "bad v"))?,
+                ),
+                None => None,
+            };
+            let k = match r.bytes(b"k") {
+                Some(k) => {
+                    Some(<[u8; 32]>::try_from(k).map_err(|_| invalid(ERR_PROTOCOL, "bad k"))?)
+                }
+                None => None,
+            };
+            let sig = match r.bytes(b"sig") {
+                Some(s) => {
+                    Some(<[u8; 64]>::try_from(s).map_err(|_| invalid(ERR_PROTOCOL, "bad sig"))?)
+                }
+                None => None,
+            };
             Body::Response(Response {
                 id,
                 nodes,
                 values,
                 token,
+                v,
+                k,
+                sig,
+                seq: r.int(b"seq"),
             })
         }
         b"e" => {
@@ -660,6 +838,135 @@ mod tests {
         );
     }
 
+    fn hex32(h: &str) -> [u8; 32] {
+        hex::decode(h).unwrap().try_into().unwrap()
+    }
+
+    // BEP 44's test vector 1 (public key, signature of "Hello World!" at seq 1).
+    const K1: &str = "77ff84905a91936367c01360803104f92432fcd904a43511876df5cdf3e7e548";
+    const SIG1: &str = "305ac8aeb6c9c151fa120f120ea2cfb923564e11552d06a5d856091e5e853cff1260d3f39e4999684aa92eb73ffd136e6f4f3ecbfda0ce53a1608ecd7ae21f01";
+
+    #[test]
+    fn bep44_get_and_immutable_put_golden() {
+        roundtrip(
+            b"d1:ad2:id20:abcdefghij01234567893:seqi4e6:target20:mnopqrstuvwxyz123456e1:q3:get1:t2:aa1:y1:qe",
+            &Message::query(
+                b"aa",
+                Query::Get {
+                    id: id(b"abcdefghij0123456789"),
+                    target: id(b"mnopqrstuvwxyz123456"),
+                    seq: Some(4),
+                },
+            ),
+        );
+        roundtrip(
+            b"d1:ad2:id20:abcdefghij01234567895:token8:aoeusnth1:v12:Hello World!e1:q3:put1:t2:aa1:y1:qe",
+            &Message::query(
+                b"aa",
+                Query::Put {
+                    id: id(b"abcdefghij0123456789"),
+                    token: b"aoeusnth".to_vec(),
+                    item: Item::immutable(b"12:Hello World!".to_vec()),
+                    cas: None,
+                },
+            ),
+        );
+        roundtrip(
+            b"d1:rd2:id20:0123456789abcdefghij5:token8:aoeusnth1:v12:Hello World!e1:t2:aa1:y1:re",
+            &Message::response(
+                b"aa",
+                Response {
+                    id: id(b"0123456789abcdefghij"),
+                    token: Some(b"aoeusnth".to_vec()),
+                    v: Some(b"12:Hello World!".to_vec()),
+                    ..Response::default()
+                },
+            ),
+        );
+    }
+
+    #[test]
+    fn bep44_mutable_put_and_get_response_golden() {
+        let k = hex32(K1);
+        let sig: [u8; 64] = hex::decode(SIG1).unwrap().try_into().unwrap();
+        let mut put = b"d1:ad3:casi0e2:id20:abcdefghij01234567891:k32:".to_vec();
+        put.extend_from_slice(&k);
+        put.extend_from_slice(b"4:salt6:foobar3:seqi1e3:sig64:");
+        put.extend_from_slice(&sig);
+        put.extend_from_slice(b"5:token8:aoeusnth1:v12:Hello World!e1:q3:put1:t2:aa1:y1:qe");
+        roundtrip(
+            &put,
+            &Message::query(
+                b"aa",
+                Query::Put {
+                    id: id(b"abcdefghij0123456789"),
+                    token: b"aoeusnth".to_vec(),
+                    item: Item {
+                        v: b"12:Hello World!".to_vec(),
+                        mutable: Some(Signed {
+                            k,
+                            sig,
+                            seq: 1,
+                            salt: b"foobar".to_vec(),
+                        }),
+                    },
+                    cas: Some(0),
+                },
+            ),
+        );
+        let mut resp = b"d1:rd2:id20:0123456789abcdefghij1:k32:".to_vec();
+        resp.extend_from_slice(&k);
+        resp.extend_from_slice(b"3:seqi1e3:sig64:");
+        resp.extend_from_slice(&sig);
+        resp.extend_from_slice(b"5:token8:aoeusnth1:v12:Hello World!e1:t2:aa1:y1:re");
+        roundtrip(
+            &resp,
+            &Message::response(
+                b"aa",
+                Response {
+                    id: id(b"0123456789abcdefghij"),
+                    token: Some(b"aoeusnth".to_vec()),
+                    v: Some(b"12:Hello World!".to_vec()),
+                    k: Some(k),
+                    sig: Some(sig),
+                    seq: Some(1),
+                    ..Response::default()
+                },
+            ),
+        );
+    }
+
+    #[test]
+    fn bep44_bad_puts_get_their_error_codes() {
+        let code = |bytes: &[u8]| match decode(bytes) {
+            Err(DecodeError::Invalid { code, .. }) => code,
+            other => panic!("{other:?}"),
+        };
+        let mut big = b"d1:ad2:id20:abcdefghij01234567895:token1:x1:v".to_vec();
+        big.extend_from_slice(b"1001:");
+        big.extend_from_slice(&[b'x'; 1001]);
+        big.extend_from_slice(b"e1:q3:put1:t2:aa1:y1:qe");
+        assert_eq!(code(&big), crate::bep44::ERR_VALUE_TOO_BIG);
+        let mut salty = b"d1:ad2:id20:abcdefghij01234567891:k32:".to_vec();
+        salty.extend_from_slice(&[1; 32]);
+        salty.extend_from_slice(b"4:salt65:");
+        salty.extend_from_slice(&[b's'; 65]);
+        salty.extend_from_slice(b"3:seqi1e3:sig64:");
+        salty.extend_from_slice(&[2; 64]);
+        salty.extend_from_slice(b"5:token1:x1:v1:ae1:q3:put1:t2:aa1:y1:qe");
+        assert_eq!(code(&salty), crate::bep44::ERR_SALT_TOO_BIG);
+        // a value whose dictionary is not sorted cannot be re-encoded byte for byte
+        assert_eq!(
+            code(b"d1:ad2:id20:abcdefghij01234567895:token1:x1:vd1:bi1e1:ai2eee1:q3:put1:t2:aa1:y1:qe"),
+            ERR_PROTOCOL
+        );
+        // short key
+        assert_eq!(
+            code(b"d1:ad2:id20:abcdefghij01234567891:k3:abc3:seqi1e3:sig1:s5:token1:x1:v1:ae1:q3:put1:t2:aa1:y1:qe"),
+            ERR_PROTOCOL
+        );
+    }
+
     #[test]
     fn bep42_ip_and_version_fields_roundtrip() {
         let mut m = Message::response(
@@ -764,6 +1071,29 @@ mod tests {
                         implied_port,
                     }
                 }),
+            (arb_id(), arb_id(), proptest::option::of(any::<i64>()))
+                .prop_map(|(id, target, seq)| Query::Get { id, target, seq }),
+            (
+                arb_id(),
+                token.clone(),
+                "[a-z]{0,40}",
+                any::<i64>(),
+                proptest::option::of(any::<i64>()),
+                any::<bool>(),
+                "[a-z]{0,10}"
+            )
+                .prop_map(|(id, token, s, seq, cas, mutable, salt)| {
+                    let v = format!("{}:{s}", s.len()).into_bytes();
+                    let mutable =
+                        mutable.then(|| crate::bep44::sign(&[3; 32], salt.as_bytes(), seq, &v));
+                    let cas = if mutable.is_some() { cas } else { None };
+                    Query::Put {
+                        id,
+                        token,
+                        item: Item { v, mutable },
+                        cas,
+                    }
+                }),
         ]
         .prop_map(Body::Query);
         let nodes = proptest::collection::vec(
@@ -778,6 +1108,7 @@ mod tests {
                     nodes,
                     values,
                     token,
+                    ..Response::default()
                 })
             },
         );

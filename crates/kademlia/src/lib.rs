@@ -41,6 +41,7 @@
 //! Spec choices and deviations are in `docs/kademlia.md`.
 
 pub mod bep42;
+pub mod bep44;
 #[cfg(feature = "runtime")]
 pub mod client;
 pub mod krpc;
@@ -49,7 +50,7 @@ pub mod scenario;
 pub mod table;
 
 pub use krpc::NodeInfo;
-pub use node::{Command, Config, Dht, Event, LookupStats, NodeStats};
+pub use node::{Command, Config, Dht, Event, LookupStats, MutableKey, NodeStats};
 pub use table::RoutingTable;
 
 /// The simulator scenarios of this crate (`servent sim run kademlia`, …).

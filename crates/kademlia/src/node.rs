@@ -25,6 +25,7 @@ use servent_core::{Core, FxMap, FxSet, Id, Input, Instant, Rng, Transmit};
 use sha1::{Digest, Sha1};
 
 use crate::bep42;
+use crate::bep44::{self, Item};
 use crate::krpc::{self, Body, DecodeError, Message, NodeInfo, Query, Response};
 use crate::table::{Inserted, RoutingTable};
 
@@ -57,6 +58,11 @@ pub struct Config {
     pub max_hashes: usize,
     /// At most this many peers in one get_peers answer (50: about 450 bytes).
     pub max_values: usize,
+    /// BEP 44 items stored at most (2000, each value ≤ 1000 bytes); then `put`s of new
+    /// targets are refused with 202.
+    pub max_items: usize,
+    /// BEP 44 items are forgotten this long after their last `put` (2 h).
+    pub item_ttl: Duration,
     /// Queries a single IPv4 address may send per second on average (20; loopback
     /// addresses are not limited).
     pub rate_per_ip: f64,
@@ -91,6 +97,8 @@ impl Default for Config {
             max_peers_per_hash: 100,
             max_hashes: 10_000,
             max_values: 50,
+            max_items: 2000,
+            item_ttl: Duration::from_secs(2 * 3600),
             rate_per_ip: 20.0,
             burst_per_ip: 40.0,
             max_tracked_ips: 4096,
@@ -142,6 +150,29 @@ pub enum Command {
         /// Ask nodes to use our UDP source port instead (BEP 5 `implied_port`).
         implied_port: bool,
     },
+    /// BEP 44 get: the item under `target`. A mutable item is checked against `salt`
+    /// (responses do not carry it) and the newest valid one kept; an immutable one ends the
+    /// lookup at once. Ends with [`Event::Got`].
+    Get {
+        /// Command id.
+        id: u64,
+        /// SHA-1 of the value, or of public key ‖ salt.
+        target: Id,
+        /// The salt of a mutable item (empty: none).
+        salt: Vec<u8>,
+        /// Only items with a higher sequence number are wanted.
+        seq: Option<i64>,
+    },
+    /// BEP 44 put: a get lookup for tokens (and the current sequence number of a mutable
+    /// item), then `put` to the k closest nodes. Ends with [`Event::Stored`].
+    Put {
+        /// Command id.
+        id: u64,
+        /// The value, one canonical bencoded value of at most 1000 bytes.
+        value: Vec<u8>,
+        /// `None`: immutable item. Otherwise signed with this key.
+        key: Option<MutableKey>,
+    },
     /// Report the routing table and counters: [`Event::Snapshot`].
     Snapshot {
         /// Command id.
@@ -154,6 +185,28 @@ pub enum Command {
         /// Whom.
         addr: SocketAddr,
     },
+}
+
+/// The signing side of a mutable put.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MutableKey {
+    /// The ed25519 seed (secret key).
+    pub seed: [u8; 32],
+    /// Salt (empty: none; at most 64 bytes).
+    pub salt: Vec<u8>,
+    /// The sequence number to use; `None`: one more than the highest found (1 if none),
+    /// with `cas` set to the one found.
+    pub seq: Option<i64>,
+}
+
+impl std::fmt::Debug for MutableKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MutableKey")
+            .field("public", &hex::encode(bep44::public_key(&self.seed)))
+            .field("salt", &self.salt)
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Counters of one lookup.
@@ -249,6 +302,37 @@ pub enum Event {
         /// Stored peers.
         stored_peers: usize,
     },
+    /// Get `id` finished: the item found (the newest valid one for a mutable target).
+    Got {
+        /// Command id.
+        id: u64,
+        /// What was looked up.
+        target: Id,
+        /// The item, if any node had a valid one.
+        item: Option<Item>,
+        /// Counters.
+        stats: LookupStats,
+    },
+    /// Put `id` finished: `stored_at` nodes accepted the item.
+    Stored {
+        /// Command id.
+        id: u64,
+        /// Where the item lives.
+        target: Id,
+        /// The sequence number used (mutable items).
+        seq: Option<i64>,
+        /// Nodes that accepted the `put`.
+        stored_at: usize,
+        /// Counters of the get part.
+        stats: LookupStats,
+    },
+    /// A node stored a BEP 44 item with us.
+    ItemStored {
+        /// Its target.
+        target: Id,
+        /// Its sequence number (mutable items).
+        seq: Option<i64>,
+    },
     /// A peer announced itself to us for `info_hash`.
     PeerAnnounced {
         /// The torrent.
@@ -314,6 +398,8 @@ enum Kind {
     FindNode,
     GetPeers,
     Announce { port: u16, implied_port: bool },
+    Get,
+    Put,
     Bootstrap,
     Refresh,
 }
@@ -359,6 +445,21 @@ struct Lookup {
     started: Instant,
     stats: LookupStats,
     phase: Phase,
+    /// BEP 44 lookups.
+    item: Option<Box<ItemLookup>>,
+}
+
+/// The BEP 44 side of a get or put lookup.
+#[derive(Debug)]
+struct ItemLookup {
+    salt: Vec<u8>,
+    want_seq: Option<i64>,
+    /// The best valid item seen (the newest for a mutable target).
+    best: Option<Item>,
+    /// Put: the value and, for a mutable item, the key.
+    put: Option<(Vec<u8>, Option<MutableKey>)>,
+    /// Put: the sequence number used.
+    seq_used: Option<i64>,
 }
 
 const MAX_QUEUE: usize = 8192;
@@ -381,6 +482,7 @@ pub struct Dht {
     next_rotation: Instant,
     next_maintenance: Instant,
     store: BTreeMap<Id, Vec<(SocketAddrV4, Instant)>>,
+    items: BTreeMap<Id, (Item, Instant)>,
     limiter: FxMap<Ipv4Addr, (f64, Instant)>,
     /// Node-wide smoothed RTT and RTT variation (µs), from every timed answer.
     srtt_us: Option<(u64, u64)>,
@@ -420,6 +522,7 @@ impl Dht {
             next_rotation: Instant::ZERO,
             next_maintenance: Instant::ZERO,
             store: BTreeMap::new(),
+            items: BTreeMap::new(),
             limiter: FxMap::default(),
             srtt_us: None,
             transmits: VecDeque::new(),
@@ -459,6 +562,16 @@ impl Dht {
             .get(info_hash)
             .map(|v| v.iter().map(|(a, _)| *a).collect())
             .unwrap_or_default()
+    }
+
+    /// BEP 44 items stored with us.
+    pub fn stored_items(&self) -> usize {
+        self.items.len()
+    }
+
+    /// The BEP 44 item stored with us under `target`.
+    pub fn stored_item(&self, target: &Id) -> Option<&Item> {
+        self.items.get(target).map(|(i, _)| i)
     }
 
     /// Adds a node we learned about out of band (a saved table, a simulator's warm start)
@@ -662,6 +775,60 @@ impl Dht {
                     self.begin_search(now, key);
                 }
             }
+            Command::Get {
+                id,
+                target,
+                salt,
+                seq,
+            } => {
+                if let Some(key) = self.new_lookup(now, id, Kind::Get, target) {
+                    if let Some(l) = self.lookups.get_mut(&key) {
+                        l.item = Some(Box::new(ItemLookup {
+                            salt,
+                            want_seq: seq,
+                            best: None,
+                            put: None,
+                            seq_used: None,
+                        }));
+                    }
+                    self.begin_search(now, key);
+                }
+            }
+            Command::Put { id, value, key } => {
+                if !krpc::is_item_value(&value) {
+                    self.emit(Event::Refused {
+                        id,
+                        reason: "the value must be one canonical bencoded value of at most 1000 bytes",
+                    });
+                    return;
+                }
+                if key.as_ref().is_some_and(|k| k.salt.len() > bep44::MAX_SALT) {
+                    self.emit(Event::Refused {
+                        id,
+                        reason: "the salt is longer than 64 bytes",
+                    });
+                    return;
+                }
+                let (target, salt) = match &key {
+                    None => (bep44::immutable_target(&value), Vec::new()),
+                    Some(k) => (
+                        bep44::mutable_target(&bep44::public_key(&k.seed), &k.salt),
+                        k.salt.clone(),
+                    ),
+                };
+                if let Some(lk) = self.new_lookup(now, id, Kind::Put, target) {
+                    if let Some(l) = self.lookups.get_mut(&lk) {
+                        l.item = Some(Box::new(ItemLookup {
+                            salt,
+                            want_seq: None,
+                            best: None,
+                            put: Some((value, key)),
+                            seq_used: None,
+                        }));
+                    }
+                    self.begin_search(now, lk);
+                }
+            }
             Command::Announce {
                 id,
                 info_hash,
@@ -700,6 +867,7 @@ impl Dht {
                 started: now,
                 stats: LookupStats::default(),
                 phase: Phase::Searching,
+                item: None,
             },
         );
         Some(key)
@@ -809,6 +977,11 @@ impl Dht {
                     id: self.id,
                     info_hash: target,
                 },
+                Kind::Get | Kind::Put => Query::Get {
+                    id: self.id,
+                    target,
+                    seq: l.item.as_ref().and_then(|i| i.want_seq),
+                },
                 _ => Query::FindNode {
                     id: self.id,
                     target,
@@ -889,6 +1062,67 @@ impl Dht {
                     self.finish_announce(key);
                 }
             }
+            Kind::Put => {
+                let targets: Vec<(NodeInfo, Vec<u8>)> = Self::closest_done(l, k)
+                    .into_iter()
+                    .filter_map(|c| c.token.clone().map(|t| (c.info, t)))
+                    .collect();
+                let Some(il) = l.item.as_mut() else {
+                    return self.finish_announce(key);
+                };
+                let Some((value, mk)) = il.put.take() else {
+                    return self.finish_announce(key);
+                };
+                let found = il
+                    .best
+                    .as_ref()
+                    .and_then(|b| b.mutable.as_ref().map(|m| m.seq));
+                let (item, cas) = match &mk {
+                    None => (Item::immutable(value), None),
+                    Some(mk) => {
+                        let (seq, cas) = match mk.seq {
+                            Some(s) => (s, None),
+                            None => (found.map_or(1, |f| f.saturating_add(1)), found),
+                        };
+                        il.seq_used = Some(seq);
+                        let signed = bep44::sign(&mk.seed, &mk.salt, seq, &value);
+                        (
+                            Item {
+                                v: value,
+                                mutable: Some(signed),
+                            },
+                            cas,
+                        )
+                    }
+                };
+                let mut sent = 0;
+                for (info, token) in targets {
+                    let q = Query::Put {
+                        id: self.id,
+                        token,
+                        item: item.clone(),
+                        cas,
+                    };
+                    if self.query(
+                        now,
+                        info.addr,
+                        Some(info.id),
+                        q,
+                        Purpose::AnnounceTo { key },
+                    ) {
+                        sent += 1;
+                    }
+                }
+                if let Some(l) = self.lookups.get_mut(&key) {
+                    l.phase = Phase::Announcing {
+                        outstanding: sent,
+                        ok: 0,
+                    };
+                }
+                if sent == 0 {
+                    self.finish_announce(key);
+                }
+            }
             _ => {
                 let Some(l) = self.lookups.remove(&key) else {
                     return;
@@ -899,6 +1133,12 @@ impl Dht {
                         nodes: self.table.len(),
                     }),
                     Kind::Refresh => None,
+                    Kind::Get => Some(Event::Got {
+                        id: l.cmd,
+                        target: l.target,
+                        item: l.item.and_then(|i| i.best),
+                        stats: l.stats,
+                    }),
                     _ => Some(Event::LookupDone {
                         id: l.cmd,
                         closest: Self::closest_done(&l, k).iter().map(|c| c.info).collect(),
@@ -919,6 +1159,16 @@ impl Dht {
                 Phase::Announcing { ok, .. } => ok,
                 _ => 0,
             };
+            if l.kind == Kind::Put {
+                self.emit(Event::Stored {
+                    id: l.cmd,
+                    target: l.target,
+                    seq: l.item.and_then(|i| i.seq_used),
+                    stored_at: ok,
+                    stats: l.stats,
+                });
+                return;
+            }
             self.emit(Event::Announced {
                 id: l.cmd,
                 stored_at: ok,
@@ -1059,6 +1309,40 @@ impl Dht {
                 }
                 self.emit(Event::PeerAnnounced { info_hash, peer });
             }
+            Query::Get { target, seq, .. } => {
+                r.token = Some(self.token(*from.ip(), self.secrets[0]));
+                if let Some((item, _)) = self.items.get(&target) {
+                    match &item.mutable {
+                        None => r.v = Some(item.v.clone()),
+                        Some(m) => {
+                            r.k = Some(m.k);
+                            r.seq = Some(m.seq);
+                            if seq.is_none_or(|s| m.seq > s) {
+                                r.v = Some(item.v.clone());
+                                r.sig = Some(m.sig);
+                            }
+                        }
+                    }
+                }
+                // the value is what was asked for: no nodes next to it (keeps the answer
+                // near 1 KB at most)
+                if r.v.is_none() {
+                    r.nodes = self.table.closest(&target, k, now);
+                }
+            }
+            Query::Put {
+                token, item, cas, ..
+            } => {
+                if !self.valid_token(*from.ip(), &token) {
+                    self.stats.bad_tokens += 1;
+                    self.send_msg(from, Message::error(tid, krpc::ERR_PROTOCOL, "bad token"));
+                    return;
+                }
+                if let Err((code, why)) = self.store_item(now, item, cas) {
+                    self.send_msg(from, Message::error(tid, code, why));
+                    return;
+                }
+            }
         }
         let mut m = Message::response(tid, r);
         m.ip = Some(from);
@@ -1073,6 +1357,50 @@ impl Dht {
                 false,
             );
         }
+    }
+
+    /// Stores a BEP 44 item after the checks of a `put`.
+    fn store_item(
+        &mut self,
+        now: Instant,
+        item: Item,
+        cas: Option<i64>,
+    ) -> Result<(), (i64, &'static str)> {
+        if !item.is_valid() {
+            return Err(match &item.mutable {
+                Some(_) if item.v.len() <= bep44::MAX_VALUE => {
+                    (bep44::ERR_INVALID_SIGNATURE, "invalid signature")
+                }
+                _ => (bep44::ERR_VALUE_TOO_BIG, "message (v field) too big"),
+            });
+        }
+        let target = item.target();
+        let expiry = now + self.cfg.item_ttl;
+        let seq = item.mutable.as_ref().map(|m| m.seq);
+        match self.items.get_mut(&target) {
+            Some((old, exp)) => {
+                if let (Some(new), Some(have)) = (&item.mutable, &old.mutable) {
+                    if cas.is_some_and(|c| c != have.seq) {
+                        return Err((bep44::ERR_CAS_MISMATCH, "CAS mismatch"));
+                    }
+                    if new.seq < have.seq {
+                        return Err((bep44::ERR_SEQ_TOO_LOW, "sequence number less than current"));
+                    }
+                    if new.seq > have.seq {
+                        *old = item;
+                    }
+                }
+                *exp = expiry;
+            }
+            None => {
+                if self.items.len() >= self.cfg.max_items {
+                    return Err((krpc::ERR_SERVER, "storage full"));
+                }
+                self.items.insert(target, (item, expiry));
+            }
+        }
+        self.emit(Event::ItemStored { target, seq });
+        Ok(())
     }
 
     fn store_peer(&mut self, now: Instant, info_hash: Id, peer: SocketAddrV4) -> bool {
@@ -1172,6 +1500,14 @@ impl Dht {
                         c.state = CandState::Failed;
                     }
                 }
+                let mut found_immutable = false;
+                if let (true, true, Some(r), Some(il)) = (ok, fresh_answer, &r, l.item.as_mut()) {
+                    found_immutable = Self::take_item(il, &l.target, r);
+                }
+                if found_immutable && l.kind == Kind::Get {
+                    // the value hashes to the target: nothing better can be found
+                    return self.finish_search(now, key);
+                }
                 if let (true, true, Some(r)) = (ok, fresh_answer, r) {
                     let cmd = l.cmd;
                     let mut fresh = Vec::new();
@@ -1192,6 +1528,45 @@ impl Dht {
                 }
                 self.step(now, key);
             }
+        }
+    }
+
+    /// Checks an item in a `get` answer against the lookup; keeps it if valid and newer.
+    /// Returns whether it was a valid immutable item.
+    fn take_item(il: &mut ItemLookup, target: &Id, r: &Response) -> bool {
+        let Some(v) = &r.v else {
+            return false;
+        };
+        match (r.k, r.sig, r.seq) {
+            (Some(k), Some(sig), Some(seq)) => {
+                let newer = il
+                    .best
+                    .as_ref()
+                    .and_then(|b| b.mutable.as_ref())
+                    .is_none_or(|b| seq > b.seq);
+                let wanted = il.want_seq.is_none_or(|w| seq > w);
+                if newer
+                    && wanted
+                    && bep44::mutable_target(&k, &il.salt) == *target
+                    && bep44::verify(&k, &sig, &il.salt, seq, v)
+                {
+                    il.best = Some(Item {
+                        v: v.clone(),
+                        mutable: Some(bep44::Signed {
+                            k,
+                            sig,
+                            seq,
+                            salt: il.salt.clone(),
+                        }),
+                    });
+                }
+                false
+            }
+            _ if bep44::immutable_target(v) == *target => {
+                il.best = Some(Item::immutable(v.clone()));
+                true
+            }
+            _ => false,
         }
     }
 
@@ -1320,6 +1695,7 @@ impl Dht {
                 peers.retain(|(_, e)| *e > now);
             }
             self.store.retain(|_, v| !v.is_empty());
+            self.items.retain(|_, (_, e)| *e > now);
             if !self.table.is_empty() {
                 if let Some(target) = self.table.refresh_due(now, &mut self.rng) {
                     if let Some(key) = self.new_lookup(now, u64::MAX, Kind::Refresh, target) {
