@@ -54,6 +54,7 @@ pub mod storage;
 pub mod swarm;
 pub mod tracker;
 pub mod tracker_server;
+pub mod webseed;
 pub mod wire;
 
 pub use swarm::scenarios;
