@@ -74,6 +74,8 @@ pub struct FloodPoint {
     pub hits: u64,
     /// Hops of all hits, summed (for the mean).
     pub hit_hops: u64,
+    /// Descriptors sent plus received by the busiest servent over the point's queries.
+    pub busiest: u64,
 }
 
 impl FloodPoint {
@@ -88,6 +90,18 @@ impl FloodPoint {
     /// Servents reached per query.
     pub fn reached_per_query(&self) -> f64 {
         self.reached as f64 / self.queries.max(1) as f64
+    }
+    /// Mean hops of the hits (0 without hits).
+    pub fn mean_hops(&self) -> f64 {
+        if self.hits == 0 {
+            0.0
+        } else {
+            self.hit_hops as f64 / self.hits as f64
+        }
+    }
+    /// Descriptors the busiest servent handled per query.
+    pub fn busiest_per_query(&self) -> f64 {
+        self.busiest as f64 / self.queries.max(1) as f64
     }
 }
 
@@ -117,9 +131,49 @@ impl FloodRun {
     }
 }
 
-const PORT: u16 = 6346;
-const RARE: &str = "rare - debaser demo.mp3";
-const POPULAR: &str = "popular - hit single.mp3";
+pub(crate) const PORT: u16 = 6346;
+pub(crate) const RARE: &str = "rare - debaser demo.mp3";
+pub(crate) const POPULAR: &str = "popular - hit single.mp3";
+/// The queries for the two files.
+pub(crate) const FILES: [(&str, &str); 2] = [("rare", "debaser demo"), ("popular", "hit single")];
+
+/// The population both Gnutella scenarios share for a seed: which servents hold the rare
+/// and the popular file, drawn from a stream of its own (independent of the topology).
+pub fn population(seed: u64, nodes: usize, rare: f64, popular: f64) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = Rng::new(seed).fork(0x706f_7075);
+    let k_rare = ((nodes as f64 * rare).round() as usize).max(1);
+    let k_pop = ((nodes as f64 * popular).round() as usize).max(1);
+    let rare_holders = pick_distinct(&mut rng, nodes, k_rare);
+    let pop_holders = pick_distinct(&mut rng, nodes, k_pop);
+    (rare_holders, pop_holders)
+}
+
+/// The servents that send the `queries` queries for a file (none holds it), the same for
+/// every TTL and in both Gnutella scenarios for a seed.
+pub fn query_origins(
+    seed: u64,
+    nodes: usize,
+    holders: &[usize],
+    queries: usize,
+    salt: u64,
+) -> Vec<usize> {
+    let mut rng = Rng::new(seed).fork(0x7175_6572 ^ salt);
+    (0..queries)
+        .map(|_| {
+            loop {
+                let o = rng.below(nodes as u64) as usize;
+                if !holders.contains(&o) || holders.len() >= nodes {
+                    break o;
+                }
+            }
+        })
+        .collect()
+}
+
+/// Per-servent message counters summed (sent + received descriptors, QRP excluded).
+pub(crate) fn load_of(s: &crate::servent::Stats) -> u64 {
+    s.tx.iter().sum::<u64>() + s.rx.iter().sum::<u64>()
+}
 
 fn pick_distinct(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
     let mut all: Vec<usize> = (0..n).collect();
@@ -201,10 +255,7 @@ pub fn run(p: &FloodParams) -> Result<FloodRun, SimError> {
         .filter(|(_, _, e)| matches!(e, Event::PeerUp { cmd: Some(_), .. }))
         .count();
 
-    let k_rare = ((p.nodes as f64 * p.rare).round() as usize).max(1);
-    let k_pop = ((p.nodes as f64 * p.popular).round() as usize).max(1);
-    let rare_holders = pick_distinct(&mut rng, p.nodes, k_rare);
-    let pop_holders = pick_distinct(&mut rng, p.nodes, k_pop);
+    let (rare_holders, pop_holders) = population(p.seed, p.nodes, p.rare, p.popular);
     let mut files: Vec<Vec<SharedFile>> = vec![Vec::new(); p.nodes];
     for &h in &rare_holders {
         files[h].push(SharedFile {
@@ -236,13 +287,20 @@ pub fn run(p: &FloodParams) -> Result<FloodRun, SimError> {
             None => (m, r),
         })
     };
+    let origins = [
+        query_origins(p.seed, p.nodes, &rare_holders, p.queries, 0),
+        query_origins(p.seed, p.nodes, &pop_holders, p.queries, 1),
+    ];
     let mut points = Vec::new();
     let mut search_id = 0u64;
+    let mut load = vec![0u64; p.nodes];
+    let loads = |sim: &Sim<Servent>, out: &mut Vec<u64>| {
+        for (i, l) in out.iter_mut().enumerate() {
+            *l = sim.core(node(i)).map_or(0, |c| load_of(c.stats()));
+        }
+    };
     for ttl in 1..=p.max_ttl.max(1) {
-        for (file, query, holders) in [
-            ("rare", "debaser demo", &rare_holders),
-            ("popular", "hit single", &pop_holders),
-        ] {
+        for (k, (file, query)) in FILES.into_iter().enumerate() {
             let mut pt = FloodPoint {
                 ttl,
                 file,
@@ -252,15 +310,11 @@ pub fn run(p: &FloodParams) -> Result<FloodRun, SimError> {
                 reached: 0,
                 hits: 0,
                 hit_hops: 0,
+                busiest: 0,
             };
-            for _ in 0..p.queries {
-                // The querier does not hold the file itself.
-                let origin = loop {
-                    let o = rng.below(p.nodes as u64) as usize;
-                    if !holders.contains(&o) || holders.len() >= p.nodes {
-                        break o;
-                    }
-                };
+            loads(&sim, &mut load);
+            let before = load.clone();
+            for &origin in &origins[k] {
                 search_id += 1;
                 let (m0, r0) = totals(&sim);
                 sim.command(
@@ -287,6 +341,13 @@ pub fn run(p: &FloodParams) -> Result<FloodRun, SimError> {
                 }
                 pt.successes += usize::from(hit);
             }
+            loads(&sim, &mut load);
+            pt.busiest = load
+                .iter()
+                .zip(&before)
+                .map(|(a, b)| a - b)
+                .max()
+                .unwrap_or(0);
             points.push(pt);
         }
     }
@@ -336,6 +397,7 @@ impl Scenario for FloodScenario {
                 "nodes_reached",
                 "hits_per_query",
                 "mean_hit_hops",
+                "busiest_node_msgs_per_query",
             ],
         );
         let mut success = vec![Vec::new(), Vec::new()];
@@ -361,6 +423,7 @@ impl Scenario for FloodScenario {
                 format!("{:.1}", pt.reached_per_query()),
                 format!("{:.2}", pt.hits as f64 / pt.queries.max(1) as f64),
                 format!("{mean_hops:.2}"),
+                format!("{:.1}", pt.busiest_per_query()),
             ]);
             rep.line(format!(
                 "ttl={} file={:<7} success={:.2} msgs/query={:>9.1} reached={:>8.1} hits/query={:.2}",
@@ -435,6 +498,14 @@ impl Scenario for FloodScenario {
         rep.kv(
             "reached",
             format!("{:.0}", rare.map_or(0.0, FloodPoint::reached_per_query)),
+        );
+        rep.kv(
+            "mean_hops",
+            format!("{:.2}", rare.map_or(0.0, FloodPoint::mean_hops)),
+        );
+        rep.kv(
+            "busiest",
+            format!("{:.1}", rare.map_or(0.0, FloodPoint::busiest_per_query)),
         );
         rep.kv(
             "popular_success",

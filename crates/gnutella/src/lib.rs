@@ -37,6 +37,7 @@ pub mod flood;
 pub mod handshake06;
 pub mod harness;
 pub mod http;
+pub mod hybrid;
 pub mod library;
 #[cfg(feature = "runtime")]
 pub mod node;
@@ -47,7 +48,10 @@ pub mod wire;
 
 /// The simulation scenarios of this crate, for `servent sim run NAME`.
 pub fn scenarios() -> Vec<Box<dyn servent_sim::Scenario>> {
-    vec![Box::new(flood::FloodScenario)]
+    vec![
+        Box::new(flood::FloodScenario),
+        Box::new(hybrid::HybridScenario),
+    ]
 }
 
 pub use library::{Library, SharedFile};
