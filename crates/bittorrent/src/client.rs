@@ -28,6 +28,7 @@ use std::time::Duration;
 use servent_core::framing::RecvBuf;
 use servent_core::{ConnId, Core, Input, Instant, Rng, Transmit};
 
+use crate::metadata::{self, FetchConfig, FetchEvent, MetadataFetch, MetadataMsg};
 use crate::metainfo::{InfoHash, Metainfo};
 use crate::picker::{Bitfield, Picker};
 use crate::storage::Storage;
@@ -35,8 +36,8 @@ use crate::tracker::{
     AnnounceEvent, AnnounceRequest, AnnounceResponse, UdpRequest, UdpResponse, parse_http_response,
 };
 use crate::wire::{
-    self, BLOCK_LEN, BlockRef, ExtHandshake, Handshake, Message, Pex, Reserved, UT_PEX_ID,
-    decode_message,
+    self, BLOCK_LEN, BlockRef, ExtHandshake, Handshake, Message, Pex, Reserved, UT_METADATA_ID,
+    UT_PEX_ID, decode_message,
 };
 
 /// How much data to keep requested from a peer, in seconds of its measured rate.
@@ -56,6 +57,8 @@ const TRACKER_TIMEOUT: Duration = Duration::from_secs(15);
 const TRACKER_RETRY: Duration = Duration::from_secs(60);
 const MAX_TRACKER_REPLY: usize = 1 << 21;
 const ALLOWED_FAST_K: usize = 4;
+/// `left` announced while the metadata (and so the size) is unknown: "still downloading".
+const MAGNET_LEFT: u64 = 16 * 1024;
 
 /// How to reach one tracker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -283,6 +286,13 @@ pub enum ClientEvent {
     },
     /// Every piece is verified.
     Completed,
+    /// A client started from a magnet link ([`Client::magnet`]) has the info dictionary,
+    /// verified against the info-hash. The driver builds the metainfo from it
+    /// (`Metainfo::from_info_bytes`) and goes on with a client for the whole torrent.
+    MetadataReceived {
+        /// The info dictionary's exact bytes.
+        info_bytes: Vec<u8>,
+    },
     /// Seeding reached its ratio or time limit; the client has left the swarm.
     SeedingDone,
     /// A peer finished the handshake.
@@ -460,6 +470,10 @@ pub struct Client<S> {
     down_tick: u64,
     last_tick: Instant,
     flush_pending: bool,
+    /// Our info dictionary, served to peers by BEP 9 (empty while fetching it).
+    info_bytes: Vec<u8>,
+    /// Set when started from a magnet link: the info dictionary being fetched (BEP 9).
+    fetch: Option<MetadataFetch<ConnId>>,
 }
 
 impl<S: Storage> Client<S> {
@@ -513,11 +527,65 @@ impl<S: Storage> Client<S> {
             down_tick: 0,
             last_tick: Instant::ZERO,
             flush_pending: false,
+            info_bytes: meta.info_bytes.clone(),
+            fetch: None,
             cfg: ClientConfig {
                 seed: cfg.seed || complete,
                 ..cfg
             },
         }
+    }
+
+    /// A client that knows only the info-hash (a magnet link): it finds peers (trackers in
+    /// `cfg`, [`ClientCommand::AddPeers`]), fetches the info dictionary from those that offer
+    /// it (BEP 9), verifies it against the info-hash and reports it in
+    /// [`ClientEvent::MetadataReceived`]. It downloads no content: the driver then starts a
+    /// [`Client::new`] for the torrent (with [`Client::known_peers`] as its first peers).
+    pub fn magnet(cfg: ClientConfig, info_hash: InfoHash, storage: S, rng: Rng) -> Client<S> {
+        let meta = Metainfo {
+            info_hash,
+            info_bytes: Vec::new(),
+            name: String::new(),
+            piece_length: u64::from(BLOCK_LEN),
+            pieces: Vec::new(),
+            files: Vec::new(),
+            multi_file: false,
+            total_length: 0,
+            private: false,
+            trackers: Vec::new(),
+            web_seeds: Vec::new(),
+            nodes: Vec::new(),
+            comment: None,
+            created_by: None,
+            creation_date: None,
+        };
+        let seed = cfg.seed;
+        let mut c = Client::new(cfg, &meta, storage, Bitfield::new(0), rng);
+        c.cfg.seed = seed;
+        c.fetch = Some(MetadataFetch::new(info_hash, FetchConfig::default()));
+        c
+    }
+
+    /// Whether this client is fetching metadata (started by [`Client::magnet`]).
+    pub fn is_magnet(&self) -> bool {
+        self.fetch.is_some()
+    }
+
+    /// Every peer address this client knows: connected (outbound ones, and inbound ones at
+    /// their announced listen port), waiting to be tried, and tried.
+    pub fn known_peers(&self) -> Vec<SocketAddr> {
+        let mut all: BTreeSet<SocketAddr> = self.candidates.clone();
+        all.extend(self.tried.iter().copied());
+        for (c, p) in &self.peers {
+            if !c.is_inbound() {
+                all.insert(p.addr);
+            } else if let Some(port) = p.ext.as_ref().and_then(|e| e.port) {
+                all.insert(SocketAddr::new(p.addr.ip(), port));
+            }
+        }
+        all.into_iter()
+            .filter(|a| !self.banned.contains(&a.ip()))
+            .collect()
     }
 
     /// The torrent's info-hash.
@@ -530,9 +598,9 @@ impl<S: Storage> Client<S> {
         self.picker.have()
     }
 
-    /// Whether every piece is verified.
+    /// Whether every piece is verified (never, while fetching metadata).
     pub fn is_complete(&self) -> bool {
-        self.picker.have().is_full()
+        self.fetch.is_none() && self.picker.have().is_full()
     }
 
     /// The storage (to read back verified content).
@@ -695,6 +763,9 @@ impl<S: Storage> Client<S> {
     fn drop_peer(&mut self, conn: ConnId, reason: &str, close: bool) {
         self.half_open.remove(&conn);
         self.roles.remove(&conn);
+        if let Some(f) = &mut self.fetch {
+            f.remove_peer(conn);
+        }
         let Some(p) = self.peers.remove(&conn) else {
             return;
         };
@@ -829,7 +900,12 @@ impl<S: Storage> Client<S> {
             });
         }
         let fast = hs.reserved.has(Reserved::FAST);
-        if fast && have.is_full() {
+        let magnet = self.fetch.is_some();
+        if magnet {
+            if fast {
+                self.send_msg(conn, &Message::HaveNone, now);
+            }
+        } else if fast && have.is_full() {
             self.send_msg(conn, &Message::HaveAll, now);
         } else if fast && have.count() == 0 {
             self.send_msg(conn, &Message::HaveNone, now);
@@ -837,13 +913,19 @@ impl<S: Storage> Client<S> {
             self.send_msg(conn, &Message::Bitfield(have.as_bytes()), now);
         }
         if ext {
+            // BEP 9: we fetch (magnet) or serve (non-private torrents) the info dictionary.
+            let serve = !self.private && !self.info_bytes.is_empty();
             let eh = ExtHandshake {
                 ut_pex: (!self.private).then_some(UT_PEX_ID),
-                ut_metadata: None,
+                ut_metadata: (magnet || serve).then_some(UT_METADATA_ID),
                 port: Some(self.cfg.listen_port),
                 client: Some(self.cfg.client_name.clone()),
                 reqq: Some(MAX_PEER_REQUESTS as u32),
-                metadata_size: None,
+                metadata_size: if serve {
+                    u32::try_from(self.info_bytes.len()).ok()
+                } else {
+                    None
+                },
             };
             let payload = eh.encode();
             self.send_msg(
@@ -857,7 +939,7 @@ impl<S: Storage> Client<S> {
         }
         // Allowed-fast pieces bootstrap peers with nothing to trade; a seed does not grant
         // them (every choked leecher would pull the same few pieces from it).
-        if fast && have.count() > 0 && !have.is_full() {
+        if fast && !magnet && have.count() > 0 && !have.is_full() {
             if let IpAddr::V4(ip) = addr.ip() {
                 let set = wire::allowed_fast_set(ip, &self.info_hash, count, ALLOWED_FAST_K);
                 for i in set.iter().copied().filter(|i| have.get(*i)) {
@@ -879,10 +961,25 @@ impl<S: Storage> Client<S> {
         m: Message<'_>,
     ) -> Result<(), &'static str> {
         let n = self.picker.piece_count();
+        let magnet = self.fetch.is_some();
         let Some(p) = self.peers.get_mut(&conn) else {
             return Ok(());
         };
         let first = std::mem::replace(&mut p.first_msg, false);
+        if magnet {
+            // Without the metadata the piece count is unknown: what peers have is not
+            // checked (nor needed); the order rules still hold.
+            match m {
+                Message::Have(_) => return Ok(()),
+                Message::Bitfield(_) if !first => return Err("bitfield after the first message"),
+                Message::Bitfield(_) => return Ok(()),
+                Message::HaveAll | Message::HaveNone if !first || !p.fast => {
+                    return Err("have-all/none out of place");
+                }
+                Message::HaveAll | Message::HaveNone => return Ok(()),
+                _ => {}
+            }
+        }
         match m {
             Message::KeepAlive | Message::Port(_) | Message::Suggest(_) => {}
             Message::Choke => {
@@ -959,7 +1056,14 @@ impl<S: Storage> Client<S> {
                 if id == 0 {
                     let eh =
                         ExtHandshake::decode(payload).map_err(|_| "bad extension handshake")?;
+                    let offer = eh.ut_metadata.and(eh.metadata_size);
                     p.ext = Some(eh);
+                    if let (Some(f), Some(size)) = (&mut self.fetch, offer) {
+                        // A size we refuse (0, above 8 MiB) means: do not ask this peer.
+                        let _ = f.add_peer(conn, i64::from(size));
+                    }
+                } else if id == UT_METADATA_ID {
+                    self.on_metadata_msg(now, conn, payload);
                 } else if id == UT_PEX_ID && !self.private {
                     if let Ok(pex) = Pex::decode(payload) {
                         self.add_candidates(pex.added);
@@ -969,6 +1073,89 @@ impl<S: Storage> Client<S> {
             }
         }
         Ok(())
+    }
+
+    /// A `ut_metadata` message (BEP 9): a piece for our fetch, or a request we answer.
+    fn on_metadata_msg(&mut self, now: Instant, conn: ConnId, payload: &[u8]) {
+        if let Some(f) = &mut self.fetch {
+            f.handle_message(now, conn, payload);
+            return;
+        }
+        let Some(reply_id) = self
+            .peers
+            .get(&conn)
+            .and_then(|p| p.ext.as_ref())
+            .and_then(|e| e.ut_metadata)
+        else {
+            return;
+        };
+        if let Ok(MetadataMsg::Request { piece }) = MetadataMsg::decode(payload) {
+            let reply = if self.private || self.info_bytes.is_empty() {
+                MetadataMsg::Reject { piece }.encode()
+            } else {
+                metadata::serve(&self.info_bytes, piece).encode()
+            };
+            self.send_msg(
+                conn,
+                &Message::Extended {
+                    id: reply_id,
+                    payload: &reply,
+                },
+                now,
+            );
+        }
+    }
+
+    /// Sends the metadata fetch's requests and acts on its events.
+    fn pump_fetch(&mut self, now: Instant) {
+        let Some(mut f) = self.fetch.take() else {
+            return;
+        };
+        while let Some((conn, piece)) = f.poll_request(now) {
+            let id = self
+                .peers
+                .get(&conn)
+                .and_then(|p| p.ext.as_ref())
+                .and_then(|e| e.ut_metadata);
+            match id {
+                Some(id) => {
+                    let payload = MetadataMsg::Request { piece }.encode();
+                    self.send_msg(
+                        conn,
+                        &Message::Extended {
+                            id,
+                            payload: &payload,
+                        },
+                        now,
+                    );
+                }
+                None => f.remove_peer(conn),
+            }
+        }
+        let mut events = Vec::new();
+        while let Some(e) = f.poll_event() {
+            events.push(e);
+        }
+        self.fetch = Some(f);
+        for e in events {
+            match e {
+                FetchEvent::BadPeer { peer, .. } => {
+                    self.drop_peer(peer, "bad ut_metadata message", true);
+                }
+                FetchEvent::HashMismatch { peers } => {
+                    for c in peers {
+                        if let Some(ip) = self.peers.get(&c).map(|p| p.addr.ip()) {
+                            self.banned.insert(ip);
+                            self.emit(ClientEvent::PeerBanned { ip });
+                        }
+                        self.drop_peer(c, "sent metadata that fails the info-hash", true);
+                    }
+                }
+                FetchEvent::Complete(info_bytes) => {
+                    self.emit(ClientEvent::MetadataReceived { info_bytes });
+                }
+            }
+        }
     }
 
     fn set_has(&mut self, now: Instant, conn: ConnId, bf: Bitfield) {
@@ -1447,7 +1634,11 @@ impl<S: Storage> Client<S> {
             port: self.cfg.listen_port,
             uploaded: self.uploaded,
             downloaded: self.downloaded,
-            left: self.total.saturating_sub(self.picker.have_bytes()),
+            left: if self.fetch.is_some() {
+                MAGNET_LEFT
+            } else {
+                self.total.saturating_sub(self.picker.have_bytes())
+            },
             event: self.pending_event,
             numwant: Some(if self.pending_event == AnnounceEvent::Stopped {
                 0
@@ -1902,6 +2093,7 @@ impl<S: Storage> Core for Client<S> {
             Input::Datagram { from, data } => self.tracker_datagram(now, from, data),
             _ => {}
         }
+        self.pump_fetch(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -1925,6 +2117,12 @@ impl<S: Storage> Core for Client<S> {
         if self.timer(Timer::Tick).is_some_and(|t| t <= now) {
             self.tick(now);
         }
+        if let Some(f) = &mut self.fetch {
+            if f.poll_timeout().is_some_and(|t| t <= now) {
+                f.handle_timeout(now);
+            }
+        }
+        self.pump_fetch(now);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -1940,7 +2138,8 @@ impl<S: Storage> Core for Client<S> {
             // Not started yet: wake once to start (announce, timers).
             return Some(Instant::ZERO);
         }
-        self.timers.iter().flatten().min().copied()
+        let fetch = self.fetch.as_ref().and_then(MetadataFetch::poll_timeout);
+        self.timers.iter().flatten().copied().chain(fetch).min()
     }
 }
 
@@ -2115,6 +2314,156 @@ mod tests {
         assert_eq!(c.stats().peers, 0);
     }
 
+    /// Carries bytes between two cores over one connection until `done` holds or nothing
+    /// moves; returns the events of `b`.
+    fn shuttle(
+        a: &mut Client<MemStorage>,
+        a_conn: ConnId,
+        b: &mut Client<MemStorage>,
+        b_conn: ConnId,
+        now: Instant,
+    ) -> Vec<ClientEvent> {
+        let mut events = Vec::new();
+        for _ in 0..200 {
+            let mut moved = false;
+            for t in drain(a) {
+                if let Transmit::Send { conn, data } = t {
+                    if conn == a_conn {
+                        moved = true;
+                        b.handle_input(
+                            now,
+                            Input::Received {
+                                conn: b_conn,
+                                data: &data,
+                            },
+                        );
+                    }
+                }
+            }
+            for t in drain(b) {
+                if let Transmit::Send { conn, data } = t {
+                    if conn == b_conn {
+                        moved = true;
+                        a.handle_input(
+                            now,
+                            Input::Received {
+                                conn: a_conn,
+                                data: &data,
+                            },
+                        );
+                    }
+                }
+            }
+            events.extend(std::iter::from_fn(|| b.poll_event()));
+            if !moved {
+                break;
+            }
+        }
+        events
+    }
+
+    /// A seeder of `meta` (content from seed 1) and a magnet client for `info_hash`, connected.
+    fn seeder_and_magnet(
+        meta: &Metainfo,
+        info_hash: InfoHash,
+    ) -> (
+        Client<MemStorage>,
+        Client<MemStorage>,
+        ConnId,
+        ConnId,
+        Instant,
+    ) {
+        let mut data = vec![0u8; meta.total_length as usize];
+        crate::storage::synthetic_bytes(1, 0, &mut data);
+        let n = meta.piece_count() as u32;
+        let seeder = Client::new(
+            ClientConfig::new(*b"-SV0100-ssssssssssss", 7000),
+            meta,
+            MemStorage::with(data),
+            Bitfield::full(n),
+            Rng::new(2),
+        );
+        let mut m = Client::magnet(
+            ClientConfig::new(*b"-SV0100-mmmmmmmmmmmm", 7001),
+            info_hash,
+            MemStorage::empty(0),
+            Rng::new(3),
+        );
+        let now = Instant::from_secs(1);
+        let seeder_addr: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        m.handle_input(
+            now,
+            Input::Command(ClientCommand::AddPeers {
+                id: 1,
+                peers: vec![seeder_addr],
+            }),
+        );
+        let out = drain(&mut m);
+        let Some(Transmit::Connect { conn: m_conn, to }) = out.first().cloned() else {
+            panic!("the magnet client does not dial: {out:?}")
+        };
+        assert_eq!(to, seeder_addr);
+        let mut seeder = seeder;
+        let s_conn = ConnId::inbound(0);
+        seeder.handle_input(
+            now,
+            Input::Connected {
+                conn: s_conn,
+                peer: "127.0.0.2:7001".parse().unwrap(),
+            },
+        );
+        m.handle_input(
+            now,
+            Input::Connected {
+                conn: m_conn,
+                peer: seeder_addr,
+            },
+        );
+        (seeder, m, s_conn, m_conn, now)
+    }
+
+    #[test]
+    fn a_magnet_client_fetches_the_info_dictionary_from_a_seeder_and_checks_it() {
+        // 3 metadata pieces: a torrent with enough piece hashes (~2500 x 20 bytes).
+        let meta = synthetic_torrent(1, 2500 * 16 * 1024, 16 * 1024, "http://127.0.0.1:1/a");
+        assert!(meta.info_bytes.len() > 2 * 16 * 1024);
+        let (mut seeder, mut m, s_conn, m_conn, now) = seeder_and_magnet(&meta, meta.info_hash);
+        assert!(m.is_magnet() && !m.is_complete());
+        let events = shuttle(&mut seeder, s_conn, &mut m, m_conn, now);
+        let got = events.iter().find_map(|e| match e {
+            ClientEvent::MetadataReceived { info_bytes } => Some(info_bytes.clone()),
+            _ => None,
+        });
+        assert_eq!(got.as_deref(), Some(meta.info_bytes.as_slice()));
+        assert_eq!(
+            Metainfo::from_info_bytes(&got.unwrap()).unwrap().info_hash,
+            meta.info_hash
+        );
+        assert_eq!(m.known_peers(), vec!["127.0.0.1:7000".parse().unwrap()]);
+        assert_eq!(m.stats().peers, 1, "the seeder stays connected");
+    }
+
+    #[test]
+    fn metadata_that_fails_the_info_hash_gets_its_sender_banned() {
+        let meta = synthetic_torrent(1, 100_000, 16 * 1024, "http://127.0.0.1:1/a");
+        // A liar serves another info dictionary under this info-hash.
+        let mut other = synthetic_torrent(1, 100_000, 32 * 1024, "http://127.0.0.1:1/a");
+        let wanted = meta.info_hash;
+        other.info_hash = wanted;
+        let (mut seeder, mut m, s_conn, m_conn, now) = seeder_and_magnet(&other, wanted);
+        let events = shuttle(&mut seeder, s_conn, &mut m, m_conn, now);
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, ClientEvent::MetadataReceived { .. }))
+        );
+        assert!(events.contains(&ClientEvent::PeerBanned {
+            ip: "127.0.0.1".parse().unwrap()
+        }));
+        assert_eq!(m.stats().peers, 0);
+        assert!(m.known_peers().is_empty());
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_after_a_good_handshake_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400)) {
@@ -2126,6 +2475,26 @@ mod tests {
             c.handle_input(now, Input::Received { conn, data: &hs.encode() });
             c.handle_input(now, Input::Received { conn, data: &data });
             c.handle_timeout(now + Duration::from_secs(11));
+            drain(&mut c);
+        }
+
+        #[test]
+        fn arbitrary_bytes_to_a_magnet_client_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let mut c = Client::magnet(ClientConfig::new(*b"-SV0100-aaaaaaaaaaaa", 1), InfoHash([5; 20]), MemStorage::empty(0), Rng::new(1));
+            let now = Instant::from_secs(1);
+            let conn = ConnId::inbound(1);
+            c.handle_input(now, Input::Connected { conn, peer: "127.0.0.5:1".parse().unwrap() });
+            let hs = Handshake { reserved: Reserved::ours(), info_hash: c.info_hash(), peer_id: [7; 20] };
+            c.handle_input(now, Input::Received { conn, data: &hs.encode() });
+            let eh = ExtHandshake { ut_metadata: Some(3), metadata_size: Some(40_000), ..Default::default() };
+            let mut msg = Vec::new();
+            Message::Extended { id: 0, payload: &eh.encode() }.encode_into(&mut msg);
+            c.handle_input(now, Input::Received { conn, data: &msg });
+            let mut framed = Vec::new();
+            Message::Extended { id: UT_METADATA_ID, payload: &data }.encode_into(&mut framed);
+            c.handle_input(now, Input::Received { conn, data: &framed });
+            c.handle_input(now, Input::Received { conn, data: &data });
+            c.handle_timeout(now + Duration::from_secs(30));
             drain(&mut c);
         }
     }

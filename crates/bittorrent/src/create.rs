@@ -53,6 +53,8 @@ pub struct CreateOptions {
     pub private: bool,
     /// BEP 19 web seeds.
     pub web_seeds: Vec<String>,
+    /// BEP 5 DHT nodes (host, port): with no trackers, a trackerless torrent.
+    pub nodes: Vec<(String, u16)>,
     /// Comment.
     pub comment: Option<String>,
     /// `created by`.
@@ -159,6 +161,7 @@ pub fn create_torrent(
         private: opts.private,
         trackers: opts.trackers.clone(),
         web_seeds: opts.web_seeds.clone(),
+        nodes: opts.nodes.clone(),
         comment: opts.comment.clone(),
         created_by: opts.created_by.clone(),
         creation_date: opts.creation_date,

@@ -131,6 +131,8 @@ pub struct Metainfo {
     pub trackers: Vec<Vec<String>>,
     /// BEP 19 web seeds (`url-list`).
     pub web_seeds: Vec<String>,
+    /// BEP 5 DHT bootstrap nodes (`nodes`: host and port) of a trackerless torrent.
+    pub nodes: Vec<(String, u16)>,
     /// `comment`.
     pub comment: Option<String>,
     /// `created by`.
@@ -138,6 +140,9 @@ pub struct Metainfo {
     /// `creation date` (seconds since the Unix epoch).
     pub creation_date: Option<i64>,
 }
+
+/// Most `nodes` entries read from a torrent.
+pub const MAX_NODES: usize = 64;
 
 /// The largest piece length accepted (libtorrent's limit is similar).
 pub const MAX_PIECE_LENGTH: u64 = 128 << 20;
@@ -193,6 +198,7 @@ impl Metainfo {
                 .collect(),
             _ => Vec::new(),
         };
+        m.nodes = nodes(root);
         m.comment = root.bytes(b"comment").map(text);
         m.created_by = root.bytes(b"created by").map(text);
         m.creation_date = root.int(b"creation date");
@@ -318,6 +324,7 @@ impl Metainfo {
             private,
             trackers: Vec::new(),
             web_seeds: Vec::new(),
+            nodes: Vec::new(),
             comment: None,
             created_by: None,
             creation_date: None,
@@ -361,6 +368,22 @@ impl Metainfo {
         }
         s
     }
+}
+
+/// BEP 5 `nodes`: a list of `[host, port]` pairs; malformed entries are skipped.
+fn nodes(root: &Dict<'_>) -> Vec<(String, u16)> {
+    let Some(list) = root.list(b"nodes") else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|n| {
+            let pair = n.as_list()?;
+            let host = pair.first()?.as_str()?;
+            let port = u16::try_from(pair.get(1)?.as_int()?).ok()?;
+            (pair.len() == 2 && !host.is_empty() && port != 0).then(|| (host.to_string(), port))
+        })
+        .take(MAX_NODES)
+        .collect()
 }
 
 fn trackers(root: &Dict<'_>) -> Vec<Vec<String>> {
@@ -413,6 +436,8 @@ pub struct MetainfoBuilder {
     pub trackers: Vec<Vec<String>>,
     /// BEP 19 web seeds.
     pub web_seeds: Vec<String>,
+    /// BEP 5 DHT nodes (host, port) for a trackerless torrent.
+    pub nodes: Vec<(String, u16)>,
     /// `comment`.
     pub comment: Option<String>,
     /// `created by`.
@@ -475,6 +500,22 @@ impl MetainfoBuilder {
             root = root.with(
                 "url-list",
                 OwnedValue::List(self.web_seeds.iter().map(OwnedValue::bytes).collect()),
+            );
+        }
+        if !self.nodes.is_empty() {
+            root = root.with(
+                "nodes",
+                OwnedValue::List(
+                    self.nodes
+                        .iter()
+                        .map(|(h, p)| {
+                            OwnedValue::List(vec![
+                                OwnedValue::bytes(h),
+                                OwnedValue::Int(i64::from(*p)),
+                            ])
+                        })
+                        .collect(),
+                ),
             );
         }
         if let Some(c) = &self.comment {
@@ -653,6 +694,29 @@ mod tests {
             b.build(&hashes(10, 16384)).map(|_| ()),
             Err(MetainfoError::PieceCount { got: 1, want: 3 })
         );
+    }
+
+    #[test]
+    fn trackerless_torrents_carry_bep5_nodes_and_no_announce() {
+        let b = MetainfoBuilder {
+            name: "x".into(),
+            files: vec![(Vec::new(), 10)],
+            piece_length: 16 << 10,
+            nodes: vec![("127.0.0.1".into(), 6881), ("dht.example".into(), 6882)],
+            ..Default::default()
+        };
+        let (bytes, m) = b.build(&[[0; 20]]).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("announce"));
+        assert!(text.contains("5:nodesl l9:127.0.0.1i6881ee".replace(' ', "").as_str()));
+        assert_eq!(m.nodes, b.nodes);
+        assert!(m.trackers.is_empty());
+        // Hand-written: a bad entry (port out of range, wrong shape) is skipped.
+        let mut t = b"d4:infod6:lengthi10e4:name1:x12:piece lengthi16384e6:pieces20:".to_vec();
+        t.extend_from_slice(&[0; 20]);
+        t.extend_from_slice(b"e5:nodesll1:ai70000eel1:bi1eeli5eel1:ci2ei3eeee");
+        let m = Metainfo::parse(&t).unwrap();
+        assert_eq!(m.nodes, vec![("b".to_string(), 1)]);
     }
 
     #[test]
