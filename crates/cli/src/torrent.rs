@@ -1,9 +1,14 @@
 //! `servent torrent`: create and inspect torrents, run a tracker, seed and download.
 //!
 //! The protocol lives in `servent-bittorrent` (sans-IO cores); this module resolves tracker
-//! names, opens files, and runs the cores under the tokio driver.
+//! names, opens files, and runs the cores under the tokio driver. The DHT
+//! (`servent-kademlia`'s [`DhtClient`]) is an extra peer source for every non-private torrent
+//! when bootstrap nodes are known (`--dht-bootstrap`, a torrent's `nodes`, `--dht-state`).
+//! A magnet link runs in two steps: a [`Client::magnet`] core finds peers and fetches the
+//! info dictionary (BEP 9), then a normal client downloads the torrent from the same peers.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,12 +19,16 @@ use servent_bittorrent::client::{
     Client, ClientCommand, ClientConfig, ClientEvent, TrackerEndpoint, make_peer_id,
 };
 use servent_bittorrent::create::{CreateOptions, create_torrent};
-use servent_bittorrent::metainfo::Metainfo;
+use servent_bittorrent::magnet::{Magnet, PeerAddr};
+use servent_bittorrent::metainfo::{InfoHash, Metainfo};
 use servent_bittorrent::picker::Bitfield;
-use servent_bittorrent::storage::{FileStorage, recheck};
+use servent_bittorrent::storage::{FileStorage, MemStorage, recheck};
 use servent_bittorrent::tracker_server::{Tracker, TrackerConfig, TrackerEvent};
-use servent_core::Rng;
+use servent_core::{Id, Rng};
+use servent_kademlia::Event as DhtEvent;
+use servent_kademlia::client::{ClientOpts, DhtClient};
 use servent_runtime::{NodeConfig, NodeHandle, spawn};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::demo::DemoSection;
 
@@ -28,6 +37,24 @@ use crate::demo::DemoSection;
 pub struct Cmd {
     #[command(subcommand)]
     action: Action,
+}
+
+/// DHT options of `seed`, `get` and `share`.
+#[derive(Args, Debug, Clone, Default)]
+struct DhtArgs {
+    /// UDP address of our DHT node [default: the --listen IP, any port].
+    #[arg(long)]
+    dht_listen: Option<SocketAddr>,
+    /// A DHT node to join through (HOST:PORT); repeatable. The DHT runs when a bootstrap node
+    /// is known (here, in a trackerless torrent's `nodes`, or in --dht-state).
+    #[arg(long = "dht-bootstrap")]
+    dht_bootstrap: Vec<String>,
+    /// The DHT routing table file: loaded on start, saved on exit.
+    #[arg(long)]
+    dht_state: Option<PathBuf>,
+    /// Never use the DHT.
+    #[arg(long, conflicts_with_all = ["dht_bootstrap", "dht_state"])]
+    no_dht: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -56,6 +83,13 @@ enum Action {
         /// A comment.
         #[arg(long)]
         comment: Option<String>,
+        /// A trackerless torrent (BEP 5): no `announce`; peers come from the DHT. The
+        /// --dht-bootstrap nodes go into its `nodes` key.
+        #[arg(long, conflicts_with = "trackers")]
+        trackerless: bool,
+        /// A DHT node (HOST:PORT) written into the torrent's `nodes`; repeatable.
+        #[arg(long = "dht-bootstrap")]
+        nodes: Vec<String>,
     },
     /// Print what a .torrent holds: name, info-hash, pieces, files, trackers.
     Show {
@@ -87,10 +121,37 @@ enum Action {
         /// Upload limit in bytes per second.
         #[arg(long)]
         upload_limit: Option<u64>,
+        #[command(flatten)]
+        dht: DhtArgs,
+    },
+    /// Publish a file or folder: create its torrent, seed it, announce it to the DHT (and
+    /// any trackers), and print its magnet link as the first line of output; seeds until
+    /// Ctrl-C.
+    Share {
+        /// The file or folder to share.
+        path: PathBuf,
+        /// Tracker URL (http:// or udp://); repeatable. Without one, the torrent is
+        /// trackerless.
+        #[arg(short = 't', long = "tracker")]
+        trackers: Vec<String>,
+        /// Also write the .torrent here.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// Piece size: bytes, or with K/M suffix [default: chosen from the size].
+        #[arg(long)]
+        piece_size: Option<String>,
+        /// Where to accept peers.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Upload limit in bytes per second.
+        #[arg(long)]
+        upload_limit: Option<u64>,
+        #[command(flatten)]
+        dht: DhtArgs,
     },
     /// Download one or more torrents into a folder.
     Get {
-        /// Torrent files (magnet links need the metadata exchange, not available yet).
+        /// Torrent files or magnet links (`magnet:?xt=urn:btih:...`).
         #[arg(required = true)]
         sources: Vec<String>,
         /// The download folder.
@@ -120,6 +181,8 @@ enum Action {
         /// Download limit in bytes per second.
         #[arg(long)]
         download_limit: Option<u64>,
+        #[command(flatten)]
+        dht: DhtArgs,
     },
 }
 
@@ -134,28 +197,30 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             private,
             web_seeds,
             comment,
+            trackerless,
+            nodes,
         } => {
+            if trackerless && private {
+                bail!(
+                    "a private torrent needs a tracker (BEP 27): drop --private or --trackerless"
+                );
+            }
+            if !trackerless && trackers.is_empty() && !nodes.is_empty() {
+                bail!("--dht-bootstrap in `create` is for --trackerless torrents");
+            }
             let piece_length = piece_size.as_deref().map(parse_size).transpose()?;
             let opts = CreateOptions {
-                trackers: trackers
-                    .iter()
-                    .map(|t| {
-                        t.split(',')
-                            .map(|u| u.trim().to_string())
-                            .filter(|u| !u.is_empty())
-                            .collect()
-                    })
-                    .filter(|t: &Vec<String>| !t.is_empty())
-                    .collect(),
+                trackers: tiers(&trackers),
                 piece_length,
                 private,
                 web_seeds,
+                nodes: nodes
+                    .iter()
+                    .map(|n| parse_node(n))
+                    .collect::<Result<Vec<_>>>()?,
                 comment,
-                created_by: Some(concat!("servent ", env!("CARGO_PKG_VERSION")).into()),
-                creation_date: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .ok()
-                    .and_then(|d| i64::try_from(d.as_secs()).ok()),
+                created_by: Some(created_by()),
+                creation_date: now_secs(),
             };
             let p = path.clone();
             let (bytes, meta) = tokio::task::spawn_blocking(move || create_torrent(&p, &opts))
@@ -178,6 +243,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             listen,
             peers,
             upload_limit,
+            dht,
         } => {
             let meta = load(&file)?;
             let m = meta.clone();
@@ -203,8 +269,68 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 upload_limit,
                 ..RunOpts::default()
             };
+            let dht = start_dht(&dht, listen.ip(), &meta.nodes).await?;
             let mp = MultiProgress::new();
-            run_client(&meta, storage, have, &opts, &mp).await
+            let r = run_client(&meta, storage, have, &opts, &mp, dht.as_ref()).await;
+            stop_dht(dht).await;
+            r
+        }
+        Action::Share {
+            path,
+            trackers,
+            output,
+            piece_size,
+            listen,
+            upload_limit,
+            dht,
+        } => {
+            let opts = CreateOptions {
+                trackers: tiers(&trackers),
+                piece_length: piece_size.as_deref().map(parse_size).transpose()?,
+                created_by: Some(created_by()),
+                creation_date: now_secs(),
+                ..CreateOptions::default()
+            };
+            let p = path.clone();
+            let (bytes, meta) = tokio::task::spawn_blocking(move || create_torrent(&p, &opts))
+                .await?
+                .with_context(|| format!("creating a torrent from {}", path.display()))?;
+            if let Some(o) = &output {
+                std::fs::write(o, &bytes).with_context(|| format!("writing {}", o.display()))?;
+            }
+            // The magnet link first, alone on its line, for scripts.
+            {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{}", meta.magnet())?;
+                out.flush()?;
+            }
+            let m = meta.clone();
+            let (storage, have) =
+                tokio::task::spawn_blocking(move || -> Result<(FileStorage, Bitfield)> {
+                    let mut s = FileStorage::open_content(&m, &path)
+                        .with_context(|| format!("opening {}", path.display()))?;
+                    // The pieces were hashed from this data a moment ago.
+                    for i in 0..m.piece_count() as u32 {
+                        servent_bittorrent::storage::Storage::mark_verified(&mut s, i);
+                    }
+                    Ok((s, Bitfield::full(m.piece_count() as u32)))
+                })
+                .await??;
+            if dht.no_dht && meta.trackers.is_empty() {
+                eprintln!("note: no trackers and no DHT: peers must be given the address");
+            }
+            let opts = RunOpts {
+                listen,
+                seed: true,
+                upload_limit,
+                ..RunOpts::default()
+            };
+            let dht = start_dht(&dht, listen.ip(), &[]).await?;
+            let mp = MultiProgress::new();
+            let r = run_client(&meta, storage, have, &opts, &mp, dht.as_ref()).await;
+            stop_dht(dht).await;
+            r
         }
         Action::Get {
             sources,
@@ -217,16 +343,52 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             peers,
             upload_limit,
             download_limit,
+            dht,
         } => {
             let mut jobs = Vec::new();
             let mp = MultiProgress::new();
+            let mut magnets = BTreeMap::new();
+            let mut metas = BTreeMap::new();
+            let mut nodes = Vec::new();
             for (i, src) in sources.iter().enumerate() {
                 if src.starts_with("magnet:") {
-                    bail!(
-                        "{src}: magnet links need the metadata exchange (BEP 9), which is not implemented yet; use the .torrent file"
-                    );
+                    let m =
+                        Magnet::parse(src).with_context(|| format!("{src}: not a magnet link"))?;
+                    magnets.insert(i, m);
+                } else {
+                    let meta = load(Path::new(src))?;
+                    nodes.extend(meta.nodes.iter().cloned());
+                    metas.insert(i, meta);
                 }
-                let meta = load(Path::new(src))?;
+            }
+            let dht = start_dht(&dht, listen.ip(), &nodes).await?;
+            for (i, src) in sources.iter().enumerate() {
+                let port = if listen.port() == 0 {
+                    0
+                } else {
+                    listen.port().saturating_add(i as u16)
+                };
+                let opts = RunOpts {
+                    listen: SocketAddr::new(listen.ip(), port),
+                    peers: peers.clone(),
+                    seed: seed_after,
+                    seed_ratio,
+                    seed_time: seed_time.map(Duration::from_secs),
+                    upload_limit,
+                    download_limit,
+                };
+                if let Some(m) = magnets.remove(&i) {
+                    let mp = mp.clone();
+                    let dir = out.clone();
+                    let d = dht.clone();
+                    jobs.push(tokio::spawn(async move {
+                        get_magnet(m, dir, opts, check, &mp, d.as_ref()).await
+                    }));
+                    continue;
+                }
+                let Some(meta) = metas.remove(&i) else {
+                    bail!("{src}: no torrent");
+                };
                 let m = meta.clone();
                 let dir = out.clone();
                 let (storage, have) =
@@ -250,23 +412,10 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                         Ok((s, bitfield(&good)))
                     })
                     .await??;
-                let port = if listen.port() == 0 {
-                    0
-                } else {
-                    listen.port().saturating_add(i as u16)
-                };
-                let opts = RunOpts {
-                    listen: SocketAddr::new(listen.ip(), port),
-                    peers: peers.clone(),
-                    seed: seed_after,
-                    seed_ratio,
-                    seed_time: seed_time.map(Duration::from_secs),
-                    upload_limit,
-                    download_limit,
-                };
                 let mp = mp.clone();
+                let d = dht.clone();
                 jobs.push(tokio::spawn(async move {
-                    run_client(&meta, storage, have, &opts, &mp).await
+                    run_client(&meta, storage, have, &opts, &mp, d.as_ref()).await
                 }));
             }
             let mut failed = 0;
@@ -276,12 +425,55 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     failed += 1;
                 }
             }
+            stop_dht(dht).await;
             if failed > 0 {
                 bail!("{failed} of {} torrents did not complete", sources.len());
             }
             Ok(())
         }
     }
+}
+
+/// `-t` values: one tier each; URLs of one tier separated by commas.
+fn tiers(trackers: &[String]) -> Vec<Vec<String>> {
+    trackers
+        .iter()
+        .map(|t| {
+            t.split(',')
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect()
+        })
+        .filter(|t: &Vec<String>| !t.is_empty())
+        .collect()
+}
+
+/// `HOST:PORT` for a torrent's `nodes`.
+fn parse_node(s: &str) -> Result<(String, u16)> {
+    let (h, p) = s
+        .rsplit_once(':')
+        .with_context(|| format!("DHT node {s:?}: give HOST:PORT"))?;
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = p
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .with_context(|| format!("DHT node {s:?}: bad port"))?;
+    if h.is_empty() {
+        bail!("DHT node {s:?}: no host");
+    }
+    Ok((h.to_string(), port))
+}
+
+fn created_by() -> String {
+    concat!("servent ", env!("CARGO_PKG_VERSION")).into()
+}
+
+fn now_secs() -> Option<i64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
 }
 
 fn parse_size(s: &str) -> Result<u64> {
@@ -360,6 +552,12 @@ fn show(m: &Metainfo) {
     for w in &m.web_seeds {
         println!("web seed:    {w}");
     }
+    for (h, p) in &m.nodes {
+        println!("dht node:    {h}:{p}");
+    }
+    if m.trackers.is_empty() && !m.private {
+        println!("trackerless: peers from the DHT (BEP 5)");
+    }
     println!("files:");
     for f in &m.files {
         let path = if m.multi_file {
@@ -385,7 +583,11 @@ fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
 }
 
 fn endpoints(meta: &Metainfo) -> Vec<Vec<TrackerEndpoint>> {
-    meta.trackers
+    tracker_endpoints(&meta.trackers)
+}
+
+fn tracker_endpoints(trackers: &[Vec<String>]) -> Vec<Vec<TrackerEndpoint>> {
+    trackers
         .iter()
         .map(|tier| {
             tier.iter()
@@ -442,6 +644,305 @@ async fn run_tracker(listen: SocketAddr, interval: u64) -> Result<()> {
     }
     node.shutdown().await?;
     Ok(())
+}
+
+// -------------------------------------------------------------------------------------
+// The DHT as a peer source.
+
+/// A torrent the DHT task looks peers up for (and announces, once `port` is known).
+struct Track {
+    info_hash: InfoHash,
+    /// Our TCP port to announce; 0: look up only (fetching a magnet's metadata).
+    port: u16,
+    /// Where found peers go.
+    client: mpsc::Sender<ClientCommand>,
+}
+
+/// The DHT node shared by every torrent of one command.
+#[derive(Clone)]
+struct Dht {
+    tracks: mpsc::Sender<Track>,
+    stop: DhtStop,
+}
+
+type DhtStop =
+    std::sync::Arc<std::sync::Mutex<Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>>>;
+
+impl Dht {
+    /// Looks peers up for `info_hash` from now on (replacing an earlier registration).
+    async fn track(&self, info_hash: InfoHash, port: u16, client: mpsc::Sender<ClientCommand>) {
+        let _ = self
+            .tracks
+            .send(Track {
+                info_hash,
+                port,
+                client,
+            })
+            .await;
+    }
+}
+
+async fn resolve_all(hosts: impl IntoIterator<Item = String>) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for h in hosts {
+        match tokio::net::lookup_host(h.as_str()).await {
+            Ok(a) => out.extend(a.filter(SocketAddr::is_ipv4).take(4)),
+            Err(e) => tracing::warn!("DHT node {h}: {e}"),
+        }
+    }
+    out
+}
+
+/// Starts the DHT node when bootstrap nodes are known (`--dht-bootstrap`, a torrent's
+/// `nodes`, or a `--dht-state` file); `None` otherwise.
+async fn start_dht(args: &DhtArgs, ip: IpAddr, nodes: &[(String, u16)]) -> Result<Option<Dht>> {
+    if args.no_dht
+        || (args.dht_bootstrap.is_empty() && nodes.is_empty() && args.dht_state.is_none())
+    {
+        return Ok(None);
+    }
+    let hosts = args
+        .dht_bootstrap
+        .iter()
+        .cloned()
+        .chain(nodes.iter().map(|(h, p)| format!("{h}:{p}")));
+    let boot = resolve_all(hosts).await;
+    let listen = args.dht_listen.unwrap_or(SocketAddr::new(ip, 0));
+    let mut o = ClientOpts::new(listen, os_seed());
+    o.state = args.dht_state.clone();
+    o.timeout = Duration::from_secs(30);
+    let mut client = DhtClient::start(o)
+        .await
+        .with_context(|| format!("starting the DHT node on {listen}"))?;
+    let local = client.local;
+    let n = client.bootstrap(boot.clone()).await.unwrap_or(0);
+    if n == 0 {
+        tracing::warn!(?boot, "no DHT node answered yet; looking up anyway");
+    }
+    eprintln!("dht: node on udp {local}, {n} nodes in the routing table");
+    let (tx, rx) = mpsc::channel(64);
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(dht_task(client, rx, stop_rx, boot));
+    Ok(Some(Dht {
+        tracks: tx,
+        stop: std::sync::Arc::new(std::sync::Mutex::new(Some((stop_tx, task)))),
+    }))
+}
+
+/// Stops the DHT node (saving its routing table when a state file was given).
+async fn stop_dht(dht: Option<Dht>) {
+    let Some(d) = dht else { return };
+    let taken = d.stop.lock().ok().and_then(|mut g| g.take());
+    if let Some((tx, task)) = taken {
+        let _ = tx.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+}
+
+struct Tracked {
+    port: u16,
+    client: mpsc::Sender<ClientCommand>,
+    next: tokio::time::Instant,
+    backoff: Duration,
+}
+
+/// Looks up (and announces) every tracked torrent in turn: again after 2, 4, 8 … 60 s while
+/// nothing is found, every 5 minutes once peers are. Peers announced to our node for a
+/// tracked torrent are handed over at once.
+async fn dht_task(
+    mut dht: DhtClient,
+    mut tracks: mpsc::Receiver<Track>,
+    mut stop: oneshot::Receiver<()>,
+    boot: Vec<SocketAddr>,
+) {
+    let mut tracked: BTreeMap<InfoHash, Tracked> = BTreeMap::new();
+    let mut rebootstrap = tokio::time::Instant::now() + Duration::from_secs(10);
+    let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+    loop {
+        let due = tracked.values().map(|t| t.next).min().unwrap_or_else(far);
+        tokio::select! {
+            _ = &mut stop => break,
+            t = tracks.recv() => match t {
+                Some(t) => {
+                    tracked.insert(t.info_hash, Tracked {
+                        port: t.port,
+                        client: t.client,
+                        next: tokio::time::Instant::now(),
+                        backoff: Duration::from_secs(2),
+                    });
+                }
+                None => break,
+            },
+            ev = dht.next_event() => match ev {
+                Some(DhtEvent::PeerAnnounced { info_hash, peer }) => {
+                    if let Some(t) = tracked.get(&InfoHash(info_hash.0)) {
+                        let _ = t.client.try_send(ClientCommand::AddPeers { id: 0, peers: vec![SocketAddr::V4(peer)] });
+                    }
+                }
+                Some(_) => {}
+                None => break,
+            },
+            _ = tokio::time::sleep_until(due) => {
+                let now = tokio::time::Instant::now();
+                if now >= rebootstrap && !boot.is_empty() {
+                    // A node that found nobody at start (bootstrap node not up yet) tries again.
+                    rebootstrap = now + Duration::from_secs(60);
+                    let joined = tokio::select! {
+                        r = dht.bootstrap(boot.clone()) => r.unwrap_or(0),
+                        _ = &mut stop => break,
+                    };
+                    tracing::debug!(joined, "dht re-bootstrap");
+                }
+                let Some((ih, port)) = tracked.iter().find(|(_, t)| t.next <= now).map(|(h, t)| (*h, t.port)) else {
+                    continue;
+                };
+                let id = Id(ih.0);
+                let r = tokio::select! {
+                    r = async {
+                        if port != 0 {
+                            dht.announce(id, port, false).await.map(|(stored, p)| (p, stored > 0))
+                        } else {
+                            dht.get_peers(id).await.map(|f| (f.peers, true))
+                        }
+                    } => r,
+                    _ = &mut stop => break,
+                };
+                let mut found: Vec<SocketAddr> = match &r {
+                    Ok((p, _)) => p.iter().copied().map(SocketAddr::V4).collect(),
+                    Err(e) => { tracing::debug!("dht lookup: {e}"); Vec::new() }
+                };
+                found.extend(dht.take_announced().into_iter().filter(|(h, _)| h.0 == ih.0).map(|(_, p)| SocketAddr::V4(p)));
+                let ok = r.as_ref().is_ok_and(|(_, stored)| *stored) && !found.is_empty();
+                tracing::debug!(info_hash = %ih, peers = found.len(), "dht lookup");
+                if let Some(t) = tracked.get_mut(&ih) {
+                    if !found.is_empty() {
+                        let _ = t.client.try_send(ClientCommand::AddPeers { id: 0, peers: found });
+                    }
+                    if ok {
+                        t.backoff = Duration::from_secs(2);
+                        t.next = now + Duration::from_secs(300);
+                    } else {
+                        t.next = now + t.backoff;
+                        t.backoff = (t.backoff * 2).min(Duration::from_secs(60));
+                    }
+                }
+            }
+        }
+    }
+    let _ = dht.shutdown().await;
+}
+
+// -------------------------------------------------------------------------------------
+// Magnet links.
+
+/// Resolves a magnet's `x.pe` peers.
+fn magnet_peers(m: &Magnet) -> Vec<SocketAddr> {
+    m.peers
+        .iter()
+        .filter_map(|p| match p {
+            PeerAddr::Ip(a) => Some(*a),
+            PeerAddr::Name { host, port } => resolve(host, *port),
+        })
+        .collect()
+}
+
+/// Downloads a magnet link: fetch the info dictionary (BEP 9) from peers found through the
+/// magnet's trackers, `x.pe` peers, `--peer`s and the DHT; then download as usual.
+async fn get_magnet(
+    m: Magnet,
+    out: PathBuf,
+    mut opts: RunOpts,
+    check: bool,
+    mp: &MultiProgress,
+    dht: Option<&Dht>,
+) -> Result<()> {
+    let ih = m.info_hash;
+    let trackers: Vec<Vec<String>> = m.trackers.iter().map(|t| vec![t.clone()]).collect();
+    let mut peers = opts.peers.clone();
+    peers.extend(magnet_peers(&m));
+    if trackers.is_empty() && peers.is_empty() && dht.is_none() {
+        bail!(
+            "magnet {ih}: no trackers, no x.pe peers, no --peer and no DHT (--dht-bootstrap): nowhere to find peers"
+        );
+    }
+    let name = m.name.clone().unwrap_or_else(|| ih.to_hex());
+    let spinner = mp.add(ProgressBar::new_spinner());
+    spinner.set_message(format!("{name}: fetching metadata"));
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    let endpoints = tracker_endpoints(&trackers);
+    let cfg = NodeConfig {
+        udp: Some(SocketAddr::new(opts.listen.ip(), 0)),
+        tcp: Some(opts.listen),
+        ..NodeConfig::default()
+    };
+    let mut node = spawn(cfg, move |local| {
+        let mut rng = Rng::new(os_seed());
+        let port = local.tcp.map_or(0, |a| a.port());
+        let mut c = ClientConfig::new(make_peer_id(&mut rng), port);
+        c.trackers = endpoints;
+        Client::magnet(c, ih, MemStorage::empty(0), rng)
+    })
+    .await
+    .with_context(|| format!("listening on {}", opts.listen))?;
+    if !peers.is_empty() {
+        node.command(ClientCommand::AddPeers {
+            id: 1,
+            peers: peers.clone(),
+        })
+        .await?;
+    }
+    if let Some(d) = dht {
+        d.track(ih, 0, node.commander()).await;
+    }
+    let info_bytes = loop {
+        tokio::select! {
+            ev = node.next_event() => match ev {
+                Some(ClientEvent::MetadataReceived { info_bytes }) => break info_bytes,
+                Some(ClientEvent::PeerBanned { ip }) => tracing::warn!(%ip, "banned for bad metadata"),
+                Some(ClientEvent::TrackerError { url, reason }) => tracing::warn!(%url, %reason, "tracker"),
+                Some(ev) => tracing::debug!(?ev, "event"),
+                None => bail!("{name}: the client stopped unexpectedly"),
+            },
+            _ = tokio::signal::ctrl_c() => {
+                spinner.finish_and_clear();
+                let _ = node.shutdown().await;
+                bail!("{name}: interrupted before the metadata arrived");
+            }
+        }
+    };
+    let has_trackers = !trackers.is_empty();
+    let core = stop(node, has_trackers).await?;
+    spinner.finish_and_clear();
+    let mut meta = Metainfo::from_info_bytes(&info_bytes)
+        .with_context(|| format!("{name}: the metadata is not a valid info dictionary"))?;
+    meta.trackers = trackers;
+    meta.web_seeds = m.web_seeds.clone();
+    // Peers it knew, plus the ones we were given, for the download.
+    peers.extend(core.known_peers());
+    peers.sort();
+    peers.dedup();
+    opts.peers = peers;
+    let mm = meta.clone();
+    let (storage, have) =
+        tokio::task::spawn_blocking(move || -> Result<(FileStorage, Bitfield)> {
+            let mut s = FileStorage::open(&mm, &out)
+                .with_context(|| format!("opening {}", out.display()))?;
+            let good = if check {
+                s.clear_verified();
+                let g = recheck(&mm, &mut s).context("checking existing data")?;
+                for (i, ok) in g.iter().enumerate() {
+                    if *ok {
+                        servent_bittorrent::storage::Storage::mark_verified(&mut s, i as u32);
+                    }
+                }
+                g
+            } else {
+                s.verified().to_vec()
+            };
+            Ok((s, bitfield(&good)))
+        })
+        .await??;
+    run_client(&meta, storage, have, &opts, mp, dht).await
 }
 
 #[derive(Clone, Debug)]
@@ -509,12 +1010,16 @@ async fn start_client(
     Ok(node)
 }
 
-/// Stops a client politely (announce `stopped`) and returns its core.
-async fn stop(mut node: TorrentNode) -> Result<Client<FileStorage>> {
+/// Stops a client politely (announce `stopped` when it has trackers) and returns its core.
+async fn stop<S: servent_bittorrent::storage::Storage + Send + 'static>(
+    mut node: NodeHandle<Client<S>>,
+    has_trackers: bool,
+) -> Result<Client<S>> {
     if node
         .command(ClientCommand::Stop { id: u64::MAX })
         .await
         .is_ok()
+        && has_trackers
     {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, node.next_event()).await {
@@ -535,9 +1040,18 @@ async fn run_client(
     have: Bitfield,
     opts: &RunOpts,
     mp: &MultiProgress,
+    dht: Option<&Dht>,
 ) -> Result<()> {
     let mut node = start_client(meta, storage, have, opts).await?;
     let listen = node.local.tcp;
+    if let (Some(d), false) = (dht, meta.private) {
+        d.track(
+            meta.info_hash,
+            listen.map_or(0, |a| a.port()),
+            node.commander(),
+        )
+        .await;
+    }
     let bar = mp.add(ProgressBar::new(meta.total_length));
     bar.set_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {msg} eta {eta}")
@@ -590,7 +1104,7 @@ async fn run_client(
             _ = tokio::signal::ctrl_c() => break Ok(()),
         }
     };
-    let core = stop(node).await?;
+    let core = stop(node, !meta.trackers.is_empty()).await?;
     bar.finish();
     outcome?;
     if !core.is_complete() || !complete {
@@ -690,12 +1204,12 @@ pub async fn demo(out: &Path) -> Result<DemoSection> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let seeder_core = stop(seeder).await?;
+    let seeder_core = stop(seeder, true).await?;
     let seeder_up = seeder_core.stats().uploaded;
     let mut total_up = seeder_up;
     let mut identical = 0;
     for (i, l) in leechers.into_iter().enumerate() {
-        let core = stop(l).await?;
+        let core = stop(l, true).await?;
         total_up += core.stats().uploaded;
         let got =
             std::fs::read(dir.join(format!("leecher-{i}")).join("image.bin")).unwrap_or_default();
