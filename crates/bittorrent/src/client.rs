@@ -965,7 +965,13 @@ impl<S: Storage> Client<S> {
         let Some(p) = self.peers.get_mut(&conn) else {
             return Ok(());
         };
-        let first = std::mem::replace(&mut p.first_msg, false);
+        // BEP 6 wants bitfield/have-all/have-none first, but BEP 10's extension handshake
+        // "should be sent immediately after the standard handshake": libtorrent and aria2
+        // send it before their have-all, so extended messages (and keep-alives) do not count.
+        let first = p.first_msg;
+        if !matches!(m, Message::Extended { .. } | Message::KeepAlive) {
+            p.first_msg = false;
+        }
         if magnet {
             // Without the metadata the piece count is unknown: what peers have is not
             // checked (nor needed); the order rules still hold.
@@ -2462,6 +2468,57 @@ mod tests {
         }));
         assert_eq!(m.stats().peers, 0);
         assert!(m.known_peers().is_empty());
+    }
+
+    #[test]
+    fn have_all_after_the_extension_handshake_is_accepted_as_libtorrent_sends_it() {
+        let mut c = client(Vec::new());
+        let now = Instant::from_secs(1);
+        let conn = ConnId::inbound(1);
+        c.handle_input(
+            now,
+            Input::Connected {
+                conn,
+                peer: "127.0.0.5:1".parse().unwrap(),
+            },
+        );
+        let hs = Handshake {
+            reserved: Reserved::ours(),
+            info_hash: c.info_hash(),
+            peer_id: [7; 20],
+        };
+        let mut bytes = hs.encode().to_vec();
+        let eh = ExtHandshake {
+            ut_pex: Some(1),
+            ..Default::default()
+        };
+        Message::Extended {
+            id: 0,
+            payload: &eh.encode(),
+        }
+        .encode_into(&mut bytes);
+        Message::HaveAll.encode_into(&mut bytes);
+        Message::Unchoke.encode_into(&mut bytes);
+        c.handle_input(now, Input::Received { conn, data: &bytes });
+        let out = drain(&mut c);
+        assert!(!out.contains(&Transmit::Close { conn }), "{out:?}");
+        assert_eq!(c.stats().peers, 1);
+        // We are interested in a seed and ask it for blocks at once.
+        let sent: Vec<u8> = out
+            .iter()
+            .filter_map(|t| match t {
+                Transmit::Send { conn: c2, data } if *c2 == conn => Some(data.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert!(sent.windows(5).any(|w| w == [0, 0, 0, 1, 2]), "interested");
+        assert!(sent.windows(5).any(|w| w == [0, 0, 0, 13, 6]), "a request");
+        // A second have-all is still refused.
+        let mut again = Vec::new();
+        Message::HaveAll.encode_into(&mut again);
+        c.handle_input(now, Input::Received { conn, data: &again });
+        assert!(drain(&mut c).contains(&Transmit::Close { conn }));
     }
 
     proptest! {
