@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use servent_bittorrent::bencode::{self, OwnedValue};
 use servent_core::Id;
-use servent_kademlia::Event;
+use servent_kademlia::bep44;
 use servent_kademlia::client::{ClientOpts, DhtClient, SavedState};
+use servent_kademlia::{Event, MutableKey};
 
 use crate::demo::{DemoRow, DemoSection};
 
@@ -65,6 +67,39 @@ enum Action {
         /// Ask nodes to use this command's UDP source port instead of --port.
         #[arg(long)]
         implied_port: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Store a value in the DHT (BEP 44) at the 8 closest nodes; prints its target.
+    /// Immutable (target = SHA-1 of the value) unless --key is given.
+    Put {
+        /// The value (stored as a bencoded string; at most ~990 bytes).
+        value: String,
+        /// A node to join through (HOST:PORT; repeatable).
+        #[arg(long, required = true)]
+        bootstrap: Vec<String>,
+        /// Mutable item: the ed25519 seed file (64 hex digits), created (mode 0600) when
+        /// missing. The target is SHA-1(public key ‖ salt); each put raises the seq.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Mutable item: salt (at most 64 bytes), so one key can hold several items.
+        #[arg(long, default_value = "", requires = "key")]
+        salt: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Fetch a value from the DHT (BEP 44) and print it; exits non-zero when not found.
+    Get {
+        /// The target (40 hex digits, as printed by `servent dht put`).
+        target: Id,
+        /// A node to join through (HOST:PORT; repeatable).
+        #[arg(long, required = true)]
+        bootstrap: Vec<String>,
+        /// The salt of a mutable item.
+        #[arg(long, default_value = "")]
+        salt: String,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
@@ -159,6 +194,10 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                         Some(Event::PeerAnnounced { info_hash, peer }) => {
                             println!("announce {} {peer}", hex_id(&info_hash));
                         }
+                        Some(Event::ItemStored { target, seq }) => match seq {
+                            Some(seq) => println!("put {} seq {seq}", hex_id(&target)),
+                            None => println!("put {}", hex_id(&target)),
+                        },
                         Some(_) => {}
                         None => bail!("the DHT node stopped"),
                     },
@@ -208,6 +247,75 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             }
             Ok(())
         }
+        Action::Put {
+            value,
+            bootstrap,
+            key,
+            salt,
+            timeout,
+        } => {
+            let v = OwnedValue::bytes(value.as_bytes()).encode();
+            if v.len() > bep44::MAX_VALUE {
+                bail!(
+                    "the value is {} bytes bencoded; BEP 44 allows {}",
+                    v.len(),
+                    bep44::MAX_VALUE
+                );
+            }
+            if salt.len() > bep44::MAX_SALT {
+                bail!("the salt is longer than {} bytes", bep44::MAX_SALT);
+            }
+            let key = match &key {
+                Some(path) => Some(MutableKey {
+                    seed: load_or_create_seed(path)?,
+                    salt: salt.into_bytes(),
+                    seq: None,
+                }),
+                None => None,
+            };
+            let mut c = one_shot(&bootstrap, timeout).await?;
+            let (target, seq, stored) = c.put_item(v, key).await?;
+            c.shutdown().await?;
+            println!("{}", hex_id(&target));
+            match seq {
+                Some(seq) => eprintln!("stored at {stored} nodes (seq {seq})"),
+                None => eprintln!("stored at {stored} nodes"),
+            }
+            if stored == 0 {
+                bail!("no node stored the item");
+            }
+            Ok(())
+        }
+        Action::Get {
+            target,
+            bootstrap,
+            salt,
+            timeout,
+        } => {
+            let mut c = one_shot(&bootstrap, timeout).await?;
+            let (item, stats) = c.get_item(target, salt.into_bytes(), None).await?;
+            c.shutdown().await?;
+            let Some(item) = item else {
+                bail!(
+                    "no item under {} ({} queries, {} nodes answered)",
+                    hex_id(&target),
+                    stats.rpcs,
+                    stats.responses
+                );
+            };
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            // a string value prints as itself, anything else as its bencoding
+            match bencode::decode(&item.v, &bencode::Limits::strict()) {
+                Ok(bencode::Value::Bytes(b)) => out.write_all(b)?,
+                _ => out.write_all(&item.v)?,
+            }
+            out.write_all(b"\n")?;
+            if let Some(m) = &item.mutable {
+                eprintln!("seq {} key {}", m.seq, to_hex(&m.k));
+            }
+            Ok(())
+        }
         Action::Stats { state, listen } => {
             let path = state.unwrap_or_else(|| default_state(listen));
             let s = SavedState::load(&path)?.with_context(|| {
@@ -220,6 +328,58 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The ed25519 seed in `path` (64 hex digits); a fresh random one is written there, readable
+/// by the owner only, when the file does not exist.
+fn load_or_create_seed(path: &Path) -> Result<[u8; 32]> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let bytes =
+                from_hex(text.trim()).with_context(|| format!("{}: not hex", path.display()))?;
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| anyhow::anyhow!("{}: not a 32-byte ed25519 seed", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::{Read, Write};
+            let mut seed = [0u8; 32];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut seed))
+                .context("reading /dev/urandom for a new key")?;
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                o.mode(0o600);
+            }
+            let mut f = o
+                .open(path)
+                .with_context(|| format!("creating key file {}", path.display()))?;
+            writeln!(f, "{}", to_hex(&seed))?;
+            eprintln!(
+                "new key {} (public {})",
+                path.display(),
+                to_hex(&bep44::public_key(&seed))
+            );
+            Ok(seed)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading key file {}", path.display())),
+    }
+}
+
+fn to_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
 }
 
 fn hex_id(id: &Id) -> String {

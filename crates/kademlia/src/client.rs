@@ -23,8 +23,9 @@ use servent_bittorrent::bencode::{self, Limits, OwnedValue};
 use servent_core::{Id, Rng};
 use servent_runtime::driver::{self, DriverError, NodeConfig, NodeHandle};
 
+use crate::bep44::Item;
 use crate::krpc::{self, COMPACT_NODE, NodeInfo};
-use crate::node::{Command, Config, Dht, Event, LookupStats, NodeStats};
+use crate::node::{Command, Config, Dht, Event, LookupStats, MutableKey, NodeStats};
 
 /// The largest state file we read.
 const MAX_STATE: u64 = 1 << 20;
@@ -334,6 +335,8 @@ impl DhtClient {
                     | Event::Pong { id: i, .. }
                     | Event::Unreachable { id: i }
                     | Event::Snapshot { id: i, .. }
+                    | Event::Got { id: i, .. }
+                    | Event::Stored { id: i, .. }
                         if i == id =>
                     {
                         return Ok(ev);
@@ -421,6 +424,50 @@ impl DhtClient {
         match self.wait(id, &mut peers).await? {
             Event::Announced { stored_at, .. } => Ok((stored_at, peers)),
             _ => Ok((0, peers)),
+        }
+    }
+
+    /// BEP 44 get: the item under `target` (`salt` for a mutable item; `seq`: only newer
+    /// ones), checked (hash or signature); `None` when no node had a valid one.
+    pub async fn get_item(
+        &mut self,
+        target: Id,
+        salt: Vec<u8>,
+        seq: Option<i64>,
+    ) -> Result<(Option<Item>, LookupStats), ClientError> {
+        let id = self.id();
+        self.handle
+            .command(Command::Get {
+                id,
+                target,
+                salt,
+                seq,
+            })
+            .await?;
+        match self.wait(id, &mut Vec::new()).await? {
+            Event::Got { item, stats, .. } => Ok((item, stats)),
+            _ => Ok((None, LookupStats::default())),
+        }
+    }
+
+    /// BEP 44 put of `value` (one canonical bencoded value, ≤ 1000 bytes): immutable without
+    /// `key`, else signed. Returns the target, the seq used (mutable) and how many of the
+    /// closest nodes stored it.
+    pub async fn put_item(
+        &mut self,
+        value: Vec<u8>,
+        key: Option<MutableKey>,
+    ) -> Result<(Id, Option<i64>, usize), ClientError> {
+        let id = self.id();
+        self.handle.command(Command::Put { id, value, key }).await?;
+        match self.wait(id, &mut Vec::new()).await? {
+            Event::Stored {
+                target,
+                seq,
+                stored_at,
+                ..
+            } => Ok((target, seq, stored_at)),
+            _ => Err(ClientError::Refused("no put result")),
         }
     }
 
