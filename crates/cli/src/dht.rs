@@ -194,6 +194,9 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                         Some(Event::PeerAnnounced { info_hash, peer }) => {
                             println!("announce {} {peer}", hex_id(&info_hash));
                         }
+                        Some(Event::IdChanged { new, external, .. }) => {
+                            println!("external address {external}: new BEP 42 node id {}", hex_id(&new));
+                        }
                         Some(Event::ItemStored { target, seq }) => match seq {
                             Some(seq) => println!("put {} seq {seq}", hex_id(&target)),
                             None => println!("put {}", hex_id(&target)),

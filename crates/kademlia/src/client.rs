@@ -326,6 +326,7 @@ impl DhtClient {
                     Event::PeerAnnounced { info_hash, peer } if self.announced.len() < 4096 => {
                         self.announced.push((info_hash, peer));
                     }
+                    Event::IdChanged { new, .. } => self.id = new,
                     Event::Refused { id: i, reason } if i == id => {
                         return Err(ClientError::Refused(reason));
                     }
@@ -503,7 +504,11 @@ impl DhtClient {
 
     /// The next event of the node (for a long-running node that reports what happens).
     pub async fn next_event(&mut self) -> Option<Event> {
-        self.handle.next_event().await
+        let ev = self.handle.next_event().await;
+        if let Some(Event::IdChanged { new, .. }) = &ev {
+            self.id = *new;
+        }
+        ev
     }
 
     /// Peers that announced themselves to us while a command was running.

@@ -80,6 +80,9 @@ pub struct Config {
     pub maintenance: Duration,
     /// Keep nodes whose id does not fit their public address out of the table (BEP 42).
     pub enforce_bep42: bool,
+    /// Take a BEP 42 id for our external address once this many different nodes (by IP)
+    /// reported the same public address in the `ip` field of their answers (4; 0: never).
+    pub bep42_votes: usize,
     /// Our client version (`v`), sent in every message.
     pub version: Option<[u8; 4]>,
 }
@@ -107,6 +110,7 @@ impl Default for Config {
             max_candidates: 64,
             maintenance: Duration::from_secs(60),
             enforce_bep42: true,
+            bep42_votes: 4,
             version: Some(*b"SV01"),
         }
     }
@@ -333,6 +337,16 @@ pub enum Event {
         /// Its sequence number (mutable items).
         seq: Option<i64>,
     },
+    /// Several nodes agreed that our public address is `external`, and our id did not fit
+    /// it (BEP 42): the node now uses `new` (the routing table was rebuilt around it).
+    IdChanged {
+        /// The id before.
+        old: Id,
+        /// The id now.
+        new: Id,
+        /// Our public address as the answering nodes see it.
+        external: Ipv4Addr,
+    },
     /// A peer announced itself to us for `info_hash`.
     PeerAnnounced {
         /// The torrent.
@@ -486,6 +500,10 @@ pub struct Dht {
     limiter: FxMap<Ipv4Addr, (f64, Instant)>,
     /// Node-wide smoothed RTT and RTT variation (µs), from every timed answer.
     srtt_us: Option<(u64, u64)>,
+    /// BEP 42: the address each answering node (by IP, at most 64) says we have.
+    ip_votes: BTreeMap<Ipv4Addr, Ipv4Addr>,
+    /// Our public address once enough answers agreed.
+    external: Option<Ipv4Addr>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: NodeStats,
@@ -525,6 +543,8 @@ impl Dht {
             items: BTreeMap::new(),
             limiter: FxMap::default(),
             srtt_us: None,
+            ip_votes: BTreeMap::new(),
+            external: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: NodeStats::default(),
@@ -562,6 +582,11 @@ impl Dht {
             .get(info_hash)
             .map(|v| v.iter().map(|(a, _)| *a).collect())
             .unwrap_or_default()
+    }
+
+    /// Our public IPv4 address, once enough answers agreed on it (BEP 42 `ip` fields).
+    pub fn external_ip(&self) -> Option<Ipv4Addr> {
+        self.external
     }
 
     /// BEP 44 items stored with us.
@@ -1262,8 +1287,68 @@ impl Dht {
                 self.stats.queries_in += 1;
                 self.answer(now, from, &msg.tid, q, msg.read_only);
             }
-            Body::Response(r) => self.response(now, from, &msg.tid, Some(r)),
+            Body::Response(r) => {
+                if let Some(ip) = msg.ip {
+                    // only answers to queries of ours count (a query carries no `ip`)
+                    if self.pending_from(&msg.tid, from) {
+                        self.vote_ip(now, *from.ip(), *ip.ip());
+                    }
+                }
+                self.response(now, from, &msg.tid, Some(r));
+            }
             Body::Error { .. } => self.response(now, from, &msg.tid, None),
+        }
+    }
+
+    fn pending_from(&self, tid: &[u8], from: SocketAddrV4) -> bool {
+        <[u8; 2]>::try_from(tid)
+            .map(u16::from_be_bytes)
+            .ok()
+            .and_then(|t| self.pending.get(&t))
+            .is_some_and(|p| p.to == from)
+    }
+
+    /// Counts one node's report of our address; once `bep42_votes` different nodes agree on
+    /// one public address that our id does not fit, takes a BEP 42 id for it.
+    fn vote_ip(&mut self, now: Instant, voter: Ipv4Addr, seen: Ipv4Addr) {
+        let need = self.cfg.bep42_votes;
+        if need == 0 || bep42::is_exempt(seen) {
+            return;
+        }
+        if self.ip_votes.len() >= 64 && !self.ip_votes.contains_key(&voter) {
+            // keep the table small: start over (the agreeing majority comes back quickly)
+            self.ip_votes.clear();
+        }
+        self.ip_votes.insert(voter, seen);
+        let agree = self.ip_votes.values().filter(|&&v| v == seen).count();
+        if agree < need {
+            return;
+        }
+        self.external = Some(seen);
+        if bep42::is_valid(&self.id, seen) {
+            return;
+        }
+        let old = self.id;
+        let new = bep42::make_id(seen, &Id::random(&mut self.rng));
+        self.id = new;
+        // the buckets are laid out around our id: rebuild them around the new one
+        let nodes: Vec<crate::table::Entry> = self.table.entries().copied().collect();
+        self.table = RoutingTable::new(new, self.cfg.k, now);
+        for e in nodes {
+            if e.info.id != new {
+                self.table
+                    .insert(e.info, e.last_seen, e.last_response.is_some());
+            }
+        }
+        self.ip_votes.clear();
+        self.emit(Event::IdChanged {
+            old,
+            new,
+            external: seen,
+        });
+        // tell the network where we are now
+        if let Some(key) = self.new_lookup(now, u64::MAX, Kind::Refresh, new) {
+            self.begin_search(now, key);
         }
     }
 

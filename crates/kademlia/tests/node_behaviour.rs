@@ -521,3 +521,81 @@ fn slow_lookup_query_frees_its_slot_early_and_its_late_answer_still_counts() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Pings `to` and answers as node `id` saying it sees us at `seen`.
+fn pong_with_ip(a: &mut Dht, now: Instant, to: SocketAddr, id: Id, seen: SocketAddrV4) {
+    a.handle_input(now, Input::Command(Command::Ping { id: 77, addr: to }));
+    let q = sent(a).pop().expect("ping sent").1;
+    let mut m = Message::response(
+        &q.tid,
+        Response {
+            id,
+            ..Response::default()
+        },
+    );
+    m.ip = Some(seen);
+    a.handle_input(
+        now,
+        Input::Datagram {
+            from: to,
+            data: &m.encode(),
+        },
+    );
+}
+
+#[test]
+fn own_id_follows_bep42_once_several_nodes_agree_on_our_address() {
+    let mut a = node(1);
+    let me: SocketAddrV4 = "21.1.2.3:6881".parse().unwrap();
+    let old = a.id();
+    assert!(!servent_kademlia::bep42::is_valid(&old, *me.ip()));
+    // one node saying it many times is one vote
+    for _ in 0..6 {
+        pong_with_ip(
+            &mut a,
+            Instant::ZERO,
+            addr("30.0.0.1:6881"),
+            Id([9; 20]),
+            me,
+        );
+    }
+    // a liar's address does not count for the truth
+    pong_with_ip(
+        &mut a,
+        Instant::ZERO,
+        addr("30.0.0.9:6881"),
+        Id([8; 20]),
+        "22.2.2.2:1".parse().unwrap(),
+    );
+    for i in 2..=3u8 {
+        pong_with_ip(
+            &mut a,
+            Instant::ZERO,
+            addr(&format!("30.0.0.{i}:6881")),
+            Id([i; 20]),
+            me,
+        );
+    }
+    assert_eq!(a.id(), old, "three agreeing nodes are not enough");
+    pong_with_ip(
+        &mut a,
+        Instant::ZERO,
+        addr("30.0.0.4:6881"),
+        Id([4; 20]),
+        me,
+    );
+    let changed = std::iter::from_fn(|| a.poll_event()).find_map(|e| match e {
+        Event::IdChanged {
+            old: o,
+            new,
+            external,
+        } => Some((o, new, external)),
+        _ => None,
+    });
+    let (o, new, external) = changed.expect("IdChanged");
+    assert_eq!((o, external), (old, *me.ip()));
+    assert_eq!(a.id(), new);
+    assert_eq!(a.table().own_id(), new);
+    assert!(servent_kademlia::bep42::is_valid(&new, *me.ip()));
+    assert_eq!(a.external_ip(), Some(*me.ip()));
+}
