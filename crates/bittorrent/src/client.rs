@@ -21,6 +21,7 @@
 //! Tracker URLs are resolved by the caller ([`TrackerEndpoint`] carries the address): a core
 //! does no DNS.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -30,6 +31,7 @@ use servent_core::{ConnId, Core, Input, Instant, Rng, Transmit};
 
 use crate::metadata::{self, FetchConfig, FetchEvent, MetadataFetch, MetadataMsg};
 use crate::metainfo::{InfoHash, Metainfo};
+use crate::mse::{self, Incoming, Initiator, MseConfig, MseStream, Responder};
 use crate::picker::{Bitfield, Picker};
 use crate::storage::Storage;
 use crate::tracker::{
@@ -59,6 +61,39 @@ const MAX_TRACKER_REPLY: usize = 1 << 21;
 const ALLOWED_FAST_K: usize = 4;
 /// `left` announced while the metadata (and so the size) is unknown: "still downloading".
 const MAGNET_LEFT: u64 = 16 * 1024;
+
+/// Message Stream Encryption (MSE/PE) policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Encryption {
+    /// Outgoing: try MSE (RC4 preferred), reconnect in plaintext if the peer refuses it;
+    /// incoming: both. Transmission's default.
+    Prefer,
+    /// MSE with RC4 only, both ways; plaintext peers are refused.
+    Require,
+    /// Plain BitTorrent only, both ways (the simulator's default: no DH, no RC4).
+    #[default]
+    Plaintext,
+}
+
+/// Most addresses remembered as "refused MSE: dial in plaintext".
+const MAX_PLAIN_RETRY: usize = 4096;
+/// Bytes of an incoming connection kept before we can tell plaintext from MSE.
+const CLASSIFY_LEN: usize = 20;
+
+/// The stream layer of one peer connection.
+#[derive(Debug)]
+enum Crypt {
+    /// Plain BitTorrent.
+    Plain,
+    /// After an MSE handshake (RC4, or plaintext-selected: then a no-op).
+    Stream(Box<MseStream>),
+    /// Incoming, first bytes not seen yet.
+    Undecided(Vec<u8>),
+    /// Outgoing MSE handshake running.
+    Init(Box<Initiator>),
+    /// Incoming MSE handshake running.
+    Resp(Box<Responder>),
+}
 
 /// How to reach one tracker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,6 +219,8 @@ pub struct ClientConfig {
     pub ban_strikes: u32,
     /// Our client name (extension handshake `v`).
     pub client_name: String,
+    /// Message Stream Encryption policy.
+    pub encryption: Encryption,
 }
 
 impl ClientConfig {
@@ -208,6 +245,7 @@ impl ClientConfig {
             numwant: 50,
             ban_strikes: 2,
             client_name: concat!("servent ", env!("CARGO_PKG_VERSION")).to_string(),
+            encryption: Encryption::Plaintext,
         }
     }
 }
@@ -402,6 +440,7 @@ struct Peer {
     last_send: Instant,
     strikes: u32,
     pex_sent: BTreeSet<SocketAddr>,
+    crypt: Crypt,
 }
 
 #[derive(Debug)]
@@ -474,6 +513,8 @@ pub struct Client<S> {
     info_bytes: Vec<u8>,
     /// Set when started from a magnet link: the info dictionary being fetched (BEP 9).
     fetch: Option<MetadataFetch<ConnId>>,
+    /// Peers that refused MSE: dialled in plaintext (with [`Encryption::Prefer`]).
+    plain_retry: BTreeSet<SocketAddr>,
 }
 
 impl<S: Storage> Client<S> {
@@ -529,6 +570,7 @@ impl<S: Storage> Client<S> {
             flush_pending: false,
             info_bytes: meta.info_bytes.clone(),
             fetch: None,
+            plain_retry: BTreeSet::new(),
             cfg: ClientConfig {
                 seed: cfg.seed || complete,
                 ..cfg
@@ -654,7 +696,97 @@ impl<S: Storage> Client<S> {
         if let Some(p) = self.peers.get_mut(&conn) {
             p.last_send = now;
         }
+        self.send_peer(conn, data);
+    }
+
+    /// Sends BitTorrent bytes to a peer, through its MSE stream if it has one.
+    fn send_peer(&mut self, conn: ConnId, mut data: Vec<u8>) {
+        if let Some(Crypt::Stream(s)) = self.peers.get_mut(&conn).map(|p| &mut p.crypt) {
+            s.encrypt(&mut data);
+        }
         self.send(Transmit::Send { conn, data });
+    }
+
+    fn mse_config(&self) -> MseConfig {
+        let allowed = match self.cfg.encryption {
+            Encryption::Require => mse::CRYPTO_RC4,
+            _ => mse::CRYPTO_RC4 | mse::CRYPTO_PLAINTEXT,
+        };
+        MseConfig {
+            allowed,
+            ..MseConfig::default()
+        }
+    }
+
+    /// Runs the stream layer on received bytes: the plaintext BitTorrent bytes to handle
+    /// (`None`: nothing yet), or why to drop the peer.
+    fn unwrap_stream<'a>(
+        &mut self,
+        conn: ConnId,
+        data: &'a [u8],
+    ) -> Result<Option<Cow<'a, [u8]>>, &'static str> {
+        let require = self.cfg.encryption == Encryption::Require;
+        let plain_only = self.cfg.encryption == Encryption::Plaintext;
+        let cfg = self.mse_config();
+        let info_hash = self.info_hash;
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return Ok(None);
+        };
+        let mut input = match &mut p.crypt {
+            Crypt::Plain => return Ok(Some(Cow::Borrowed(data))),
+            Crypt::Stream(s) if s.crypto() == mse::Crypto::Plaintext => {
+                return Ok(Some(Cow::Borrowed(data)));
+            }
+            Crypt::Stream(s) => {
+                let mut d = data.to_vec();
+                s.decrypt(&mut d);
+                return Ok(Some(Cow::Owned(d)));
+            }
+            Crypt::Undecided(pre) => {
+                pre.extend_from_slice(data);
+                match mse::classify(pre) {
+                    Incoming::NeedMore if pre.len() < CLASSIFY_LEN => return Ok(None),
+                    Incoming::Plaintext | Incoming::NeedMore => {
+                        if require {
+                            return Err("plaintext peer (encryption required)");
+                        }
+                        let d = std::mem::take(pre);
+                        p.crypt = Crypt::Plain;
+                        return Ok(Some(Cow::Owned(d)));
+                    }
+                    Incoming::Encrypted => {
+                        if plain_only {
+                            return Err("encrypted peer (plaintext only)");
+                        }
+                        let d = std::mem::take(pre);
+                        let r = Responder::new(&cfg, &mut self.rng, &[info_hash]);
+                        p.crypt = Crypt::Resp(Box::new(r));
+                        d
+                    }
+                }
+            }
+            Crypt::Init(_) | Crypt::Resp(_) => data.to_vec(),
+        };
+        let mut out = Vec::new();
+        let r = match &mut p.crypt {
+            Crypt::Init(i) => i.handle_input(&input, &mut out),
+            Crypt::Resp(r) => r.handle_input(&input, &mut out),
+            _ => return Ok(None),
+        };
+        if !out.is_empty() {
+            self.send(Transmit::Send { conn, data: out });
+        }
+        match r {
+            Ok(None) => Ok(None),
+            Ok(Some(est)) => {
+                if let Some(p) = self.peers.get_mut(&conn) {
+                    p.crypt = Crypt::Stream(Box::new(est.stream));
+                }
+                input = est.received;
+                Ok((!input.is_empty()).then_some(Cow::Owned(input)))
+            }
+            Err(_) => Err("MSE handshake failed"),
+        }
     }
 
     fn start(&mut self, now: Instant) {
@@ -728,6 +860,7 @@ impl<S: Storage> Client<S> {
             last_send: now,
             strikes: 0,
             pex_sent: BTreeSet::new(),
+            crypt: Crypt::Plain,
         }
     }
 
@@ -769,6 +902,16 @@ impl<S: Storage> Client<S> {
         let Some(p) = self.peers.remove(&conn) else {
             return;
         };
+        // An outgoing MSE handshake that failed (most plaintext-only peers just close the
+        // connection): with `prefer`, dial the peer again in plaintext.
+        if matches!(p.crypt, Crypt::Init(_))
+            && self.cfg.encryption == Encryption::Prefer
+            && self.plain_retry.len() < MAX_PLAIN_RETRY
+            && self.plain_retry.insert(p.addr)
+        {
+            self.tried.remove(&p.addr);
+            self.candidates.insert(p.addr);
+        }
         for (r, _) in &p.inflight {
             self.picker.unrequest(r);
         }
@@ -795,11 +938,24 @@ impl<S: Storage> Client<S> {
             self.tracker_bytes(now, conn, data);
             return;
         }
+        let data = match self.unwrap_stream(conn, data) {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                if let Some(p) = self.peers.get_mut(&conn) {
+                    p.last_recv = now;
+                }
+                return;
+            }
+            Err(why) => {
+                self.drop_peer(conn, why, true);
+                return;
+            }
+        };
         let Some(p) = self.peers.get_mut(&conn) else {
             return;
         };
         p.last_recv = now;
-        if p.buf.extend(data).is_err() {
+        if p.buf.extend(&data).is_err() {
             self.drop_peer(conn, "receive buffer overflow", true);
             return;
         }
@@ -894,10 +1050,7 @@ impl<S: Storage> Client<S> {
         let inbound = conn.is_inbound();
         if inbound {
             let h = self.handshake_msg();
-            self.send(Transmit::Send {
-                conn,
-                data: h.to_vec(),
-            });
+            self.send_peer(conn, h.to_vec());
         }
         let fast = hs.reserved.has(Reserved::FAST);
         let magnet = self.fetch.is_some();
@@ -1439,7 +1592,7 @@ impl<S: Storage> Client<S> {
             p.inflight.extend(picks.iter().map(|r| (*r, now)));
             p.last_send = now;
         }
-        self.send(Transmit::Send { conn, data });
+        self.send_peer(conn, data);
     }
 
     fn serve(&mut self, now: Instant, conn: ConnId) {
@@ -2059,18 +2212,47 @@ impl<S: Storage> Core for Client<S> {
                         return;
                     }
                     self.roles.insert(conn, Role::Peer);
-                    self.peers.insert(conn, self.new_peer(peer, now));
+                    let mut p = self.new_peer(peer, now);
+                    p.crypt = Crypt::Undecided(Vec::new());
+                    self.peers.insert(conn, p);
                 } else {
                     self.half_open.remove(&conn);
                     if self.peers.contains_key(&conn) {
                         let h = self.handshake_msg();
-                        self.send(Transmit::Send {
-                            conn,
-                            data: h.to_vec(),
-                        });
+                        let mse = match self.cfg.encryption {
+                            Encryption::Plaintext => false,
+                            Encryption::Require => true,
+                            Encryption::Prefer => !self.plain_retry.contains(&peer),
+                        };
+                        let crypt = if mse {
+                            // Our BitTorrent handshake rides in the MSE handshake (IA).
+                            let mut out = Vec::new();
+                            let cfg = self.mse_config();
+                            match Initiator::new(self.info_hash, &cfg, &mut self.rng, &h, &mut out)
+                            {
+                                Ok(i) => {
+                                    self.send(Transmit::Send { conn, data: out });
+                                    Crypt::Init(Box::new(i))
+                                }
+                                Err(_) => {
+                                    self.send(Transmit::Send {
+                                        conn,
+                                        data: h.to_vec(),
+                                    });
+                                    Crypt::Plain
+                                }
+                            }
+                        } else {
+                            self.send(Transmit::Send {
+                                conn,
+                                data: h.to_vec(),
+                            });
+                            Crypt::Plain
+                        };
                         if let Some(p) = self.peers.get_mut(&conn) {
                             p.connected_at = now;
                             p.last_send = now;
+                            p.crypt = crypt;
                         }
                     }
                 }
@@ -2521,6 +2703,203 @@ mod tests {
         assert!(drain(&mut c).contains(&Transmit::Close { conn }));
     }
 
+    /// What happened between a leecher and a seeder run to quiescence.
+    struct PairRun {
+        leecher: Vec<ClientEvent>,
+        connects: usize,
+        /// Sends (either way) that start with the plaintext BitTorrent handshake.
+        plain_handshakes: usize,
+        leecher_complete: bool,
+    }
+
+    /// A seeder of 100 kB and a leecher with the given encryption policies; the leecher
+    /// dials, reconnects as it likes; bytes and closes are carried until nothing moves.
+    fn run_pair(leecher_enc: Encryption, seeder_enc: Encryption) -> PairRun {
+        let meta = synthetic_torrent(1, 100_000, 16 * 1024, "http://127.0.0.1:1/a");
+        let mut data = vec![0u8; meta.total_length as usize];
+        crate::storage::synthetic_bytes(1, 0, &mut data);
+        let n = meta.piece_count() as u32;
+        let mut scfg = ClientConfig::new(*b"-SV0100-ssssssssssss", 7000);
+        scfg.encryption = seeder_enc;
+        let mut seeder = Client::new(
+            scfg,
+            &meta,
+            MemStorage::with(data.clone()),
+            Bitfield::full(n),
+            Rng::new(2),
+        );
+        let mut lcfg = ClientConfig::new(*b"-SV0100-llllllllllll", 7001);
+        lcfg.encryption = leecher_enc;
+        let mut leecher = Client::new(
+            lcfg,
+            &meta,
+            MemStorage::empty(meta.total_length),
+            Bitfield::new(n),
+            Rng::new(3),
+        );
+        let seeder_addr: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        let mut now = Instant::from_secs(1);
+        leecher.handle_input(
+            now,
+            Input::Command(ClientCommand::AddPeers {
+                id: 1,
+                peers: vec![seeder_addr],
+            }),
+        );
+        let mut links: Vec<(ConnId, ConnId)> = Vec::new();
+        let mut run = PairRun {
+            leecher: Vec::new(),
+            connects: 0,
+            plain_handshakes: 0,
+            leecher_complete: false,
+        };
+        let mut idle = 0;
+        let mut next_in = 0;
+        for _ in 0..5000 {
+            let mut moved = false;
+            for t in drain(&mut leecher) {
+                match t {
+                    Transmit::Connect { conn, .. } => {
+                        let sc = ConnId::inbound(next_in);
+                        next_in += 1;
+                        run.connects += 1;
+                        links.push((conn, sc));
+                        seeder.handle_input(
+                            now,
+                            Input::Connected {
+                                conn: sc,
+                                peer: "127.0.0.2:7001".parse().unwrap(),
+                            },
+                        );
+                        leecher.handle_input(
+                            now,
+                            Input::Connected {
+                                conn,
+                                peer: seeder_addr,
+                            },
+                        );
+                        moved = true;
+                    }
+                    Transmit::Send { conn, data } => {
+                        if data.starts_with(crate::mse::BT_PROTOCOL_PREFIX) {
+                            run.plain_handshakes += 1;
+                        }
+                        if let Some((_, sc)) = links.iter().find(|(l, _)| *l == conn) {
+                            seeder.handle_input(
+                                now,
+                                Input::Received {
+                                    conn: *sc,
+                                    data: &data,
+                                },
+                            );
+                            moved = true;
+                        }
+                    }
+                    Transmit::Close { conn } => {
+                        if let Some(i) = links.iter().position(|(l, _)| *l == conn) {
+                            let (_, sc) = links.remove(i);
+                            seeder.handle_input(
+                                now,
+                                Input::Closed {
+                                    conn: sc,
+                                    reason: servent_core::CloseReason::Closed,
+                                },
+                            );
+                            moved = true;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for t in drain(&mut seeder) {
+                match t {
+                    Transmit::Send { conn, data } => {
+                        if data.starts_with(crate::mse::BT_PROTOCOL_PREFIX) {
+                            run.plain_handshakes += 1;
+                        }
+                        if let Some((l, _)) = links.iter().find(|(_, s)| *s == conn) {
+                            leecher.handle_input(
+                                now,
+                                Input::Received {
+                                    conn: *l,
+                                    data: &data,
+                                },
+                            );
+                            moved = true;
+                        }
+                    }
+                    Transmit::Close { conn } => {
+                        if let Some(i) = links.iter().position(|(_, s)| *s == conn) {
+                            let (l, _) = links.remove(i);
+                            leecher.handle_input(
+                                now,
+                                Input::Closed {
+                                    conn: l,
+                                    reason: servent_core::CloseReason::Closed,
+                                },
+                            );
+                            moved = true;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            run.leecher
+                .extend(std::iter::from_fn(|| leecher.poll_event()));
+            while seeder.poll_event().is_some() {}
+            if moved {
+                idle = 0;
+            } else {
+                idle += 1;
+                if idle > 40 {
+                    break;
+                }
+                now += Duration::from_secs(1);
+                leecher.handle_timeout(now);
+                seeder.handle_timeout(now);
+            }
+        }
+        run.leecher_complete = leecher.is_complete() && leecher.storage().data() == data.as_slice();
+        run
+    }
+
+    #[test]
+    fn mse_prefer_on_both_sides_downloads_over_rc4_with_no_plaintext_handshake() {
+        let r = run_pair(Encryption::Prefer, Encryption::Prefer);
+        assert!(r.leecher_complete);
+        assert_eq!(r.connects, 1);
+        assert_eq!(r.plain_handshakes, 0);
+        let r = run_pair(Encryption::Require, Encryption::Prefer);
+        assert!(r.leecher_complete);
+        assert_eq!(r.plain_handshakes, 0);
+    }
+
+    #[test]
+    fn mse_prefer_falls_back_to_plaintext_when_the_peer_refuses_mse() {
+        let r = run_pair(Encryption::Prefer, Encryption::Plaintext);
+        assert!(r.leecher_complete);
+        assert_eq!(r.connects, 2, "one MSE attempt, then plaintext");
+        assert_eq!(r.plain_handshakes, 2, "ours and the seeder's");
+    }
+
+    #[test]
+    fn mse_required_refuses_plaintext_peers_both_ways() {
+        let r = run_pair(Encryption::Plaintext, Encryption::Require);
+        assert!(!r.leecher_complete);
+        assert!(
+            !r.leecher
+                .iter()
+                .any(|e| matches!(e, ClientEvent::PeerConnected { .. }))
+        );
+        let r = run_pair(Encryption::Require, Encryption::Plaintext);
+        assert!(!r.leecher_complete);
+        assert_eq!(r.connects, 1, "require never retries in plaintext");
+        // Plaintext on both sides still works.
+        let r = run_pair(Encryption::Plaintext, Encryption::Prefer);
+        assert!(r.leecher_complete);
+        assert_eq!(r.plain_handshakes, 2);
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_after_a_good_handshake_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400)) {
@@ -2532,6 +2911,19 @@ mod tests {
             c.handle_input(now, Input::Received { conn, data: &hs.encode() });
             c.handle_input(now, Input::Received { conn, data: &data });
             c.handle_timeout(now + Duration::from_secs(11));
+            drain(&mut c);
+        }
+
+        #[test]
+        fn arbitrary_bytes_to_an_mse_responder_never_panic(a in proptest::collection::vec(any::<u8>(), 0..700), b in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut c = client(Vec::new());
+            c.cfg.encryption = Encryption::Prefer;
+            let now = Instant::from_secs(1);
+            let conn = ConnId::inbound(1);
+            c.handle_input(now, Input::Connected { conn, peer: "127.0.0.5:1".parse().unwrap() });
+            c.handle_input(now, Input::Received { conn, data: &a });
+            c.handle_input(now, Input::Received { conn, data: &b });
+            c.handle_timeout(now + Duration::from_secs(30));
             drain(&mut c);
         }
 
