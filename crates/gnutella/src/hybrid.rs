@@ -479,6 +479,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn both_gnutella_scenarios_end_with_the_same_headline_keys() {
+        let opts = ScenarioOpts {
+            nodes: Some(100),
+            seed: 5,
+            out: std::env::temp_dir(),
+        };
+        let keys = |r: &Report| {
+            r.headline
+                .iter()
+                .map(|(k, _)| k.clone())
+                .collect::<Vec<_>>()
+        };
+        let f = crate::flood::FloodScenario.run(&opts).unwrap();
+        let h = HybridScenario.run(&opts).unwrap();
+        assert_eq!(keys(&f), keys(&h));
+        for k in ["success", "msgs_per_query", "mean_hops", "busiest"] {
+            assert!(h.get(k).is_some() && f.get(k).is_some(), "{k}");
+        }
+        assert_eq!(h.plots.len(), 2);
+    }
+
+    #[test]
     fn small_hybrid_network_finds_files_with_few_messages_and_is_deterministic() {
         let mut p = HybridParams::new(600, 3);
         p.queries = 8;
