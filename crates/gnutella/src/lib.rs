@@ -1,12 +1,14 @@
-//! servent-gnutella: a Gnutella 0.4 servent — the descriptors byte for byte, flooding with
-//! loop detection, reverse-path routing of replies, Push for firewalled servents and the
-//! HTTP transfer that follows a hit.
+//! servent-gnutella: a Gnutella 0.4 and 0.6 servent — the descriptors byte for byte, flooding
+//! with loop detection, reverse-path routing of replies, Push for firewalled servents and the
+//! HTTP transfer that follows a hit; and (with [`servent::Role`]) Gnutella 0.6 leaves and
+//! ultrapeers: the three-step handshake with deflate, the Query Routing Protocol on live
+//! links, pong caching, HUGE `urn:sha1:` and supernode election.
 //!
 //! # Model
 //! [`Servent`] is a sans-IO core ([`servent_core::Core`]): it owns no socket, clock or
-//! thread. It speaks the overlay (handshake, Ping/Pong/Query/QueryHit/Push) and decides what
-//! an inbound connection is from its first bytes: `GNUTELLA CONNECT/0.4` joins the
-//! overlay, `GET ` and `GIV ` are file transfers, which it hands to the driver with
+//! thread. It speaks the overlay (handshake, Ping/Pong/Query/QueryHit/Push, and in 0.6
+//! roles ROUTE_TABLE_UPDATE, Bye, vendor messages) and decides what an inbound connection is
+//! from its first bytes: `GNUTELLA CONNECT/` joins the overlay, `GET ` and `GIV ` are file transfers, which it hands to the driver with
 //! [`Event::Handoff`]. The transfer protocol itself is the pure code in [`http`]; the
 //! tokio driver (feature `runtime`) reads and writes the files.
 //!
