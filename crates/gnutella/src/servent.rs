@@ -1084,12 +1084,15 @@ impl Servent {
         peer: &Headers,
     ) -> (Decision, Option<PeerRole>) {
         let try_ups = self.try_ultrapeers(10, peer_addr);
+        // A refusal names other ultrapeers only, never the refuser.
+        let me = SocketAddr::V4(self.cfg.advertised);
+        let others: Vec<SocketAddr> = try_ups.iter().copied().filter(|a| *a != me).collect();
         let refuse = |reason: &str| {
             (
                 Decision::Refuse {
                     code: 503,
                     reason: reason.to_string(),
-                    try_ultrapeers: try_ups.clone(),
+                    try_ultrapeers: others.clone(),
                 },
                 None,
             )

@@ -534,3 +534,48 @@ fn an_auto_leaf_stays_a_leaf_when_not_asked_or_not_capable() {
     }
     assert_eq!(net.nodes[3].peer_infos().len(), 3);
 }
+
+#[test]
+fn a_refusal_offers_other_ultrapeers_never_the_refuser() {
+    use servent_core::{ConnId, Core, Input, Instant};
+    let mut net = net(&[U, U], 19, |i, c| {
+        if i == 0 {
+            c.up_leaves = 0;
+        }
+    });
+    net.link(0, 1);
+    net.run_for(Duration::from_secs(1));
+    // A raw leaf handshake to ultrapeer 0, which has no leaf slot.
+    let up = &mut net.nodes[0];
+    let conn = ConnId::inbound(77);
+    let t = Instant::from_micros(5_000_000);
+    up.handle_input(
+        t,
+        Input::Connected {
+            conn,
+            peer: "127.0.0.50:40000".parse().unwrap(),
+        },
+    );
+    up.handle_input(
+        t,
+        Input::Received {
+            conn,
+            data: b"GNUTELLA CONNECT/0.6\r\nX-Ultrapeer: False\r\n\r\n",
+        },
+    );
+    let mut out = Vec::new();
+    while let Some(tx) = up.poll_transmit() {
+        if let servent_core::Transmit::Send { conn: c, data } = tx {
+            if c == conn {
+                out.extend_from_slice(&data);
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("GNUTELLA/0.6 503 "), "{text}");
+    assert!(
+        text.contains(&format!("X-Try-Ultrapeers: {}\r\n", addr_of(1))),
+        "{text}"
+    );
+    assert!(!text.contains(&addr_of(0).to_string()), "{text}");
+}
