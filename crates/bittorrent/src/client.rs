@@ -77,6 +77,9 @@ pub enum Encryption {
 
 /// Most addresses remembered as "refused MSE: dial in plaintext".
 const MAX_PLAIN_RETRY: usize = 4096;
+/// Dials of an address that failed before the handshake are retried this many times, after
+/// 2, 4, 8, … s (a peer given by the user may not be listening yet).
+const REDIALS: u32 = 5;
 /// Bytes of an incoming connection kept before we can tell plaintext from MSE.
 const CLASSIFY_LEN: usize = 20;
 
@@ -515,6 +518,9 @@ pub struct Client<S> {
     fetch: Option<MetadataFetch<ConnId>>,
     /// Peers that refused MSE: dialled in plaintext (with [`Encryption::Prefer`]).
     plain_retry: BTreeSet<SocketAddr>,
+    /// Outgoing dials that failed before the handshake: attempts so far and when to retry
+    /// (`None`: retried, outcome pending).
+    redial: BTreeMap<SocketAddr, (u32, Option<Instant>)>,
 }
 
 impl<S: Storage> Client<S> {
@@ -571,6 +577,7 @@ impl<S: Storage> Client<S> {
             info_bytes: meta.info_bytes.clone(),
             fetch: None,
             plain_retry: BTreeSet::new(),
+            redial: BTreeMap::new(),
             cfg: ClientConfig {
                 seed: cfg.seed || complete,
                 ..cfg
@@ -911,6 +918,17 @@ impl<S: Storage> Client<S> {
         {
             self.tried.remove(&p.addr);
             self.candidates.insert(p.addr);
+        } else if !conn.is_inbound()
+            && p.handshake.is_none()
+            && !matches!(p.crypt, Crypt::Init(_))
+            && !self.banned.contains(&p.addr.ip())
+            && (self.redial.len() < MAX_CANDIDATES || self.redial.contains_key(&p.addr))
+        {
+            let n = self.redial.get(&p.addr).map_or(0, |e| e.0) + 1;
+            if n <= REDIALS {
+                let due = self.last_tick + Duration::from_secs(1 << n);
+                self.redial.insert(p.addr, (n, Some(due)));
+            }
         }
         for (r, _) in &p.inflight {
             self.picker.unrequest(r);
@@ -1045,6 +1063,11 @@ impl<S: Storage> Client<S> {
         };
         p.handshake = Some(hs);
         p.fast = hs.reserved.has(Reserved::FAST);
+        let a = p.addr;
+        self.redial.remove(&a);
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return Err("gone");
+        };
         let ext = hs.reserved.has(Reserved::EXTENSION);
         let addr = p.addr;
         let inbound = conn.is_inbound();
@@ -2150,6 +2173,21 @@ impl<S: Storage> Client<S> {
                 self.finish_seeding(now);
             }
         }
+        let due: Vec<SocketAddr> = self
+            .redial
+            .iter()
+            .filter(|(_, (_, at))| at.is_some_and(|t| t <= now))
+            .map(|(a, _)| *a)
+            .collect();
+        for a in due {
+            if let Some(e) = self.redial.get_mut(&a) {
+                e.1 = None;
+            }
+            self.tried.remove(&a);
+            if !self.is_complete() || self.cfg.seed {
+                self.add_candidates([a]);
+            }
+        }
         self.connect_more(now);
         let keep_ticking = !(self.stopped || self.seeding_done);
         self.set_timer(Timer::Tick, keep_ticking.then(|| now + TICK));
@@ -2653,6 +2691,41 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_that_refused_the_connection_is_dialled_again_with_backoff_then_given_up() {
+        let mut c = client(Vec::new());
+        let peer: SocketAddr = "127.0.0.9:7000".parse().unwrap();
+        let mut now = Instant::from_secs(1);
+        c.handle_input(
+            now,
+            Input::Command(ClientCommand::AddPeers {
+                id: 1,
+                peers: vec![peer],
+            }),
+        );
+        let mut dials = Vec::new();
+        for _ in 0..200 {
+            for t in drain(&mut c) {
+                if let Transmit::Connect { conn, to } = t {
+                    assert_eq!(to, peer);
+                    dials.push(now);
+                    c.handle_input(now, Input::ConnectFailed { conn });
+                }
+            }
+            now += Duration::from_secs(1);
+            c.handle_timeout(now);
+        }
+        assert_eq!(dials.len(), 1 + REDIALS as usize, "{dials:?}");
+        let gaps: Vec<u64> = dials
+            .windows(2)
+            .map(|w| w[1].saturating_duration_since(w[0]).as_secs())
+            .collect();
+        assert!(
+            gaps.windows(2).all(|g| g[1] > g[0]),
+            "backoff grows: {gaps:?}"
+        );
+    }
+
+    #[test]
     fn have_all_after_the_extension_handshake_is_accepted_as_libtorrent_sends_it() {
         let mut c = client(Vec::new());
         let now = Instant::from_secs(1);
@@ -2870,6 +2943,9 @@ mod tests {
         assert_eq!(r.connects, 1);
         assert_eq!(r.plain_handshakes, 0);
         let r = run_pair(Encryption::Require, Encryption::Prefer);
+        assert!(r.leecher_complete);
+        assert_eq!(r.plain_handshakes, 0);
+        let r = run_pair(Encryption::Prefer, Encryption::Require);
         assert!(r.leecher_complete);
         assert_eq!(r.plain_handshakes, 0);
     }

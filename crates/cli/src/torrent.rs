@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use servent_bittorrent::client::{
-    Client, ClientCommand, ClientConfig, ClientEvent, TrackerEndpoint, make_peer_id,
+    Client, ClientCommand, ClientConfig, ClientEvent, Encryption, TrackerEndpoint, make_peer_id,
 };
 use servent_bittorrent::create::{CreateOptions, create_torrent};
 use servent_bittorrent::magnet::{Magnet, PeerAddr};
@@ -39,7 +39,7 @@ pub struct Cmd {
     action: Action,
 }
 
-/// DHT options of `seed`, `get` and `share`.
+/// DHT and encryption options of `seed`, `get` and `share`.
 #[derive(Args, Debug, Clone, Default)]
 struct DhtArgs {
     /// UDP address of our DHT node [default: the --listen IP, any port].
@@ -55,6 +55,28 @@ struct DhtArgs {
     /// Never use the DHT.
     #[arg(long, conflicts_with_all = ["dht_bootstrap", "dht_state"])]
     no_dht: bool,
+    /// Message Stream Encryption: `prefer` (try MSE, fall back to plaintext; accept both),
+    /// `require` (MSE with RC4 only) or `plaintext` (never MSE).
+    #[arg(long, value_enum, default_value_t = EncryptionArg::Prefer)]
+    encryption: EncryptionArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum EncryptionArg {
+    #[default]
+    Prefer,
+    Require,
+    Plaintext,
+}
+
+impl From<EncryptionArg> for Encryption {
+    fn from(e: EncryptionArg) -> Encryption {
+        match e {
+            EncryptionArg::Prefer => Encryption::Prefer,
+            EncryptionArg::Require => Encryption::Require,
+            EncryptionArg::Plaintext => Encryption::Plaintext,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -267,6 +289,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 peers,
                 seed: true,
                 upload_limit,
+                encryption: dht.encryption.into(),
                 ..RunOpts::default()
             };
             let dht = start_dht(&dht, listen.ip(), &meta.nodes).await?;
@@ -324,6 +347,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 listen,
                 seed: true,
                 upload_limit,
+                encryption: dht.encryption.into(),
                 ..RunOpts::default()
             };
             let dht = start_dht(&dht, listen.ip(), &[]).await?;
@@ -361,6 +385,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     metas.insert(i, meta);
                 }
             }
+            let encryption: Encryption = dht.encryption.into();
             let dht = start_dht(&dht, listen.ip(), &nodes).await?;
             for (i, src) in sources.iter().enumerate() {
                 let port = if listen.port() == 0 {
@@ -376,6 +401,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     seed_time: seed_time.map(Duration::from_secs),
                     upload_limit,
                     download_limit,
+                    encryption,
                 };
                 if let Some(m) = magnets.remove(&i) {
                     let mp = mp.clone();
@@ -870,6 +896,7 @@ async fn get_magnet(
     spinner.set_message(format!("{name}: fetching metadata"));
     spinner.enable_steady_tick(Duration::from_millis(200));
     let endpoints = tracker_endpoints(&trackers);
+    let encryption = opts.encryption;
     let cfg = NodeConfig {
         udp: Some(SocketAddr::new(opts.listen.ip(), 0)),
         tcp: Some(opts.listen),
@@ -880,6 +907,7 @@ async fn get_magnet(
         let port = local.tcp.map_or(0, |a| a.port());
         let mut c = ClientConfig::new(make_peer_id(&mut rng), port);
         c.trackers = endpoints;
+        c.encryption = encryption;
         Client::magnet(c, ih, MemStorage::empty(0), rng)
     })
     .await
@@ -954,6 +982,7 @@ struct RunOpts {
     seed_time: Option<Duration>,
     upload_limit: Option<u64>,
     download_limit: Option<u64>,
+    encryption: Encryption,
 }
 
 impl Default for RunOpts {
@@ -966,6 +995,7 @@ impl Default for RunOpts {
             seed_time: None,
             upload_limit: None,
             download_limit: None,
+            encryption: Encryption::Prefer,
         }
     }
 }
@@ -996,6 +1026,7 @@ async fn start_client(
         c.seed_time = o.seed_time;
         c.upload_limit = o.upload_limit;
         c.download_limit = o.download_limit;
+        c.encryption = o.encryption;
         Client::new(c, &m, storage, have, rng)
     })
     .await
