@@ -1,6 +1,6 @@
 //! Runs one measured DHT simulation and prints its figures:
 //! `cargo run --release -p servent-kademlia --example kademlia_sim -- NODES [LOSS] [CHURN_PER_HOUR] [SEED]`
-//! (environment: `KAD_RETRIES`, `KAD_TIMEOUT_MS`, `KAD_MIN_TIMEOUT_MS`).
+//! (environment: `KAD_RETRIES`, `KAD_TIMEOUT_MS`, `KAD_MIN_TIMEOUT_MS`, `KAD_LOOKUPS`).
 
 use servent_kademlia::scenario::{LookupRun, run_lookups};
 
@@ -21,6 +21,12 @@ fn main() {
         .and_then(|s| s.parse().ok())
     {
         p.config.query_timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(n) = std::env::var("KAD_LOOKUPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        p.lookups = n;
     }
     // KAD_MIN_TIMEOUT_MS=1000 turns the adaptive timeout off (the reference run)
     if let Some(ms) = std::env::var("KAD_MIN_TIMEOUT_MS")
