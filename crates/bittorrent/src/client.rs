@@ -1152,13 +1152,12 @@ impl<S: Storage> Client<S> {
             // Without the metadata the piece count is unknown: what peers have is not
             // checked (nor needed); the order rules still hold.
             match m {
-                Message::Have(_) => return Ok(()),
-                Message::Bitfield(_) if !first => return Err("bitfield after the first message"),
-                Message::Bitfield(_) => return Ok(()),
+                Message::Have(_) | Message::Bitfield(_) => return Ok(()),
+                Message::HaveAll if p.fast => return Ok(()),
                 Message::HaveAll | Message::HaveNone if !first || !p.fast => {
                     return Err("have-all/none out of place");
                 }
-                Message::HaveAll | Message::HaveNone => return Ok(()),
+                Message::HaveNone => return Ok(()),
                 _ => {}
             }
         }
@@ -1198,11 +1197,18 @@ impl<S: Storage> Client<S> {
                 self.update_interest(now, conn);
             }
             Message::Bitfield(b) => {
-                if !first {
-                    return Err("bitfield after the first message");
-                }
                 let bf = Bitfield::from_bytes(b, n).ok_or("malformed bitfield")?;
-                self.set_has(now, conn, bf);
+                if first {
+                    self.set_has(now, conn, bf);
+                } else {
+                    // aria2 sends a later bitfield instead of many haves: take it as haves
+                    // (a peer cannot lose pieces, so cleared bits are ignored).
+                    self.add_has(now, conn, &bf);
+                }
+            }
+            Message::HaveAll if !first && p.fast => {
+                let bf = Bitfield::full(n);
+                self.add_has(now, conn, &bf);
             }
             Message::HaveAll | Message::HaveNone => {
                 if !first || !p.fast {
@@ -1338,6 +1344,23 @@ impl<S: Storage> Client<S> {
                 }
             }
         }
+    }
+
+    /// Pieces a peer announced after its first message (a late bitfield or have-all).
+    fn add_has(&mut self, now: Instant, conn: ConnId, bf: &Bitfield) {
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        for i in bf.ones() {
+            if p.has.set(i) {
+                self.picker.peer_has(i);
+            }
+        }
+        if p.has.is_full() && self.is_complete() {
+            self.drop_peer(conn, "both seeding", true);
+            return;
+        }
+        self.update_interest(now, conn);
     }
 
     fn set_has(&mut self, now: Instant, conn: ConnId, bf: Bitfield) {
@@ -2769,10 +2792,47 @@ mod tests {
             .collect();
         assert!(sent.windows(5).any(|w| w == [0, 0, 0, 1, 2]), "interested");
         assert!(sent.windows(5).any(|w| w == [0, 0, 0, 13, 6]), "a request");
-        // A second have-all is still refused.
+        // A later have-none is still refused.
         let mut again = Vec::new();
-        Message::HaveAll.encode_into(&mut again);
+        Message::HaveNone.encode_into(&mut again);
         c.handle_input(now, Input::Received { conn, data: &again });
+        assert!(drain(&mut c).contains(&Transmit::Close { conn }));
+    }
+
+    #[test]
+    fn a_later_bitfield_counts_as_haves_as_aria2_sends_it() {
+        let mut c = client(Vec::new());
+        let now = Instant::from_secs(1);
+        let conn = ConnId::inbound(1);
+        c.handle_input(
+            now,
+            Input::Connected {
+                conn,
+                peer: "127.0.0.5:1".parse().unwrap(),
+            },
+        );
+        let hs = Handshake {
+            reserved: Reserved::ours(),
+            info_hash: c.info_hash(),
+            peer_id: [7; 20],
+        };
+        let n = c.picker.piece_count();
+        let mut bytes = hs.encode().to_vec();
+        Message::HaveNone.encode_into(&mut bytes);
+        Message::Have(0).encode_into(&mut bytes);
+        let mut later = Bitfield::new(n);
+        later.set(2);
+        later.set(3);
+        Message::Bitfield(later.as_bytes()).encode_into(&mut bytes);
+        c.handle_input(now, Input::Received { conn, data: &bytes });
+        assert!(!drain(&mut c).contains(&Transmit::Close { conn }));
+        let has: Vec<u32> = c.peers.values().flat_map(|p| p.has.ones()).collect();
+        assert_eq!(has, vec![0, 2, 3], "have 0 kept, 2 and 3 added");
+        assert_eq!(c.picker.availability(2), 1);
+        // A bitfield of the wrong length is still malformed.
+        let mut bad = Vec::new();
+        Message::Bitfield(&[0xff; 40]).encode_into(&mut bad);
+        c.handle_input(now, Input::Received { conn, data: &bad });
         assert!(drain(&mut c).contains(&Transmit::Close { conn }));
     }
 
