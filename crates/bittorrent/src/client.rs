@@ -276,6 +276,16 @@ pub enum ClientCommand {
         /// The peers.
         peers: Vec<SocketAddr>,
     },
+    /// A whole piece fetched elsewhere (a BEP 19 web seed): written, SHA-1 verified like any
+    /// piece, answered by [`ClientEvent::PieceDataDone`].
+    PieceData {
+        /// Repeated in the answer.
+        id: u64,
+        /// The piece.
+        index: u32,
+        /// Its bytes (exactly the piece's length).
+        data: Vec<u8>,
+    },
     /// Report counters in [`ClientEvent::Stats`].
     Stats {
         /// Repeated in the answer.
@@ -384,6 +394,15 @@ pub enum ClientEvent {
         id: u64,
         /// How many were new.
         added: usize,
+    },
+    /// Answer to [`ClientCommand::PieceData`].
+    PieceDataDone {
+        /// The command's id.
+        id: u64,
+        /// The piece.
+        index: u32,
+        /// Whether we have the piece now (it hashed correctly, or we had it already).
+        ok: bool,
     },
     /// Answer to [`ClientCommand::Stats`].
     Stats {
@@ -1476,6 +1495,30 @@ impl<S: Storage> Client<S> {
         Ok(())
     }
 
+    /// A whole piece from outside the swarm (web seed): write it and verify it.
+    fn piece_data(&mut self, now: Instant, index: u32, data: &[u8]) -> bool {
+        if self.fetch.is_some() || index >= self.picker.piece_count() {
+            return false;
+        }
+        if self.picker.have().get(index) {
+            return true;
+        }
+        if data.len() != self.picker.piece_len(index) as usize {
+            return false;
+        }
+        let offset = u64::from(index) * self.piece_length;
+        if let Err(e) = self.storage.write(offset, data) {
+            self.emit(ClientEvent::StorageFailed {
+                reason: e.to_string(),
+            });
+            return false;
+        }
+        self.downloaded += data.len() as u64;
+        self.down_tick += data.len() as u64;
+        self.verify_piece(now, index);
+        self.picker.have().get(index)
+    }
+
     fn verify_piece(&mut self, now: Instant, index: u32) {
         let off = u64::from(index) * self.piece_length;
         let len = u64::from(self.picker.piece_len(index));
@@ -2237,6 +2280,10 @@ impl<S: Storage> Core for Client<S> {
                 self.emit(ClientEvent::PeersAdded { id, added });
                 self.connect_more(now);
             }
+            Input::Command(ClientCommand::PieceData { id, index, data }) => {
+                let ok = self.piece_data(now, index, &data);
+                self.emit(ClientEvent::PieceDataDone { id, index, ok });
+            }
             Input::Command(ClientCommand::Stats { id }) => {
                 let stats = self.stats();
                 self.emit(ClientEvent::Stats { id, stats });
@@ -2797,6 +2844,38 @@ mod tests {
         Message::HaveNone.encode_into(&mut again);
         c.handle_input(now, Input::Received { conn, data: &again });
         assert!(drain(&mut c).contains(&Transmit::Close { conn }));
+    }
+
+    #[test]
+    fn a_whole_piece_from_a_web_seed_is_verified_before_it_counts() {
+        let meta = synthetic_torrent(1, 100_000, 16 * 1024, "http://127.0.0.1:1/a");
+        let mut data = vec![0u8; meta.total_length as usize];
+        crate::storage::synthetic_bytes(1, 0, &mut data);
+        let mut c = client(Vec::new());
+        let now = Instant::from_secs(1);
+        let piece = |i: usize| data[i * 16384..((i + 1) * 16384).min(data.len())].to_vec();
+        let mut bad = piece(1);
+        bad[7] ^= 1;
+        let cmds = [
+            (1, 1, bad),
+            (2, 1, piece(1)),
+            (3, 6, piece(6)),
+            (4, 2, vec![0; 5]),
+        ];
+        for (id, index, data) in cmds {
+            c.handle_input(
+                now,
+                Input::Command(ClientCommand::PieceData { id, index, data }),
+            );
+        }
+        let done: Vec<(u64, bool)> = std::iter::from_fn(|| c.poll_event())
+            .filter_map(|e| match e {
+                ClientEvent::PieceDataDone { id, ok, .. } => Some((id, ok)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(done, vec![(1, false), (2, true), (3, true), (4, false)]);
+        assert_eq!(c.have().ones().collect::<Vec<_>>(), vec![1, 6]);
     }
 
     #[test]

@@ -859,6 +859,125 @@ async fn dht_task(
 }
 
 // -------------------------------------------------------------------------------------
+// Web seeds (BEP 19).
+
+/// How long one HTTP read from a web seed may take.
+const WEB_SEED_READ: Duration = Duration::from_secs(30);
+
+/// Fetches whole pieces from the web seed `url` (the highest missing index first, so the
+/// swarm's rarest-first picks and ours rarely meet) and hands them to the client, which
+/// verifies them. Stops when every piece is in, the client is gone, or the seed fails (a
+/// wrong piece, an HTTP error, a refused range).
+async fn web_seed(
+    meta: Metainfo,
+    url: &str,
+    have: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
+    client: mpsc::Sender<ClientCommand>,
+) -> Result<()> {
+    use servent_bittorrent::webseed::{
+        HttpUrl, MAX_REDIRECTS, ResponseReader, Source, Status, piece_segments,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn: Option<(String, u16, tokio::net::TcpStream)> = None;
+    let mut fetched = vec![false; meta.piece_count()];
+    let mut buf = vec![0u8; 1 << 16];
+    let mut id = 0u64;
+    loop {
+        let next = {
+            let h = have.lock().map_err(|_| anyhow::anyhow!("state lock"))?;
+            (0..meta.piece_count())
+                .rev()
+                .find(|i| !h.get(*i).copied().unwrap_or(true) && !fetched[*i])
+        };
+        let Some(index) = next else { return Ok(()) };
+        fetched[index] = true;
+        let mut piece = vec![0u8; meta.piece_len(index) as usize];
+        for seg in piece_segments(&meta, url, index as u32)? {
+            let Source::Http {
+                url: mut target,
+                range,
+                ..
+            } = seg.source
+            else {
+                continue; // pad file: zeros
+            };
+            let mut body = Vec::with_capacity(seg.len as usize);
+            let mut redirects = 0;
+            'request: loop {
+                let reuse =
+                    matches!(&conn, Some((h, p, _)) if *h == target.host && *p == target.port);
+                if !reuse {
+                    let s = tokio::time::timeout(
+                        WEB_SEED_READ,
+                        tokio::net::TcpStream::connect((target.host.as_str(), target.port)),
+                    )
+                    .await
+                    .context("connect timed out")??;
+                    conn = Some((target.host.clone(), target.port, s));
+                }
+                let Some((_, _, stream)) = conn.as_mut() else {
+                    bail!("no connection");
+                };
+                stream
+                    .write_all(&target.get_request(range.clone(), &created_by()))
+                    .await?;
+                let mut reader = ResponseReader::new(range.clone());
+                body.clear();
+                loop {
+                    let n = tokio::time::timeout(WEB_SEED_READ, stream.read(&mut buf))
+                        .await
+                        .context("read timed out")??;
+                    if n == 0 {
+                        bail!("the server closed the connection mid-response");
+                    }
+                    match reader.feed(buf.get(..n).unwrap_or_default(), &mut body)? {
+                        Status::NeedMore => {}
+                        Status::Done { keep_alive, .. } => {
+                            if !keep_alive {
+                                conn = None;
+                            }
+                            break 'request;
+                        }
+                        Status::Redirect { location } => {
+                            conn = None;
+                            redirects += 1;
+                            if redirects > MAX_REDIRECTS {
+                                bail!("too many redirects");
+                            }
+                            target = HttpUrl::join(&target, &location)?;
+                            continue 'request;
+                        }
+                        Status::Unavailable { retry_after } => {
+                            conn = None;
+                            let wait = retry_after.unwrap_or(10).min(60);
+                            tokio::time::sleep(Duration::from_secs(wait)).await;
+                            continue 'request;
+                        }
+                    }
+                }
+            }
+            let at = seg.piece_offset as usize;
+            match piece.get_mut(at..at + body.len()) {
+                Some(dst) if body.len() == seg.len as usize => dst.copy_from_slice(&body),
+                _ => bail!("a segment of the wrong length"),
+            }
+        }
+        id += 1;
+        if client
+            .send(ClientCommand::PieceData {
+                id,
+                index: index as u32,
+                data: piece,
+            })
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------
 // Magnet links.
 
 /// Resolves a magnet's `x.pe` peers.
@@ -1073,8 +1192,31 @@ async fn run_client(
     mp: &MultiProgress,
     dht: Option<&Dht>,
 ) -> Result<()> {
+    let have_now: Vec<bool> = (0..have.len()).map(|i| have.get(i)).collect();
     let mut node = start_client(meta, storage, have, opts).await?;
     let listen = node.local.tcp;
+    // BEP 19 web seeds: one task per http:// seed, fetching whole pieces from the end.
+    let have_shared = std::sync::Arc::new(std::sync::Mutex::new(have_now));
+    let mut seeds = Vec::new();
+    if !have_shared
+        .lock()
+        .map(|h| h.iter().all(|x| *x))
+        .unwrap_or(true)
+    {
+        for url in meta.web_seeds.iter().filter(|u| u.starts_with("http://")) {
+            let (m, u, h, c) = (
+                meta.clone(),
+                url.clone(),
+                have_shared.clone(),
+                node.commander(),
+            );
+            seeds.push(tokio::spawn(async move {
+                if let Err(e) = web_seed(m, &u, h, c).await {
+                    tracing::warn!("web seed {u}: {e:#}");
+                }
+            }));
+        }
+    }
     if let (Some(d), false) = (dht, meta.private) {
         d.track(
             meta.info_hash,
@@ -1120,6 +1262,13 @@ async fn run_client(
                         break Ok(());
                     }
                 }
+                Some(ClientEvent::PieceVerified { index }) => {
+                    if let Ok(mut h) = have_shared.lock() {
+                        if let Some(x) = h.get_mut(index as usize) {
+                            *x = true;
+                        }
+                    }
+                }
                 Some(ClientEvent::SeedingDone) => break Ok(()),
                 Some(ClientEvent::StorageFailed { reason }) => break Err(anyhow::anyhow!("storage: {reason}")),
                 Some(ClientEvent::TrackerError { url, reason }) => tracing::warn!(%url, %reason, "tracker"),
@@ -1135,6 +1284,9 @@ async fn run_client(
             _ = tokio::signal::ctrl_c() => break Ok(()),
         }
     };
+    for t in seeds {
+        t.abort();
+    }
     let core = stop(node, !meta.trackers.is_empty()).await?;
     bar.finish();
     outcome?;
