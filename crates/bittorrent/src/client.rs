@@ -80,6 +80,8 @@ const MAX_PLAIN_RETRY: usize = 4096;
 /// Dials of an address that failed before the handshake are retried this many times, after
 /// 2, 4, 8, … s (a peer given by the user may not be listening yet).
 const REDIALS: u32 = 5;
+/// Pieces revealed to one peer at a time when super-seeding.
+const SUPER_REVEAL: usize = 1;
 /// Bytes of an incoming connection kept before we can tell plaintext from MSE.
 const CLASSIFY_LEN: usize = 20;
 
@@ -224,6 +226,10 @@ pub struct ClientConfig {
     pub client_name: String,
     /// Message Stream Encryption policy.
     pub encryption: Encryption,
+    /// Super-seeding (BEP 16 style) while we are a seed: announce no pieces, reveal a few to
+    /// each peer (the ones revealed least so far) and a new one when the peer reports it
+    /// has one, so the seeder's upload goes to pieces the swarm lacks.
+    pub super_seed: bool,
 }
 
 impl ClientConfig {
@@ -249,6 +255,7 @@ impl ClientConfig {
             ban_strikes: 2,
             client_name: concat!("servent ", env!("CARGO_PKG_VERSION")).to_string(),
             encryption: Encryption::Plaintext,
+            super_seed: false,
         }
     }
 }
@@ -463,6 +470,8 @@ struct Peer {
     strikes: u32,
     pex_sent: BTreeSet<SocketAddr>,
     crypt: Crypt,
+    /// Super-seeding: pieces revealed to this peer that it does not have yet.
+    revealed: Vec<u32>,
 }
 
 #[derive(Debug)]
@@ -540,6 +549,8 @@ pub struct Client<S> {
     /// Outgoing dials that failed before the handshake: attempts so far and when to retry
     /// (`None`: retried, outcome pending).
     redial: BTreeMap<SocketAddr, (u32, Option<Instant>)>,
+    /// Super-seeding: how often each piece was revealed.
+    reveal_count: Vec<u32>,
 }
 
 impl<S: Storage> Client<S> {
@@ -597,6 +608,7 @@ impl<S: Storage> Client<S> {
             fetch: None,
             plain_retry: BTreeSet::new(),
             redial: BTreeMap::new(),
+            reveal_count: Vec::new(),
             cfg: ClientConfig {
                 seed: cfg.seed || complete,
                 ..cfg
@@ -887,6 +899,7 @@ impl<S: Storage> Client<S> {
             strikes: 0,
             pex_sent: BTreeSet::new(),
             crypt: Crypt::Plain,
+            revealed: Vec::new(),
         }
     }
 
@@ -1096,7 +1109,8 @@ impl<S: Storage> Client<S> {
         }
         let fast = hs.reserved.has(Reserved::FAST);
         let magnet = self.fetch.is_some();
-        if magnet {
+        let super_seeding = self.super_seeding();
+        if magnet || super_seeding {
             if fast {
                 self.send_msg(conn, &Message::HaveNone, now);
             }
@@ -1145,8 +1159,43 @@ impl<S: Storage> Client<S> {
                 }
             }
         }
+        if super_seeding {
+            self.reveal(now, conn);
+        }
         self.emit(ClientEvent::PeerConnected { addr, inbound });
         Ok(())
+    }
+
+    fn super_seeding(&self) -> bool {
+        self.cfg.super_seed && self.is_complete()
+    }
+
+    /// Super-seeding: tops up the pieces revealed to `conn` with those revealed least.
+    fn reveal(&mut self, now: Instant, conn: ConnId) {
+        let n = self.picker.piece_count();
+        if self.reveal_count.len() != n as usize {
+            self.reveal_count = vec![0; n as usize];
+        }
+        let start = self.rng.below(u64::from(n.max(1))) as u32;
+        loop {
+            let Some(p) = self.peers.get_mut(&conn) else {
+                return;
+            };
+            p.revealed.retain(|i| !p.has.get(*i));
+            if p.revealed.len() >= SUPER_REVEAL {
+                return;
+            }
+            let pick = (0..n)
+                .map(|k| (start + k) % n)
+                .filter(|i| !p.has.get(*i) && !p.revealed.contains(i))
+                .min_by_key(|i| self.reveal_count.get(*i as usize).copied().unwrap_or(0));
+            let Some(i) = pick else { return };
+            p.revealed.push(i);
+            if let Some(c) = self.reveal_count.get_mut(i as usize) {
+                *c += 1;
+            }
+            self.send_msg(conn, &Message::Have(i), now);
+        }
     }
 
     fn on_message(
@@ -1212,6 +1261,9 @@ impl<S: Storage> Client<S> {
                 }
                 if p.has.set(i) {
                     self.picker.peer_has(i);
+                }
+                if self.super_seeding() {
+                    self.reveal(now, conn);
                 }
                 self.update_interest(now, conn);
             }
@@ -1379,6 +1431,9 @@ impl<S: Storage> Client<S> {
             self.drop_peer(conn, "both seeding", true);
             return;
         }
+        if self.super_seeding() {
+            self.reveal(now, conn);
+        }
         self.update_interest(now, conn);
     }
 
@@ -1386,6 +1441,7 @@ impl<S: Storage> Client<S> {
         for i in bf.ones() {
             self.picker.peer_has(i);
         }
+        let reveal = self.super_seeding();
         let both_seeds = bf.is_full() && self.is_complete();
         if let Some(p) = self.peers.get_mut(&conn) {
             p.has = bf;
@@ -1393,6 +1449,9 @@ impl<S: Storage> Client<S> {
         if both_seeds {
             self.drop_peer(conn, "both seeding", true);
             return;
+        }
+        if reveal {
+            self.reveal(now, conn);
         }
         self.update_interest(now, conn);
     }

@@ -37,6 +37,7 @@
 //!     seed: 1,
 //!     limit: Duration::from_secs(120),
 //!     liars: 0,
+//!     super_seed: false,
 //! });
 //! assert_eq!(run.completions.len(), 2);
 //! assert!(run.all_verified);

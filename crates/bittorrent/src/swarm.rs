@@ -170,6 +170,8 @@ pub struct SwarmParams {
     pub limit: Duration,
     /// Leechers that send garbage for every block they upload (to test banning).
     pub liars: usize,
+    /// The seeder super-seeds ([`crate::client::ClientConfig::super_seed`]).
+    pub super_seed: bool,
 }
 
 /// What one swarm run measured.
@@ -248,6 +250,7 @@ pub fn run_swarm(p: &SwarmParams) -> SwarmRun {
     let mk = |rng: &mut Rng, complete: bool, liar: bool| {
         let mut cfg = ClientConfig::new(make_peer_id(rng), 6881);
         cfg.trackers = vec![vec![endpoint.clone()]];
+        cfg.super_seed = complete && !liar && p.super_seed;
         let have = if complete {
             Bitfield::full(n_pieces)
         } else {
@@ -409,6 +412,7 @@ impl Scenario for SwarmScenario {
                 seed: opts.seed,
                 limit: Duration::from_secs(3600),
                 liars: 0,
+                super_seed: std::env::var_os("SERVENT_BT_SUPER_SEED").is_some(),
             };
             let r = run_swarm(&p);
             let mut sorted = r.completions.clone();

@@ -15,6 +15,7 @@ fn params(leechers: usize, seed: u64) -> SwarmParams {
         seed,
         limit: Duration::from_secs(600),
         liars: 0,
+        super_seed: false,
     }
 }
 
@@ -47,4 +48,22 @@ fn senders_of_bad_pieces_are_banned_and_the_download_still_completes() {
     assert!(r.all_verified);
     assert!(r.failed_pieces > 0, "the liars' data was caught");
     assert!(r.bans > 0, "and they were banned");
+}
+
+#[test]
+fn a_super_seeding_seeder_sends_fewer_copies_and_everyone_still_completes() {
+    let plain = run_swarm(&params(12, 5));
+    let mut p = params(12, 5);
+    p.super_seed = true;
+    let sup = run_swarm(&p);
+    assert_eq!(sup.completions.len(), 12, "{sup:?}");
+    assert!(sup.all_verified);
+    let copies =
+        |r: &servent_bittorrent::swarm::SwarmRun| r.seeder_uploaded as f64 / f64::from(1 << 20);
+    assert!(
+        copies(&sup) < copies(&plain),
+        "super-seeding {} copies, plain {}",
+        copies(&sup),
+        copies(&plain)
+    );
 }
