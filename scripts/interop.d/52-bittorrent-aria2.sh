@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # BitTorrent peer interop with aria2 (aria2c 1.36) on 127.0.0.1, once through our tracker
 # (`servent torrent tracker`) and once through Debian's opentracker: aria2 seeds and
-# `servent torrent get` downloads (servent seeding to aria2 is added once aria2's mid-connection
-# bitfield is accepted: docs/bittorrent-interop.md). Content:
+# `servent torrent get` downloads; `servent torrent seed` seeds and aria2 downloads. Content:
 # a multi-file torrent (nested folders, sizes not a multiple of the piece size); every file
 # compared byte for byte (cmp). The peers find each other only through the tracker (no --peer,
 # no DHT, no LSD).
@@ -98,6 +97,19 @@ for tr in servent-tracker opentracker; do
   fi
   stop $a
 
+  # We seed, aria2 downloads.
+  SP=$(free_port)
+  "$SERVENT" -v torrent seed "$t" --data "$WORK/src/album" --listen "127.0.0.1:$SP" > "$WORK/seed-$tr.log" 2>&1 &
+  sd=$!; PIDS+=($sd)
+  wait_port "$SP"; sleep 1   # it announces after its hash check
+  start=$EPOCHREALTIME
+  if timeout 60 aria2c -d "$WORK/aria2-got-$tr" --seed-time=0 --listen-port="$(free_port)" "${aria2_args[@]}" \
+      "$t" > "$WORK/aria2-get-$tr.log" 2>&1 && same_tree "$WORK/aria2-got-$tr"; then
+    pass "servent seeds, aria2 downloads through $tr ($(since $start) s), files identical"
+  else
+    fail "servent seeds, aria2 downloads through $tr"; tail -5 "$WORK/aria2-get-$tr.log"; tail -5 "$WORK/seed-$tr.log"
+  fi
+  stop $sd
 done
 
 echo "bittorrent-aria2: $fails failed"
