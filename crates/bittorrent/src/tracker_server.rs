@@ -269,29 +269,37 @@ impl Tracker {
             .numwant
             .unwrap_or(self.cfg.default_numwant)
             .min(crate::tracker::MAX_NUMWANT) as usize;
-        let mut peers: Vec<SocketAddr> = if req.event == AnnounceEvent::Stopped {
-            Vec::new()
-        } else {
-            // Seeders get only leechers; the announcing peer is never listed to itself.
+        let mut peers: Vec<SocketAddr> = Vec::new();
+        if req.event != AnnounceEvent::Stopped {
+            // The announcing peer is never listed to itself. A seeder gets leechers first and
+            // then other seeders: a client fetching a magnet's metadata does not know the size
+            // and announces left=0 (aria2), yet needs the seeders.
             let seeding = req.left == 0;
-            swarm
-                .peers
-                .iter()
-                .filter(|(a, e)| **a != peer && !(seeding && e.left == 0))
+            let others = || swarm.peers.iter().filter(|(a, _)| **a != peer);
+            let mut first: Vec<SocketAddr> = others()
+                .filter(|(_, e)| !(seeding && e.left == 0))
                 .map(|(a, _)| *a)
-                .collect()
-        };
+                .collect();
+            let mut then: Vec<SocketAddr> = others()
+                .filter(|(_, e)| seeding && e.left == 0)
+                .map(|(a, _)| *a)
+                .collect();
+            for list in [&mut first, &mut then] {
+                let room = want.saturating_sub(peers.len());
+                if list.len() > room {
+                    // A uniform random sample (partial Fisher–Yates).
+                    for i in 0..room {
+                        let j = i + self.rng.below((list.len() - i) as u64) as usize;
+                        list.swap(i, j);
+                    }
+                    list.truncate(room);
+                }
+                peers.append(list);
+            }
+        }
         let entry = swarm.entry();
         if swarm.peers.is_empty() {
             self.swarms.remove(&req.info_hash);
-        }
-        if peers.len() > want {
-            // A uniform random sample of `want` peers (partial Fisher–Yates).
-            for i in 0..want {
-                let j = i + self.rng.below((peers.len() - i) as u64) as usize;
-                peers.swap(i, j);
-            }
-            peers.truncate(want);
         }
         if udp {
             peers.retain(SocketAddr::is_ipv4);
@@ -950,6 +958,38 @@ mod tests {
         assert_eq!(r.peers.len(), 7);
         let uniq: std::collections::BTreeSet<_> = r.peers.iter().collect();
         assert_eq!(uniq.len(), 7);
+    }
+
+    #[test]
+    fn a_seeder_gets_leechers_first_then_other_seeders() {
+        // aria2 fetching a magnet's metadata announces left=0: it must still get the seeders.
+        let mut t = Tracker::new(TrackerConfig::default(), Rng::new(1));
+        let now = Instant::from_secs(1);
+        for (i, left) in [(0u16, 0u64), (1, 0), (2, 0), (3, 77)] {
+            http(
+                &mut t,
+                now,
+                u64::from(i),
+                &format!("127.0.1.{}:1", i + 1),
+                &announce_q(1, 7000 + i, left, AnnounceEvent::Started),
+            );
+        }
+        let ask = |t: &mut Tracker, n: u64, numwant: u32| {
+            let q = announce_q(1, 7000, 0, AnnounceEvent::None)
+                .replace("compact=1", &format!("compact=1&numwant={numwant}"));
+            let (_, b) = http(t, now, n, "127.0.1.1:1", &q);
+            AnnounceResponse::decode(&b).unwrap().peers
+        };
+        let leecher: SocketAddr = "127.0.1.4:7003".parse().unwrap();
+        assert_eq!(ask(&mut t, 10, 1), vec![leecher]);
+        let all = ask(&mut t, 11, 50);
+        assert_eq!(
+            all.len(),
+            3,
+            "the two other seeders and the leecher, not itself"
+        );
+        assert_eq!(all.first(), Some(&leecher));
+        assert!(!all.contains(&"127.0.1.1:7000".parse().unwrap()));
     }
 
     proptest! {
