@@ -73,7 +73,7 @@ pub async fn run(out: &Path) -> Result<()> {
         crate::napster::demo(out).await,
     ));
     sections.push(section_or_failure(
-        "Gnutella 0.4",
+        "Gnutella 0.4 / 0.6",
         crate::gnutella::demo(out).await,
     ));
     sections.push(section_or_failure(
