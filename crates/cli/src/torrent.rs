@@ -143,6 +143,10 @@ enum Action {
         /// Upload limit in bytes per second.
         #[arg(long)]
         upload_limit: Option<u64>,
+        /// Super-seed: announce no pieces and reveal one at a time to each peer, so the
+        /// swarm gets each piece from us about once (for an initial seeder of a big swarm).
+        #[arg(long)]
+        super_seed: bool,
         #[command(flatten)]
         dht: DhtArgs,
     },
@@ -265,6 +269,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             listen,
             peers,
             upload_limit,
+            super_seed,
             dht,
         } => {
             let meta = load(&file)?;
@@ -290,6 +295,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 seed: true,
                 upload_limit,
                 encryption: dht.encryption.into(),
+                super_seed,
                 ..RunOpts::default()
             };
             let dht = start_dht(&dht, listen.ip(), &meta.nodes).await?;
@@ -402,6 +408,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     upload_limit,
                     download_limit,
                     encryption,
+                    super_seed: false,
                 };
                 if let Some(m) = magnets.remove(&i) {
                     let mp = mp.clone();
@@ -1102,6 +1109,7 @@ struct RunOpts {
     upload_limit: Option<u64>,
     download_limit: Option<u64>,
     encryption: Encryption,
+    super_seed: bool,
 }
 
 impl Default for RunOpts {
@@ -1115,6 +1123,7 @@ impl Default for RunOpts {
             upload_limit: None,
             download_limit: None,
             encryption: Encryption::Prefer,
+            super_seed: false,
         }
     }
 }
@@ -1146,6 +1155,7 @@ async fn start_client(
         c.upload_limit = o.upload_limit;
         c.download_limit = o.download_limit;
         c.encryption = o.encryption;
+        c.super_seed = o.super_seed;
         Client::new(c, &m, storage, have, rng)
     })
     .await
