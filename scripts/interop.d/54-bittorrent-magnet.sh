@@ -121,6 +121,12 @@ if /usr/bin/python3 "$WORK/lt.py" get "$MAGNET" "$WORK/lt-got" "$(free_port)" 60
   pass "servent seeds, libtorrent gets the magnet link (our metadata has the info-hash; $(since "$start") s), files identical"
 else fail "servent seeds, libtorrent gets the magnet link"; cat "$WORK/lt-get.log"; tail -5 "$WORK/seed.log"; fi
 
+# 4. We seed, aria2 gets the magnet.
+start=$EPOCHREALTIME
+if timeout 60 aria2c -d "$WORK/aria2-got" --seed-time=0 --listen-port="$(free_port)" "${aria2_args[@]}" \
+    "$MAGNET" > "$WORK/aria2-get.log" 2>&1 && same_tree "$WORK/aria2-got"; then
+  pass "servent seeds, aria2 gets the magnet link ($(since "$start") s), files identical"
+else fail "servent seeds, aria2 gets the magnet link"; grep -v '^\[#' "$WORK/aria2-get.log" | tail -8; tail -5 "$WORK/seed.log"; fi
 stop $sd
 
 echo "bittorrent-magnet: $fails failed"
