@@ -52,6 +52,15 @@ pub struct HybridParams {
     pub headline_ttl: u8,
     /// QRP table slots (smaller than the 65 536 default, to keep 10^4 servents in memory).
     pub qrp_slots: u32,
+    /// Ultrapeers run dynamic queries (the default; off: one copy per connection at the
+    /// query's TTL, the reference).
+    pub dynamic_query: bool,
+    /// Dynamic querying's wait per TTL hop (the simulated mesh's round trips are ~80 ms
+    /// per hop, so 250 ms here stands for LimeWire's 2.4 s on the real network).
+    pub dq_hop_wait: Duration,
+    /// Dynamic querying's lifetime, shorter than the 10 s each query is given so its
+    /// messages are counted for it.
+    pub dq_lifetime: Duration,
 }
 
 impl HybridParams {
@@ -70,6 +79,9 @@ impl HybridParams {
             max_ttl: 4,
             headline_ttl: 3,
             qrp_slots: 1 << 13,
+            dynamic_query: true,
+            dq_hop_wait: Duration::from_millis(250),
+            dq_lifetime: Duration::from_secs(8),
         }
     }
 }
@@ -140,6 +152,9 @@ pub fn run(p: &HybridParams) -> Result<HybridRun, SimError> {
         cfg.qrp_slots = p.qrp_slots;
         cfg.tick = Duration::from_secs(5);
         cfg.leaf_ultrapeers = p.leaf_conns.max(1);
+        cfg.dynamic_query = p.dynamic_query;
+        cfg.dq_hop_wait = p.dq_hop_wait;
+        cfg.dq_lifetime = p.dq_lifetime;
         // The simulation counts messages, not bytes: no deflate (a zlib state per
         // connection end would cost gigabytes at 10^4 servents).
         cfg.deflate = false;
@@ -326,7 +341,9 @@ impl Scenario for HybridScenario {
     }
 
     fn run(&self, opts: &ScenarioOpts) -> Result<Report, SimError> {
-        let params = HybridParams::new(opts.nodes.unwrap_or(10_000), opts.seed);
+        let mut params = HybridParams::new(opts.nodes.unwrap_or(10_000), opts.seed);
+        // `SERVENT_GNUTELLA_DQ=off` runs the reference without dynamic querying.
+        params.dynamic_query = std::env::var_os("SERVENT_GNUTELLA_DQ").is_none_or(|v| v != "off");
         #[allow(clippy::disallowed_methods)] // wall time of the whole run, outside the cores
         let t0 = std::time::Instant::now();
         let r = run(&params)?;
@@ -352,6 +369,17 @@ impl Scenario for HybridScenario {
             r.qrp_msgs,
             r.qrp_msgs as f64 / r.nodes.max(1) as f64
         ));
+        rep.line(if params.dynamic_query {
+            format!(
+                "dynamic querying: on (ultrapeers probe, then widen one connection per round, {} ms per TTL hop, {} s lifetime; leaf queries aim at {} results, own searches at {}; the TTL asked caps every copy)",
+                params.dq_hop_wait.as_millis(),
+                params.dq_lifetime.as_secs(),
+                Config::new(Guid([0; 16]), SocketAddrV4::new(Ipv4Addr::LOCALHOST, PORT)).dq_leaf_results,
+                Config::new(Guid([0; 16]), SocketAddrV4::new(Ipv4Addr::LOCALHOST, PORT)).dq_local_results,
+            )
+        } else {
+            "dynamic querying: off (SERVENT_GNUTELLA_DQ=off: one copy per connection at the query's TTL)".to_string()
+        });
         let mut table = Table::new(
             "gnutella-hybrid",
             &[

@@ -103,6 +103,24 @@ pub struct Config {
     pub promote_uptime: Duration,
     /// [`Role::Auto`]: least `speed_kbps` to become an ultrapeer (default 256).
     pub promote_kbps: u32,
+    /// An ultrapeer runs its leaves' queries and its own searches as dynamic queries
+    /// (default on; off: one copy to every connection at the query's TTL).
+    pub dynamic_query: bool,
+    /// Dynamic querying: results wanted for one of our leaves' queries (default 50; a leaf
+    /// asks about 3 ultrapeers, so it gets about three times that).
+    pub dq_leaf_results: u32,
+    /// Dynamic querying: results wanted for our own searches (default 150).
+    pub dq_local_results: u32,
+    /// Dynamic querying: ultrapeers probed first (default 3).
+    pub dq_probe: usize,
+    /// Dynamic querying: wait per TTL hop of the copy just sent before the next round
+    /// (default 2.4 s, as LimeWire).
+    pub dq_hop_wait: Duration,
+    /// Dynamic querying: a query stops widening this long after it started (default 120 s).
+    pub dq_lifetime: Duration,
+    /// Dynamic querying: most queries running at once; more are routed the plain way
+    /// (default 256).
+    pub dq_max: usize,
 }
 
 /// What a servent is in the network.
@@ -193,6 +211,13 @@ impl Config {
             pong_cache: 100,
             promote_uptime: Duration::from_secs(60),
             promote_kbps: 256,
+            dynamic_query: true,
+            dq_leaf_results: 50,
+            dq_local_results: 150,
+            dq_probe: 3,
+            dq_hop_wait: Duration::from_millis(2400),
+            dq_lifetime: Duration::from_secs(120),
+            dq_max: 256,
         }
     }
 }
@@ -447,6 +472,14 @@ pub struct Stats {
     pub qrp_blocked: u64,
     /// Pongs answered from an ultrapeer's pong cache.
     pub cached_pongs: u64,
+    /// Dynamic queries started (an ultrapeer's leaves' queries and own searches).
+    pub dq_started: u64,
+    /// Dynamic queries that stopped because enough results came back.
+    pub dq_satisfied: u64,
+    /// Query copies sent by dynamic queries after their probe (the widening rounds).
+    pub dq_round_copies: u64,
+    /// Query status vendor messages received from leaves.
+    pub dq_status_rx: u64,
 }
 
 impl Stats {
@@ -490,6 +523,10 @@ struct Ext {
     /// The table we last sent the peer.
     qrp_sent: Option<Arc<Table>>,
     user_agent: Option<String>,
+    /// The peer's X-Degree (ultrapeer connections it aims at), for dynamic querying.
+    degree: Option<u32>,
+    /// The peer's X-Max-TTL.
+    max_ttl: Option<u8>,
 }
 
 #[derive(Debug)]
@@ -514,6 +551,74 @@ impl Conn {
             since: now,
             role: None,
             ext: None,
+        }
+    }
+}
+
+/// The degree assumed for a neighbour that sent no X-Degree (a 0.4 servent).
+const DQ_DEFAULT_DEGREE: u32 = 6;
+
+/// Servents a query sent with `ttl` to a neighbour of degree `degree` reaches in theory:
+/// 1 + (d-1) + (d-1)^2 + ... (`ttl` terms), times 0.8 per hop beyond the first for the
+/// overlap of a real mesh (gtk-gnutella's correction).
+fn dq_horizon(degree: u32, ttl: u8) -> f64 {
+    let d = f64::from(degree.clamp(1, 64).saturating_sub(1));
+    let mut sum = 0.0;
+    let mut term = 1.0;
+    for _ in 0..ttl.min(8) {
+        sum += term;
+        term *= d;
+    }
+    sum * 0.8f64.powi(i32::from(ttl.clamp(1, 8)) - 1)
+}
+
+/// A neighbour a dynamic query may use next.
+#[derive(Clone, Copy, Debug)]
+struct DqPeer {
+    conn: ConnId,
+    degree: u32,
+    max_ttl: u8,
+    /// It sent a last-hop QRP table and that table may match.
+    matches: bool,
+    /// Its last-hop QRP table rules the query out.
+    ruled_out: bool,
+}
+
+/// A dynamic query an ultrapeer runs for one of its leaves or for itself.
+#[derive(Debug)]
+struct DynQuery {
+    /// The leaf that asked (None: our own search).
+    leaf: Option<ConnId>,
+    /// The Query payload, as the copies carry it.
+    payload: Vec<u8>,
+    /// Hops of the copies we send.
+    hops: u8,
+    /// Highest TTL of a copy.
+    ceiling: u8,
+    /// Results wanted.
+    target: u32,
+    /// Ultrapeer connections that got a copy (at most our connections).
+    used: BTreeSet<ConnId>,
+    /// Results routed back through us (or to us) so far.
+    results: u32,
+    /// The leaf's last query status: (hits it kept, `results` when it said so).
+    status: Option<(u32, u32)>,
+    /// Theoretical servents reached so far.
+    horizon: f64,
+    /// When the next round is due.
+    next: Instant,
+    /// When the query stops widening.
+    deadline: Instant,
+}
+
+impl DynQuery {
+    /// The results that count towards the target: a leaf's own count, when it sends one,
+    /// divided by the 3 ultrapeers a leaf usually asks (it counts what they all sent),
+    /// plus what came through us since; else what came through us.
+    fn effective(&self) -> u32 {
+        match self.status {
+            Some((kept, at)) => (kept / 3).saturating_add(self.results.saturating_sub(at)),
+            None => self.results,
         }
     }
 }
@@ -561,6 +666,8 @@ pub struct Servent {
     started: Option<Instant>,
     /// An ultrapeer told us `X-Ultrapeer-Needed: True`.
     needed_seen: bool,
+    /// Dynamic queries in progress, by descriptor id (at most `dq_max`).
+    dqs: BTreeMap<Guid, DynQuery>,
 }
 
 impl Servent {
@@ -602,6 +709,7 @@ impl Servent {
             auto,
             started: None,
             needed_seen: false,
+            dqs: BTreeMap::new(),
         }
     }
 
@@ -759,6 +867,8 @@ impl Servent {
         }
         if c.role == Some(PeerRole::Leaf) {
             self.qrp_dirty = true;
+            // Nobody is left to want the results of its dynamic queries.
+            self.dqs.retain(|_, q| q.leaf != Some(conn));
         }
         if self.cfg.role.is_06() {
             self.urgent_refill = true;
@@ -809,7 +919,9 @@ impl Servent {
                 let sent_to = if self.cfg.role == Role::Ultrapeer {
                     let bytes = msg.encode();
                     let payload = bytes.get(HEADER_LEN..).unwrap_or(&[]);
-                    self.route_query_06(guid, ttl.min(self.cfg.mesh_ttl), 0, payload, None)
+                    let ttl = ttl.min(self.cfg.mesh_ttl);
+                    let target = self.cfg.dq_local_results;
+                    self.dq_start(now, guid, ttl, 0, payload, None, target)
                 } else {
                     self.flood(&msg.encode(), &[], Kind::Query, None)
                 };
@@ -1196,9 +1308,12 @@ impl Servent {
                         return;
                     };
                     c.role = role;
+                    let ext = c.ext.get_or_insert_with(Box::default);
                     if let Some(ua) = &peer.user_agent {
-                        c.ext.get_or_insert_with(Box::default).user_agent = Some(ua.clone());
+                        ext.user_agent = Some(ua.clone());
                     }
+                    ext.degree = peer.degree;
+                    ext.max_ttl = peer.max_ttl;
                     let State::Handshake06(hs) = &mut c.state else {
                         return;
                     };
@@ -1564,7 +1679,11 @@ impl Servent {
     ) -> Result<(), String> {
         let kind_byte = header.get(16).copied().unwrap_or(0);
         if Kind::from_byte(kind_byte).is_none() {
-            return self.descriptor_06(from, kind_byte, payload);
+            let mut id = [0u8; 16];
+            if let Some(b) = header.get(..16) {
+                id.copy_from_slice(b);
+            }
+            return self.descriptor_06(from, Guid(id), kind_byte, payload);
         }
         let h = Header::decode(header).map_err(|e| e.to_string())?;
         self.stats.rx[h.kind.index()] += 1;
@@ -1591,9 +1710,22 @@ impl Servent {
                 match self.cfg.role {
                     Role::Leaf => {}
                     Role::Ultrapeer => {
-                        let out_ttl = ttl.min(self.cfg.mesh_ttl).saturating_sub(1);
                         let hops = h.hops.saturating_add(1);
-                        self.route_query_06(h.id, out_ttl, hops, payload, Some(from));
+                        let from_leaf = self
+                            .conns
+                            .get(&from)
+                            .is_some_and(|c| c.role == Some(PeerRole::Leaf));
+                        if from_leaf {
+                            // Our leaf's query: the mesh part is a dynamic query; no copy
+                            // goes further than the plain route would have sent it (TTL
+                            // on arrival, at most `mesh_ttl`, less our hop).
+                            let ceiling = ttl.min(self.cfg.mesh_ttl).saturating_sub(1);
+                            let target = self.cfg.dq_leaf_results;
+                            self.dq_start(now, h.id, ceiling, hops, payload, Some(from), target);
+                        } else {
+                            let out_ttl = ttl.min(self.cfg.mesh_ttl).saturating_sub(1);
+                            self.route_query_06(h.id, out_ttl, hops, payload, Some(from));
+                        }
                     }
                     _ => self.forward_flood(&h, ttl, payload, from),
                 }
@@ -1609,11 +1741,17 @@ impl Servent {
                         if let Body::QueryHit(qh) =
                             Body::decode(h.kind, payload).map_err(|e| e.to_string())?
                         {
+                            let n = u32::try_from(qh.results.len()).unwrap_or(u32::MAX);
                             self.deliver_hits(search, &h, qh);
+                            self.dq_results(h.id, n);
                         }
                     }
                     Some(Route::Conn(back)) if back != from && self.cfg.role != Role::Leaf => {
-                        self.forward_reply(&h, ttl, payload, back)
+                        // The result count is the payload's first byte (checked by
+                        // `scan_queryhit` above).
+                        let n = payload.first().copied().map_or(0, u32::from);
+                        self.forward_reply(&h, ttl, payload, back);
+                        self.dq_results(h.id, n);
                     }
                     _ => self.stats.unroutable += 1,
                 }
@@ -1723,7 +1861,13 @@ impl Servent {
     }
 
     /// A descriptor whose kind 0.4 does not know: Bye, QRP, vendor messages.
-    fn descriptor_06(&mut self, from: ConnId, kind: u8, payload: &[u8]) -> Result<(), String> {
+    fn descriptor_06(
+        &mut self,
+        from: ConnId,
+        id: Guid,
+        kind: u8,
+        payload: &[u8],
+    ) -> Result<(), String> {
         match kind {
             KIND_BYE => {
                 let (code, message) = decode_bye(payload).ok_or("truncated Bye")?;
@@ -1752,7 +1896,26 @@ impl Servent {
                 }
                 Ok(())
             }
-            k if KIND_VENDOR.contains(&k) || self.cfg.role.is_06() => {
+            k if KIND_VENDOR.contains(&k) => {
+                let from_leaf = self.cfg.role == Role::Ultrapeer
+                    && self
+                        .conns
+                        .get(&from)
+                        .is_some_and(|c| c.role == Some(PeerRole::Leaf));
+                // A leaf's query status (BEAR/LIME 11) steers our dynamic query for it; a
+                // truncated one is a protocol error; any other vendor message is ignored.
+                match crate::wire::query_status(payload) {
+                    Ok(Some(kept)) if from_leaf => {
+                        self.stats.dq_status_rx += 1;
+                        self.dq_status(from, id, kept);
+                    }
+                    Ok(_) => self.stats.ignored += 1,
+                    Err(e) if from_leaf => return Err(e.to_string()),
+                    Err(_) => self.stats.ignored += 1,
+                }
+                Ok(())
+            }
+            _ if self.cfg.role.is_06() => {
                 self.stats.ignored += 1;
                 Ok(())
             }
@@ -1824,6 +1987,258 @@ impl Servent {
             self.send_bytes(conn, v, Some(Kind::Query));
         }
         n
+    }
+
+    /// One Query copy with `ttl` and `hops` to `conn`.
+    fn send_query_copy(&mut self, conn: ConnId, id: Guid, ttl: u8, hops: u8, payload: &[u8]) {
+        let mut v = Vec::with_capacity(HEADER_LEN + payload.len());
+        v.extend_from_slice(
+            &Header {
+                id,
+                kind: Kind::Query,
+                ttl,
+                hops,
+                len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+            }
+            .to_bytes(),
+        );
+        v.extend_from_slice(payload);
+        self.send_bytes(conn, v, Some(Kind::Query));
+    }
+
+    /// The ultrapeer neighbours a dynamic query may still use, best first: those whose
+    /// last-hop QRP table may match, then those without a table (0.4 peers, tables not in
+    /// yet), then those whose table rules the query out (useful only with TTL 2 or more).
+    /// Each with its degree and highest TTL, and whether its table rules the query out.
+    fn dq_candidates(
+        &self,
+        text: &str,
+        urns: &[&str],
+        skip: Option<ConnId>,
+        used: &BTreeSet<ConnId>,
+    ) -> Vec<DqPeer> {
+        let mut out: Vec<(u8, DqPeer)> = Vec::new();
+        for (id, c) in &self.conns {
+            if Some(*id) == skip || used.contains(id) || !matches!(c.state, State::Overlay) {
+                continue;
+            }
+            if !matches!(c.role, Some(PeerRole::Ultrapeer | PeerRole::Legacy)) {
+                continue;
+            }
+            let ext = c.ext.as_deref();
+            let rank = match ext.and_then(|e| e.qrp_in.table()) {
+                Some(t) if t.may_match(text, urns) => 0,
+                None => 1,
+                Some(_) => 2,
+            };
+            out.push((
+                rank,
+                DqPeer {
+                    conn: *id,
+                    degree: ext.and_then(|e| e.degree).unwrap_or(DQ_DEFAULT_DEGREE),
+                    max_ttl: ext.and_then(|e| e.max_ttl).unwrap_or(u8::MAX),
+                    matches: rank == 0,
+                    ruled_out: rank == 2,
+                },
+            ));
+        }
+        // A stable sort keeps connection order within a rank: deterministic.
+        out.sort_by_key(|(rank, _)| *rank);
+        out.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Starts a dynamic query (an ultrapeer's own search, or a query from its leaf `leaf`):
+    /// the copies to the leaves whose QRP tables match, then a probe with a low TTL to
+    /// `dq_probe` ultrapeers, matching ones first; later rounds (see [`Self::dq_round`])
+    /// widen it. No copy gets a TTL above `ceiling`. Falls back to the plain route when
+    /// dynamic querying is off or `dq_max` queries run. Returns the copies sent.
+    #[allow(clippy::too_many_arguments)]
+    fn dq_start(
+        &mut self,
+        now: Instant,
+        id: Guid,
+        ceiling: u8,
+        hops: u8,
+        payload: &[u8],
+        leaf: Option<ConnId>,
+        target: u32,
+    ) -> usize {
+        if !self.cfg.dynamic_query || self.dqs.len() >= self.cfg.dq_max || ceiling == 0 {
+            return self.route_query_06(id, ceiling, hops, payload, leaf);
+        }
+        let Ok((_, criteria)) = scan_query(payload) else {
+            return 0;
+        };
+        let ext_area = payload.get(2 + criteria.len() + 1..).unwrap_or(&[]);
+        let text = String::from_utf8_lossy(criteria).into_owned();
+        let urns = query_urns(ext_area);
+        // Our leaves: every one whose table may match, at once.
+        let mut leaves = Vec::new();
+        let mut blocked = 0;
+        for (cid, c) in &self.conns {
+            if Some(*cid) == leaf
+                || c.role != Some(PeerRole::Leaf)
+                || !matches!(c.state, State::Overlay)
+            {
+                continue;
+            }
+            let table = c.ext.as_ref().and_then(|e| e.qrp_in.table());
+            if table.is_some_and(|t| t.may_match(&text, &urns)) {
+                leaves.push(*cid);
+            } else {
+                blocked += 1;
+            }
+        }
+        // The probe: TTL 1 when enough neighbours' last-hop tables match, else TTL 2 (a
+        // few connections, or none that matches) to reach beyond them.
+        let used = BTreeSet::new();
+        let cands = self.dq_candidates(&text, &urns, leaf, &used);
+        if cands.len() <= self.cfg.dq_probe.max(1) {
+            // The probe would use every ultrapeer connection and leave none to widen with
+            // (a neighbour drops a second copy as a duplicate): the plain route, at once.
+            return self.route_query_06(id, ceiling, hops, payload, leaf);
+        }
+        let matching = cands.iter().filter(|p| p.matches).count();
+        let probe_ttl = if matching >= self.cfg.dq_probe.max(1) {
+            1
+        } else {
+            2.min(ceiling)
+        };
+        let probe: Vec<DqPeer> = cands
+            .into_iter()
+            .filter(|p| probe_ttl > 1 || !p.ruled_out)
+            .take(self.cfg.dq_probe.max(1))
+            .collect();
+        let mut q = DynQuery {
+            leaf,
+            payload: payload.to_vec(),
+            hops,
+            ceiling,
+            target: target.max(1),
+            used: BTreeSet::new(),
+            results: 0,
+            status: None,
+            horizon: 0.0,
+            next: now,
+            deadline: now + self.cfg.dq_lifetime,
+        };
+        let mut sent = 0;
+        for l in leaves {
+            self.send_query_copy(l, id, 1, hops, payload);
+            sent += 1;
+        }
+        self.stats.qrp_blocked += blocked;
+        let mut wait = 1u32;
+        for p in probe {
+            let ttl = probe_ttl.min(p.max_ttl).max(1);
+            self.send_query_copy(p.conn, id, ttl, hops, payload);
+            q.used.insert(p.conn);
+            q.horizon += dq_horizon(p.degree, ttl);
+            wait = wait.max(u32::from(ttl));
+            sent += 1;
+        }
+        q.next = now + self.cfg.dq_hop_wait * wait;
+        self.stats.dq_started += 1;
+        // A replaced entry (the same id again) is simply restarted.
+        self.dqs.insert(id, q);
+        sent
+    }
+
+    /// `n` results for query `id` came back through us (or to us).
+    fn dq_results(&mut self, id: Guid, n: u32) {
+        if let Some(q) = self.dqs.get_mut(&id) {
+            q.results = q.results.saturating_add(n);
+            if q.effective() >= q.target {
+                self.dqs.remove(&id);
+                self.stats.dq_satisfied += 1;
+            }
+        }
+    }
+
+    /// Leaf `from` says it kept `kept` hits for query `id` (`0xFFFF`: stop it).
+    fn dq_status(&mut self, from: ConnId, id: Guid, kept: u16) {
+        let Some(q) = self.dqs.get_mut(&id) else {
+            return;
+        };
+        if q.leaf != Some(from) {
+            return;
+        }
+        if kept == crate::wire::QUERY_STATUS_STOP {
+            self.dqs.remove(&id);
+            return;
+        }
+        q.status = Some((u32::from(kept), q.results));
+        if q.effective() >= q.target {
+            self.dqs.remove(&id);
+            self.stats.dq_satisfied += 1;
+        }
+    }
+
+    /// Runs the rounds that are due and drops the queries past their lifetime.
+    fn dq_due(&mut self, now: Instant) {
+        let due: Vec<Guid> = self
+            .dqs
+            .iter()
+            .filter(|(_, q)| q.next <= now || q.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.dq_round(now, id);
+        }
+    }
+
+    /// One widening round: estimate the results per ultrapeer reached so far, the hosts
+    /// still needed for the target, split them over the unused connections and send the
+    /// query to the best unused one with the TTL whose theoretical horizon (from its
+    /// X-Degree) covers its share; then wait that TTL's hops. Ends the query when its time
+    /// is up or every connection was used.
+    fn dq_round(&mut self, now: Instant, id: Guid) {
+        let Some(q) = self.dqs.remove(&id) else {
+            return;
+        };
+        if q.deadline <= now {
+            return;
+        }
+        let mut q = q;
+        let (text, urns_owned) = match scan_query(&q.payload) {
+            Ok((_, criteria)) => {
+                let ext_area = q.payload.get(2 + criteria.len() + 1..).unwrap_or(&[]);
+                (
+                    String::from_utf8_lossy(criteria).into_owned(),
+                    query_urns(ext_area)
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>(),
+                )
+            }
+            Err(_) => return,
+        };
+        let urns: Vec<&str> = urns_owned.iter().map(String::as_str).collect();
+        let cands = self.dq_candidates(&text, &urns, q.leaf, &q.used);
+        let needed = f64::from(q.target.saturating_sub(q.effective()).max(1));
+        let per_host = f64::from(q.results) / q.horizon.max(1.0);
+        let hosts = needed / per_host.max(1e-6);
+        let per_conn = hosts / cands.len().max(1) as f64;
+        for p in &cands {
+            let max = q.ceiling.min(p.max_ttl).max(1);
+            // The highest TTL whose horizon does not overshoot the share (at least 1).
+            let ttl = (1..=max)
+                .rev()
+                .find(|t| dq_horizon(p.degree, *t) <= per_conn)
+                .unwrap_or(1);
+            q.used.insert(p.conn);
+            if ttl == 1 && p.ruled_out {
+                // Its table says no servent one hop away has it: skip it.
+                continue;
+            }
+            self.send_query_copy(p.conn, id, ttl, q.hops, &q.payload);
+            self.stats.dq_round_copies += 1;
+            q.horizon += dq_horizon(p.degree, ttl);
+            q.next = now + self.cfg.dq_hop_wait * u32::from(ttl);
+            self.dqs.insert(id, q);
+            return;
+        }
+        // Every connection was used.
     }
 
     /// The header of a forwarded copy: TTL one less, hops one more.
@@ -2280,6 +2695,7 @@ impl Core for Servent {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        self.dq_due(now);
         match self.next_tick {
             Some(t) if t <= now => {
                 self.tick(now);
@@ -2313,6 +2729,10 @@ impl Core for Servent {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.next_tick
+        let dq = self.dqs.values().map(|q| q.next.min(q.deadline)).min();
+        match (self.next_tick, dq) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }

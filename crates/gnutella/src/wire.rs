@@ -666,6 +666,87 @@ pub fn scan_query(p: &[u8]) -> Result<([u8; 2], &[u8]), DecodeError> {
     Ok((min_speed, criteria))
 }
 
+/// The head of a vendor message payload (descriptors 0x31 and 0x32): vendor code (4
+/// bytes), selector (u16 LE) and version (u16 LE); the rest is the message's data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VendorHead<'a> {
+    /// Vendor code, e.g. `BEAR` or `LIME`.
+    pub vendor: [u8; 4],
+    /// Message selector within the vendor.
+    pub selector: u16,
+    /// Message version.
+    pub version: u16,
+    /// The bytes after the 8-byte head.
+    pub data: &'a [u8],
+}
+
+/// A typed error for vendor messages.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VendorError {
+    /// Fewer bytes than the message needs.
+    #[error("truncated vendor message: need {need} bytes, have {have}")]
+    Truncated {
+        /// Bytes needed.
+        need: usize,
+        /// Bytes present.
+        have: usize,
+    },
+}
+
+impl<'a> VendorHead<'a> {
+    /// Splits a vendor message payload into its head and data.
+    pub fn decode(p: &'a [u8]) -> Result<VendorHead<'a>, VendorError> {
+        match p {
+            [v0, v1, v2, v3, s0, s1, r0, r1, data @ ..] => Ok(VendorHead {
+                vendor: [*v0, *v1, *v2, *v3],
+                selector: u16::from_le_bytes([*s0, *s1]),
+                version: u16::from_le_bytes([*r0, *r1]),
+                data,
+            }),
+            _ => Err(VendorError::Truncated {
+                need: 8,
+                have: p.len(),
+            }),
+        }
+    }
+}
+
+/// Selector of the "query status response" vendor message (`BEAR` 11, also sent as `LIME`
+/// 11): a leaf tells its ultrapeer how many hits it kept for the query whose descriptor id
+/// the message carries; used by dynamic querying.
+pub const QUERY_STATUS_SELECTOR: u16 = 11;
+/// A query status of this value asks the ultrapeer to stop the query.
+pub const QUERY_STATUS_STOP: u16 = 0xFFFF;
+
+/// The hit count of a query status response (`BEAR`/`LIME` 11, version 1 or later: u16 LE
+/// kept hits first); `Ok(None)` for any other vendor message.
+pub fn query_status(p: &[u8]) -> Result<Option<u16>, VendorError> {
+    let head = VendorHead::decode(p)?;
+    if !matches!(&head.vendor, b"BEAR" | b"LIME")
+        || head.selector != QUERY_STATUS_SELECTOR
+        || head.version == 0
+    {
+        return Ok(None);
+    }
+    match head.data {
+        [a, b, ..] => Ok(Some(u16::from_le_bytes([*a, *b]))),
+        d => Err(VendorError::Truncated {
+            need: 10,
+            have: 8 + d.len(),
+        }),
+    }
+}
+
+/// Encodes a query status response (`BEAR` 11 version 1) reporting `kept` hits.
+pub fn encode_query_status(kept: u16) -> [u8; 10] {
+    let mut p = [0u8; 10];
+    p[..4].copy_from_slice(b"BEAR");
+    p[4..6].copy_from_slice(&QUERY_STATUS_SELECTOR.to_le_bytes());
+    p[6..8].copy_from_slice(&1u16.to_le_bytes());
+    p[8..].copy_from_slice(&kept.to_le_bytes());
+    p
+}
+
 /// Checks a QueryHit payload exactly as [`Body::decode`] does, without allocating, and
 /// returns the responder's servent id (the routing fast path for hits that are not ours).
 pub fn scan_queryhit(p: &[u8]) -> Result<Guid, DecodeError> {
