@@ -105,7 +105,7 @@ for client in transmission aria2 libtorrent; do
   esac
   sleep 1   # its first announce
   start=$EPOCHREALTIME
-  if timeout 60 ip netns exec "$NS_B" "$SERVENT" -v torrent get "$t" -o "$WORK/got-$client" --listen "$ADDR_B:0" \
+  if RUST_LOG=debug timeout 60 ip netns exec "$NS_B" "$SERVENT" -v torrent get "$t" -o "$WORK/got-$client" --listen "$ADDR_B:0" \
       --encryption require --no-dht > "$WORK/get-$client.log" 2>&1 && same_tree "$WORK/got-$client"; then
     pass "$client seeds with encryption required, servent gets with --encryption require ($(since "$start") s), files identical"
   else

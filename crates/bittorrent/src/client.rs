@@ -954,7 +954,9 @@ impl<S: Storage> Client<S> {
             self.candidates.insert(p.addr);
         } else if !conn.is_inbound()
             && p.handshake.is_none()
-            && !matches!(p.crypt, Crypt::Init(_))
+            // an MSE handshake that failed is dialed again only when MSE is all we speak
+            // (with `prefer` the plaintext retry above comes first)
+            && (!matches!(p.crypt, Crypt::Init(_)) || self.cfg.encryption == Encryption::Require)
             && !self.banned.contains(&p.addr.ip())
             && (self.redial.len() < MAX_CANDIDATES || self.redial.contains_key(&p.addr))
         {
@@ -2854,6 +2856,43 @@ mod tests {
             gaps.windows(2).all(|g| g[1] > g[0]),
             "backoff grows: {gaps:?}"
         );
+    }
+
+    #[test]
+    fn with_mse_required_a_peer_that_closed_during_the_mse_handshake_is_dialled_again() {
+        let mut c = client(Vec::new());
+        c.cfg.encryption = Encryption::Require;
+        let peer: SocketAddr = "127.0.0.9:7000".parse().unwrap();
+        let mut now = Instant::from_secs(1);
+        c.handle_input(
+            now,
+            Input::Command(ClientCommand::AddPeers {
+                id: 1,
+                peers: vec![peer],
+            }),
+        );
+        let mut dials = 0;
+        for _ in 0..60 {
+            for t in drain(&mut c) {
+                if let Transmit::Connect { conn, to } = t {
+                    assert_eq!(to, peer);
+                    dials += 1;
+                    // it accepts, reads our MSE opening, and closes (not ready for us yet)
+                    c.handle_input(now, Input::Connected { conn, peer });
+                    c.handle_input(
+                        now,
+                        Input::Closed {
+                            conn,
+                            reason: servent_core::CloseReason::Reset,
+                        },
+                    );
+                }
+            }
+            now += Duration::from_secs(1);
+            c.handle_timeout(now);
+        }
+        assert!(dials > 1, "dialled {dials} time(s)");
+        assert!(dials <= 1 + REDIALS as usize, "dialled {dials} times");
     }
 
     #[test]
