@@ -3236,7 +3236,14 @@ mod tests {
         );
         let r = run_pair(Encryption::Require, Encryption::Plaintext);
         assert!(!r.leecher_complete);
-        assert_eq!(r.connects, 1, "require never retries in plaintext");
+        assert_eq!(
+            r.leecher_plain_handshakes, 0,
+            "require never retries in plaintext"
+        );
+        assert!(
+            r.connects <= 1 + REDIALS as usize,
+            "MSE redials are bounded"
+        );
         // Plaintext on both sides still works.
         let r = run_pair(Encryption::Plaintext, Encryption::Prefer);
         assert!(r.leecher_complete);
