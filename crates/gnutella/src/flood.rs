@@ -386,137 +386,163 @@ impl Scenario for FloodScenario {
             "{} servents, {} edges ({} up), degree <= {}; rare file on {} servents, popular on {}; {} queries per point",
             r.nodes, r.edges, r.edges_up, params.max_degree, r.holders.0, r.holders.1, params.queries
         ));
-        let mut table = Table::new(
-            "gnutella-flood",
-            &[
-                "ttl",
-                "file",
-                "queries",
-                "success_rate",
-                "msgs_per_query",
-                "nodes_reached",
-                "hits_per_query",
-                "mean_hit_hops",
-                "busiest_node_msgs_per_query",
-            ],
-        );
-        let mut success = vec![Vec::new(), Vec::new()];
-        let mut msgs = vec![Vec::new(), Vec::new()];
-        let mut reach = vec![Vec::new(), Vec::new()];
-        for pt in &r.points {
-            let k = usize::from(pt.file == "popular");
-            let x = f64::from(pt.ttl);
-            success[k].push((x, pt.success_rate()));
-            msgs[k].push((x, pt.msgs_per_query()));
-            reach[k].push((x, pt.reached_per_query()));
-            let mean_hops = if pt.hits > 0 {
-                pt.hit_hops as f64 / pt.hits as f64
-            } else {
-                0.0
-            };
-            table.push_text(vec![
-                pt.ttl.to_string(),
-                pt.file.to_string(),
-                pt.queries.to_string(),
-                format!("{:.3}", pt.success_rate()),
-                format!("{:.1}", pt.msgs_per_query()),
-                format!("{:.1}", pt.reached_per_query()),
-                format!("{:.2}", pt.hits as f64 / pt.queries.max(1) as f64),
-                format!("{mean_hops:.2}"),
-                format!("{:.1}", pt.busiest_per_query()),
-            ]);
-            rep.line(format!(
-                "ttl={} file={:<7} success={:.2} msgs/query={:>9.1} reached={:>8.1} hits/query={:.2}",
-                pt.ttl,
-                pt.file,
-                pt.success_rate(),
-                pt.msgs_per_query(),
-                pt.reached_per_query(),
-                pt.hits as f64 / pt.queries.max(1) as f64
-            ));
-        }
-        rep.tables.push(table);
-        let series = |v: &[Vec<(f64, f64)>]| {
-            vec![
-                Series {
-                    name: "rare (0.1%)".into(),
-                    points: v[0].clone(),
-                },
-                Series {
-                    name: "popular (5%)".into(),
-                    points: v[1].clone(),
-                },
-            ]
+        let run = ScenarioRun {
+            points: &r.points,
+            nodes: r.nodes,
+            events: r.events,
+            trace_hash: r.trace_hash,
+            wall,
         };
-        for (name, title, y, data) in [
-            (
-                "gnutella-flood-success",
-                "Query success vs TTL",
-                "success rate",
-                &success,
-            ),
-            (
-                "gnutella-flood-msgs",
-                "Messages per query vs TTL",
-                "descriptors sent",
-                &msgs,
-            ),
-            (
-                "gnutella-flood-reach",
-                "Servents reached vs TTL",
-                "servents",
-                &reach,
-            ),
-        ] {
-            rep.plots.push(Plot {
-                name: name.into(),
-                title: title.into(),
-                x_label: "TTL".into(),
-                y_label: y.into(),
-                log_x: false,
-                series: series(data),
-            });
-        }
-        rep.line(format!(
-            "{} engine events in {wall:.1} s wall ({:.0} events/s); trace hash {:016x}",
-            r.events,
-            r.events as f64 / wall.max(1e-9),
-            r.trace_hash
-        ));
-        let ttl = params.max_ttl;
-        let rare = r.point(ttl, "rare");
-        rep.kv("nodes", r.nodes);
-        rep.kv("ttl", ttl);
-        rep.kv(
-            "success",
-            format!("{:.3}", rare.map_or(0.0, FloodPoint::success_rate)),
-        );
-        rep.kv(
-            "msgs_per_query",
-            format!("{:.0}", rare.map_or(0.0, FloodPoint::msgs_per_query)),
-        );
-        rep.kv(
-            "reached",
-            format!("{:.0}", rare.map_or(0.0, FloodPoint::reached_per_query)),
-        );
-        rep.kv(
-            "mean_hops",
-            format!("{:.2}", rare.map_or(0.0, FloodPoint::mean_hops)),
-        );
-        rep.kv(
-            "busiest",
-            format!("{:.1}", rare.map_or(0.0, FloodPoint::busiest_per_query)),
-        );
-        rep.kv(
-            "popular_success",
-            format!(
-                "{:.3}",
-                r.point(ttl, "popular")
-                    .map_or(0.0, FloodPoint::success_rate)
-            ),
-        );
+        report_points(&mut rep, &run, ("gnutella-flood", ""), params.max_ttl, true);
         Ok(rep)
     }
+}
+
+/// What both Gnutella scenarios report from their measured points.
+pub(crate) struct ScenarioRun<'a> {
+    pub(crate) points: &'a [FloodPoint],
+    pub(crate) nodes: usize,
+    pub(crate) events: u64,
+    pub(crate) trace_hash: u64,
+    /// Wall-clock seconds the run took.
+    pub(crate) wall: f64,
+}
+
+/// The per-TTL table, lines, plots and headline keys of `gnutella-flood` and
+/// `gnutella-hybrid`: one function, so both end with the same keys. `name` is the scenario's
+/// (table and plot names); `note` is appended to plot titles; `headline_ttl` picks the
+/// point the headline reports; `reach` adds the servents-reached plot.
+pub(crate) fn report_points(
+    rep: &mut Report,
+    run: &ScenarioRun<'_>,
+    (name, note): (&str, &str),
+    headline_ttl: u8,
+    reach_plot: bool,
+) {
+    let mut table = Table::new(
+        name,
+        &[
+            "ttl",
+            "file",
+            "queries",
+            "success_rate",
+            "msgs_per_query",
+            "nodes_reached",
+            "hits_per_query",
+            "mean_hit_hops",
+            "busiest_node_msgs_per_query",
+        ],
+    );
+    let mut success = vec![Vec::new(), Vec::new()];
+    let mut msgs = vec![Vec::new(), Vec::new()];
+    let mut reach = vec![Vec::new(), Vec::new()];
+    for pt in run.points {
+        let k = usize::from(pt.file == "popular");
+        let x = f64::from(pt.ttl);
+        success[k].push((x, pt.success_rate()));
+        msgs[k].push((x, pt.msgs_per_query()));
+        reach[k].push((x, pt.reached_per_query()));
+        let hits_per_query = pt.hits as f64 / pt.queries.max(1) as f64;
+        table.push_text(vec![
+            pt.ttl.to_string(),
+            pt.file.to_string(),
+            pt.queries.to_string(),
+            format!("{:.3}", pt.success_rate()),
+            format!("{:.1}", pt.msgs_per_query()),
+            format!("{:.1}", pt.reached_per_query()),
+            format!("{hits_per_query:.2}"),
+            format!("{:.2}", pt.mean_hops()),
+            format!("{:.1}", pt.busiest_per_query()),
+        ]);
+        rep.line(format!(
+            "ttl={} file={:<7} success={:.2} msgs/query={:>9.1} reached={:>8.1} hits/query={:.2} mean_hops={:.2} busiest={:.1}",
+            pt.ttl,
+            pt.file,
+            pt.success_rate(),
+            pt.msgs_per_query(),
+            pt.reached_per_query(),
+            hits_per_query,
+            pt.mean_hops(),
+            pt.busiest_per_query()
+        ));
+    }
+    rep.tables.push(table);
+    let series = |v: &[Vec<(f64, f64)>]| {
+        vec![
+            Series {
+                name: "rare (0.1%)".into(),
+                points: v[0].clone(),
+            },
+            Series {
+                name: "popular (5%)".into(),
+                points: v[1].clone(),
+            },
+        ]
+    };
+    let mut plots = vec![
+        ("success", "Query success vs TTL", "success rate", &success),
+        (
+            "msgs",
+            "Messages per query vs TTL",
+            "descriptors sent",
+            &msgs,
+        ),
+    ];
+    if reach_plot {
+        plots.push(("reach", "Servents reached vs TTL", "servents", &reach));
+    }
+    for (suffix, title, y, data) in plots {
+        rep.plots.push(Plot {
+            name: format!("{name}-{suffix}"),
+            title: format!("{title}{note}"),
+            x_label: "TTL".into(),
+            y_label: y.into(),
+            log_x: false,
+            series: series(data),
+        });
+    }
+    rep.line(format!(
+        "{} engine events in {:.1} s wall ({:.0} events/s); trace hash {:016x}",
+        run.events,
+        run.wall,
+        run.events as f64 / run.wall.max(1e-9),
+        run.trace_hash
+    ));
+    let point = |file: &str| {
+        run.points
+            .iter()
+            .find(|p| p.ttl == headline_ttl && p.file == file)
+    };
+    let rare = point("rare");
+    rep.kv("nodes", run.nodes);
+    rep.kv("ttl", headline_ttl);
+    rep.kv(
+        "success",
+        format!("{:.3}", rare.map_or(0.0, FloodPoint::success_rate)),
+    );
+    rep.kv(
+        "msgs_per_query",
+        format!("{:.0}", rare.map_or(0.0, FloodPoint::msgs_per_query)),
+    );
+    rep.kv(
+        "reached",
+        format!("{:.0}", rare.map_or(0.0, FloodPoint::reached_per_query)),
+    );
+    rep.kv(
+        "mean_hops",
+        format!("{:.2}", rare.map_or(0.0, FloodPoint::mean_hops)),
+    );
+    rep.kv(
+        "busiest",
+        format!("{:.1}", rare.map_or(0.0, FloodPoint::busiest_per_query)),
+    );
+    rep.kv(
+        "popular_success",
+        format!(
+            "{:.3}",
+            point("popular").map_or(0.0, FloodPoint::success_rate)
+        ),
+    );
 }
 
 #[cfg(test)]

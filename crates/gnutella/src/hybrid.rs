@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use servent_core::{Instant, Rng};
 use servent_sim::{
-    Dist, NodeId, NodeOpts, Plot, Report, Scenario, ScenarioOpts, Series, Sim, SimConfig, SimError,
-    Table,
+    Dist, NodeId, NodeOpts, Report, Scenario, ScenarioOpts, Sim, SimConfig, SimError,
 };
 
 use crate::flood::{
-    FILES, FloodPoint, POPULAR, PORT, RARE, load_of, population, query_origins, random_graph,
+    FILES, FloodPoint, POPULAR, PORT, RARE, ScenarioRun, load_of, population, query_origins,
+    random_graph, report_points,
 };
 use crate::library::SharedFile;
 use crate::servent::{Command, Config, Event, Role, Servent};
@@ -380,123 +380,19 @@ impl Scenario for HybridScenario {
         } else {
             "dynamic querying: off (SERVENT_GNUTELLA_DQ=off: one copy per connection at the query's TTL)".to_string()
         });
-        let mut table = Table::new(
-            "gnutella-hybrid",
-            &[
-                "ttl",
-                "file",
-                "queries",
-                "success_rate",
-                "msgs_per_query",
-                "nodes_reached",
-                "hits_per_query",
-                "mean_hit_hops",
-                "busiest_node_msgs_per_query",
-            ],
-        );
-        let mut success = vec![Vec::new(), Vec::new()];
-        let mut msgs = vec![Vec::new(), Vec::new()];
-        for pt in &r.points {
-            let k = usize::from(pt.file == "popular");
-            let x = f64::from(pt.ttl);
-            success[k].push((x, pt.success_rate()));
-            msgs[k].push((x, pt.msgs_per_query()));
-            table.push_text(vec![
-                pt.ttl.to_string(),
-                pt.file.to_string(),
-                pt.queries.to_string(),
-                format!("{:.3}", pt.success_rate()),
-                format!("{:.1}", pt.msgs_per_query()),
-                format!("{:.1}", pt.reached_per_query()),
-                format!("{:.2}", pt.hits as f64 / pt.queries.max(1) as f64),
-                format!("{:.2}", pt.mean_hops()),
-                format!("{:.1}", pt.busiest_per_query()),
-            ]);
-            rep.line(format!(
-                "ttl={} file={:<7} success={:.2} msgs/query={:>8.1} reached={:>7.1} hits/query={:.2} mean_hops={:.2} busiest={:.1}",
-                pt.ttl,
-                pt.file,
-                pt.success_rate(),
-                pt.msgs_per_query(),
-                pt.reached_per_query(),
-                pt.hits as f64 / pt.queries.max(1) as f64,
-                pt.mean_hops(),
-                pt.busiest_per_query()
-            ));
-        }
-        rep.tables.push(table);
-        let series = |v: &[Vec<(f64, f64)>]| {
-            vec![
-                Series {
-                    name: "rare (0.1%)".into(),
-                    points: v[0].clone(),
-                },
-                Series {
-                    name: "popular (5%)".into(),
-                    points: v[1].clone(),
-                },
-            ]
+        let run = ScenarioRun {
+            points: &r.points,
+            nodes: r.nodes,
+            events: r.events,
+            trace_hash: r.trace_hash,
+            wall,
         };
-        for (name, title, y, data) in [
-            (
-                "gnutella-hybrid-success",
-                "Query success vs TTL (ultrapeers + QRP)",
-                "success rate",
-                &success,
-            ),
-            (
-                "gnutella-hybrid-msgs",
-                "Messages per query vs TTL (ultrapeers + QRP)",
-                "descriptors sent",
-                &msgs,
-            ),
-        ] {
-            rep.plots.push(Plot {
-                name: name.into(),
-                title: title.into(),
-                x_label: "TTL".into(),
-                y_label: y.into(),
-                log_x: false,
-                series: series(data),
-            });
-        }
-        rep.line(format!(
-            "{} engine events in {wall:.1} s wall ({:.0} events/s); trace hash {:016x}",
-            r.events,
-            r.events as f64 / wall.max(1e-9),
-            r.trace_hash
-        ));
-        let ttl = params.headline_ttl;
-        let rare = r.point(ttl, "rare");
-        rep.kv("nodes", r.nodes);
-        rep.kv("ttl", ttl);
-        rep.kv(
-            "success",
-            format!("{:.3}", rare.map_or(0.0, FloodPoint::success_rate)),
-        );
-        rep.kv(
-            "msgs_per_query",
-            format!("{:.0}", rare.map_or(0.0, FloodPoint::msgs_per_query)),
-        );
-        rep.kv(
-            "reached",
-            format!("{:.0}", rare.map_or(0.0, FloodPoint::reached_per_query)),
-        );
-        rep.kv(
-            "mean_hops",
-            format!("{:.2}", rare.map_or(0.0, FloodPoint::mean_hops)),
-        );
-        rep.kv(
-            "busiest",
-            format!("{:.1}", rare.map_or(0.0, FloodPoint::busiest_per_query)),
-        );
-        rep.kv(
-            "popular_success",
-            format!(
-                "{:.3}",
-                r.point(ttl, "popular")
-                    .map_or(0.0, FloodPoint::success_rate)
-            ),
+        report_points(
+            &mut rep,
+            &run,
+            ("gnutella-hybrid", " (ultrapeers + QRP)"),
+            params.headline_ttl,
+            false,
         );
         Ok(rep)
     }
