@@ -1,13 +1,14 @@
 //! Scenarios: named, seeded simulation runs that write CSV tables and SVG plots and end with
 //! one `key=value` headline line that scripts can compare.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
 /// How a scenario run is parameterised from the command line.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ScenarioOpts {
     /// Number of nodes, if the user chose one (each scenario has its default).
     pub nodes: Option<usize>,
@@ -15,6 +16,74 @@ pub struct ScenarioOpts {
     pub seed: u64,
     /// Where CSV and plots go.
     pub out: PathBuf,
+    /// Scenario-specific knobs (`servent sim run NAME --param key=value`); each scenario
+    /// lists the keys it takes in [`Scenario::params`].
+    pub params: BTreeMap<String, String>,
+}
+
+impl ScenarioOpts {
+    /// Options with no parameters.
+    pub fn new(nodes: Option<usize>, seed: u64, out: PathBuf) -> ScenarioOpts {
+        ScenarioOpts {
+            nodes,
+            seed,
+            out,
+            params: BTreeMap::new(),
+        }
+    }
+
+    /// Sets parameter `key` (builder style, for tests and the demo).
+    pub fn with_param(mut self, key: &str, value: impl std::fmt::Display) -> ScenarioOpts {
+        self.params.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// Parameter `key` parsed as `T`, or `default` when it was not given. A value that does
+    /// not parse is an error naming the key.
+    pub fn param<T>(&self, key: &str, default: T) -> Result<T, SimError>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.params.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|e| SimError::BadParams(format!("--param {key}={v}: {e}"))),
+        }
+    }
+
+    /// A boolean parameter: `true/false`, `on/off`, `yes/no`, `1/0`.
+    pub fn param_bool(&self, key: &str, default: bool) -> Result<bool, SimError> {
+        match self.params.get(key).map(|v| v.to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) => match v.as_str() {
+                "true" | "on" | "yes" | "1" => Ok(true),
+                "false" | "off" | "no" | "0" => Ok(false),
+                _ => Err(SimError::BadParams(format!(
+                    "--param {key}={v}: expected on/off, true/false, yes/no or 1/0"
+                ))),
+            },
+        }
+    }
+
+    /// Fails on a parameter the scenario does not take (a typo must not run the default).
+    pub fn check_params(&self, known: &[(&str, &str)]) -> Result<(), SimError> {
+        for k in self.params.keys() {
+            if !known.iter().any(|(n, _)| n == k) {
+                let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
+                return Err(SimError::BadParams(if names.is_empty() {
+                    format!("--param {k}: this scenario takes no parameters")
+                } else {
+                    format!(
+                        "--param {k}: unknown; this scenario takes {}",
+                        names.join(", ")
+                    )
+                }));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A simulation scenario.
@@ -23,6 +92,10 @@ pub trait Scenario {
     fn name(&self) -> &'static str;
     /// One line for `servent sim list`.
     fn about(&self) -> &'static str;
+    /// The `--param` keys it takes, with one line of help each (default: none).
+    fn params(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
     /// Runs it.
     fn run(&self, opts: &ScenarioOpts) -> Result<Report, SimError>;
 }
@@ -196,6 +269,7 @@ impl Report {
     }
 
     /// Writes every table and plot into `dir`; returns the paths written.
+    #[allow(clippy::disallowed_methods)] // the report is the simulator's output, written by its caller
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, SimError> {
         std::fs::create_dir_all(dir).map_err(|source| SimError::Io {
             path: dir.to_path_buf(),
@@ -221,6 +295,7 @@ impl Report {
 }
 
 /// Writes a file through a temporary file and a rename, so a crash never leaves half a file.
+#[allow(clippy::disallowed_methods)] // report output, not core state
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SimError> {
     let tmp = path.with_extension("tmp");
     let io = |source| SimError::Io {
@@ -320,12 +395,14 @@ pub fn render_svg(p: &Plot) -> Result<String, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read what the report wrote
 mod tests {
     use super::*;
 
     #[test]
     fn report_writes_csv_and_svg_and_a_headline() {
-        let dir = std::env::temp_dir().join(format!("servent-sim-report-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("report");
         let mut r = Report::new("t");
         r.kv("nodes", 10);
         r.kv("success", 0.5);
