@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let nodes = args.next().map(|s| s.parse()).transpose()?;
     let seed = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1);
     let opts = ScenarioOpts {
+        params: Default::default(),
         nodes,
         seed,
         out: "servent-report/bittorrent-swarm".into(),

@@ -43,7 +43,8 @@
 //! assert!(run.all_verified);
 //! ```
 
-pub mod bencode;
+/// The bencode codec, now its own crate (servent-bencode); re-exported for old paths.
+pub use servent_bencode as bencode;
 pub mod client;
 pub mod create;
 pub mod magnet;

@@ -17,6 +17,7 @@ fn main() {
         std::process::exit(2);
     };
     let opts = servent_sim::ScenarioOpts {
+        params: Default::default(),
         nodes,
         seed,
         out: out.clone(),

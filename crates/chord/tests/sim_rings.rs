@@ -328,6 +328,7 @@ fn scenarios_run_at_small_sizes() {
         .zip([16usize, 8, 100, 16])
     {
         let opts = ScenarioOpts {
+            params: Default::default(),
             nodes: Some(nodes),
             seed: 1,
             out: dir.clone(),

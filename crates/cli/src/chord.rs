@@ -420,6 +420,7 @@ pub async fn demo(out: &Path) -> Result<DemoSection> {
 
     // 4. The simulator: path length up to 2^14 nodes.
     let opts = ScenarioOpts {
+        params: Default::default(),
         nodes: Some(1 << 14),
         seed: 1,
         out: out.join("chord-pathlen"),

@@ -185,6 +185,7 @@ async fn foundation(out: &Path) -> Result<DemoSection> {
     );
     // 2. The same core in the simulator, at scale.
     let opts = ScenarioOpts {
+        params: Default::default(),
         nodes: Some(10_000),
         seed: 1,
         out: out.join("pingpong"),

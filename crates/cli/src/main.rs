@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod common;
 mod demo;
 mod ping;
 mod sim;
@@ -20,7 +21,7 @@ mod torrent;
 
 /// servent: the classic peer-to-peer systems, for real.
 #[derive(Parser, Debug)]
-#[command(name = "servent", version, about, long_about = None)]
+#[command(name = "servent", version, about, long_about = None, after_help = common::EXIT_CODES_HELP)]
 struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -34,7 +35,12 @@ enum Command {
     /// Run every implemented system on 127.0.0.1, print a summary table and write an HTML report.
     Demo {
         /// Where to write report.html, CSV files and plots.
-        #[arg(long, default_value = "servent-report")]
+        #[arg(
+            short = 'o',
+            long = "output",
+            alias = "out",
+            default_value = "servent-report"
+        )]
         out: PathBuf,
     },
     /// The deterministic simulator: list and run scenarios.
@@ -53,8 +59,23 @@ enum Command {
     Torrent(torrent::Cmd),
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse(); // usage errors exit with 2 (clap)
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One clear line whatever RUST_BACKTRACE says; `-v` logs carry the detail.
+            if let Some(nf) = e.downcast_ref::<common::NotFound>() {
+                eprintln!("{nf}");
+                return std::process::ExitCode::from(common::EXIT_NOT_FOUND);
+            }
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",

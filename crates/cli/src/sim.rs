@@ -28,8 +28,11 @@ enum Action {
         #[arg(long, default_value_t = 1, env = "SERVENT_SEED")]
         seed: u64,
         /// Where CSV files and plots go [default: servent-report/<scenario>].
-        #[arg(long)]
+        #[arg(short = 'o', long = "output", alias = "out")]
         out: Option<PathBuf>,
+        /// A scenario knob, KEY=VALUE (repeatable; `servent sim list` shows each scenario's).
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
     },
 }
 
@@ -69,6 +72,9 @@ pub async fn run(cmd: Cmd) -> Result<()> {
         Action::List => {
             for s in all() {
                 println!("{:<22} {}", s.name(), s.about());
+                for (k, help) in s.params() {
+                    println!("{:<22}   --param {k}=...  {help}", "");
+                }
             }
             Ok(())
         }
@@ -77,6 +83,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             nodes,
             seed,
             out,
+            params,
         } => {
             let all = all();
             let Some(s) = all.iter().find(|s| s.name() == scenario) else {
@@ -84,12 +91,26 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 bail!("no scenario {scenario:?}; try one of: {}", names.join(", "));
             };
             let out = out.unwrap_or_else(|| PathBuf::from("servent-report").join(s.name()));
-            let opts = ScenarioOpts { nodes, seed, out };
+            let opts = ScenarioOpts {
+                nodes,
+                seed,
+                out,
+                params: params.into_iter().collect(),
+            };
+            opts.check_params(s.params())?;
             // scenarios are CPU-bound and synchronous: run off the async workers
             let name = s.name().to_string();
             tokio::task::block_in_place(|| run_one(s.as_ref(), &opts))
                 .with_context(|| format!("running {name}"))?;
             Ok(())
         }
+    }
+}
+
+/// `KEY=VALUE` of `--param`.
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?}: expected KEY=VALUE")),
     }
 }

@@ -1429,6 +1429,7 @@ pub async fn demo(out: &Path) -> Result<DemoSection> {
     );
     // The same core in the simulator: completion time against N.
     let sopts = servent_sim::ScenarioOpts {
+        params: Default::default(),
         nodes: Some(30),
         seed: 1,
         out: out.join("bittorrent-swarm"),

@@ -2,7 +2,9 @@
 //!
 //! - [`Id`] and [`Ring`]: 160-bit identifiers with the XOR metric and ring arithmetic;
 //! - [`Instant`]: time as the caller passes it in, never read from a clock here;
-//! - [`Rng`]: seeded randomness;
+//! - [`Rng`]: seeded randomness (ChaCha12; OS-seeded in real runs);
+//! - [`KeyedMap`]/[`KeyedSet`]: hash maps for keys peers choose (no HashDoS);
+//! - [`queue::BoundedQueue`]: the one bounded queue, which never drops silently;
 //! - [`contract`]: how a sans-IO protocol core is driven ([`Core`], [`Input`], [`Transmit`]);
 //! - [`framing`]: length-bounded framing for stream protocols;
 //! - [`share`]: how queries match shared files, the same rules in every system;
@@ -13,25 +15,30 @@
 pub mod contract;
 pub mod framing;
 pub mod id;
+pub mod keyed;
 pub mod pingpong;
+pub mod queue;
 pub mod rng;
 pub mod share;
 pub mod time;
 
 pub use contract::{CloseReason, ConnId, Core, Input, Transmit};
 pub use id::{ID_BITS, ID_LEN, Id, IdError, Ring};
+pub use keyed::{KeyedMap, KeyedSet, KeyedState, keyed_map, keyed_set};
+pub use queue::BoundedQueue;
 pub use rng::Rng;
 pub use time::Instant;
 
 /// A fast, fixed (unkeyed) hasher: the same inserts give the same iteration order on every
-/// run, which `std`'s randomly keyed `HashMap` does not. Use it only for keys peers cannot
-/// choose freely (our own handles and indexes), or prefer `BTreeMap`.
+/// run, which `std`'s randomly keyed `HashMap` does not. Use it only for keys we mint
+/// ourselves (our own handles and indexes); keys a peer or user chooses go in a
+/// [`KeyedMap`], whose hash they cannot predict.
 #[derive(Default, Clone, Copy, Debug)]
 pub struct FxHasher {
     hash: u64,
 }
 
-const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+pub(crate) const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
 impl std::hash::Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {

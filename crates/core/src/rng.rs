@@ -1,19 +1,23 @@
 //! Seeded randomness. Cores never create their own randomness: the caller hands them an
 //! [`Rng`] built from a seed, so that the same seed gives the same run.
 
+use rand_chacha::ChaCha12Rng;
 use rand_core::{RngCore, SeedableRng};
 
 /// The environment variable that tests and the simulator read their seed from.
 pub const SEED_ENV: &str = "SERVENT_SEED";
 
-/// xoshiro256++: small, fast and good enough for simulation and protocol choices (not for
-/// keys or tokens that must be unguessable; those come from the driver's OS randomness).
+/// ChaCha12 (the generator behind `rand`'s `StdRng`): fast enough for the simulator and
+/// unpredictable when its 256-bit seed is: real runs build it from the OS CSPRNG
+/// (`servent_runtime::os_rng()`), so keys, tokens, GUIDs and transaction ids drawn from it
+/// cannot be guessed; tests and the simulator build it from a 64-bit seed
+/// ([`Rng::new`]) so the same seed gives the same run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rng {
-    s: [u64; 4],
+    inner: ChaCha12Rng,
 }
 
-/// SplitMix64, used to expand a 64-bit seed into the generator's state.
+/// SplitMix64, used to expand a 64-bit seed into the generator's 256-bit seed.
 fn splitmix64(x: &mut u64) -> u64 {
     *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *x;
@@ -23,40 +27,51 @@ fn splitmix64(x: &mut u64) -> u64 {
 }
 
 impl Rng {
-    /// A generator from a 64-bit seed.
+    /// A generator from a 64-bit seed: for tests and the simulator, never for real runs
+    /// (64 bits can be searched; use [`Rng::from_seed_bytes`] with OS randomness).
     pub fn new(seed: u64) -> Rng {
         let mut x = seed;
-        let s = [
-            splitmix64(&mut x),
-            splitmix64(&mut x),
-            splitmix64(&mut x),
-            splitmix64(&mut x),
-        ];
-        Rng { s }
+        let mut bytes = [0u8; 32];
+        for chunk in bytes.chunks_exact_mut(8) {
+            chunk.copy_from_slice(&splitmix64(&mut x).to_le_bytes());
+        }
+        Rng::from_seed_bytes(bytes)
+    }
+
+    /// A generator from a full 256-bit seed (the OS CSPRNG's bytes in real runs).
+    pub fn from_seed_bytes(seed: [u8; 32]) -> Rng {
+        Rng {
+            inner: ChaCha12Rng::from_seed(seed),
+        }
     }
 
     /// An independent generator for sub-stream `stream` (e.g. one per simulated node),
-    /// derived from this one's seed material without advancing it.
+    /// derived from this one's key and position without advancing it. Its output is as
+    /// unpredictable as this generator's.
     pub fn fork(&self, stream: u64) -> Rng {
-        let mut x =
-            self.s[0] ^ self.s[3].rotate_left(17) ^ stream.wrapping_mul(0xd605_bbb5_8c8a_bf4b);
-        Rng::new(splitmix64(&mut x))
+        let mut g = self.inner.clone();
+        let mut x = stream;
+        g.set_stream(self.inner.get_stream() ^ splitmix64(&mut x) ^ 0x666f_726b);
+        let mut seed = [0u8; 32];
+        g.fill_bytes(&mut seed);
+        Rng::from_seed_bytes(seed)
     }
 
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        let result = self.s[0]
-            .wrapping_add(self.s[3])
-            .rotate_left(23)
-            .wrapping_add(self.s[0]);
-        let t = self.s[1] << 17;
-        self.s[2] ^= self.s[0];
-        self.s[3] ^= self.s[1];
-        self.s[1] ^= self.s[2];
-        self.s[0] ^= self.s[3];
-        self.s[2] ^= t;
-        self.s[3] = self.s[3].rotate_left(45);
-        result
+        self.inner.next_u64()
+    }
+
+    /// Fills `dest` with random bytes (keys, nonces, ids).
+    pub fn fill(&mut self, dest: &mut [u8]) {
+        self.inner.fill_bytes(dest);
+    }
+
+    /// `N` random bytes.
+    pub fn bytes<const N: usize>(&mut self) -> [u8; N] {
+        let mut b = [0u8; N];
+        self.inner.fill_bytes(&mut b);
+        b
     }
 
     /// A uniform number in `0..n` (`n > 0`; returns 0 for `n == 0`), without modulo bias.
@@ -105,28 +120,26 @@ impl Rng {
 
 impl RngCore for Rng {
     fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
+        self.inner.next_u32()
     }
     fn next_u64(&mut self) -> u64 {
-        self.next_u64()
+        self.inner.next_u64()
     }
     fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for chunk in dest.chunks_mut(8) {
-            let b = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&b[..chunk.len()]);
-        }
+        self.inner.fill_bytes(dest);
     }
 }
 
 impl SeedableRng for Rng {
-    type Seed = [u8; 8];
-    fn from_seed(seed: [u8; 8]) -> Rng {
-        Rng::new(u64::from_le_bytes(seed))
+    type Seed = [u8; 32];
+    fn from_seed(seed: [u8; 32]) -> Rng {
+        Rng::from_seed_bytes(seed)
     }
 }
 
 /// The seed for a test or a run: `SERVENT_SEED` when it is set (decimal or 0x-hex),
 /// else `default`. Callers print the seed they used so a failure can be replayed.
+#[allow(clippy::disallowed_methods)] // for tests and the binary, never called by a core
 pub fn seed_from_env(default: u64) -> u64 {
     std::env::var(SEED_ENV)
         .ok()
@@ -157,6 +170,20 @@ mod tests {
         let r = Rng::new(7);
         assert_ne!(r.fork(1).next_u64(), r.fork(2).next_u64());
         assert_eq!(r.fork(1).next_u64(), r.fork(1).next_u64());
+        // forking does not advance the parent, and a fork differs from its parent
+        let mut p = Rng::new(7);
+        let _ = p.fork(3);
+        assert_eq!(p.next_u64(), Rng::new(7).next_u64());
+        assert_ne!(Rng::new(7).fork(0).next_u64(), Rng::new(7).next_u64());
+    }
+
+    #[test]
+    fn full_seeds_give_distinct_streams() {
+        let mut a = Rng::from_seed_bytes([1; 32]);
+        let mut b = Rng::from_seed_bytes([2; 32]);
+        assert_ne!(a.bytes::<16>(), b.bytes::<16>());
+        let mut c = Rng::from_seed_bytes([1; 32]);
+        assert_eq!(Rng::from_seed_bytes([1; 32]).bytes::<16>(), c.bytes::<16>());
     }
 
     #[test]

@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .unwrap_or_else(|| "target/sim/gnutella-flood".into());
     let opts = ScenarioOpts {
+        params: Default::default(),
         nodes,
         seed,
         out: out.into(),

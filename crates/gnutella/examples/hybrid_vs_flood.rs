@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let opts = ScenarioOpts {
+            params: Default::default(),
             nodes,
             seed,
             out: out.clone(),

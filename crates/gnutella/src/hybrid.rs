@@ -405,6 +405,7 @@ mod tests {
     #[test]
     fn both_gnutella_scenarios_end_with_the_same_headline_keys() {
         let opts = ScenarioOpts {
+            params: Default::default(),
             nodes: Some(100),
             seed: 5,
             out: std::env::temp_dir(),

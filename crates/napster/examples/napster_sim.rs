@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seed = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1);
     let out = std::env::temp_dir().join("servent-napster-sim");
     let rep = servent_napster::sim::NapsterScenario.run(&ScenarioOpts {
+        params: Default::default(),
         nodes,
         seed,
         out: out.clone(),

@@ -3,12 +3,15 @@
 //! - [`driver`]: the tokio driver. It owns a UDP socket, a TCP listener, one reader and one
 //!   writer task per connection, and a timer, and feeds a [`servent_core::Core`] exactly the
 //!   inputs the simulator feeds it, in the contract's order.
+//! - [`random`]: OS-seeded randomness for real runs ([`os_rng`]);
 //! - [`share`]: the shared-file index that Napster, Gnutella and BitTorrent seeding serve
 //!   from: scan a folder, search it by keywords with `*` wildcards, hash files on demand, and
 //!   refuse every path that would leave the folder.
 
 pub mod driver;
+pub mod random;
 pub mod share;
 
 pub use driver::{DriverError, LocalAddrs, NodeConfig, NodeHandle, spawn};
+pub use random::{OsRandomError, os_random, os_rng};
 pub use share::{ShareError, ShareIndex, SharedFile};

@@ -43,6 +43,7 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
 }
 
 /// Resident memory of this process in bytes (Linux `/proc/self/statm`), for reports.
+#[allow(clippy::disallowed_methods)] // a measurement of the simulator process itself
 pub fn rss_bytes() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;

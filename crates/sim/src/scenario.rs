@@ -1,13 +1,14 @@
 //! Scenarios: named, seeded simulation runs that write CSV tables and SVG plots and end with
 //! one `key=value` headline line that scripts can compare.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
 /// How a scenario run is parameterised from the command line.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ScenarioOpts {
     /// Number of nodes, if the user chose one (each scenario has its default).
     pub nodes: Option<usize>,
@@ -15,6 +16,74 @@ pub struct ScenarioOpts {
     pub seed: u64,
     /// Where CSV and plots go.
     pub out: PathBuf,
+    /// Scenario-specific knobs (`servent sim run NAME --param key=value`); each scenario
+    /// lists the keys it takes in [`Scenario::params`].
+    pub params: BTreeMap<String, String>,
+}
+
+impl ScenarioOpts {
+    /// Options with no parameters.
+    pub fn new(nodes: Option<usize>, seed: u64, out: PathBuf) -> ScenarioOpts {
+        ScenarioOpts {
+            nodes,
+            seed,
+            out,
+            params: BTreeMap::new(),
+        }
+    }
+
+    /// Sets parameter `key` (builder style, for tests and the demo).
+    pub fn with_param(mut self, key: &str, value: impl std::fmt::Display) -> ScenarioOpts {
+        self.params.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// Parameter `key` parsed as `T`, or `default` when it was not given. A value that does
+    /// not parse is an error naming the key.
+    pub fn param<T>(&self, key: &str, default: T) -> Result<T, SimError>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.params.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|e| SimError::BadParams(format!("--param {key}={v}: {e}"))),
+        }
+    }
+
+    /// A boolean parameter: `true/false`, `on/off`, `yes/no`, `1/0`.
+    pub fn param_bool(&self, key: &str, default: bool) -> Result<bool, SimError> {
+        match self.params.get(key).map(|v| v.to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) => match v.as_str() {
+                "true" | "on" | "yes" | "1" => Ok(true),
+                "false" | "off" | "no" | "0" => Ok(false),
+                _ => Err(SimError::BadParams(format!(
+                    "--param {key}={v}: expected on/off, true/false, yes/no or 1/0"
+                ))),
+            },
+        }
+    }
+
+    /// Fails on a parameter the scenario does not take (a typo must not run the default).
+    pub fn check_params(&self, known: &[(&str, &str)]) -> Result<(), SimError> {
+        for k in self.params.keys() {
+            if !known.iter().any(|(n, _)| n == k) {
+                let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
+                return Err(SimError::BadParams(if names.is_empty() {
+                    format!("--param {k}: this scenario takes no parameters")
+                } else {
+                    format!(
+                        "--param {k}: unknown; this scenario takes {}",
+                        names.join(", ")
+                    )
+                }));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A simulation scenario.
@@ -23,6 +92,10 @@ pub trait Scenario {
     fn name(&self) -> &'static str;
     /// One line for `servent sim list`.
     fn about(&self) -> &'static str;
+    /// The `--param` keys it takes, with one line of help each (default: none).
+    fn params(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
     /// Runs it.
     fn run(&self, opts: &ScenarioOpts) -> Result<Report, SimError>;
 }
@@ -196,6 +269,7 @@ impl Report {
     }
 
     /// Writes every table and plot into `dir`; returns the paths written.
+    #[allow(clippy::disallowed_methods)] // the report is the simulator's output, written by its caller
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, SimError> {
         std::fs::create_dir_all(dir).map_err(|source| SimError::Io {
             path: dir.to_path_buf(),
@@ -221,6 +295,7 @@ impl Report {
 }
 
 /// Writes a file through a temporary file and a rename, so a crash never leaves half a file.
+#[allow(clippy::disallowed_methods)] // report output, not core state
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SimError> {
     let tmp = path.with_extension("tmp");
     let io = |source| SimError::Io {
@@ -240,12 +315,15 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
-/// Renders a plot to SVG text.
+/// Renders a plot to SVG text. The legend sits in its own column right of the plot, so it
+/// never covers a curve; a log2 x axis is labelled at whole powers only (no repeated ticks).
 pub fn render_svg(p: &Plot) -> Result<String, String> {
+    const LEGEND_W: u32 = 200;
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (720 + LEGEND_W, 440)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let (plot_area, legend_area) = root.split_horizontally(720);
         let pts = p.series.iter().flat_map(|s| s.points.iter());
         let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, 0f64, f64::MIN);
         for &(x, y) in pts {
@@ -258,6 +336,11 @@ pub fn render_svg(p: &Plot) -> Result<String, String> {
         if x0 > x1 {
             (x0, x1, y1) = (0.0, 1.0, 1.0);
         }
+        if p.log_x {
+            // whole powers of two at both ends
+            x0 = x0.floor();
+            x1 = x1.ceil();
+        }
         if x1 <= x0 {
             x1 = x0 + 1.0;
         }
@@ -265,7 +348,7 @@ pub fn render_svg(p: &Plot) -> Result<String, String> {
             y1 = y0 + 1.0;
         }
         let y1 = y1 + (y1 - y0) * 0.05;
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(&plot_area)
             .caption(&p.title, ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(40)
@@ -273,8 +356,17 @@ pub fn render_svg(p: &Plot) -> Result<String, String> {
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| e.to_string())?;
         let log_x = p.log_x;
+        // on a log axis one label per whole power (at most 12)
+        let x_labels = if log_x {
+            let n = (x1 - x0) as usize + 1;
+            let step = n.div_ceil(12).max(1);
+            n.div_ceil(step)
+        } else {
+            10
+        };
         chart
             .configure_mesh()
+            .x_labels(x_labels)
             .x_desc(if log_x {
                 format!("{} (log2)", p.x_label)
             } else {
@@ -283,7 +375,11 @@ pub fn render_svg(p: &Plot) -> Result<String, String> {
             .y_desc(&p.y_label)
             .x_label_formatter(&|x| {
                 if log_x {
-                    format!("2^{x:.0}")
+                    if (x - x.round()).abs() < 1e-6 {
+                        format!("2^{:.0}", x.round())
+                    } else {
+                        String::new()
+                    }
                 } else {
                     fmt_num(*x)
                 }
@@ -299,33 +395,40 @@ pub fn render_svg(p: &Plot) -> Result<String, String> {
                 .collect();
             chart
                 .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(s.name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
+                .map_err(|e| e.to_string())?;
             chart
                 .draw_series(pts.into_iter().map(|xy| Circle::new(xy, 3, c.filled())))
                 .map_err(|e| e.to_string())?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        // the legend, in its own column
+        for (i, s) in p.series.iter().enumerate() {
+            let c = COLORS[i % COLORS.len()];
+            let y = 50 + 22 * i as i32;
+            legend_area
+                .draw(&PathElement::new(vec![(4, y), (24, y)], c.stroke_width(2)))
+                .map_err(|e| e.to_string())?;
+            legend_area
+                .draw(&Circle::new((14, y), 3, c.filled()))
+                .map_err(|e| e.to_string())?;
+            let name: String = s.name.chars().take(26).collect();
+            legend_area
+                .draw(&Text::new(name, (30, y - 7), ("sans-serif", 13)))
+                .map_err(|e| e.to_string())?;
+        }
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read what the report wrote
 mod tests {
     use super::*;
 
     #[test]
     fn report_writes_csv_and_svg_and_a_headline() {
-        let dir = std::env::temp_dir().join(format!("servent-sim-report-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("report");
         let mut r = Report::new("t");
         r.kv("nodes", 10);
         r.kv("success", 0.5);
@@ -352,5 +455,61 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.contains("polyline"));
         assert_eq!(r.headline_line(), "nodes=10 success=0.5");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The texts of an SVG's <text> elements.
+    fn svg_texts(svg: &str) -> Vec<(f64, String)> {
+        let mut out = Vec::new();
+        for part in svg.split("<text").skip(1) {
+            let x = part
+                .split("x=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(-1.0);
+            let body = part.split('>').nth(1).unwrap_or("");
+            let t = body.split('<').next().unwrap_or("").trim().to_string();
+            out.push((x, t));
+        }
+        out
+    }
+
+    #[test]
+    fn a_log_axis_has_distinct_ticks_and_the_legend_is_off_the_data() {
+        // the BitTorrent plot's case: N = 8 .. 100 on a log2 axis repeated 2^4 before
+        let series = (0..4)
+            .map(|i| Series {
+                name: format!("N = 2^{}", 9 + i),
+                points: [8.0, 10.0, 16.0, 20.0, 30.0, 50.0, 100.0]
+                    .iter()
+                    .map(|&x| (x, x * (i + 1) as f64))
+                    .collect(),
+            })
+            .collect();
+        let svg = render_svg(&Plot {
+            name: "p".into(),
+            title: "p".into(),
+            x_label: "leechers".into(),
+            y_label: "s".into(),
+            log_x: true,
+            series,
+        })
+        .unwrap();
+        let texts = svg_texts(&svg);
+        let ticks: Vec<&String> = texts
+            .iter()
+            .map(|(_, t)| t)
+            .filter(|t| t.starts_with("2^") && !t.contains(' '))
+            .collect();
+        let distinct: std::collections::BTreeSet<&&String> = ticks.iter().collect();
+        assert!(ticks.len() >= 3, "{ticks:?}");
+        assert_eq!(distinct.len(), ticks.len(), "repeated ticks: {ticks:?}");
+        // every legend entry is right of the plot area (x >= 720)
+        let legend: Vec<&(f64, String)> = texts
+            .iter()
+            .filter(|(_, t)| t.starts_with("N = "))
+            .collect();
+        assert_eq!(legend.len(), 4);
+        assert!(legend.iter().all(|(x, _)| *x >= 720.0), "{legend:?}");
     }
 }

@@ -8,7 +8,8 @@
 //! the fact ([`Dict::is_sorted`]) so callers can demand canonical form where it matters (the
 //! info dictionary, whose exact bytes are the info-hash).
 //!
-//! Kademlia (BEP 5) and the extension protocol (BEP 10) reuse this module.
+//! BitTorrent (metainfo, trackers, the extension protocol of BEP 10) and the Kademlia DHT
+//! (BEP 5 KRPC, BEP 44 items) both use this crate.
 
 use std::collections::BTreeMap;
 use std::fmt;
