@@ -18,12 +18,12 @@ use servent_kademlia::bep44;
 use servent_kademlia::client::{ClientOpts, DhtClient, NodeReport, query_stats};
 use servent_kademlia::{Config, Event, MutableKey};
 
+use crate::common;
 use crate::demo::{DemoRow, DemoSection};
 
 /// Mainline DHT (BEP 5): every BitTorrent client a lightweight tracker.
-///
-/// Exit codes: 0 success, 1 failure, 2 usage, 3 nothing found (lookup, get).
 #[derive(Args, Debug)]
+#[command(after_help = common::EXIT_CODES_HELP)]
 pub struct Cmd {
     #[command(subcommand)]
     action: Action,
@@ -107,7 +107,7 @@ enum Action {
         #[arg(long)]
         id: Option<Id>,
         /// How often the state is saved (e.g. 500ms, 30s, 2m).
-        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        #[arg(long, default_value = "30s", value_parser = common::parse_duration)]
         save_every: Duration,
         #[command(flatten)]
         limits: Limits,
@@ -119,7 +119,7 @@ enum Action {
         #[command(flatten)]
         join: Join,
         /// Give up after this long (e.g. 500ms, 20s, 2m).
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        #[arg(long, default_value = "60s", value_parser = common::parse_duration)]
         timeout: Duration,
         /// One JSON object per peer, then one for the summary.
         #[arg(long)]
@@ -138,7 +138,7 @@ enum Action {
         #[arg(long)]
         implied_port: bool,
         /// Give up after this long (e.g. 500ms, 20s, 2m).
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        #[arg(long, default_value = "60s", value_parser = common::parse_duration)]
         timeout: Duration,
     },
     /// Store a value in the DHT (BEP 44) at the 8 closest nodes; prints its target.
@@ -156,7 +156,7 @@ enum Action {
         #[arg(long, default_value = "", requires = "key")]
         salt: String,
         /// Give up after this long (e.g. 500ms, 20s, 2m).
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        #[arg(long, default_value = "60s", value_parser = common::parse_duration)]
         timeout: Duration,
     },
     /// Fetch a value from the DHT (BEP 44) and print it (exit 3 when not found).
@@ -169,7 +169,7 @@ enum Action {
         #[arg(long, default_value = "")]
         salt: String,
         /// Give up after this long (e.g. 500ms, 20s, 2m).
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        #[arg(long, default_value = "60s", value_parser = common::parse_duration)]
         timeout: Duration,
         /// One JSON object: target, value, and for a mutable item seq and key.
         #[arg(long)]
@@ -181,39 +181,12 @@ enum Action {
         #[arg(long, default_value = "127.0.0.1:6881")]
         node: SocketAddr,
         /// Give up after this long.
-        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        #[arg(long, default_value = "3s", value_parser = common::parse_duration)]
         timeout: Duration,
         /// One JSON object.
         #[arg(long)]
         json: bool,
     },
-}
-
-/// Durations as `500ms`, `3s`, `2m`, `1h`.
-fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 500ms, 3s, 2m"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("{s:?}: the unit must be ms, s, m or h")),
-    };
-    if d.is_zero() {
-        return Err(format!("{s:?}: must be more than zero"));
-    }
-    Ok(d)
-}
-
-/// "Nothing found": the message on stderr and exit code 3.
-fn not_found(msg: String) -> ! {
-    eprintln!("{msg}");
-    std::process::exit(3)
 }
 
 fn default_data(listen: SocketAddr) -> PathBuf {
@@ -232,44 +205,17 @@ fn default_data(listen: SocketAddr) -> PathBuf {
 
 /// A generator seeded from the operating system's CSPRNG (never the clock or the pid).
 fn os_rng() -> Result<Rng> {
-    use std::io::Read;
-    let mut b = [0u8; 8];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .context("reading /dev/urandom for the node's randomness")?;
-    Ok(Rng::new(u64::from_le_bytes(b)))
+    servent_runtime::os_rng().context("getting randomness for the node")
 }
 
-/// The addresses of `--bootstrap` values: HOST:PORT, or a file of them.
-async fn resolve(values: &[String]) -> Result<Vec<SocketAddr>> {
-    let mut hosts = Vec::new();
-    for v in values {
-        let p = Path::new(v);
-        if p.is_file() {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("reading bootstrap file {}", p.display()))?;
-            hosts.extend(
-                text.lines()
-                    .map(|l| l.split('#').next().unwrap_or("").trim())
-                    .filter(|l| !l.is_empty())
-                    .take(1000)
-                    .map(str::to_string),
-            );
-        } else {
-            hosts.push(v.clone());
-        }
+/// The IPv4 addresses of `--bootstrap ADDR|FILE` values.
+fn resolve(values: &[String]) -> Result<Vec<SocketAddr>> {
+    let all = common::bootstrap_addrs(values)?;
+    let v4: Vec<SocketAddr> = all.iter().copied().filter(SocketAddr::is_ipv4).collect();
+    if v4.is_empty() && !values.is_empty() {
+        bail!("no IPv4 address in --bootstrap {values:?} (the DHT speaks IPv4 only)");
     }
-    let mut out = Vec::new();
-    for h in &hosts {
-        let addrs = tokio::net::lookup_host(h.as_str()).await.with_context(|| {
-            format!("resolving bootstrap node {h} (give HOST:PORT or a file of them)")
-        })?;
-        out.extend(addrs.filter(SocketAddr::is_ipv4).take(4));
-    }
-    if out.is_empty() && !hosts.is_empty() {
-        bail!("no IPv4 address for the bootstrap nodes {hosts:?} (the DHT speaks IPv4 only)");
-    }
-    Ok(out)
+    Ok(v4)
 }
 
 /// A one-shot node, read-only (BEP 43: nobody keeps it after we exit): on loopback when
@@ -278,7 +224,7 @@ async fn one_shot(join: &Join, timeout: Duration) -> Result<DhtClient> {
     if join.bootstrap.is_empty() {
         bail!("give --bootstrap ADDR|FILE: a DHT node to join through");
     }
-    let nodes = resolve(&join.bootstrap).await?;
+    let nodes = resolve(&join.bootstrap)?;
     let ip = if nodes.iter().all(|a| a.ip().is_loopback()) {
         "127.0.0.1"
     } else {
@@ -312,7 +258,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             std::fs::create_dir_all(&data)
                 .with_context(|| format!("creating the data folder {}", data.display()))?;
             let state = data.join("dht.state");
-            let nodes = resolve(&join.bootstrap).await?;
+            let nodes = resolve(&join.bootstrap)?;
             let mut o = ClientOpts::with_rng(listen, os_rng()?);
             o.state = Some(state.clone());
             o.id = id;
@@ -329,7 +275,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             let mut tick = tokio::time::interval(save_every);
             loop {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => break,
+                    _ = common::stop_signal() => break,
                     _ = tick.tick() => {
                         let s = c.snapshot().await?;
                         tracing::info!(nodes = s.nodes.len(), "state saved");
@@ -406,7 +352,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 );
             }
             if found.peers.is_empty() {
-                not_found(summary);
+                return Err(common::NotFound(summary).into());
             }
             eprintln!("{summary}");
             Ok(())
@@ -480,12 +426,13 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             let (item, stats) = c.get_item(target, salt.into_bytes(), None).await?;
             c.shutdown().await?;
             let Some(item) = item else {
-                not_found(format!(
+                return Err(common::NotFound(format!(
                     "no item under {} ({} queries, {} nodes answered)",
                     hex_id(&target),
                     stats.rpcs,
                     stats.responses
-                ));
+                ))
+                .into());
             };
             // a string value prints as itself, anything else as its bencoding
             let text = match bencode::decode(&item.v, &bencode::Limits::strict()) {
@@ -502,7 +449,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     obj.insert("seq".into(), m.seq.into());
                     obj.insert("key".into(), to_hex(&m.k).into());
                 }
-                println!("{o}");
+                common::print_json(&o);
                 return Ok(());
             }
             use std::io::Write;
@@ -539,11 +486,8 @@ fn load_or_create_seed(path: &Path) -> Result<[u8; 32]> {
                 .map_err(|_| anyhow::anyhow!("{}: not a 32-byte ed25519 seed", path.display()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            use std::io::{Read, Write};
-            let mut seed = [0u8; 32];
-            std::fs::File::open("/dev/urandom")
-                .and_then(|mut f| f.read_exact(&mut seed))
-                .context("reading /dev/urandom for a new key")?;
+            use std::io::Write;
+            let seed = servent_runtime::os_random::<32>().context("randomness for a new key")?;
             let mut o = std::fs::OpenOptions::new();
             o.write(true).create_new(true);
             #[cfg(unix)]
@@ -585,7 +529,12 @@ fn hex_id(id: &Id) -> String {
 }
 
 fn print_stats(addr: SocketAddr, r: &NodeReport, json: bool) {
-    let get = |k: &str| r.counters.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v);
+    let get = |k: &str| {
+        r.counters
+            .iter()
+            .find(|(n, _)| n == k)
+            .map_or(0, |(_, v)| *v)
+    };
     if json {
         let mut o = serde_json::Map::new();
         o.insert("node".into(), hex_id(&r.id).into());
@@ -594,7 +543,7 @@ fn print_stats(addr: SocketAddr, r: &NodeReport, json: bool) {
             o.insert(k.clone(), (*v).into());
         }
         o.insert("buckets".into(), r.buckets.clone().into());
-        println!("{}", serde_json::Value::Object(o));
+        common::print_json(&serde_json::Value::Object(o));
         return;
     }
     println!("node      {}", hex_id(&r.id));

@@ -19,7 +19,7 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use servent_bittorrent::bencode::{self, Limits, OwnedValue};
+use servent_bencode::{self as bencode, Limits, OwnedValue};
 use servent_core::{Id, Rng};
 use servent_runtime::driver::{self, DriverError, NodeConfig, NodeHandle};
 
@@ -280,9 +280,12 @@ pub async fn query_stats(node: SocketAddr, limit: Duration) -> Result<NodeReport
     }
     .parse()
     .map_err(|_| ClientError::Refused("no loopback address"))?;
-    let sock = tokio::net::UdpSocket::bind(local)
-        .await
-        .map_err(|source| ClientError::Driver(DriverError::Bind { addr: local, source }))?;
+    let sock = tokio::net::UdpSocket::bind(local).await.map_err(|source| {
+        ClientError::Driver(DriverError::Bind {
+            addr: local,
+            source,
+        })
+    })?;
     let io = |source| ClientError::Io {
         path: PathBuf::from(node.to_string()),
         source,

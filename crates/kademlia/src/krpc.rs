@@ -18,7 +18,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use servent_bittorrent::bencode::{self, Dict, Limits, OwnedValue, Value};
+use servent_bencode::{self as bencode, Dict, Limits, OwnedValue, Value};
 use servent_core::Id;
 
 use crate::bep44::{self, Item, Signed};
