@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use servent_core::{Core, Input, Instant, Transmit};
 
-use crate::node::{Command, Dht, Event};
+use crate::core::{Command, Dht, Event};
 
 /// Datagrams and bytes sent to addresses where no node lives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

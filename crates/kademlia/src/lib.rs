@@ -1,15 +1,17 @@
 //! servent-kademlia: the mainline DHT of BitTorrent (BEP 5), built on Kademlia.
 //!
-//! - [`krpc`]: the wire format, bencoded KRPC messages over UDP, byte for byte as BEP 5
-//!   (with BEP 42's `ip` field);
-//! - [`table`]: the routing table (k-buckets that split only around our own id, node
-//!   states, replacement caches, bucket refresh);
-//! - [`node`]: [`Dht`], the sans-IO node core: it answers queries, runs iterative lookups
-//!   (α parallel queries converging on the k closest nodes), hands out and checks tokens
-//!   from a rotating secret, stores announced peers with expiry, and rate-limits per IP;
-//! - [`bep42`]: node ids tied to IP addresses (checked where the address allows);
-//! - [`scenario`]: the `kademlia` simulator scenarios;
-//! - `client` (feature `runtime`, on by default): the node over a real UDP socket, with the
+//! - [`wire`] ([`krpc`]): the wire format, bencoded KRPC messages over UDP, byte for byte as
+//!   BEP 5 (with BEP 42's `ip` field and BEP 44's get/put), strict limits, no state;
+//! - [`core`]: [`Dht`], the sans-IO node core, one sub-machine per file: answering queries
+//!   (`answer`), iterative lookups (`lookup`: α parallel queries converging on the k closest
+//!   nodes), announced-peer and BEP 44 storage with expiry (`storage`), tokens from a
+//!   rotating secret, per-IP rate limits, our own id (`own_id`, BEP 42), and the routing
+//!   table ([`table`]: k-buckets that split only around our own id, node states,
+//!   replacement caches, bucket refresh);
+//! - [`bep42`]: node ids tied to IP addresses; [`bep44`]: arbitrary data items;
+//! - [`scenarios`]: the `kademlia` simulator scenarios; [`harness`]: the in-memory test
+//!   network;
+//! - [`driver`] (feature `runtime`, on by default): the node over a real UDP socket, with the
 //!   routing table saved on shutdown and loaded on start, and one-shot lookup/announce.
 //!
 //! The core owns no socket, no clock and no thread: time comes in as `now`, randomness
@@ -40,21 +42,35 @@
 //!
 //! Spec choices and deviations are in `docs/kademlia.md`.
 
-pub mod bep42;
-pub mod bep44;
+pub mod core;
 #[cfg(feature = "runtime")]
-pub mod client;
+pub mod driver;
 pub mod harness;
-pub mod krpc;
-pub mod node;
-pub mod scenario;
-pub mod table;
+pub mod scenarios;
+pub mod wire;
 
-pub use krpc::NodeInfo;
-pub use node::{Command, Config, Dht, Event, LookupStats, MutableKey, NodeStats};
+/// The old path of the core (`servent_kademlia::node::*`), kept for callers.
+pub mod node {
+    pub use crate::core::*;
+}
+/// The old path of the UDP driver (`servent_kademlia::client::*`), kept for callers.
+#[cfg(feature = "runtime")]
+pub mod client {
+    pub use crate::driver::*;
+}
+/// The old path of the scenarios (`servent_kademlia::scenario::*`), kept for callers.
+pub mod scenario {
+    pub use crate::scenarios::*;
+}
+
+pub use crate::core::{
+    Command, Config, Dht, Event, LookupStats, MutableKey, NodeStats, bep42, bep44, table,
+};
 pub use table::RoutingTable;
+pub use wire::krpc;
+pub use wire::krpc::NodeInfo;
 
 /// The simulator scenarios of this crate (`servent sim run kademlia`, …).
 pub fn scenarios() -> Vec<Box<dyn servent_sim::Scenario>> {
-    scenario::all()
+    scenarios::all()
 }

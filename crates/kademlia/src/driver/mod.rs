@@ -15,6 +15,8 @@
 //! # Ok(()) }
 //! ```
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,9 +25,9 @@ use servent_bencode::{self as bencode, Limits, OwnedValue};
 use servent_core::{Id, Rng};
 use servent_runtime::driver::{self, DriverError, NodeConfig, NodeHandle};
 
-use crate::bep44::Item;
-use crate::krpc::{self, COMPACT_NODE, NodeInfo};
-use crate::node::{Command, Config, Dht, Event, LookupStats, MutableKey, NodeStats};
+use crate::core::bep44::Item;
+use crate::core::{Command, Config, Dht, Event, LookupStats, MutableKey, NodeStats};
+use crate::wire::krpc::{self, COMPACT_NODE, NodeInfo};
 
 /// The largest state file we read.
 const MAX_STATE: u64 = 1 << 20;

@@ -21,7 +21,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use servent_bencode::{self as bencode, Dict, Limits, OwnedValue, Value};
 use servent_core::Id;
 
-use crate::bep44::{self, Item, Signed};
+use crate::core::bep44::{self, Item, Signed};
 
 /// The largest datagram we decode (larger ones are dropped unread).
 pub const MAX_DATAGRAM: usize = 4096;
@@ -1003,7 +1003,7 @@ mod tests {
         big.extend_from_slice(b"1001:");
         big.extend_from_slice(&[b'x'; 1001]);
         big.extend_from_slice(b"e1:q3:put1:t2:aa1:y1:qe");
-        assert_eq!(code(&big), crate::bep44::ERR_VALUE_TOO_BIG);
+        assert_eq!(code(&big), crate::core::bep44::ERR_VALUE_TOO_BIG);
         let mut salty = b"d1:ad2:id20:abcdefghij01234567891:k32:".to_vec();
         salty.extend_from_slice(&[1; 32]);
         salty.extend_from_slice(b"4:salt65:");
@@ -1011,7 +1011,7 @@ mod tests {
         salty.extend_from_slice(b"3:seqi1e3:sig64:");
         salty.extend_from_slice(&[2; 64]);
         salty.extend_from_slice(b"5:token1:x1:v1:ae1:q3:put1:t2:aa1:y1:qe");
-        assert_eq!(code(&salty), crate::bep44::ERR_SALT_TOO_BIG);
+        assert_eq!(code(&salty), crate::core::bep44::ERR_SALT_TOO_BIG);
         // a value whose dictionary is not sorted cannot be re-encoded byte for byte
         assert_eq!(
             code(b"d1:ad2:id20:abcdefghij01234567895:token1:x1:vd1:bi1e1:ai2eee1:q3:put1:t2:aa1:y1:qe"),
@@ -1141,8 +1141,8 @@ mod tests {
             )
                 .prop_map(|(id, token, s, seq, cas, mutable, salt)| {
                     let v = format!("{}:{s}", s.len()).into_bytes();
-                    let mutable =
-                        mutable.then(|| crate::bep44::sign(&[3; 32], salt.as_bytes(), seq, &v));
+                    let mutable = mutable
+                        .then(|| crate::core::bep44::sign(&[3; 32], salt.as_bytes(), seq, &v));
                     let cas = if mutable.is_some() { cas } else { None };
                     Query::Put {
                         id,

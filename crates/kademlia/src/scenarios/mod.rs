@@ -26,8 +26,8 @@ use servent_sim::{
     Table, percentile,
 };
 
-use crate::krpc::NodeInfo;
-use crate::node::{Command, Config, Dht, Event};
+use crate::core::{Command, Config, Dht, Event};
+use crate::wire::krpc::NodeInfo;
 
 /// Parameters of one measured run.
 #[derive(Clone, Debug)]

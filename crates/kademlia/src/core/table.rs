@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use servent_core::{Id, Instant, Rng};
 
-use crate::krpc::NodeInfo;
+use crate::wire::krpc::NodeInfo;
 
 /// Consecutive unanswered queries after which a node is bad.
 pub const BAD_AFTER: u8 = 2;
