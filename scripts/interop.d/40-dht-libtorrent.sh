@@ -16,7 +16,7 @@ LT_PORT=16882
 IH_LT=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa  # libtorrent's torrent (announced on its port)
 IH_US=bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb  # announced by us (peer port 7777)
 
-(cd "$work" && exec "$SERVENT" dht run --listen "$OUR" --state "$work/ours.state") > "$work/ours.log" 2>&1 &
+(cd "$work" && exec "$SERVENT" dht run --listen "$OUR" --data "$work/ours") > "$work/ours.log" 2>&1 &
 pids+=($!)
 sleep 1
 
@@ -66,7 +66,7 @@ sleep 5
 
 found=""
 for _ in $(seq 10); do
-  if out=$("$SERVENT" dht lookup "$IH_LT" --bootstrap "$OUR" --timeout 20 2>/dev/null); then
+  if out=$("$SERVENT" dht lookup "$IH_LT" --bootstrap "$OUR" --timeout 20s 2>/dev/null); then
     echo "$out"
     if echo "$out" | grep -qx "127.0.0.1:$LT_PORT"; then found=yes; break; fi
   fi

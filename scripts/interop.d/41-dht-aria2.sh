@@ -19,12 +19,12 @@ ARIA_DHT_PORT=16892
 ARIA_BT_PORT=16893
 IH=cccccccccccccccccccccccccccccccccccccccc
 
-(cd "$work" && exec "$SERVENT" dht run --listen "127.0.0.1:$OUR_PORT" --state "$work/ours.state") > "$work/ours.log" 2>&1 &
+(cd "$work" && exec "$SERVENT" dht run --listen "127.0.0.1:$OUR_PORT" --data "$work/ours") > "$work/ours.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do grep -q 'listening on udp' "$work/ours.log" && break; sleep 0.1; done
 
 # our peer (port 7777, nothing listens there) for the torrent aria2 will look up
-"$SERVENT" dht announce "$IH" --port 7777 --bootstrap "127.0.0.1:$OUR_PORT" --timeout 20
+"$SERVENT" dht announce "$IH" --port 7777 --bootstrap "127.0.0.1:$OUR_PORT" --timeout 20s
 
 mkdir "$work/dl"
 timeout 90 aria2c --enable-dht=true --dht-listen-addr=127.0.0.1 --dht-listen-port=$ARIA_DHT_PORT \
@@ -59,7 +59,7 @@ done
 [ -n "$dialed" ] || fail "aria2 did not dial the peer we announced"
 grep -q "announce $IH 127.0.0.1:$ARIA_BT_PORT" "$work/ours.log" || fail "aria2's announce_peer did not reach our node"
 
-out=$("$SERVENT" dht lookup "$IH" --bootstrap "127.0.0.1:$OUR_PORT" --timeout 20) || fail "dht lookup found nothing"
+out=$("$SERVENT" dht lookup "$IH" --bootstrap "127.0.0.1:$OUR_PORT" --timeout 20s) || fail "dht lookup found nothing"
 echo "$out"
 echo "$out" | grep -qx "127.0.0.1:$ARIA_BT_PORT" || fail "dht lookup did not find aria2's peer"
 echo "dht interop with aria2: ok"

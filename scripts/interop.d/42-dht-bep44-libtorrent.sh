@@ -16,7 +16,7 @@ trap cleanup EXIT
 
 OUR_PORT=16895
 LT_PORT=16896
-(cd "$work" && exec "$SERVENT" dht run --listen "127.0.0.1:$OUR_PORT" --state "$work/ours.state") > "$work/ours.log" 2>&1 &
+(cd "$work" && exec "$SERVENT" dht run --listen "127.0.0.1:$OUR_PORT" --data "$work/ours") > "$work/ours.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do grep -q 'listening on udp' "$work/ours.log" && break; sleep 0.1; done
 
@@ -70,18 +70,18 @@ fail() { echo "FAIL: $1"; echo "--- libtorrent"; cat "$work/lt.log"; echo "--- o
 for _ in $(seq 60); do grep -q 'lt put done' "$work/lt.log" && break; sleep 0.5; done
 grep -q 'lt put done' "$work/lt.log" || fail "libtorrent's put did not finish"
 lt_target=$(sed -n 's/^lt target //p' "$work/lt.log")
-got=$("$SERVENT" dht get "$lt_target" --bootstrap "127.0.0.1:$OUR_PORT" --timeout 20) || fail "dht get found no item"
+got=$("$SERVENT" dht get "$lt_target" --bootstrap "127.0.0.1:$OUR_PORT" --timeout 20s) || fail "dht get found no item"
 [ "$got" = "from libtorrent" ] || fail "dht get printed '$got'"
 echo "we got libtorrent's item: $got"
 
-ours=$("$SERVENT" dht put "from servent" --bootstrap "127.0.0.1:$OUR_PORT" --timeout 20) || fail "dht put failed"
+ours=$("$SERVENT" dht put "from servent" --bootstrap "127.0.0.1:$OUR_PORT" --timeout 20s) || fail "dht put failed"
 echo "$ours" > "$work/ours"
 for _ in $(seq 60); do grep -q 'lt got' "$work/lt.log" && break; sleep 0.5; done
 grep -q "lt got .*'value': b'from servent'" "$work/lt.log" || fail "libtorrent did not get our item"
 grep 'lt got' "$work/lt.log"
 
 for v in first second; do
-  "$SERVENT" dht put "$v" --key "$work/key" --salt demo --bootstrap "127.0.0.1:$OUR_PORT" --timeout 20 \
+  "$SERVENT" dht put "$v" --key "$work/key" --salt demo --bootstrap "127.0.0.1:$OUR_PORT" --timeout 20s \
     2>> "$work/put.err" > /dev/null || fail "mutable put failed"
 done
 cat "$work/put.err"

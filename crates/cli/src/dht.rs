@@ -1,8 +1,10 @@
 //! `servent dht`: the mainline DHT (BEP 5). Run a long-lived node, look peers up for an
-//! info-hash, announce one, show a node's routing table and counters.
+//! info-hash, announce one, put and get BEP 44 items, ask a running node for its counters.
 //!
 //! The protocol lives in `servent-kademlia` (a sans-IO core); this module parses
 //! arguments, resolves bootstrap hosts and prints.
+//!
+//! Exit codes: 0 success, 1 failure, 2 usage, 3 nothing found (`lookup`, `get`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,48 +13,117 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use servent_bittorrent::bencode::{self, OwnedValue};
-use servent_core::Id;
+use servent_core::{Id, Rng};
 use servent_kademlia::bep44;
-use servent_kademlia::client::{ClientOpts, DhtClient, SavedState};
-use servent_kademlia::{Event, MutableKey};
+use servent_kademlia::client::{ClientOpts, DhtClient, NodeReport, query_stats};
+use servent_kademlia::{Config, Event, MutableKey};
 
+use crate::common;
 use crate::demo::{DemoRow, DemoSection};
 
 /// Mainline DHT (BEP 5): every BitTorrent client a lightweight tracker.
 #[derive(Args, Debug)]
+#[command(after_help = common::EXIT_CODES_HELP)]
 pub struct Cmd {
     #[command(subcommand)]
     action: Action,
 }
 
+/// Where to join: `--bootstrap` (repeatable).
+#[derive(Args, Debug, Clone)]
+struct Join {
+    /// A node to join through: HOST:PORT, or a file of them (one per line, `#` comments);
+    /// repeatable.
+    #[arg(long, value_name = "ADDR|FILE")]
+    bootstrap: Vec<String>,
+}
+
+/// The limits of a long-running node; each defaults to the value shown.
+#[derive(Args, Debug, Clone)]
+struct Limits {
+    /// Queries one IPv4 address may send per second on average.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    rate_per_ip: u32,
+    /// ... and in a burst.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    burst_per_ip: u32,
+    /// Addresses the rate limiter tracks (a random one is forgotten when full).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=10_000_000))]
+    max_tracked_ips: u32,
+    /// Apply the per-IP rate limit to loopback sources too (off: every node of a loopback
+    /// test shares 127.0.0.1).
+    #[arg(long)]
+    rate_limit_loopback: bool,
+    /// Info-hashes with stored peers, at most (then announce_peer gets 202).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    max_hashes: u32,
+    /// Peers stored per info-hash, at most (the oldest is replaced).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_peers_per_hash: u32,
+    /// BEP 44 items stored, at most (then put gets 202).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    max_items: u32,
+    /// Datagrams longer than this many bytes are dropped unread.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(512..=65_507))]
+    max_datagram: u32,
+    /// Bytes per second by which all answers to unverified sources together may exceed 3x
+    /// their queries (beyond it they are cut to 3x: no amplification of forged floods).
+    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(0..=1_000_000_000))]
+    reply_budget: u32,
+}
+
+impl Limits {
+    fn config(&self) -> Config {
+        Config {
+            rate_per_ip: f64::from(self.rate_per_ip),
+            burst_per_ip: f64::from(self.burst_per_ip),
+            max_tracked_ips: self.max_tracked_ips as usize,
+            limit_loopback: self.rate_limit_loopback,
+            max_hashes: self.max_hashes as usize,
+            max_peers_per_hash: self.max_peers_per_hash as usize,
+            max_items: self.max_items as usize,
+            max_datagram: self.max_datagram as usize,
+            unverified_reply_budget: self.reply_budget as usize,
+            ..Config::default()
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Action {
-    /// Run a DHT node until Ctrl-C; its routing table is saved on exit and every 30 s.
+    /// Run a DHT node until Ctrl-C; its id and routing table are kept under --data (saved
+    /// every --save-every and on exit, crash-safely).
     Run {
         /// UDP address to listen on.
         #[arg(long, default_value = "127.0.0.1:6881")]
         listen: SocketAddr,
-        /// A node to join through (HOST:PORT; repeatable). Without one, the saved table is
-        /// used, or the node waits to be contacted.
-        #[arg(long)]
-        bootstrap: Vec<String>,
-        /// State file (routing table, id, counters); default `dht-IP-PORT.state` here.
-        #[arg(long)]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        join: Join,
+        /// State folder; default `$XDG_STATE_HOME/servent/dht-IP-PORT` (else
+        /// `~/.local/state/servent/dht-IP-PORT`) for the --listen address.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
         /// Node id (40 hex digits); default: the saved one, else random.
         #[arg(long)]
         id: Option<Id>,
+        /// How often the state is saved (e.g. 500ms, 30s, 2m).
+        #[arg(long, default_value = "30s", value_parser = common::parse_duration)]
+        save_every: Duration,
+        #[command(flatten)]
+        limits: Limits,
     },
-    /// Find peers for an info-hash; prints one ip:port per line, exits non-zero when none.
+    /// Find peers for an info-hash; prints one ip:port per line (exit 3 when none).
     Lookup {
         /// The info-hash (40 hex digits).
         info_hash: Id,
-        /// A node to join through (HOST:PORT; repeatable).
-        #[arg(long, required = true)]
-        bootstrap: Vec<String>,
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
+        #[command(flatten)]
+        join: Join,
+        /// Give up after this long (e.g. 500ms, 20s, 2m).
+        #[arg(long, default_value = "60s", value_parser = common::parse_duration)]
+        timeout: Duration,
+        /// One JSON object per peer, then one for the summary.
+        #[arg(long)]
+        json: bool,
     },
     /// Announce that a BitTorrent peer on --port has the torrent (to the 8 closest nodes).
     Announce {
@@ -61,24 +132,22 @@ enum Action {
         /// The peer's TCP port.
         #[arg(long)]
         port: u16,
-        /// A node to join through (HOST:PORT; repeatable).
-        #[arg(long, required = true)]
-        bootstrap: Vec<String>,
+        #[command(flatten)]
+        join: Join,
         /// Ask nodes to use this command's UDP source port instead of --port.
         #[arg(long)]
         implied_port: bool,
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
+        /// Give up after this long (e.g. 500ms, 20s, 2m).
+        #[arg(long, default_value = "60s", value_parser = common::parse_duration)]
+        timeout: Duration,
     },
     /// Store a value in the DHT (BEP 44) at the 8 closest nodes; prints its target.
     /// Immutable (target = SHA-1 of the value) unless --key is given.
     Put {
         /// The value (stored as a bencoded string; at most ~990 bytes).
         value: String,
-        /// A node to join through (HOST:PORT; repeatable).
-        #[arg(long, required = true)]
-        bootstrap: Vec<String>,
+        #[command(flatten)]
+        join: Join,
         /// Mutable item: the ed25519 seed file (64 hex digits), created (mode 0600) when
         /// missing. The target is SHA-1(public key ‖ salt); each put raises the seq.
         #[arg(long)]
@@ -86,75 +155,90 @@ enum Action {
         /// Mutable item: salt (at most 64 bytes), so one key can hold several items.
         #[arg(long, default_value = "", requires = "key")]
         salt: String,
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
+        /// Give up after this long (e.g. 500ms, 20s, 2m).
+        #[arg(long, default_value = "60s", value_parser = common::parse_duration)]
+        timeout: Duration,
     },
-    /// Fetch a value from the DHT (BEP 44) and print it; exits non-zero when not found.
+    /// Fetch a value from the DHT (BEP 44) and print it (exit 3 when not found).
     Get {
         /// The target (40 hex digits, as printed by `servent dht put`).
         target: Id,
-        /// A node to join through (HOST:PORT; repeatable).
-        #[arg(long, required = true)]
-        bootstrap: Vec<String>,
+        #[command(flatten)]
+        join: Join,
         /// The salt of a mutable item.
         #[arg(long, default_value = "")]
         salt: String,
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
-    },
-    /// Show a node's routing table and counters from its state file.
-    Stats {
-        /// The state file of the node (`servent dht run --state`).
+        /// Give up after this long (e.g. 500ms, 20s, 2m).
+        #[arg(long, default_value = "60s", value_parser = common::parse_duration)]
+        timeout: Duration,
+        /// One JSON object: target, value, and for a mutable item seq and key.
         #[arg(long)]
-        state: Option<PathBuf>,
-        /// ... or the node's --listen address, to find its default state file.
+        json: bool,
+    },
+    /// Ask a running node (`servent dht run`) on this host for its routing table and counters.
+    Stats {
+        /// The running node's UDP address (its --listen).
         #[arg(long, default_value = "127.0.0.1:6881")]
-        listen: SocketAddr,
+        node: SocketAddr,
+        /// Give up after this long.
+        #[arg(long, default_value = "3s", value_parser = common::parse_duration)]
+        timeout: Duration,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
     },
 }
 
-fn default_state(listen: SocketAddr) -> PathBuf {
-    PathBuf::from(format!("dht-{}-{}.state", listen.ip(), listen.port()))
+fn default_data(listen: SocketAddr) -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("servent")
+        .join(format!("dht-{}-{}", listen.ip(), listen.port()))
 }
 
-fn seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    servent_core::rng::seed_from_env(t ^ u64::from(std::process::id()).rotate_left(32))
+/// A generator seeded from the operating system's CSPRNG (never the clock or the pid).
+fn os_rng() -> Result<Rng> {
+    servent_runtime::os_rng().context("getting randomness for the node")
 }
 
-async fn resolve(hosts: &[String]) -> Result<Vec<SocketAddr>> {
-    let mut out = Vec::new();
-    for h in hosts {
-        let addrs = tokio::net::lookup_host(h.as_str())
-            .await
-            .with_context(|| format!("resolving bootstrap node {h} (give HOST:PORT)"))?;
-        out.extend(addrs.filter(SocketAddr::is_ipv4).take(4));
+/// The IPv4 addresses of `--bootstrap ADDR|FILE` values.
+fn resolve(values: &[String]) -> Result<Vec<SocketAddr>> {
+    let all = common::bootstrap_addrs(values)?;
+    let v4: Vec<SocketAddr> = all.iter().copied().filter(SocketAddr::is_ipv4).collect();
+    if v4.is_empty() && !values.is_empty() {
+        bail!("no IPv4 address in --bootstrap {values:?} (the DHT speaks IPv4 only)");
     }
-    if out.is_empty() && !hosts.is_empty() {
-        bail!("no IPv4 address for the bootstrap nodes {hosts:?} (the DHT speaks IPv4 only)");
-    }
-    Ok(out)
+    Ok(v4)
 }
 
-/// A one-shot node: on loopback when every bootstrap node is, else on all interfaces.
-async fn one_shot(bootstrap: &[String], timeout: u64) -> Result<DhtClient> {
-    let nodes = resolve(bootstrap).await?;
+/// A one-shot node, read-only (BEP 43: nobody keeps it after we exit): on loopback when
+/// every bootstrap node is, else on all interfaces.
+async fn one_shot(join: &Join, timeout: Duration) -> Result<DhtClient> {
+    if join.bootstrap.is_empty() {
+        bail!("give --bootstrap ADDR|FILE: a DHT node to join through");
+    }
+    let nodes = resolve(&join.bootstrap)?;
     let ip = if nodes.iter().all(|a| a.ip().is_loopback()) {
         "127.0.0.1"
     } else {
         "0.0.0.0"
     };
-    let mut o = ClientOpts::new(format!("{ip}:0").parse()?, seed());
-    o.timeout = Duration::from_secs(timeout.max(1));
+    let mut o = ClientOpts::with_rng(format!("{ip}:0").parse()?, os_rng()?).read_only();
+    o.timeout = timeout;
     let mut c = DhtClient::start(o).await.context("starting the DHT node")?;
     let n = c.bootstrap(nodes).await.context("bootstrapping")?;
     if n == 0 {
-        bail!("no DHT node answered: is a node running at {bootstrap:?}?");
+        bail!(
+            "no DHT node answered: is a node running at {:?}?",
+            join.bootstrap
+        );
     }
     Ok(c)
 }
@@ -164,25 +248,34 @@ pub async fn run(cmd: Cmd) -> Result<()> {
     match cmd.action {
         Action::Run {
             listen,
-            bootstrap,
-            state,
+            join,
+            data,
             id,
+            save_every,
+            limits,
         } => {
-            let state = state.unwrap_or_else(|| default_state(listen));
-            let nodes = resolve(&bootstrap).await?;
-            let mut o = ClientOpts::new(listen, seed());
+            let data = data.unwrap_or_else(|| default_data(listen));
+            std::fs::create_dir_all(&data)
+                .with_context(|| format!("creating the data folder {}", data.display()))?;
+            let state = data.join("dht.state");
+            let nodes = resolve(&join.bootstrap)?;
+            let mut o = ClientOpts::with_rng(listen, os_rng()?);
             o.state = Some(state.clone());
             o.id = id;
+            o.config = limits.config();
             let mut c = DhtClient::start(o)
                 .await
                 .with_context(|| format!("starting the DHT node on {listen}"))?;
             println!("dht node {} listening on udp {}", hex_id(&c.id), c.local);
             let n = c.bootstrap(nodes).await.unwrap_or(0);
-            println!("routing table: {n} nodes; state file {}", state.display());
-            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            println!(
+                "routing table: {n} nodes; data {} (saved every {save_every:?})",
+                data.display()
+            );
+            let mut tick = tokio::time::interval(save_every);
             loop {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => break,
+                    _ = common::stop_signal() => break,
                     _ = tick.tick() => {
                         let s = c.snapshot().await?;
                         tracing::info!(nodes = s.nodes.len(), "state saved");
@@ -206,39 +299,72 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     },
                 }
             }
-            let (saved, _) = c.shutdown().await?;
-            println!("saved {} nodes to {}", saved.nodes.len(), state.display());
+            let (saved, stats) = c.shutdown().await?;
+            println!(
+                "stopped: {} nodes saved to {}; {} queries answered, {} sent",
+                saved.nodes.len(),
+                state.display(),
+                stats.queries_in,
+                stats.queries_out
+            );
             Ok(())
         }
         Action::Lookup {
             info_hash,
-            bootstrap,
+            join,
             timeout,
+            json,
         } => {
-            let mut c = one_shot(&bootstrap, timeout).await?;
+            let mut c = one_shot(&join, timeout).await?;
             let found = c.get_peers(info_hash).await?;
             c.shutdown().await?;
             for p in &found.peers {
-                println!("{p}");
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"info_hash": hex_id(&info_hash), "peer": p.to_string()})
+                    );
+                } else {
+                    println!("{p}");
+                }
             }
-            if found.peers.is_empty() {
-                bail!(
-                    "no peers for {} ({} queries, {} nodes answered)",
-                    hex_id(&info_hash),
-                    found.stats.rpcs,
-                    found.stats.responses
+            let s = &found.stats;
+            let summary = format!(
+                "{} peers for {} ({} queries, {} nodes answered, {} hops, {} ms)",
+                found.peers.len(),
+                hex_id(&info_hash),
+                s.rpcs,
+                s.responses,
+                s.hops,
+                s.duration.as_millis()
+            );
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "info_hash": hex_id(&info_hash),
+                        "peers": found.peers.len(),
+                        "queries": s.rpcs,
+                        "responses": s.responses,
+                        "hops": s.hops,
+                        "ms": s.duration.as_millis() as u64,
+                    })
                 );
             }
+            if found.peers.is_empty() {
+                return Err(common::NotFound(summary).into());
+            }
+            eprintln!("{summary}");
             Ok(())
         }
         Action::Announce {
             info_hash,
             port,
-            bootstrap,
+            join,
             implied_port,
             timeout,
         } => {
-            let mut c = one_shot(&bootstrap, timeout).await?;
+            let mut c = one_shot(&join, timeout).await?;
             let (stored, _) = c.announce(info_hash, port, implied_port).await?;
             c.shutdown().await?;
             println!(
@@ -252,7 +378,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
         }
         Action::Put {
             value,
-            bootstrap,
+            join,
             key,
             salt,
             timeout,
@@ -276,7 +402,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 }),
                 None => None,
             };
-            let mut c = one_shot(&bootstrap, timeout).await?;
+            let mut c = one_shot(&join, timeout).await?;
             let (target, seq, stored) = c.put_item(v, key).await?;
             c.shutdown().await?;
             println!("{}", hex_id(&target));
@@ -291,43 +417,59 @@ pub async fn run(cmd: Cmd) -> Result<()> {
         }
         Action::Get {
             target,
-            bootstrap,
+            join,
             salt,
             timeout,
+            json,
         } => {
-            let mut c = one_shot(&bootstrap, timeout).await?;
+            let mut c = one_shot(&join, timeout).await?;
             let (item, stats) = c.get_item(target, salt.into_bytes(), None).await?;
             c.shutdown().await?;
             let Some(item) = item else {
-                bail!(
+                return Err(common::NotFound(format!(
                     "no item under {} ({} queries, {} nodes answered)",
                     hex_id(&target),
                     stats.rpcs,
                     stats.responses
-                );
+                ))
+                .into());
             };
+            // a string value prints as itself, anything else as its bencoding
+            let text = match bencode::decode(&item.v, &bencode::Limits::strict()) {
+                Ok(bencode::Value::Bytes(b)) => b.to_vec(),
+                _ => item.v.clone(),
+            };
+            if json {
+                let mut o = serde_json::json!({
+                    "target": hex_id(&target),
+                    "value": String::from_utf8_lossy(&text),
+                    "bencoded_hex": to_hex(&item.v),
+                });
+                if let (Some(m), Some(obj)) = (&item.mutable, o.as_object_mut()) {
+                    obj.insert("seq".into(), m.seq.into());
+                    obj.insert("key".into(), to_hex(&m.k).into());
+                }
+                common::print_json(&o);
+                return Ok(());
+            }
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            // a string value prints as itself, anything else as its bencoding
-            match bencode::decode(&item.v, &bencode::Limits::strict()) {
-                Ok(bencode::Value::Bytes(b)) => out.write_all(b)?,
-                _ => out.write_all(&item.v)?,
-            }
+            out.write_all(&text)?;
             out.write_all(b"\n")?;
             if let Some(m) = &item.mutable {
                 eprintln!("seq {} key {}", m.seq, to_hex(&m.k));
             }
             Ok(())
         }
-        Action::Stats { state, listen } => {
-            let path = state.unwrap_or_else(|| default_state(listen));
-            let s = SavedState::load(&path)?.with_context(|| {
-                format!(
-                    "no state file {} (run `servent dht run` first)",
-                    path.display()
-                )
+        Action::Stats {
+            node,
+            timeout,
+            json,
+        } => {
+            let r = query_stats(node, timeout).await.with_context(|| {
+                format!("asking the node at {node} (is `servent dht run --listen {node}` running on this host?)")
             })?;
-            print_stats(&path, &s);
+            print_stats(node, &r, json);
             Ok(())
         }
     }
@@ -344,11 +486,8 @@ fn load_or_create_seed(path: &Path) -> Result<[u8; 32]> {
                 .map_err(|_| anyhow::anyhow!("{}: not a 32-byte ed25519 seed", path.display()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            use std::io::{Read, Write};
-            let mut seed = [0u8; 32];
-            std::fs::File::open("/dev/urandom")
-                .and_then(|mut f| f.read_exact(&mut seed))
-                .context("reading /dev/urandom for a new key")?;
+            use std::io::Write;
+            let seed = servent_runtime::os_random::<32>().context("randomness for a new key")?;
             let mut o = std::fs::OpenOptions::new();
             o.write(true).create_new(true);
             #[cfg(unix)]
@@ -389,13 +528,32 @@ fn hex_id(id: &Id) -> String {
     id.to_string()
 }
 
-fn print_stats(path: &Path, s: &SavedState) {
-    println!("node      {}", hex_id(&s.id));
-    println!("state     {}", path.display());
-    println!("nodes     {}", s.nodes.len());
-    println!("buckets   {} {:?}", s.buckets.len(), s.buckets);
-    for (k, v) in &s.stats {
-        println!("{k:<15} {v}");
+fn print_stats(addr: SocketAddr, r: &NodeReport, json: bool) {
+    let get = |k: &str| {
+        r.counters
+            .iter()
+            .find(|(n, _)| n == k)
+            .map_or(0, |(_, v)| *v)
+    };
+    if json {
+        let mut o = serde_json::Map::new();
+        o.insert("node".into(), hex_id(&r.id).into());
+        o.insert("addr".into(), addr.to_string().into());
+        for (k, v) in &r.counters {
+            o.insert(k.clone(), (*v).into());
+        }
+        o.insert("buckets".into(), r.buckets.clone().into());
+        common::print_json(&serde_json::Value::Object(o));
+        return;
+    }
+    println!("node      {}", hex_id(&r.id));
+    println!("address   {addr}");
+    println!("nodes     {}", get("nodes"));
+    println!("buckets   {} {:?}", r.buckets.len(), r.buckets);
+    for (k, v) in &r.counters {
+        if k != "nodes" {
+            println!("{k:<18} {v}");
+        }
     }
 }
 

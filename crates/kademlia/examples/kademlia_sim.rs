@@ -1,40 +1,22 @@
 //! Runs one measured DHT simulation and prints its figures:
-//! `cargo run --release -p servent-kademlia --example kademlia_sim -- NODES [LOSS] [CHURN_PER_HOUR] [SEED]`
-//! (environment: `KAD_RETRIES`, `KAD_TIMEOUT_MS`, `KAD_MIN_TIMEOUT_MS`, `KAD_LOOKUPS`).
+//! `cargo run --release -p servent-kademlia --example kademlia_sim -- NODES [SEED] [KEY=VALUE ...]`
+//! with the `kademlia` scenario's parameters (`loss=0.1`, `churn=1`, `lookups=400`,
+//! `retries=3`, `timeout_ms=1000`, `min_timeout_ms=1000` for the fixed-timeout reference).
 
-use servent_kademlia::scenario::{LookupRun, run_lookups};
+use servent_kademlia::scenario::{LookupRun, PARAMS, run_lookups};
+use servent_sim::ScenarioOpts;
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |i: usize, d: f64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
-    let mut p = LookupRun::new(arg(1, 1000.0) as usize, arg(4, 1.0) as u64);
-    p.loss = arg(2, 0.0);
-    p.churn_per_hour = arg(3, 0.2);
-    if let Some(r) = std::env::var("KAD_RETRIES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        p.config.retries = r;
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let nodes: usize = args.first().map_or(Ok(1000), |s| s.parse())?;
+    let seed: u64 = args.get(1).map_or(Ok(1), |s| s.parse())?;
+    let mut opts = ScenarioOpts::new(Some(nodes), seed, std::path::PathBuf::from("."));
+    for kv in args.iter().skip(2) {
+        let (k, v) = kv.split_once('=').ok_or("parameters are KEY=VALUE")?;
+        opts = opts.with_param(k, v);
     }
-    if let Some(ms) = std::env::var("KAD_TIMEOUT_MS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        p.config.query_timeout = std::time::Duration::from_millis(ms);
-    }
-    if let Some(n) = std::env::var("KAD_LOOKUPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        p.lookups = n;
-    }
-    // KAD_MIN_TIMEOUT_MS=1000 turns the adaptive timeout off (the reference run)
-    if let Some(ms) = std::env::var("KAD_MIN_TIMEOUT_MS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        p.config.min_query_timeout = std::time::Duration::from_millis(ms);
-    }
+    opts.check_params(PARAMS)?;
+    let p = LookupRun::from_params(nodes, &opts)?;
     #[allow(clippy::disallowed_methods)] // wall time, outside the cores
     let t = std::time::Instant::now();
     let r = run_lookups(&p);
@@ -65,4 +47,5 @@ fn main() {
         t.elapsed().as_secs_f64(),
         servent_sim::rss_bytes().unwrap_or(0) >> 20
     );
+    Ok(())
 }

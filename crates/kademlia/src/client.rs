@@ -19,7 +19,7 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use servent_bittorrent::bencode::{self, Limits, OwnedValue};
+use servent_bencode::{self as bencode, Limits, OwnedValue};
 use servent_core::{Id, Rng};
 use servent_runtime::driver::{self, DriverError, NodeConfig, NodeHandle};
 
@@ -54,6 +54,9 @@ pub enum ClientError {
     /// No answer in time.
     #[error("no result within {0:?}")]
     Timeout(Duration),
+    /// The node answered with a KRPC error.
+    #[error("the node answered: {0}")]
+    Answer(String),
 }
 
 /// How to start a node.
@@ -61,8 +64,12 @@ pub enum ClientError {
 pub struct ClientOpts {
     /// UDP address to bind.
     pub listen: SocketAddr,
-    /// The RNG seed (node id unless one is saved or given, transaction ids, tokens).
+    /// The RNG seed (node id unless one is saved or given, transaction ids, tokens), used
+    /// when `rng` is `None` (tests, demos, the simulator's reproducible runs).
     pub seed: u64,
+    /// The node's generator; real runs pass `servent_runtime::os_rng()` so that ids, token
+    /// secrets and transaction ids cannot be predicted.
+    pub rng: Option<Rng>,
     /// Our node id (default: from the state file, else random).
     pub id: Option<Id>,
     /// Load the routing table from here on start and save it on shutdown.
@@ -74,11 +81,26 @@ pub struct ClientOpts {
 }
 
 impl ClientOpts {
+    /// Defaults with the node's generator `rng` (OS-seeded in real runs).
+    pub fn with_rng(listen: SocketAddr, rng: Rng) -> ClientOpts {
+        let mut o = ClientOpts::new(listen, 0);
+        o.rng = Some(rng);
+        o
+    }
+
+    /// A short-lived client (a one-shot lookup, announce, get or put): BEP 43 read-only, so
+    /// that no node keeps it in its routing table after it exits.
+    pub fn read_only(mut self) -> ClientOpts {
+        self.config.read_only = true;
+        self
+    }
+
     /// Defaults: no state file, BEP 5 settings, 60 s per command.
     pub fn new(listen: SocketAddr, seed: u64) -> ClientOpts {
         ClientOpts {
             listen,
             seed,
+            rng: None,
             id: None,
             state: None,
             config: Config::default(),
@@ -189,7 +211,15 @@ impl SavedState {
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
         f.write_all(&self.encode()).map_err(io)?;
         f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(io)?;
+        // the rename itself survives a crash only once the directory is on disk
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        Ok(())
     }
 
     /// The state of a node.
@@ -213,18 +243,9 @@ impl SavedState {
         (hashes, peers): (usize, usize),
     ) -> SavedState {
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let mut stats: Vec<(String, i64)> = vec![
-            ("queries_in".into(), n(s.queries_in)),
-            ("queries_out".into(), n(s.queries_out)),
-            ("responses_in".into(), n(s.responses_in)),
-            ("timeouts".into(), n(s.timeouts)),
-            ("rate_limited".into(), n(s.rate_limited)),
-            ("malformed".into(), n(s.malformed)),
-            ("bad_tokens".into(), n(s.bad_tokens)),
-            ("bep42_rejected".into(), n(s.bep42_rejected)),
-            ("stored_hashes".into(), n(hashes as u64)),
-            ("stored_peers".into(), n(peers as u64)),
-        ];
+        let mut stats = s.pairs();
+        stats.push(("stored_hashes".into(), n(hashes as u64)));
+        stats.push(("stored_peers".into(), n(peers as u64)));
         // the file keeps them sorted by name (a bencoded dictionary)
         stats.sort();
         SavedState {
@@ -234,6 +255,76 @@ impl SavedState {
             buckets,
         }
     }
+}
+
+/// What a running node said about itself (`sv_stats`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeReport {
+    /// Its id.
+    pub id: Id,
+    /// Its counters (name, value), sorted by name.
+    pub counters: Vec<(String, i64)>,
+    /// Nodes per bucket.
+    pub buckets: Vec<i64>,
+    /// Round trip of the query.
+    pub rtt: Duration,
+}
+
+/// Asks the running node at `node` for its counters with one `sv_stats` query from a
+/// loopback socket (the node answers it to loopback sources only).
+pub async fn query_stats(node: SocketAddr, limit: Duration) -> Result<NodeReport, ClientError> {
+    let local: SocketAddr = if node.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    }
+    .parse()
+    .map_err(|_| ClientError::Refused("no loopback address"))?;
+    let sock = tokio::net::UdpSocket::bind(local).await.map_err(|source| {
+        ClientError::Driver(DriverError::Bind {
+            addr: local,
+            source,
+        })
+    })?;
+    let io = |source| ClientError::Io {
+        path: PathBuf::from(node.to_string()),
+        source,
+    };
+    let tid = b"st";
+    let mut q = krpc::Message::query(tid, krpc::Query::Stats { id: Id::ZERO });
+    // a one-shot socket: not a node anyone should ping or keep
+    q.read_only = true;
+    #[allow(clippy::disallowed_methods)] // the driver's clock
+    let sent = std::time::Instant::now();
+    sock.send_to(&q.encode(), node).await.map_err(io)?;
+    let fut = async {
+        let mut buf = vec![0u8; krpc::MAX_DATAGRAM];
+        loop {
+            let (n, from) = sock.recv_from(&mut buf).await.map_err(io)?;
+            if from != node {
+                continue;
+            }
+            let Ok(m) = krpc::decode(buf.get(..n).unwrap_or_default()) else {
+                continue;
+            };
+            if m.tid != tid {
+                continue;
+            }
+            return match m.body {
+                krpc::Body::Response(r) => Ok(NodeReport {
+                    id: r.id,
+                    counters: r.stats.unwrap_or_default(),
+                    buckets: r.buckets,
+                    rtt: sent.elapsed(),
+                }),
+                krpc::Body::Error { message, .. } => Err(ClientError::Answer(message)),
+                krpc::Body::Query(_) => continue,
+            };
+        }
+    };
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| ClientError::Timeout(limit))?
 }
 
 /// A DHT node on a UDP socket, driven by its own task.
@@ -270,7 +361,7 @@ impl DhtClient {
             Some(p) => SavedState::load(p)?,
             None => None,
         };
-        let mut rng = Rng::new(opts.seed);
+        let mut rng = opts.rng.clone().unwrap_or_else(|| Rng::new(opts.seed));
         let id = opts
             .id
             .or(saved.as_ref().map(|s| s.id))

@@ -18,7 +18,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use servent_bittorrent::bencode::{self, Dict, Limits, OwnedValue, Value};
+use servent_bencode::{self as bencode, Dict, Limits, OwnedValue, Value};
 use servent_core::Id;
 
 use crate::bep44::{self, Item, Signed};
@@ -146,6 +146,13 @@ pub enum Query {
         /// Mutable items: store only if the current `seq` is this (compare and swap).
         cas: Option<i64>,
     },
+    /// servent's own `sv_stats`: the answering node's counters and bucket sizes. Answered
+    /// only to loopback sources (the `servent dht stats` of the same host); an extension
+    /// method other clients answer with 204.
+    Stats {
+        /// Querier.
+        id: Id,
+    },
 }
 
 impl Query {
@@ -157,7 +164,8 @@ impl Query {
             | Query::GetPeers { id, .. }
             | Query::AnnouncePeer { id, .. }
             | Query::Get { id, .. }
-            | Query::Put { id, .. } => *id,
+            | Query::Put { id, .. }
+            | Query::Stats { id } => *id,
         }
     }
 
@@ -170,6 +178,7 @@ impl Query {
             Query::AnnouncePeer { .. } => "announce_peer",
             Query::Get { .. } => "get",
             Query::Put { .. } => "put",
+            Query::Stats { .. } => "sv_stats",
         }
     }
 }
@@ -194,7 +203,14 @@ pub struct Response {
     pub sig: Option<[u8; 64]>,
     /// BEP 44 `seq`: the mutable item's sequence number (get).
     pub seq: Option<i64>,
+    /// `sv_stats`: the node's counters (name, value), sorted by name.
+    pub stats: Option<Vec<(String, i64)>>,
+    /// `sv_buckets`: nodes per bucket (answers to `sv_stats`).
+    pub buckets: Vec<i64>,
 }
+
+/// The most counters and buckets an `sv_stats` answer may carry.
+pub const MAX_STATS: usize = 200;
 
 /// Why a datagram is not a KRPC message we can use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -347,7 +363,7 @@ impl Message {
             Body::Query(q) => {
                 let mut a = OwnedValue::dict().with("id", id_value(&q.sender()));
                 match q {
-                    Query::Ping { .. } => {}
+                    Query::Ping { .. } | Query::Stats { .. } => {}
                     Query::FindNode { target, .. } => a = a.with("target", id_value(target)),
                     Query::GetPeers { info_hash, .. } => {
                         a = a.with("info_hash", id_value(info_hash));
@@ -433,6 +449,19 @@ impl Message {
                 if let Some(seq) = r.seq {
                     rd = rd.with("seq", OwnedValue::Int(seq));
                 }
+                if let Some(st) = &r.stats {
+                    let mut sd = OwnedValue::dict();
+                    for (k, v) in st {
+                        sd = sd.with(k, OwnedValue::Int(*v));
+                    }
+                    rd = rd.with("sv_stats", sd);
+                }
+                if !r.buckets.is_empty() {
+                    rd = rd.with(
+                        "sv_buckets",
+                        OwnedValue::List(r.buckets.iter().map(|b| OwnedValue::Int(*b)).collect()),
+                    );
+                }
                 d = d.with("y", OwnedValue::bytes("r")).with("r", rd);
             }
             Body::Error { code, message } => {
@@ -453,9 +482,14 @@ fn get_id(d: &Dict<'_>, key: &[u8]) -> Option<Id> {
     d.bytes(key).and_then(|b| Id::from_slice(b).ok())
 }
 
-/// Decodes one datagram.
+/// Decodes one datagram of at most [`MAX_DATAGRAM`] bytes.
 pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
-    if data.len() > MAX_DATAGRAM {
+    decode_with_limit(data, MAX_DATAGRAM)
+}
+
+/// Decodes one datagram of at most `max` bytes (a node's `max_datagram`).
+pub fn decode_with_limit(data: &[u8], max: usize) -> Result<Message, DecodeError> {
+    if data.len() > max {
         return Err(DecodeError::TooLarge(data.len()));
     }
     let v = bencode::decode(data, &LIMITS).map_err(|e| DecodeError::Bencode(e.to_string()))?;
@@ -490,6 +524,7 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
             let id = get_id(a, b"id").ok_or(invalid(ERR_PROTOCOL, "query without a valid id"))?;
             let q = match method {
                 b"ping" => Query::Ping { id },
+                b"sv_stats" => Query::Stats { id },
                 b"find_node" => Query::FindNode {
                     id,
                     target: get_id(a, b"target")
@@ -630,6 +665,26 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
                 }
                 None => None,
             };
+            let stats = match r.dict(b"sv_stats") {
+                Some(sd) if sd.len() > MAX_STATS => {
+                    return Err(invalid(ERR_PROTOCOL, "too many sv_stats counters"));
+                }
+                Some(sd) => Some(
+                    sd.iter()
+                        .filter_map(|(k, v)| {
+                            Some((String::from_utf8_lossy(k).into_owned(), v.as_int()?))
+                        })
+                        .collect(),
+                ),
+                None => None,
+            };
+            let buckets = match r.list(b"sv_buckets") {
+                Some(l) if l.len() > MAX_STATS => {
+                    return Err(invalid(ERR_PROTOCOL, "too many sv_buckets"));
+                }
+                Some(l) => l.iter().filter_map(Value::as_int).collect(),
+                None => Vec::new(),
+            };
             Body::Response(Response {
                 id,
                 nodes,
@@ -639,6 +694,8 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
                 k,
                 sig,
                 seq: r.int(b"seq"),
+                stats,
+                buckets,
             })
         }
         b"e" => {

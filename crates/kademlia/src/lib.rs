@@ -44,6 +44,7 @@ pub mod bep42;
 pub mod bep44;
 #[cfg(feature = "runtime")]
 pub mod client;
+pub mod harness;
 pub mod krpc;
 pub mod node;
 pub mod scenario;

@@ -85,6 +85,23 @@ pub struct Config {
     pub bep42_votes: usize,
     /// Our client version (`v`), sent in every message.
     pub version: Option<[u8; 4]>,
+    /// BEP 43 read-only node (a short-lived client): every query we send carries `ro=1`,
+    /// so that other nodes keep us out of their tables, and queries to us are not answered.
+    pub read_only: bool,
+    /// Datagrams longer than this are dropped unread (4096; at least 512).
+    pub max_datagram: usize,
+    /// Apply the per-IP rate limit to loopback addresses too (off: every node of a loopback
+    /// test or demo shares 127.0.0.1).
+    pub limit_loopback: bool,
+    /// Bytes per second (and burst) by which all answers to unverified sources together may
+    /// exceed [`AMPLIFICATION`] times their queries (64 KiB). A source is verified once it
+    /// answered one of our queries. Beyond the budget such an answer is cut to
+    /// `AMPLIFICATION` times its query (peers, then a BEP 44 value, then nodes left out), so
+    /// a flood with forged sender addresses cannot use us as an amplifier.
+    pub unverified_reply_budget: usize,
+    /// Nodes that queried us are pinged before they may enter the table; at most this many
+    /// such pings wait for an answer at once (64).
+    pub max_verify_pings: usize,
 }
 
 impl Default for Config {
@@ -112,6 +129,11 @@ impl Default for Config {
             enforce_bep42: true,
             bep42_votes: 4,
             version: Some(*b"SV01"),
+            read_only: false,
+            max_datagram: krpc::MAX_DATAGRAM,
+            limit_loopback: false,
+            unverified_reply_budget: 64 * 1024,
+            max_verify_pings: 64,
         }
     }
 }
@@ -379,15 +401,61 @@ pub struct NodeStats {
     pub bad_tokens: u64,
     /// Nodes kept out of the table by BEP 42.
     pub bep42_rejected: u64,
+    /// Datagrams dropped unread for being longer than `max_datagram`.
+    pub oversized: u64,
+    /// Replies to unverified sources cut to their query's size (the amplification budget
+    /// was spent).
+    pub trimmed: u64,
+    /// Nodes that queried us and were pinged before entering the table.
+    pub verify_pings: u64,
+    /// Queries not answered because this node is read-only (BEP 43).
+    pub read_only_dropped: u64,
+}
+
+impl NodeStats {
+    /// Every counter as (name, value).
+    pub fn pairs(&self) -> Vec<(String, i64)> {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        [
+            ("queries_in", self.queries_in),
+            ("rate_limited", self.rate_limited),
+            ("malformed", self.malformed),
+            ("responses_in", self.responses_in),
+            ("unexpected", self.unexpected),
+            ("queries_out", self.queries_out),
+            ("timeouts", self.timeouts),
+            ("late", self.late),
+            ("bad_tokens", self.bad_tokens),
+            ("bep42_rejected", self.bep42_rejected),
+            ("oversized", self.oversized),
+            ("trimmed", self.trimmed),
+            ("verify_pings", self.verify_pings),
+            ("read_only_dropped", self.read_only_dropped),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), n(v)))
+        .collect()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Purpose {
-    Lookup { key: u64, node: Id },
-    AnnounceTo { key: u64 },
-    Bootstrap { key: u64 },
-    UserPing { cmd: u64 },
+    Lookup {
+        key: u64,
+        node: Id,
+    },
+    AnnounceTo {
+        key: u64,
+    },
+    Bootstrap {
+        key: u64,
+    },
+    UserPing {
+        cmd: u64,
+    },
     Check,
+    /// A node that queried us: it enters the table only once it answers this ping.
+    Verify,
 }
 
 #[derive(Debug)]
@@ -477,6 +545,10 @@ struct ItemLookup {
 }
 
 const MAX_QUEUE: usize = 8192;
+/// An answer to a source that has not answered us is at most this many times the size of
+/// its query once the node's amplification budget is spent (QUIC's rule, RFC 9000 §8.1):
+/// a find_node answer with 8 nodes fits, a 1000-byte BEP 44 value or 50 peers do not.
+pub const AMPLIFICATION: usize = 3;
 const MAX_PEERS_PER_LOOKUP: usize = 4096;
 
 /// A DHT node (BEP 5).
@@ -497,7 +569,14 @@ pub struct Dht {
     next_maintenance: Instant,
     store: BTreeMap<Id, Vec<(SocketAddrV4, Instant)>>,
     items: BTreeMap<Id, (Item, Instant)>,
-    limiter: FxMap<Ipv4Addr, (f64, Instant)>,
+    /// Per-IP token buckets. A BTreeMap: the keys are addresses anyone can forge, and a
+    /// B-tree has no hash to collide (O(log n) whatever the keys).
+    limiter: BTreeMap<Ipv4Addr, (f64, Instant)>,
+    /// Bytes that replies to unverified sources may still exceed their queries by.
+    reply_budget: (f64, Instant),
+    /// Verification pings waiting for an answer, and to whom.
+    verifying: usize,
+    verify_addrs: BTreeSet<SocketAddrV4>,
     /// Node-wide smoothed RTT and RTT variation (µs), from every timed answer.
     srtt_us: Option<(u64, u64)>,
     /// BEP 42: the address each answering node (by IP, at most 64) says we have.
@@ -507,6 +586,10 @@ pub struct Dht {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: NodeStats,
+}
+
+fn cfg_budget(cfg: &Config) -> f64 {
+    cfg.unverified_reply_budget as f64
 }
 
 fn v4(a: SocketAddr) -> Option<SocketAddrV4> {
@@ -524,7 +607,9 @@ impl Dht {
     pub fn new(id: Id, mut cfg: Config, mut rng: Rng) -> Dht {
         cfg.alpha = cfg.alpha.max(1);
         cfg.k = cfg.k.max(1);
+        cfg.max_datagram = cfg.max_datagram.max(512);
         let secrets = [rng.next_u64(), rng.next_u64()];
+        let budget = cfg_budget(&cfg);
         Dht {
             table: RoutingTable::new(id, cfg.k, Instant::ZERO),
             cfg,
@@ -541,7 +626,10 @@ impl Dht {
             next_maintenance: Instant::ZERO,
             store: BTreeMap::new(),
             items: BTreeMap::new(),
-            limiter: FxMap::default(),
+            limiter: BTreeMap::new(),
+            reply_budget: (budget, Instant::ZERO),
+            verifying: 0,
+            verify_addrs: BTreeSet::new(),
             srtt_us: None,
             ip_votes: BTreeMap::new(),
             external: None,
@@ -629,6 +717,9 @@ impl Dht {
 
     fn send_msg(&mut self, to: SocketAddrV4, mut m: Message) {
         m.version = self.cfg.version.map(|v| v.to_vec());
+        if matches!(m.body, Body::Query(_)) {
+            m.read_only = self.cfg.read_only;
+        }
         if self.transmits.len() < MAX_QUEUE {
             self.transmits.push_back(Transmit::Datagram {
                 to: SocketAddr::V4(to),
@@ -684,7 +775,7 @@ impl Dht {
             Purpose::Lookup { .. } => ((rto < hard).then_some(rto), hard),
             // resent as a whole: the adaptive timeout is the deadline
             Purpose::Bootstrap { .. } | Purpose::AnnounceTo { .. } => (None, rto),
-            Purpose::UserPing { .. } | Purpose::Check => (None, hard),
+            Purpose::UserPing { .. } | Purpose::Check | Purpose::Verify => (None, hard),
         };
         self.pending.insert(
             tid,
@@ -1225,17 +1316,23 @@ impl Dht {
     fn allow(&mut self, now: Instant, ip: Ipv4Addr) -> bool {
         // Every node of a loopback test shares 127.0.0.1: a per-IP limit would throttle the
         // test, and protects nothing on the local host.
-        if ip.is_loopback() {
+        if ip.is_loopback() && !self.cfg.limit_loopback {
             return true;
         }
         let (rate, burst) = (self.cfg.rate_per_ip, self.cfg.burst_per_ip);
         if !self.limiter.contains_key(&ip) && self.limiter.len() >= self.cfg.max_tracked_ips {
-            // forget addresses whose bucket has refilled; refuse if none has
-            self.limiter.retain(|_, (tokens, last)| {
-                *tokens + rate * now.saturating_duration_since(*last).as_secs_f64() < burst
-            });
-            if self.limiter.len() >= self.cfg.max_tracked_ips {
-                return false;
+            // Full: forget one tracked address at random (the first at or after a random
+            // point). Refusing every new address instead would let a flood from forged
+            // addresses lock out every legitimate newcomer.
+            let at = Ipv4Addr::from(self.rng.next_u64() as u32);
+            let victim = self
+                .limiter
+                .range(at..)
+                .next()
+                .or_else(|| self.limiter.iter().next())
+                .map(|(k, _)| *k);
+            if let Some(v) = victim {
+                self.limiter.remove(&v);
             }
         }
         let (tokens, last) = self.limiter.entry(ip).or_insert((burst, now));
@@ -1253,7 +1350,11 @@ impl Dht {
         let Some(from) = v4(from) else {
             return;
         };
-        let msg = match krpc::decode(data) {
+        if data.len() > self.cfg.max_datagram {
+            self.stats.oversized += 1;
+            return;
+        }
+        let msg = match krpc::decode_with_limit(data, self.cfg.max_datagram) {
             Ok(m) => m,
             Err(DecodeError::Invalid {
                 tid,
@@ -1280,12 +1381,17 @@ impl Dht {
         };
         match msg.body {
             Body::Query(q) => {
+                if self.cfg.read_only {
+                    // BEP 43: a read-only node does not answer
+                    self.stats.read_only_dropped += 1;
+                    return;
+                }
                 if !self.allow(now, *from.ip()) {
                     self.stats.rate_limited += 1;
                     return;
                 }
                 self.stats.queries_in += 1;
-                self.answer(now, from, &msg.tid, q, msg.read_only);
+                self.answer(now, from, &msg.tid, q, msg.read_only, data.len());
             }
             Body::Response(r) => {
                 if let Some(ip) = msg.ip {
@@ -1352,7 +1458,15 @@ impl Dht {
         }
     }
 
-    fn answer(&mut self, now: Instant, from: SocketAddrV4, tid: &[u8], q: Query, read_only: bool) {
+    fn answer(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        tid: &[u8],
+        q: Query,
+        read_only: bool,
+        query_len: usize,
+    ) {
         let sender = q.sender();
         let mut r = Response {
             id: self.id,
@@ -1361,12 +1475,34 @@ impl Dht {
         let k = self.cfg.k;
         match q {
             Query::Ping { .. } => {}
-            Query::FindNode { target, .. } => r.nodes = self.table.closest(&target, k, now),
+            Query::Stats { .. } => {
+                if !from.ip().is_loopback() {
+                    self.send_msg(
+                        from,
+                        Message::error(
+                            tid,
+                            krpc::ERR_GENERIC,
+                            "sv_stats is answered to local queries only",
+                        ),
+                    );
+                    return;
+                }
+                r.stats = Some(self.report_pairs());
+                r.buckets = self
+                    .table
+                    .bucket_sizes()
+                    .into_iter()
+                    .map(|b| b as i64)
+                    .collect();
+            }
+            Query::FindNode { target, .. } => {
+                r.nodes = self.table.closest_verified(&target, k, now);
+            }
             Query::GetPeers { info_hash, .. } => {
                 r.token = Some(self.token(*from.ip(), self.secrets[0]));
                 let stored = self.stored_peers(&info_hash);
                 if stored.is_empty() {
-                    r.nodes = self.table.closest(&info_hash, k, now);
+                    r.nodes = self.table.closest_verified(&info_hash, k, now);
                 } else {
                     let mut v = stored;
                     self.rng.shuffle(&mut v);
@@ -1412,7 +1548,7 @@ impl Dht {
                 // the value is what was asked for: no nodes next to it (keeps the answer
                 // near 1 KB at most)
                 if r.v.is_none() {
-                    r.nodes = self.table.closest(&target, k, now);
+                    r.nodes = self.table.closest_verified(&target, k, now);
                 }
             }
             Query::Put {
@@ -1429,19 +1565,125 @@ impl Dht {
                 }
             }
         }
-        let mut m = Message::response(tid, r);
-        m.ip = Some(from);
-        self.send_msg(from, m);
+        let verified = self
+            .table
+            .get(&sender)
+            .is_some_and(|e| e.info.addr == from && e.last_response.is_some());
+        self.reply(now, from, tid, r, verified, query_len);
         if !read_only {
-            self.heard(
+            self.consider_querier(
                 now,
                 NodeInfo {
                     id: sender,
                     addr: from,
                 },
-                false,
             );
         }
+    }
+
+    /// Sends answer `r`. To an unverified source, whatever the answer has beyond its
+    /// query's size is paid from the amplification budget; when that is spent, nodes and
+    /// peers are left out until the answer is no larger than the query.
+    fn reply(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        tid: &[u8],
+        r: Response,
+        verified: bool,
+        query_len: usize,
+    ) {
+        let version = self.cfg.version.map(|v| v.to_vec());
+        let encode = |r: &Response| {
+            let mut m = Message::response(tid, r.clone());
+            m.ip = Some(from);
+            m.version.clone_from(&version);
+            m.encode()
+        };
+        let mut r = r;
+        let mut data = encode(&r);
+        let allowed = query_len.saturating_mul(AMPLIFICATION);
+        if !verified && data.len() > allowed {
+            let cap = cfg_budget(&self.cfg);
+            let (tokens, last) = &mut self.reply_budget;
+            *tokens = (*tokens + cap * now.saturating_duration_since(*last).as_secs_f64()).min(cap);
+            *last = now;
+            let excess = (data.len() - allowed) as f64;
+            if *tokens >= excess {
+                *tokens -= excess;
+            } else {
+                self.stats.trimmed += 1;
+                // peers first, then a BEP 44 value, then nodes, until it fits
+                while data.len() > allowed {
+                    let over = data.len() - allowed;
+                    if !r.values.is_empty() {
+                        let n = over.div_ceil(krpc::COMPACT_PEER + 2).min(r.values.len());
+                        r.values.truncate(r.values.len() - n);
+                    } else if r.v.is_some() || r.k.is_some() {
+                        (r.v, r.k, r.sig, r.seq) = (None, None, None, None);
+                    } else if !r.nodes.is_empty() {
+                        let n = over.div_ceil(krpc::COMPACT_NODE).min(r.nodes.len());
+                        r.nodes.truncate(r.nodes.len() - n);
+                    } else {
+                        break;
+                    }
+                    data = encode(&r);
+                }
+            }
+        }
+        if self.transmits.len() < MAX_QUEUE {
+            self.transmits.push_back(Transmit::Datagram {
+                to: SocketAddr::V4(from),
+                data,
+            });
+        }
+    }
+
+    /// A node queried us: one we know at that address is refreshed; a new one is pinged,
+    /// and enters the table only if it answers (so an address that only sends queries —
+    /// forged, or a client gone a second later — is never handed out to others).
+    fn consider_querier(&mut self, now: Instant, info: NodeInfo) {
+        if self.cfg.enforce_bep42 && !bep42::is_valid(&info.id, *info.addr.ip()) {
+            self.stats.bep42_rejected += 1;
+            return;
+        }
+        if info.id == self.id {
+            return;
+        }
+        match self.table.get(&info.id) {
+            Some(e) if e.info.addr == info.addr => {
+                self.table.insert(info, now, false);
+                return;
+            }
+            Some(_) => return,
+            None => {}
+        }
+        if self.verifying >= self.cfg.max_verify_pings
+            || self.verify_addrs.contains(&info.addr)
+            || !self.table.would_take(&info.id, now)
+        {
+            return;
+        }
+        let q = Query::Ping { id: self.id };
+        if self.query(now, info.addr, Some(info.id), q, Purpose::Verify) {
+            self.verifying += 1;
+            self.verify_addrs.insert(info.addr);
+            self.stats.verify_pings += 1;
+        }
+    }
+
+    /// The node's counters as (name, value), sorted by name (the `sv_stats` answer and the
+    /// state file).
+    pub fn report_pairs(&self) -> Vec<(String, i64)> {
+        let (hashes, peers) = self.stored();
+        let mut v = self.stats.pairs();
+        v.push(("nodes".into(), self.table.len() as i64));
+        v.push(("stored_hashes".into(), hashes as i64));
+        v.push(("stored_peers".into(), peers as i64));
+        v.push(("stored_items".into(), self.items.len() as i64));
+        v.push(("lookups".into(), self.lookups.len() as i64));
+        v.sort();
+        v
     }
 
     /// Stores a BEP 44 item after the checks of a `put`.
@@ -1550,6 +1792,7 @@ impl Dht {
         }
         match p.purpose {
             Purpose::Check => {}
+            Purpose::Verify => self.verified(p.to),
             Purpose::UserPing { cmd } => match r {
                 Some(r) => self.emit(Event::Pong {
                     id: cmd,
@@ -1655,6 +1898,12 @@ impl Dht {
         }
     }
 
+    /// A verification ping to `to` ended (answered or not).
+    fn verified(&mut self, to: SocketAddrV4) {
+        self.verifying = self.verifying.saturating_sub(1);
+        self.verify_addrs.remove(&to);
+    }
+
     fn seeded(&mut self, now: Instant, key: u64) {
         let Some(l) = self.lookups.get_mut(&key) else {
             return;
@@ -1700,6 +1949,7 @@ impl Dht {
         }
         match p.purpose {
             Purpose::Check => {}
+            Purpose::Verify => self.verified(p.to),
             Purpose::UserPing { cmd } => self.emit(Event::Unreachable { id: cmd }),
             Purpose::Bootstrap { key } => self.seeded(now, key),
             Purpose::AnnounceTo { key } => self.announce_answered(key, false),

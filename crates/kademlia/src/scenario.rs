@@ -69,6 +69,89 @@ impl LookupRun {
     }
 }
 
+/// The `--param` keys of the `kademlia` scenario.
+pub const PARAMS: &[(&str, &str)] = &[
+    ("loss", "datagram loss probability, 0..1 (default 0)"),
+    ("churn", "fraction of nodes leaving per hour (default 0.2)"),
+    ("lookups", "find_node lookups per run (default 1000)"),
+    (
+        "announces",
+        "info-hashes announced and looked up (default 100)",
+    ),
+    (
+        "retries",
+        "tries of a lookup query after the first (default 3)",
+    ),
+    ("timeout_ms", "hard query timeout in ms (default 1000)"),
+    (
+        "min_timeout_ms",
+        "floor of the adaptive timeout in ms (default 100; 1000 = fixed timeout, the reference run)",
+    ),
+    (
+        "memory_mib",
+        "memory the run may use; a larger estimate is refused (the CLI passes the machine's available memory)",
+    ),
+];
+
+/// Memory per simulated node, measured: 776 MiB of RSS for 10^5 nodes with their routing
+/// tables, pending queries and the engine's queues (docs/kademlia.md).
+pub const BYTES_PER_NODE: u64 = 8 * 1024;
+
+/// The memory a run of `nodes` nodes needs, in bytes (per node, plus 64 MiB).
+pub fn memory_estimate(nodes: usize) -> u64 {
+    (nodes as u64).saturating_mul(BYTES_PER_NODE) + (64 << 20)
+}
+
+impl LookupRun {
+    /// The run for `nodes` nodes with the scenario's `--param`s applied.
+    pub fn from_params(nodes: usize, opts: &ScenarioOpts) -> Result<LookupRun, SimError> {
+        let mut p = LookupRun::new(nodes, opts.seed);
+        p.loss = opts.param("loss", p.loss)?;
+        if !(0.0..=1.0).contains(&p.loss) {
+            return Err(SimError::BadParams(format!(
+                "--param loss={}: must be between 0 and 1",
+                p.loss
+            )));
+        }
+        p.churn_per_hour = opts.param("churn", p.churn_per_hour)?;
+        if !(0.0..=100.0).contains(&p.churn_per_hour) {
+            return Err(SimError::BadParams(format!(
+                "--param churn={}: must be between 0 and 100 per hour",
+                p.churn_per_hour
+            )));
+        }
+        p.lookups = opts.param("lookups", p.lookups)?;
+        p.announces = opts.param("announces", p.announces)?;
+        p.config.retries = opts.param("retries", p.config.retries)?;
+        let ms = |d: Duration| d.as_millis() as u64;
+        p.config.query_timeout =
+            Duration::from_millis(opts.param("timeout_ms", ms(p.config.query_timeout))?.max(1));
+        p.config.min_query_timeout = Duration::from_millis(
+            opts.param("min_timeout_ms", ms(p.config.min_query_timeout))?
+                .max(1),
+        );
+        Ok(p)
+    }
+}
+
+/// Refuses a run of `nodes` nodes whose memory estimate exceeds `--param memory_mib`.
+pub fn check_memory(nodes: usize, opts: &ScenarioOpts) -> Result<(), SimError> {
+    if !opts.params.contains_key("memory_mib") {
+        return Ok(());
+    }
+    let avail: u64 = opts.param("memory_mib", 0)?;
+    let need = memory_estimate(nodes) >> 20;
+    if need > avail {
+        let fit = ((avail << 20).saturating_sub(64 << 20)) / BYTES_PER_NODE;
+        return Err(SimError::BadParams(format!(
+            "{nodes} nodes need about {need} MiB ({} KiB per node, measured), more than the \
+             {avail} MiB available; {fit} nodes would fit",
+            BYTES_PER_NODE / 1024
+        )));
+    }
+    Ok(())
+}
+
 /// What a run measured.
 #[derive(Clone, Debug, Default)]
 pub struct LookupResults {
@@ -484,12 +567,21 @@ impl Scenario for KademliaScenario {
         "BEP 5 DHT: find_node/get_peers hops, RPCs, latency and success vs N (50 ms median RTT, 20%/h churn)"
     }
 
+    fn params(&self) -> &'static [(&'static str, &'static str)] {
+        PARAMS
+    }
+
     fn run(&self, opts: &ScenarioOpts) -> Result<Report, SimError> {
+        opts.check_params(PARAMS)?;
         let sizes: Vec<usize> = match opts.nodes {
             Some(n) if n >= 16 => vec![n],
             Some(n) => return Err(SimError::BadParams(format!("{n} nodes: need at least 16"))),
             None => vec![1_000, 10_000, 100_000],
         };
+        for &n in &sizes {
+            check_memory(n, opts)?;
+            LookupRun::from_params(n, opts)?;
+        }
         let mut report = Report::new("kademlia");
         let mut table = Table::new(
             "kademlia_lookups",
@@ -516,7 +608,7 @@ impl Scenario for KademliaScenario {
         for &n in &sizes {
             #[allow(clippy::disallowed_methods)] // wall time of a run, measured outside the cores
             let wall = std::time::Instant::now();
-            let r = run_lookups(&LookupRun::new(n, opts.seed));
+            let r = run_lookups(&LookupRun::from_params(n, opts)?);
             let wall = wall.elapsed().as_secs_f64();
             let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
             let lat = sorted(r.latency_ms.clone());
@@ -574,7 +666,7 @@ impl Scenario for KademliaScenario {
             let mut succ = Vec::new();
             let mut p90s = Vec::new();
             for rate in [0.2, 1.0, 5.0] {
-                let mut p = LookupRun::new(10_000, opts.seed);
+                let mut p = LookupRun::from_params(10_000, opts)?;
                 p.churn_per_hour = rate;
                 let r = run_lookups(&p);
                 let lat = sorted(r.latency_ms.clone());

@@ -331,6 +331,37 @@ impl RoutingTable {
         all.into_iter().map(|(_, i)| i).collect()
     }
 
+    /// The `n` closest nodes that have answered one of our queries and are not bad: the
+    /// only ones we hand out to others (a node that only ever queried us may be a forged
+    /// address or a short-lived client).
+    pub fn closest_verified(&self, target: &Id, n: usize, now: Instant) -> Vec<NodeInfo> {
+        let mut all: Vec<(Id, NodeInfo)> = self
+            .entries()
+            .filter(|e| e.last_response.is_some() && e.state(now) != NodeState::Bad)
+            .map(|e| (e.info.id.distance(target), e.info))
+            .collect();
+        if all.len() > n && n > 0 {
+            all.select_nth_unstable_by(n - 1, |a, b| a.0.cmp(&b.0));
+        }
+        all.truncate(n);
+        all.sort_unstable_by_key(|a| a.0);
+        all.into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// Whether a new node `id` answering now would enter a bucket (room, a bad node to
+    /// replace, or a split) rather than only the replacement cache.
+    pub fn would_take(&self, id: &Id, now: Instant) -> bool {
+        let Some(idx) = self.bucket_of(id) else {
+            return false;
+        };
+        let Some(b) = self.buckets.get(idx) else {
+            return false;
+        };
+        b.nodes.len() < self.k
+            || b.nodes.iter().any(|e| e.state(now) == NodeState::Bad)
+            || (idx + 1 == self.buckets.len() && idx + 1 < servent_core::ID_BITS as usize)
+    }
+
     /// The first bucket not changed for [`GOOD_FOR`], with a random id inside it to look up;
     /// marks it changed so it is not picked again at once.
     pub fn refresh_due(&mut self, now: Instant, rng: &mut Rng) -> Option<Id> {

@@ -23,8 +23,10 @@ fn ask(b: &mut Dht, now: Instant, from: SocketAddr, q: Query) -> Message {
     let mut out = None;
     while let Some(t) = b.poll_transmit() {
         if let Transmit::Datagram { to, data } = t {
-            if to == from {
-                out = Some(krpc::decode(&data).unwrap());
+            let m = krpc::decode(&data).unwrap();
+            // our answer (a new querier is also pinged, with a transaction id of ours)
+            if to == from && m.tid == b"tt" {
+                out = Some(m);
             }
         }
     }

@@ -35,3 +35,36 @@ fn same_seed_gives_the_same_measurements() {
     let b = run_lookups(&p);
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
 }
+
+#[test]
+fn ten_million_nodes_are_refused_with_the_memory_figure_when_memory_is_short() {
+    use servent_sim::{Scenario, ScenarioOpts};
+    let s = servent_kademlia::scenario::KademliaScenario;
+    let opts = ScenarioOpts::new(Some(10_000_000), 1, std::env::temp_dir())
+        .with_param("memory_mib", 16_384);
+    let err = s.run(&opts).err().expect("refused").to_string();
+    // 10^7 nodes at 8 KiB each: 78 189 MiB
+    assert!(err.contains("78189 MiB"), "{err}");
+    assert!(err.contains("16384 MiB available"), "{err}");
+}
+
+#[test]
+fn scenario_knobs_are_parameters_and_typos_are_refused() {
+    use servent_sim::ScenarioOpts;
+    let opts = ScenarioOpts::new(Some(100), 1, std::env::temp_dir())
+        .with_param("loss", 0.25)
+        .with_param("min_timeout_ms", 1000);
+    let p = servent_kademlia::scenario::LookupRun::from_params(100, &opts).unwrap();
+    assert_eq!(p.loss, 0.25);
+    assert_eq!(
+        p.config.min_query_timeout,
+        std::time::Duration::from_secs(1)
+    );
+    let bad = ScenarioOpts::new(Some(100), 1, std::env::temp_dir()).with_param("los", 0.1);
+    assert!(
+        bad.check_params(servent_kademlia::scenario::PARAMS)
+            .is_err()
+    );
+    let out_of_range = ScenarioOpts::new(Some(100), 1, std::env::temp_dir()).with_param("loss", 2);
+    assert!(servent_kademlia::scenario::LookupRun::from_params(100, &out_of_range).is_err());
+}

@@ -23,8 +23,10 @@ fn exchange(b: &mut Dht, now: Instant, from: SocketAddr, data: &[u8]) -> Vec<Mes
     let mut out = Vec::new();
     while let Some(t) = b.poll_transmit() {
         if let Transmit::Datagram { to, data } = t {
-            if to == from {
-                out.push(krpc::decode(&data).unwrap());
+            let m = krpc::decode(&data).unwrap();
+            // answers only (a new querier is also pinged before it may enter the table)
+            if to == from && !matches!(m.body, Body::Query(_)) {
+                out.push(m);
             }
         }
     }
@@ -598,4 +600,50 @@ fn own_id_follows_bep42_once_several_nodes_agree_on_our_address() {
     assert_eq!(a.table().own_id(), new);
     assert!(servent_kademlia::bep42::is_valid(&new, *me.ip()));
     assert_eq!(a.external_ip(), Some(*me.ip()));
+}
+
+#[test]
+fn a_full_rate_limiter_still_answers_a_newcomer() {
+    // 5000 forged addresses, one query each at the same instant: more than the limiter
+    // tracks, none of them refilled. Before the fix every later newcomer was refused.
+    let mut b = node(2);
+    for i in 0..5000u32 {
+        let from = SocketAddr::V4(SocketAddrV4::new(
+            std::net::Ipv4Addr::from(0x0a00_0000 + i),
+            1,
+        ));
+        ask(&mut b, Instant::ZERO, from, Query::Ping { id: QUERIER });
+    }
+    let r = ask(
+        &mut b,
+        Instant::ZERO,
+        addr("10.200.0.1:1"),
+        Query::Ping { id: QUERIER },
+    );
+    assert_eq!(r.len(), 1, "the newcomer was refused");
+}
+
+#[test]
+fn datagrams_over_the_configured_size_are_dropped_unread() {
+    let cfg = Config {
+        max_datagram: 600,
+        ..Config::default()
+    };
+    let mut b = Dht::new(Id([2; 20]), cfg, Rng::new(2));
+    let mut q = Message::query(b"tt", Query::Ping { id: QUERIER });
+    q.version = Some(vec![b'x'; 16]);
+    let small = q.encode();
+    assert_eq!(
+        exchange(&mut b, Instant::ZERO, addr("127.0.0.5:1"), &small).len(),
+        1
+    );
+    // a valid ping padded with an unknown key to 700 bytes
+    let mut big = small.clone();
+    big.pop();
+    big.extend_from_slice(format!("1:z{}:", 650).as_bytes());
+    big.extend_from_slice(&[b'z'; 650]);
+    big.push(b'e');
+    assert!(krpc::decode(&big).is_ok());
+    assert!(exchange(&mut b, Instant::ZERO, addr("127.0.0.5:1"), &big).is_empty());
+    assert_eq!(b.stats().oversized, 1);
 }
