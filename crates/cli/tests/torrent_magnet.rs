@@ -76,13 +76,13 @@ fn a_leecher_with_only_a_magnet_link_fetches_the_metadata_and_the_file_from_a_se
 #[test]
 fn share_publishes_through_the_dht_and_get_magnet_downloads_with_no_tracker() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state = dir.path().join("boot.state");
+    let state = dir.path().join("boot");
     let mut boot_node = Proc::start(&[
         "dht",
         "run",
         "--listen",
         "127.0.0.1:0",
-        "--state",
+        "--data",
         state.to_str().unwrap(),
     ]);
     // the first line the node prints is its address
