@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use servent_core::framing::{FrameError, FrameSpec, RecvBuf};
-use servent_core::{ConnId, Core, FxMap, Input, Instant, Rng, Transmit};
+use servent_core::{ConnId, Core, FxMap, Input, Instant, KeyedMap, Rng, Transmit, keyed_map};
 
 use crate::index::{FileRef, Index};
 use crate::wire::{
@@ -417,16 +417,17 @@ pub struct Server {
     spec: FrameSpec,
     rng: Rng,
     conns: BTreeMap<ConnId, Conn>,
-    online: FxMap<String, ConnId>,
-    watchers: FxMap<String, BTreeSet<ConnId>>,
-    accounts: FxMap<String, Account>,
+    // Nicks, words and addresses are peer-chosen: these maps are keyed from `rng`.
+    online: KeyedMap<String, ConnId>,
+    watchers: KeyedMap<String, BTreeSet<ConnId>>,
+    accounts: KeyedMap<String, Account>,
     bans: BTreeMap<String, Ban>,
     channels: BTreeMap<String, Channel>,
     index: Index<ConnId>,
     pending: BTreeMap<u64, PendingDownload>,
     next_pending: u64,
     timers: BTreeSet<(Instant, Timer)>,
-    login_buckets: FxMap<IpAddr, Bucket>,
+    login_buckets: KeyedMap<IpAddr, Bucket>,
     out: FxMap<ConnId, Vec<u8>>,
     dirty: Vec<ConnId>,
     closing: Vec<ConnId>,
@@ -456,23 +457,23 @@ impl Server {
 
     /// A server with no users that writes account and ban changes through `journal` before
     /// replying; `rng` salts password hashes.
-    pub fn with_journal(cfg: ServerConfig, rng: Rng, journal: Box<dyn Journal>) -> Server {
+    pub fn with_journal(cfg: ServerConfig, mut rng: Rng, journal: Box<dyn Journal>) -> Server {
         Server {
+            online: keyed_map(&mut rng),
+            watchers: keyed_map(&mut rng),
+            accounts: keyed_map(&mut rng),
+            login_buckets: keyed_map(&mut rng),
+            index: Index::new(&mut rng),
             journal,
             spec: wire::frame_spec(cfg.max_payload),
             cfg,
             rng,
             conns: BTreeMap::new(),
-            online: FxMap::default(),
-            watchers: FxMap::default(),
-            accounts: FxMap::default(),
             bans: BTreeMap::new(),
             channels: BTreeMap::new(),
-            index: Index::new(),
             pending: BTreeMap::new(),
             next_pending: 0,
             timers: BTreeSet::new(),
-            login_buckets: FxMap::default(),
             out: FxMap::default(),
             dirty: Vec::new(),
             closing: Vec::new(),
