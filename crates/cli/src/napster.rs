@@ -42,6 +42,10 @@ enum Sub {
         /// Logins per second allowed from one address (burst: 10x).
         #[arg(long, default_value_t = 2.0)]
         login_rate: f64,
+        /// Time a new connection has to log in before it is closed (half-open and silent
+        /// connections cost nothing for longer than this): 1s..10m.
+        #[arg(long, value_parser = crate::common::parse_duration, default_value = "15s")]
+        login_timeout: std::time::Duration,
     },
     /// Log in, share the files of DIR, serve downloads, stay online until interrupted.
     Share {
@@ -124,12 +128,35 @@ struct Who {
     /// Our nick (registered on first login; default: guest<pid>).
     #[arg(long = "nick", id = "my_nick", value_name = "NAME")]
     my_nick: Option<String>,
-    /// Our password.
-    #[arg(long, env = "SERVENT_NAPSTER_PASSWORD", default_value = "servent")]
-    password: String,
+    /// Our password (there is no default: the first login with a nick creates its account
+    /// with this password). Or --password-file, or the environment SERVENT_NAPSTER_PASSWORD.
+    #[arg(long, env = "SERVENT_NAPSTER_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// A file whose first line is our password (keeps it out of `ps`).
+    #[arg(long, value_name = "FILE", conflicts_with = "password")]
+    password_file: Option<PathBuf>,
 }
 
 impl Who {
+    /// The password from --password, SERVENT_NAPSTER_PASSWORD or --password-file.
+    fn password(&self) -> Result<String> {
+        let pw = match (&self.password, &self.password_file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(f)) => {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading --password-file {}", f.display()))?;
+                text.lines().next().unwrap_or("").to_string()
+            }
+            (None, None) => anyhow::bail!(
+                "a password is required: --password PW, --password-file FILE or SERVENT_NAPSTER_PASSWORD"
+            ),
+        };
+        if pw.is_empty() {
+            anyhow::bail!("the password is empty");
+        }
+        Ok(pw)
+    }
+
     async fn config(&self, data_port: u16) -> Result<ClientConfig> {
         let server = tokio::net::lookup_host(&self.server)
             .await
@@ -140,7 +167,8 @@ impl Who {
             .my_nick
             .clone()
             .unwrap_or_else(|| format!("guest{}", std::process::id()));
-        let mut c = ClientConfig::new(server, &nick, &self.password);
+        let password = self.password()?;
+        let mut c = ClientConfig::new(server, &nick, &password);
         c.data_port = data_port;
         Ok(c)
     }
@@ -179,7 +207,13 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             max_connections,
             argon2_kib,
             login_rate,
+            login_timeout,
         } => {
+            if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(600))
+                .contains(&login_timeout)
+            {
+                anyhow::bail!("--login-timeout must be between 1s and 10m");
+            }
             let mut o = ServerOptions::new(listen, db);
             o.admins = admin;
             o.max_connections = max_connections;
@@ -187,6 +221,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             o.config.max_connections = max_connections;
             o.config.argon2.0 = argon2_kib.max(8);
             o.config.login_rate = (login_rate, login_rate * 10.0);
+            o.config.login_timeout = login_timeout;
             let srv = net::start_server(o).await?;
             println!("napster server listening on {}", srv.addr);
             tokio::signal::ctrl_c().await?;

@@ -248,7 +248,8 @@ pub struct ServerConfig {
     pub search_rate: (f64, f64),
     /// Refused or malformed messages per second per connection, and the burst before a kick.
     pub error_rate: (f64, f64),
-    /// Time a new connection has to log in.
+    /// Time a new connection has to log in (default 15 s: a silent or half-open connection
+    /// is closed well before it can pile up).
     pub login_timeout: Duration,
     /// How long a download request waits for the holder's accept.
     pub download_timeout: Duration,
@@ -281,7 +282,7 @@ impl Default for ServerConfig {
             login_rate: (2.0, 20.0),
             search_rate: (2.0, 20.0),
             error_rate: (1.0, 20.0),
-            login_timeout: Duration::from_secs(60),
+            login_timeout: Duration::from_secs(15),
             download_timeout: Duration::from_secs(120),
             auto_register: true,
             max_hotlist: 256,
