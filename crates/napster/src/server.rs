@@ -429,6 +429,7 @@ pub struct Server {
     next_pending: u64,
     timers: BTreeSet<(Instant, Timer)>,
     login_buckets: KeyedMap<IpAddr, Bucket>,
+    account_buckets: KeyedMap<String, Bucket>,
     out: FxMap<ConnId, Vec<u8>>,
     dirty: Vec<ConnId>,
     closing: Vec<ConnId>,
@@ -464,6 +465,7 @@ impl Server {
             watchers: keyed_map(&mut rng),
             accounts: keyed_map(&mut rng),
             login_buckets: keyed_map(&mut rng),
+            account_buckets: keyed_map(&mut rng),
             index: Index::new(&mut rng),
             journal,
             spec: wire::frame_spec(cfg.max_payload),
@@ -715,25 +717,38 @@ impl Server {
             return;
         };
         let ip = v4(peer);
-        let rate = self.cfg.login_rate;
-        let allowed = self
-            .login_buckets
-            .entry(peer.ip())
-            .or_insert_with(|| Bucket::new(now, rate))
-            .take(now, rate);
-        if self.login_buckets.len() > 100_000 {
-            // Forget the fullest buckets' history rather than grow without bound.
-            self.login_buckets.clear();
-        }
-        if !allowed {
-            return self.refuse_login(conn, "Too many login attempts, try again later");
-        }
         if !wire::valid_nick(&nick) {
             return self.refuse_login(conn, "Invalid nickname");
         }
         let k = key(&nick);
         if self.bans.contains_key(&k) || self.bans.contains_key(&ip.to_string()) {
             return self.refuse_login(conn, "You are banned from this server");
+        }
+        // The login rate has two views: attempts on an existing account are counted per
+        // account (guessing one password is slow from any number of addresses, and a flood
+        // of other nicks from the owner's address does not lock the owner out); attempts
+        // that would create an account are counted per address.
+        let rate = self.cfg.login_rate;
+        let allowed = if self.accounts.contains_key(&k) {
+            if self.account_buckets.len() > 100_000 {
+                self.account_buckets.clear();
+            }
+            self.account_buckets
+                .entry(k.clone())
+                .or_insert_with(|| Bucket::new(now, rate))
+                .take(now, rate)
+        } else {
+            if self.login_buckets.len() > 100_000 {
+                // Forget the buckets' history rather than grow without bound.
+                self.login_buckets.clear();
+            }
+            self.login_buckets
+                .entry(peer.ip())
+                .or_insert_with(|| Bucket::new(now, rate))
+                .take(now, rate)
+        };
+        if !allowed {
+            return self.refuse_login(conn, "Too many login attempts, try again later");
         }
         let account = match (self.accounts.get(&k).cloned(), register_email) {
             (Some(_), Some(_)) => {
