@@ -46,6 +46,10 @@ enum Sub {
         /// connections cost nothing for longer than this): 1s..10m.
         #[arg(long, value_parser = crate::common::parse_duration, default_value = "15s")]
         login_timeout: std::time::Duration,
+        /// Connections from one address not logged in yet, at most; a newer one closes the
+        /// oldest (1..=10000).
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        max_pending_per_ip: u32,
     },
     /// Log in, share the files of DIR, serve downloads, stay online until interrupted.
     Share {
@@ -208,6 +212,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             argon2_kib,
             login_rate,
             login_timeout,
+            max_pending_per_ip,
         } => {
             if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(600))
                 .contains(&login_timeout)
@@ -222,6 +227,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             o.config.argon2.0 = argon2_kib.max(8);
             o.config.login_rate = (login_rate, login_rate * 10.0);
             o.config.login_timeout = login_timeout;
+            o.config.max_pending_per_ip = max_pending_per_ip as usize;
             let srv = net::start_server(o).await?;
             println!("napster server listening on {}", srv.addr);
             tokio::signal::ctrl_c().await?;

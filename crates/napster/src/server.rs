@@ -172,6 +172,9 @@ pub enum Kick {
     Ghost,
     /// The server is full.
     Full,
+    /// A newer connection from the same address arrived while this one, not yet logged in,
+    /// was among the oldest of more than `max_pending_per_ip` such connections.
+    TooManyPending,
 }
 
 /// What the server reports.
@@ -265,6 +268,10 @@ pub struct ServerConfig {
     pub max_channel_members: usize,
     /// Pending download requests per holder.
     pub max_pending_per_holder: usize,
+    /// Connections from one address that have not logged in yet, at most (default 16): a
+    /// new one closes the oldest, so idle floods from an address cycle instead of
+    /// filling the server, and a real client from the same address still gets in.
+    pub max_pending_per_ip: usize,
     /// argon2 memory cost (KiB), iterations, lanes.
     pub argon2: (u32, u32, u32),
     /// The email returned in the login ack for accounts registered without one.
@@ -290,6 +297,7 @@ impl Default for ServerConfig {
             max_channels: 1024,
             max_channel_members: 500,
             max_pending_per_holder: 64,
+            max_pending_per_ip: 16,
             argon2: (19 * 1024, 2, 1),
             anon_email: "anon@servent".into(),
         }
@@ -430,6 +438,8 @@ pub struct Server {
     timers: BTreeSet<(Instant, Timer)>,
     login_buckets: KeyedMap<IpAddr, Bucket>,
     account_buckets: KeyedMap<String, Bucket>,
+    /// Per address, its connections not logged in yet, oldest first.
+    pending_by_ip: KeyedMap<IpAddr, VecDeque<ConnId>>,
     out: FxMap<ConnId, Vec<u8>>,
     dirty: Vec<ConnId>,
     closing: Vec<ConnId>,
@@ -466,6 +476,7 @@ impl Server {
             accounts: keyed_map(&mut rng),
             login_buckets: keyed_map(&mut rng),
             account_buckets: keyed_map(&mut rng),
+            pending_by_ip: keyed_map(&mut rng),
             index: Index::new(&mut rng),
             journal,
             spec: wire::frame_spec(cfg.max_payload),
@@ -591,11 +602,23 @@ impl Server {
         self.closing.push(conn);
     }
 
+    fn unpend(&mut self, ip: IpAddr, conn: ConnId) {
+        if let Some(q) = self.pending_by_ip.get_mut(&ip) {
+            q.retain(|&c| c != conn);
+            if q.is_empty() {
+                self.pending_by_ip.remove(&ip);
+            }
+        }
+    }
+
     fn drop_conn(&mut self, conn: ConnId) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
         self.timers.remove(&(c.login_deadline, Timer::Login(conn)));
+        if c.user.is_none() {
+            self.unpend(c.peer.ip(), conn);
+        }
         let Some(user) = c.user else { return };
         self.online.remove(&user.key);
         for (_, r) in user.files.iter() {
@@ -792,6 +815,7 @@ impl Server {
             return;
         };
         self.timers.remove(&(c.login_deadline, Timer::Login(conn)));
+        let pending_ip = c.user.is_none().then_some(c.peer.ip());
         c.user = Some(Box::new(User {
             nick: account.nick.clone(),
             key: k.clone(),
@@ -807,6 +831,9 @@ impl Server {
             downloads: 0,
             uploads: 0,
         }));
+        if let Some(ip) = pending_ip {
+            self.unpend(ip, conn);
+        }
         self.online.insert(k.clone(), conn);
         self.stats.logins += 1;
         self.send(
@@ -1612,6 +1639,15 @@ impl Core for Server {
                         },
                     );
                     self.timers.insert((deadline, Timer::Login(conn)));
+                    let q = self.pending_by_ip.entry(peer.ip()).or_default();
+                    q.push_back(conn);
+                    let oldest = (q.len() > self.cfg.max_pending_per_ip.max(1))
+                        .then(|| q.front().copied())
+                        .flatten();
+                    if let Some(old) = oldest {
+                        self.error(old, "Too many connections from your address");
+                        self.kick(old, Kick::TooManyPending);
+                    }
                 }
             }
             Input::Received { conn, data } => self.stream(now, conn, data),

@@ -883,3 +883,46 @@ fn a_login_flood_from_one_address_does_not_lock_out_an_existing_account() {
     assert!(outcomes[0].contains("Invalid Password"), "{outcomes:?}");
     assert!(outcomes[3].contains("Too many"), "{outcomes:?}");
 }
+
+#[test]
+fn idle_connections_from_one_address_cycle_and_a_real_login_from_it_succeeds() {
+    let mut cfg = ServerConfig::for_tests();
+    cfg.max_pending_per_ip = 16;
+    cfg.login_rate = (1000.0, 1000.0);
+    let mut s = Server::new(cfg, Rng::new(4));
+    let home: std::net::SocketAddr = "127.0.0.9:1000".parse().unwrap();
+    for n in 0..2000u64 {
+        let conn = servent_core::ConnId::inbound(n);
+        s.handle_input(
+            Instant::ZERO,
+            servent_core::Input::Connected { conn, peer: home },
+        );
+    }
+    let mut kicked = 0;
+    while let Some(e) = s.poll_event() {
+        if let ServerEvent::Kicked {
+            why: Kick::TooManyPending,
+            conn,
+        } = e
+        {
+            assert!((conn.raw() & !(1 << 63)) < 2000 - 16, "the oldest go first");
+            kicked += 1;
+        }
+    }
+    assert_eq!(kicked, 2000 - 16, "only 16 idle connections stay open");
+    while s.poll_transmit().is_some() {}
+    // A real client from the same address logs in, and stays while new idle ones cycle.
+    assert_eq!(raw_login(&mut s, 5000, home, "carol", "pw").0, 3);
+    for n in 0..40u64 {
+        let conn = servent_core::ConnId::inbound(6000 + n);
+        s.handle_input(
+            Instant::ZERO,
+            servent_core::Input::Connected { conn, peer: home },
+        );
+    }
+    while let Some(e) = s.poll_event() {
+        if let ServerEvent::Kicked { conn, .. } = e {
+            assert_ne!(conn, servent_core::ConnId::inbound(5000), "carol kept");
+        }
+    }
+}
