@@ -122,3 +122,27 @@ fn login_timeout_out_of_range_is_a_usage_error() {
         text(&o)
     );
 }
+
+#[test]
+fn search_json_exit_3_and_the_servers_ctrl_c_summary() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (srv, addr) = server(tmp.path(), &[]);
+    // Nothing shared: a search finds nothing and says so with exit code 3.
+    let mut cmd = servent(&["napster", "search", "debaser", "--json"]);
+    cmd.args(["--node", &addr, "--nick", "dora", "--password", "pw"]);
+    let o = run_cmd(cmd, LIMIT);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(o.stdout.is_empty(), "{}", text(&o));
+    // Browsing a user who is not online is "nothing found" too.
+    let mut cmd = servent(&["napster", "browse", "nobody", "--json"]);
+    cmd.args(["--node", &addr, "--nick", "dora", "--password", "pw"]);
+    let o = run_cmd(cmd, LIMIT);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    // Ctrl-C of the server is a normal stop: exit 0 and a summary in the singular.
+    let (code, rest) = srv.interrupt(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{rest}");
+    assert!(
+        rest.contains("stopped: 2 logins, 1 search, 0 downloads brokered"),
+        "{rest}"
+    );
+}
