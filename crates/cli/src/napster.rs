@@ -86,7 +86,13 @@ enum Sub {
         /// The file name as search or browse shows it.
         file: String,
         /// Output folder.
-        #[arg(short = 'o', long, default_value = ".")]
+        #[arg(
+            short = 'o',
+            long = "output",
+            alias = "out",
+            value_name = "DIR",
+            default_value = "."
+        )]
         out: PathBuf,
         #[command(flatten)]
         who: Who,

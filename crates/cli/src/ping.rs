@@ -121,9 +121,9 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 }
             }
             node.shutdown().await?;
-            let (min, max) = rtts
-                .iter()
-                .fold((f64::INFINITY, 0.0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+            let (min, max) = rtts.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            });
             if rtts.is_empty() {
                 println!("{count} sent, 0 answered");
             } else {
