@@ -25,7 +25,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::http::percent_decode;
 use crate::node::{Node, NodeError};
 use crate::servent::{Hit, Stats};
 use crate::wire::Kind;
@@ -125,7 +124,7 @@ fn query_params(q: &str) -> BTreeMap<String, String> {
     q.split('&')
         .filter_map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            let v = percent_decode(&v.replace('+', " "))?;
+            let v = servent_http::percent_decode_str(&v.replace('+', " "))?;
             Some((k.to_string(), v))
         })
         .collect()
@@ -262,7 +261,7 @@ async fn handle(
 
 /// Escapes a query-string value.
 pub fn encode_param(s: &str) -> String {
-    crate::http::percent_encode(s)
+    servent_http::percent_encode_str(s)
 }
 
 /// Sends `GET path` to the control API at `addr` and calls `each` with every JSON line of

@@ -870,16 +870,18 @@ pub async fn serve(
         };
         let req = match http::parse_get(&head) {
             Ok(r) => r,
-            Err(http::HttpError::BadName) | Err(http::HttpError::BadPath) => {
+            Err(e @ (http::HttpError::BadName | http::HttpError::BadPath)) => {
+                tracing::debug!(error = %e, "refusing an upload request");
                 stream
-                    .write_all(http::NOT_FOUND.as_bytes())
+                    .write_all(&http::not_found(false))
                     .await
                     .map_err(io_err("answering"))?;
                 return Ok(());
             }
-            Err(_) => {
+            Err(e) => {
+                tracing::debug!(error = %e, "malformed upload request");
                 stream
-                    .write_all(http::BAD_REQUEST.as_bytes())
+                    .write_all(&http::bad_request())
                     .await
                     .map_err(io_err("answering"))?;
                 return Ok(());
@@ -891,7 +893,7 @@ pub async fn serve(
         };
         let Some((file, size)) = opened else {
             stream
-                .write_all(http::NOT_FOUND.as_bytes())
+                .write_all(&http::not_found(req.keep_alive))
                 .await
                 .map_err(io_err("answering"))?;
             if req.keep_alive {
@@ -901,13 +903,13 @@ pub async fn serve(
         };
         let Some((head, from, to)) = http::response_for(&req, size) else {
             stream
-                .write_all(http::RANGE_NOT_SATISFIABLE.as_bytes())
+                .write_all(&http::range_not_satisfiable(size))
                 .await
                 .map_err(io_err("answering"))?;
             return Ok(());
         };
         stream
-            .write_all(head.as_bytes())
+            .write_all(&head)
             .await
             .map_err(io_err("sending a head"))?;
         let mut file = tokio::fs::File::from_std(file);
@@ -967,9 +969,9 @@ pub async fn fetch(
         )));
     }
     if have < total || total == 0 {
-        let req = http::get_head(hit.index, &hit.name, have);
+        let req = http::get_head(hit.index, &hit.name, hit.sha1.as_ref(), have);
         stream
-            .write_all(req.as_bytes())
+            .write_all(&req)
             .await
             .map_err(io_err("sending GET"))?;
         let head = read_head(&mut stream, &mut buf).await?;

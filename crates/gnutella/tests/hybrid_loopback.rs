@@ -79,7 +79,7 @@ async fn leaves_find_each_other_through_two_ultrapeers_and_download_by_urn() {
     )
     .await;
     assert!(
-        got.starts_with(b"HTTP 206"),
+        got.starts_with(b"HTTP/1.1 206 Partial Content\r\n"),
         "{:?}",
         String::from_utf8_lossy(&got[..40.min(got.len())])
     );
@@ -89,7 +89,7 @@ async fn leaves_find_each_other_through_two_ultrapeers_and_download_by_urn() {
         &format!("GET /uri-res/N2R?{} HTTP/1.1\r\n\r\n", sha1_urn(&[7; 20])),
     )
     .await;
-    assert!(missing.starts_with(b"HTTP 404"));
+    assert!(missing.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
     for n in [up1, up2, holder, seeker] {
         n.shutdown().await;
     }
