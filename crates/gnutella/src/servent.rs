@@ -1247,8 +1247,16 @@ impl Servent {
                     }
                     _ => {}
                 }
-                // More ultrapeers are needed when our leaf slots are over half used.
-                let needed = leaves * 2 >= self.cfg.up_leaves;
+                // The ultrapeer draft (leaf guidance): `X-Ultrapeer-Needed` tells an
+                // ultrapeer(-capable) peer whether we want it as an ultrapeer. Short of
+                // ultrapeer links we do (saying False would ask it to become our leaf, which
+                // gtk-gnutella refuses with 403). To a leaf it says whether the network
+                // needs more ultrapeers, judged by our leaf slots being over half used
+                // (what drives the supernode election of `Role::Auto`).
+                let needed = match peer_role {
+                    PeerRole::Leaf => leaves * 2 >= self.cfg.up_leaves,
+                    _ => mesh < self.cfg.up_peers,
+                };
                 (
                     Decision::Accept {
                         ultrapeer_needed: Some(needed),
