@@ -311,6 +311,9 @@ pub enum DownReason {
     Protocol(String),
     /// The handshake did not finish in time.
     HandshakeTimeout,
+    /// A second link to a servent we are already linked with (both dialled each other);
+    /// the one dialled by the servent with the lower listen address stays.
+    Duplicate,
     /// We were asked to.
     Requested,
     /// The peer said goodbye with a Bye (0x02) message.
@@ -445,6 +448,8 @@ pub struct Stats {
     pub tx: [u64; 5],
     /// Descriptors dropped as duplicates.
     pub duplicates: u64,
+    /// Second links to a servent already linked with, closed (one link per pair).
+    pub duplicate_links: u64,
     /// Descriptors dropped because their TTL was 0.
     pub ttl_expired: u64,
     /// Replies (Pong, QueryHit, Push) dropped for want of a route.
@@ -539,10 +544,15 @@ struct Conn {
     /// Set when the handshake decided what the peer is (a slot is taken from then on).
     role: Option<PeerRole>,
     ext: Option<Box<Ext>>,
+    /// Where the peer accepts connections: the address we dialled, its `Listen-IP` (0.6),
+    /// or the address in its own Pong (hops 0). One overlay link per such address.
+    listen: Option<SocketAddr>,
 }
 
 impl Conn {
     fn new(state: State, peer: SocketAddr, buf_cap: usize, cmd: Option<u64>, now: Instant) -> Conn {
+        let state_kind = &state;
+        let listen = matches!(state_kind, State::Connecting).then_some(peer);
         Conn {
             state,
             peer,
@@ -551,6 +561,7 @@ impl Conn {
             since: now,
             role: None,
             ext: None,
+            listen,
         }
     }
 }
@@ -837,6 +848,52 @@ impl Servent {
         );
         self.transmit(Transmit::Connect { conn, to: addr });
         self.arm_tick(now);
+    }
+
+    /// Whether an overlay connection (open or being opened) goes to the servent listening
+    /// at `a`.
+    fn linked_to(&self, a: SocketAddr) -> bool {
+        self.conns.values().any(|c| {
+            !matches!(c.state, State::PushConnecting { .. }) && (c.peer == a || c.listen == Some(a))
+        })
+    }
+
+    /// Records that the peer of `conn` listens at `listen`. When another overlay connection
+    /// already goes to that servent (both of us dialled), one of the two is closed: the link
+    /// dialled by the servent with the lower listen address stays, so both ends close the
+    /// same one. Returns whether `conn` is still open.
+    fn note_listen(&mut self, conn: ConnId, listen: SocketAddr) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        if c.listen.is_some() {
+            return true;
+        }
+        c.listen = Some(listen);
+        let other = self
+            .conns
+            .iter()
+            .find(|(id, c)| {
+                **id != conn
+                    && c.listen == Some(listen)
+                    && !matches!(c.state, State::PushConnecting { .. })
+            })
+            .map(|(id, _)| *id);
+        let Some(other) = other else {
+            return true;
+        };
+        // The link I dialled stays when my address is the lower one; else the one it dialled.
+        let keep_mine = SocketAddr::V4(self.cfg.advertised) < listen;
+        let drop = match (conn.is_inbound(), other.is_inbound()) {
+            (true, false) if keep_mine => conn,
+            (true, false) => other,
+            (false, true) if keep_mine => other,
+            // Two links in the same direction: the newer goes.
+            _ => conn,
+        };
+        self.stats.duplicate_links += 1;
+        self.close(drop, DownReason::Duplicate, None);
+        drop != conn
     }
 
     fn close(&mut self, conn: ConnId, reason: DownReason, cmd: Option<u64>) {
@@ -1300,6 +1357,11 @@ impl Servent {
                 Ok(Progress::Decide { version, peer }) => {
                     if peer.ultrapeer == Some(true) && peer.ultrapeer_needed == Some(true) {
                         self.needed_seen = true;
+                    }
+                    if let (true, Some(l)) = (conn.is_inbound(), peer.listen) {
+                        if !self.note_listen(conn, l) {
+                            return;
+                        }
                     }
                     if peer.ultrapeer == Some(true) {
                         if !conn.is_inbound() {
@@ -1823,6 +1885,11 @@ impl Servent {
             }
             Body::Pong(p) => {
                 let addr = SocketAddrV4::new(p.ip, p.port);
+                if h.hops == 0 && !self.note_listen(from, SocketAddr::V4(addr)) {
+                    // The neighbour's own Pong said where it listens: a second link to a
+                    // servent we are linked with, now closed.
+                    return Ok(());
+                }
                 self.learn_host(addr);
                 if self.cfg.role == Role::Ultrapeer && addr != self.cfg.advertised {
                     self.pongs.retain(|q| (q.ip, q.port) != (p.ip, p.port));
@@ -2483,7 +2550,7 @@ impl Servent {
             };
             self.host_set.remove(&addr);
             let a = SocketAddr::V4(addr);
-            if self.conns.values().any(|c| c.peer == a) {
+            if self.linked_to(a) {
                 self.learn_host(addr);
                 continue;
             }
@@ -2573,7 +2640,7 @@ impl Servent {
                 },
             };
             let a = SocketAddr::V4(addr);
-            if self.conns.values().any(|c| c.peer == a) {
+            if self.linked_to(a) {
                 continue;
             }
             self.open(now, a, None);

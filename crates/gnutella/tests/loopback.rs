@@ -253,3 +253,24 @@ async fn curl_downloads_from_our_servent() {
     assert!(out.stdout.ends_with(&data[100..]));
     a.shutdown().await;
 }
+
+/// The quickstart: one servent dials another and both keep asking for more connections.
+/// The first learns the second's listen address from its Pong; it must not dial it back
+/// (that made two links and every query crossed the pair twice).
+#[tokio::test]
+async fn quickstart_servents_end_with_one_link() {
+    let mut o = NodeOptions::new("127.0.0.1:0".parse().unwrap());
+    o.seed = Some(40);
+    let a = Node::start(o).await.unwrap();
+    let mut o = NodeOptions::new("127.0.0.1:0".parse().unwrap());
+    o.connect = vec![a.local];
+    o.seed = Some(41);
+    let b = Node::start(o).await.unwrap();
+    assert_eq!(b.wait_peers(1, Duration::from_secs(5)).await.unwrap(), 1);
+    // Past the first refill round of both servents (the core ticks every 5 s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(a.peers().await.unwrap().len(), 1);
+    assert_eq!(b.peers().await.unwrap().len(), 1);
+    a.shutdown().await;
+    b.shutdown().await;
+}

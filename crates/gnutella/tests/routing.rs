@@ -627,3 +627,39 @@ proptest! {
         prop_assert_eq!(s.stats().queries_seen, 2);
     }
 }
+
+/// Both servents dial each other at the same moment (0.4 and 0.6): each closes the same
+/// one of the two links, so one link per pair remains, and a query crosses it once.
+#[test]
+fn servents_dialling_each_other_keep_exactly_one_link() {
+    for role in [
+        servent_gnutella::servent::Role::Flat04,
+        servent_gnutella::servent::Role::Ultrapeer,
+    ] {
+        let mut net = Net::new(2, 41, |_, c| {
+            c.role = role;
+            c.ping_ttl = 1;
+        });
+        net.link(0, 1);
+        net.link(1, 0);
+        net.run_for(Duration::from_secs(3));
+        for n in 0..2 {
+            let peers = net.nodes[n].peer_infos();
+            assert_eq!(peers.len(), 1, "{role:?} node {n}: {peers:?}");
+        }
+        let closed: u64 = net.nodes.iter().map(|n| n.stats().duplicate_links).sum();
+        assert!(closed >= 1, "{role:?}");
+        share(&mut net, 1, "Pixies - Debaser.mp3");
+        net.command(
+            0,
+            Command::Search {
+                id: 9,
+                query: "debaser".into(),
+                ttl: Some(3),
+            },
+        );
+        net.run_for(Duration::from_secs(2));
+        assert_eq!(net.nodes[1].stats().queries_seen, 1, "{role:?}");
+        assert_eq!(net.nodes[0].stats().duplicates, 0, "{role:?}");
+    }
+}
