@@ -63,6 +63,10 @@ enum Sub {
         /// A leaf's most ultrapeer connections.
         #[arg(long, default_value_t = 3)]
         max_ultrapeers: usize,
+        /// Compression of 0.6 links: deflate (offered and accepted, as deployed servents
+        /// do) or off (plain links, readable in a capture).
+        #[arg(long, value_enum, default_value = "deflate")]
+        compression: Compression,
     },
     /// Search: print one hit per line. Exit status 1 when nothing is found.
     Search {
@@ -111,6 +115,15 @@ enum Sub {
         #[arg(long, default_value = DEFAULT_CONTROL, env = "SERVENT_GNUTELLA_CONTROL")]
         control: SocketAddr,
     },
+}
+
+/// `run --compression`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Compression {
+    /// Plain 0.6 links.
+    Off,
+    /// Offer and accept deflate on 0.6 links.
+    Deflate,
 }
 
 /// The roles of `run --role`.
@@ -183,6 +196,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             role,
             bootstrap,
             max_ultrapeers,
+            compression,
         } => {
             let mut connect = connect;
             if let Some(b) = &bootstrap {
@@ -202,6 +216,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 Some(RoleArg::Ultrapeer) => Role::Ultrapeer,
             };
             o.leaf_ultrapeers = max_ultrapeers;
+            o.deflate = compression == Compression::Deflate;
             if o.role.is_06() {
                 o.want_conns = 3;
             }

@@ -64,6 +64,9 @@ pub struct NodeOptions {
     pub role: Role,
     /// A leaf's most ultrapeer connections (default 3).
     pub leaf_ultrapeers: usize,
+    /// Offer and accept deflate-compressed 0.6 links (default on; off gives readable
+    /// captures).
+    pub deflate: bool,
 }
 
 impl NodeOptions {
@@ -80,6 +83,7 @@ impl NodeOptions {
             seed: None,
             role: Role::Flat04,
             leaf_ultrapeers: 3,
+            deflate: true,
         }
     }
 }
@@ -317,6 +321,7 @@ impl Node {
         cfg.firewalled = opts.firewalled;
         cfg.role = opts.role;
         cfg.leaf_ultrapeers = opts.leaf_ultrapeers;
+        cfg.deflate = opts.deflate;
         let mut core = Servent::new(cfg, rng.fork(1));
         if opts.role.is_06() {
             for a in &opts.connect {
