@@ -57,7 +57,8 @@ pub struct NodeOptions {
     pub max_ttl: u8,
     /// Refuse every inbound connection (a firewall), and say so in QueryHits.
     pub firewalled: bool,
-    /// Seed for descriptor ids and the servent id (default: from the OS clock and pid).
+    /// Seed for descriptor ids and the servent id, for reproducible tests (default: the OS
+    /// CSPRNG).
     pub seed: Option<u64>,
     /// 0.4 flat servent (default), or a 0.6 leaf or ultrapeer. For 0.6 roles the `connect`
     /// peers also seed the ultrapeer cache the core refills its connections from.
@@ -112,6 +113,9 @@ pub enum NodeError {
     /// The node's task has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// The OS gave no randomness for the servent id and GUIDs.
+    #[error(transparent)]
+    Random(#[from] servent_runtime::OsRandomError),
     /// The peer answered something we cannot use.
     #[error("{0}")]
     Protocol(String),
@@ -285,16 +289,6 @@ pub struct Node {
     stop: Option<oneshot::Sender<()>>,
 }
 
-fn seed_of(opt: Option<u64>) -> u64 {
-    opt.unwrap_or_else(|| {
-        #[allow(clippy::disallowed_methods)] // the driver, not the core, may read the clock
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        t ^ (u64::from(std::process::id()) << 32)
-    })
-}
-
 impl Node {
     /// Binds, scans the share, connects to the given peers and starts.
     pub async fn start(opts: NodeOptions) -> Result<Node, NodeError> {
@@ -308,7 +302,12 @@ impl Node {
             Some(dir) => Share::scan(dir).map_err(io_err(format!("scanning {}", dir.display())))?,
             None => Share::default(),
         };
-        let mut rng = Rng::new(seed_of(opts.seed));
+        // Servent id and descriptor GUIDs: from the OS CSPRNG in real runs (predictable ids
+        // let anyone forge our replies); a fixed seed only when a test asks for one.
+        let mut rng = match opts.seed {
+            Some(seed) => Rng::new(seed),
+            None => servent_runtime::os_rng()?,
+        };
         let servent_id = Guid::random(&mut rng);
         let ip = match local.ip() {
             IpAddr::V4(v4) if !v4.is_unspecified() => v4,
