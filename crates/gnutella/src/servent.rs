@@ -653,7 +653,7 @@ pub struct Servent {
     /// Servent id → the connection its QueryHits came from.
     push_routes: RouteTable<Guid, ConnId>,
     host_cache: VecDeque<SocketAddrV4>,
-    host_set: BTreeSet<SocketAddrV4>,
+    host_set: servent_core::KeyedSet<SocketAddrV4>,
     next_conn: u64,
     next_tick: Option<Instant>,
     transmits: VecDeque<Transmit>,
@@ -678,13 +678,13 @@ pub struct Servent {
     /// An ultrapeer told us `X-Ultrapeer-Needed: True`.
     needed_seen: bool,
     /// Dynamic queries in progress, by descriptor id (at most `dq_max`).
-    dqs: BTreeMap<Guid, DynQuery>,
+    dqs: servent_core::KeyedMap<Guid, DynQuery>,
 }
 
 impl Servent {
     /// A servent with settings `cfg`, drawing randomness (descriptor ids, host choice) from
     /// `rng`.
-    pub fn new(mut cfg: Config, rng: Rng) -> Servent {
+    pub fn new(mut cfg: Config, mut rng: Rng) -> Servent {
         let auto = cfg.role == Role::Auto;
         if auto {
             cfg.role = Role::Leaf;
@@ -696,15 +696,17 @@ impl Servent {
             endian: Endian::Little,
             max_payload: cfg.max_payload,
         };
+        let host_set = servent_core::keyed_set(&mut rng);
+        let dqs = servent_core::keyed_map(&mut rng);
         Servent {
-            routes: RouteTable::new(cfg.route_cap, cfg.route_ttl),
-            push_routes: RouteTable::new(cfg.route_cap, cfg.route_ttl),
+            routes: RouteTable::new(cfg.route_cap, cfg.route_ttl, &mut rng),
+            push_routes: RouteTable::new(cfg.route_cap, cfg.route_ttl, &mut rng),
             cfg,
             rng,
             library: Library::default(),
             conns: BTreeMap::new(),
             host_cache: VecDeque::new(),
-            host_set: BTreeSet::new(),
+            host_set,
             next_conn: 0,
             next_tick: None,
             transmits: VecDeque::new(),
@@ -720,7 +722,7 @@ impl Servent {
             auto,
             started: None,
             needed_seen: false,
-            dqs: BTreeMap::new(),
+            dqs,
         }
     }
 
