@@ -1,5 +1,5 @@
 //! The local control API of a long-running servent: HTTP/1.0 + JSON on 127.0.0.1
-//! (default [`DEFAULT_CONTROL`]), used by `servent gnutella search|get|peers|stats`.
+//! (default [`control_for`] the listen address, [`DEFAULT_CONTROL`] for the default one), used by `servent gnutella search|get|peers|stats`.
 //!
 //! ```text
 //! GET /peers                          {"peers":["127.0.0.1:6346",...],"role":"leaf",
@@ -29,8 +29,20 @@ use crate::node::{Node, NodeError};
 use crate::servent::{Hit, Stats};
 use crate::wire::Kind;
 
-/// The control API's default address.
-pub const DEFAULT_CONTROL: &str = "127.0.0.1:6348";
+/// The control API's default address: the one [`control_for`] derives from the default
+/// `--listen 127.0.0.1:6346`.
+pub const DEFAULT_CONTROL: &str = "127.0.0.1:16346";
+
+/// The control address derived from a servent's listen address: the same IP, port + 10 000
+/// (so servents on 6346, 6347, ... get 16346, 16347, ...); port 0 (chosen by the OS) when
+/// that is out of range or the listen port is itself 0.
+pub fn control_for(listen: SocketAddr) -> SocketAddr {
+    let port = match listen.port() {
+        0 => 0,
+        p => p.checked_add(10_000).unwrap_or(0),
+    };
+    SocketAddr::new(listen.ip(), port)
+}
 /// Hits remembered for `get <hit-id>`.
 pub const MAX_REMEMBERED_HITS: usize = 10_000;
 /// Longest search wait the API accepts.

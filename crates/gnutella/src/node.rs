@@ -68,6 +68,15 @@ pub struct NodeOptions {
     /// Offer and accept deflate-compressed 0.6 links (default on; off gives readable
     /// captures).
     pub deflate: bool,
+    /// A handshake not finished within this time is abandoned (default 15 s).
+    pub handshake_timeout: Duration,
+    /// Most inbound connections in their handshake at once (default 128).
+    pub max_pending: usize,
+    /// Most of those from one IP address (default 16).
+    pub max_pending_per_ip: usize,
+    /// Largest descriptor payload accepted; a peer sending a larger one is disconnected
+    /// (default 64 KiB).
+    pub max_payload: usize,
 }
 
 impl NodeOptions {
@@ -85,6 +94,10 @@ impl NodeOptions {
             role: Role::Flat04,
             leaf_ultrapeers: 3,
             deflate: true,
+            handshake_timeout: Duration::from_secs(15),
+            max_pending: 128,
+            max_pending_per_ip: 16,
+            max_payload: crate::wire::DEFAULT_MAX_PAYLOAD,
         }
     }
 }
@@ -321,6 +334,10 @@ impl Node {
         cfg.role = opts.role;
         cfg.leaf_ultrapeers = opts.leaf_ultrapeers;
         cfg.deflate = opts.deflate;
+        cfg.handshake_timeout = opts.handshake_timeout;
+        cfg.max_pending = opts.max_pending;
+        cfg.max_pending_per_ip = opts.max_pending_per_ip;
+        cfg.max_payload = opts.max_payload;
         let mut core = Servent::new(cfg, rng.fork(1));
         if opts.role.is_06() {
             for a in &opts.connect {

@@ -79,6 +79,11 @@ pub struct Config {
     pub tick: Duration,
     /// A handshake not finished within this time is abandoned.
     pub handshake_timeout: Duration,
+    /// Most inbound connections still in their handshake (or HTTP request) at once; more
+    /// are closed on arrival (2 000 idle sockets cost us at most this many slots).
+    pub max_pending: usize,
+    /// Most of those from one IP address.
+    pub max_pending_per_ip: usize,
     /// Gnutella 0.4 flat servent (default) or a 0.6 leaf or ultrapeer.
     pub role: Role,
     /// A leaf's most ultrapeer connections (default 3).
@@ -199,6 +204,8 @@ impl Config {
             max_results: 64,
             tick: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(15),
+            max_pending: 128,
+            max_pending_per_ip: 16,
             role: Role::Flat04,
             leaf_ultrapeers: 3,
             up_peers: 16,
@@ -450,6 +457,9 @@ pub struct Stats {
     pub duplicates: u64,
     /// Second links to a servent already linked with, closed (one link per pair).
     pub duplicate_links: u64,
+    /// Inbound connections closed on arrival: too many handshakes pending (in all, or from
+    /// that IP address).
+    pub refused_pending: u64,
     /// Descriptors dropped because their TTL was 0.
     pub ttl_expired: u64,
     /// Replies (Pong, QueryHit, Push) dropped for want of a route.
@@ -1085,6 +1095,20 @@ impl Servent {
 
     fn connected(&mut self, now: Instant, conn: ConnId, peer: SocketAddr) {
         if conn.is_inbound() {
+            let (mut pending, mut same_ip) = (0, 0);
+            for (id, c) in &self.conns {
+                if id.is_inbound() && !matches!(c.state, State::Overlay) {
+                    pending += 1;
+                    if c.peer.ip() == peer.ip() {
+                        same_ip += 1;
+                    }
+                }
+            }
+            if pending >= self.cfg.max_pending || same_ip >= self.cfg.max_pending_per_ip {
+                self.stats.refused_pending += 1;
+                self.transmit(Transmit::Close { conn });
+                return;
+            }
             self.conns.insert(
                 conn,
                 Conn::new(State::Sniff, peer, MAX_HANDSHAKE, None, now),
