@@ -57,13 +57,26 @@ pub struct NodeOptions {
     pub max_ttl: u8,
     /// Refuse every inbound connection (a firewall), and say so in QueryHits.
     pub firewalled: bool,
-    /// Seed for descriptor ids and the servent id (default: from the OS clock and pid).
+    /// Seed for descriptor ids and the servent id, for reproducible tests (default: the OS
+    /// CSPRNG).
     pub seed: Option<u64>,
     /// 0.4 flat servent (default), or a 0.6 leaf or ultrapeer. For 0.6 roles the `connect`
     /// peers also seed the ultrapeer cache the core refills its connections from.
     pub role: Role,
     /// A leaf's most ultrapeer connections (default 3).
     pub leaf_ultrapeers: usize,
+    /// Offer and accept deflate-compressed 0.6 links (default on; off gives readable
+    /// captures).
+    pub deflate: bool,
+    /// A handshake not finished within this time is abandoned (default 15 s).
+    pub handshake_timeout: Duration,
+    /// Most inbound connections in their handshake at once (default 128).
+    pub max_pending: usize,
+    /// Most of those from one IP address (default 16).
+    pub max_pending_per_ip: usize,
+    /// Largest descriptor payload accepted; a peer sending a larger one is disconnected
+    /// (default 64 KiB).
+    pub max_payload: usize,
 }
 
 impl NodeOptions {
@@ -80,6 +93,11 @@ impl NodeOptions {
             seed: None,
             role: Role::Flat04,
             leaf_ultrapeers: 3,
+            deflate: true,
+            handshake_timeout: Duration::from_secs(15),
+            max_pending: 128,
+            max_pending_per_ip: 16,
+            max_payload: crate::wire::DEFAULT_MAX_PAYLOAD,
         }
     }
 }
@@ -108,6 +126,9 @@ pub enum NodeError {
     /// The node's task has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// The OS gave no randomness for the servent id and GUIDs.
+    #[error(transparent)]
+    Random(#[from] servent_runtime::OsRandomError),
     /// The peer answered something we cannot use.
     #[error("{0}")]
     Protocol(String),
@@ -281,16 +302,6 @@ pub struct Node {
     stop: Option<oneshot::Sender<()>>,
 }
 
-fn seed_of(opt: Option<u64>) -> u64 {
-    opt.unwrap_or_else(|| {
-        #[allow(clippy::disallowed_methods)] // the driver, not the core, may read the clock
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        t ^ (u64::from(std::process::id()) << 32)
-    })
-}
-
 impl Node {
     /// Binds, scans the share, connects to the given peers and starts.
     pub async fn start(opts: NodeOptions) -> Result<Node, NodeError> {
@@ -304,7 +315,12 @@ impl Node {
             Some(dir) => Share::scan(dir).map_err(io_err(format!("scanning {}", dir.display())))?,
             None => Share::default(),
         };
-        let mut rng = Rng::new(seed_of(opts.seed));
+        // Servent id and descriptor GUIDs: from the OS CSPRNG in real runs (predictable ids
+        // let anyone forge our replies); a fixed seed only when a test asks for one.
+        let mut rng = match opts.seed {
+            Some(seed) => Rng::new(seed),
+            None => servent_runtime::os_rng()?,
+        };
         let servent_id = Guid::random(&mut rng);
         let ip = match local.ip() {
             IpAddr::V4(v4) if !v4.is_unspecified() => v4,
@@ -317,6 +333,11 @@ impl Node {
         cfg.firewalled = opts.firewalled;
         cfg.role = opts.role;
         cfg.leaf_ultrapeers = opts.leaf_ultrapeers;
+        cfg.deflate = opts.deflate;
+        cfg.handshake_timeout = opts.handshake_timeout;
+        cfg.max_pending = opts.max_pending;
+        cfg.max_pending_per_ip = opts.max_pending_per_ip;
+        cfg.max_payload = opts.max_payload;
         let mut core = Servent::new(cfg, rng.fork(1));
         if opts.role.is_06() {
             for a in &opts.connect {
@@ -870,16 +891,18 @@ pub async fn serve(
         };
         let req = match http::parse_get(&head) {
             Ok(r) => r,
-            Err(http::HttpError::BadName) | Err(http::HttpError::BadPath) => {
+            Err(e @ (http::HttpError::BadName | http::HttpError::BadPath)) => {
+                tracing::debug!(error = %e, "refusing an upload request");
                 stream
-                    .write_all(http::NOT_FOUND.as_bytes())
+                    .write_all(&http::not_found(false))
                     .await
                     .map_err(io_err("answering"))?;
                 return Ok(());
             }
-            Err(_) => {
+            Err(e) => {
+                tracing::debug!(error = %e, "malformed upload request");
                 stream
-                    .write_all(http::BAD_REQUEST.as_bytes())
+                    .write_all(&http::bad_request())
                     .await
                     .map_err(io_err("answering"))?;
                 return Ok(());
@@ -891,7 +914,7 @@ pub async fn serve(
         };
         let Some((file, size)) = opened else {
             stream
-                .write_all(http::NOT_FOUND.as_bytes())
+                .write_all(&http::not_found(req.keep_alive))
                 .await
                 .map_err(io_err("answering"))?;
             if req.keep_alive {
@@ -901,13 +924,13 @@ pub async fn serve(
         };
         let Some((head, from, to)) = http::response_for(&req, size) else {
             stream
-                .write_all(http::RANGE_NOT_SATISFIABLE.as_bytes())
+                .write_all(&http::range_not_satisfiable(size))
                 .await
                 .map_err(io_err("answering"))?;
             return Ok(());
         };
         stream
-            .write_all(head.as_bytes())
+            .write_all(&head)
             .await
             .map_err(io_err("sending a head"))?;
         let mut file = tokio::fs::File::from_std(file);
@@ -967,9 +990,9 @@ pub async fn fetch(
         )));
     }
     if have < total || total == 0 {
-        let req = http::get_head(hit.index, &hit.name, have);
+        let req = http::get_head(hit.index, &hit.name, hit.sha1.as_ref(), have);
         stream
-            .write_all(req.as_bytes())
+            .write_all(&req)
             .await
             .map_err(io_err("sending GET"))?;
         let head = read_head(&mut stream, &mut buf).await?;
