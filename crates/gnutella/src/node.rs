@@ -372,7 +372,14 @@ impl Node {
             next_push: 1,
             push_wait: BTreeMap::new(),
             bootstrap: opts.connect.clone(),
-            bootstrapping: 0,
+            redial: vec![
+                Redial {
+                    in_flight: false,
+                    failures: 0,
+                    next: tokio::time::Instant::now(),
+                };
+                opts.connect.len()
+            ],
         };
         let task = tokio::spawn(driver.run(listener, req_rx, net_rx, stop_rx));
         Ok(Node {
@@ -502,11 +509,25 @@ struct Driver {
     pushes: BTreeMap<u64, (Guid, u32)>,
     next_push: u64,
     push_wait: BTreeMap<(Guid, u32), PushReply>,
-    /// The `--connect` peers: tried again while we have no connection at all.
+    /// The `--peer` servents, each dialled again while we have no link to it and a free slot.
     bootstrap: Vec<SocketAddr>,
-    /// Connects to bootstrap peers still in flight.
-    bootstrapping: usize,
+    /// Per bootstrap peer: whether a connect is in flight, failures in a row, and when the
+    /// next try may start (a peer that refuses or drops us is tried with backoff).
+    redial: Vec<Redial>,
 }
+
+/// The redial state of one bootstrap peer.
+#[derive(Debug, Clone, Copy)]
+struct Redial {
+    in_flight: bool,
+    failures: u32,
+    next: tokio::time::Instant,
+}
+
+/// The first retry of a bootstrap peer waits this long; each failure in a row doubles it,
+/// up to [`REDIAL_MAX`].
+const REDIAL_FIRST: Duration = Duration::from_secs(2);
+const REDIAL_MAX: Duration = Duration::from_secs(120);
 
 fn spawn_io(conn: ConnId, stream: TcpStream, net: mpsc::Sender<Net>) -> ConnIo {
     let _ = stream.set_nodelay(true);
@@ -653,16 +674,51 @@ impl Driver {
         }
     }
 
-    /// Connects to the bootstrap peers when we have no connection and none is under way.
+    /// Dials each bootstrap peer we have no link to (open or being opened) while we have
+    /// fewer overlay links than our slots (a leaf's ultrapeer slots, else --max-conns): one
+    /// attempt per peer at a time, with backoff after failures, so a peer that refused us
+    /// (busy, or too many handshakes from our address) or went away is tried again.
     fn rejoin(&mut self) {
-        if self.bootstrapping > 0 || !self.core.peers().is_empty() {
-            return;
-        }
+        let cfg = self.core.config();
+        let slots = match cfg.role {
+            Role::Leaf | Role::Auto => cfg.leaf_ultrapeers,
+            Role::Flat04 | Role::Ultrapeer => cfg.max_conns,
+        };
+        let wall = tokio::time::Instant::now();
         let now = self.now();
         for (i, addr) in self.bootstrap.clone().into_iter().enumerate() {
-            self.bootstrapping += 1;
+            let busy = self.redial.iter().filter(|r| r.in_flight).count();
+            if self.core.peers().len() + busy >= slots {
+                return;
+            }
+            let r = self.redial[i];
+            if r.in_flight || wall < r.next || self.core.linked_to(addr) {
+                continue;
+            }
+            self.redial[i].in_flight = true;
             self.core
                 .handle_input(now, Input::Command(Command::Connect { id: i as u64, addr }));
+        }
+    }
+
+    /// A bootstrap connect ended: up (the backoff resets) or failed (it doubles).
+    fn redial_done(&mut self, id: u64, up: bool) {
+        let Some(r) = usize::try_from(id)
+            .ok()
+            .and_then(|i| self.redial.get_mut(i))
+        else {
+            return;
+        };
+        r.in_flight = false;
+        if up {
+            r.failures = 0;
+            r.next = tokio::time::Instant::now();
+        } else {
+            let wait = REDIAL_FIRST
+                .saturating_mul(1u32 << r.failures.min(6))
+                .min(REDIAL_MAX);
+            r.failures = r.failures.saturating_add(1);
+            r.next = tokio::time::Instant::now() + wait;
         }
     }
 
@@ -836,9 +892,13 @@ impl Driver {
                     },
                 );
             }
-            Event::PeerUp { cmd: Some(_), .. } | Event::ConnectFailed { cmd: Some(_), .. } => {
-                self.bootstrapping = self.bootstrapping.saturating_sub(1);
+            Event::PeerUp { cmd: Some(id), .. } => {
                 tracing::debug!(?e, "gnutella");
+                self.redial_done(id, true);
+            }
+            Event::ConnectFailed { cmd: Some(id), .. } => {
+                tracing::debug!(?e, "gnutella");
+                self.redial_done(id, false);
             }
             Event::PeerDown { .. }
             | Event::PeerUp { .. }

@@ -864,7 +864,7 @@ impl Servent {
 
     /// Whether an overlay connection (open or being opened) goes to the servent listening
     /// at `a`.
-    fn linked_to(&self, a: SocketAddr) -> bool {
+    pub fn linked_to(&self, a: SocketAddr) -> bool {
         self.conns.values().any(|c| {
             !matches!(c.state, State::PushConnecting { .. }) && (c.peer == a || c.listen == Some(a))
         })

@@ -115,3 +115,32 @@ async fn compression_off_gives_plain_links_both_ways() {
     up.shutdown().await;
     leaf.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_leaf_dials_again_a_given_ultrapeer_it_could_not_reach_while_it_has_another_link() {
+    // up2's address is known to the leaf before up2 listens: the first dial fails.
+    let up2_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let up1 = node(Role::Ultrapeer, None, &[], 11).await;
+    let leaf = node(Role::Leaf, None, &[up1.local, up2_addr], 12).await;
+    assert_eq!(leaf.wait_peers(1, Duration::from_secs(5)).await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut o = NodeOptions::new(up2_addr);
+    o.role = Role::Ultrapeer;
+    o.seed = Some(13);
+    let up2 = Node::start(o).await.unwrap();
+    // With one link up, the leaf still tries the other given ultrapeer again (with backoff),
+    // instead of only when it has no link at all.
+    assert_eq!(
+        leaf.wait_peers(2, Duration::from_secs(15)).await.unwrap(),
+        2,
+        "the leaf never dialled the second ultrapeer again"
+    );
+    let peers = leaf.peers().await.unwrap();
+    assert!(
+        peers.contains(&up1.local) && peers.contains(&up2.local),
+        "{peers:?}"
+    );
+}
