@@ -31,17 +31,28 @@ pub enum ChordError {
     Timeout(Duration),
 }
 
-fn fail_text(r: FailReason) -> &'static str {
+fn fail_text(r: FailReason) -> String {
     match r {
         FailReason::Unreachable => {
-            "no answer: the node (or every node that could help) did not reply"
+            "no answer: the node (or every node that could help) did not reply".into()
         }
-        FailReason::TooManyHops => "the lookup exceeded the hop limit (stale routing tables?)",
-        FailReason::Busy => "too many requests in progress",
-        FailReason::TooLarge => "key or value too large (keys up to 1024 bytes, values up to 8192)",
-        FailReason::IdTaken => "another node already has this id",
-        FailReason::NotMember => "this node is not a ring member",
-        FailReason::Refused => "the responsible node refused to store (its store is full)",
+        FailReason::TooManyHops => {
+            "the lookup exceeded the hop limit (stale routing tables?)".into()
+        }
+        FailReason::Busy => "too many requests in progress".into(),
+        FailReason::TooLarge => {
+            "key or value too large (keys up to 1024 bytes, values up to 8192)".into()
+        }
+        FailReason::IdTaken => "another node already has this id".into(),
+        FailReason::NotMember => "this node is not a ring member".into(),
+        FailReason::Refused => "the responsible node refused to store (its store is full)".into(),
+        FailReason::WrongRing { ours, theirs } => format!(
+            "the ring has m = {theirs} bits but this node was started with --bits {ours}: \
+             use --bits {theirs} to join it"
+        ),
+        FailReason::RateLimited => {
+            "the node refused: this address exceeded its request rate (retry later)".into()
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use servent_core::{Core, FxMap, Id, Input, Instant, Ring, Rng, Transmit};
 
 use crate::wire::{
-    Body, Item, MAX_DATAGRAM, MAX_KEY, MAX_NODES, MAX_PATH, MAX_VALUE, Message, NodeRef,
+    Body, ErrorCode, Item, MAX_DATAGRAM, MAX_KEY, MAX_NODES, MAX_PATH, MAX_VALUE, Message, NodeRef,
 };
 
 /// At most this many requests in flight per node.
@@ -297,6 +297,16 @@ pub enum FailReason {
     NotMember,
     /// The responsible node refused to store (its store is full).
     Refused,
+    /// A node of a ring with another number of bits answered: `ours` is this node's m,
+    /// `theirs` the answering node's.
+    WrongRing {
+        /// Our m.
+        ours: u8,
+        /// The other ring's m.
+        theirs: u8,
+    },
+    /// A node refused the request because this address exceeded its request rate.
+    RateLimited,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -793,6 +803,15 @@ impl ChordNode {
 
     /// One step of find_successor evaluated here.
     fn step(&self, key: &Id) -> (bool, Vec<NodeRef>) {
+        if *key == self.me.id && self.joined && !self.left {
+            // Our own id is ours: we are its successor (then our successors, should we
+            // have died by the time the asker checks). No finger is strictly closer.
+            let mut v = Vec::with_capacity(self.succs.len() + 1);
+            v.push(self.me);
+            v.extend(self.succs.iter().filter(|s| s.id != self.me.id));
+            v.truncate(MAX_NODES);
+            return (true, v);
+        }
         if let Some(_s) = self.owned_by_successor(key) {
             let mut v = self.succs.clone();
             v.truncate(MAX_NODES);
@@ -1878,7 +1897,19 @@ impl ChordNode {
         }
         let bits = u32::from(msg.bits);
         if bits != 0 && bits != self.cfg.ring.bits() {
-            return; // another ring's node
+            // Another ring's node: say so (a joining node then reports both sizes
+            // instead of timing out). One-way messages get no answer.
+            tracing::debug!(%from, theirs = bits, ours = self.cfg.ring.bits(), "chord: request from a ring of another size");
+            if !matches!(msg.body, Body::Notify { .. } | Body::Leaving { .. }) {
+                self.reply(
+                    from,
+                    msg.txid,
+                    Body::Error {
+                        code: ErrorCode::WrongRing,
+                    },
+                );
+            }
+            return;
         }
         let txid = msg.txid;
         match msg.body {
@@ -1950,6 +1981,17 @@ impl ChordNode {
         let _ = from;
         self.mark_verified(now, rpc.to);
         match (rpc.purpose, msg.body) {
+            (purpose, Body::Error { code }) => {
+                let reason = match code {
+                    ErrorCode::WrongRing => FailReason::WrongRing {
+                        ours: self.cfg.ring.bits() as u8,
+                        theirs: bits,
+                    },
+                    ErrorCode::RateLimited => FailReason::RateLimited,
+                    ErrorCode::Other(_) => FailReason::Unreachable,
+                };
+                self.refused(now, purpose, reason);
+            }
             (Purpose::Challenge(addr), Body::Pong { .. }) => {
                 for (src, req) in self.held.remove(&addr).unwrap_or_default() {
                     self.datagram(now, src, &req);
@@ -2010,6 +2052,30 @@ impl ChordNode {
             (Purpose::Transfer, Body::TransferAck) => {}
             (Purpose::LeaveTransfer(id), Body::TransferAck) => self.leave_transfer_done(id),
             _ => {}
+        }
+    }
+
+    /// A peer answered one of our requests with an error: the request's purpose fails
+    /// with `reason` (maintenance simply stops waiting).
+    fn refused(&mut self, now: Instant, purpose: Purpose, reason: FailReason) {
+        match purpose {
+            Purpose::Step(lid) | Purpose::Verify(lid) | Purpose::Fallback(lid) => {
+                self.finish_lookup_failed(now, lid, reason)
+            }
+            Purpose::Rec(id) | Purpose::RemoteFingers(id) | Purpose::RemoteNeighbors(id) => {
+                self.emit(Event::Failed { id, reason })
+            }
+            Purpose::OpRequest(op) => {
+                if let Some(op) = self.ops.remove(&op) {
+                    self.emit(Event::Failed { id: op.cmd, reason });
+                }
+            }
+            Purpose::Stabilize => self.stabilize_in_flight = false,
+            Purpose::LeaveTransfer(id) => self.leave_transfer_done(id),
+            Purpose::Challenge(addr) => {
+                self.held.remove(&addr);
+            }
+            Purpose::CheckPred | Purpose::JoinFingers(_) | Purpose::Transfer => {}
         }
     }
 

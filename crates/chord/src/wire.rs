@@ -7,7 +7,7 @@
 //! header (13 bytes)
 //!   0  2  magic "CH" (0x43 0x48)
 //!   2  1  version (2; 1 carried Transfer items without versions)
-//!   3  1  type: requests 0x01..=0x0b, responses = request | 0x80
+//!   3  1  type: requests 0x01..=0x0b, responses = request | 0x80, 0xff error
 //!   4  1  ring bits m (1..=160), or 0 from a client that is not a ring member
 //!   5  8  transaction id (u64): a response repeats its request's
 //! node     = id (20 bytes, the value mod 2^m, big-endian) + addr
@@ -166,6 +166,12 @@ pub enum Body {
     },
     /// 0x8a: taken.
     TransferAck,
+    /// 0xff: the answer to any request this node will not serve; the header's ring bits
+    /// are the answering node's m (so a [`ErrorCode::WrongRing`] names both sizes).
+    Error {
+        /// Why.
+        code: ErrorCode,
+    },
     /// 0x0b (no response): I am leaving; here are my neighbours.
     Leaving {
         /// The leaving node.
@@ -201,12 +207,44 @@ impl Body {
             Body::Transfer { .. } => 0x0a,
             Body::TransferAck => 0x8a,
             Body::Leaving { .. } => 0x0b,
+            Body::Error { .. } => 0xff,
         }
     }
 
     /// Whether this is a response (matched to a pending request by transaction id).
     pub fn is_response(&self) -> bool {
         self.kind() & 0x80 != 0
+    }
+}
+
+/// Why a node refused a request ([`Body::Error`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 1: the request came from a ring with another number of bits m.
+    WrongRing,
+    /// 2: the sender's address exceeded its request rate; retry later.
+    RateLimited,
+    /// A code this version does not know (kept, so a newer peer's reason is still shown).
+    Other(u8),
+}
+
+impl ErrorCode {
+    /// The code byte.
+    pub fn byte(self) -> u8 {
+        match self {
+            ErrorCode::WrongRing => 1,
+            ErrorCode::RateLimited => 2,
+            ErrorCode::Other(b) => b,
+        }
+    }
+
+    /// The code for a byte.
+    pub fn from_byte(b: u8) -> ErrorCode {
+        match b {
+            1 => ErrorCode::WrongRing,
+            2 => ErrorCode::RateLimited,
+            b => ErrorCode::Other(b),
+        }
     }
 }
 
@@ -451,6 +489,7 @@ impl Message {
                 put_nodes(&mut out, succs);
             }
             Body::FindStep { key } => out.extend_from_slice(key.as_bytes()),
+            Body::Error { code } => out.push(code.byte()),
             Body::StepReply { me, done, nodes } => {
                 put_node(&mut out, me);
                 out.push(u8::from(*done));
@@ -632,6 +671,9 @@ impl Message {
                 pred: r.opt_node()?,
                 succs: r.nodes()?,
             },
+            0xff => Body::Error {
+                code: ErrorCode::from_byte(r.u8("error code")?),
+            },
             k => return Err(WireError::UnknownType(k)),
         };
         if !r.buf.is_empty() {
@@ -781,6 +823,26 @@ mod tests {
     }
 
     #[test]
+    fn golden_error_names_the_answerers_ring_bits_and_a_code() {
+        let m = Message {
+            bits: 5,
+            txid: 9,
+            body: Body::Error {
+                code: ErrorCode::WrongRing,
+            },
+        };
+        let b = m.encode();
+        assert_eq!(b, b"CH\x02\xff\x05\0\0\0\0\0\0\0\x09\x01");
+        assert_eq!(Message::decode(&b), Ok(m));
+        assert!(
+            Body::Error {
+                code: ErrorCode::RateLimited
+            }
+            .is_response()
+        );
+    }
+
+    #[test]
     fn malformed_inputs_give_typed_errors() {
         assert!(matches!(
             Message::decode(b"CH"),
@@ -891,6 +953,9 @@ mod tests {
                     .collect()
             }),
             Just(Body::TransferAck),
+            any::<u8>().prop_map(|c| Body::Error {
+                code: ErrorCode::from_byte(c)
+            }),
             (arb_node(), proptest::option::of(arb_node()), arb_nodes())
                 .prop_map(|(me, pred, succs)| Body::Leaving { me, pred, succs }),
         ]

@@ -33,10 +33,12 @@ enum Action {
         /// Any member of the ring to join; without it, a new ring is created.
         #[arg(long)]
         join: Option<SocketAddr>,
-        /// Identifier bits m (3..=160 for teaching; 160 = SHA-1).
-        #[arg(long, default_value_t = 160)]
+        /// Identifier bits m, 1..=160 (the lecture uses 5; 160 = SHA-1). Every node of a
+        /// ring must use the same m.
+        #[arg(long, default_value_t = 160, value_parser = clap::value_parser!(u32).range(1..=160))]
         bits: u32,
-        /// The node's id (decimal, or 40 hex digits); default: SHA-1 of "ip:port" mod 2^m.
+        /// The node's id, 0..2^m (decimal, or 40 hex digits); default: SHA-1 of "ip:port"
+        /// mod 2^m. An id outside the ring is an error, never reduced.
         #[arg(long)]
         id: Option<String>,
         /// Successor list length r (also the number of copies of each key).
@@ -109,6 +111,30 @@ fn parse_id(s: &str) -> Option<Id> {
     None
 }
 
+/// Parses `s` as an id of the ring with `bits` bits: an id ≥ 2^m is an error naming the
+/// range, never silently reduced.
+fn parse_ring_id(what: &str, s: &str, bits: u32) -> Result<Id> {
+    let id =
+        parse_id(s).with_context(|| format!("{what} {s}: a decimal number or 40 hex digits"))?;
+    let ring = Ring::new(bits).context("ring bits")?;
+    if ring.reduce(&id) != id {
+        bail!(
+            "{what} {s} is outside the ring: with m = {bits} ids are 0..={}",
+            ring_max(bits)
+        );
+    }
+    Ok(id)
+}
+
+/// 2^m − 1, as the user would write it.
+fn ring_max(bits: u32) -> String {
+    if bits < 128 {
+        ((1u128 << bits) - 1).to_string()
+    } else {
+        format!("2^{bits}-1")
+    }
+}
+
 /// m of the ring `node` belongs to (from its finger table).
 async fn ring_bits(c: &mut Client, node: SocketAddr) -> Result<u32> {
     Ok(c.fingers(node)
@@ -132,7 +158,8 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             let mut c = Client::new(node).await?;
             let bits = ring_bits(&mut c, node).await?;
             let id = match (hash, parse_id(&key)) {
-                (false, Some(id)) => id,
+                (false, Some(_)) => parse_ring_id("key", &key, bits)
+                    .context("(use --hash to hash it with SHA-1 instead)")?,
                 _ => Id::hash(key.as_bytes()),
             };
             let r = c
@@ -241,17 +268,12 @@ async fn run_member(
     id: Option<String>,
     successors: usize,
 ) -> Result<()> {
-    if !(1..=160).contains(&bits) {
-        bail!("--bits must be between 1 and 160 (3 or more for a useful ring)");
-    }
     let mut o = MemberOpts::new(listen);
     o.join = join;
     o.bits = bits;
     o.succ_list_len = successors;
     if let Some(s) = id {
-        o.id = Some(
-            parse_id(&s).with_context(|| format!("--id {s}: a decimal number or 40 hex digits"))?,
-        );
+        o.id = Some(parse_ring_id("--id", &s, bits)?);
     }
     let mut m = start_member(o).await.with_context(|| match join {
         Some(j) => format!("joining the ring through {j}"),
