@@ -58,7 +58,7 @@ PIDS+=($!)
 
 joined=0
 for _ in $(seq 100); do
-  if [ -n "$(ip netns exec "$NS_A" "$SERVENT" gnutella peers --node "$ADDR_A:16346" 2>/dev/null)" ]; then joined=1; break; fi
+  if [ -n "$(ip netns exec "$NS_A" "$SERVENT" gnutella peers 2>/dev/null)" ]; then joined=1; break; fi
   sleep 0.1
 done
 [ $joined = 1 ] || { echo "B never joined A"; cat "$WORK/a.log" "$WORK/b.log"; exit 1; }
@@ -68,11 +68,11 @@ if ip netns exec "$NS_A" timeout 3 bash -c "exec 3<>/dev/tcp/$ADDR_B/6346" 2>/de
   echo "connected to the firewalled holder directly: the firewall does not work"; exit 1
 fi
 
-hits=$(ip netns exec "$NS_A" "$SERVENT" gnutella search debaser --wait 2s --node "$ADDR_A:16346")
+hits=$(ip netns exec "$NS_A" "$SERVENT" gnutella search debaser --wait 2s)
 echo "$hits"
 id=$(echo "$hits" | awk -F'\t' '$2 == "Pixies - Debaser.mp3" { print $1; exit }')
 [ -n "$id" ] || { echo "no hit for the holder's file"; exit 1; }
 
-timeout 60 ip netns exec "$NS_A" "$SERVENT" gnutella get "$id" -o "$WORK/downloads" --node "$ADDR_A:16346"
+timeout 60 ip netns exec "$NS_A" "$SERVENT" gnutella get "$id" -o "$WORK/downloads"
 cmp "$WORK/share/Pixies - Debaser.mp3" "$WORK/downloads/Pixies - Debaser.mp3"
 echo "gnutella push through a firewall: ok"

@@ -45,8 +45,9 @@ enum Sub {
         /// (`#` comments); repeatable. For 0.6 roles they seed the ultrapeer cache.
         #[arg(long, value_name = "ADDR|FILE")]
         bootstrap: Vec<String>,
-        /// Address of the control API that search/get/peers/stats use (--node). Default:
-        /// the --listen IP with port + 10000 (127.0.0.1:16346 for the default --listen);
+        /// Address of the control API that search/get/peers/stats use (--node; it answers
+        /// local clients only). Default: 127.0.0.1 (the --listen IP if that is a loopback
+        /// one) with the --listen port + 10000 (127.0.0.1:16346 for the default --listen);
         /// port 0 picks a free one. Printed at start and written to <data>/control.addr.
         #[arg(long)]
         control: Option<SocketAddr>,
@@ -157,7 +158,7 @@ enum Sub {
     },
 }
 
-const RUN_HELP: &str = "The control API defaults to the --listen IP with port + 10000, so \
+const RUN_HELP: &str = "The control API defaults to 127.0.0.1 with the --listen port + 10000, so \
 several servents run on one host with no extra flags; `servent gnutella search --node ADDR` \
 talks to one of them (default 127.0.0.1:16346, the default servent's).\n\n\
 Exit codes: 0 success (also Ctrl-C or SIGTERM, which prints a summary), 1 failure, 2 usage.";

@@ -33,15 +33,21 @@ use crate::wire::Kind;
 /// `--listen 127.0.0.1:6346`.
 pub const DEFAULT_CONTROL: &str = "127.0.0.1:16346";
 
-/// The control address derived from a servent's listen address: the same IP, port + 10 000
-/// (so servents on 6346, 6347, ... get 16346, 16347, ...); port 0 (chosen by the OS) when
-/// that is out of range or the listen port is itself 0.
+/// The control address derived from a servent's listen address: port + 10 000 (so servents
+/// on 6346, 6347, ... get 16346, 16347, ...), port 0 (chosen by the OS) when that is out of
+/// range or the listen port is itself 0; on the listen IP when it is a loopback address, else
+/// on 127.0.0.1 (or ::1): the API serves local clients only, so it never listens elsewhere.
 pub fn control_for(listen: SocketAddr) -> SocketAddr {
     let port = match listen.port() {
         0 => 0,
         p => p.checked_add(10_000).unwrap_or(0),
     };
-    SocketAddr::new(listen.ip(), port)
+    let ip = match listen.ip() {
+        ip if ip.is_loopback() => ip,
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    SocketAddr::new(ip, port)
 }
 /// Hits remembered for `get <hit-id>`.
 pub const MAX_REMEMBERED_HITS: usize = 10_000;
@@ -313,4 +319,23 @@ pub async fn request(
         each(v);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_control_address_is_local_and_follows_the_listen_port() {
+        let at = |s: &str| control_for(s.parse().expect("addr")).to_string();
+        assert_eq!(at("127.0.0.1:6346"), DEFAULT_CONTROL);
+        assert_eq!(at("127.0.0.5:6347"), "127.0.0.5:16347");
+        // A servent listening on a LAN or any address still takes commands on loopback only,
+        // where a client on the same host reaches it.
+        assert_eq!(at("10.254.0.1:6346"), "127.0.0.1:16346");
+        assert_eq!(at("0.0.0.0:6346"), "127.0.0.1:16346");
+        assert_eq!(at("[2001:db8::1]:6346"), "[::1]:16346");
+        assert_eq!(at("127.0.0.1:60000"), "127.0.0.1:0");
+        assert_eq!(at("127.0.0.1:0"), "127.0.0.1:0");
+    }
 }
