@@ -68,8 +68,8 @@ fn main() {
             o.succ_list_len = 8;
             o.stabilize_every = Duration::from_millis(200);
             o.fix_fingers_every = Duration::from_millis(20);
-            o.seed = k as u64;
-            o.join = members.first().map(|m| m.me.addr);
+            o.seed = Some(k as u64);
+            o.bootstrap = members.first().map(|m| m.me.addr).into_iter().collect();
             members.push(start_member(o).await.expect("member"));
         }
         tokio::time::sleep(Duration::from_secs(5)).await;

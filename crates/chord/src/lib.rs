@@ -62,6 +62,8 @@ pub mod node;
 pub mod scenarios;
 pub mod wire;
 
-pub use node::{ChordNode, Command, Config, Event, FailReason, LookupMode, key_id, node_id};
+pub use node::{
+    ChordNode, Command, Config, Event, FailReason, Limits, LookupMode, NodeStats, key_id, node_id,
+};
 pub use scenarios::scenarios;
 pub use wire::{Body, Item, Message, NodeRef, WireError};

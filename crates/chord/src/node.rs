@@ -4,13 +4,13 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use servent_core::{Core, FxMap, Id, Input, Instant, Ring, Rng, Transmit};
+use servent_core::{Core, FxMap, Id, Input, Instant, KeyedMap, Ring, Rng, Transmit, keyed_map};
 
 use crate::wire::{
     Body, ErrorCode, Item, MAX_DATAGRAM, MAX_KEY, MAX_NODES, MAX_PATH, MAX_VALUE, Message, NodeRef,
 };
 
-/// At most this many requests in flight per node.
+/// At most this many requests in flight per node (the default of [`Config::max_pending`]).
 pub const MAX_PENDING: usize = 4096;
 /// At most this many user lookups and operations in progress.
 pub const MAX_OPS: usize = 1024;
@@ -80,6 +80,23 @@ pub struct Config {
     /// `false` for a client that only issues commands: it runs no maintenance, answers no
     /// requests and sends ring bits 0.
     pub member: bool,
+    /// Largest datagram accepted (default and ceiling [`MAX_DATAGRAM`], 16 KiB); longer
+    /// ones are dropped unread.
+    pub max_datagram: usize,
+    /// Most requests of ours in flight (default [`MAX_PENDING`]); more wait as failures
+    /// (`Busy`) instead of growing the table.
+    pub max_pending: usize,
+    /// Requests one source IP may send per second on average (default 200); over it they
+    /// are dropped. Loopback sources are exempt unless [`Config::limit_loopback`].
+    pub rate_per_ip: f64,
+    /// Burst a source IP may send at once (default 400).
+    pub burst_per_ip: f64,
+    /// Most source IPs tracked by the rate limit (default 16 384; one is forgotten when
+    /// full, so forged floods cannot lock newcomers out).
+    pub max_tracked_ips: usize,
+    /// Apply the per-IP rate limit to loopback sources too (default off: every node of a
+    /// ring on one host shares 127.0.0.1).
+    pub limit_loopback: bool,
 }
 
 impl Config {
@@ -104,6 +121,12 @@ impl Config {
             max_tombstones: 16 * 1024,
             replica_lease_periods: 3,
             member: true,
+            max_datagram: MAX_DATAGRAM,
+            max_pending: MAX_PENDING,
+            rate_per_ip: 200.0,
+            burst_per_ip: 400.0,
+            max_tracked_ips: 16 * 1024,
+            limit_loopback: false,
         }
     }
 
@@ -181,6 +204,13 @@ pub enum Command {
         /// The node.
         node: SocketAddr,
     },
+    /// Ask a node for its counters.
+    Stats {
+        /// Command id.
+        id: u64,
+        /// The node.
+        node: SocketAddr,
+    },
     /// Ask a node for its predecessor and successor list.
     Neighbors {
         /// Command id.
@@ -253,6 +283,19 @@ pub enum Event {
         bits: u8,
         /// Entry i+1 (start `node + 2^i`).
         entries: Vec<Option<NodeRef>>,
+    },
+    /// A node's counters ([`crate::wire::STAT_NAMES`] names the values, in order).
+    StatsReport {
+        /// Command id.
+        id: u64,
+        /// The node.
+        node: NodeRef,
+        /// Its ring's m.
+        bits: u8,
+        /// Its predecessor.
+        pred: Option<NodeRef>,
+        /// The counters.
+        values: Vec<u64>,
     },
     /// A node's neighbours.
     NeighborList {
@@ -364,6 +407,7 @@ enum Purpose {
     JoinFingers(u64),
     OpRequest(u64),
     RemoteFingers(u64),
+    RemoteStats(u64),
     RemoteNeighbors(u64),
     Transfer,
     LeaveTransfer(u64),
@@ -406,6 +450,84 @@ struct Stored {
 
 type StoreKey = (Id, Vec<u8>);
 
+/// The limits a member enforces on its peers, with their defaults (`chord run --help`
+/// names each flag). [`Limits::apply`] copies them into a [`Config`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limits {
+    /// [`Config::max_datagram`].
+    pub max_datagram: usize,
+    /// [`Config::max_pending`].
+    pub max_pending: usize,
+    /// [`Config::rate_per_ip`].
+    pub rate_per_ip: f64,
+    /// [`Config::burst_per_ip`].
+    pub burst_per_ip: f64,
+    /// [`Config::max_store`].
+    pub max_items: usize,
+    /// [`Config::max_store_bytes`].
+    pub max_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        let c = Config::new(Ring::FULL, Id::ZERO, SocketAddr::from(([127, 0, 0, 1], 0)));
+        Limits {
+            max_datagram: c.max_datagram,
+            max_pending: c.max_pending,
+            rate_per_ip: c.rate_per_ip,
+            burst_per_ip: c.burst_per_ip,
+            max_items: c.max_store,
+            max_bytes: c.max_store_bytes,
+        }
+    }
+}
+
+impl Limits {
+    /// Sets these limits on `cfg`.
+    pub fn apply(&self, cfg: &mut Config) {
+        cfg.max_datagram = self.max_datagram.min(MAX_DATAGRAM);
+        cfg.max_pending = self.max_pending.min(MAX_PENDING);
+        cfg.rate_per_ip = self.rate_per_ip;
+        cfg.burst_per_ip = self.burst_per_ip;
+        cfg.max_store = self.max_items;
+        cfg.max_store_bytes = self.max_bytes;
+    }
+}
+
+/// What a node counted since it started (`chord stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Requests served (after every check below).
+    pub requests_in: u64,
+    /// Datagrams dropped because they did not decode (garbage, truncated, bad lengths).
+    pub malformed: u64,
+    /// Datagrams dropped for exceeding [`Config::max_datagram`].
+    pub oversized: u64,
+    /// Requests dropped by the per-IP rate limit.
+    pub rate_limited: u64,
+    /// Requests from a ring of another size, answered with an error.
+    pub wrong_ring: u64,
+    /// Requests held until their source answered a challenge.
+    pub challenged: u64,
+}
+
+/// Why a datagram was dropped, as logged at `-v`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DropReason {
+    Malformed,
+    Oversized,
+    RateLimited,
+}
+
+/// A token bucket: tokens left and when they were counted.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
 /// One Chord node (or a client, see [`Config::member`]).
 ///
 /// Drive it as [`servent_core::contract`] describes: feed inputs with
@@ -441,17 +563,24 @@ pub struct ChordNode {
     stabilize_in_flight: bool,
     /// Addresses that answered one of our requests (echoing its random transaction id),
     /// with the time that proof expires; `verified_order` is their insertion order.
-    verified: FxMap<SocketAddr, Instant>,
+    verified: KeyedMap<SocketAddr, Instant>,
     verified_order: VecDeque<SocketAddr>,
     /// Requests held until the address (the key) answers our challenge Ping: (the
     /// request's source, the request's bytes).
-    held: FxMap<SocketAddr, Vec<(SocketAddr, Vec<u8>)>>,
+    held: KeyedMap<SocketAddr, Vec<(SocketAddr, Vec<u8>)>>,
+    /// Per source IP (IPv6 octets, IPv4 mapped): its token bucket.
+    limiter: KeyedMap<[u8; 16], Bucket>,
+    /// When the limiter next forgets sources whose bucket is full again.
+    limiter_prune_at: Instant,
+    stats: NodeStats,
+    /// When each drop reason was last logged (one line per reason per second).
+    drop_logged: [Option<Instant>; 3],
 }
 
 impl ChordNode {
     /// A node that is not yet in a ring: give it [`Command::Join`], or call
     /// [`ChordNode::create`] to start a new ring. `rng` should be seeded by the caller.
-    pub fn new(cfg: Config, rng: Rng) -> ChordNode {
+    pub fn new(cfg: Config, mut rng: Rng) -> ChordNode {
         let m = cfg.ring.bits() as usize;
         let me = NodeRef {
             id: cfg.ring.reduce(&cfg.id),
@@ -478,9 +607,13 @@ impl ChordNode {
             events: VecDeque::new(),
             fix_in_flight: false,
             stabilize_in_flight: false,
-            verified: FxMap::default(),
+            verified: keyed_map(&mut rng),
             verified_order: VecDeque::new(),
-            held: FxMap::default(),
+            held: keyed_map(&mut rng),
+            limiter: keyed_map(&mut rng),
+            limiter_prune_at: Instant::ZERO,
+            stats: NodeStats::default(),
+            drop_logged: [None; 3],
             me,
             rng,
             cfg,
@@ -623,6 +756,110 @@ impl ChordNode {
         self.pending.len()
     }
 
+    /// What this node counted since it started.
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+
+    /// The values of a Stats answer, in the order of [`crate::wire::STAT_NAMES`].
+    fn stat_values(&self) -> Vec<u64> {
+        let s = self.stats;
+        let n = |x: usize| x as u64;
+        vec![
+            n(self.succs.len()),
+            n(self.fingers.iter().flatten().count()),
+            n(self.store.len()),
+            n(self.store_bytes),
+            n(self.tombs.len()),
+            n(self.pending.len()),
+            s.datagrams_in,
+            s.requests_in,
+            s.malformed,
+            s.oversized,
+            s.rate_limited,
+            s.wrong_ring,
+        ]
+    }
+
+    /// Source IPs the rate limit currently tracks.
+    pub fn tracked_ips(&self) -> usize {
+        self.limiter.len()
+    }
+
+    /// Counts a dropped datagram and logs its typed reason (at most once a second per
+    /// reason, with the running count, so a flood cannot flood the log).
+    fn dropped(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        why: DropReason,
+        detail: &dyn std::fmt::Display,
+    ) {
+        let count = match why {
+            DropReason::Malformed => {
+                self.stats.malformed += 1;
+                self.stats.malformed
+            }
+            DropReason::Oversized => {
+                self.stats.oversized += 1;
+                self.stats.oversized
+            }
+            DropReason::RateLimited => {
+                self.stats.rate_limited += 1;
+                self.stats.rate_limited
+            }
+        };
+        let slot = &mut self.drop_logged[why as usize];
+        if slot.is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1)) {
+            *slot = Some(now);
+            tracing::info!(%from, reason = ?why, %detail, total = count, "chord: dropped a datagram");
+        }
+    }
+
+    /// The per-IP token bucket: whether a request from `ip` may be served now.
+    fn allow(&mut self, now: Instant, ip: std::net::IpAddr) -> bool {
+        if ip.is_loopback() && !self.cfg.limit_loopback {
+            return true;
+        }
+        let (rate, burst) = (
+            self.cfg.rate_per_ip.max(0.0),
+            self.cfg.burst_per_ip.max(1.0),
+        );
+        let key = match ip {
+            std::net::IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+            std::net::IpAddr::V6(v) => v.octets(),
+        };
+        if !self.limiter.contains_key(&key) {
+            if now >= self.limiter_prune_at {
+                // Sources whose bucket has refilled are as good as new: forget them.
+                self.limiter.retain(|_, b| {
+                    b.tokens + rate * now.saturating_duration_since(b.at).as_secs_f64() < burst
+                });
+                let refill = if rate > 0.0 { burst / rate } else { 60.0 };
+                self.limiter_prune_at = now + Duration::from_secs_f64(refill.clamp(0.1, 60.0));
+            }
+            if self.limiter.len() >= self.cfg.max_tracked_ips.max(1) {
+                // Full: forget one (the first in the keyed order, which a peer cannot
+                // predict) rather than refuse every newcomer.
+                if let Some(k) = self.limiter.keys().next().copied() {
+                    self.limiter.remove(&k);
+                }
+            }
+        }
+        let b = self.limiter.entry(key).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        b.tokens = (b.tokens + rate * now.saturating_duration_since(b.at).as_secs_f64()).min(burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
     fn bits_byte(&self) -> u8 {
         if self.cfg.member {
             self.cfg.ring.bits() as u8
@@ -711,6 +948,7 @@ impl ChordNode {
             return;
         }
         if self.request(now, addr, Body::Ping, Purpose::Challenge(addr)) {
+            self.stats.challenged += 1;
             self.held.insert(addr, vec![(from, request.to_vec())]);
         }
     }
@@ -728,7 +966,7 @@ impl ChordNode {
         purpose: Purpose,
         txid: Option<u64>,
     ) -> bool {
-        if self.pending.len() >= MAX_PENDING {
+        if self.pending.len() >= self.cfg.max_pending.min(MAX_PENDING) {
             return false;
         }
         let mut txid = txid.unwrap_or_else(|| self.rng.next_u64());
@@ -922,6 +1160,14 @@ impl ChordNode {
             }
             Command::Fingers { id, node } => {
                 if !self.request(now, node, Body::GetFingers, Purpose::RemoteFingers(id)) {
+                    self.emit(Event::Failed {
+                        id,
+                        reason: FailReason::Busy,
+                    });
+                }
+            }
+            Command::Stats { id, node } => {
+                if !self.request(now, node, Body::GetStats, Purpose::RemoteStats(id)) {
                     self.emit(Event::Failed {
                         id,
                         reason: FailReason::Busy,
@@ -1880,11 +2126,32 @@ impl ChordNode {
     // ----- datagrams ---------------------------------------------------------------------
 
     fn datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        let Ok(msg) = Message::decode(data) else {
-            return; // hostile or garbled: dropped
+        self.stats.datagrams_in += 1;
+        if data.len() > self.cfg.max_datagram {
+            let n = data.len();
+            self.dropped(now, from, DropReason::Oversized, &format_args!("{n} bytes"));
+            return;
+        }
+        let msg = match Message::decode(data) {
+            Ok(m) => m,
+            Err(e) => {
+                // hostile or garbled: dropped, never answered
+                self.dropped(now, from, DropReason::Malformed, &e);
+                return;
+            }
         };
         if msg.body.is_response() {
             self.response(now, from, msg);
+            return;
+        }
+        if self.cfg.member && !self.allow(now, from.ip()) {
+            let kind = msg.body.kind();
+            self.dropped(
+                now,
+                from,
+                DropReason::RateLimited,
+                &format_args!("request type 0x{kind:02x}"),
+            );
             return;
         }
         if msg.body == Body::Ping && !self.left {
@@ -1899,7 +2166,8 @@ impl ChordNode {
         if bits != 0 && bits != self.cfg.ring.bits() {
             // Another ring's node: say so (a joining node then reports both sizes
             // instead of timing out). One-way messages get no answer.
-            tracing::debug!(%from, theirs = bits, ours = self.cfg.ring.bits(), "chord: request from a ring of another size");
+            self.stats.wrong_ring += 1;
+            tracing::info!(%from, theirs = bits, ours = self.cfg.ring.bits(), "chord: request from a ring of another size");
             if !matches!(msg.body, Body::Notify { .. } | Body::Leaving { .. }) {
                 self.reply(
                     from,
@@ -1912,6 +2180,7 @@ impl ChordNode {
             return;
         }
         let txid = msg.txid;
+        self.stats.requests_in += 1;
         match msg.body {
             Body::GetNeighbors => {
                 let body = Body::Neighbors {
@@ -1934,6 +2203,14 @@ impl ChordNode {
             }
             Body::FindRec { key, origin, path } => {
                 self.on_find_rec(now, from, data, txid, key, origin, path)
+            }
+            Body::GetStats => {
+                let body = Body::Stats {
+                    me: self.me,
+                    pred: self.pred,
+                    values: self.stat_values(),
+                };
+                self.answer(now, from, txid, body, data);
             }
             Body::GetFingers => {
                 let body = Body::Fingers {
@@ -2033,6 +2310,15 @@ impl ChordNode {
                 }
             }
             (Purpose::OpRequest(op), body) => self.op_response(now, op, Some(body)),
+            (Purpose::RemoteStats(id), Body::Stats { me, pred, values }) => {
+                self.emit(Event::StatsReport {
+                    id,
+                    node: me,
+                    bits,
+                    pred,
+                    values,
+                })
+            }
             (Purpose::RemoteFingers(id), Body::Fingers { me, bits, entries }) => {
                 self.emit(Event::FingerTable {
                     id,
@@ -2062,9 +2348,10 @@ impl ChordNode {
             Purpose::Step(lid) | Purpose::Verify(lid) | Purpose::Fallback(lid) => {
                 self.finish_lookup_failed(now, lid, reason)
             }
-            Purpose::Rec(id) | Purpose::RemoteFingers(id) | Purpose::RemoteNeighbors(id) => {
-                self.emit(Event::Failed { id, reason })
-            }
+            Purpose::Rec(id)
+            | Purpose::RemoteFingers(id)
+            | Purpose::RemoteStats(id)
+            | Purpose::RemoteNeighbors(id) => self.emit(Event::Failed { id, reason }),
             Purpose::OpRequest(op) => {
                 if let Some(op) = self.ops.remove(&op) {
                     self.emit(Event::Failed { id: op.cmd, reason });
@@ -2135,7 +2422,9 @@ impl ChordNode {
                 self.forget(dead);
                 self.op_next(now, op);
             }
-            Purpose::RemoteFingers(id) | Purpose::RemoteNeighbors(id) => self.emit(Event::Failed {
+            Purpose::RemoteFingers(id)
+            | Purpose::RemoteStats(id)
+            | Purpose::RemoteNeighbors(id) => self.emit(Event::Failed {
                 id,
                 reason: FailReason::Unreachable,
             }),
@@ -2228,5 +2517,80 @@ impl Core for ChordNode {
     fn poll_timeout(&self) -> Option<Instant> {
         let rpc = self.deadlines.first().map(|(t, _)| *t);
         self.timers.iter().flatten().copied().chain(rpc).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::BuildHasher;
+    use std::net::{IpAddr, Ipv6Addr};
+
+    use super::*;
+
+    /// IPv6 source addresses whose octets, hashed as the limiter's `[u8; 16]` key is (the
+    /// length 16, then the bytes), all have the same FxHash: what a peer owning a /64 could
+    /// send against an unkeyed per-IP table.
+    fn fx_colliding_sources(n: usize) -> Vec<[u8; 16]> {
+        const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95; // servent_core's FxHasher
+        let prefix = 16u64.wrapping_mul(FX_SEED).rotate_left(5);
+        servent_core::keyed::fx_colliding_words(n, 0x00c0_ffee)
+            .into_iter()
+            .map(|mut w| {
+                let a = u64::from_le_bytes(w[..8].try_into().unwrap()) ^ prefix;
+                w[..8].copy_from_slice(&a.to_le_bytes());
+                w
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fxhash_colliding_source_ips_spread_in_the_keyed_limiter() {
+        let ips = fx_colliding_sources(20_000);
+        let fx = std::hash::BuildHasherDefault::<servent_core::FxHasher>::default();
+        let fx_hashes: std::collections::BTreeSet<u64> =
+            ips.iter().map(|k| fx.hash_one(k)).collect();
+        assert_eq!(
+            fx_hashes.len(),
+            1,
+            "the attack is real under an unkeyed hash"
+        );
+
+        let ring = Ring::new(16).unwrap_or(Ring::FULL);
+        let me = SocketAddr::from(([10, 0, 0, 1], 4000));
+        let mut cfg = Config::new(ring, ring.id(1), me);
+        cfg.max_tracked_ips = 100_000;
+        let mut n = ChordNode::new(cfg, Rng::new(9));
+        n.create(Instant::ZERO);
+        let ping = Message {
+            bits: 16,
+            txid: 1,
+            body: Body::Ping,
+        }
+        .encode();
+        for k in &ips {
+            let from = SocketAddr::new(IpAddr::V6(Ipv6Addr::from(*k)), 6881);
+            n.handle_input(Instant::ZERO, Input::Datagram { from, data: &ping });
+            while n.poll_transmit().is_some() {}
+        }
+        assert_eq!(n.tracked_ips(), 20_000);
+        assert_eq!(n.stats().requests_in, 0); // Pings are answered before any request
+        // Counted, not timed: under the node's secret key every source hashes apart, so each
+        // insert and lookup probes a chain of about one.
+        let keyed: std::collections::BTreeSet<u64> = n
+            .limiter
+            .keys()
+            .map(|k| n.limiter.hasher().hash_one(k))
+            .collect();
+        assert_eq!(keyed.len(), 20_000);
+        // The same holds for the verified and held tables (keyed by peer addresses).
+        let addrs: std::collections::BTreeSet<u64> = ips
+            .iter()
+            .map(|k| {
+                n.verified
+                    .hasher()
+                    .hash_one(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(*k)), 1))
+            })
+            .collect();
+        assert_eq!(addrs.len(), 20_000);
     }
 }

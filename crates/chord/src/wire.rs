@@ -7,7 +7,7 @@
 //! header (13 bytes)
 //!   0  2  magic "CH" (0x43 0x48)
 //!   2  1  version (2; 1 carried Transfer items without versions)
-//!   3  1  type: requests 0x01..=0x0b, responses = request | 0x80, 0xff error
+//!   3  1  type: requests 0x01..=0x0c, responses = request | 0x80, 0xff error
 //!   4  1  ring bits m (1..=160), or 0 from a client that is not a ring member
 //!   5  8  transaction id (u64): a response repeats its request's
 //! node     = id (20 bytes, the value mod 2^m, big-endian) + addr
@@ -37,6 +37,23 @@ pub const MAX_KEY: usize = 1024;
 pub const MAX_VALUE: usize = 8 * 1024;
 /// Most nodes in one list (successor list, candidates, finger table).
 pub const MAX_NODES: usize = 160;
+/// What each value of a [`Body::Stats`] counts, in order.
+pub const STAT_NAMES: [&str; 12] = [
+    "successors",
+    "fingers_known",
+    "items",
+    "item_bytes",
+    "tombstones",
+    "requests_in_flight",
+    "datagrams_in",
+    "requests_in",
+    "malformed",
+    "oversized",
+    "rate_limited",
+    "wrong_ring",
+];
+/// Most values a [`Body::Stats`] may carry.
+pub const MAX_STATS: usize = 32;
 /// Most hops a recursive lookup's path may record.
 pub const MAX_PATH: usize = 64;
 
@@ -166,6 +183,18 @@ pub enum Body {
     },
     /// 0x8a: taken.
     TransferAck,
+    /// 0x0c: send me your counters (`chord stats`).
+    GetStats,
+    /// 0x8c: my counters.
+    Stats {
+        /// The answering node.
+        me: NodeRef,
+        /// Its predecessor.
+        pred: Option<NodeRef>,
+        /// The counters, in the order of [`STAT_NAMES`] (a newer peer may send more;
+        /// at most [`MAX_STATS`]).
+        values: Vec<u64>,
+    },
     /// 0xff: the answer to any request this node will not serve; the header's ring bits
     /// are the answering node's m (so a [`ErrorCode::WrongRing`] names both sizes).
     Error {
@@ -207,6 +236,8 @@ impl Body {
             Body::Transfer { .. } => 0x0a,
             Body::TransferAck => 0x8a,
             Body::Leaving { .. } => 0x0b,
+            Body::GetStats => 0x0c,
+            Body::Stats { .. } => 0x8c,
             Body::Error { .. } => 0xff,
         }
     }
@@ -490,6 +521,16 @@ impl Message {
             }
             Body::FindStep { key } => out.extend_from_slice(key.as_bytes()),
             Body::Error { code } => out.push(code.byte()),
+            Body::GetStats => {}
+            Body::Stats { me, pred, values } => {
+                put_node(&mut out, me);
+                put_opt_node(&mut out, pred);
+                let v = &values[..values.len().min(MAX_STATS)];
+                out.push(v.len() as u8);
+                for x in v {
+                    out.extend_from_slice(&x.to_be_bytes());
+                }
+            }
             Body::StepReply { me, done, nodes } => {
                 put_node(&mut out, me);
                 out.push(u8::from(*done));
@@ -671,6 +712,17 @@ impl Message {
                 pred: r.opt_node()?,
                 succs: r.nodes()?,
             },
+            0x0c => Body::GetStats,
+            0x8c => {
+                let me = r.node()?;
+                let pred = r.opt_node()?;
+                let n = r.count("stats", MAX_STATS)?;
+                let mut values = Vec::with_capacity(n);
+                for _ in 0..n {
+                    values.push(r.u64("stat")?);
+                }
+                Body::Stats { me, pred, values }
+            }
             0xff => Body::Error {
                 code: ErrorCode::from_byte(r.u8("error code")?),
             },
@@ -953,6 +1005,13 @@ mod tests {
                     .collect()
             }),
             Just(Body::TransferAck),
+            Just(Body::GetStats),
+            (
+                arb_node(),
+                proptest::option::of(arb_node()),
+                proptest::collection::vec(any::<u64>(), 0..MAX_STATS)
+            )
+                .prop_map(|(me, pred, values)| Body::Stats { me, pred, values }),
             any::<u8>().prop_map(|c| Body::Error {
                 code: ErrorCode::from_byte(c)
             }),
