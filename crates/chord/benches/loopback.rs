@@ -5,6 +5,9 @@
 //!
 //! `cargo bench -p servent-chord --features runtime --bench loopback`
 
+// A benchmark, not a core: it may touch the clock and the disk.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

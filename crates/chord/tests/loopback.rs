@@ -2,6 +2,9 @@
 //! rings built by joins and checked through the client, and a 50-node ring that loses a
 //! fifth of its nodes without losing a key.
 
+// Tests are not cores: they may touch the clock, disk and sockets.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

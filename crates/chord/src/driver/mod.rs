@@ -1,13 +1,15 @@
 //! The Chord node and client over real UDP sockets, on `servent-runtime`'s tokio driver
 //! (compiled with the `runtime` feature only).
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use servent_core::{Id, Instant, Ring, Rng};
 use servent_runtime::driver::{DriverError, NodeConfig, NodeHandle, spawn};
 
-use crate::node::{ChordNode, Command, Config, Event, FailReason, Limits, node_id};
+use crate::core::{ChordNode, Command, Config, Event, FailReason, Limits, node_id};
 use crate::wire::NodeRef;
 
 /// How long a client waits for one command's answer.

@@ -7,6 +7,8 @@
 //! [`Event::LookupDone`]. This is how the paper counts (mean ≈ ½·log2 N); adding the final
 //! hop to the successor itself adds one.
 
+pub mod model;
+
 use std::time::Duration;
 
 use servent_core::{Id, Instant, Ring, Rng};
@@ -15,8 +17,8 @@ use servent_sim::{
     Table, percentile,
 };
 
-use crate::model::IdealRing;
-use crate::node::{ChordNode, Command, Config, Event, node_id};
+use crate::core::{ChordNode, Command, Config, Event, node_id};
+use crate::scenarios::model::IdealRing;
 use crate::wire::NodeRef;
 
 /// All Chord scenarios.
