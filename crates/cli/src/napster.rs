@@ -637,8 +637,8 @@ pub async fn demo(out: &std::path::Path) -> Result<crate::demo::DemoSection> {
     }
     let st = srv.shutdown().await?;
     sec.notes.push(format!(
-        "Central index on the OpenNap protocol: {} logins, {} searches, {} download acks/push requests brokered; accounts in SQLite with argon2 hashes.",
-        st.logins, st.searches, st.downloads_brokered
+        "Central index on the OpenNap protocol: {} (download acks and push requests); accounts in SQLite with argon2 hashes.",
+        session_summary(st.logins, st.searches, st.downloads_brokered)
     ));
     Ok(sec)
 }
