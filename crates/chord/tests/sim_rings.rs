@@ -456,3 +456,28 @@ fn a_joining_node_receives_the_keys_it_becomes_responsible_for() {
         "this seed gives the new node a share of the keys"
     );
 }
+
+#[test]
+fn chord_scale_joins_stabilizes_and_routes_at_600_nodes() {
+    let opts = ScenarioOpts::new(Some(600), 3, std::env::temp_dir())
+        .with_param("phase_s", "12")
+        .with_param("lookups", "200")
+        .with_param("joins", "0.05")
+        .with_param("memory_mib", "4096");
+    let scale = servent_chord::scenarios()
+        .into_iter()
+        .find(|s| s.name() == "chord-scale")
+        .unwrap();
+    let rep = scale.run(&opts).unwrap();
+    let f = |k: &str| rep.get(k).unwrap().parse::<f64>().unwrap();
+    assert_eq!(f("joined"), f("joiners"), "every protocol join completes");
+    assert!(f("failed_after_joins") < 0.01, "{:?}", rep.headline);
+    assert!(f("failed_after_stabilizing") < 0.01, "{:?}", rep.headline);
+    let (h, want) = (f("mean_hops_after_stabilizing"), f("half_log2_live"));
+    assert!((h - want).abs() < 0.6, "mean path {h} vs ½·log2 N = {want}");
+    // A run that cannot fit is refused with the figure, not started.
+    let big = ScenarioOpts::new(Some(1_000_000), 3, std::env::temp_dir())
+        .with_param("memory_mib", "1024");
+    let e = scale.run(&big).err().unwrap().to_string();
+    assert!(e.contains("more than the 1024 MiB available"), "{e}");
+}

@@ -509,6 +509,8 @@ pub struct ChordNode {
     held: KeyedMap<SocketAddr, Vec<(SocketAddr, Vec<u8>)>>,
     /// Per source IP (IPv6 octets, IPv4 mapped): its token bucket.
     limiter: KeyedMap<[u8; 16], Bucket>,
+    /// The secret of stateless challenges (see `transactions::cookie`).
+    cookie_key: servent_core::KeyedState,
     /// When the limiter next forgets sources whose bucket is full again.
     limiter_prune_at: Instant,
     stats: NodeStats,
@@ -550,6 +552,7 @@ impl ChordNode {
             verified_order: VecDeque::new(),
             held: keyed_map(&mut rng),
             limiter: keyed_map(&mut rng),
+            cookie_key: servent_core::KeyedState::new(&mut rng),
             limiter_prune_at: Instant::ZERO,
             stats: NodeStats::default(),
             drop_logged: [None; 3],
@@ -846,6 +849,9 @@ impl ChordNode {
 
     fn response(&mut self, now: Instant, from: SocketAddr, msg: Message) {
         let Some(rpc) = self.pending.remove(&msg.txid) else {
+            if matches!(msg.body, Body::Pong { .. }) && self.is_cookie(from, now, msg.txid) {
+                self.mark_verified(now, from);
+            }
             return;
         };
         let bits = msg.bits;

@@ -87,13 +87,31 @@ impl ChordNode {
             }
             return;
         }
-        if self.held.len() >= MAX_CHALLENGES {
+        self.stats.challenged += 1;
+        if self.held.len() < MAX_CHALLENGES
+            && self.request(now, addr, Body::Ping, Purpose::Challenge(addr))
+        {
+            self.held.insert(addr, vec![(from, request.to_vec())]);
             return;
         }
-        if self.request(now, addr, Body::Ping, Purpose::Challenge(addr)) {
-            self.stats.challenged += 1;
-            self.held.insert(addr, vec![(from, request.to_vec())]);
-        }
+        // Out of room for held requests (a flood from forged sources fills it): a stateless
+        // challenge instead. The Ping's transaction id is a keyed MAC of the address and the
+        // time; a Pong echoing it verifies the address without any state kept here, and the
+        // requester's own retry is then answered in full.
+        let txid = self.cookie(addr, now, 0);
+        self.reply(addr, txid, Body::Ping);
+    }
+
+    /// The stateless challenge's transaction id for `addr`, `back` 10-second epochs ago.
+    pub(super) fn cookie(&self, addr: SocketAddr, now: Instant, back: u64) -> u64 {
+        use std::hash::BuildHasher as _;
+        let epoch = (now.as_secs_f64() / 10.0) as u64;
+        self.cookie_key.hash_one((addr, epoch.wrapping_sub(back)))
+    }
+
+    /// Whether `txid` from `from` is the answer to a stateless challenge of ours.
+    pub(super) fn is_cookie(&self, from: SocketAddr, now: Instant, txid: u64) -> bool {
+        txid == self.cookie(from, now, 0) || txid == self.cookie(from, now, 1)
     }
 
     /// Sends a request and remembers it; `false` when too many are in flight.

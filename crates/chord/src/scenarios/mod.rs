@@ -8,6 +8,7 @@
 //! hop to the successor itself adds one.
 
 pub mod model;
+pub mod scale;
 
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
         Box::new(Failures),
         Box::new(Load),
         Box::new(Churn),
+        Box::new(scale::Scale),
     ]
 }
 
@@ -80,9 +82,12 @@ pub fn ideal_sim(n: usize, seed: u64, r: usize) -> Sim<ChordNode> {
         })
         .collect();
     let base = Rng::new(seed);
+    let mut sorted = members.clone();
+    sorted.sort();
+    sorted.dedup_by_key(|n| n.id);
     for (i, m) in members.iter().enumerate() {
         let cfg = sim_config(ring, m.id, m.addr, r);
-        let node = ChordNode::with_ideal_state(cfg, base.fork(i as u64), sim.now(), &members);
+        let node = ChordNode::with_ideal_state_sorted(cfg, base.fork(i as u64), sim.now(), &sorted);
         sim.add_node(node, NodeOpts::default());
     }
     sim
