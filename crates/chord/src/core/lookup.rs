@@ -15,9 +15,14 @@ impl ChordNode {
     /// be dead, the other distinct fingers and successors in `(me, key)`, closest to the key
     /// first.
     pub(super) fn closest_preceding(&self, key: &Id) -> Vec<NodeRef> {
-        let mut out: Vec<NodeRef> = Vec::new();
+        let mut out: Vec<NodeRef> = Vec::with_capacity(MAX_CANDIDATES);
+        // Fingers are in clockwise order, so equal ones are neighbours: comparing with the
+        // last one taken dedups (a finger table of 160 entries has ~log2 N distinct nodes).
         for f in self.fingers.iter().rev().flatten() {
-            if f.id.in_open(&self.me.id, key) && !out.iter().any(|o| o.id == f.id) {
+            if out.len() >= MAX_CANDIDATES {
+                break;
+            }
+            if out.last().is_none_or(|o| o.id != f.id) && f.id.in_open(&self.me.id, key) {
                 out.push(*f);
             }
         }
@@ -243,7 +248,11 @@ impl ChordNode {
             return;
         };
         let answered_just_now = lk.route.last() == Some(&first.id);
-        if (first.addr == self.me.addr && self.is_member()) || answered_just_now {
+        // A finger repair takes the answer as is: a dead finger is found by the next lookup
+        // through it and repaired in the next round (the paper's fix_fingers verifies
+        // nothing either); user lookups and joins check the successor is alive.
+        let fix = matches!(lk.why, Why::Fix(_));
+        if (first.addr == self.me.addr && self.is_member()) || answered_just_now || fix {
             self.verified(now, lid);
             return;
         }

@@ -114,6 +114,10 @@ pub struct Config {
     /// Apply the per-IP rate limit to loopback sources too (default off: every node of a
     /// ring on one host shares 127.0.0.1).
     pub limit_loopback: bool,
+    /// Most source addresses remembered as verified (default and ceiling
+    /// [`MAX_VERIFIED`]; the oldest is forgotten first, and a neighbour we keep talking to
+    /// is verified again by its next answer).
+    pub max_verified: usize,
 }
 
 impl Config {
@@ -144,6 +148,7 @@ impl Config {
             burst_per_ip: 400.0,
             max_tracked_ips: 16 * 1024,
             limit_loopback: false,
+            max_verified: MAX_VERIFIED,
         }
     }
 
@@ -425,6 +430,8 @@ enum Purpose {
     OpRequest(u64),
     RemoteFingers(u64),
     RemoteStats(u64),
+    /// The cheap check of finger i: ask the finger for its predecessor.
+    FixCheck(usize),
     RemoteNeighbors(u64),
     Transfer,
     LeaveTransfer(u64),
@@ -913,6 +920,9 @@ impl ChordNode {
                 }
             }
             (Purpose::OpRequest(op), body) => self.op_response(now, op, Some(body)),
+            (Purpose::FixCheck(i), Body::Neighbors { me, pred, .. }) => {
+                self.fix_checked(now, i, me, pred)
+            }
             (Purpose::RemoteStats(id), Body::Stats { me, pred, values }) => {
                 self.emit(Event::StatsReport {
                     id,

@@ -325,7 +325,44 @@ impl ChordNode {
         let i = self.next_finger.clamp(1, self.fingers.len() - 1);
         let start = self.finger_start(i as u32);
         self.fix_in_flight = true;
+        // The cheap check first: finger i is right when its start lies in (pred(f), f]; one
+        // round trip to f asks for its predecessor. Only a finger that fails the check (a
+        // node joined before it, or it died) costs a whole lookup.
+        if let Some(f) = self.fingers.get(i).copied().flatten() {
+            let succ = self.successor().map_or(self.me.id, |s| s.id);
+            if f.id != self.me.id
+                && f.addr != self.me.addr
+                && !start.in_half_open(&self.me.id, &succ)
+                && self.request(now, f.addr, Body::GetNeighbors, Purpose::FixCheck(i))
+            {
+                return;
+            }
+        }
         self.start_lookup(now, Why::Fix(i), start, None);
+    }
+
+    /// The answer to the finger check of entry `i`: `f`'s predecessor.
+    pub(super) fn fix_checked(
+        &mut self,
+        now: Instant,
+        i: usize,
+        f: NodeRef,
+        pred: Option<NodeRef>,
+    ) {
+        let start = self.finger_start(i as u32);
+        let still = self
+            .fingers
+            .get(i)
+            .copied()
+            .flatten()
+            .is_some_and(|g| g.id == f.id);
+        match pred {
+            Some(p) if still && start.in_half_open(&p.id, &f.id) => {
+                self.fix_in_flight = false;
+                self.set_finger_from(i, f);
+            }
+            _ => self.start_lookup(now, Why::Fix(i), start, None),
+        }
     }
 
     pub(super) fn check_predecessor(&mut self, now: Instant) {

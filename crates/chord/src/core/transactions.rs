@@ -39,7 +39,7 @@ impl ChordNode {
             *e = exp;
             return;
         }
-        if self.verified.len() >= MAX_VERIFIED {
+        if self.verified.len() >= self.cfg.max_verified.clamp(1, MAX_VERIFIED) {
             if let Some(old) = self.verified_order.pop_front() {
                 self.verified.remove(&old);
             }
@@ -185,6 +185,7 @@ impl ChordNode {
                 }
             }
             Purpose::Stabilize => self.stabilize_in_flight = false,
+            Purpose::FixCheck(_) => self.fix_in_flight = false,
             Purpose::LeaveTransfer(id) => self.leave_transfer_done(id),
             Purpose::Challenge(addr) => {
                 self.held.remove(&addr);
@@ -232,6 +233,11 @@ impl ChordNode {
             }
             Purpose::Stabilize => {
                 self.stabilize_in_flight = false;
+                self.forget(dead);
+            }
+            Purpose::FixCheck(_) => {
+                // The finger died: forgotten now, looked up afresh in its next round.
+                self.fix_in_flight = false;
                 self.forget(dead);
             }
             Purpose::CheckPred | Purpose::Transfer | Purpose::JoinFingers(_) => self.forget(dead),

@@ -85,11 +85,11 @@ const PARAMS: &[(&str, &str)] = &[
         "churn",
         "joins and crashes per second each during the churn phase (default N / 5000)",
     ),
-    ("phase_s", "simulated seconds of each phase (default 30)"),
+    ("phase_s", "simulated seconds of each phase (default 20)"),
     ("stabilize_ms", "period of stabilize in ms (default 1000)"),
     (
         "fix_fingers_ms",
-        "period of fix_fingers in ms, one finger per period (default 500)",
+        "period of fix_fingers in ms, one finger per period (default 1000)",
     ),
     (
         "lookups",
@@ -133,9 +133,9 @@ impl Scenario for Scale {
         let joins = frac("joins", 0.01)?;
         let fail = frac("fail", 0.1)?;
         let churn: f64 = opts.param("churn", n as f64 / 5000.0)?;
-        let phase_s: u64 = opts.param("phase_s", 30u64)?.clamp(1, 3600);
+        let phase_s: u64 = opts.param("phase_s", 20u64)?.clamp(1, 3600);
         let stab = Duration::from_millis(opts.param("stabilize_ms", 1000u64)?.max(10));
-        let fix = Duration::from_millis(opts.param("fix_fingers_ms", 500u64)?.max(10));
+        let fix = Duration::from_millis(opts.param("fix_fingers_ms", 1000u64)?.max(10));
         let lookups: usize = opts.param("lookups", 2000usize)?.clamp(1, 1_000_000);
         let r = (2.0 * log2(n)).ceil() as usize;
         let ring = Ring::FULL;
@@ -148,6 +148,9 @@ impl Scenario for Scale {
             c.replicate_every = Duration::from_secs(60);
             c.rpc_timeout = Duration::from_millis(500);
             c.rpc_retries = 1;
+            // Memory: a simulated node remembers its 128 most recent verified peers
+            // (every neighbour re-verifies with each answer).
+            c.max_verified = 128;
             c
         };
 
