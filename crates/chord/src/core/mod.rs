@@ -811,6 +811,13 @@ impl ChordNode {
             Body::FindRec { key, origin, path } => {
                 self.on_find_rec(now, from, data, txid, key, origin, path)
             }
+            Body::GetPred => {
+                let body = Body::Pred {
+                    me: self.me,
+                    pred: self.pred,
+                };
+                self.answer(now, from, txid, body, data);
+            }
             Body::GetStats => {
                 let body = Body::Stats {
                     me: self.me,
@@ -920,9 +927,7 @@ impl ChordNode {
                 }
             }
             (Purpose::OpRequest(op), body) => self.op_response(now, op, Some(body)),
-            (Purpose::FixCheck(i), Body::Neighbors { me, pred, .. }) => {
-                self.fix_checked(now, i, me, pred)
-            }
+            (Purpose::FixCheck(i), Body::Pred { me, pred }) => self.fix_checked(now, i, me, pred),
             (Purpose::RemoteStats(id), Body::Stats { me, pred, values }) => {
                 self.emit(Event::StatsReport {
                     id,

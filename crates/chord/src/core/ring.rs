@@ -333,7 +333,7 @@ impl ChordNode {
             if f.id != self.me.id
                 && f.addr != self.me.addr
                 && !start.in_half_open(&self.me.id, &succ)
-                && self.request(now, f.addr, Body::GetNeighbors, Purpose::FixCheck(i))
+                && self.request(now, f.addr, Body::GetPred, Purpose::FixCheck(i))
             {
                 return;
             }

@@ -7,7 +7,7 @@
 //! header (13 bytes)
 //!   0  2  magic "CH" (0x43 0x48)
 //!   2  1  version (2; 1 carried Transfer items without versions)
-//!   3  1  type: requests 0x01..=0x0c, responses = request | 0x80, 0xff error
+//!   3  1  type: requests 0x01..=0x0d, responses = request | 0x80, 0xff error
 //!   4  1  ring bits m (1..=160), or 0 from a client that is not a ring member
 //!   5  8  transaction id (u64): a response repeats its request's
 //! node     = id (20 bytes, the value mod 2^m, big-endian) + addr
@@ -183,6 +183,15 @@ pub enum Body {
     },
     /// 0x8a: taken.
     TransferAck,
+    /// 0x0d: who is your predecessor (the cheap check of a finger in fix_fingers)?
+    GetPred,
+    /// 0x8d: my predecessor.
+    Pred {
+        /// The answering node.
+        me: NodeRef,
+        /// Its predecessor, if known.
+        pred: Option<NodeRef>,
+    },
     /// 0x0c: send me your counters (`chord stats`).
     GetStats,
     /// 0x8c: my counters.
@@ -237,6 +246,8 @@ impl Body {
             Body::TransferAck => 0x8a,
             Body::Leaving { .. } => 0x0b,
             Body::GetStats => 0x0c,
+            Body::GetPred => 0x0d,
+            Body::Pred { .. } => 0x8d,
             Body::Stats { .. } => 0x8c,
             Body::Error { .. } => 0xff,
         }
@@ -505,7 +516,7 @@ impl Message {
     /// Encodes the message. Lists and byte strings beyond their limits are truncated to the
     /// limit (callers keep within them; see [`Message::encoded_len_ok`]).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
+        let mut out = Vec::with_capacity(self.size_hint());
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
         out.push(self.body.kind());
@@ -521,7 +532,11 @@ impl Message {
             }
             Body::FindStep { key } => out.extend_from_slice(key.as_bytes()),
             Body::Error { code } => out.push(code.byte()),
-            Body::GetStats => {}
+            Body::GetStats | Body::GetPred => {}
+            Body::Pred { me, pred } => {
+                put_node(&mut out, me);
+                put_opt_node(&mut out, pred);
+            }
             Body::Stats { me, pred, values } => {
                 put_node(&mut out, me);
                 put_opt_node(&mut out, pred);
@@ -594,6 +609,31 @@ impl Message {
             }
         }
         out
+    }
+
+    /// About the encoded length (exact for most messages), so that encoding allocates once.
+    fn size_hint(&self) -> usize {
+        const NODE: usize = 20 + 19; // id + the largest address
+        HEADER_LEN
+            + match &self.body {
+                Body::Neighbors { succs, .. } | Body::Leaving { succs, .. } => {
+                    2 * NODE + 3 + succs.len() * NODE
+                }
+                Body::StepReply { nodes, .. } => NODE + 2 + nodes.len() * NODE,
+                Body::RecDone { path, succs } => 2 + path.len() * 20 + succs.len() * NODE,
+                Body::FindRec { path, .. } => 20 + 20 + 1 + path.len() * 20,
+                Body::Fingers { entries, .. } => NODE + 2 + entries.len() * (NODE + 1),
+                Body::Put { key, value } => 4 + key.len() + value.len(),
+                Body::Value { value, .. } => NODE + 3 + value.as_ref().map_or(0, Vec::len),
+                Body::Transfer { items } => {
+                    1 + items
+                        .iter()
+                        .map(|i| 13 + i.key.len() + i.value.as_ref().map_or(0, Vec::len))
+                        .sum::<usize>()
+                }
+                Body::Stats { values, .. } => 2 * NODE + 2 + values.len() * 8,
+                _ => 2 * NODE + 4,
+            }
     }
 
     /// Whether the encoding fits in one datagram.
@@ -713,6 +753,11 @@ impl Message {
                 succs: r.nodes()?,
             },
             0x0c => Body::GetStats,
+            0x0d => Body::GetPred,
+            0x8d => Body::Pred {
+                me: r.node()?,
+                pred: r.opt_node()?,
+            },
             0x8c => {
                 let me = r.node()?;
                 let pred = r.opt_node()?;
@@ -1006,6 +1051,9 @@ mod tests {
             }),
             Just(Body::TransferAck),
             Just(Body::GetStats),
+            Just(Body::GetPred),
+            (arb_node(), proptest::option::of(arb_node()))
+                .prop_map(|(me, pred)| Body::Pred { me, pred }),
             (
                 arb_node(),
                 proptest::option::of(arb_node()),
