@@ -481,3 +481,33 @@ fn chord_scale_joins_stabilizes_and_routes_at_600_nodes() {
     let e = scale.run(&big).err().unwrap().to_string();
     assert!(e.contains("more than the 1024 MiB available"), "{e}");
 }
+
+#[test]
+fn a_two_node_ring_split_by_a_partition_joins_again_when_it_heals() {
+    // scripts/abuse.d/chord.py's finding: a flood that fills the socket buffers makes two
+    // neighbours time each other out; each then believed itself alone for good.
+    let ring = Ring::new(5).unwrap();
+    let mut s = sim(21);
+    join_ring(&mut s, ring, &[Some(1), Some(4)], 3);
+    let succ = |s: &Sim<ChordNode>, i: u32| {
+        s.core(NodeId(i))
+            .and_then(|c| c.successor())
+            .map(|n| n.id.low_u64())
+    };
+    assert_eq!((succ(&s, 0), succ(&s, 1)), (Some(4), Some(1)));
+    s.partition(|n| n.0 as u16);
+    s.run_for(Duration::from_secs(10));
+    let pred = |s: &Sim<ChordNode>, i: u32| s.core(NodeId(i)).and_then(|c| c.predecessor());
+    assert_eq!(
+        (pred(&s, 0), pred(&s, 1)),
+        (None, None),
+        "each timed the other out"
+    );
+    s.heal();
+    s.run_for(Duration::from_secs(10));
+    assert_eq!(
+        (succ(&s, 0), succ(&s, 1)),
+        (Some(4), Some(1)),
+        "the ring is whole again"
+    );
+}

@@ -27,6 +27,10 @@ use limits::{Bucket, DropReason};
 pub use limits::{Limits, NodeStats};
 use store::batch_items;
 
+/// Stabilization rounds a node that fell back to being alone keeps asking the successor it
+/// lost (at the default 500 ms, five minutes).
+const LOST_RETRIES: u32 = 600;
+
 /// At most this many requests in flight per node (the default of [`Config::max_pending`]).
 pub const MAX_PENDING: usize = 4096;
 /// At most this many user lookups and operations in progress.
@@ -506,6 +510,9 @@ pub struct ChordNode {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     fix_in_flight: bool,
+    /// The successor we lost when we fell back to being alone, and how many more
+    /// stabilization rounds we try it.
+    lost: Option<(NodeRef, u32)>,
     stabilize_in_flight: bool,
     /// Addresses that answered one of our requests (echoing its random transaction id),
     /// with the time that proof expires; `verified_order` is their insertion order.
@@ -554,6 +561,7 @@ impl ChordNode {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             fix_in_flight: false,
+            lost: None,
             stabilize_in_flight: false,
             verified: keyed_map(&mut rng),
             verified_order: VecDeque::new(),

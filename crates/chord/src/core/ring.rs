@@ -95,6 +95,7 @@ impl ChordNode {
         if addr == self.me.addr {
             return;
         }
+        let was_successor = self.successor().filter(|s| s.addr == addr);
         for f in self.fingers.iter_mut() {
             if f.is_some_and(|n| n.addr == addr) {
                 *f = None;
@@ -119,6 +120,15 @@ impl ChordNode {
                 .or(self.pred)
                 .unwrap_or(self.me);
             self.succs.push(best);
+            if best.id == me {
+                // Alone now: keep asking the successor we lost (a partition or a flood may
+                // have cut us off; a crashed node costs one request per period, for a while).
+                if let Some(s) = was_successor {
+                    if self.lost.is_none_or(|(l, _)| l.addr != s.addr) {
+                        self.lost = Some((s, LOST_RETRIES));
+                    }
+                }
+            }
         }
         self.sync_finger0();
     }
@@ -232,6 +242,17 @@ impl ChordNode {
             if let Some(p) = self.pred.filter(|p| p.id != self.me.id) {
                 self.set_successor_list(p, &[]);
                 self.send_oneway(p.addr, Body::Notify { me: self.me });
+                return;
+            }
+            // Else try the successor we lost: if it answers, stabilization resumes with it.
+            if let Some((l, left)) = self.lost.filter(|(_, k)| *k > 0) {
+                if !self.stabilize_in_flight {
+                    self.lost = Some((l, left - 1));
+                    self.set_successor_list(l, &[]);
+                    if self.request(now, l.addr, Body::GetNeighbors, Purpose::Stabilize) {
+                        self.stabilize_in_flight = true;
+                    }
+                }
             }
             return;
         }
@@ -253,6 +274,7 @@ impl ChordNode {
         if self.successor().map(|x| x.addr) != Some(s.addr) {
             return;
         }
+        self.lost = None;
         let me = self.me;
         match pred {
             Some(x) if x.id.in_open(&me.id, &s.id) && x.id != me.id => {
