@@ -1,0 +1,82 @@
+//! Bitcoin (Coin I), first slice: wire primitives and SHA-256d.
+//!
+//! Transactions are legacy only: a SegWit marker (`00 01` after the
+//! version) is rejected with [`wire::DecodeError::SegwitMarker`].
+//!
+//! ```
+//! use servent_coin::{genesis_mainnet, wire::Encode};
+//! let b = genesis_mainnet();
+//! assert_eq!(
+//!     b.header.hash_hex(),
+//!     "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
+//! );
+//! assert_eq!(b.header.encode().len(), 80);
+//! ```
+pub mod wire;
+
+use sha2::{Digest, Sha256};
+use wire::{Block, BlockHeader, OutPoint, Transaction, TxIn, TxOut};
+
+/// SHA-256 applied twice.
+pub fn sha256d(data: &[u8]) -> [u8; 32] {
+    let first = Sha256::digest(data);
+    Sha256::digest(first).into()
+}
+
+/// Byte-reversed hex, as Bitcoin displays hashes.
+pub fn hash_hex(h: &[u8; 32]) -> String {
+    h.iter().rev().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+fn genesis(time: u32, bits: u32, nonce: u32) -> Block {
+    let script_sig = unhex(
+        "04ffff001d0104455468652054696d65732030332f4a616e2f32303039204368616e63656c6c6f72206f6e206272696e6b206f66207365636f6e64206261696c6f757420666f722062616e6b73",
+    );
+    let pk = unhex(
+        "4104678afdb0fe5548271967f1a67130b7105cd6a828e03909a67962e0ea1f61deb649f6bc3f4cef38c4f35504e51ec112de5c384df7ba0b8d578a4c702b6bf11d5fac",
+    );
+    let tx = Transaction {
+        version: 1,
+        inputs: vec![TxIn {
+            prevout: OutPoint {
+                txid: [0; 32],
+                vout: u32::MAX,
+            },
+            script_sig,
+            sequence: u32::MAX,
+        }],
+        outputs: vec![TxOut {
+            value: 50 * 100_000_000,
+            script_pubkey: pk,
+        }],
+        lock_time: 0,
+    };
+    let merkle_root = tx.txid();
+    Block {
+        header: BlockHeader {
+            version: 1,
+            prev: [0; 32],
+            merkle_root,
+            time,
+            bits,
+            nonce,
+        },
+        txs: vec![tx],
+    }
+}
+
+/// The mainnet genesis block, built from its parts.
+pub fn genesis_mainnet() -> Block {
+    genesis(1_231_006_505, 0x1d00_ffff, 2_083_236_893)
+}
+
+/// The regtest genesis block, built from its parts.
+pub fn genesis_regtest() -> Block {
+    genesis(1_296_688_602, 0x207f_ffff, 2)
+}
