@@ -80,3 +80,38 @@ pub fn genesis_mainnet() -> Block {
 pub fn genesis_regtest() -> Block {
     genesis(1_296_688_602, 0x207f_ffff, 2)
 }
+
+/// 21 million BTC in satoshis.
+pub const MAX_MONEY: i64 = 21_000_000 * 100_000_000;
+
+/// An amount in satoshis, always within `0..=MAX_MONEY`; sums are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Amount(i64);
+
+impl Amount {
+    pub const ZERO: Amount = Amount(0);
+    /// `None` if outside `0..=MAX_MONEY`.
+    pub fn from_sat(sat: i64) -> Option<Self> {
+        (0..=MAX_MONEY).contains(&sat).then_some(Self(sat))
+    }
+    pub fn to_sat(self) -> i64 {
+        self.0
+    }
+    /// `None` if the sum leaves the money range.
+    pub fn checked_add(self, o: Self) -> Option<Self> {
+        self.0.checked_add(o.0).and_then(Self::from_sat)
+    }
+    /// `None` if the difference is negative.
+    pub fn checked_sub(self, o: Self) -> Option<Self> {
+        self.0.checked_sub(o.0).and_then(Self::from_sat)
+    }
+}
+
+/// Block subsidy at `height` for a given halving interval (210 000 mainnet, 150 regtest).
+pub fn subsidy(height: u32, halving_interval: u32) -> Amount {
+    let halvings = height / halving_interval.max(1);
+    if halvings >= 64 {
+        return Amount::ZERO;
+    }
+    Amount((50 * 100_000_000i64) >> halvings)
+}
