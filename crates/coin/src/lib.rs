@@ -115,3 +115,35 @@ pub fn subsidy(height: u32, halving_interval: u32) -> Amount {
     }
     Amount((50 * 100_000_000i64) >> halvings)
 }
+
+/// Merkle root of `hashes` and whether the tree is mutated (CVE-2012-2459:
+/// two identical adjacent hashes at any level), as Core's `ComputeMerkleRoot`.
+pub fn merkle_root(hashes: &[[u8; 32]]) -> ([u8; 32], bool) {
+    let mut level = hashes.to_vec();
+    let mut mutated = false;
+    if level.is_empty() {
+        return ([0; 32], false);
+    }
+    while level.len() > 1 {
+        for pair in level.chunks_exact(2) {
+            if pair[0] == pair[1] {
+                mutated = true;
+            }
+        }
+        if level.len() % 2 == 1 {
+            if let Some(&last) = level.last() {
+                level.push(last);
+            }
+        }
+        level = level
+            .chunks_exact(2)
+            .map(|p| {
+                let mut b = [0u8; 64];
+                b[..32].copy_from_slice(&p[0]);
+                b[32..].copy_from_slice(&p[1]);
+                sha256d(&b)
+            })
+            .collect();
+    }
+    (level[0], mutated)
+}
