@@ -147,3 +147,44 @@ pub fn merkle_root(hashes: &[[u8; 32]]) -> ([u8; 32], bool) {
     }
     (level[0], mutated)
 }
+
+/// A compact nBits decoded as Core's `SetCompact`: big-endian 256-bit
+/// target plus the negative and overflow flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactTarget {
+    pub target: [u8; 32],
+    pub negative: bool,
+    pub overflow: bool,
+}
+
+pub fn target_from_compact(bits: u32) -> CompactTarget {
+    let size = (bits >> 24) as usize;
+    let mut word = bits & 0x007f_ffff;
+    let mut target = [0u8; 32];
+    let negative = word != 0 && bits & 0x0080_0000 != 0;
+    let overflow =
+        word != 0 && (size > 34 || (word > 0xff && size > 33) || (word > 0xffff && size > 32));
+    if size <= 3 {
+        word >>= 8 * (3 - size);
+        target[28..].copy_from_slice(&word.to_be_bytes());
+    } else {
+        for k in 0..3 {
+            let pos = k + size - 3; // byte position from the least significant end
+            if pos < 32 {
+                target[31 - pos] = (word >> (8 * k)) as u8;
+            }
+        }
+    }
+    CompactTarget {
+        target,
+        negative,
+        overflow,
+    }
+}
+
+/// Whether a block hash (internal byte order) meets a big-endian target.
+pub fn hash_meets_target(hash: &[u8; 32], target: &[u8; 32]) -> bool {
+    let mut be = *hash;
+    be.reverse();
+    be <= *target
+}
