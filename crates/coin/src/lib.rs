@@ -188,3 +188,38 @@ pub fn hash_meets_target(hash: &[u8; 32], target: &[u8; 32]) -> bool {
     be.reverse();
     be <= *target
 }
+
+/// Network parameters.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub magic: [u8; 4],
+    pub port: u16,
+    pub halving_interval: u32,
+    /// Proof-of-work limit as compact bits.
+    pub pow_limit_bits: u32,
+    pub no_retarget: bool,
+    pub genesis: Block,
+}
+
+impl Params {
+    pub fn mainnet() -> Self {
+        Self {
+            magic: [0xf9, 0xbe, 0xb4, 0xd9],
+            port: 8333,
+            halving_interval: 210_000,
+            pow_limit_bits: 0x1d00_ffff,
+            no_retarget: false,
+            genesis: genesis_mainnet(),
+        }
+    }
+    pub fn regtest() -> Self {
+        Self {
+            magic: [0xfa, 0xbf, 0xb5, 0xda],
+            port: 18444,
+            halving_interval: 150,
+            pow_limit_bits: 0x207f_ffff,
+            no_retarget: true,
+            genesis: genesis_regtest(),
+        }
+    }
+}
