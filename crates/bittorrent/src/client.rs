@@ -368,7 +368,18 @@ pub enum ClientEvent {
         /// Why.
         reason: String,
     },
-    /// A peer was banned for sending bad data.
+    /// A connection closed before its BitTorrent handshake completed (no payload flowed):
+    /// the driver counts these to tell the user why nothing downloads (for example a
+    /// plaintext-only client facing peers that require encryption).
+    HandshakeFailed {
+        /// The peer.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+        /// Whether we had offered MSE on this connection.
+        encrypted: bool,
+    },
+    /// A peer was banned for sending bad data or breaking the protocol.
     PeerBanned {
         /// Its IP.
         ip: IpAddr,
@@ -934,6 +945,16 @@ impl<S: Storage> Client<S> {
         .encode()
     }
 
+    /// Bans `ip` for a protocol violation: closes this connection (typed reason at `-v`
+    /// through [`ClientEvent::PeerDisconnected`]) and never dials or accepts the IP again.
+    fn ban(&mut self, conn: ConnId, ip: IpAddr, reason: &str) {
+        self.banned.insert(ip);
+        self.candidates.retain(|a| a.ip() != ip);
+        self.redial.retain(|a, _| a.ip() != ip);
+        self.emit(ClientEvent::PeerBanned { ip });
+        self.drop_peer(conn, reason, true);
+    }
+
     fn drop_peer(&mut self, conn: ConnId, reason: &str, close: bool) {
         self.half_open.remove(&conn);
         self.roles.remove(&conn);
@@ -974,6 +995,12 @@ impl<S: Storage> Client<S> {
             self.emit(ClientEvent::PeerDisconnected {
                 addr: p.addr,
                 reason: reason.to_string(),
+            });
+        } else if reason != "connection failed" {
+            self.emit(ClientEvent::HandshakeFailed {
+                addr: p.addr,
+                reason: reason.to_string(),
+                encrypted: !matches!(p.crypt, Crypt::Plain),
             });
         }
         if self.optimistic == Some(conn) {
@@ -1523,6 +1550,16 @@ impl<S: Storage> Client<S> {
         p.down_tick += len;
         let Some(pos) = p.inflight.iter().position(|(q, _)| *q == r) else {
             self.wasted += len;
+            // A block of another length than any we ask for (or than the request for the
+            // same place) is not a late duplicate: the peer is broken or hostile.
+            if r.length > BLOCK_LEN
+                || p.inflight
+                    .iter()
+                    .any(|(q, _)| q.index == r.index && q.begin == r.begin)
+            {
+                let ip = p.addr.ip();
+                self.ban(conn, ip, "block length differs from its request");
+            }
             return Ok(());
         };
         p.inflight.swap_remove(pos);
