@@ -512,7 +512,7 @@ fn parse_size(s: &str) -> Result<u64> {
 
 fn load(file: &Path) -> Result<Metainfo> {
     let meta = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
-    if meta.len() > 64 << 20 {
+    if meta.len() > servent_bittorrent::metainfo::MAX_TORRENT_FILE {
         bail!(
             "{}: {} bytes is too large for a torrent file",
             file.display(),
