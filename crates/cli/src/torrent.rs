@@ -62,6 +62,31 @@ struct DhtArgs {
     encryption: EncryptionArg,
 }
 
+/// Limits of `torrent tracker` against floods and hostile clients.
+#[derive(Args, Debug, Clone)]
+struct TrackerLimits {
+    /// Announces accepted per client IP per minute (a burst of this many, then one every
+    /// 60/N s); more are answered "announcing too often". 0: no limit.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    announce_rate: u32,
+    /// Most torrents tracked at once; announces for new ones are refused beyond it.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    max_torrents: u64,
+    /// Most peers listed per torrent; new peers are refused beyond it.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_peers: u64,
+    /// Most peers in one reply, whatever `numwant` asks (1..=200).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=200))]
+    max_numwant: u32,
+    /// Most open HTTP connections.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_conns: u64,
+    /// An HTTP client that has not sent its whole request (at most 16 KiB) in this time is
+    /// closed.
+    #[arg(long, value_parser = crate::common::parse_duration, default_value = "15s")]
+    http_timeout: Duration,
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum EncryptionArg {
     #[default]
@@ -128,8 +153,10 @@ enum Action {
         #[arg(long, default_value = "127.0.0.1:6969")]
         listen: SocketAddr,
         /// Announce interval told to clients, in seconds.
-        #[arg(long, default_value_t = 1800)]
+        #[arg(long, default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         interval: u64,
+        #[command(flatten)]
+        limits: TrackerLimits,
     },
     /// Seed a torrent from data already on disk.
     Seed {
@@ -271,7 +298,11 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             }
             Ok(())
         }
-        Action::Tracker { listen, interval } => run_tracker(listen, interval).await,
+        Action::Tracker {
+            listen,
+            interval,
+            limits,
+        } => run_tracker(listen, interval, limits).await,
         Action::Seed {
             file,
             data,
@@ -658,7 +689,7 @@ fn tracker_endpoints(trackers: &[Vec<String>]) -> Vec<Vec<TrackerEndpoint>> {
         .collect()
 }
 
-async fn run_tracker(listen: SocketAddr, interval: u64) -> Result<()> {
+async fn run_tracker(listen: SocketAddr, interval: u64, limits: TrackerLimits) -> Result<()> {
     let cfg = NodeConfig {
         udp: Some(listen),
         tcp: Some(listen),
@@ -667,6 +698,12 @@ async fn run_tracker(listen: SocketAddr, interval: u64) -> Result<()> {
     let tcfg = TrackerConfig {
         interval: Duration::from_secs(interval),
         peer_timeout: Duration::from_secs(interval.saturating_mul(2) + 60),
+        announces_per_ip_per_min: limits.announce_rate,
+        max_torrents: limits.max_torrents as usize,
+        max_peers_per_torrent: limits.max_peers as usize,
+        max_numwant: limits.max_numwant,
+        max_conns: limits.max_conns as usize,
+        http_timeout: limits.http_timeout,
         ..TrackerConfig::default()
     };
     let rng = servent_runtime::os_rng()?;

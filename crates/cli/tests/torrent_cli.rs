@@ -335,3 +335,39 @@ fn a_peer_sending_longer_blocks_than_requested_is_banned_after_the_first() {
         "no typed reason at -v:\n{err}"
     );
 }
+
+fn announce(tracker: &str, port: u16) -> String {
+    let mut c = TcpStream::connect(tracker).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let q = format!(
+        "GET /announce?info_hash=%01%02%03%04%05%06%07%08%09%10%11%12%13%14%15%16%17%18%19%20\
+         &peer_id=-SV0001-abcdefghijkl&port={port}&uploaded=0&downloaded=0&left=5&compact=1 \
+         HTTP/1.1\r\nHost: {tracker}\r\n\r\n"
+    );
+    c.write_all(q.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn the_tracker_refuses_an_announce_flood_from_one_ip_and_checks_its_limits() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut t = Proc::start(&[
+        "torrent",
+        "tracker",
+        "--listen",
+        &listen,
+        "--announce-rate",
+        "3",
+    ]);
+    t.wait_line(LIMIT, |l| l.starts_with("tracker: "));
+    for i in 0..3 {
+        let r = announce(&listen, 7000 + i);
+        assert!(r.contains("8:intervali"), "announce {i} refused: {r}");
+    }
+    let r = announce(&listen, 7010);
+    assert!(r.contains("announcing too often"), "{r}");
+    let bad = common::run(&["torrent", "tracker", "--max-numwant", "500"], LIMIT);
+    assert_eq!(bad.status.code(), Some(2));
+}
