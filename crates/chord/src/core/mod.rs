@@ -1,10 +1,10 @@
 //! The Chord node: a sans-IO state machine (see the crate documentation for the run loop).
 //!
 //! This file holds the node's state, its configuration, commands and events, and the
-//! dispatch of inputs; each sub-machine is a file of its own: [`ring`] maintenance
-//! (join/stabilize/notify/fix_fingers/check_predecessor/leave), [`lookup`]
-//! (find_successor, iterative and recursive), [`store`] (put/get/delete, replication),
-//! [`transactions`] (requests, retries, amplification limits) and [`limits`] (per-IP rate,
+//! dispatch of inputs; each sub-machine is a file of its own: `ring` maintenance
+//! (join/stabilize/notify/fix_fingers/check_predecessor/leave), `lookup`
+//! (find_successor, iterative and recursive), `store` (put/get/delete, replication),
+//! `transactions` (requests, retries, amplification limits) and `limits` (per-IP rate,
 //! drops and counters).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
