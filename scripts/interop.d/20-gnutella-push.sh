@@ -53,7 +53,7 @@ PIDS+=($!)
 # B does not claim to be firewalled: A first tries a direct connection, which the firewall
 # drops, and then falls back to Push.
 ip netns exec "$NS_B" "$SERVENT" gnutella run --listen "$ADDR_B:6346" \
-  --share "$WORK/share" --connect "$ADDR_A:6346" > "$WORK/b.log" 2>&1 &
+  --share "$WORK/share" --peer "$ADDR_A:6346" > "$WORK/b.log" 2>&1 &
 PIDS+=($!)
 
 joined=0

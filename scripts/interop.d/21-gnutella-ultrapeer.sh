@@ -58,37 +58,37 @@ ip netns exec "$NS_B" "$SERVENT" gnutella run --role leaf --listen "$ADDR_B:6346
   --control "$CTL_HOLD" --share "$WORK/share" --bootstrap "$WORK/bootstrap.txt" > "$WORK/holder.log" 2>&1 &
 PIDS+=($!)
 ip netns exec "$NS_A" "$SERVENT" gnutella run --role leaf --listen "$ADDR_A:6347" \
-  --control "$CTL_SEEK" --share "$WORK/empty" --connect "$ADDR_A:6346" > "$WORK/seeker.log" 2>&1 &
+  --control "$CTL_SEEK" --share "$WORK/empty" --peer "$ADDR_A:6346" > "$WORK/seeker.log" 2>&1 &
 PIDS+=($!)
 
 # The ultrapeer lists both leaves, the holder's QRP table in.
 peers=""
 for _ in $(seq 100); do
-  peers=$(ip netns exec "$NS_A" "$SERVENT" gnutella peers --control "$CTL_UP" 2>/dev/null || true)
+  peers=$(ip netns exec "$NS_A" "$SERVENT" gnutella peers --node "$CTL_UP" 2>/dev/null || true)
   if echo "$peers" | grep -q "^$ADDR_B:[0-9]*	leaf	qrp [0-9.]*%$" \
      && [ "$(echo "$peers" | grep -c '	leaf	')" = 2 ]; then break; fi
   sleep 0.1
 done
 echo "$peers"
 echo "$peers" | grep -q "^$ADDR_B:[0-9]*	leaf	qrp [0-9.]*%$" || { echo "the holder is not a leaf with a QRP table"; cat "$WORK"/*.log; exit 1; }
-hp=$(ip netns exec "$NS_B" "$SERVENT" gnutella peers --control "$CTL_HOLD")
+hp=$(ip netns exec "$NS_B" "$SERVENT" gnutella peers --node "$CTL_HOLD")
 echo "$hp" | grep -q "^$ADDR_A:6346	ultrapeer	" || { echo "the holder does not see an ultrapeer: $hp"; exit 1; }
 
 if ip netns exec "$NS_A" timeout 3 bash -c "exec 3<>/dev/tcp/$ADDR_B/6346" 2>/dev/null; then
   echo "connected to the firewalled holder directly: the firewall does not work"; exit 1
 fi
 
-hits=$(ip netns exec "$NS_A" "$SERVENT" gnutella search debaser --wait 2s --control "$CTL_SEEK")
+hits=$(ip netns exec "$NS_A" "$SERVENT" gnutella search debaser --wait 2s --node "$CTL_SEEK")
 echo "$hits"
 id=$(echo "$hits" | awk -F'\t' '$2 == "Pixies - Debaser.mp3" { print $1; exit }')
 [ -n "$id" ] || { echo "no hit for the holder's file"; exit 1; }
 # A word no leaf shares reaches no leaf: the searching leaf gets nothing.
-if ip netns exec "$NS_A" "$SERVENT" gnutella search nirvana --wait 1s --control "$CTL_SEEK"; then
+if ip netns exec "$NS_A" "$SERVENT" gnutella search nirvana --wait 1s --node "$CTL_SEEK"; then
   echo "a hit for a word nobody shares"; exit 1
 fi
-seen=$(ip netns exec "$NS_B" "$SERVENT" gnutella stats --control "$CTL_HOLD" | grep -o '"queries_seen": *[0-9]*' | grep -o '[0-9]*$')
+seen=$(ip netns exec "$NS_B" "$SERVENT" gnutella stats --json --node "$CTL_HOLD" | grep -o '"queries_seen": *[0-9]*' | grep -o '[0-9]*$')
 [ "$seen" = 1 ] || { echo "the holder saw $seen queries, expected 1 (QRP)"; exit 1; }
 
-timeout 60 ip netns exec "$NS_A" "$SERVENT" gnutella get "$id" -o "$WORK/downloads" --control "$CTL_SEEK"
+timeout 60 ip netns exec "$NS_A" "$SERVENT" gnutella get "$id" -o "$WORK/downloads" --node "$CTL_SEEK"
 cmp "$WORK/share/Pixies - Debaser.mp3" "$WORK/downloads/Pixies - Debaser.mp3"
 echo "gnutella 0.6 ultrapeer, QRP and Push to a firewalled leaf: ok"

@@ -45,13 +45,13 @@ in_ns_bg "$NS_A" "$SERVENT" napster server --listen "$SERVER" --db "$WORK/napste
 wait_for ip netns exec "$NS_A" bash -c "exec 3<>/dev/tcp/$ADDR_A/8888" \
   || { echo "the server never listened"; cat "$WORK/server.log"; exit 1; }
 
-in_ns_bg "$NS_B" "$SERVENT" napster share "$WORK/share" --server "$SERVER" --nick holder \
+in_ns_bg "$NS_B" "$SERVENT" napster share "$WORK/share" --node "$SERVER" --nick holder \
   --password holder-pw --firewalled > "$WORK/share.log" 2>&1
 
 # The sharer is online once its file is in the index.
 hits=""
 for _ in $(seq 100); do
-  hits=$(ip netns exec "$NS_A" "$SERVENT" napster search debaser --server "$SERVER" \
+  hits=$(ip netns exec "$NS_A" "$SERVENT" napster search debaser --node "$SERVER" \
     --nick seeker --password seeker-pw 2>/dev/null || true)
   if printf '%s\n' "$hits" | grep -qF "holder	$FILE	3000000"; then break; fi
   hits=""
@@ -66,7 +66,7 @@ ip netns exec "$NS_A" timeout 3 bash -c "exec 3<>/dev/tcp/$ADDR_B/6699" 2>/dev/n
 [ "$rc" = 124 ] || { echo "a connection to the firewalled host was not dropped (exit $rc)"; exit 1; }
 
 out=$(timeout 60 ip netns exec "$NS_A" "$SERVENT" napster get holder "$FILE" -o "$WORK/downloads" \
-  --server "$SERVER" --nick seeker --password seeker-pw --data-listen "$ADDR_A:0")
+  --node "$SERVER" --nick seeker --password seeker-pw --data-listen "$ADDR_A:0")
 echo "$out"
 case "$out" in
   *"pushed by a firewalled holder"*) ;;

@@ -16,7 +16,7 @@ trap cleanup EXIT
 
 OUR_PORT=16895
 LT_PORT=16896
-(cd "$work" && exec "$SERVENT" dht run --listen "127.0.0.1:$OUR_PORT" --data "$work/ours") > "$work/ours.log" 2>&1 &
+(cd "$work" && exec "$SERVENT" dht run --listen "127.0.0.1:$OUR_PORT" --data "$work/ours-data") > "$work/ours.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do grep -q 'listening on udp' "$work/ours.log" && break; sleep 0.1; done
 

@@ -368,7 +368,18 @@ pub enum ClientEvent {
         /// Why.
         reason: String,
     },
-    /// A peer was banned for sending bad data.
+    /// A connection closed before its BitTorrent handshake completed (no payload flowed):
+    /// the driver counts these to tell the user why nothing downloads (for example a
+    /// plaintext-only client facing peers that require encryption).
+    HandshakeFailed {
+        /// The peer.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+        /// Whether we had offered MSE on this connection.
+        encrypted: bool,
+    },
+    /// A peer was banned for sending bad data or breaking the protocol.
     PeerBanned {
         /// Its IP.
         ip: IpAddr,
@@ -934,6 +945,16 @@ impl<S: Storage> Client<S> {
         .encode()
     }
 
+    /// Bans `ip` for a protocol violation: closes this connection (typed reason at `-v`
+    /// through [`ClientEvent::PeerDisconnected`]) and never dials or accepts the IP again.
+    fn ban(&mut self, conn: ConnId, ip: IpAddr, reason: &str) {
+        self.banned.insert(ip);
+        self.candidates.retain(|a| a.ip() != ip);
+        self.redial.retain(|a, _| a.ip() != ip);
+        self.emit(ClientEvent::PeerBanned { ip });
+        self.drop_peer(conn, reason, true);
+    }
+
     fn drop_peer(&mut self, conn: ConnId, reason: &str, close: bool) {
         self.half_open.remove(&conn);
         self.roles.remove(&conn);
@@ -974,6 +995,12 @@ impl<S: Storage> Client<S> {
             self.emit(ClientEvent::PeerDisconnected {
                 addr: p.addr,
                 reason: reason.to_string(),
+            });
+        } else if reason != "connection failed" {
+            self.emit(ClientEvent::HandshakeFailed {
+                addr: p.addr,
+                reason: reason.to_string(),
+                encrypted: !matches!(p.crypt, Crypt::Plain),
             });
         }
         if self.optimistic == Some(conn) {
@@ -1523,6 +1550,16 @@ impl<S: Storage> Client<S> {
         p.down_tick += len;
         let Some(pos) = p.inflight.iter().position(|(q, _)| *q == r) else {
             self.wasted += len;
+            // A block of another length than any we ask for (or than the request for the
+            // same place) is not a late duplicate: the peer is broken or hostile.
+            if r.length > BLOCK_LEN
+                || p.inflight
+                    .iter()
+                    .any(|(q, _)| q.index == r.index && q.begin == r.begin)
+            {
+                let ip = p.addr.ip();
+                self.ban(conn, ip, "block length differs from its request");
+            }
             return Ok(());
         };
         p.inflight.swap_remove(pos);
@@ -2374,6 +2411,24 @@ impl<S: Storage> Core for Client<S> {
                     return;
                 }
                 if conn.is_inbound() {
+                    if self.peers.len() >= self.cfg.max_peers
+                        && !self.stopped
+                        && !self.seeding_done
+                        && !self.banned.contains(&peer.ip())
+                    {
+                        // Full: the oldest inbound connection that has not finished its
+                        // handshake makes room, so idle or slowloris connections cannot keep
+                        // real peers out (a real peer handshakes at once and is then safe).
+                        let idle = self
+                            .peers
+                            .iter()
+                            .filter(|(c, p)| c.is_inbound() && p.handshake.is_none())
+                            .min_by_key(|(_, p)| p.connected_at)
+                            .map(|(c, _)| *c);
+                        if let Some(old) = idle {
+                            self.drop_peer(old, "evicted: no handshake while full", true);
+                        }
+                    }
                     if self.stopped
                         || self.seeding_done
                         || self.peers.len() >= self.cfg.max_peers
@@ -2537,6 +2592,59 @@ mod tests {
                 path: "/announce".into(),
             },
         }
+    }
+
+    #[test]
+    fn idle_inbound_connections_cannot_keep_a_real_peer_out() {
+        let mut c = client(Vec::new());
+        let max = c.cfg.max_peers;
+        let now = Instant::from_secs(1);
+        c.handle_timeout(now);
+        // The attacker fills every slot with connections that never handshake.
+        for i in 0..max as u64 {
+            let peer = SocketAddr::from(([127, 0, 0, 1], 10_000 + i as u16));
+            c.handle_input(
+                now,
+                Input::Connected {
+                    conn: ConnId::inbound(i),
+                    peer,
+                },
+            );
+        }
+        drain(&mut c);
+        // A real peer arrives: it is accepted (the oldest silent connection goes) and its
+        // handshake is answered.
+        let real = ConnId::inbound(10_000);
+        let later = Instant::from_secs(2);
+        let peer = SocketAddr::from(([127, 0, 0, 2], 6881));
+        c.handle_input(later, Input::Connected { conn: real, peer });
+        let out = drain(&mut c);
+        assert!(
+            out.contains(&Transmit::Close {
+                conn: ConnId::inbound(0)
+            }),
+            "{out:?}"
+        );
+        assert!(!out.contains(&Transmit::Close { conn: real }));
+        let hs = Handshake {
+            reserved: Reserved::ours(),
+            info_hash: c.info_hash,
+            peer_id: *b"-XX0001-realrealreal",
+        }
+        .encode();
+        c.handle_input(
+            later,
+            Input::Received {
+                conn: real,
+                data: &hs,
+            },
+        );
+        let out = drain(&mut c);
+        assert!(
+            out.iter()
+                .any(|t| matches!(t, Transmit::Send { conn, .. } if *conn == real)),
+            "no handshake answer: {out:?}"
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Files of a folder are taken in byte order of their relative paths (as mktorrent does);
 //! symlinks are refused rather than followed, so a torrent never includes anything outside
-//! the folder. Pieces are hashed in one streaming pass.
+//! the folder. The content is read in one sequential pass, in batches of whole pieces; while
+//! one batch is read, the previous one is hashed on every core (a scoped thread per core).
 
 use std::fs::File;
 use std::io::Read;
@@ -102,6 +103,88 @@ fn walk(
     Ok(())
 }
 
+/// The files' bytes in order, read into whole-piece batches.
+struct Content<'a> {
+    files: &'a [(Vec<String>, PathBuf, u64)],
+    next: usize,
+    open: Option<(File, &'a Path, u64)>,
+}
+
+impl Content<'_> {
+    /// Reads up to `want` bytes (less only at the end of the content).
+    fn read_batch(&mut self, want: usize) -> Result<Vec<u8>, CreateError> {
+        let mut buf = vec![0u8; want];
+        let mut got = 0;
+        while got < want {
+            if self.open.as_ref().is_none_or(|o| o.2 == 0) {
+                let Some((_, p, len)) = self.files.get(self.next) else {
+                    break;
+                };
+                self.next += 1;
+                self.open = Some((File::open(p).map_err(io(p))?, p.as_path(), *len));
+            }
+            let Some((f, p, left)) = self.open.as_mut() else {
+                break;
+            };
+            let n = (*left).min((want - got) as u64) as usize;
+            let chunk = buf.get_mut(got..got + n).unwrap_or_default();
+            f.read_exact(chunk).map_err(io(p))?;
+            *left -= n as u64;
+            got += n;
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+}
+
+/// SHA-1 of every piece: reading batch k+1 overlaps hashing batch k on all cores.
+fn hash_pieces(
+    files: &[(Vec<String>, PathBuf, u64)],
+    piece_length: u64,
+    total: u64,
+) -> Result<Vec<[u8; 20]>, CreateError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+    let pl = piece_length as usize;
+    // About 32 MiB per batch, at least one piece per thread.
+    let per_batch = ((32usize << 20) / pl).max(threads).max(1);
+    let mut content = Content {
+        files,
+        next: 0,
+        open: None,
+    };
+    let mut hashes = Vec::with_capacity(total.div_ceil(piece_length) as usize);
+    let mut cur = content.read_batch(per_batch * pl)?;
+    while !cur.is_empty() {
+        let pieces: Vec<&[u8]> = cur.chunks(pl).collect();
+        let per_thread = pieces.len().div_ceil(threads).max(1);
+        let (next, batch) = std::thread::scope(|sc| {
+            let workers: Vec<_> = pieces
+                .chunks(per_thread)
+                .map(|group| {
+                    sc.spawn(move || {
+                        group
+                            .iter()
+                            .map(|p| <[u8; 20]>::from(Sha1::digest(p)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let next = content.read_batch(per_batch * pl);
+            let mut batch = Vec::with_capacity(pieces.len());
+            for w in workers {
+                match w.join() {
+                    Ok(h) => batch.extend(h),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            (next, batch)
+        });
+        hashes.extend(batch);
+        cur = next?;
+    }
+    Ok(hashes)
+}
+
 /// Creates a torrent for the file or folder at `path`: its bytes and what they parse to.
 pub fn create_torrent(
     path: &Path,
@@ -131,29 +214,7 @@ pub fn create_torrent(
         Some(p) => return Err(CreateError::PieceSize(p)),
         None => auto_piece_length(total),
     };
-    let mut hashes = Vec::with_capacity(total.div_ceil(piece_length) as usize);
-    let mut h = Sha1::new();
-    let mut in_piece = 0u64;
-    let mut buf = vec![0u8; 1 << 16];
-    for (_, p, len) in &files {
-        let mut f = File::open(p).map_err(io(p))?;
-        let mut left = *len;
-        while left > 0 {
-            let want = (piece_length - in_piece).min(buf.len() as u64).min(left) as usize;
-            let chunk = buf.get_mut(..want).unwrap_or_default();
-            f.read_exact(chunk).map_err(io(p))?;
-            h.update(&*chunk);
-            in_piece += want as u64;
-            left -= want as u64;
-            if in_piece == piece_length {
-                hashes.push(std::mem::replace(&mut h, Sha1::new()).finalize().into());
-                in_piece = 0;
-            }
-        }
-    }
-    if in_piece > 0 {
-        hashes.push(h.finalize().into());
-    }
+    let hashes = hash_pieces(&files, piece_length, total)?;
     let b = MetainfoBuilder {
         name,
         files: files.into_iter().map(|(rel, _, len)| (rel, len)).collect(),

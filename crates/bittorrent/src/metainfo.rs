@@ -148,6 +148,27 @@ pub const MAX_NODES: usize = 64;
 pub const MAX_PIECE_LENGTH: u64 = 128 << 20;
 /// The largest content accepted (2^50 bytes, one PiB).
 pub const MAX_TOTAL_LENGTH: u64 = 1 << 50;
+/// The most pieces a torrent may have (libtorrent's `load_torrent_limits::max_pieces`).
+pub const MAX_PIECES: usize = 0x20_0000;
+/// The deepest nesting accepted (libtorrent's `max_decode_depth`).
+pub const MAX_DECODE_DEPTH: usize = 100;
+/// The most bencode values in a torrent file (every integer, string, list and dictionary
+/// counts one). A file entry takes about six, so this admits 10^6-file torrents;
+/// libtorrent's default (3 000 000 tokens, ends counted too) refuses them, Transmission
+/// accepts them. Memory stays linear in the input, which is bounded by
+/// [`MAX_TORRENT_FILE`] (a `.torrent`) or 8 MiB (BEP 9 metadata).
+pub const MAX_DECODE_VALUES: usize = 8 << 20;
+/// The largest `.torrent` file read.
+pub const MAX_TORRENT_FILE: u64 = 64 << 20;
+
+/// The decoding limits of torrent files and info dictionaries.
+pub const fn decode_limits(require_sorted: bool) -> Limits {
+    Limits {
+        max_depth: MAX_DECODE_DEPTH,
+        max_values: MAX_DECODE_VALUES,
+        require_sorted,
+    }
+}
 
 /// Checks one path component: non-empty, not `.` or `..`, no separators, NUL or control
 /// characters, so joining it under a folder can only name something inside that folder.
@@ -178,7 +199,7 @@ impl Metainfo {
     /// Parses a `.torrent` file.
     pub fn parse(data: &[u8]) -> Result<Metainfo, MetainfoError> {
         // Outside the info dictionary some creators leave keys unsorted; inside, no.
-        let root = bencode::decode(data, &Limits::lenient_order())?;
+        let root = bencode::decode(data, &decode_limits(false))?;
         let root = root
             .as_dict()
             .ok_or(MetainfoError::Field("root dictionary"))?;
@@ -207,7 +228,7 @@ impl Metainfo {
 
     /// Builds a metainfo from an info dictionary alone (BEP 9 metadata from a magnet link).
     pub fn from_info_bytes(info_bytes: &[u8]) -> Result<Metainfo, MetainfoError> {
-        let v = bencode::decode(info_bytes, &Limits::strict())?;
+        let v = bencode::decode(info_bytes, &decode_limits(true))?;
         let info = v.as_dict().ok_or(MetainfoError::Field("info"))?;
         Metainfo::from_info(info)
     }
@@ -222,6 +243,9 @@ impl Metainfo {
         };
         if pieces_raw.len() % 20 != 0 {
             return Err(MetainfoError::Field("pieces"));
+        }
+        if pieces_raw.len() / 20 > MAX_PIECES {
+            return Err(MetainfoError::Size("pieces"));
         }
         let pieces: Vec<[u8; 20]> = pieces_raw
             .chunks_exact(20)
@@ -743,5 +767,64 @@ mod tests {
             if let Some(b) = t.get_mut(pos % n) { *b = byte; }
             let _ = Metainfo::parse(&t);
         }
+    }
+
+    /// A torrent of 10^6 files (one byte each), written as bencode by hand.
+    fn million_files() -> Vec<u8> {
+        let n = 1_000_000u64;
+        let mut files = Vec::with_capacity(30 << 20);
+        files.extend_from_slice(b"5:filesl");
+        for i in 0..n {
+            files.extend_from_slice(format!("d6:lengthi1e4:pathl7:f{i:06}ee").as_bytes());
+        }
+        files.push(b'e');
+        let pl = 1u64 << 16;
+        let pieces = n.div_ceil(pl) as usize;
+        let mut info = b"d".to_vec();
+        info.extend_from_slice(&files);
+        info.extend_from_slice(
+            format!("4:name4:many12:piece lengthi{pl}e6:pieces{}:", pieces * 20).as_bytes(),
+        );
+        info.extend(std::iter::repeat_n(7u8, pieces * 20));
+        info.push(b'e');
+        let mut t = b"d4:info".to_vec();
+        t.extend_from_slice(&info);
+        t.push(b'e');
+        t
+    }
+
+    #[test]
+    fn a_torrent_with_a_million_files_is_accepted() {
+        let t = million_files();
+        assert!(t.len() as u64 <= MAX_TORRENT_FILE);
+        let m = Metainfo::parse(&t).unwrap();
+        assert_eq!(m.files.len(), 1_000_000);
+        assert_eq!(m.total_length, 1_000_000);
+        assert_eq!(m.files.last().map(|f| f.offset), Some(999_999));
+    }
+
+    #[test]
+    fn more_values_than_the_limit_are_an_error() {
+        let mut over = b"l".to_vec();
+        over.extend(std::iter::repeat_n(b"i0e".as_slice(), MAX_DECODE_VALUES + 1).flatten());
+        over.push(b'e');
+        assert!(Metainfo::parse(&over).is_err());
+    }
+
+    #[test]
+    fn more_pieces_than_libtorrent_accepts_are_refused() {
+        let pieces = MAX_PIECES + 1;
+        let mut t = format!(
+            "d4:infod6:lengthi{}e4:name1:x12:piece lengthi16384e6:pieces{}:",
+            pieces as u64 * 16384,
+            pieces * 20
+        )
+        .into_bytes();
+        t.extend(std::iter::repeat_n(1u8, pieces * 20));
+        t.extend_from_slice(b"ee");
+        assert!(matches!(
+            Metainfo::parse(&t),
+            Err(MetainfoError::Size("pieces"))
+        ));
     }
 }

@@ -49,6 +49,22 @@ pub enum StorageError {
     /// A path that would leave the download folder (a symlink on the way, or an odd name).
     #[error("{0}: refusing a path outside the download folder")]
     Escapes(PathBuf),
+    /// A file of the content to seed is not there (seeding never creates data).
+    #[error("{0}: no such file")]
+    Missing(PathBuf),
+    /// A file of the content to seed has another length than the torrent says.
+    #[error("{path}: {actual} bytes, but the torrent says {expected}")]
+    WrongLength {
+        /// The file.
+        path: PathBuf,
+        /// Its length on disk.
+        actual: u64,
+        /// Its length in the torrent.
+        expected: u64,
+    },
+    /// A write to content opened read-only (a seeder never writes its data).
+    #[error("the content is open read-only (seeding)")]
+    ReadOnly,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
@@ -232,6 +248,12 @@ pub struct FileStorage {
     verified: Vec<bool>,
     dirty_files: BTreeSet<usize>,
     resume_dirty: bool,
+    /// Seeding content opened with [`FileStorage::open_seed`]: no writes, no resume file.
+    read_only: bool,
+    /// Whether a data file already held bytes when opened (a folder someone filled before).
+    found_data: bool,
+    /// Whether valid resume data was loaded.
+    resume_loaded: bool,
 }
 
 #[derive(Debug)]
@@ -281,8 +303,82 @@ impl FileStorage {
         FileStorage::open_at(meta, &parent, &[name])
     }
 
+    /// Opens existing content to seed, read-only: the file itself (single-file torrent) or
+    /// the torrent's folder (multi-file). Nothing is created, extended or written, and no
+    /// resume file is kept (the seeder re-verifies on start): a missing file is
+    /// [`StorageError::Missing`], a file of another length [`StorageError::WrongLength`].
+    pub fn open_seed(meta: &Metainfo, content: &Path) -> Result<FileStorage, StorageError> {
+        let name = content
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| StorageError::Escapes(content.to_path_buf()))?
+            .to_string();
+        let dir = match content.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut files = Vec::with_capacity(meta.files.len());
+        for f in &meta.files {
+            let mut comps = vec![name.clone()];
+            if meta.multi_file {
+                comps.extend(f.path.iter().cloned());
+            }
+            let path = safe_join(&dir, &comps)?;
+            let file = if f.pad {
+                None
+            } else {
+                let file = match File::open(&path) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(StorageError::Missing(path));
+                    }
+                    Err(e) => return Err(io(&path)(e)),
+                };
+                let actual = file.metadata().map_err(io(&path))?.len();
+                if actual != f.length {
+                    return Err(StorageError::WrongLength {
+                        path,
+                        actual,
+                        expected: f.length,
+                    });
+                }
+                Some(file)
+            };
+            files.push(FileSlot {
+                path,
+                offset: f.offset,
+                length: f.length,
+                file,
+            });
+        }
+        Ok(FileStorage {
+            files,
+            total: meta.total_length,
+            resume_path: dir.join(format!(".servent-resume-{}", meta.info_hash.to_hex())),
+            info_hash: meta.info_hash,
+            verified: vec![false; meta.piece_count()],
+            dirty_files: BTreeSet::new(),
+            resume_dirty: false,
+            read_only: true,
+            found_data: true,
+            resume_loaded: false,
+        })
+    }
+
+    /// Whether a data file already held bytes when the folder was opened: with no resume
+    /// data, such content is re-verified rather than downloaded again.
+    pub fn found_data(&self) -> bool {
+        self.found_data
+    }
+
+    /// Whether resume data was found (and matched this torrent).
+    pub fn has_resume(&self) -> bool {
+        self.resume_loaded
+    }
+
     fn open_at(meta: &Metainfo, dir: &Path, top: &[String]) -> Result<FileStorage, StorageError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut found_data = false;
         let mut files = Vec::with_capacity(meta.files.len());
         for f in &meta.files {
             let mut comps = top.to_vec();
@@ -307,6 +403,7 @@ impl FileStorage {
                     .open(&path)
                     .map_err(io(&path))?;
                 let cur = file.metadata().map_err(io(&path))?.len();
+                found_data |= cur > 0;
                 if cur != f.length {
                     file.set_len(f.length).map_err(io(&path))?;
                 }
@@ -328,6 +425,9 @@ impl FileStorage {
             verified: vec![false; meta.piece_count()],
             dirty_files: BTreeSet::new(),
             resume_dirty: false,
+            read_only: false,
+            found_data,
+            resume_loaded: false,
         };
         s.load_resume();
         Ok(s)
@@ -361,6 +461,7 @@ impl FileStorage {
         {
             return;
         }
+        self.resume_loaded = true;
         let bf = body.get(32..).unwrap_or_default();
         for (i, v) in self.verified.iter_mut().enumerate() {
             *v = bf.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0);
@@ -445,6 +546,9 @@ impl Storage for FileStorage {
 
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
         check_range(offset, data.len(), self.total)?;
+        if self.read_only {
+            return Err(StorageError::ReadOnly);
+        }
         for (i, at, r) in self.spans(offset, data.len()) {
             let (Some(slot), Some(buf)) = (self.files.get(i), data.get(r)) else {
                 continue;
@@ -465,7 +569,7 @@ impl Storage for FileStorage {
     }
 
     fn flush(&mut self) -> Result<(), StorageError> {
-        if !self.resume_dirty {
+        if !self.resume_dirty || self.read_only {
             return Ok(());
         }
         for i in std::mem::take(&mut self.dirty_files) {
@@ -571,6 +675,48 @@ mod tests {
         std::fs::write(&rp, bytes).unwrap();
         let s = FileStorage::open(&m, dir.path()).unwrap();
         assert_eq!(s.verified(), &[false; 4]);
+    }
+
+    #[test]
+    fn seeding_opens_read_only_and_never_creates_missing_data() {
+        let content: Vec<u8> = (0..100u8).collect();
+        let m = meta(&[(&["a"], 30), (&["c"], 70)], 16, &content);
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let e = FileStorage::open_seed(&m, &missing).unwrap_err();
+        assert!(matches!(e, StorageError::Missing(_)), "{e}");
+        assert!(e.to_string().contains("no such file"), "{e}");
+        assert!(!missing.exists(), "seeding created the missing folder");
+        // A short file is refused, never extended.
+        let root = dir.path().join("t");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("a"), &content[..30]).unwrap();
+        std::fs::write(root.join("c"), &content[30..60]).unwrap();
+        let e = FileStorage::open_seed(&m, &root).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StorageError::WrongLength {
+                    actual: 30,
+                    expected: 70,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(std::fs::metadata(root.join("c")).unwrap().len(), 30);
+        std::fs::write(root.join("c"), &content[30..]).unwrap();
+        let mut s = FileStorage::open_seed(&m, &root).unwrap();
+        assert!(recheck(&m, &mut s).unwrap().iter().all(|g| *g));
+        assert!(matches!(s.write(0, b"x"), Err(StorageError::ReadOnly)));
+        s.mark_verified(0);
+        s.flush().unwrap();
+        assert!(
+            !dir.path()
+                .join(format!(".servent-resume-{}", m.info_hash.to_hex()))
+                .exists()
+        );
+        assert_eq!(std::fs::read(root.join("a")).unwrap(), &content[..30]);
     }
 
     #[test]

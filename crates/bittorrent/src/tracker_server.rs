@@ -12,7 +12,7 @@
 //! then re-arm the timer from `poll_timeout`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use servent_core::framing::RecvBuf;
@@ -44,7 +44,17 @@ pub struct TrackerConfig {
     pub http_timeout: Duration,
     /// Only these torrents are served (`None`: any).
     pub whitelist: Option<Vec<InfoHash>>,
+    /// Most peers listed in one reply, whatever `numwant` asks (at most
+    /// [`crate::tracker::MAX_NUMWANT`]).
+    pub max_numwant: u32,
+    /// Announces accepted from one IP per minute (a burst of this many, then one every
+    /// 60/n s); more are refused with "announcing too often". 0: no limit.
+    pub announces_per_ip_per_min: u32,
 }
+
+/// Most IPs whose announce rate is tracked at once; when full, IPs whose allowance has
+/// refilled are forgotten first, and a new IP beyond that is refused ("tracker busy").
+pub const MAX_RATE_ENTRIES: usize = 65_536;
 
 impl Default for TrackerConfig {
     fn default() -> TrackerConfig {
@@ -57,6 +67,8 @@ impl Default for TrackerConfig {
             max_conns: 1024,
             http_timeout: Duration::from_secs(15),
             whitelist: None,
+            max_numwant: crate::tracker::MAX_NUMWANT,
+            announces_per_ip_per_min: 300,
         }
     }
 }
@@ -154,6 +166,8 @@ pub struct Tracker {
     transmits: VecDeque<Transmit>,
     events: VecDeque<TrackerEvent>,
     next_sweep: Option<Instant>,
+    /// Per IP: announce allowance left and when it was last refilled.
+    rates: BTreeMap<IpAddr, (f64, Instant)>,
 }
 
 impl Tracker {
@@ -172,7 +186,36 @@ impl Tracker {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_sweep: None,
+            rates: BTreeMap::new(),
         }
+    }
+
+    /// Takes one announce from `ip`'s allowance; `Err` says why it is refused.
+    fn rate_ok(&mut self, now: Instant, ip: IpAddr) -> Result<(), String> {
+        let n = self.cfg.announces_per_ip_per_min;
+        if n == 0 {
+            return Ok(());
+        }
+        let burst = f64::from(n);
+        let per_sec = burst / 60.0;
+        let refill = |(tokens, at): (f64, Instant)| {
+            let secs = now.saturating_duration_since(at).as_secs_f64();
+            (tokens + secs * per_sec).min(burst)
+        };
+        if !self.rates.contains_key(&ip) && self.rates.len() >= MAX_RATE_ENTRIES {
+            self.rates.retain(|_, e| refill(*e) < burst);
+            if self.rates.len() >= MAX_RATE_ENTRIES {
+                return Err("tracker busy".into());
+            }
+        }
+        let e = self.rates.entry(ip).or_insert((burst, now));
+        let tokens = refill(*e);
+        if tokens < 1.0 {
+            *e = (tokens, now);
+            return Err("announcing too often".into());
+        }
+        *e = (tokens - 1.0, now);
+        Ok(())
     }
 
     /// Peers currently listed for a torrent.
@@ -225,6 +268,7 @@ impl Tracker {
         peer: SocketAddr,
         udp: bool,
     ) -> Result<AnnounceResponse, String> {
+        self.rate_ok(now, peer.ip())?;
         if let Some(w) = &self.cfg.whitelist {
             if !w.contains(&req.info_hash) {
                 return Err("torrent not tracked here".into());
@@ -268,6 +312,7 @@ impl Tracker {
         let want = req
             .numwant
             .unwrap_or(self.cfg.default_numwant)
+            .min(self.cfg.max_numwant)
             .min(crate::tracker::MAX_NUMWANT) as usize;
         let mut peers: Vec<SocketAddr> = Vec::new();
         if req.event != AnnounceEvent::Stopped {
@@ -517,6 +562,12 @@ impl Tracker {
     }
 
     fn sweep(&mut self, now: Instant) {
+        // An IP whose allowance has refilled is as good as new: forget it.
+        let per_sec = f64::from(self.cfg.announces_per_ip_per_min) / 60.0;
+        let burst = f64::from(self.cfg.announces_per_ip_per_min);
+        self.rates.retain(|_, (tokens, at)| {
+            *tokens + now.saturating_duration_since(*at).as_secs_f64() * per_sec < burst
+        });
         let timeout = self.cfg.peer_timeout;
         self.swarms.retain(|_, s| {
             let mut seeders_gone = 0u32;
@@ -936,6 +987,36 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn an_announce_flood_from_one_ip_is_refused_and_others_are_served() {
+        let cfg = TrackerConfig {
+            announces_per_ip_per_min: 10,
+            max_numwant: 3,
+            ..TrackerConfig::default()
+        };
+        let mut t = Tracker::new(cfg, Rng::new(1));
+        let now = Instant::from_secs(1);
+        let q = |port: u16| announce_q(1, port, 5, AnnounceEvent::Started);
+        for i in 0..10u16 {
+            let (code, b) = http(&mut t, now, u64::from(i), "127.0.0.9:1", &q(7000 + i));
+            assert_eq!(code, 200);
+            assert!(AnnounceResponse::decode(&b).is_ok(), "announce {i} refused");
+        }
+        let (_, b) = http(&mut t, now, 50, "127.0.0.9:1", &q(7100));
+        assert!(String::from_utf8_lossy(&b).contains("announcing too often"));
+        // Another IP is not affected, and numwant is capped by the configuration.
+        let more = q(7200).replace("compact=1", "compact=1&numwant=50");
+        let (_, b) = http(&mut t, now, 51, "127.0.0.10:1", &more);
+        let r = AnnounceResponse::decode(&b).unwrap();
+        assert_eq!(r.peers.len(), 3);
+        // Six seconds later the flooding IP has one announce again.
+        let later = Instant::from_secs(7);
+        let (_, b) = http(&mut t, later, 52, "127.0.0.9:1", &q(7101));
+        assert!(AnnounceResponse::decode(&b).is_ok());
+        let (_, b) = http(&mut t, later, 53, "127.0.0.9:1", &q(7102));
+        assert!(String::from_utf8_lossy(&b).contains("announcing too often"));
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //!
 //! `cargo bench -p servent-chord --features runtime --bench loopback`
 
+// A benchmark, not a core: it may touch the clock and the disk.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -68,8 +71,8 @@ fn main() {
             o.succ_list_len = 8;
             o.stabilize_every = Duration::from_millis(200);
             o.fix_fingers_every = Duration::from_millis(20);
-            o.seed = k as u64;
-            o.join = members.first().map(|m| m.me.addr);
+            o.seed = Some(k as u64);
+            o.bootstrap = members.first().map(|m| m.me.addr).into_iter().collect();
             members.push(start_member(o).await.expect("member"));
         }
         tokio::time::sleep(Duration::from_secs(5)).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use servent_core::{Core, FxMap, Input, Instant, Rng, Transmit};
 
-use crate::node::{ChordNode, Command, Event};
+use crate::core::{ChordNode, Command, Event};
 
 #[derive(Debug)]
 struct Delivery {

@@ -54,14 +54,22 @@
 //! [`harness::Harness`] runs many nodes on a virtual network; `servent-sim` and the tokio
 //! driver in `servent-runtime` run the very same core.
 
+pub mod core;
 #[cfg(feature = "runtime")]
 pub mod driver;
 pub mod harness;
-pub mod model;
-pub mod node;
 pub mod scenarios;
 pub mod wire;
 
-pub use node::{ChordNode, Command, Config, Event, FailReason, LookupMode, key_id, node_id};
+/// The old path of the core (`servent_chord::node::*`), kept for callers.
+pub mod node {
+    pub use crate::core::*;
+}
+/// The old path of the exact finger model, now a scenario helper.
+pub use scenarios::model;
+
+pub use crate::core::{
+    ChordNode, Command, Config, Event, FailReason, Limits, LookupMode, NodeStats, key_id, node_id,
+};
 pub use scenarios::scenarios;
 pub use wire::{Body, Item, Message, NodeRef, WireError};

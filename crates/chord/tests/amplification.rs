@@ -2,6 +2,9 @@
 //! receives at its address, no reply is more than 3× the request (or 48 bytes), and a
 //! recursive lookup's answer goes only to an origin that has proven it.
 
+// Tests are not cores: they may touch the clock, disk and sockets.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::net::SocketAddr;
 
 use servent_chord::{Body, ChordNode, Config, Message, NodeRef};
@@ -248,4 +251,48 @@ fn clients_and_joining_nodes_answer_pings() {
                 ..
             })
         )));
+}
+
+#[test]
+fn a_newcomer_is_still_verified_while_forged_sources_fill_the_challenge_table() {
+    // The abuse suite's finding: 500 000 GetFingers from forged 127.x sources filled the
+    // table of held requests (and the pending table with their challenges), so a real
+    // client's first request was dropped unanswered and its lookup failed.
+    let mut node = member();
+    let _ = drain(&mut node);
+    let req = |txid| Message {
+        bits: 0,
+        txid,
+        body: Body::GetFingers,
+    };
+    for i in 0..6000u32 {
+        let forged = SocketAddr::from(([127, 1, (i >> 8) as u8, i as u8], 1000));
+        let out = send(&mut node, forged, &req(u64::from(i)));
+        // Whatever state is left, a forged source draws no more than a 13-byte Ping.
+        assert!(bytes_to(&out, forged) <= 13, "{i}");
+    }
+    let client = addr(9996);
+    let out = send(&mut node, client, &req(77));
+    assert!(bytes_to(&out, client) <= 13);
+    let ping = out
+        .iter()
+        .filter(|(a, _)| *a == client)
+        .find_map(|(_, d)| Message::decode(d).ok())
+        .filter(|m| m.body == Body::Ping)
+        .expect("the newcomer is challenged even with the tables full");
+    let pong = Message {
+        bits: 0,
+        txid: ping.txid,
+        body: Body::Pong {
+            me: NodeRef {
+                id: Id::ZERO,
+                addr: client,
+            },
+        },
+    };
+    let _ = send(&mut node, client, &pong);
+    assert!(node.is_verified(Instant::ZERO, client));
+    // Its retry of the same request is answered in full.
+    let out = send(&mut node, client, &req(77));
+    assert!(out.iter().any(|(a, d)| *a == client && d.len() > 1000));
 }

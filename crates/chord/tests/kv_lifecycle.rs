@@ -1,6 +1,9 @@
 //! The key-value store over time: deletes leave tombstones, so a replica that missed a
 //! delete cannot bring the key back; copies a node is no longer a replica for are dropped.
 
+// Tests are not cores: they may touch the clock, disk and sockets.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::time::Duration;
 
 use servent_chord::scenarios::ideal_sim;

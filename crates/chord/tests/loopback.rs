@@ -2,6 +2,9 @@
 //! rings built by joins and checked through the client, and a 50-node ring that loses a
 //! fifth of its nodes without losing a key.
 
+// Tests are not cores: they may touch the clock, disk and sockets.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -22,8 +25,8 @@ async fn ring_of(ids: &[Option<u64>], bits: u32, r: usize) -> Vec<Member> {
         o.succ_list_len = r;
         o.stabilize_every = Duration::from_millis(50);
         o.fix_fingers_every = Duration::from_millis(10);
-        o.seed = 1000 + k as u64;
-        o.join = members.first().map(|m| m.me.addr);
+        o.seed = Some(1000 + k as u64);
+        o.bootstrap = members.first().map(|m| m.me.addr).into_iter().collect();
         members.push(start_member(o).await.expect("member starts"));
         tokio::time::sleep(Duration::from_millis(60)).await;
     }

@@ -1,6 +1,9 @@
 //! The core under `servent-sim`: the lecture's rings built by joins, replicated keys
 //! surviving failures, determinism, and the scenarios at small sizes.
 
+// Tests are not cores: they may touch the clock, disk and sockets.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::time::Duration;
 
 use servent_chord::scenarios::{churn_run, ideal_sim};
@@ -451,5 +454,60 @@ fn a_joining_node_receives_the_keys_it_becomes_responsible_for() {
     assert!(
         moved > 0,
         "this seed gives the new node a share of the keys"
+    );
+}
+
+#[test]
+fn chord_scale_joins_stabilizes_and_routes_at_600_nodes() {
+    let opts = ScenarioOpts::new(Some(600), 3, std::env::temp_dir())
+        .with_param("phase_s", "12")
+        .with_param("lookups", "200")
+        .with_param("joins", "0.05")
+        .with_param("memory_mib", "4096");
+    let scale = servent_chord::scenarios()
+        .into_iter()
+        .find(|s| s.name() == "chord-scale")
+        .unwrap();
+    let rep = scale.run(&opts).unwrap();
+    let f = |k: &str| rep.get(k).unwrap().parse::<f64>().unwrap();
+    assert_eq!(f("joined"), f("joiners"), "every protocol join completes");
+    assert!(f("failed_after_joins") < 0.01, "{:?}", rep.headline);
+    assert!(f("failed_after_stabilizing") < 0.01, "{:?}", rep.headline);
+    let (h, want) = (f("mean_hops_after_stabilizing"), f("half_log2_live"));
+    assert!((h - want).abs() < 0.6, "mean path {h} vs ½·log2 N = {want}");
+    // A run that cannot fit is refused with the figure, not started.
+    let big = ScenarioOpts::new(Some(1_000_000), 3, std::env::temp_dir())
+        .with_param("memory_mib", "1024");
+    let e = scale.run(&big).err().unwrap().to_string();
+    assert!(e.contains("more than the 1024 MiB available"), "{e}");
+}
+
+#[test]
+fn a_two_node_ring_split_by_a_partition_joins_again_when_it_heals() {
+    // scripts/abuse.d/chord.py's finding: a flood that fills the socket buffers makes two
+    // neighbours time each other out; each then believed itself alone for good.
+    let ring = Ring::new(5).unwrap();
+    let mut s = sim(21);
+    join_ring(&mut s, ring, &[Some(1), Some(4)], 3);
+    let succ = |s: &Sim<ChordNode>, i: u32| {
+        s.core(NodeId(i))
+            .and_then(|c| c.successor())
+            .map(|n| n.id.low_u64())
+    };
+    assert_eq!((succ(&s, 0), succ(&s, 1)), (Some(4), Some(1)));
+    s.partition(|n| n.0 as u16);
+    s.run_for(Duration::from_secs(10));
+    let pred = |s: &Sim<ChordNode>, i: u32| s.core(NodeId(i)).and_then(|c| c.predecessor());
+    assert_eq!(
+        (pred(&s, 0), pred(&s, 1)),
+        (None, None),
+        "each timed the other out"
+    );
+    s.heal();
+    s.run_for(Duration::from_secs(10));
+    assert_eq!(
+        (succ(&s, 0), succ(&s, 1)),
+        (Some(4), Some(1)),
+        "the ring is whole again"
     );
 }

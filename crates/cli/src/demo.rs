@@ -91,10 +91,13 @@ pub async fn run(out: &Path) -> Result<()> {
     print_table(&sections);
     let path = out.join("report.html");
     write_report(&path, &sections)?;
+    let (files, bytes) = remove_payloads(out)
+        .with_context(|| format!("removing the demo's payload files under {}", out.display()))?;
     println!(
-        "\nreport: {}  ({:.1} s)",
+        "\nreport: {}  ({:.1} s; removed the {files} payload files the demo made, {})",
         path.display(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        crate::common::fmt_bytes(bytes)
     );
     if sections.iter().all(DemoSection::ok) {
         Ok(())
@@ -214,45 +217,66 @@ async fn foundation(out: &Path) -> Result<DemoSection> {
 }
 
 fn print_table(sections: &[DemoSection]) {
-    let w_sys = sections
-        .iter()
-        .map(|s| s.system.len())
-        .max()
-        .unwrap_or(6)
-        .clamp(6, 40);
-    let w_chk = sections
-        .iter()
-        .flat_map(|s| s.rows.iter().map(|r| r.check.len()))
-        .max()
-        .unwrap_or(5)
-        .clamp(5, 70);
-    println!(
-        "{:<w_sys$}  {:<w_chk$}  {:<4}  result",
-        "system", "check", "ok"
-    );
-    println!("{}", "-".repeat(w_sys + w_chk + 40));
+    // One block per system; each check on its own line and its result on the next, indented,
+    // so nothing is cut at any terminal width (a terminal wraps long results itself).
     for s in sections {
-        for (i, r) in s.rows.iter().enumerate() {
-            let sys = if i == 0 { s.system.as_str() } else { "" };
-            println!(
-                "{:<w_sys$}  {:<w_chk$}  {:<4}  {}",
-                trunc(sys, w_sys),
-                trunc(&r.check, w_chk),
-                if r.ok { "yes" } else { "NO" },
-                r.result
-            );
+        println!("\n{}", s.system);
+        for r in &s.rows {
+            println!("  {:<3}  {}", if r.ok { "ok" } else { "NO" }, r.check);
+            if !r.result.is_empty() {
+                println!("       {}", r.result);
+            }
         }
     }
 }
 
-fn trunc(s: &str, w: usize) -> String {
-    if s.chars().count() <= w {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(w.saturating_sub(1)).collect();
-        t.push('…');
-        t
+/// What the report keeps: the page, its plots and the figures behind them.
+const REPORT_EXTENSIONS: &[&str] = &["html", "svg", "csv", "json", "md"];
+
+/// The folders under the output folder where sections put the files they exercise the systems
+/// with (shared files, downloaded copies, torrents, databases).
+const PAYLOAD_FOLDERS: &[&str] = &[
+    "bittorrent",
+    "bittorrent-trackerless",
+    "gnutella",
+    "napster",
+];
+
+/// Deletes the payload files the sections made (in [`PAYLOAD_FOLDERS`] only, so nothing else
+/// in a user's output folder is touched), keeping the report's files; returns (files, bytes).
+fn remove_payloads(out: &Path) -> std::io::Result<(u64, u64)> {
+    fn walk(dir: &Path, acc: &mut (u64, u64)) -> std::io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            let path = e.path();
+            // Not followed: a symbolic link is removed as a file.
+            if e.file_type()?.is_dir() {
+                walk(&path, acc)?;
+                // Only empty folders go (remove_dir refuses the others).
+                let _ = std::fs::remove_dir(&path);
+            } else {
+                let keep = path
+                    .extension()
+                    .and_then(|x| x.to_str())
+                    .is_some_and(|x| REPORT_EXTENSIONS.contains(&x));
+                if !keep {
+                    acc.0 += 1;
+                    acc.1 += e.metadata().map(|m| m.len()).unwrap_or(0);
+                    std::fs::remove_file(&path)?;
+                }
+            }
+        }
+        Ok(())
     }
+    let mut acc = (0, 0);
+    for name in PAYLOAD_FOLDERS {
+        let dir = out.join(name);
+        if dir.is_dir() {
+            walk(&dir, &mut acc)?;
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+    Ok(acc)
 }
 
 fn esc(s: &str) -> String {
@@ -303,4 +327,43 @@ fn write_report(path: &Path, sections: &[DemoSection]) -> Result<()> {
     h.push_str("</body></html>\n");
     servent_sim::scenario::write_atomic(path, h.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_removes_its_payload_copies_and_keeps_the_report_and_other_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path();
+        let put = |rel: &str, len: usize| {
+            let p = out.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, vec![7u8; len]).expect("write");
+        };
+        put("bittorrent/leecher-1/image.bin", 1000);
+        put("bittorrent/image.torrent", 100);
+        put("gnutella/shares/n1/Pixies - Debaser.mp3", 500);
+        put("napster/napster.db", 50);
+        put("bittorrent-swarm/bittorrent_swarm.svg", 10);
+        put("bittorrent-swarm/bittorrent_swarm.csv", 10);
+        put("gnutella/flood.csv", 10);
+        put("report.html", 10);
+        put("mine/keep.bin", 10);
+        let (files, bytes) = remove_payloads(out).expect("remove");
+        assert_eq!((files, bytes), (4, 1650));
+        for gone in ["bittorrent", "napster", "gnutella/shares"] {
+            assert!(!out.join(gone).exists(), "{gone} is still there");
+        }
+        for kept in [
+            "bittorrent-swarm/bittorrent_swarm.svg",
+            "bittorrent-swarm/bittorrent_swarm.csv",
+            "gnutella/flood.csv",
+            "report.html",
+            "mine/keep.bin",
+        ] {
+            assert!(out.join(kept).is_file(), "{kept} was removed");
+        }
+    }
 }

@@ -635,7 +635,11 @@ pub async fn demo(out: &Path) -> Result<DemoSection> {
         .map(|m| m.seq);
     sec.rows.push(DemoRow {
         check: "BEP 44 mutable item updated (seq 2), newest found by another node".into(),
-        result: format!("stored at {stored} nodes, put seq {seq:?}, found seq {got_seq:?}"),
+        result: format!(
+            "stored at {stored} nodes, put seq {}, found seq {}",
+            seq.map_or("none".to_string(), |q| q.to_string()),
+            got_seq.map_or("none".to_string(), |q| q.to_string())
+        ),
         ok: stored >= 6 && got_seq == Some(2) && item.is_some_and(|i| i.v == want),
     });
     for n in nodes {

@@ -30,6 +30,7 @@ pub struct Cmd {
 #[derive(Subcommand, Debug)]
 enum Sub {
     /// Run a servent until Ctrl-C: share a folder, join through known peers, answer queries.
+    #[command(after_help = RUN_HELP)]
     Run {
         /// Address for the overlay and HTTP transfers (one port for both).
         #[arg(long, default_value = "127.0.0.1:6346")]
@@ -37,17 +38,27 @@ enum Sub {
         /// Folder whose files (not subfolders, not symlinks) are shared.
         #[arg(long)]
         share: Option<PathBuf>,
-        /// A peer to join through, HOST:PORT (repeatable).
+        /// A servent to dial, HOST:PORT (repeatable).
+        #[arg(long = "peer", alias = "connect", value_name = "ADDR")]
+        peers: Vec<String>,
+        /// Servents to join through: an address, or a file of addresses one per line
+        /// (`#` comments); repeatable. For 0.6 roles they seed the ultrapeer cache.
+        #[arg(long, value_name = "ADDR|FILE")]
+        bootstrap: Vec<String>,
+        /// Address of the control API that search/get/peers/stats use (--node; it answers
+        /// local clients only). Default: 127.0.0.1 (the --listen IP if that is a loopback
+        /// one) with the --listen port + 10000 (127.0.0.1:16346 for the default --listen);
+        /// port 0 picks a free one. Printed at start and written to <data>/control.addr.
         #[arg(long)]
-        connect: Vec<String>,
-        /// Address of the local control API used by search/get/peers/stats.
-        #[arg(long, default_value = DEFAULT_CONTROL, env = "SERVENT_GNUTELLA_CONTROL")]
-        control: SocketAddr,
-        /// Most overlay connections.
-        #[arg(long, default_value_t = 5)]
-        max_conns: usize,
-        /// Highest TTL sent or forwarded.
-        #[arg(long, default_value_t = 7)]
+        control: Option<SocketAddr>,
+        /// Folder for state: control.addr (the control API's address) is written there.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Most overlay connections (1-1000).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max_conns: u32,
+        /// Highest TTL sent or forwarded (1-16).
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u8).range(1..=16))]
         max_ttl: u8,
         /// Refuse every inbound connection (as behind a firewall): uploads go through Push.
         #[arg(long)]
@@ -56,61 +67,109 @@ enum Sub {
         /// ultrapeer when capable and asked (auto). Without it: a Gnutella 0.4 servent.
         #[arg(long, value_enum)]
         role: Option<RoleArg>,
-        /// A file of known ultrapeers, one HOST:PORT per line (`#` comments), joined like
-        /// --connect.
-        #[arg(long)]
-        bootstrap: Option<PathBuf>,
-        /// A leaf's most ultrapeer connections.
-        #[arg(long, default_value_t = 3)]
-        max_ultrapeers: usize,
+        /// A leaf's most ultrapeer connections (1-32).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=32))]
+        max_ultrapeers: u32,
+        /// Compression of 0.6 links: deflate (offered and accepted, as deployed servents
+        /// do) or off (plain links, readable in a capture).
+        #[arg(long, value_enum, default_value = "deflate")]
+        compression: Compression,
+        /// A handshake (or HTTP request head) not finished within this time is dropped.
+        #[arg(long, default_value = "15s", value_parser = crate::common::parse_duration)]
+        handshake_timeout: Duration,
+        /// Most inbound connections in their handshake at once (1-100000); more are closed
+        /// on arrival.
+        #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        max_pending: u32,
+        /// Most of those from one IP address (1-100000).
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        max_pending_per_ip: u32,
+        /// Largest descriptor payload in bytes (1024-1048576); a peer sending a larger one
+        /// is disconnected.
+        #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1024..=1_048_576))]
+        max_descriptor: u32,
     },
-    /// Search: print one hit per line. Exit status 1 when nothing is found.
+    /// Search: print one hit per line (id, name, size, host). Exit 3 when nothing is found.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Search {
         /// Search words (`*` wildcards).
         query: String,
         /// How long to collect hits, e.g. 5s, 1500ms.
-        #[arg(long, default_value = "5s", value_parser = parse_wait)]
+        #[arg(long, default_value = "5s", value_parser = crate::common::parse_duration)]
         wait: Duration,
-        /// TTL of the query (default: the maximum, 7).
-        #[arg(long)]
+        /// TTL of the query (1-16; default: the servent's maximum, 7).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=16))]
         ttl: Option<u8>,
-        /// One-shot: join through this peer (repeatable) instead of asking a running servent.
-        #[arg(long)]
-        connect: Vec<String>,
+        /// One-shot: join through this servent (repeatable) instead of asking a running one.
+        #[arg(long = "peer", alias = "connect", value_name = "ADDR")]
+        peers: Vec<String>,
         /// The running servent's control API.
-        #[arg(long, default_value = DEFAULT_CONTROL, env = "SERVENT_GNUTELLA_CONTROL")]
-        control: SocketAddr,
+        #[arg(long, alias = "control", value_name = "ADDR", default_value = DEFAULT_CONTROL)]
+        node: SocketAddr,
+        /// One JSON object per hit.
+        #[arg(long)]
+        json: bool,
     },
-    /// Download: a hit id from `search` (running servent), or with --connect the first hit
+    /// Download: a hit id from `search` (running servent), or with --peer the first hit
     /// of a query (through Push when the holder is firewalled).
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Get {
-        /// Hit id (from `servent gnutella search`), or the query with --connect.
+        /// Hit id (from `servent gnutella search`), or the query with --peer.
         target: String,
         /// Folder to download into.
-        #[arg(short = 'o', long = "out", default_value = ".")]
-        out: PathBuf,
-        /// One-shot: join through this peer (repeatable), search for TARGET, get the first hit.
-        #[arg(long)]
-        connect: Vec<String>,
+        #[arg(
+            short = 'o',
+            long = "output",
+            alias = "out",
+            value_name = "DIR",
+            default_value = "."
+        )]
+        output: PathBuf,
+        /// One-shot: join through this servent (repeatable), search for TARGET, get the
+        /// first hit.
+        #[arg(long = "peer", alias = "connect", value_name = "ADDR")]
+        peers: Vec<String>,
         /// How long the one-shot form collects hits.
-        #[arg(long, default_value = "3s", value_parser = parse_wait)]
+        #[arg(long, default_value = "3s", value_parser = crate::common::parse_duration)]
         wait: Duration,
         /// The running servent's control API.
-        #[arg(long, default_value = DEFAULT_CONTROL, env = "SERVENT_GNUTELLA_CONTROL")]
-        control: SocketAddr,
+        #[arg(long, alias = "control", value_name = "ADDR", default_value = DEFAULT_CONTROL)]
+        node: SocketAddr,
     },
     /// List the running servent's overlay connections.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Peers {
         /// The running servent's control API.
-        #[arg(long, default_value = DEFAULT_CONTROL, env = "SERVENT_GNUTELLA_CONTROL")]
-        control: SocketAddr,
+        #[arg(long, alias = "control", value_name = "ADDR", default_value = DEFAULT_CONTROL)]
+        node: SocketAddr,
+        /// One JSON object per peer.
+        #[arg(long)]
+        json: bool,
     },
-    /// Print the running servent's message counters (JSON).
+    /// Print the running servent's message counters.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Stats {
         /// The running servent's control API.
-        #[arg(long, default_value = DEFAULT_CONTROL, env = "SERVENT_GNUTELLA_CONTROL")]
-        control: SocketAddr,
+        #[arg(long, alias = "control", value_name = "ADDR", default_value = DEFAULT_CONTROL)]
+        node: SocketAddr,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
     },
+}
+
+const RUN_HELP: &str = "The control API defaults to 127.0.0.1 with the --listen port + 10000, so \
+several servents run on one host with no extra flags; `servent gnutella search --node ADDR` \
+talks to one of them (default 127.0.0.1:16346, the default servent's).\n\n\
+Exit codes: 0 success (also Ctrl-C or SIGTERM, which prints a summary), 1 failure, 2 usage.";
+
+/// `run --compression`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Compression {
+    /// Plain 0.6 links.
+    Off,
+    /// Offer and accept deflate on 0.6 links.
+    Deflate,
 }
 
 /// The roles of `run --role`.
@@ -122,38 +181,6 @@ enum RoleArg {
     Leaf,
     /// Up to 16 ultrapeer and 16 leaf connections; QRP, pong caching.
     Ultrapeer,
-}
-
-/// Reads a bootstrap file: one HOST:PORT per line; blank lines and `#` comments skipped.
-fn read_bootstrap(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the bootstrap list {}", path.display()))?;
-    Ok(text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or_default().trim())
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect())
-}
-
-/// `5`, `5s`, `1500ms`, `2m`.
-fn parse_wait(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let v: f64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
-    let secs = match unit {
-        "ms" => v / 1000.0,
-        "s" => v,
-        "m" => v * 60.0,
-        _ => return Err(format!("unknown unit in {s:?} (use ms, s or m)")),
-    };
-    if !(0.0..=3600.0).contains(&secs) {
-        return Err(format!("{s:?} is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 async fn resolve(peers: &[String]) -> Result<Vec<SocketAddr>> {
@@ -175,24 +202,32 @@ pub async fn run(cmd: Cmd) -> Result<()> {
         Sub::Run {
             listen,
             share,
-            connect,
+            peers,
+            bootstrap,
             control,
+            data,
             max_conns,
             max_ttl,
             firewalled,
             role,
-            bootstrap,
             max_ultrapeers,
+            compression,
+            handshake_timeout,
+            max_pending,
+            max_pending_per_ip,
+            max_descriptor,
         } => {
-            let mut connect = connect;
-            if let Some(b) = &bootstrap {
-                connect.extend(read_bootstrap(b)?);
-            }
+            let mut dial = resolve(&peers).await?;
+            dial.extend(
+                crate::common::bootstrap_addrs(&bootstrap)?
+                    .into_iter()
+                    .filter(SocketAddr::is_ipv4),
+            );
             let mut o = NodeOptions::new(listen);
             o.share = share;
-            o.connect = resolve(&connect).await?;
-            o.max_conns = max_conns;
-            o.want_conns = max_conns.min(3);
+            o.connect = dial;
+            o.max_conns = max_conns as usize;
+            o.want_conns = o.max_conns.min(3);
             o.max_ttl = max_ttl;
             o.firewalled = firewalled;
             o.role = match role {
@@ -201,16 +236,30 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 Some(RoleArg::Leaf) => Role::Leaf,
                 Some(RoleArg::Ultrapeer) => Role::Ultrapeer,
             };
-            o.leaf_ultrapeers = max_ultrapeers;
+            o.leaf_ultrapeers = max_ultrapeers as usize;
+            o.deflate = compression == Compression::Deflate;
+            o.handshake_timeout = handshake_timeout;
+            o.max_pending = max_pending as usize;
+            o.max_pending_per_ip = max_pending_per_ip as usize;
+            o.max_payload = max_descriptor as usize;
             if o.role.is_06() {
                 o.want_conns = 3;
             }
+            let started = std::time::Instant::now();
             let node = Arc::new(Node::start(o).await?);
+            let control = control.unwrap_or_else(|| control::control_for(node.local));
             let ctl = tokio::net::TcpListener::bind(control)
                 .await
                 .with_context(|| {
-                    format!("binding the control API on {control} (choose another with --control)")
+                    format!("binding the control API on {control} (choose another with --control, or port 0)")
                 })?;
+            let ctl_addr = ctl.local_addr().unwrap_or(control);
+            if let Some(dir) = &data {
+                crate::common::write_state_file(
+                    &dir.join("control.addr"),
+                    &format!("{ctl_addr}\n"),
+                )?;
+            }
             println!(
                 "gnutella servent {} ({}) listening on {}, control API on {}",
                 node.servent_id,
@@ -219,23 +268,33 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     Some(r) => format!("0.6 {r:?}").to_lowercase(),
                 },
                 node.local,
-                ctl.local_addr().unwrap_or(control)
+                ctl_addr
             );
             let server = tokio::spawn(control::serve(node.clone(), ctl));
-            tokio::signal::ctrl_c()
-                .await
-                .context("waiting for Ctrl-C")?;
+            crate::common::stop_signal().await;
             server.abort();
+            let peers = node.peers().await.map(|p| p.len()).unwrap_or(0);
+            let st = node.stats().await.ok();
+            println!(
+                "stopped after {}: {peers} peers, {} queries seen, {} answered, {} in, {} out",
+                crate::common::fmt_duration(started.elapsed()),
+                st.as_ref().map_or(0, |s| s.queries_seen),
+                st.as_ref().map_or(0, |s| s.queries_answered),
+                crate::common::fmt_bytes(st.as_ref().map_or(0, |s| s.bytes_in)),
+                crate::common::fmt_bytes(st.as_ref().map_or(0, |s| s.bytes_out)),
+            );
             Ok(())
         }
         Sub::Search {
             query,
             wait,
             ttl,
-            connect,
-            control,
+            peers,
+            node,
+            json,
         } => {
-            if connect.is_empty() {
+            let not_found = || crate::common::NotFound(format!("no hits for {query:?}"));
+            if peers.is_empty() {
                 let path = format!(
                     "/search?q={}&wait={}{}",
                     control::encode_param(&query),
@@ -244,12 +303,16 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 );
                 let mut n = 0;
                 let mut err = None;
-                control::request(control, &path, |v| {
+                control::request(node, &path, |v| {
                     if let Some(e) = v.get("error") {
                         err = Some(e.to_string());
                     }
                     for h in v["hits"].as_array().into_iter().flatten() {
                         n += 1;
+                        if json {
+                            crate::common::print_json(h);
+                            continue;
+                        }
                         println!(
                             "{}\t{}\t{}\t{}{}",
                             h["id"],
@@ -264,37 +327,48 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                         );
                     }
                 })
-                .await?;
+                .await
+                .with_context(|| format!("asking the servent at {node} (is `servent gnutella run` running? see --node)"))?;
                 if let Some(e) = err {
                     bail!("search failed: {e}");
                 }
                 if n == 0 {
-                    bail!("no hits for {query:?}");
+                    return Err(not_found().into());
                 }
                 return Ok(());
             }
-            let node = join(&connect).await?;
-            let hits = node.search(&query, ttl, wait).await?;
+            let one = join(&peers).await?;
+            let hits = one.search(&query, ttl, wait).await?;
             for h in &hits {
-                println!("{}\t{}\t{}", h.name, h.size, h.addr);
+                if json {
+                    crate::common::print_json(&serde_json::json!({
+                        "name": h.name,
+                        "size": h.size,
+                        "host": h.addr.to_string(),
+                        "push": h.push,
+                        "sha1": h.sha1.map(|x| servent_gnutella::library::sha1_urn(&x)),
+                    }));
+                } else {
+                    println!("{}\t{}\t{}", h.name, h.size, h.addr);
+                }
             }
-            node.shutdown().await;
+            one.shutdown().await;
             if hits.is_empty() {
-                bail!("no hits for {query:?}");
+                return Err(not_found().into());
             }
             Ok(())
         }
         Sub::Get {
             target,
-            out,
-            connect,
+            output,
+            peers,
             wait,
-            control,
+            node,
         } => {
-            let out = absolute(&out)?;
-            if connect.is_empty() {
+            let out = absolute(&output)?;
+            if peers.is_empty() {
                 let id: u64 = target.parse().with_context(|| {
-                    format!("{target:?} is not a hit id; use `servent gnutella search` first, or --connect HOST:PORT QUERY")
+                    format!("{target:?} is not a hit id; use `servent gnutella search` first, or --peer HOST:PORT QUERY")
                 })?;
                 let path = format!(
                     "/get?hit={id}&out={}",
@@ -302,7 +376,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 );
                 let bar = bar();
                 let mut result: Option<Result<String, String>> = None;
-                control::request(control, &path, |v| {
+                control::request(node, &path, |v| {
                     if let (Some(d), Some(t)) = (v["done"].as_u64(), v["total"].as_u64()) {
                         bar.set_length(t);
                         bar.set_position(d);
@@ -312,7 +386,8 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                         result = Some(Err(e.to_string()));
                     }
                 })
-                .await?;
+                .await
+                .with_context(|| format!("asking the servent at {node} (is `servent gnutella run` running? see --node)"))?;
                 bar.finish_and_clear();
                 return match result {
                     Some(Ok(p)) => {
@@ -323,26 +398,35 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     None => bail!("the servent ended the download without a result"),
                 };
             }
-            let node = join(&connect).await?;
-            let hits = node.search(&target, None, wait).await?;
+            let one = join(&peers).await?;
+            let hits = one.search(&target, None, wait).await?;
             let Some(hit) = hits.first() else {
-                node.shutdown().await;
-                bail!("no hits for {target:?}");
+                one.shutdown().await;
+                return Err(crate::common::NotFound(format!("no hits for {target:?}")).into());
             };
-            let r = download_with_bar(&node, hit, &out).await;
-            node.shutdown().await;
+            let r = download_with_bar(&one, hit, &out).await;
+            one.shutdown().await;
             let path = r?;
             println!("{}", path.display());
             Ok(())
         }
-        Sub::Peers { control } => {
+        Sub::Peers { node, json } => {
             // One peer per line: address, then (0.6) its role and the fill of the QRP table
             // it sent us.
-            control::request(control, "/peers", |v| {
+            control::request(node, "/peers", |v| {
                 let details = v["details"].as_array().cloned().unwrap_or_default();
                 for p in v["peers"].as_array().into_iter().flatten() {
                     let addr = p.as_str().unwrap_or_default();
                     let d = details.iter().find(|d| d["addr"].as_str() == Some(addr));
+                    if json {
+                        let mut rec = serde_json::json!({ "addr": addr });
+                        if let Some(d) = d {
+                            rec["role"] = d["role"].clone();
+                            rec["qrp_fill"] = d["qrp_fill"].clone();
+                        }
+                        crate::common::print_json(&rec);
+                        continue;
+                    }
                     match d {
                         Some(d) if v["role"].as_str() != Some("flat04") => {
                             let fill = d["qrp_fill"]
@@ -355,14 +439,27 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     }
                 }
             })
-            .await?;
+            .await
+            .with_context(|| format!("asking the servent at {node} (see --node)"))?;
             Ok(())
         }
-        Sub::Stats { control } => {
-            control::request(control, "/stats", |v| {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        Sub::Stats { node, json } => {
+            control::request(node, "/stats", |v| {
+                if json {
+                    crate::common::print_json(&v);
+                    return;
+                }
+                match v.as_object() {
+                    Some(m) => {
+                        for (k, x) in m {
+                            println!("{k}\t{x}");
+                        }
+                    }
+                    None => println!("{v}"),
+                }
             })
-            .await?;
+            .await
+            .with_context(|| format!("asking the servent at {node} (see --node)"))?;
             Ok(())
         }
     }
@@ -588,13 +685,11 @@ async fn demo_06(
     data: &[u8],
     msgs_04: u64,
 ) -> Result<()> {
-    use servent_core::Rng;
     use servent_gnutella::servent::PeerRole;
     const UPS: usize = 6;
     const LEAVES: usize = 40;
     let holder = 23;
     let seeker = 5;
-    let mut rng = Rng::new(2027);
     let mut ups: Vec<Node> = Vec::new();
     for i in 0..UPS {
         let mut o = NodeOptions::new("127.0.0.1:0".parse()?);
@@ -620,15 +715,19 @@ async fn demo_06(
         o.share = Some(share);
         o.want_conns = 0;
         o.seed = Some(3000 + i as u64);
-        let a = rng.below(UPS as u64) as usize;
-        let b = (a + 1 + rng.below(UPS as u64 - 1) as usize) % UPS;
+        // Spread evenly (13 or 14 leaves per ultrapeer, within its 16 leaf slots).
+        let a = i % UPS;
+        let b = (a + 1 + (i / UPS) % (UPS - 1)) % UPS;
         o.connect = vec![ups[a].local, ups[b].local];
         leaves.push(Node::start(o).await?);
     }
     let mut up_links = 0;
     let mut leaf_links = 0;
     let mut fills = Vec::new();
-    for _ in 0..50 {
+    // All 40 leaves dial within a millisecond from one address, as hosts behind one NAT
+    // starting together would: an ultrapeer takes 16 handshakes at once per address and
+    // closes the rest, whose leaves dial again a few seconds later.
+    for _ in 0..300 {
         up_links = 0;
         leaf_links = 0;
         fills.clear();

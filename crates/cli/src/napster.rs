@@ -20,6 +20,7 @@ pub struct Cmd {
 #[derive(clap::Subcommand, Debug)]
 enum Sub {
     /// Run the index server (accounts, bans and counters in a SQLite database).
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Server {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8888")]
@@ -42,6 +43,14 @@ enum Sub {
         /// Logins per second allowed from one address (burst: 10x).
         #[arg(long, default_value_t = 2.0)]
         login_rate: f64,
+        /// Time a new connection has to log in before it is closed (half-open and silent
+        /// connections cost nothing for longer than this): 1s..10m.
+        #[arg(long, value_parser = crate::common::parse_duration, default_value = "15s")]
+        login_timeout: std::time::Duration,
+        /// Connections from one address not logged in yet, at most; a newer one closes the
+        /// oldest (1..=10000).
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        max_pending_per_ip: u32,
     },
     /// Log in, share the files of DIR, serve downloads, stay online until interrupted.
     Share {
@@ -56,15 +65,19 @@ enum Sub {
         #[arg(long)]
         firewalled: bool,
     },
-    /// Search the index; prints one result per line: nick, file, size.
+    /// Search the index; prints one result per line: nick, file, size (exit 3: no results).
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Search {
         /// Words that must all appear in the file name.
         query: String,
         #[command(flatten)]
         who: Who,
-        /// Most results.
-        #[arg(long, default_value_t = 100)]
+        /// Most results (1..=10000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         max: u32,
+        /// One JSON object per result: {"nick","file","size","bitrate","freq","secs","md5"}.
+        #[arg(long)]
+        json: bool,
     },
     /// Download FILE from NICK into a folder (resumes an interrupted download).
     Get {
@@ -73,7 +86,13 @@ enum Sub {
         /// The file name as search or browse shows it.
         file: String,
         /// Output folder.
-        #[arg(short = 'o', long, default_value = ".")]
+        #[arg(
+            short = 'o',
+            long = "output",
+            alias = "out",
+            value_name = "DIR",
+            default_value = "."
+        )]
         out: PathBuf,
         #[command(flatten)]
         who: Who,
@@ -82,11 +101,15 @@ enum Sub {
         data_listen: SocketAddr,
     },
     /// List the files a user shares.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Browse {
         /// The user.
         nick: String,
         #[command(flatten)]
         who: Who,
+        /// One JSON object per file: {"nick","file","size","bitrate","freq","secs","md5"}.
+        #[arg(long)]
+        json: bool,
     },
     /// Ban a nick or a dotted IP address (administrators: see `server --admin`).
     Ban {
@@ -115,21 +138,76 @@ enum Sub {
     },
 }
 
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// "1 login, 2 searches, 0 downloads brokered".
+fn session_summary(logins: u64, searches: u64, downloads: u64) -> String {
+    format!(
+        "{}, {}, {} brokered",
+        plural(logins, "login", "logins"),
+        plural(searches, "search", "searches"),
+        plural(downloads, "download", "downloads")
+    )
+}
+
+/// A shared file as one `--json` record.
+fn file_json(nick: &str, f: &servent_napster::wire::FileInfo) -> serde_json::Value {
+    serde_json::json!({
+        "nick": nick,
+        "file": f.name,
+        "size": f.size,
+        "bitrate": f.bitrate,
+        "freq": f.freq,
+        "secs": f.secs,
+        "md5": f.md5,
+    })
+}
+
 /// Which server, and as whom.
 #[derive(clap::Args, Debug)]
 struct Who {
-    /// The index server, HOST:PORT.
-    #[arg(long, default_value = "127.0.0.1:8888")]
+    /// The index server to log in to, HOST:PORT (`--server` is an old spelling).
+    #[arg(
+        long = "node",
+        alias = "server",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8888"
+    )]
     server: String,
     /// Our nick (registered on first login; default: guest<pid>).
     #[arg(long = "nick", id = "my_nick", value_name = "NAME")]
     my_nick: Option<String>,
-    /// Our password.
-    #[arg(long, env = "SERVENT_NAPSTER_PASSWORD", default_value = "servent")]
-    password: String,
+    /// Our password (there is no default: the first login with a nick creates its account
+    /// with this password). Or --password-file, or the environment SERVENT_NAPSTER_PASSWORD.
+    #[arg(long, env = "SERVENT_NAPSTER_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// A file whose first line is our password (keeps it out of `ps`).
+    #[arg(long, value_name = "FILE", conflicts_with = "password")]
+    password_file: Option<PathBuf>,
 }
 
 impl Who {
+    /// The password from --password, SERVENT_NAPSTER_PASSWORD or --password-file.
+    fn password(&self) -> Result<String> {
+        let pw = match (&self.password, &self.password_file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(f)) => {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading --password-file {}", f.display()))?;
+                text.lines().next().unwrap_or("").to_string()
+            }
+            (None, None) => anyhow::bail!(
+                "a password is required: --password PW, --password-file FILE or SERVENT_NAPSTER_PASSWORD"
+            ),
+        };
+        if pw.is_empty() {
+            anyhow::bail!("the password is empty");
+        }
+        Ok(pw)
+    }
+
     async fn config(&self, data_port: u16) -> Result<ClientConfig> {
         let server = tokio::net::lookup_host(&self.server)
             .await
@@ -140,7 +218,8 @@ impl Who {
             .my_nick
             .clone()
             .unwrap_or_else(|| format!("guest{}", std::process::id()));
-        let mut c = ClientConfig::new(server, &nick, &self.password);
+        let password = self.password()?;
+        let mut c = ClientConfig::new(server, &nick, &password);
         c.data_port = data_port;
         Ok(c)
     }
@@ -179,7 +258,14 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             max_connections,
             argon2_kib,
             login_rate,
+            login_timeout,
+            max_pending_per_ip,
         } => {
+            if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(600))
+                .contains(&login_timeout)
+            {
+                anyhow::bail!("--login-timeout must be between 1s and 10m");
+            }
             let mut o = ServerOptions::new(listen, db);
             o.admins = admin;
             o.max_connections = max_connections;
@@ -187,13 +273,15 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             o.config.max_connections = max_connections;
             o.config.argon2.0 = argon2_kib.max(8);
             o.config.login_rate = (login_rate, login_rate * 10.0);
+            o.config.login_timeout = login_timeout;
+            o.config.max_pending_per_ip = max_pending_per_ip as usize;
             let srv = net::start_server(o).await?;
             println!("napster server listening on {}", srv.addr);
-            tokio::signal::ctrl_c().await?;
+            crate::common::stop_signal().await;
             let st = srv.shutdown().await?;
             println!(
-                "stopped: {} logins, {} searches, {} downloads brokered this session",
-                st.logins, st.searches, st.downloads_brokered
+                "stopped: {} this session",
+                session_summary(st.logins, st.searches, st.downloads_brokered)
             );
             Ok(())
         }
@@ -235,19 +323,31 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             s.close().await;
             Ok(())
         }
-        Sub::Search { query, who, max } => {
+        Sub::Search {
+            query,
+            who,
+            max,
+            json,
+        } => {
             let mut s = who.login(0).await?;
             let hits = s
                 .search(SearchQuery {
-                    contains: vec![query],
+                    contains: vec![query.clone()],
                     max_results: Some(max),
                     ..Default::default()
                 })
                 .await?;
             for h in &hits {
-                println!("{}\t{}\t{}", h.nick, h.file.name, h.file.size);
+                if json {
+                    crate::common::print_json(&file_json(&h.nick, &h.file));
+                } else {
+                    println!("{}\t{}\t{}", h.nick, h.file.name, h.file.size);
+                }
             }
             s.close().await;
+            if hits.is_empty() {
+                return Err(crate::common::NotFound(format!("no results for \"{query}\"")).into());
+            }
             Ok(())
         }
         Sub::Ban {
@@ -277,15 +377,22 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             s.close().await;
             Ok(())
         }
-        Sub::Browse { nick, who } => {
+        Sub::Browse { nick, who, json } => {
             let mut s = who.login(0).await?;
             match s.browse(&nick).await? {
                 Some(files) => {
                     for f in files {
-                        println!("{}\t{}", f.name, f.size);
+                        if json {
+                            crate::common::print_json(&file_json(&nick, &f));
+                        } else {
+                            println!("{}\t{}", f.name, f.size);
+                        }
                     }
                 }
-                None => bail!("{nick} is not online"),
+                None => {
+                    s.close().await;
+                    return Err(crate::common::NotFound(format!("{nick} is not online")).into());
+                }
             }
             s.close().await;
             Ok(())
@@ -530,8 +637,8 @@ pub async fn demo(out: &std::path::Path) -> Result<crate::demo::DemoSection> {
     }
     let st = srv.shutdown().await?;
     sec.notes.push(format!(
-        "Central index on the OpenNap protocol: {} logins, {} searches, {} download acks/push requests brokered; accounts in SQLite with argon2 hashes.",
-        st.logins, st.searches, st.downloads_brokered
+        "Central index on the OpenNap protocol: {} (download acks and push requests); accounts in SQLite with argon2 hashes.",
+        session_summary(st.logins, st.searches, st.downloads_brokered)
     ));
     Ok(sec)
 }

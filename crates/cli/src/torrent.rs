@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar};
 use servent_bittorrent::client::{
     Client, ClientCommand, ClientConfig, ClientEvent, Encryption, TrackerEndpoint, make_peer_id,
 };
@@ -30,6 +30,7 @@ use servent_kademlia::client::{ClientOpts, DhtClient};
 use servent_runtime::{NodeConfig, NodeHandle, spawn};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::common::{Progress, fmt_bytes};
 use crate::demo::DemoSection;
 
 /// BitTorrent: torrents, a tracker, seeding and downloading.
@@ -59,6 +60,31 @@ struct DhtArgs {
     /// `require` (MSE with RC4 only) or `plaintext` (never MSE).
     #[arg(long, value_enum, default_value_t = EncryptionArg::Prefer)]
     encryption: EncryptionArg,
+}
+
+/// Limits of `torrent tracker` against floods and hostile clients.
+#[derive(Args, Debug, Clone)]
+struct TrackerLimits {
+    /// Announces accepted per client IP per minute (a burst of this many, then one every
+    /// 60/N s); more are answered "announcing too often". 0: no limit.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    announce_rate: u32,
+    /// Most torrents tracked at once; announces for new ones are refused beyond it.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    max_torrents: u64,
+    /// Most peers listed per torrent; new peers are refused beyond it.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_peers: u64,
+    /// Most peers in one reply, whatever `numwant` asks (1..=200).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=200))]
+    max_numwant: u32,
+    /// Most open HTTP connections.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_conns: u64,
+    /// An HTTP client that has not sent its whole request (at most 16 KiB) in this time is
+    /// closed.
+    #[arg(long, value_parser = crate::common::parse_duration, default_value = "15s")]
+    http_timeout: Duration,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -117,6 +143,9 @@ enum Action {
     Show {
         /// The torrent file.
         file: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a tracker (HTTP announce/scrape and the UDP tracker protocol on one address).
     Tracker {
@@ -124,8 +153,10 @@ enum Action {
         #[arg(long, default_value = "127.0.0.1:6969")]
         listen: SocketAddr,
         /// Announce interval told to clients, in seconds.
-        #[arg(long, default_value_t = 1800)]
+        #[arg(long, default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         interval: u64,
+        #[command(flatten)]
+        limits: TrackerLimits,
     },
     /// Seed a torrent from data already on disk.
     Seed {
@@ -258,11 +289,20 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             show(&meta);
             Ok(())
         }
-        Action::Show { file } => {
-            show(&load(&file)?);
+        Action::Show { file, json } => {
+            let m = load(&file)?;
+            if json {
+                crate::common::print_json(&show_json(&m));
+            } else {
+                show(&m);
+            }
             Ok(())
         }
-        Action::Tracker { listen, interval } => run_tracker(listen, interval).await,
+        Action::Tracker {
+            listen,
+            interval,
+            limits,
+        } => run_tracker(listen, interval, limits).await,
         Action::Seed {
             file,
             data,
@@ -276,8 +316,8 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             let m = meta.clone();
             let (storage, have) =
                 tokio::task::spawn_blocking(move || -> Result<(FileStorage, Bitfield)> {
-                    let mut s = FileStorage::open_content(&m, &data)
-                        .with_context(|| format!("opening {}", data.display()))?;
+                    let mut s = FileStorage::open_seed(&m, &data)
+                        .with_context(|| format!("seeding from {}", data.display()))?;
                     let good = recheck(&m, &mut s).context("checking the data")?;
                     Ok((s, bitfield(&good)))
                 })
@@ -337,8 +377,8 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             let m = meta.clone();
             let (storage, have) =
                 tokio::task::spawn_blocking(move || -> Result<(FileStorage, Bitfield)> {
-                    let mut s = FileStorage::open_content(&m, &path)
-                        .with_context(|| format!("opening {}", path.display()))?;
+                    let mut s = FileStorage::open_seed(&m, &path)
+                        .with_context(|| format!("seeding from {}", path.display()))?;
                     // The pieces were hashed from this data a moment ago.
                     for i in 0..m.piece_count() as u32 {
                         servent_bittorrent::storage::Storage::mark_verified(&mut s, i);
@@ -409,6 +449,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     download_limit,
                     encryption,
                     super_seed: false,
+                    quiet: false,
                 };
                 if let Some(m) = magnets.remove(&i) {
                     let mp = mp.clone();
@@ -422,29 +463,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 let Some(meta) = metas.remove(&i) else {
                     bail!("{src}: no torrent");
                 };
-                let m = meta.clone();
-                let dir = out.clone();
-                let (storage, have) =
-                    tokio::task::spawn_blocking(move || -> Result<(FileStorage, Bitfield)> {
-                        let mut s = FileStorage::open(&m, &dir)
-                            .with_context(|| format!("opening {}", dir.display()))?;
-                        let good = if check {
-                            s.clear_verified();
-                            let g = recheck(&m, &mut s).context("checking existing data")?;
-                            for (i, ok) in g.iter().enumerate() {
-                                if *ok {
-                                    servent_bittorrent::storage::Storage::mark_verified(
-                                        &mut s, i as u32,
-                                    );
-                                }
-                            }
-                            g
-                        } else {
-                            s.verified().to_vec()
-                        };
-                        Ok((s, bitfield(&good)))
-                    })
-                    .await??;
+                let (storage, have) = open_download(&meta, &out, check).await?;
                 let mp = mp.clone();
                 let d = dht.clone();
                 jobs.push(tokio::spawn(async move {
@@ -524,7 +543,7 @@ fn parse_size(s: &str) -> Result<u64> {
 
 fn load(file: &Path) -> Result<Metainfo> {
     let meta = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
-    if meta.len() > 64 << 20 {
+    if meta.len() > servent_bittorrent::metainfo::MAX_TORRENT_FILE {
         bail!(
             "{}: {} bytes is too large for a torrent file",
             file.display(),
@@ -576,7 +595,9 @@ fn show(m: &Metainfo) {
     if let Some(c) = &m.comment {
         println!("comment:     {c}");
     }
-    println!("trackers:");
+    if !m.trackers.is_empty() {
+        println!("trackers:");
+    }
     for (i, tier) in m.trackers.iter().enumerate() {
         for t in tier {
             println!("  tier {i}: {t}");
@@ -605,6 +626,37 @@ fn show(m: &Metainfo) {
         );
     }
     println!("magnet:      {}", m.magnet());
+}
+
+/// `torrent show --json`: the same facts as [`show`], as one object.
+fn show_json(m: &Metainfo) -> serde_json::Value {
+    let files: Vec<serde_json::Value> = m
+        .files
+        .iter()
+        .map(|f| {
+            let path = if m.multi_file {
+                format!("{}/{}", m.name, f.display_path())
+            } else {
+                f.display_path()
+            };
+            serde_json::json!({ "path": path, "length": f.length, "pad": f.pad })
+        })
+        .collect();
+    serde_json::json!({
+        "name": m.name,
+        "info_hash": m.info_hash.to_hex(),
+        "size": m.total_length,
+        "piece_count": m.piece_count(),
+        "piece_length": m.piece_length,
+        "private": m.private,
+        "created_by": m.created_by,
+        "comment": m.comment,
+        "trackers": m.trackers,
+        "web_seeds": m.web_seeds,
+        "nodes": m.nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect::<Vec<_>>(),
+        "files": files,
+        "magnet": m.magnet(),
+    })
 }
 
 fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
@@ -637,16 +689,7 @@ fn tracker_endpoints(trackers: &[Vec<String>]) -> Vec<Vec<TrackerEndpoint>> {
         .collect()
 }
 
-fn os_seed() -> u64 {
-    let mut b = [0u8; 8];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut b);
-    }
-    u64::from_le_bytes(b) ^ u64::from(std::process::id())
-}
-
-async fn run_tracker(listen: SocketAddr, interval: u64) -> Result<()> {
+async fn run_tracker(listen: SocketAddr, interval: u64, limits: TrackerLimits) -> Result<()> {
     let cfg = NodeConfig {
         udp: Some(listen),
         tcp: Some(listen),
@@ -655,9 +698,16 @@ async fn run_tracker(listen: SocketAddr, interval: u64) -> Result<()> {
     let tcfg = TrackerConfig {
         interval: Duration::from_secs(interval),
         peer_timeout: Duration::from_secs(interval.saturating_mul(2) + 60),
+        announces_per_ip_per_min: limits.announce_rate,
+        max_torrents: limits.max_torrents as usize,
+        max_peers_per_torrent: limits.max_peers as usize,
+        max_numwant: limits.max_numwant,
+        max_conns: limits.max_conns as usize,
+        http_timeout: limits.http_timeout,
         ..TrackerConfig::default()
     };
-    let mut node = spawn(cfg, |_| Tracker::new(tcfg, Rng::new(os_seed())))
+    let rng = servent_runtime::os_rng()?;
+    let mut node = spawn(cfg, |_| Tracker::new(tcfg, rng))
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = node.local.tcp.unwrap_or(listen);
@@ -672,10 +722,11 @@ async fn run_tracker(listen: SocketAddr, interval: u64) -> Result<()> {
                 Some(_) => {}
                 None => break,
             },
-            _ = tokio::signal::ctrl_c() => break,
+            _ = crate::common::stop_signal() => break,
         }
     }
     node.shutdown().await?;
+    println!("tracker: stopped");
     Ok(())
 }
 
@@ -741,7 +792,7 @@ async fn start_dht(args: &DhtArgs, ip: IpAddr, nodes: &[(String, u16)]) -> Resul
         .chain(nodes.iter().map(|(h, p)| format!("{h}:{p}")));
     let boot = resolve_all(hosts).await;
     let listen = args.dht_listen.unwrap_or(SocketAddr::new(ip, 0));
-    let mut o = ClientOpts::new(listen, os_seed());
+    let mut o = ClientOpts::with_rng(listen, servent_runtime::os_rng()?);
     o.state = args.dht_state.clone();
     o.timeout = Duration::from_secs(30);
     let mut client = DhtClient::start(o)
@@ -1021,6 +1072,9 @@ async fn get_magnet(
     let spinner = mp.add(ProgressBar::new_spinner());
     spinner.set_message(format!("{name}: fetching metadata"));
     spinner.enable_steady_tick(Duration::from_millis(200));
+    if !opts.quiet && !crate::common::stdout_is_terminal() {
+        println!("{name}: fetching the metadata (info-hash {ih})");
+    }
     let endpoints = tracker_endpoints(&trackers);
     let encryption = opts.encryption;
     let cfg = NodeConfig {
@@ -1028,8 +1082,8 @@ async fn get_magnet(
         tcp: Some(opts.listen),
         ..NodeConfig::default()
     };
+    let mut rng = servent_runtime::os_rng()?;
     let mut node = spawn(cfg, move |local| {
-        let mut rng = Rng::new(os_seed());
         let port = local.tcp.map_or(0, |a| a.port());
         let mut c = ClientConfig::new(make_peer_id(&mut rng), port);
         c.trackers = endpoints;
@@ -1057,7 +1111,7 @@ async fn get_magnet(
                 Some(ev) => tracing::debug!(?ev, "event"),
                 None => bail!("{name}: the client stopped unexpectedly"),
             },
-            _ = tokio::signal::ctrl_c() => {
+            _ = crate::common::stop_signal() => {
                 spinner.finish_and_clear();
                 let _ = node.shutdown().await;
                 bail!("{name}: interrupted before the metadata arrived");
@@ -1076,27 +1130,41 @@ async fn get_magnet(
     peers.sort();
     peers.dedup();
     opts.peers = peers;
-    let mm = meta.clone();
-    let (storage, have) =
-        tokio::task::spawn_blocking(move || -> Result<(FileStorage, Bitfield)> {
-            let mut s = FileStorage::open(&mm, &out)
-                .with_context(|| format!("opening {}", out.display()))?;
-            let good = if check {
-                s.clear_verified();
-                let g = recheck(&mm, &mut s).context("checking existing data")?;
-                for (i, ok) in g.iter().enumerate() {
-                    if *ok {
-                        servent_bittorrent::storage::Storage::mark_verified(&mut s, i as u32);
-                    }
-                }
-                g
-            } else {
-                s.verified().to_vec()
-            };
-            Ok((s, bitfield(&good)))
-        })
-        .await??;
+    let (storage, have) = open_download(&meta, &out, check).await?;
     run_client(&meta, storage, have, &opts, mp, dht).await
+}
+
+/// Opens (creating) a download under `dir`. Pieces come from the resume data; with
+/// `--check`, or when the files already hold data but no resume data says what (a folder
+/// filled by another client or copied by hand), every piece is verified first, so complete
+/// data is never downloaded again.
+async fn open_download(
+    meta: &Metainfo,
+    dir: &Path,
+    check: bool,
+) -> Result<(FileStorage, Bitfield)> {
+    let m = meta.clone();
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || -> Result<(FileStorage, Bitfield)> {
+        let mut s =
+            FileStorage::open(&m, &dir).with_context(|| format!("opening {}", dir.display()))?;
+        let good = if check || (!s.has_resume() && s.found_data()) {
+            s.clear_verified();
+            let g = recheck(&m, &mut s).context("checking existing data")?;
+            for (i, ok) in g.iter().enumerate() {
+                if *ok {
+                    servent_bittorrent::storage::Storage::mark_verified(&mut s, i as u32);
+                }
+            }
+            servent_bittorrent::storage::Storage::flush(&mut s)
+                .context("saving the resume data")?;
+            g
+        } else {
+            s.verified().to_vec()
+        };
+        Ok((s, bitfield(&good)))
+    })
+    .await?
 }
 
 #[derive(Clone, Debug)]
@@ -1110,6 +1178,8 @@ struct RunOpts {
     download_limit: Option<u64>,
     encryption: Encryption,
     super_seed: bool,
+    /// No progress output (the demo runs clients in the background).
+    quiet: bool,
 }
 
 impl Default for RunOpts {
@@ -1124,6 +1194,7 @@ impl Default for RunOpts {
             download_limit: None,
             encryption: Encryption::Prefer,
             super_seed: false,
+            quiet: false,
         }
     }
 }
@@ -1144,8 +1215,8 @@ async fn start_client(
     };
     let m = meta.clone();
     let o = opts.clone();
+    let mut rng = servent_runtime::os_rng()?;
     let node = spawn(cfg, move |local| {
-        let mut rng = Rng::new(os_seed());
         let port = local.tcp.map_or(0, |a| a.port());
         let mut c = ClientConfig::new(make_peer_id(&mut rng), port);
         c.trackers = trackers;
@@ -1194,6 +1265,62 @@ async fn stop<S: servent_bittorrent::storage::Storage + Send + 'static>(
     Ok(node.shutdown().await?)
 }
 
+/// Prints a line above the progress bar (terminal) or on stdout (anything else).
+fn say(progress: Option<&Progress>, msg: &str) {
+    match progress.and_then(|p| p.bar()) {
+        Some(b) => b.println(msg),
+        None if progress.is_some() => println!("{msg}"),
+        None => tracing::info!("{msg}"),
+    }
+}
+
+/// What a run saw, for the progress detail and the final summary.
+#[derive(Default)]
+struct Seen {
+    peers: usize,
+    max_peers: usize,
+    downloaded: u64,
+    uploaded: u64,
+    /// Connections closed during the handshake, before any payload.
+    handshakes_closed: u64,
+    last_handshake_reason: String,
+    noted: bool,
+}
+
+impl Seen {
+    fn detail(&self, encryption: Encryption) -> String {
+        let mut d = format!(
+            "{} peers (max {}), down {}, up {}",
+            self.peers,
+            self.max_peers,
+            fmt_bytes(self.downloaded),
+            fmt_bytes(self.uploaded)
+        );
+        if self.downloaded == 0 && self.handshakes_closed > 0 {
+            d.push_str(&format!(
+                ", {} handshakes closed before any data ({})",
+                self.handshakes_closed,
+                self.handshake_hint(encryption)
+            ));
+        }
+        d
+    }
+
+    fn handshake_hint(&self, encryption: Encryption) -> String {
+        match encryption {
+            Encryption::Plaintext => format!(
+                "last: {}; the peers may require encryption: try --encryption prefer",
+                self.last_handshake_reason
+            ),
+            Encryption::Require => format!(
+                "last: {}; the peers may not speak encryption: try --encryption prefer",
+                self.last_handshake_reason
+            ),
+            Encryption::Prefer => format!("last: {}", self.last_handshake_reason),
+        }
+    }
+}
+
 async fn run_client(
     meta: &Metainfo,
     storage: FileStorage,
@@ -1202,17 +1329,37 @@ async fn run_client(
     mp: &MultiProgress,
     dht: Option<&Dht>,
 ) -> Result<()> {
+    let label: String = meta.name.chars().take(24).collect();
+    let started_complete = have.is_full();
+    if started_complete && !opts.seed {
+        // Everything is here and verified: nothing to fetch, nobody to serve.
+        if !opts.quiet {
+            println!(
+                "{}: complete, every piece verified ({} already on disk)",
+                meta.name,
+                fmt_bytes(meta.total_length)
+            );
+        }
+        return Ok(());
+    }
+    let mut progress = (!opts.quiet).then(|| {
+        let p = if started_complete {
+            Progress::new(&format!("{label} (seeding)"), None)
+        } else {
+            Progress::new(&label, Some(meta.total_length))
+        };
+        if let Some(b) = p.bar() {
+            mp.add(b.clone());
+        }
+        p
+    });
     let have_now: Vec<bool> = (0..have.len()).map(|i| have.get(i)).collect();
     let mut node = start_client(meta, storage, have, opts).await?;
     let listen = node.local.tcp;
     // BEP 19 web seeds: one task per http:// seed, fetching whole pieces from the end.
     let have_shared = std::sync::Arc::new(std::sync::Mutex::new(have_now));
     let mut seeds = Vec::new();
-    if !have_shared
-        .lock()
-        .map(|h| h.iter().all(|x| *x))
-        .unwrap_or(true)
-    {
+    if !started_complete {
         for url in meta.web_seeds.iter().filter(|u| u.starts_with("http://")) {
             let (m, u, h, c) = (
                 meta.clone(),
@@ -1235,42 +1382,60 @@ async fn run_client(
         )
         .await;
     }
-    let bar = mp.add(ProgressBar::new(meta.total_length));
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {msg} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(meta.name.chars().take(24).collect::<String>());
     if let Some(a) = listen {
-        bar.println(format!(
-            "{}: info-hash {}, listening on {a}",
-            meta.name, meta.info_hash
-        ));
+        say(
+            progress.as_ref(),
+            &format!(
+                "{}: info-hash {}, listening on {a}",
+                meta.name, meta.info_hash
+            ),
+        );
     }
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut next_id = 10;
-    let mut complete = meta.piece_count() == 0;
-    let outcome: Result<()> = loop {
+    let mut complete = meta.piece_count() == 0 || started_complete;
+    let mut seeding = started_complete;
+    let mut seen = Seen::default();
+    let stop_signal = crate::common::stop_signal();
+    tokio::pin!(stop_signal);
+    let outcome: Result<&str> = loop {
         tokio::select! {
             ev = node.next_event() => match ev {
                 Some(ClientEvent::Stats { stats, .. }) => {
-                    let have = (u64::from(stats.pieces_have) * meta.piece_length).min(meta.total_length);
-                    bar.set_position(have);
-                    bar.set_message(format!(
-                        "down {}/s up {}/s peers {}",
-                        human(stats.down_rate),
-                        human(stats.up_rate),
-                        stats.peers
-                    ));
+                    seen.peers = stats.peers;
+                    seen.max_peers = seen.max_peers.max(stats.peers);
+                    seen.downloaded = stats.downloaded;
+                    seen.uploaded = stats.uploaded;
+                    let detail = format!(
+                        "down {}/s, up {}/s, {}",
+                        fmt_bytes(stats.down_rate as u64),
+                        fmt_bytes(stats.up_rate as u64),
+                        seen.detail(opts.encryption)
+                    );
+                    if let Some(p) = &mut progress {
+                        let done = if seeding {
+                            stats.uploaded
+                        } else {
+                            (u64::from(stats.pieces_have) * meta.piece_length).min(meta.total_length)
+                        };
+                        p.update(done, &detail);
+                    }
                 }
                 Some(ClientEvent::Completed) => {
                     complete = true;
-                    bar.set_position(meta.total_length);
-                    bar.println(format!("{}: complete, every piece verified", meta.name));
+                    say(progress.as_ref(), &format!("{}: complete, every piece verified", meta.name));
                     if !opts.seed {
-                        break Ok(());
+                        break Ok("complete");
                     }
+                    if let Some(p) = progress.take() {
+                        p.finish("complete");
+                        let s = Progress::new(&format!("{label} (seeding)"), None);
+                        if let Some(b) = s.bar() {
+                            mp.add(b.clone());
+                        }
+                        progress = Some(s);
+                    }
+                    seeding = true;
                 }
                 Some(ClientEvent::PieceVerified { index }) => {
                     if let Ok(mut h) = have_shared.lock() {
@@ -1279,11 +1444,26 @@ async fn run_client(
                         }
                     }
                 }
-                Some(ClientEvent::SeedingDone) => break Ok(()),
+                Some(ClientEvent::SeedingDone) => break Ok("seeding done"),
                 Some(ClientEvent::StorageFailed { reason }) => break Err(anyhow::anyhow!("storage: {reason}")),
                 Some(ClientEvent::TrackerError { url, reason }) => tracing::warn!(%url, %reason, "tracker"),
                 Some(ClientEvent::PieceFailed { index, senders }) => tracing::warn!(index, ?senders, "piece failed its hash check"),
-                Some(ClientEvent::PeerBanned { ip }) => tracing::warn!(%ip, "banned for bad data"),
+                Some(ClientEvent::PeerBanned { ip }) => tracing::warn!(%ip, "peer banned"),
+                Some(ClientEvent::PeerDisconnected { addr, reason }) => tracing::info!(%addr, %reason, "peer disconnected"),
+                Some(ClientEvent::HandshakeFailed { addr, reason, encrypted }) => {
+                    tracing::info!(%addr, %reason, encrypted, "handshake failed");
+                    seen.handshakes_closed += 1;
+                    seen.last_handshake_reason = reason;
+                    if !seen.noted && !seeding && seen.downloaded == 0 && seen.handshakes_closed >= 2 {
+                        seen.noted = true;
+                        say(progress.as_ref(), &format!(
+                            "{}: no data yet: {} connections closed during the handshake ({})",
+                            meta.name,
+                            seen.handshakes_closed,
+                            seen.handshake_hint(opts.encryption)
+                        ));
+                    }
+                }
                 Some(ev) => tracing::debug!(?ev, "event"),
                 None => break Err(anyhow::anyhow!("the client stopped unexpectedly")),
             },
@@ -1291,14 +1471,30 @@ async fn run_client(
                 next_id += 1;
                 let _ = node.command(ClientCommand::Stats { id: next_id }).await;
             }
-            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = &mut stop_signal => break Ok("stopped"),
         }
     };
     for t in seeds {
         t.abort();
     }
     let core = stop(node, !meta.trackers.is_empty()).await?;
-    bar.finish();
+    let stats = core.stats();
+    seen.downloaded = stats.downloaded;
+    seen.uploaded = stats.uploaded;
+    seen.peers = stats.peers;
+    if let Some(mut p) = progress {
+        let done = if seeding {
+            stats.uploaded
+        } else {
+            (u64::from(stats.pieces_have) * meta.piece_length).min(meta.total_length)
+        };
+        p.update(done, &seen.detail(opts.encryption));
+        let what = match &outcome {
+            Ok(w) => *w,
+            Err(_) => "failed",
+        };
+        p.finish(what);
+    }
     outcome?;
     if !core.is_complete() || !complete {
         bail!(
@@ -1355,7 +1551,7 @@ pub async fn demo(out: &Path) -> Result<DemoSection> {
     let (bytes, meta) = tokio::task::spawn_blocking(move || create_torrent(&s2, &opts)).await??;
     std::fs::write(dir.join("image.torrent"), &bytes)?;
 
-    let mut storage = FileStorage::open_content(&meta, &src)?;
+    let mut storage = FileStorage::open_seed(&meta, &src)?;
     let good = recheck(&meta, &mut storage)?;
     let seeder = start_client(
         &meta,
@@ -1507,7 +1703,7 @@ async fn demo_trackerless(out: &Path) -> Result<DemoSection> {
         ..DhtArgs::default()
     };
     let seed_dht = start_dht(&args, IpAddr::from([127, 0, 0, 1]), &[]).await?;
-    let mut storage = FileStorage::open_content(&meta, &src)?;
+    let mut storage = FileStorage::open_seed(&meta, &src)?;
     let good = recheck(&meta, &mut storage)?;
     let seeder = start_client(
         &meta,
@@ -1531,7 +1727,10 @@ async fn demo_trackerless(out: &Path) -> Result<DemoSection> {
         get_magnet(
             m,
             dir.join("leecher"),
-            RunOpts::default(),
+            RunOpts {
+                quiet: true,
+                ..RunOpts::default()
+            },
             false,
             &mp,
             leech_dht.as_ref(),

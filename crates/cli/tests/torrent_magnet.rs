@@ -3,94 +3,17 @@
 //! a seeder (BEP 10 + BEP 9) and downloads the file; `share` publishes a file through the DHT
 //! alone and `get MAGNET` finds it there, with no tracker running anywhere.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_servent");
+mod common;
+use common::{Proc, content, free_port};
+
 /// A download that has not finished by then has hung.
 const GET_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// A long-running process, SIGKILLed when dropped so a failing test leaves nothing behind.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `args` and returns it with a receiver of its stdout lines.
-fn start(args: &[&str]) -> (Proc, mpsc::Receiver<String>) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn servent");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (Proc(child), rx)
-}
-
-/// Runs `args` to completion with a bounded wait.
 fn run(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn servent");
-    let deadline = Instant::now() + GET_TIMEOUT;
-    loop {
-        match child.try_wait().expect("poll servent") {
-            Some(_) => return child.wait_with_output().expect("output"),
-            None if Instant::now() > deadline => {
-                let _ = child.kill();
-                let out = child.wait_with_output().expect("output");
-                panic!(
-                    "{args:?} did not finish within {GET_TIMEOUT:?}; stderr:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
-/// A free TCP port on 127.0.0.1 (bound, read, released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn content(path: &Path, len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(path, &data).expect("write content");
-    data
+    common::run(args, GET_TIMEOUT)
 }
 
 fn stdout_of(o: &Output) -> String {
@@ -126,7 +49,7 @@ fn a_leecher_with_only_a_magnet_link_fetches_the_metadata_and_the_file_from_a_se
         .expect("create prints the magnet link");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let (_seeder, _) = start(&[
+    let _seeder = Proc::start(&[
         "torrent",
         "seed",
         torrent.to_str().unwrap(),
@@ -153,18 +76,17 @@ fn a_leecher_with_only_a_magnet_link_fetches_the_metadata_and_the_file_from_a_se
 #[test]
 fn share_publishes_through_the_dht_and_get_magnet_downloads_with_no_tracker() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state = dir.path().join("boot.state");
-    let (_boot, lines) = start(&[
+    let state = dir.path().join("boot");
+    let mut boot_node = Proc::start(&[
         "dht",
         "run",
         "--listen",
         "127.0.0.1:0",
-        "--state",
+        "--data",
         state.to_str().unwrap(),
     ]);
-    let first = lines
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the DHT node reports its address");
+    // the first line the node prints is its address
+    let first = boot_node.wait_line(Duration::from_secs(30), |_| true);
     let boot = first
         .rsplit_once("listening on udp ")
         .map(|(_, a)| a.trim().to_string())
@@ -173,16 +95,15 @@ fn share_publishes_through_the_dht_and_get_magnet_downloads_with_no_tracker() {
     std::fs::create_dir_all(folder.join("cd1")).expect("mkdir");
     let a = content(&folder.join("cd1").join("a.bin"), 700_000);
     let b = content(&folder.join("b.bin"), 1 << 20);
-    let (_share, lines) = start(&[
+    let mut share = Proc::start(&[
         "torrent",
         "share",
         folder.to_str().unwrap(),
         "--dht-bootstrap",
         &boot,
     ]);
-    let magnet = lines
-        .recv_timeout(Duration::from_secs(60))
-        .expect("share prints the magnet link first");
+    // share prints the magnet link first
+    let magnet = share.wait_line(Duration::from_secs(60), |_| true);
     assert!(magnet.starts_with("magnet:?xt=urn:btih:"), "{magnet:?}");
     assert!(!magnet.contains("tr="), "no tracker: {magnet:?}");
     let out = dir.path().join("down");

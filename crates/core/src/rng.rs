@@ -137,6 +137,73 @@ impl SeedableRng for Rng {
     }
 }
 
+/// xoshiro256++: a small, fast, predictable generator for the simulator's own sampling
+/// (per-pair latencies, loss, churn), where nothing is secret and a fresh generator per
+/// sample must cost nothing. Never give it to a core: cores take [`Rng`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FastRng {
+    s: [u64; 4],
+}
+
+impl FastRng {
+    /// A generator from a 64-bit seed.
+    pub fn new(seed: u64) -> FastRng {
+        let mut x = seed;
+        FastRng {
+            s: [
+                splitmix64(&mut x),
+                splitmix64(&mut x),
+                splitmix64(&mut x),
+                splitmix64(&mut x),
+            ],
+        }
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let result = self.s[0]
+            .wrapping_add(self.s[3])
+            .rotate_left(23)
+            .wrapping_add(self.s[0]);
+        let t = self.s[1] << 17;
+        self.s[2] ^= self.s[0];
+        self.s[3] ^= self.s[1];
+        self.s[1] ^= self.s[2];
+        self.s[0] ^= self.s[3];
+        self.s[2] ^= t;
+        self.s[3] = self.s[3].rotate_left(45);
+        result
+    }
+
+    /// A uniform float in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+}
+
+/// A source of uniform floats in [0, 1), for samplers that take either generator.
+pub trait Unit {
+    /// A uniform float in [0, 1).
+    fn unit01(&mut self) -> f64;
+}
+
+impl Unit for Rng {
+    fn unit01(&mut self) -> f64 {
+        self.unit()
+    }
+}
+
+impl Unit for FastRng {
+    fn unit01(&mut self) -> f64 {
+        self.unit()
+    }
+}
+
 /// The seed for a test or a run: `SERVENT_SEED` when it is set (decimal or 0x-hex),
 /// else `default`. Callers print the seed they used so a failure can be replayed.
 #[allow(clippy::disallowed_methods)] // for tests and the binary, never called by a core

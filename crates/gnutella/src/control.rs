@@ -1,5 +1,5 @@
 //! The local control API of a long-running servent: HTTP/1.0 + JSON on 127.0.0.1
-//! (default [`DEFAULT_CONTROL`]), used by `servent gnutella search|get|peers|stats`.
+//! (default [`control_for`] the listen address, [`DEFAULT_CONTROL`] for the default one), used by `servent gnutella search|get|peers|stats`.
 //!
 //! ```text
 //! GET /peers                          {"peers":["127.0.0.1:6346",...],"role":"leaf",
@@ -25,13 +25,30 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::http::percent_decode;
 use crate::node::{Node, NodeError};
 use crate::servent::{Hit, Stats};
 use crate::wire::Kind;
 
-/// The control API's default address.
-pub const DEFAULT_CONTROL: &str = "127.0.0.1:6348";
+/// The control API's default address: the one [`control_for`] derives from the default
+/// `--listen 127.0.0.1:6346`.
+pub const DEFAULT_CONTROL: &str = "127.0.0.1:16346";
+
+/// The control address derived from a servent's listen address: port + 10 000 (so servents
+/// on 6346, 6347, ... get 16346, 16347, ...), port 0 (chosen by the OS) when that is out of
+/// range or the listen port is itself 0; on the listen IP when it is a loopback address, else
+/// on 127.0.0.1 (or ::1): the API serves local clients only, so it never listens elsewhere.
+pub fn control_for(listen: SocketAddr) -> SocketAddr {
+    let port = match listen.port() {
+        0 => 0,
+        p => p.checked_add(10_000).unwrap_or(0),
+    };
+    let ip = match listen.ip() {
+        ip if ip.is_loopback() => ip,
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    SocketAddr::new(ip, port)
+}
 /// Hits remembered for `get <hit-id>`.
 pub const MAX_REMEMBERED_HITS: usize = 10_000;
 /// Longest search wait the API accepts.
@@ -125,7 +142,7 @@ fn query_params(q: &str) -> BTreeMap<String, String> {
     q.split('&')
         .filter_map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            let v = percent_decode(&v.replace('+', " "))?;
+            let v = servent_http::percent_decode_str(&v.replace('+', " "))?;
             Some((k.to_string(), v))
         })
         .collect()
@@ -262,7 +279,7 @@ async fn handle(
 
 /// Escapes a query-string value.
 pub fn encode_param(s: &str) -> String {
-    crate::http::percent_encode(s)
+    servent_http::percent_encode_str(s)
 }
 
 /// Sends `GET path` to the control API at `addr` and calls `each` with every JSON line of
@@ -302,4 +319,23 @@ pub async fn request(
         each(v);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_control_address_is_local_and_follows_the_listen_port() {
+        let at = |s: &str| control_for(s.parse().expect("addr")).to_string();
+        assert_eq!(at("127.0.0.1:6346"), DEFAULT_CONTROL);
+        assert_eq!(at("127.0.0.5:6347"), "127.0.0.5:16347");
+        // A servent listening on a LAN or any address still takes commands on loopback only,
+        // where a client on the same host reaches it.
+        assert_eq!(at("10.254.0.1:6346"), "127.0.0.1:16346");
+        assert_eq!(at("0.0.0.0:6346"), "127.0.0.1:16346");
+        assert_eq!(at("[2001:db8::1]:6346"), "[::1]:16346");
+        assert_eq!(at("127.0.0.1:60000"), "127.0.0.1:0");
+        assert_eq!(at("127.0.0.1:0"), "127.0.0.1:0");
+    }
 }

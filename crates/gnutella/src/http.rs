@@ -1,37 +1,54 @@
-//! The transfer side of Gnutella 0.4, without I/O: parsing and writing the HTTP request and
-//! response heads, and the `GIV` line of a pushed connection.
+//! The transfer side of Gnutella, without I/O: the download request and response heads
+//! (parsed and written by `servent-http`, the project's one HTTP codec) and the `GIV` line of
+//! a pushed connection.
 //!
 //! ```text
-//! downloader: GET /get/<index>/<name>/ HTTP/1.0\r\n
+//! downloader: GET /uri-res/N2R?urn:sha1:<base32> HTTP/1.1\r\n   (the hit carried a SHA-1)
+//!             GET /get/<index>/<percent-encoded name> HTTP/1.1\r\n   (otherwise)
+//!             User-Agent: servent\r\n
 //!             Connection: Keep-Alive\r\n
 //!             Range: bytes=<N>-\r\n
 //!             \r\n
-//! uploader:   HTTP 200 OK\r\n                    (or HTTP 206 Partial Content)
+//! uploader:   HTTP/1.1 200 OK\r\n                (or HTTP/1.1 206 Partial Content)
 //!             Server: servent\r\n
-//!             Content-type: application/binary\r\n
-//!             Content-length: <len>\r\n
+//!             Content-Type: application/binary\r\n
+//!             Content-Length: <len>\r\n
 //!             \r\n
 //!             <bytes>
 //! pushed:     GIV <index>:<servent id, 32 hex>/<name>\n\n
 //! ```
 //!
-//! The status line follows the 0.4 document (`HTTP 200 OK`, no version); when reading a
-//! response we accept both that and `HTTP/1.x <code>`. File names are percent-decoded; a
-//! name that is empty, `.`/`..`, or holds `/`, `\` or NUL is refused before any lookup, so no
-//! request can name a path outside the share.
+//! We write `HTTP/1.1` status lines (curl and every modern servent want a version) and still
+//! read the 0.4 document's versionless `HTTP 200 OK` from old peers. A request for
+//! `/get/<index>/<name>/` (the 0.4 document's trailing slash) is served as well. File names
+//! are percent-decoded; a name that is empty, `.`/`..`, or holds `/`, `\` or NUL is refused
+//! before any lookup, so no request can name a path outside the share.
+
+use servent_http::{Limits, RequestHead, ResponseHead};
 
 /// The longest request or response head we read.
 pub const MAX_HEAD: usize = 4096;
+
+/// The most header fields we read in a transfer head.
+pub const MAX_HEADERS: usize = 64;
+
+/// The limits every transfer head is parsed with.
+pub fn limits() -> Limits {
+    Limits {
+        max_head_bytes: MAX_HEAD,
+        max_headers: MAX_HEADERS,
+    }
+}
 
 /// Why a head could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HttpError {
-    /// Not a `GET` request line of the expected form.
-    #[error("malformed request line")]
-    BadRequestLine,
-    /// The path is not `/get/<index>/<name>/`.
-    #[error("path is not /get/<index>/<name>/")]
+    /// Not a `GET` request of the expected form, or not HTTP at all.
+    #[error("malformed request: {0}")]
+    BadRequestLine(String),
+    /// The path is neither `/get/<index>/<name>` nor `/uri-res/N2R?urn:sha1:<base32>`.
+    #[error("path is not /get/<index>/<name> or /uri-res/N2R?urn:sha1:<base32>")]
     BadPath,
     /// The file name is unsafe or not valid UTF-8 (`/`, `\`, `..`, NUL, empty).
     #[error("refused file name")]
@@ -40,8 +57,8 @@ pub enum HttpError {
     #[error("malformed Range header")]
     BadRange,
     /// A malformed status line or header in a response.
-    #[error("malformed response")]
-    BadResponse,
+    #[error("malformed response: {0}")]
+    BadResponse(String),
     /// A malformed `GIV` line.
     #[error("malformed GIV line")]
     BadGiv,
@@ -65,21 +82,6 @@ pub struct GetRequest {
     pub sha1: Option<[u8; 20]>,
 }
 
-/// Lines of a head (split on LF, CR stripped), the request/status line first.
-fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
-    head.split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .take_while(|l| !l.is_empty())
-}
-
-fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
-    lines(head).skip(1).find_map(|l| {
-        let l = std::str::from_utf8(l).ok()?;
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
 /// Checks a file name that came from a peer: a single path component only.
 pub fn safe_name(name: &str) -> bool {
     !name.is_empty()
@@ -89,80 +91,45 @@ pub fn safe_name(name: &str) -> bool {
         && !name.chars().any(char::is_control)
 }
 
-/// Decodes `%XX` escapes (and nothing else); `None` on a bad escape or non-UTF-8 result.
-pub fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Escapes what cannot appear raw in a request path.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~()'!+,;=@".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Parses a request head (through its blank line).
+/// Parses a complete request head (through its blank line).
 pub fn parse_get(head: &[u8]) -> Result<GetRequest, HttpError> {
-    let first = lines(head).next().ok_or(HttpError::BadRequestLine)?;
-    let first = std::str::from_utf8(first).map_err(|_| HttpError::BadRequestLine)?;
-    let mut parts = first.split(' ');
-    let (Some("GET"), Some(path), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(HttpError::BadRequestLine);
-    };
-    if !version.starts_with("HTTP/") {
-        return Err(HttpError::BadRequestLine);
+    let (req, _) = servent_http::parse_request(head, &limits())
+        .map_err(|e| HttpError::BadRequestLine(e.to_string()))?
+        .ok_or_else(|| HttpError::BadRequestLine("incomplete head".into()))?;
+    if req.method != "GET" {
+        return Err(HttpError::BadRequestLine(format!(
+            "method {:?}",
+            req.method
+        )));
     }
-    let (index, name, sha1) = if let Some(urn) = path.strip_prefix("/uri-res/N2R?") {
+    let target = req.target.as_str();
+    let (index, name, sha1) = if let Some(urn) = target.strip_prefix("/uri-res/N2R?") {
         let h = crate::library::parse_sha1_urn(urn).ok_or(HttpError::BadPath)?;
         (0, String::new(), Some(h))
     } else {
-        let rest = path.strip_prefix("/get/").ok_or(HttpError::BadPath)?;
+        let rest = target.strip_prefix("/get/").ok_or(HttpError::BadPath)?;
         let (index, name) = rest.split_once('/').ok_or(HttpError::BadPath)?;
+        if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(HttpError::BadPath);
+        }
         let index: u32 = index.parse().map_err(|_| HttpError::BadPath)?;
         let name = name.strip_suffix('/').unwrap_or(name);
-        let name = percent_decode(name).ok_or(HttpError::BadName)?;
+        let name = servent_http::percent_decode_str(name).ok_or(HttpError::BadName)?;
         if !safe_name(&name) {
             return Err(HttpError::BadName);
         }
         (index, name, None)
     };
-    let (start, end) = match header(head, "Range") {
+    let (start, end) = match req.headers.get("Range") {
         None => (0, None),
         Some(r) => parse_range(r)?,
-    };
-    let keep_alive = match header(head, "Connection") {
-        Some(c) if c.eq_ignore_ascii_case("close") => false,
-        Some(c) if c.eq_ignore_ascii_case("keep-alive") => true,
-        _ => version != "HTTP/1.0",
     };
     Ok(GetRequest {
         index,
         name,
         start,
         end,
-        keep_alive,
+        keep_alive: req.keep_alive(),
         sha1,
     })
 }
@@ -185,87 +152,101 @@ fn parse_range(r: &str) -> Result<(u64, Option<u64>), HttpError> {
     Ok((start, end))
 }
 
-/// The request head a downloader sends.
-pub fn get_head(index: u32, name: &str, start: u64) -> String {
-    let mut s = format!(
-        "GET /get/{index}/{}/ HTTP/1.0\r\nUser-Agent: servent\r\nConnection: Keep-Alive\r\n",
-        percent_encode(name)
-    );
-    if start > 0 {
-        s.push_str(&format!("Range: bytes={start}-\r\n"));
+/// The request target for a file: `/uri-res/N2R?urn:sha1:<base32>` when its SHA-1 is known
+/// (every modern servent serves it, and it survives renames), else
+/// `/get/<index>/<percent-encoded name>` with no trailing slash.
+pub fn get_target(index: u32, name: &str, sha1: Option<&[u8; 20]>) -> String {
+    match sha1 {
+        Some(h) => format!("/uri-res/N2R?{}", crate::library::sha1_urn(h)),
+        None => format!("/get/{index}/{}", servent_http::percent_encode_str(name)),
     }
-    s.push_str("\r\n");
-    s
+}
+
+/// The request head a downloader sends.
+pub fn get_head(index: u32, name: &str, sha1: Option<&[u8; 20]>, start: u64) -> Vec<u8> {
+    let mut head = RequestHead::new("GET", &get_target(index, name, sha1))
+        .header("User-Agent", "servent")
+        .header("Connection", "Keep-Alive");
+    if start > 0 {
+        head = head.header("Range", format!("bytes={start}-"));
+    }
+    head.to_bytes()
+}
+
+fn answer(status: u16, keep_alive: bool) -> ResponseHead {
+    ResponseHead::new(status)
+        .header("Server", "servent")
+        .header(
+            "Connection",
+            if keep_alive { "Keep-Alive" } else { "close" },
+        )
 }
 
 /// What an uploader answers to a request for a file of `size` bytes: the head and the byte
 /// range `[from, to)` to send after it, or `None` for an unsatisfiable range (then send
-/// [`RANGE_NOT_SATISFIABLE`]).
-pub fn response_for(req: &GetRequest, size: u64) -> Option<(String, u64, u64)> {
+/// [`range_not_satisfiable`]).
+pub fn response_for(req: &GetRequest, size: u64) -> Option<(Vec<u8>, u64, u64)> {
     if req.start > size || (req.start == size && size > 0) {
         return None;
     }
     let last = req.end.map_or(size, |e| e.saturating_add(1).min(size));
     let len = last - req.start;
-    let conn = if req.keep_alive {
-        "Connection: Keep-Alive\r\n"
-    } else {
-        "Connection: close\r\n"
-    };
-    let head = if req.start == 0 && last == size {
-        format!(
-            "HTTP 200 OK\r\nServer: servent\r\nContent-type: application/binary\r\nContent-length: {len}\r\n{conn}\r\n"
-        )
-    } else {
-        format!(
-            "HTTP 206 Partial Content\r\nServer: servent\r\nContent-type: application/binary\r\nContent-length: {len}\r\nContent-range: bytes {}-{}/{size}\r\n{conn}\r\n",
-            req.start,
-            last.saturating_sub(1)
-        )
-    };
-    Some((head, req.start, last))
+    let full = req.start == 0 && last == size;
+    let mut head = answer(if full { 200 } else { 206 }, req.keep_alive)
+        .header("Content-Type", "application/binary")
+        .header("Content-Length", len.to_string());
+    if !full {
+        head = head.header(
+            "Content-Range",
+            servent_http::content_range(req.start, last.saturating_sub(1), size),
+        );
+    }
+    Some((head.to_bytes(), req.start, last))
 }
 
 /// The answer to an unknown index, a name mismatch or a refused name.
-pub const NOT_FOUND: &str = "HTTP 404 Not Found\r\nServer: servent\r\nContent-length: 0\r\n\r\n";
-/// The answer to a request we cannot parse.
-pub const BAD_REQUEST: &str =
-    "HTTP 400 Bad Request\r\nServer: servent\r\nContent-length: 0\r\n\r\n";
+pub fn not_found(keep_alive: bool) -> Vec<u8> {
+    answer(404, keep_alive)
+        .header("Content-Length", "0")
+        .to_bytes()
+}
+
+/// The answer to a request we cannot parse (the connection closes after it).
+pub fn bad_request() -> Vec<u8> {
+    answer(400, false).header("Content-Length", "0").to_bytes()
+}
+
 /// The answer to a range past the end of the file.
-pub const RANGE_NOT_SATISFIABLE: &str =
-    "HTTP 416 Requested Range Not Satisfiable\r\nServer: servent\r\nContent-length: 0\r\n\r\n";
+pub fn range_not_satisfiable(size: u64) -> Vec<u8> {
+    answer(416, false)
+        .header("Content-Length", "0")
+        .header("Content-Range", format!("bytes */{size}"))
+        .to_bytes()
+}
 
 /// A parsed response head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     /// Status code.
     pub status: u16,
-    /// `Content-length`.
+    /// `Content-Length`.
     pub content_length: Option<u64>,
-    /// Start offset from `Content-range`, when present.
+    /// Start offset from `Content-Range`, when present.
     pub range_start: Option<u64>,
     /// Whether the server keeps the connection open.
     pub keep_alive: bool,
 }
 
-/// Parses a response head: `HTTP 200 OK` (0.4) or `HTTP/1.x 200 ...`.
+/// Parses a complete response head: `HTTP/1.x 200 ...` or the 0.4 `HTTP 200 OK`.
 pub fn parse_response(head: &[u8]) -> Result<Response, HttpError> {
-    let first = lines(head).next().ok_or(HttpError::BadResponse)?;
-    let first = std::str::from_utf8(first).map_err(|_| HttpError::BadResponse)?;
-    let mut parts = first.split_whitespace();
-    let proto = parts.next().ok_or(HttpError::BadResponse)?;
-    if proto != "HTTP" && !proto.starts_with("HTTP/") {
-        return Err(HttpError::BadResponse);
-    }
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or(HttpError::BadResponse)?;
-    let content_length = match header(head, "Content-length") {
-        Some(v) => Some(v.parse().map_err(|_| HttpError::BadResponse)?),
-        None => None,
-    };
-    let range_start = header(head, "Content-range").and_then(|v| {
+    let (resp, _) = servent_http::parse_response(head, &limits())
+        .map_err(|e| HttpError::BadResponse(e.to_string()))?
+        .ok_or_else(|| HttpError::BadResponse("incomplete head".into()))?;
+    let content_length = resp
+        .headers
+        .content_length()
+        .map_err(|e| HttpError::BadResponse(e.to_string()))?;
+    let range_start = resp.headers.get("Content-Range").and_then(|v| {
         let v = v
             .strip_prefix("bytes")?
             .trim_start()
@@ -273,13 +254,20 @@ pub fn parse_response(head: &[u8]) -> Result<Response, HttpError> {
             .trim();
         v.split_once('-')?.0.trim().parse().ok()
     });
-    let keep_alive = !header(head, "Connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+    let keep_alive = !resp.headers.connection_has("close");
     Ok(Response {
-        status,
+        status: resp.status,
         content_length,
         range_start,
         keep_alive,
     })
+}
+
+/// Lines of a `GIV` message (split on LF, CR stripped), up to the blank line.
+fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
+    head.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .take_while(|l| !l.is_empty())
 }
 
 /// A parsed `GIV` line.
@@ -361,7 +349,7 @@ mod tests {
             }
         );
         assert_eq!(
-            parse_get(get_head(12, "Pixies - Debaser.mp3", 4932).as_bytes()),
+            parse_get(&get_head(12, "Pixies - Debaser.mp3", None, 4932)),
             Ok(r)
         );
     }
@@ -390,17 +378,22 @@ mod tests {
 
     #[test]
     fn responses_full_partial_and_unsatisfiable() {
-        let mut req = parse_get(b"GET /get/1/a/ HTTP/1.0\r\n\r\n").unwrap();
+        let mut req = parse_get(b"GET /get/1/a HTTP/1.0\r\n\r\n").unwrap();
         let (head, from, to) = response_for(&req, 100).unwrap();
-        assert!(head.starts_with("HTTP 200 OK\r\n"));
-        assert!(head.contains("Content-length: 100\r\n"));
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("Content-Length: 100\r\n"));
         assert_eq!((from, to), (0, 100));
         req.start = 40;
         let (head, from, to) = response_for(&req, 100).unwrap();
-        assert!(head.starts_with("HTTP 206 Partial Content\r\n"));
-        assert!(head.contains("Content-range: bytes 40-99/100\r\n"));
+        let text = String::from_utf8(head.clone()).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 206 Partial Content\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Content-Range: bytes 40-99/100\r\n"));
         assert_eq!((from, to), (40, 100));
-        let r = parse_response(head.as_bytes()).unwrap();
+        let r = parse_response(&head).unwrap();
         assert_eq!(
             (r.status, r.content_length, r.range_start),
             (206, Some(60), Some(40))
@@ -409,7 +402,60 @@ mod tests {
         assert_eq!(response_for(&req, 100), None);
         let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n").unwrap();
         assert_eq!((r.status, r.content_length), (200, Some(5)));
-        assert_eq!(parse_response(NOT_FOUND.as_bytes()).unwrap().status, 404);
+        let nf = not_found(true);
+        assert!(nf.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
+        assert_eq!(parse_response(&nf).unwrap().status, 404);
+        assert!(bad_request().starts_with(b"HTTP/1.1 400 "));
+        assert!(range_not_satisfiable(9).starts_with(b"HTTP/1.1 416 "));
+    }
+
+    #[test]
+    fn old_peers_versionless_status_line_is_still_read() {
+        let r =
+            parse_response(b"HTTP 200 OK\r\nServer: gnut\r\nContent-length: 7\r\n\r\n").unwrap();
+        assert_eq!(
+            (r.status, r.content_length, r.keep_alive),
+            (200, Some(7), true)
+        );
+        let r = parse_response(b"HTTP 206 Partial Content\r\nContent-range: bytes 3-9/10\r\n\r\n")
+            .unwrap();
+        assert_eq!((r.status, r.range_start), (206, Some(3)));
+        assert!(parse_response(b"HTTP/1.1 2000 OK\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn download_asks_by_sha1_when_the_hit_has_one_else_by_index_without_trailing_slash() {
+        let h =
+            crate::library::parse_sha1_urn("urn:sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBYJ").unwrap();
+        let head = get_head(3, "a b.txt", Some(&h), 0);
+        assert!(
+            head.starts_with(
+                b"GET /uri-res/N2R?urn:sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBYJ HTTP/1.1\r\n"
+            ),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        assert_eq!(parse_get(&head).unwrap().sha1, Some(h));
+        let head = get_head(3, "a b/c.txt", None, 10);
+        let text = String::from_utf8(head.clone()).unwrap();
+        assert!(
+            text.starts_with("GET /get/3/a%20b%2Fc.txt HTTP/1.1\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Range: bytes=10-\r\n"));
+        // a name with a slash is refused by the uploader, not read as a path
+        assert_eq!(parse_get(&head), Err(HttpError::BadName));
+        let r = parse_get(&get_head(3, "a b.txt", None, 0)).unwrap();
+        assert_eq!(
+            (r.index, r.name.as_str(), r.keep_alive),
+            (3, "a b.txt", true)
+        );
+        // the 0.4 document's trailing slash is still served
+        let r = parse_get(b"GET /get/3/a%20b.txt/ HTTP/1.0\r\n\r\n").unwrap();
+        assert_eq!(
+            (r.index, r.name.as_str(), r.keep_alive),
+            (3, "a b.txt", false)
+        );
     }
 
     #[test]
@@ -436,7 +482,10 @@ mod tests {
 
         #[test]
         fn accepted_names_are_single_components(name in "\\PC{0,30}") {
-            let head = format!("GET /get/1/{}/ HTTP/1.0\r\n\r\n", percent_encode(&name));
+            let head = format!(
+                "GET /get/1/{} HTTP/1.0\r\n\r\n",
+                servent_http::percent_encode_str(&name)
+            );
             match parse_get(head.as_bytes()) {
                 Ok(r) => {
                     prop_assert_eq!(&r.name, &name);

@@ -4,7 +4,7 @@
 /// One shared file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SharedFile {
-    /// The index peers use in `GET /get/<index>/<name>/` and in Push.
+    /// The index peers use in `GET /get/<index>/<name>` and in Push.
     pub index: u32,
     /// The file name as shown in QueryHits (no directories).
     pub name: String,
@@ -22,25 +22,9 @@ impl SharedFile {
     }
 }
 
-const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-
 /// RFC 4648 base32 (uppercase, no padding) of `bytes`.
 pub fn base32(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for &b in bytes {
-        acc = (acc << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(char::from(BASE32[((acc >> bits) & 31) as usize]));
-        }
-        acc &= (1 << bits) - 1;
-    }
-    if bits > 0 {
-        out.push(char::from(BASE32[((acc << (5 - bits)) & 31) as usize]));
-    }
-    out
+    data_encoding::BASE32_NOPAD.encode(bytes)
 }
 
 /// `urn:sha1:` and the base32 of a SHA-1 (32 characters).
@@ -55,28 +39,13 @@ pub fn parse_sha1_urn(s: &str) -> Option<[u8; 20]> {
     if !prefix.eq_ignore_ascii_case("urn:sha1:") {
         return None;
     }
-    let b32 = s.get(9..)?.as_bytes();
+    let b32 = s.get(9..)?;
     if b32.len() != 32 {
         return None;
     }
-    let mut out = [0u8; 20];
-    let (mut acc, mut bits, mut n) = (0u64, 0u32, 0usize);
-    for &c in b32 {
-        let v = match c.to_ascii_uppercase() {
-            c @ b'A'..=b'Z' => c - b'A',
-            c @ b'2'..=b'7' => c - b'2' + 26,
-            _ => return None,
-        };
-        acc = (acc << 5) | u64::from(v);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            *out.get_mut(n)? = (acc >> bits) as u8;
-            n += 1;
-            acc &= (1 << bits) - 1;
-        }
-    }
-    (n == 20 && acc == 0).then_some(out)
+    let upper = b32.to_ascii_uppercase();
+    let bytes = data_encoding::BASE32_NOPAD.decode(upper.as_bytes()).ok()?;
+    bytes.try_into().ok()
 }
 
 /// The shared files and their lowercase names, for matching.

@@ -57,13 +57,26 @@ pub struct NodeOptions {
     pub max_ttl: u8,
     /// Refuse every inbound connection (a firewall), and say so in QueryHits.
     pub firewalled: bool,
-    /// Seed for descriptor ids and the servent id (default: from the OS clock and pid).
+    /// Seed for descriptor ids and the servent id, for reproducible tests (default: the OS
+    /// CSPRNG).
     pub seed: Option<u64>,
     /// 0.4 flat servent (default), or a 0.6 leaf or ultrapeer. For 0.6 roles the `connect`
     /// peers also seed the ultrapeer cache the core refills its connections from.
     pub role: Role,
     /// A leaf's most ultrapeer connections (default 3).
     pub leaf_ultrapeers: usize,
+    /// Offer and accept deflate-compressed 0.6 links (default on; off gives readable
+    /// captures).
+    pub deflate: bool,
+    /// A handshake not finished within this time is abandoned (default 15 s).
+    pub handshake_timeout: Duration,
+    /// Most inbound connections in their handshake at once (default 128).
+    pub max_pending: usize,
+    /// Most of those from one IP address (default 16).
+    pub max_pending_per_ip: usize,
+    /// Largest descriptor payload accepted; a peer sending a larger one is disconnected
+    /// (default 64 KiB).
+    pub max_payload: usize,
 }
 
 impl NodeOptions {
@@ -80,6 +93,11 @@ impl NodeOptions {
             seed: None,
             role: Role::Flat04,
             leaf_ultrapeers: 3,
+            deflate: true,
+            handshake_timeout: Duration::from_secs(15),
+            max_pending: 128,
+            max_pending_per_ip: 16,
+            max_payload: crate::wire::DEFAULT_MAX_PAYLOAD,
         }
     }
 }
@@ -108,6 +126,9 @@ pub enum NodeError {
     /// The node's task has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// The OS gave no randomness for the servent id and GUIDs.
+    #[error(transparent)]
+    Random(#[from] servent_runtime::OsRandomError),
     /// The peer answered something we cannot use.
     #[error("{0}")]
     Protocol(String),
@@ -281,16 +302,6 @@ pub struct Node {
     stop: Option<oneshot::Sender<()>>,
 }
 
-fn seed_of(opt: Option<u64>) -> u64 {
-    opt.unwrap_or_else(|| {
-        #[allow(clippy::disallowed_methods)] // the driver, not the core, may read the clock
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        t ^ (u64::from(std::process::id()) << 32)
-    })
-}
-
 impl Node {
     /// Binds, scans the share, connects to the given peers and starts.
     pub async fn start(opts: NodeOptions) -> Result<Node, NodeError> {
@@ -304,7 +315,12 @@ impl Node {
             Some(dir) => Share::scan(dir).map_err(io_err(format!("scanning {}", dir.display())))?,
             None => Share::default(),
         };
-        let mut rng = Rng::new(seed_of(opts.seed));
+        // Servent id and descriptor GUIDs: from the OS CSPRNG in real runs (predictable ids
+        // let anyone forge our replies); a fixed seed only when a test asks for one.
+        let mut rng = match opts.seed {
+            Some(seed) => Rng::new(seed),
+            None => servent_runtime::os_rng()?,
+        };
         let servent_id = Guid::random(&mut rng);
         let ip = match local.ip() {
             IpAddr::V4(v4) if !v4.is_unspecified() => v4,
@@ -317,6 +333,11 @@ impl Node {
         cfg.firewalled = opts.firewalled;
         cfg.role = opts.role;
         cfg.leaf_ultrapeers = opts.leaf_ultrapeers;
+        cfg.deflate = opts.deflate;
+        cfg.handshake_timeout = opts.handshake_timeout;
+        cfg.max_pending = opts.max_pending;
+        cfg.max_pending_per_ip = opts.max_pending_per_ip;
+        cfg.max_payload = opts.max_payload;
         let mut core = Servent::new(cfg, rng.fork(1));
         if opts.role.is_06() {
             for a in &opts.connect {
@@ -351,7 +372,14 @@ impl Node {
             next_push: 1,
             push_wait: BTreeMap::new(),
             bootstrap: opts.connect.clone(),
-            bootstrapping: 0,
+            redial: vec![
+                Redial {
+                    in_flight: false,
+                    failures: 0,
+                    next: tokio::time::Instant::now(),
+                };
+                opts.connect.len()
+            ],
         };
         let task = tokio::spawn(driver.run(listener, req_rx, net_rx, stop_rx));
         Ok(Node {
@@ -481,11 +509,25 @@ struct Driver {
     pushes: BTreeMap<u64, (Guid, u32)>,
     next_push: u64,
     push_wait: BTreeMap<(Guid, u32), PushReply>,
-    /// The `--connect` peers: tried again while we have no connection at all.
+    /// The `--peer` servents, each dialled again while we have no link to it and a free slot.
     bootstrap: Vec<SocketAddr>,
-    /// Connects to bootstrap peers still in flight.
-    bootstrapping: usize,
+    /// Per bootstrap peer: whether a connect is in flight, failures in a row, and when the
+    /// next try may start (a peer that refuses or drops us is tried with backoff).
+    redial: Vec<Redial>,
 }
+
+/// The redial state of one bootstrap peer.
+#[derive(Debug, Clone, Copy)]
+struct Redial {
+    in_flight: bool,
+    failures: u32,
+    next: tokio::time::Instant,
+}
+
+/// The first retry of a bootstrap peer waits this long; each failure in a row doubles it,
+/// up to [`REDIAL_MAX`].
+const REDIAL_FIRST: Duration = Duration::from_secs(2);
+const REDIAL_MAX: Duration = Duration::from_secs(120);
 
 fn spawn_io(conn: ConnId, stream: TcpStream, net: mpsc::Sender<Net>) -> ConnIo {
     let _ = stream.set_nodelay(true);
@@ -632,16 +674,51 @@ impl Driver {
         }
     }
 
-    /// Connects to the bootstrap peers when we have no connection and none is under way.
+    /// Dials each bootstrap peer we have no link to (open or being opened) while we have
+    /// fewer overlay links than our slots (a leaf's ultrapeer slots, else --max-conns): one
+    /// attempt per peer at a time, with backoff after failures, so a peer that refused us
+    /// (busy, or too many handshakes from our address) or went away is tried again.
     fn rejoin(&mut self) {
-        if self.bootstrapping > 0 || !self.core.peers().is_empty() {
-            return;
-        }
+        let cfg = self.core.config();
+        let slots = match cfg.role {
+            Role::Leaf | Role::Auto => cfg.leaf_ultrapeers,
+            Role::Flat04 | Role::Ultrapeer => cfg.max_conns,
+        };
+        let wall = tokio::time::Instant::now();
         let now = self.now();
         for (i, addr) in self.bootstrap.clone().into_iter().enumerate() {
-            self.bootstrapping += 1;
+            let busy = self.redial.iter().filter(|r| r.in_flight).count();
+            if self.core.peers().len() + busy >= slots {
+                return;
+            }
+            let r = self.redial[i];
+            if r.in_flight || wall < r.next || self.core.linked_to(addr) {
+                continue;
+            }
+            self.redial[i].in_flight = true;
             self.core
                 .handle_input(now, Input::Command(Command::Connect { id: i as u64, addr }));
+        }
+    }
+
+    /// A bootstrap connect ended: up (the backoff resets) or failed (it doubles).
+    fn redial_done(&mut self, id: u64, up: bool) {
+        let Some(r) = usize::try_from(id)
+            .ok()
+            .and_then(|i| self.redial.get_mut(i))
+        else {
+            return;
+        };
+        r.in_flight = false;
+        if up {
+            r.failures = 0;
+            r.next = tokio::time::Instant::now();
+        } else {
+            let wait = REDIAL_FIRST
+                .saturating_mul(1u32 << r.failures.min(6))
+                .min(REDIAL_MAX);
+            r.failures = r.failures.saturating_add(1);
+            r.next = tokio::time::Instant::now() + wait;
         }
     }
 
@@ -815,9 +892,13 @@ impl Driver {
                     },
                 );
             }
-            Event::PeerUp { cmd: Some(_), .. } | Event::ConnectFailed { cmd: Some(_), .. } => {
-                self.bootstrapping = self.bootstrapping.saturating_sub(1);
+            Event::PeerUp { cmd: Some(id), .. } => {
                 tracing::debug!(?e, "gnutella");
+                self.redial_done(id, true);
+            }
+            Event::ConnectFailed { cmd: Some(id), .. } => {
+                tracing::debug!(?e, "gnutella");
+                self.redial_done(id, false);
             }
             Event::PeerDown { .. }
             | Event::PeerUp { .. }
@@ -870,16 +951,18 @@ pub async fn serve(
         };
         let req = match http::parse_get(&head) {
             Ok(r) => r,
-            Err(http::HttpError::BadName) | Err(http::HttpError::BadPath) => {
+            Err(e @ (http::HttpError::BadName | http::HttpError::BadPath)) => {
+                tracing::debug!(error = %e, "refusing an upload request");
                 stream
-                    .write_all(http::NOT_FOUND.as_bytes())
+                    .write_all(&http::not_found(false))
                     .await
                     .map_err(io_err("answering"))?;
                 return Ok(());
             }
-            Err(_) => {
+            Err(e) => {
+                tracing::debug!(error = %e, "malformed upload request");
                 stream
-                    .write_all(http::BAD_REQUEST.as_bytes())
+                    .write_all(&http::bad_request())
                     .await
                     .map_err(io_err("answering"))?;
                 return Ok(());
@@ -891,7 +974,7 @@ pub async fn serve(
         };
         let Some((file, size)) = opened else {
             stream
-                .write_all(http::NOT_FOUND.as_bytes())
+                .write_all(&http::not_found(req.keep_alive))
                 .await
                 .map_err(io_err("answering"))?;
             if req.keep_alive {
@@ -901,13 +984,13 @@ pub async fn serve(
         };
         let Some((head, from, to)) = http::response_for(&req, size) else {
             stream
-                .write_all(http::RANGE_NOT_SATISFIABLE.as_bytes())
+                .write_all(&http::range_not_satisfiable(size))
                 .await
                 .map_err(io_err("answering"))?;
             return Ok(());
         };
         stream
-            .write_all(head.as_bytes())
+            .write_all(&head)
             .await
             .map_err(io_err("sending a head"))?;
         let mut file = tokio::fs::File::from_std(file);
@@ -967,9 +1050,9 @@ pub async fn fetch(
         )));
     }
     if have < total || total == 0 {
-        let req = http::get_head(hit.index, &hit.name, have);
+        let req = http::get_head(hit.index, &hit.name, hit.sha1.as_ref(), have);
         stream
-            .write_all(req.as_bytes())
+            .write_all(&req)
             .await
             .map_err(io_err("sending GET"))?;
         let head = read_head(&mut stream, &mut buf).await?;

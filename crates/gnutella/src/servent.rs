@@ -79,6 +79,11 @@ pub struct Config {
     pub tick: Duration,
     /// A handshake not finished within this time is abandoned.
     pub handshake_timeout: Duration,
+    /// Most inbound connections still in their handshake (or HTTP request) at once; more
+    /// are closed on arrival (2 000 idle sockets cost us at most this many slots).
+    pub max_pending: usize,
+    /// Most of those from one IP address.
+    pub max_pending_per_ip: usize,
     /// Gnutella 0.4 flat servent (default) or a 0.6 leaf or ultrapeer.
     pub role: Role,
     /// A leaf's most ultrapeer connections (default 3).
@@ -199,6 +204,8 @@ impl Config {
             max_results: 64,
             tick: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(15),
+            max_pending: 128,
+            max_pending_per_ip: 16,
             role: Role::Flat04,
             leaf_ultrapeers: 3,
             up_peers: 16,
@@ -311,6 +318,9 @@ pub enum DownReason {
     Protocol(String),
     /// The handshake did not finish in time.
     HandshakeTimeout,
+    /// A second link to a servent we are already linked with (both dialled each other);
+    /// the one dialled by the servent with the lower listen address stays.
+    Duplicate,
     /// We were asked to.
     Requested,
     /// The peer said goodbye with a Bye (0x02) message.
@@ -445,6 +455,11 @@ pub struct Stats {
     pub tx: [u64; 5],
     /// Descriptors dropped as duplicates.
     pub duplicates: u64,
+    /// Second links to a servent already linked with, closed (one link per pair).
+    pub duplicate_links: u64,
+    /// Inbound connections closed on arrival: too many handshakes pending (in all, or from
+    /// that IP address).
+    pub refused_pending: u64,
     /// Descriptors dropped because their TTL was 0.
     pub ttl_expired: u64,
     /// Replies (Pong, QueryHit, Push) dropped for want of a route.
@@ -539,10 +554,15 @@ struct Conn {
     /// Set when the handshake decided what the peer is (a slot is taken from then on).
     role: Option<PeerRole>,
     ext: Option<Box<Ext>>,
+    /// Where the peer accepts connections: the address we dialled, its `Listen-IP` (0.6),
+    /// or the address in its own Pong (hops 0). One overlay link per such address.
+    listen: Option<SocketAddr>,
 }
 
 impl Conn {
     fn new(state: State, peer: SocketAddr, buf_cap: usize, cmd: Option<u64>, now: Instant) -> Conn {
+        let state_kind = &state;
+        let listen = matches!(state_kind, State::Connecting).then_some(peer);
         Conn {
             state,
             peer,
@@ -551,6 +571,7 @@ impl Conn {
             since: now,
             role: None,
             ext: None,
+            listen,
         }
     }
 }
@@ -642,7 +663,7 @@ pub struct Servent {
     /// Servent id → the connection its QueryHits came from.
     push_routes: RouteTable<Guid, ConnId>,
     host_cache: VecDeque<SocketAddrV4>,
-    host_set: BTreeSet<SocketAddrV4>,
+    host_set: servent_core::KeyedSet<SocketAddrV4>,
     next_conn: u64,
     next_tick: Option<Instant>,
     transmits: VecDeque<Transmit>,
@@ -667,13 +688,13 @@ pub struct Servent {
     /// An ultrapeer told us `X-Ultrapeer-Needed: True`.
     needed_seen: bool,
     /// Dynamic queries in progress, by descriptor id (at most `dq_max`).
-    dqs: BTreeMap<Guid, DynQuery>,
+    dqs: servent_core::KeyedMap<Guid, DynQuery>,
 }
 
 impl Servent {
     /// A servent with settings `cfg`, drawing randomness (descriptor ids, host choice) from
     /// `rng`.
-    pub fn new(mut cfg: Config, rng: Rng) -> Servent {
+    pub fn new(mut cfg: Config, mut rng: Rng) -> Servent {
         let auto = cfg.role == Role::Auto;
         if auto {
             cfg.role = Role::Leaf;
@@ -685,15 +706,17 @@ impl Servent {
             endian: Endian::Little,
             max_payload: cfg.max_payload,
         };
+        let host_set = servent_core::keyed_set(&mut rng);
+        let dqs = servent_core::keyed_map(&mut rng);
         Servent {
-            routes: RouteTable::new(cfg.route_cap, cfg.route_ttl),
-            push_routes: RouteTable::new(cfg.route_cap, cfg.route_ttl),
+            routes: RouteTable::new(cfg.route_cap, cfg.route_ttl, &mut rng),
+            push_routes: RouteTable::new(cfg.route_cap, cfg.route_ttl, &mut rng),
             cfg,
             rng,
             library: Library::default(),
             conns: BTreeMap::new(),
             host_cache: VecDeque::new(),
-            host_set: BTreeSet::new(),
+            host_set,
             next_conn: 0,
             next_tick: None,
             transmits: VecDeque::new(),
@@ -709,7 +732,7 @@ impl Servent {
             auto,
             started: None,
             needed_seen: false,
-            dqs: BTreeMap::new(),
+            dqs,
         }
     }
 
@@ -837,6 +860,52 @@ impl Servent {
         );
         self.transmit(Transmit::Connect { conn, to: addr });
         self.arm_tick(now);
+    }
+
+    /// Whether an overlay connection (open or being opened) goes to the servent listening
+    /// at `a`.
+    pub fn linked_to(&self, a: SocketAddr) -> bool {
+        self.conns.values().any(|c| {
+            !matches!(c.state, State::PushConnecting { .. }) && (c.peer == a || c.listen == Some(a))
+        })
+    }
+
+    /// Records that the peer of `conn` listens at `listen`. When another overlay connection
+    /// already goes to that servent (both of us dialled), one of the two is closed: the link
+    /// dialled by the servent with the lower listen address stays, so both ends close the
+    /// same one. Returns whether `conn` is still open.
+    fn note_listen(&mut self, conn: ConnId, listen: SocketAddr) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        if c.listen.is_some() {
+            return true;
+        }
+        c.listen = Some(listen);
+        let other = self
+            .conns
+            .iter()
+            .find(|(id, c)| {
+                **id != conn
+                    && c.listen == Some(listen)
+                    && !matches!(c.state, State::PushConnecting { .. })
+            })
+            .map(|(id, _)| *id);
+        let Some(other) = other else {
+            return true;
+        };
+        // The link I dialled stays when my address is the lower one; else the one it dialled.
+        let keep_mine = SocketAddr::V4(self.cfg.advertised) < listen;
+        let drop = match (conn.is_inbound(), other.is_inbound()) {
+            (true, false) if keep_mine => conn,
+            (true, false) => other,
+            (false, true) if keep_mine => other,
+            // Two links in the same direction: the newer goes.
+            _ => conn,
+        };
+        self.stats.duplicate_links += 1;
+        self.close(drop, DownReason::Duplicate, None);
+        drop != conn
     }
 
     fn close(&mut self, conn: ConnId, reason: DownReason, cmd: Option<u64>) {
@@ -1026,6 +1095,20 @@ impl Servent {
 
     fn connected(&mut self, now: Instant, conn: ConnId, peer: SocketAddr) {
         if conn.is_inbound() {
+            let (mut pending, mut same_ip) = (0, 0);
+            for (id, c) in &self.conns {
+                if id.is_inbound() && !matches!(c.state, State::Overlay) {
+                    pending += 1;
+                    if c.peer.ip() == peer.ip() {
+                        same_ip += 1;
+                    }
+                }
+            }
+            if pending >= self.cfg.max_pending || same_ip >= self.cfg.max_pending_per_ip {
+                self.stats.refused_pending += 1;
+                self.transmit(Transmit::Close { conn });
+                return;
+            }
             self.conns.insert(
                 conn,
                 Conn::new(State::Sniff, peer, MAX_HANDSHAKE, None, now),
@@ -1247,8 +1330,16 @@ impl Servent {
                     }
                     _ => {}
                 }
-                // More ultrapeers are needed when our leaf slots are over half used.
-                let needed = leaves * 2 >= self.cfg.up_leaves;
+                // The ultrapeer draft (leaf guidance): `X-Ultrapeer-Needed` tells an
+                // ultrapeer(-capable) peer whether we want it as an ultrapeer. Short of
+                // ultrapeer links we do (saying False would ask it to become our leaf, which
+                // gtk-gnutella refuses with 403). To a leaf it says whether the network
+                // needs more ultrapeers, judged by our leaf slots being over half used
+                // (what drives the supernode election of `Role::Auto`).
+                let needed = match peer_role {
+                    PeerRole::Leaf => leaves * 2 >= self.cfg.up_leaves,
+                    _ => mesh < self.cfg.up_peers,
+                };
                 (
                     Decision::Accept {
                         ultrapeer_needed: Some(needed),
@@ -1292,6 +1383,11 @@ impl Servent {
                 Ok(Progress::Decide { version, peer }) => {
                     if peer.ultrapeer == Some(true) && peer.ultrapeer_needed == Some(true) {
                         self.needed_seen = true;
+                    }
+                    if let (true, Some(l)) = (conn.is_inbound(), peer.listen) {
+                        if !self.note_listen(conn, l) {
+                            return;
+                        }
                     }
                     if peer.ultrapeer == Some(true) {
                         if !conn.is_inbound() {
@@ -1815,6 +1911,11 @@ impl Servent {
             }
             Body::Pong(p) => {
                 let addr = SocketAddrV4::new(p.ip, p.port);
+                if h.hops == 0 && !self.note_listen(from, SocketAddr::V4(addr)) {
+                    // The neighbour's own Pong said where it listens: a second link to a
+                    // servent we are linked with, now closed.
+                    return Ok(());
+                }
                 self.learn_host(addr);
                 if self.cfg.role == Role::Ultrapeer && addr != self.cfg.advertised {
                     self.pongs.retain(|q| (q.ip, q.port) != (p.ip, p.port));
@@ -2475,7 +2576,7 @@ impl Servent {
             };
             self.host_set.remove(&addr);
             let a = SocketAddr::V4(addr);
-            if self.conns.values().any(|c| c.peer == a) {
+            if self.linked_to(a) {
                 self.learn_host(addr);
                 continue;
             }
@@ -2565,7 +2666,7 @@ impl Servent {
                 },
             };
             let a = SocketAddr::V4(addr);
-            if self.conns.values().any(|c| c.peer == a) {
+            if self.linked_to(a) {
                 continue;
             }
             self.open(now, a, None);

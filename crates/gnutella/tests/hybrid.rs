@@ -579,3 +579,50 @@ fn a_refusal_offers_other_ultrapeers_never_the_refuser() {
     );
     assert!(!text.contains(&addr_of(0).to_string()), "{text}");
 }
+
+/// The answer ultrapeer 0 gives to a raw 0.6 handshake from `headers`.
+fn raw_handshake_answer(net: &mut Net, node: usize, headers: &str) -> String {
+    use servent_core::{ConnId, Core, Input, Instant};
+    let up = &mut net.nodes[node];
+    let conn = ConnId::inbound(78);
+    let t = Instant::from_micros(5_000_000);
+    up.handle_input(
+        t,
+        Input::Connected {
+            conn,
+            peer: "127.0.0.51:40000".parse().unwrap(),
+        },
+    );
+    let hello = format!("GNUTELLA CONNECT/0.6\r\n{headers}\r\n");
+    up.handle_input(
+        t,
+        Input::Received {
+            conn,
+            data: hello.as_bytes(),
+        },
+    );
+    let mut out = Vec::new();
+    while let Some(tx) = up.poll_transmit() {
+        if let servent_core::Transmit::Send { conn: c, data } = tx {
+            if c == conn {
+                out.extend_from_slice(&data);
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn an_ultrapeer_short_of_ultrapeer_links_tells_an_ultrapeer_it_is_needed() {
+    // gtk-gnutella connecting as an ultrapeer to ours with no ultrapeer link: an answer of
+    // X-Ultrapeer-Needed: False asks it to become a leaf, and it gives up (403).
+    let mut net = net(&[U], 20, |_, _| {});
+    net.run_for(Duration::from_secs(1));
+    let text = raw_handshake_answer(
+        &mut net,
+        0,
+        "User-Agent: gtk-gnutella/1.2.3\r\nX-Ultrapeer: True\r\nX-Query-Routing: 0.2\r\n",
+    );
+    assert!(text.starts_with("GNUTELLA/0.6 200 "), "{text}");
+    assert!(text.contains("X-Ultrapeer-Needed: True\r\n"), "{text}");
+}

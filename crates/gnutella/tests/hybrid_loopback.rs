@@ -79,7 +79,7 @@ async fn leaves_find_each_other_through_two_ultrapeers_and_download_by_urn() {
     )
     .await;
     assert!(
-        got.starts_with(b"HTTP 206"),
+        got.starts_with(b"HTTP/1.1 206 Partial Content\r\n"),
         "{:?}",
         String::from_utf8_lossy(&got[..40.min(got.len())])
     );
@@ -89,8 +89,58 @@ async fn leaves_find_each_other_through_two_ultrapeers_and_download_by_urn() {
         &format!("GET /uri-res/N2R?{} HTTP/1.1\r\n\r\n", sha1_urn(&[7; 20])),
     )
     .await;
-    assert!(missing.starts_with(b"HTTP 404"));
+    assert!(missing.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
     for n in [up1, up2, holder, seeker] {
         n.shutdown().await;
     }
+}
+
+/// `--compression off`: a servent that neither offers nor accepts deflate gets plain links
+/// both ways, even to a peer that would compress (readable captures).
+#[tokio::test]
+async fn compression_off_gives_plain_links_both_ways() {
+    let up = node(Role::Ultrapeer, None, &[], 11).await;
+    let mut o = NodeOptions::new("127.0.0.1:0".parse().unwrap());
+    o.connect = vec![up.local];
+    o.seed = Some(12);
+    o.role = Role::Leaf;
+    o.deflate = false;
+    let leaf = Node::start(o).await.unwrap();
+    assert_eq!(leaf.wait_peers(1, Duration::from_secs(5)).await.unwrap(), 1);
+    for n in [&up, &leaf] {
+        let (_, infos) = n.peer_infos().await.unwrap();
+        assert_eq!(infos.len(), 1);
+        assert!(!infos[0].deflate_in && !infos[0].deflate_out, "{infos:?}");
+    }
+    up.shutdown().await;
+    leaf.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_leaf_dials_again_a_given_ultrapeer_it_could_not_reach_while_it_has_another_link() {
+    // up2's address is known to the leaf before up2 listens: the first dial fails.
+    let up2_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let up1 = node(Role::Ultrapeer, None, &[], 11).await;
+    let leaf = node(Role::Leaf, None, &[up1.local, up2_addr], 12).await;
+    assert_eq!(leaf.wait_peers(1, Duration::from_secs(5)).await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut o = NodeOptions::new(up2_addr);
+    o.role = Role::Ultrapeer;
+    o.seed = Some(13);
+    let up2 = Node::start(o).await.unwrap();
+    // With one link up, the leaf still tries the other given ultrapeer again (with backoff),
+    // instead of only when it has no link at all.
+    assert_eq!(
+        leaf.wait_peers(2, Duration::from_secs(15)).await.unwrap(),
+        2,
+        "the leaf never dialled the second ultrapeer again"
+    );
+    let peers = leaf.peers().await.unwrap();
+    assert!(
+        peers.contains(&up1.local) && peers.contains(&up2.local),
+        "{peers:?}"
+    );
 }

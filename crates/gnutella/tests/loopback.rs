@@ -124,14 +124,17 @@ async fn traversal_and_mismatched_names_get_404_over_the_wire() {
         "GET /get/9/a.txt/ HTTP/1.0\r\n\r\n",
     ] {
         let r = raw_get(a.local, req).await;
-        assert!(r.starts_with("HTTP 404"), "{req:?} -> {r:?}");
+        assert!(
+            r.starts_with("HTTP/1.1 404 Not Found\r\n"),
+            "{req:?} -> {r:?}"
+        );
     }
     let ok = raw_get(
         a.local,
         "GET /get/0/a.txt/ HTTP/1.0\r\nRange: bytes=1-\r\n\r\n",
     )
     .await;
-    assert!(ok.starts_with("HTTP 206 Partial Content\r\n"), "{ok:?}");
+    assert!(ok.starts_with("HTTP/1.1 206 Partial Content\r\n"), "{ok:?}");
     assert!(ok.ends_with("\r\n\r\nello"), "{ok:?}");
     a.shutdown().await;
 }
@@ -195,6 +198,79 @@ async fn servent_rejoins_a_bootstrap_peer_that_started_later() {
     o.want_conns = 0;
     let a = Node::start(o).await.unwrap();
     assert_eq!(b.wait_peers(1, Duration::from_secs(8)).await.unwrap(), 1);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// curl (what a user tries first) downloads a whole file and a range from our servent; it
+/// refuses the 0.4 versionless status line, so this guards the HTTP/1.1 status line.
+#[tokio::test]
+async fn curl_downloads_from_our_servent() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("curl is not installed; the raw-socket tests check the status line");
+        return;
+    }
+    let share = tempfile::tempdir().unwrap();
+    let data = content(70_000);
+    std::fs::write(share.path().join("a b.bin"), &data).unwrap();
+    let a = node(Some(share.path()), &[], false, 31).await;
+    let base = format!("http://{}", a.local);
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("curl")
+                .args(["-sS", "--fail", "--max-time", "10"])
+                .args(&args)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(vec![format!("{base}/get/0/a%20b.bin")]).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, data);
+    let out = run(vec![
+        "-r".into(),
+        "100-".into(),
+        "-D".into(),
+        "-".into(),
+        format!("{base}/get/0/a%20b.bin"),
+    ])
+    .await
+    .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stdout.starts_with(b"HTTP/1.1 206 Partial Content\r\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout[..60.min(out.stdout.len())])
+    );
+    assert!(out.stdout.ends_with(&data[100..]));
+    a.shutdown().await;
+}
+
+/// The quickstart: one servent dials another and both keep asking for more connections.
+/// The first learns the second's listen address from its Pong; it must not dial it back
+/// (that made two links and every query crossed the pair twice).
+#[tokio::test]
+async fn quickstart_servents_end_with_one_link() {
+    let mut o = NodeOptions::new("127.0.0.1:0".parse().unwrap());
+    o.seed = Some(40);
+    let a = Node::start(o).await.unwrap();
+    let mut o = NodeOptions::new("127.0.0.1:0".parse().unwrap());
+    o.connect = vec![a.local];
+    o.seed = Some(41);
+    let b = Node::start(o).await.unwrap();
+    assert_eq!(b.wait_peers(1, Duration::from_secs(5)).await.unwrap(), 1);
+    // Past the first refill round of both servents (the core ticks every 5 s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(a.peers().await.unwrap().len(), 1);
+    assert_eq!(b.peers().await.unwrap().len(), 1);
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -627,3 +627,109 @@ proptest! {
         prop_assert_eq!(s.stats().queries_seen, 2);
     }
 }
+
+/// Both servents dial each other at the same moment (0.4 and 0.6): each closes the same
+/// one of the two links, so one link per pair remains, and a query crosses it once.
+#[test]
+fn servents_dialling_each_other_keep_exactly_one_link() {
+    for role in [
+        servent_gnutella::servent::Role::Flat04,
+        servent_gnutella::servent::Role::Ultrapeer,
+    ] {
+        let mut net = Net::new(2, 41, |_, c| {
+            c.role = role;
+            c.ping_ttl = 1;
+        });
+        net.link(0, 1);
+        net.link(1, 0);
+        net.run_for(Duration::from_secs(3));
+        for n in 0..2 {
+            let peers = net.nodes[n].peer_infos();
+            assert_eq!(peers.len(), 1, "{role:?} node {n}: {peers:?}");
+        }
+        let closed: u64 = net.nodes.iter().map(|n| n.stats().duplicate_links).sum();
+        assert!(closed >= 1, "{role:?}");
+        share(&mut net, 1, "Pixies - Debaser.mp3");
+        net.command(
+            0,
+            Command::Search {
+                id: 9,
+                query: "debaser".into(),
+                ttl: Some(3),
+            },
+        );
+        net.run_for(Duration::from_secs(2));
+        assert_eq!(net.nodes[1].stats().queries_seen, 1, "{role:?}");
+        assert_eq!(net.nodes[0].stats().duplicates, 0, "{role:?}");
+    }
+}
+
+/// 2 000 idle sockets from one address cost at most `max_pending_per_ip` slots; another
+/// address still gets in until `max_pending` is reached; a finished handshake frees its slot.
+#[test]
+fn pending_handshakes_are_bounded_per_ip_and_in_all() {
+    let mut s = Servent::new(
+        {
+            let mut c = Config::new(Guid([1; 16]), "127.0.0.1:6346".parse().unwrap());
+            c.max_pending = 20;
+            c.max_pending_per_ip = 16;
+            c
+        },
+        Rng::new(3),
+    );
+    let t = Instant::from_secs(1);
+    let mut closed = std::collections::BTreeSet::new();
+    let drain = |s: &mut Servent, closed: &mut std::collections::BTreeSet<ConnId>| {
+        while let Some(tx) = s.poll_transmit() {
+            if let Transmit::Close { conn } = tx {
+                closed.insert(conn);
+            }
+        }
+    };
+    for i in 0..2000u64 {
+        let peer: SocketAddr = format!("127.0.0.9:{}", 1024 + i).parse().unwrap();
+        s.handle_input(
+            t,
+            Input::Connected {
+                conn: ConnId::inbound(i),
+                peer,
+            },
+        );
+    }
+    drain(&mut s, &mut closed);
+    assert_eq!(closed.len(), 2000 - 16);
+    assert!(!closed.contains(&ConnId::inbound(15)));
+    assert!(closed.contains(&ConnId::inbound(16)));
+    for i in 0..10u64 {
+        let peer: SocketAddr = format!("127.0.0.10:{}", 1024 + i).parse().unwrap();
+        s.handle_input(
+            t,
+            Input::Connected {
+                conn: ConnId::inbound(5000 + i),
+                peer,
+            },
+        );
+    }
+    drain(&mut s, &mut closed);
+    // 4 more fit under max_pending = 20; the other 6 were closed.
+    assert_eq!(closed.len(), 2000 - 16 + 6);
+    assert_eq!(s.stats().refused_pending, 2000 - 16 + 6);
+    // One of them finishes a 0.4 handshake: its slot is free again.
+    s.handle_input(
+        t,
+        Input::Received {
+            conn: ConnId::inbound(0),
+            data: CONNECT_04,
+        },
+    );
+    drain(&mut s, &mut closed);
+    s.handle_input(
+        t,
+        Input::Connected {
+            conn: ConnId::inbound(9000),
+            peer: "127.0.0.11:1".parse().unwrap(),
+        },
+    );
+    drain(&mut s, &mut closed);
+    assert!(!closed.contains(&ConnId::inbound(9000)));
+}

@@ -37,13 +37,17 @@ pub struct Stray {
     pub bytes: u64,
 }
 
+/// A datagram in flight: delivery time, a sequence number that keeps equal times in send
+/// order, source, destination and payload.
+type InFlight = Reverse<(Instant, u64, SocketAddr, SocketAddr, Vec<u8>)>;
+
 /// A network of DHT cores in virtual time.
 #[derive(Debug)]
 pub struct Harness {
     now: Instant,
     latency: Duration,
     nodes: BTreeMap<SocketAddr, Dht>,
-    queue: BinaryHeap<Reverse<(Instant, u64, SocketAddr, SocketAddr, Vec<u8>)>>,
+    queue: BinaryHeap<InFlight>,
     seq: u64,
     events: Vec<(SocketAddr, Event)>,
     stray: Stray,

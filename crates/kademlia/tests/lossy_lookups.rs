@@ -42,7 +42,10 @@ fn ten_million_nodes_are_refused_with_the_memory_figure_when_memory_is_short() {
     let s = servent_kademlia::scenario::KademliaScenario;
     let opts = ScenarioOpts::new(Some(10_000_000), 1, std::env::temp_dir())
         .with_param("memory_mib", 16_384);
-    let err = s.run(&opts).err().expect("refused").to_string();
+    let Err(err) = s.run(&opts) else {
+        panic!("a run past the memory limit must be refused");
+    };
+    let err = err.to_string();
     // 10^7 nodes at 8 KiB each: 78 189 MiB
     assert!(err.contains("78189 MiB"), "{err}");
     assert!(err.contains("16384 MiB available"), "{err}");

@@ -13,7 +13,7 @@
 //! not a check of every candidate's name. Removal is lazy: a removed id stays in its
 //! posting lists until they are compacted, which happens once half of a list is dead.
 
-use servent_core::FxMap;
+use servent_core::{FxMap, KeyedMap, Rng, keyed_map};
 
 use crate::wire::{Attr, FileInfo, SearchQuery};
 
@@ -41,19 +41,9 @@ struct Posting {
 pub struct Index<O> {
     entries: FxMap<u64, Entry<O>>,
     next: u64,
-    terms: FxMap<Box<str>, Posting>,
+    /// Words are peer-chosen: keyed from the server's Rng, so colliding words cost nothing.
+    terms: KeyedMap<Box<str>, Posting>,
     bytes: u64,
-}
-
-impl<O> Default for Index<O> {
-    fn default() -> Self {
-        Index {
-            entries: FxMap::default(),
-            next: 0,
-            terms: FxMap::default(),
-            bytes: 0,
-        }
-    }
 }
 
 /// Calls `f` with each distinct lower-cased word of `name`, in order of first appearance.
@@ -93,9 +83,14 @@ fn gallop(list: &[u64], pos: &mut usize, target: u64) -> bool {
 }
 
 impl<O: Copy> Index<O> {
-    /// An empty index.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty index whose word map is keyed from `rng`.
+    pub fn new(rng: &mut Rng) -> Self {
+        Index {
+            entries: FxMap::default(),
+            next: 0,
+            terms: keyed_map(rng),
+            bytes: 0,
+        }
     }
 
     /// Number of files.
@@ -255,7 +250,7 @@ mod tests {
 
     #[test]
     fn all_words_must_match_case_insensitively() {
-        let mut ix = Index::new();
+        let mut ix = Index::new(&mut Rng::new(1));
         ix.insert(1u32, file("Pixies - Debaser.mp3", 10));
         ix.insert(2u32, file("pixies - where is my mind.mp3", 10));
         ix.insert(3u32, file("DEBASER (live).ogg", 10));
@@ -279,7 +274,7 @@ mod tests {
 
     #[test]
     fn results_are_capped_and_constraints_hold() {
-        let mut ix = Index::new();
+        let mut ix = Index::new(&mut Rng::new(1));
         for i in 0..50u64 {
             ix.insert(0u8, file(&format!("song {i}.mp3"), i * 1000));
         }
@@ -301,7 +296,7 @@ mod tests {
             query in proptest::collection::vec(0usize..8, 1..3),
         ) {
             const W: [&str; 8] = ["alpha", "Beta", "gamma", "delta", "eps", "zeta", "eta", "theta"];
-            let mut ix = Index::new();
+            let mut ix = Index::new(&mut Rng::new(1));
             let mut live = Vec::new();
             for (i, ws) in names.iter().enumerate() {
                 let name: Vec<&str> = ws.iter().map(|&w| W[w]).collect();
@@ -333,7 +328,7 @@ mod tests {
 
     #[test]
     fn removed_files_vanish_and_slots_are_reused_safely() {
-        let mut ix = Index::new();
+        let mut ix = Index::new(&mut Rng::new(1));
         let a = ix.insert(1u32, file("alpha beta.mp3", 5));
         let b = ix.insert(2u32, file("alpha gamma.mp3", 7));
         assert_eq!(ix.total_bytes(), 12);
@@ -350,5 +345,151 @@ mod tests {
         ix.remove(c);
         assert!(ix.is_empty());
         assert_eq!(ix.distinct_words(), 0, "posting lists are compacted away");
+    }
+}
+
+#[cfg(test)]
+mod hashdos {
+    #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+    use std::hash::{Hash, Hasher};
+
+    use super::*;
+    use servent_core::FxHasher;
+
+    const ALNUM: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    const S: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn fx(word: &str) -> u64 {
+        let mut h = FxHasher::default();
+        word.hash(&mut h);
+        h.finish()
+    }
+
+    fn inverse(a: u64) -> u64 {
+        let mut x = a;
+        for _ in 0..6 {
+            x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
+        }
+        x
+    }
+
+    fn base36(mut v: u64, out: &mut [u8]) {
+        for b in out.iter_mut() {
+            *b = ALNUM[(v % 36) as usize];
+            v /= 36;
+        }
+    }
+
+    /// `n` distinct 16-character lower-case alphanumeric words (valid index words) whose
+    /// FxHash (as a `str` key hashes) agrees in its low `BITS` bits: they all start the same
+    /// probe sequence of an unkeyed hashbrown table up to 2^BITS buckets. The same method as
+    /// `servent_core::keyed::fx_colliding_words`, solved a few bits at a time so the bytes
+    /// stay alphanumeric: the low 10 bits of the second state depend only on the second
+    /// word's first 10 bits; its top 5 bits are found by trying the remaining characters.
+    fn colliding_words(n: usize) -> Vec<String> {
+        const BITS: u32 = 15;
+        let mask = (1u64 << BITS) - 1;
+        let target = 0x1234 & mask;
+        let x = (target.wrapping_mul(inverse(S)) ^ 0xff) & mask;
+        let (top5, low10) = (x & 31, (x >> 5) & 0x3ff);
+        let mut out = Vec::with_capacity(n);
+        let mut i = 0u64;
+        while out.len() < n {
+            let mut w = [0u8; 16];
+            base36(i, &mut w[..8]);
+            i += 1;
+            let a = u64::from_le_bytes(w[..8].try_into().unwrap_or_default());
+            let h1r = a.wrapping_mul(S).rotate_left(5);
+            'lead: for c0 in ALNUM {
+                for c1 in ALNUM {
+                    let b01 = u64::from(*c0) | (u64::from(*c1) << 8);
+                    if ((h1r ^ b01).wrapping_mul(S) & 0x3ff) != low10 {
+                        continue;
+                    }
+                    w[8] = *c0;
+                    w[9] = *c1;
+                    for j in 0..4096u64 {
+                        base36(j, &mut w[10..]);
+                        let b = u64::from_le_bytes(w[8..].try_into().unwrap_or_default());
+                        let h2 = (h1r ^ b).wrapping_mul(S);
+                        if h2 >> 59 == top5 {
+                            let s = String::from_utf8(w.to_vec()).unwrap_or_default();
+                            if fx(&s) & mask == target {
+                                out.push(s);
+                                break 'lead;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn random_words(n: usize) -> Vec<String> {
+        let mut rng = Rng::new(9);
+        (0..n)
+            .map(|_| {
+                let mut w = [0u8; 16];
+                base36(rng.next_u64(), &mut w[..8]);
+                base36(rng.next_u64(), &mut w[8..]);
+                String::from_utf8(w.to_vec()).unwrap_or_default()
+            })
+            .collect()
+    }
+
+    fn share_search_unshare(words: &[String]) -> std::time::Duration {
+        let t = std::time::Instant::now();
+        let mut ix = Index::new(&mut Rng::new(3));
+        let refs: Vec<FileRef> = words
+            .iter()
+            .map(|w| {
+                ix.insert(
+                    1u32,
+                    FileInfo {
+                        name: w.clone(),
+                        md5: String::new(),
+                        size: 1,
+                        bitrate: 128,
+                        freq: 44100,
+                        secs: 1,
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(ix.distinct_words(), words.len());
+        for w in words {
+            let q = SearchQuery {
+                contains: vec![w.clone()],
+                ..Default::default()
+            };
+            assert_eq!(ix.search(&q, 10, |_| true).len(), 1);
+        }
+        for r in refs {
+            assert!(ix.remove(r).is_some());
+        }
+        assert_eq!(ix.distinct_words(), 0);
+        t.elapsed()
+    }
+
+    #[test]
+    fn fxhash_colliding_words_cost_no_more_than_random_words() {
+        const N: usize = 30_000;
+        let bad = colliding_words(N);
+        let mask = (1u64 << 15) - 1;
+        assert!(bad.iter().all(|w| fx(w) & mask == fx(&bad[0]) & mask));
+        let distinct: std::collections::BTreeSet<&String> = bad.iter().collect();
+        assert_eq!(distinct.len(), N);
+        let good = random_words(N);
+        // Warm up, then take the best of two runs of each, so scheduling noise on a shared
+        // machine does not decide the outcome.
+        let random = share_search_unshare(&good).min(share_search_unshare(&good));
+        let colliding = share_search_unshare(&bad).min(share_search_unshare(&bad));
+        // An unkeyed table walks one probe chain of up to 30 000 words per operation
+        // (quadratic: hundreds of times the random cost); keyed, the two are alike.
+        assert!(
+            colliding <= random * 4 + std::time::Duration::from_millis(100),
+            "colliding {colliding:?} vs random {random:?}"
+        );
     }
 }

@@ -82,8 +82,9 @@ pub struct ServerOptions {
     pub db: PathBuf,
     /// Limits and costs.
     pub config: ServerConfig,
-    /// Seeds password salts.
-    pub seed: u64,
+    /// Seeds password salts and the keys of the server's hash maps: `None` (the default,
+    /// every real run) draws them from the OS ([`servent_runtime::os_rng`]); tests may fix it.
+    pub seed: Option<u64>,
     /// Nicks to make administrators (they must have accounts).
     pub admins: Vec<String>,
     /// Connections accepted at most.
@@ -97,22 +98,11 @@ impl ServerOptions {
             listen,
             db,
             config: ServerConfig::default(),
-            seed: seed_from_clock(),
+            seed: None,
             admins: Vec::new(),
             max_connections: 20_000,
         }
     }
-}
-
-/// A seed from the wall clock and the process id, for salts (the server core itself never
-/// reads a clock; its driver may).
-pub fn seed_from_clock() -> u64 {
-    #[allow(clippy::disallowed_methods)]
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    t ^ (u64::from(std::process::id()) << 32)
 }
 
 /// A running server.
@@ -151,7 +141,12 @@ pub async fn start_server(opts: ServerOptions) -> Result<RunningServer, NetError
     let bans = store.bans()?;
     let store = SharedStore::new(store);
     let journal = store.clone();
-    let (cfg, seed) = (opts.config.clone(), opts.seed);
+    let rng = match opts.seed {
+        Some(seed) => Rng::new(seed),
+        None => servent_runtime::os_rng()
+            .map_err(|e| NetError::Server(format!("OS randomness: {e}")))?,
+    };
+    let cfg = opts.config.clone();
     let mut handle = servent_runtime::spawn(
         NodeConfig {
             tcp: Some(opts.listen),
@@ -161,7 +156,7 @@ pub async fn start_server(opts: ServerOptions) -> Result<RunningServer, NetError
         move |_| {
             use servent_core::{Core, Input, Instant};
             // Account and ban changes are committed by the core itself, before its reply.
-            let mut s = Server::with_journal(cfg, Rng::new(seed), Box::new(journal));
+            let mut s = Server::with_journal(cfg, rng, Box::new(journal));
             for a in accounts {
                 s.handle_input(Instant::ZERO, Input::Command(ServerCommand::LoadAccount(a)));
             }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use servent_core::framing::{FrameError, FrameSpec, RecvBuf};
-use servent_core::{ConnId, Core, FxMap, Input, Instant, Rng, Transmit};
+use servent_core::{ConnId, Core, FxMap, Input, Instant, KeyedMap, Rng, Transmit, keyed_map};
 
 use crate::index::{FileRef, Index};
 use crate::wire::{
@@ -172,6 +172,9 @@ pub enum Kick {
     Ghost,
     /// The server is full.
     Full,
+    /// A newer connection from the same address arrived while this one, not yet logged in,
+    /// was among the oldest of more than `max_pending_per_ip` such connections.
+    TooManyPending,
 }
 
 /// What the server reports.
@@ -248,7 +251,8 @@ pub struct ServerConfig {
     pub search_rate: (f64, f64),
     /// Refused or malformed messages per second per connection, and the burst before a kick.
     pub error_rate: (f64, f64),
-    /// Time a new connection has to log in.
+    /// Time a new connection has to log in (default 15 s: a silent or half-open connection
+    /// is closed well before it can pile up).
     pub login_timeout: Duration,
     /// How long a download request waits for the holder's accept.
     pub download_timeout: Duration,
@@ -264,6 +268,10 @@ pub struct ServerConfig {
     pub max_channel_members: usize,
     /// Pending download requests per holder.
     pub max_pending_per_holder: usize,
+    /// Connections from one address that have not logged in yet, at most (default 16): a
+    /// new one closes the oldest, so idle floods from an address cycle instead of
+    /// filling the server, and a real client from the same address still gets in.
+    pub max_pending_per_ip: usize,
     /// argon2 memory cost (KiB), iterations, lanes.
     pub argon2: (u32, u32, u32),
     /// The email returned in the login ack for accounts registered without one.
@@ -281,7 +289,7 @@ impl Default for ServerConfig {
             login_rate: (2.0, 20.0),
             search_rate: (2.0, 20.0),
             error_rate: (1.0, 20.0),
-            login_timeout: Duration::from_secs(60),
+            login_timeout: Duration::from_secs(15),
             download_timeout: Duration::from_secs(120),
             auto_register: true,
             max_hotlist: 256,
@@ -289,6 +297,7 @@ impl Default for ServerConfig {
             max_channels: 1024,
             max_channel_members: 500,
             max_pending_per_holder: 64,
+            max_pending_per_ip: 16,
             argon2: (19 * 1024, 2, 1),
             anon_email: "anon@servent".into(),
         }
@@ -417,16 +426,20 @@ pub struct Server {
     spec: FrameSpec,
     rng: Rng,
     conns: BTreeMap<ConnId, Conn>,
-    online: FxMap<String, ConnId>,
-    watchers: FxMap<String, BTreeSet<ConnId>>,
-    accounts: FxMap<String, Account>,
+    // Nicks, words and addresses are peer-chosen: these maps are keyed from `rng`.
+    online: KeyedMap<String, ConnId>,
+    watchers: KeyedMap<String, BTreeSet<ConnId>>,
+    accounts: KeyedMap<String, Account>,
     bans: BTreeMap<String, Ban>,
     channels: BTreeMap<String, Channel>,
     index: Index<ConnId>,
     pending: BTreeMap<u64, PendingDownload>,
     next_pending: u64,
     timers: BTreeSet<(Instant, Timer)>,
-    login_buckets: FxMap<IpAddr, Bucket>,
+    login_buckets: KeyedMap<IpAddr, Bucket>,
+    account_buckets: KeyedMap<String, Bucket>,
+    /// Per address, its connections not logged in yet, oldest first.
+    pending_by_ip: KeyedMap<IpAddr, VecDeque<ConnId>>,
     out: FxMap<ConnId, Vec<u8>>,
     dirty: Vec<ConnId>,
     closing: Vec<ConnId>,
@@ -456,23 +469,25 @@ impl Server {
 
     /// A server with no users that writes account and ban changes through `journal` before
     /// replying; `rng` salts password hashes.
-    pub fn with_journal(cfg: ServerConfig, rng: Rng, journal: Box<dyn Journal>) -> Server {
+    pub fn with_journal(cfg: ServerConfig, mut rng: Rng, journal: Box<dyn Journal>) -> Server {
         Server {
+            online: keyed_map(&mut rng),
+            watchers: keyed_map(&mut rng),
+            accounts: keyed_map(&mut rng),
+            login_buckets: keyed_map(&mut rng),
+            account_buckets: keyed_map(&mut rng),
+            pending_by_ip: keyed_map(&mut rng),
+            index: Index::new(&mut rng),
             journal,
             spec: wire::frame_spec(cfg.max_payload),
             cfg,
             rng,
             conns: BTreeMap::new(),
-            online: FxMap::default(),
-            watchers: FxMap::default(),
-            accounts: FxMap::default(),
             bans: BTreeMap::new(),
             channels: BTreeMap::new(),
-            index: Index::new(),
             pending: BTreeMap::new(),
             next_pending: 0,
             timers: BTreeSet::new(),
-            login_buckets: FxMap::default(),
             out: FxMap::default(),
             dirty: Vec::new(),
             closing: Vec::new(),
@@ -587,11 +602,23 @@ impl Server {
         self.closing.push(conn);
     }
 
+    fn unpend(&mut self, ip: IpAddr, conn: ConnId) {
+        if let Some(q) = self.pending_by_ip.get_mut(&ip) {
+            q.retain(|&c| c != conn);
+            if q.is_empty() {
+                self.pending_by_ip.remove(&ip);
+            }
+        }
+    }
+
     fn drop_conn(&mut self, conn: ConnId) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
         self.timers.remove(&(c.login_deadline, Timer::Login(conn)));
+        if c.user.is_none() {
+            self.unpend(c.peer.ip(), conn);
+        }
         let Some(user) = c.user else { return };
         self.online.remove(&user.key);
         for (_, r) in user.files.iter() {
@@ -713,25 +740,38 @@ impl Server {
             return;
         };
         let ip = v4(peer);
-        let rate = self.cfg.login_rate;
-        let allowed = self
-            .login_buckets
-            .entry(peer.ip())
-            .or_insert_with(|| Bucket::new(now, rate))
-            .take(now, rate);
-        if self.login_buckets.len() > 100_000 {
-            // Forget the fullest buckets' history rather than grow without bound.
-            self.login_buckets.clear();
-        }
-        if !allowed {
-            return self.refuse_login(conn, "Too many login attempts, try again later");
-        }
         if !wire::valid_nick(&nick) {
             return self.refuse_login(conn, "Invalid nickname");
         }
         let k = key(&nick);
         if self.bans.contains_key(&k) || self.bans.contains_key(&ip.to_string()) {
             return self.refuse_login(conn, "You are banned from this server");
+        }
+        // The login rate has two views: attempts on an existing account are counted per
+        // account (guessing one password is slow from any number of addresses, and a flood
+        // of other nicks from the owner's address does not lock the owner out); attempts
+        // that would create an account are counted per address.
+        let rate = self.cfg.login_rate;
+        let allowed = if self.accounts.contains_key(&k) {
+            if self.account_buckets.len() > 100_000 {
+                self.account_buckets.clear();
+            }
+            self.account_buckets
+                .entry(k.clone())
+                .or_insert_with(|| Bucket::new(now, rate))
+                .take(now, rate)
+        } else {
+            if self.login_buckets.len() > 100_000 {
+                // Forget the buckets' history rather than grow without bound.
+                self.login_buckets.clear();
+            }
+            self.login_buckets
+                .entry(peer.ip())
+                .or_insert_with(|| Bucket::new(now, rate))
+                .take(now, rate)
+        };
+        if !allowed {
+            return self.refuse_login(conn, "Too many login attempts, try again later");
         }
         let account = match (self.accounts.get(&k).cloned(), register_email) {
             (Some(_), Some(_)) => {
@@ -775,6 +815,7 @@ impl Server {
             return;
         };
         self.timers.remove(&(c.login_deadline, Timer::Login(conn)));
+        let pending_ip = c.user.is_none().then_some(c.peer.ip());
         c.user = Some(Box::new(User {
             nick: account.nick.clone(),
             key: k.clone(),
@@ -790,6 +831,9 @@ impl Server {
             downloads: 0,
             uploads: 0,
         }));
+        if let Some(ip) = pending_ip {
+            self.unpend(ip, conn);
+        }
         self.online.insert(k.clone(), conn);
         self.stats.logins += 1;
         self.send(
@@ -1595,6 +1639,15 @@ impl Core for Server {
                         },
                     );
                     self.timers.insert((deadline, Timer::Login(conn)));
+                    let q = self.pending_by_ip.entry(peer.ip()).or_default();
+                    q.push_back(conn);
+                    let oldest = (q.len() > self.cfg.max_pending_per_ip.max(1))
+                        .then(|| q.front().copied())
+                        .flatten();
+                    if let Some(old) = oldest {
+                        self.error(old, "Too many connections from your address");
+                        self.kick(old, Kick::TooManyPending);
+                    }
                 }
             }
             Input::Received { conn, data } => self.stream(now, conn, data),

@@ -21,7 +21,7 @@ const LOCAL: &str = "127.0.0.1:0";
 async fn server(db: &std::path::Path) -> RunningServer {
     let mut o = ServerOptions::new(LOCAL.parse().unwrap(), db.to_path_buf());
     o.config = ServerConfig::for_tests();
-    o.seed = 11;
+    o.seed = Some(11);
     net::start_server(o).await.unwrap()
 }
 

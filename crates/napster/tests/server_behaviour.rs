@@ -816,3 +816,113 @@ fn a_share_list_arriving_in_one_large_read_is_taken_whole() {
     assert!(h.server.is_online("bulk"));
     assert_eq!(h.server.shares_of("bulk"), 1500);
 }
+
+/// Logs `nick` in on a fresh connection from `peer`; the first reply's type and text.
+fn raw_login(
+    s: &mut Server,
+    n: u64,
+    peer: std::net::SocketAddr,
+    nick: &str,
+    pw: &str,
+) -> (u16, String) {
+    let conn = servent_core::ConnId::inbound(n);
+    s.handle_input(Instant::ZERO, servent_core::Input::Connected { conn, peer });
+    let mut b = Vec::new();
+    ClientMsg::Login {
+        nick: nick.into(),
+        password: pw.into(),
+        port: 0,
+        client: "c".into(),
+        link: Default::default(),
+    }
+    .encode(&mut b)
+    .unwrap();
+    s.handle_input(
+        Instant::ZERO,
+        servent_core::Input::Received { conn, data: &b },
+    );
+    let mut first = None;
+    while let Some(t) = s.poll_transmit() {
+        if let servent_core::Transmit::Send { conn: to, data } = t {
+            if to == conn && first.is_none() && data.len() >= 4 {
+                let len = usize::from(u16::from_le_bytes([data[0], data[1]]));
+                let text = String::from_utf8_lossy(&data[4..(4 + len).min(data.len())]);
+                first = Some((u16::from_le_bytes([data[2], data[3]]), text.into_owned()));
+            }
+        }
+    }
+    first.expect("the server answers a login")
+}
+
+#[test]
+fn a_login_flood_from_one_address_does_not_lock_out_an_existing_account() {
+    let mut cfg = ServerConfig::for_tests();
+    cfg.login_rate = (0.001, 3.0);
+    let mut s = Server::new(cfg, Rng::new(2));
+    let home: std::net::SocketAddr = "127.0.0.9:1000".parse().unwrap();
+    let elsewhere: std::net::SocketAddr = "127.0.0.10:1000".parse().unwrap();
+    let first = raw_login(&mut s, 0, elsewhere, "bob", "bob-pw");
+    assert_eq!(first.0, 3, "{first:?}");
+    // 200 logins with new nicks from bob's own address: the address's burst of 3 passes,
+    // the rest are refused as too many.
+    let refused = (0..200u64)
+        .filter(|n| {
+            let (ty, text) = raw_login(&mut s, 1 + n, home, &format!("flood{n}"), "x");
+            ty == 0 && text.contains("Too many")
+        })
+        .count();
+    assert_eq!(refused, 197, "the flood is limited per address");
+    // bob, from the flooded address, still logs in: his account has its own view.
+    assert_eq!(raw_login(&mut s, 300, home, "bob", "bob-pw").0, 3);
+    // Guessing bob's password is limited per account, from any number of addresses.
+    let mut outcomes = Vec::new();
+    for n in 0..4u64 {
+        let peer = std::net::SocketAddr::from(([127, 0, 1, n as u8], 1000));
+        outcomes.push(raw_login(&mut s, 400 + n, peer, "bob", "guess").1);
+    }
+    assert!(outcomes[0].contains("Invalid Password"), "{outcomes:?}");
+    assert!(outcomes[3].contains("Too many"), "{outcomes:?}");
+}
+
+#[test]
+fn idle_connections_from_one_address_cycle_and_a_real_login_from_it_succeeds() {
+    let mut cfg = ServerConfig::for_tests();
+    cfg.max_pending_per_ip = 16;
+    cfg.login_rate = (1000.0, 1000.0);
+    let mut s = Server::new(cfg, Rng::new(4));
+    let home: std::net::SocketAddr = "127.0.0.9:1000".parse().unwrap();
+    for n in 0..2000u64 {
+        let conn = servent_core::ConnId::inbound(n);
+        s.handle_input(
+            Instant::ZERO,
+            servent_core::Input::Connected { conn, peer: home },
+        );
+    }
+    let mut kicked = 0;
+    while let Some(e) = s.poll_event() {
+        if let ServerEvent::Kicked {
+            why: Kick::TooManyPending,
+            conn,
+        } = e
+        {
+            assert!((conn.raw() & !(1 << 63)) < 2000 - 16, "the oldest go first");
+            kicked += 1;
+        }
+    }
+    assert_eq!(kicked, 2000 - 16, "only 16 idle connections stay open");
+    while s.poll_transmit().is_some() {}
+    // A real client from the same address logs in, and stays while new idle ones cycle.
+    assert_eq!(raw_login(&mut s, 5000, home, "carol", "pw").0, 3);
+    for n in 0..40u64 {
+        let conn = servent_core::ConnId::inbound(6000 + n);
+        s.handle_input(
+            Instant::ZERO,
+            servent_core::Input::Connected { conn, peer: home },
+        );
+    }
+    while let Some(e) = s.poll_event() {
+        if let ServerEvent::Kicked { conn, .. } = e {
+            assert_ne!(conn, servent_core::ConnId::inbound(5000), "carol kept");
+        }
+    }
+}

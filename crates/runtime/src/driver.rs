@@ -5,13 +5,22 @@
 //! the core with the current time, then drains the core in the contract's order: transmits
 //! (carried out at once), events (to the user), the next timer.
 //!
-//! Every queue is bounded: connection readers wait when the core is busy (TCP pushes back
-//! to the peer); a connection whose outgoing queue fills up (a peer that does not read) is
-//! closed and the core sees [`CloseReason::SlowPeer`]; events the user does not collect
-//! are dropped with a warning once [`NodeConfig::event_queue`] are waiting.
+//! Every queue is bounded and none drops anything silently:
+//! - connection readers wait when the core is busy (TCP pushes back to the peer);
+//! - a connection whose outgoing queue fills up (a peer that does not read) is closed as a
+//!   whole, never cut in the middle of its byte stream: the core sees
+//!   [`CloseReason::SlowPeer`] and [`DriverStats::slow_peer_closes`] counts it;
+//! - events wait for the user: once [`NodeConfig::event_queue`] are waiting, the node stops
+//!   taking new input until the user collects one ([`DriverStats::event_queue_full`] counts
+//!   the waits). A user that gives commands must therefore keep collecting events; a user
+//!   that drops its [`NodeHandle`] or shuts it down discards the waiting ones.
+//! - inbound connections beyond [`NodeConfig::max_connections`] are refused at accept and
+//!   counted ([`DriverStats::refused_connections`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use servent_core::{CloseReason, ConnId, Core, Input, Instant, Transmit};
@@ -29,7 +38,7 @@ pub struct NodeConfig {
     pub tcp: Option<SocketAddr>,
     /// Messages waiting to be written on one connection before it counts as a slow peer.
     pub send_queue: usize,
-    /// Events waiting for the user before new ones are dropped.
+    /// Events waiting for the user before the node waits for the user to collect one.
     pub event_queue: usize,
     /// How long an outbound connection attempt may take.
     pub connect_timeout: Duration,
@@ -59,6 +68,39 @@ pub struct LocalAddrs {
     pub tcp: Option<SocketAddr>,
 }
 
+/// What the driver did that a peer or the user caused: counters, read with
+/// [`NodeHandle::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DriverStats {
+    /// Connections closed because their outgoing queue was full (the peer did not read).
+    pub slow_peer_closes: u64,
+    /// Inbound connections refused at accept: the node was at its connection limit.
+    pub refused_connections: u64,
+    /// Times the node found the event queue full and waited for the user.
+    pub event_queue_full: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    slow_peer_closes: AtomicU64,
+    refused_connections: AtomicU64,
+    event_queue_full: AtomicU64,
+}
+
+impl Counters {
+    fn bump(c: &AtomicU64) -> u64 {
+        c.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn snapshot(&self) -> DriverStats {
+        DriverStats {
+            slow_peer_closes: self.slow_peer_closes.load(Ordering::Relaxed),
+            refused_connections: self.refused_connections.load(Ordering::Relaxed),
+            event_queue_full: self.event_queue_full.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// What can go wrong starting or talking to a node.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -83,6 +125,7 @@ pub struct NodeHandle<C: Core> {
     events: mpsc::Receiver<C::Event>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<C>,
+    counters: Arc<Counters>,
     /// The bound addresses.
     pub local: LocalAddrs,
 }
@@ -106,13 +149,21 @@ impl<C: Core> NodeHandle<C> {
         self.events.try_recv().ok()
     }
 
+    /// What the driver has counted so far.
+    pub fn stats(&self) -> DriverStats {
+        self.counters.snapshot()
+    }
+
     /// A sender for commands that can be moved to other tasks.
     pub fn commander(&self) -> mpsc::Sender<C::Command> {
         self.commands.clone()
     }
 
-    /// Stops the node, closes every socket and task it owns, and returns the core.
+    /// Stops the node, closes every socket and task it owns, and returns the core. Events
+    /// not yet collected are discarded (a node waiting for the user to collect one stops
+    /// waiting).
     pub async fn shutdown(mut self) -> Result<C, DriverError> {
+        self.events.close();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -154,6 +205,7 @@ where
     let (ev_tx, ev_rx) = mpsc::channel(cfg.event_queue.max(1));
     let (stop_tx, stop_rx) = oneshot::channel();
     let (net_tx, net_rx) = mpsc::channel(1024);
+    let counters = Arc::new(Counters::default());
     let driver = Driver {
         core,
         origin: tokio::time::Instant::now(),
@@ -166,7 +218,7 @@ where
         next_inbound: 0,
         net_tx,
         events: ev_tx,
-        dropped_events: 0,
+        counters: Arc::clone(&counters),
     };
     let task = tokio::spawn(driver.run(cmd_rx, net_rx, stop_rx));
     Ok(NodeHandle {
@@ -174,6 +226,7 @@ where
         events: ev_rx,
         shutdown: Some(stop_tx),
         task,
+        counters,
         local,
     })
 }
@@ -205,7 +258,7 @@ struct Driver<C: Core> {
     next_inbound: u64,
     net_tx: mpsc::Sender<Net>,
     events: mpsc::Sender<C::Event>,
-    dropped_events: u64,
+    counters: Arc<Counters>,
 }
 
 async fn recv_udp(s: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
@@ -284,7 +337,15 @@ where
         match n {
             Net::Accepted(stream, peer) => {
                 if self.conns.len() + self.connecting.len() >= self.cfg.max_connections {
-                    tracing::debug!(%peer, "refusing connection: at the connection limit");
+                    let n = Counters::bump(&self.counters.refused_connections);
+                    tracing::debug!(%peer, refused = n, "refusing connection: at the connection limit");
+                    if n.is_power_of_two() {
+                        tracing::info!(
+                            limit = self.cfg.max_connections,
+                            refused = n,
+                            "at the connection limit: inbound connections refused"
+                        );
+                    }
                     return;
                 }
                 let conn = ConnId::inbound(self.next_inbound);
@@ -365,13 +426,21 @@ where
             self.transmit(t).await;
         }
         while let Some(e) = self.core.poll_event() {
-            if self.events.try_send(e).is_err() {
-                self.dropped_events += 1;
-                if self.dropped_events.is_power_of_two() {
-                    tracing::warn!(
-                        dropped = self.dropped_events,
-                        "event queue full: events dropped"
-                    );
+            match self.events.try_send(e) {
+                Ok(()) => {}
+                // The user has gone (handle dropped or shut down): nobody will read it.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(e)) => {
+                    let n = Counters::bump(&self.counters.event_queue_full);
+                    if n.is_power_of_two() {
+                        tracing::info!(
+                            waits = n,
+                            queue = self.cfg.event_queue,
+                            "event queue full: waiting for the user to collect events"
+                        );
+                    }
+                    // Err only when the user has gone: then the event has no reader.
+                    let _ = self.events.send(e).await;
                 }
             }
         }
@@ -407,8 +476,15 @@ where
                 let Some(c) = self.conns.get(&conn) else {
                     return;
                 };
-                if c.writer.try_send(data).is_err() {
-                    tracing::debug!(?conn, "send queue full: closing slow peer");
+                match c.writer.try_send(data) {
+                    Ok(()) => return,
+                    // The writer failed and has ended; its Net::Ended(Reset) is on the way.
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    Err(mpsc::error::TrySendError::Full(_)) => {}
+                }
+                {
+                    let n = Counters::bump(&self.counters.slow_peer_closes);
+                    tracing::debug!(?conn, slow_peers = n, "send queue full: closing slow peer");
                     if let Some(t) = self.conns.remove(&conn) {
                         t.reader.abort();
                         t.writer_task.abort();

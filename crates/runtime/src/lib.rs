@@ -12,6 +12,6 @@ pub mod driver;
 pub mod random;
 pub mod share;
 
-pub use driver::{DriverError, LocalAddrs, NodeConfig, NodeHandle, spawn};
+pub use driver::{DriverError, DriverStats, LocalAddrs, NodeConfig, NodeHandle, spawn};
 pub use random::{OsRandomError, os_random, os_rng};
 pub use share::{ShareError, ShareIndex, SharedFile};

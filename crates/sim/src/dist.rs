@@ -1,6 +1,9 @@
-//! Distributions for latencies, session lengths and sizes, sampled from a seeded [`Rng`].
+//! Distributions for latencies, session lengths and sizes, sampled from a seeded generator
+//! ([`servent_core::Rng`], or the simulator's fast [`servent_core::rng::FastRng`]).
 
+#[cfg(test)]
 use servent_core::Rng;
+use servent_core::rng::Unit;
 
 /// A distribution of non-negative values (seconds, milliseconds, bytes: the caller's unit).
 #[derive(Clone, Debug, PartialEq)]
@@ -37,13 +40,13 @@ impl Dist {
     }
 
     /// One sample (never negative, never NaN).
-    pub fn sample(&self, rng: &mut Rng) -> f64 {
+    pub fn sample<R: Unit>(&self, rng: &mut R) -> f64 {
         let v = match *self {
             Dist::Constant(c) => c,
-            Dist::Uniform(lo, hi) => lo + (hi - lo) * rng.unit(),
-            Dist::Exponential(mean) => -mean * (1.0 - rng.unit()).ln(),
+            Dist::Uniform(lo, hi) => lo + (hi - lo) * rng.unit01(),
+            Dist::Exponential(mean) => -mean * (1.0 - rng.unit01()).ln(),
             Dist::LogNormal { mu, sigma } => (mu + sigma * std_normal(rng)).exp(),
-            Dist::Pareto { scale, shape } => scale / (1.0 - rng.unit()).powf(1.0 / shape),
+            Dist::Pareto { scale, shape } => scale / (1.0 - rng.unit01()).powf(1.0 / shape),
         };
         if v.is_finite() && v > 0.0 { v } else { 0.0 }
     }
@@ -61,9 +64,9 @@ impl Dist {
 }
 
 /// A standard normal sample (Box–Muller).
-fn std_normal(rng: &mut Rng) -> f64 {
-    let u1 = 1.0 - rng.unit(); // (0, 1]
-    let u2 = rng.unit();
+fn std_normal<R: Unit>(rng: &mut R) -> f64 {
+    let u1 = 1.0 - rng.unit01(); // (0, 1]
+    let u2 = rng.unit01();
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 

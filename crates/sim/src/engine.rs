@@ -641,7 +641,9 @@ impl<C: Core> Sim<C> {
     /// The fixed one-way latency between two nodes.
     fn latency(&self, a: u32, b: u32) -> Duration {
         let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-        let mut r = Rng::new(
+        // a fast non-secret generator: one per message, keyed by the pair, so latencies are
+        // fixed per pair without storing N^2 of them
+        let mut r = servent_core::rng::FastRng::new(
             self.cfg.seed
                 ^ (u64::from(lo) << 32 | u64::from(hi)).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         );

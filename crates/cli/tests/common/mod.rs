@@ -1,7 +1,8 @@
 //! Helpers shared by the CLI's process tests: every party is a separate `servent` process.
 //! Use with `mod common;` at the top of a test file; every wait is bounded, and a process
 //! that outlives its test is SIGKILLed when its guard drops.
-#![allow(dead_code)] // each test file uses a different subset
+// each test file uses a different subset; `pub` only means "used by the test files"
+#![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

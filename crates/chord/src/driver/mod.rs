@@ -1,13 +1,15 @@
 //! The Chord node and client over real UDP sockets, on `servent-runtime`'s tokio driver
 //! (compiled with the `runtime` feature only).
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use servent_core::{Id, Instant, Ring, Rng};
 use servent_runtime::driver::{DriverError, NodeConfig, NodeHandle, spawn};
 
-use crate::node::{ChordNode, Command, Config, Event, FailReason, node_id};
+use crate::core::{ChordNode, Command, Config, Event, FailReason, Limits, node_id};
 use crate::wire::NodeRef;
 
 /// How long a client waits for one command's answer.
@@ -23,25 +25,51 @@ pub enum ChordError {
     /// `--bits` outside 1..=160.
     #[error("ring bits must be between 1 and 160, got {0}")]
     BadBits(u32),
+    /// `--id` is not below 2^m.
+    #[error("the id is outside the ring of {0} bits")]
+    IdOutOfRange(u32),
     /// The command failed.
     #[error("{}", fail_text(*.0))]
     Failed(FailReason),
     /// No answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// The OS random source failed.
+    #[error(transparent)]
+    Random(#[from] servent_runtime::OsRandomError),
 }
 
-fn fail_text(r: FailReason) -> &'static str {
+/// The node's generator: from `seed` in tests, from the OS CSPRNG otherwise (transaction
+/// ids are what lets a node tell a forged answer from a real one).
+fn node_rng(seed: Option<u64>) -> Result<Rng, ChordError> {
+    Ok(match seed {
+        Some(s) => Rng::new(s),
+        None => servent_runtime::os_rng()?,
+    })
+}
+
+fn fail_text(r: FailReason) -> String {
     match r {
         FailReason::Unreachable => {
-            "no answer: the node (or every node that could help) did not reply"
+            "no answer: the node (or every node that could help) did not reply".into()
         }
-        FailReason::TooManyHops => "the lookup exceeded the hop limit (stale routing tables?)",
-        FailReason::Busy => "too many requests in progress",
-        FailReason::TooLarge => "key or value too large (keys up to 1024 bytes, values up to 8192)",
-        FailReason::IdTaken => "another node already has this id",
-        FailReason::NotMember => "this node is not a ring member",
-        FailReason::Refused => "the responsible node refused to store (its store is full)",
+        FailReason::TooManyHops => {
+            "the lookup exceeded the hop limit (stale routing tables?)".into()
+        }
+        FailReason::Busy => "too many requests in progress".into(),
+        FailReason::TooLarge => {
+            "key or value too large (keys up to 1024 bytes, values up to 8192)".into()
+        }
+        FailReason::IdTaken => "another node already has this id".into(),
+        FailReason::NotMember => "this node is not a ring member".into(),
+        FailReason::Refused => "the responsible node refused to store (its store is full)".into(),
+        FailReason::WrongRing { ours, theirs } => format!(
+            "the ring has m = {theirs} bits but this node was started with --bits {ours}: \
+             use --bits {theirs} to join it"
+        ),
+        FailReason::RateLimited => {
+            "the node refused: this address exceeded its request rate (retry later)".into()
+        }
     }
 }
 
@@ -50,8 +78,8 @@ fn fail_text(r: FailReason) -> &'static str {
 pub struct MemberOpts {
     /// UDP address to bind (port 0 picks one).
     pub listen: SocketAddr,
-    /// A ring member to join through; `None` creates a new ring.
-    pub join: Option<SocketAddr>,
+    /// Ring members to join through, tried in order; empty creates a new ring.
+    pub bootstrap: Vec<SocketAddr>,
     /// m.
     pub bits: u32,
     /// The node's id; `None` hashes its address.
@@ -62,8 +90,11 @@ pub struct MemberOpts {
     pub stabilize_every: Duration,
     /// Period of fix_fingers.
     pub fix_fingers_every: Duration,
-    /// The RNG seed (transaction ids, timer phases).
-    pub seed: u64,
+    /// The RNG seed (transaction ids, timer phases, map keys) for reproducible tests;
+    /// `None` (the default, and every real run) draws it from the OS CSPRNG.
+    pub seed: Option<u64>,
+    /// What the node accepts from peers.
+    pub limits: Limits,
 }
 
 impl MemberOpts {
@@ -71,13 +102,14 @@ impl MemberOpts {
     pub fn new(listen: SocketAddr) -> MemberOpts {
         MemberOpts {
             listen,
-            join: None,
+            bootstrap: Vec::new(),
             bits: 160,
             id: None,
             succ_list_len: 8,
             stabilize_every: Duration::from_millis(500),
             fix_fingers_every: Duration::from_millis(100),
-            seed: servent_core::rng::seed_from_env(u64::from(listen.port()) ^ 0xc40d),
+            seed: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -89,12 +121,20 @@ pub struct Member {
     pub handle: NodeHandle<ChordNode>,
     /// Who we are.
     pub me: NodeRef,
+    /// The bootstrap node the join went through (`None`: a new ring).
+    pub joined_via: Option<SocketAddr>,
     next_cmd: u64,
 }
 
 /// Starts a member: creates a ring, or joins one and waits for the join to complete.
 pub async fn start_member(opts: MemberOpts) -> Result<Member, ChordError> {
     let ring = Ring::new(opts.bits).ok_or(ChordError::BadBits(opts.bits))?;
+    if let Some(id) = opts.id {
+        if ring.reduce(&id) != id {
+            return Err(ChordError::IdOutOfRange(opts.bits));
+        }
+    }
+    let rng = node_rng(opts.seed)?;
     let o = opts.clone();
     let handle = spawn(
         NodeConfig {
@@ -110,8 +150,9 @@ pub async fn start_member(opts: MemberOpts) -> Result<Member, ChordError> {
             cfg.succ_list_len = o.succ_list_len.max(1);
             cfg.stabilize_every = o.stabilize_every;
             cfg.fix_fingers_every = o.fix_fingers_every;
-            let mut node = ChordNode::new(cfg, Rng::new(o.seed));
-            if o.join.is_none() {
+            o.limits.apply(&mut cfg);
+            let mut node = ChordNode::new(cfg, rng);
+            if o.bootstrap.is_empty() {
                 node.create(Instant::ZERO);
             }
             node
@@ -127,14 +168,36 @@ pub async fn start_member(opts: MemberOpts) -> Result<Member, ChordError> {
         handle,
         me: NodeRef { id, addr },
         next_cmd: 1,
+        joined_via: None,
     };
-    if let Some(via) = opts.join {
+    // Each bootstrap node in turn; the first answer that is not a silence decides (a ring
+    // of another size or a taken id is not cured by asking elsewhere in the same ring).
+    let mut first_err = None;
+    for via in opts.bootstrap.iter().copied() {
         let cid = m.next_cmd;
         m.next_cmd += 1;
         m.handle.command(Command::Join { id: cid, via }).await?;
-        wait_for(&mut m.handle, cid, CLIENT_TIMEOUT).await?;
+        match wait_for(&mut m.handle, cid, CLIENT_TIMEOUT).await {
+            Ok(_) => {
+                m.joined_via = Some(via);
+                return Ok(m);
+            }
+            Err(e @ (ChordError::Timeout(_) | ChordError::Failed(FailReason::Unreachable))) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) => {
+                let _ = m.handle.shutdown().await;
+                return Err(e);
+            }
+        }
     }
-    Ok(m)
+    match first_err {
+        Some(e) => {
+            let _ = m.handle.shutdown().await;
+            Err(e)
+        }
+        None => Ok(m),
+    }
 }
 
 impl Member {
@@ -184,6 +247,7 @@ fn event_id(e: &Event) -> Option<u64> {
         | Event::Deleted { id, .. }
         | Event::FingerTable { id, .. }
         | Event::NeighborList { id, .. }
+        | Event::StatsReport { id, .. }
         | Event::Left { id }
         | Event::Failed { id, .. } => *id,
     })
@@ -211,11 +275,25 @@ pub struct FingerTable {
     pub rows: Vec<(u32, Id, Option<NodeRef>)>,
 }
 
+/// A node's counters as fetched from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteStats {
+    /// The node.
+    pub node: NodeRef,
+    /// Its ring's m.
+    pub bits: u32,
+    /// Its predecessor.
+    pub pred: Option<NodeRef>,
+    /// (name, value), in the order of [`crate::wire::STAT_NAMES`].
+    pub values: Vec<(&'static str, u64)>,
+}
+
 /// A one-shot client that is not a ring member: it talks to any node it is pointed at.
 #[derive(Debug)]
 pub struct Client {
     handle: NodeHandle<ChordNode>,
     next_cmd: u64,
+    timeout: Duration,
 }
 
 impl Client {
@@ -229,26 +307,32 @@ impl Client {
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         };
         let bind = SocketAddr::new(ip, 0);
-        let seed = servent_core::rng::seed_from_env(u64::from(peer.port()) ^ 0xc11e);
+        let rng = node_rng(None)?;
         let handle = spawn(
             NodeConfig {
                 udp: Some(bind),
                 ..NodeConfig::default()
             },
-            move |local| ChordNode::new(Config::client(local.udp.unwrap_or(bind)), Rng::new(seed)),
+            move |local| ChordNode::new(Config::client(local.udp.unwrap_or(bind)), rng),
         )
         .await?;
         Ok(Client {
             handle,
             next_cmd: 1,
+            timeout: CLIENT_TIMEOUT,
         })
+    }
+
+    /// How long each command waits for its answer (default [`CLIENT_TIMEOUT`]).
+    pub fn set_timeout(&mut self, t: Duration) {
+        self.timeout = t;
     }
 
     async fn run(&mut self, make: impl FnOnce(u64) -> Command) -> Result<Event, ChordError> {
         let id = self.next_cmd;
         self.next_cmd += 1;
         self.handle.command(make(id)).await?;
-        wait_for(&mut self.handle, id, CLIENT_TIMEOUT).await
+        wait_for(&mut self.handle, id, self.timeout).await
     }
 
     /// `find_successor(key)` starting at `node`.
@@ -296,6 +380,29 @@ impl Client {
                     rows,
                 })
             }
+            _ => Err(ChordError::Failed(FailReason::Unreachable)),
+        }
+    }
+
+    /// The counters of `node`, named (see [`crate::wire::STAT_NAMES`]).
+    pub async fn stats(&mut self, node: SocketAddr) -> Result<RemoteStats, ChordError> {
+        match self.run(|id| Command::Stats { id, node }).await? {
+            Event::StatsReport {
+                node,
+                bits,
+                pred,
+                values,
+                ..
+            } => Ok(RemoteStats {
+                node,
+                bits: u32::from(bits),
+                pred,
+                values: crate::wire::STAT_NAMES
+                    .iter()
+                    .zip(values)
+                    .map(|(k, v)| (*k, v))
+                    .collect(),
+            }),
             _ => Err(ChordError::Failed(FailReason::Unreachable)),
         }
     }

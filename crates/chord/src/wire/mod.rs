@@ -7,7 +7,7 @@
 //! header (13 bytes)
 //!   0  2  magic "CH" (0x43 0x48)
 //!   2  1  version (2; 1 carried Transfer items without versions)
-//!   3  1  type: requests 0x01..=0x0b, responses = request | 0x80
+//!   3  1  type: requests 0x01..=0x0d, responses = request | 0x80, 0xff error
 //!   4  1  ring bits m (1..=160), or 0 from a client that is not a ring member
 //!   5  8  transaction id (u64): a response repeats its request's
 //! node     = id (20 bytes, the value mod 2^m, big-endian) + addr
@@ -37,6 +37,23 @@ pub const MAX_KEY: usize = 1024;
 pub const MAX_VALUE: usize = 8 * 1024;
 /// Most nodes in one list (successor list, candidates, finger table).
 pub const MAX_NODES: usize = 160;
+/// What each value of a [`Body::Stats`] counts, in order.
+pub const STAT_NAMES: [&str; 12] = [
+    "successors",
+    "fingers_known",
+    "items",
+    "item_bytes",
+    "tombstones",
+    "requests_in_flight",
+    "datagrams_in",
+    "requests_in",
+    "malformed",
+    "oversized",
+    "rate_limited",
+    "wrong_ring",
+];
+/// Most values a [`Body::Stats`] may carry.
+pub const MAX_STATS: usize = 32;
 /// Most hops a recursive lookup's path may record.
 pub const MAX_PATH: usize = 64;
 
@@ -166,6 +183,33 @@ pub enum Body {
     },
     /// 0x8a: taken.
     TransferAck,
+    /// 0x0d: who is your predecessor (the cheap check of a finger in fix_fingers)?
+    GetPred,
+    /// 0x8d: my predecessor.
+    Pred {
+        /// The answering node.
+        me: NodeRef,
+        /// Its predecessor, if known.
+        pred: Option<NodeRef>,
+    },
+    /// 0x0c: send me your counters (`chord stats`).
+    GetStats,
+    /// 0x8c: my counters.
+    Stats {
+        /// The answering node.
+        me: NodeRef,
+        /// Its predecessor.
+        pred: Option<NodeRef>,
+        /// The counters, in the order of [`STAT_NAMES`] (a newer peer may send more;
+        /// at most [`MAX_STATS`]).
+        values: Vec<u64>,
+    },
+    /// 0xff: the answer to any request this node will not serve; the header's ring bits
+    /// are the answering node's m (so a [`ErrorCode::WrongRing`] names both sizes).
+    Error {
+        /// Why.
+        code: ErrorCode,
+    },
     /// 0x0b (no response): I am leaving; here are my neighbours.
     Leaving {
         /// The leaving node.
@@ -201,12 +245,48 @@ impl Body {
             Body::Transfer { .. } => 0x0a,
             Body::TransferAck => 0x8a,
             Body::Leaving { .. } => 0x0b,
+            Body::GetStats => 0x0c,
+            Body::GetPred => 0x0d,
+            Body::Pred { .. } => 0x8d,
+            Body::Stats { .. } => 0x8c,
+            Body::Error { .. } => 0xff,
         }
     }
 
     /// Whether this is a response (matched to a pending request by transaction id).
     pub fn is_response(&self) -> bool {
         self.kind() & 0x80 != 0
+    }
+}
+
+/// Why a node refused a request ([`Body::Error`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 1: the request came from a ring with another number of bits m.
+    WrongRing,
+    /// 2: the sender's address exceeded its request rate; retry later.
+    RateLimited,
+    /// A code this version does not know (kept, so a newer peer's reason is still shown).
+    Other(u8),
+}
+
+impl ErrorCode {
+    /// The code byte.
+    pub fn byte(self) -> u8 {
+        match self {
+            ErrorCode::WrongRing => 1,
+            ErrorCode::RateLimited => 2,
+            ErrorCode::Other(b) => b,
+        }
+    }
+
+    /// The code for a byte.
+    pub fn from_byte(b: u8) -> ErrorCode {
+        match b {
+            1 => ErrorCode::WrongRing,
+            2 => ErrorCode::RateLimited,
+            b => ErrorCode::Other(b),
+        }
     }
 }
 
@@ -436,7 +516,7 @@ impl Message {
     /// Encodes the message. Lists and byte strings beyond their limits are truncated to the
     /// limit (callers keep within them; see [`Message::encoded_len_ok`]).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
+        let mut out = Vec::with_capacity(self.size_hint());
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
         out.push(self.body.kind());
@@ -451,6 +531,21 @@ impl Message {
                 put_nodes(&mut out, succs);
             }
             Body::FindStep { key } => out.extend_from_slice(key.as_bytes()),
+            Body::Error { code } => out.push(code.byte()),
+            Body::GetStats | Body::GetPred => {}
+            Body::Pred { me, pred } => {
+                put_node(&mut out, me);
+                put_opt_node(&mut out, pred);
+            }
+            Body::Stats { me, pred, values } => {
+                put_node(&mut out, me);
+                put_opt_node(&mut out, pred);
+                let v = &values[..values.len().min(MAX_STATS)];
+                out.push(v.len() as u8);
+                for x in v {
+                    out.extend_from_slice(&x.to_be_bytes());
+                }
+            }
             Body::StepReply { me, done, nodes } => {
                 put_node(&mut out, me);
                 out.push(u8::from(*done));
@@ -514,6 +609,31 @@ impl Message {
             }
         }
         out
+    }
+
+    /// About the encoded length (exact for most messages), so that encoding allocates once.
+    fn size_hint(&self) -> usize {
+        const NODE: usize = 20 + 19; // id + the largest address
+        HEADER_LEN
+            + match &self.body {
+                Body::Neighbors { succs, .. } | Body::Leaving { succs, .. } => {
+                    2 * NODE + 3 + succs.len() * NODE
+                }
+                Body::StepReply { nodes, .. } => NODE + 2 + nodes.len() * NODE,
+                Body::RecDone { path, succs } => 2 + path.len() * 20 + succs.len() * NODE,
+                Body::FindRec { path, .. } => 20 + 20 + 1 + path.len() * 20,
+                Body::Fingers { entries, .. } => NODE + 2 + entries.len() * (NODE + 1),
+                Body::Put { key, value } => 4 + key.len() + value.len(),
+                Body::Value { value, .. } => NODE + 3 + value.as_ref().map_or(0, Vec::len),
+                Body::Transfer { items } => {
+                    1 + items
+                        .iter()
+                        .map(|i| 13 + i.key.len() + i.value.as_ref().map_or(0, Vec::len))
+                        .sum::<usize>()
+                }
+                Body::Stats { values, .. } => 2 * NODE + 2 + values.len() * 8,
+                _ => 2 * NODE + 4,
+            }
     }
 
     /// Whether the encoding fits in one datagram.
@@ -631,6 +751,25 @@ impl Message {
                 me: r.node()?,
                 pred: r.opt_node()?,
                 succs: r.nodes()?,
+            },
+            0x0c => Body::GetStats,
+            0x0d => Body::GetPred,
+            0x8d => Body::Pred {
+                me: r.node()?,
+                pred: r.opt_node()?,
+            },
+            0x8c => {
+                let me = r.node()?;
+                let pred = r.opt_node()?;
+                let n = r.count("stats", MAX_STATS)?;
+                let mut values = Vec::with_capacity(n);
+                for _ in 0..n {
+                    values.push(r.u64("stat")?);
+                }
+                Body::Stats { me, pred, values }
+            }
+            0xff => Body::Error {
+                code: ErrorCode::from_byte(r.u8("error code")?),
             },
             k => return Err(WireError::UnknownType(k)),
         };
@@ -781,6 +920,26 @@ mod tests {
     }
 
     #[test]
+    fn golden_error_names_the_answerers_ring_bits_and_a_code() {
+        let m = Message {
+            bits: 5,
+            txid: 9,
+            body: Body::Error {
+                code: ErrorCode::WrongRing,
+            },
+        };
+        let b = m.encode();
+        assert_eq!(b, b"CH\x02\xff\x05\0\0\0\0\0\0\0\x09\x01");
+        assert_eq!(Message::decode(&b), Ok(m));
+        assert!(
+            Body::Error {
+                code: ErrorCode::RateLimited
+            }
+            .is_response()
+        );
+    }
+
+    #[test]
     fn malformed_inputs_give_typed_errors() {
         assert!(matches!(
             Message::decode(b"CH"),
@@ -891,6 +1050,19 @@ mod tests {
                     .collect()
             }),
             Just(Body::TransferAck),
+            Just(Body::GetStats),
+            Just(Body::GetPred),
+            (arb_node(), proptest::option::of(arb_node()))
+                .prop_map(|(me, pred)| Body::Pred { me, pred }),
+            (
+                arb_node(),
+                proptest::option::of(arb_node()),
+                proptest::collection::vec(any::<u64>(), 0..MAX_STATS)
+            )
+                .prop_map(|(me, pred, values)| Body::Stats { me, pred, values }),
+            any::<u8>().prop_map(|c| Body::Error {
+                code: ErrorCode::from_byte(c)
+            }),
             (arb_node(), proptest::option::of(arb_node()), arb_nodes())
                 .prop_map(|(me, pred, succs)| Body::Leaving { me, pred, succs }),
         ]

@@ -7,6 +7,9 @@
 //! [`Event::LookupDone`]. This is how the paper counts (mean ≈ ½·log2 N); adding the final
 //! hop to the successor itself adds one.
 
+pub mod model;
+pub mod scale;
+
 use std::time::Duration;
 
 use servent_core::{Id, Instant, Ring, Rng};
@@ -15,9 +18,15 @@ use servent_sim::{
     Table, percentile,
 };
 
-use crate::model::IdealRing;
-use crate::node::{ChordNode, Command, Config, Event, node_id};
+use crate::core::{ChordNode, Command, Config, Event, node_id};
+use crate::scenarios::model::IdealRing;
 use crate::wire::NodeRef;
+
+/// The one knob of the scenarios that build real rings.
+const MEMORY_PARAM: &[(&str, &str)] = &[(
+    "memory_mib",
+    "memory the run may use; a larger estimate is refused (default: the host's MemAvailable)",
+)];
 
 /// All Chord scenarios.
 pub fn scenarios() -> Vec<Box<dyn Scenario>> {
@@ -26,6 +35,7 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
         Box::new(Failures),
         Box::new(Load),
         Box::new(Churn),
+        Box::new(scale::Scale),
     ]
 }
 
@@ -78,9 +88,12 @@ pub fn ideal_sim(n: usize, seed: u64, r: usize) -> Sim<ChordNode> {
         })
         .collect();
     let base = Rng::new(seed);
+    let mut sorted = members.clone();
+    sorted.sort();
+    sorted.dedup_by_key(|n| n.id);
     for (i, m) in members.iter().enumerate() {
         let cfg = sim_config(ring, m.id, m.addr, r);
-        let node = ChordNode::with_ideal_state(cfg, base.fork(i as u64), sim.now(), &members);
+        let node = ChordNode::with_ideal_state_sorted(cfg, base.fork(i as u64), sim.now(), &sorted);
         sim.add_node(node, NodeOpts::default());
     }
     sim
@@ -378,17 +391,23 @@ impl Scenario for Failures {
         "chord-failures"
     }
 
+    fn params(&self) -> &'static [(&'static str, &'static str)] {
+        MEMORY_PARAM
+    }
+
     fn about(&self) -> &'static str {
         "Chord after a fraction p (up to 50%) of nodes fail at once: lookup failure rate with r = 2·log2 N successors, before and after stabilization (real cores, default N = 1000)"
     }
 
     fn run(&self, opts: &ScenarioOpts) -> Result<Report, SimError> {
+        opts.check_params(self.params())?;
         let n = opts.nodes.unwrap_or(1000);
-        if !(8..=20_000).contains(&n) {
+        if !(8..=1_000_000).contains(&n) {
             return Err(SimError::BadParams(
-                "chord-failures: --nodes from 8 to 20000".into(),
+                "chord-failures: --nodes from 8 to 1000000".into(),
             ));
         }
+        scale::check_memory(n, opts)?;
         let r = (2.0 * log2(n)).ceil() as usize;
         let lookups = 1000;
         let mut rep = Report::new(self.name());
@@ -583,17 +602,23 @@ impl Scenario for Churn {
         "chord-churn"
     }
 
+    fn params(&self) -> &'static [(&'static str, &'static str)] {
+        MEMORY_PARAM
+    }
+
     fn about(&self) -> &'static str {
         "Chord under continuous joins and failures (500 nodes, stabilize every 30 s, failure rate R per second, one lookup per second): failed lookups vs R"
     }
 
     fn run(&self, opts: &ScenarioOpts) -> Result<Report, SimError> {
+        opts.check_params(self.params())?;
         let n = opts.nodes.unwrap_or(500);
-        if !(16..=5000).contains(&n) {
+        if !(16..=1_000_000).contains(&n) {
             return Err(SimError::BadParams(
-                "chord-churn: --nodes from 16 to 5000".into(),
+                "chord-churn: --nodes from 16 to 1000000".into(),
             ));
         }
+        scale::check_memory(n, opts)?;
         let mut rep = Report::new(self.name());
         rep.line(format!(
             "{n} nodes; stabilize and fix_fingers every 30 s (random phase), joins and failures each Poisson at rate R; one lookup per second; a lookup fails if it errs or does not end at the key's current successor"

@@ -1,0 +1,225 @@
+//! Bitcoin (Coin I), first slice: wire primitives and SHA-256d.
+//!
+//! Transactions are legacy only: a SegWit marker (`00 01` after the
+//! version) is rejected with [`wire::DecodeError::SegwitMarker`].
+//!
+//! ```
+//! use servent_coin::{genesis_mainnet, wire::Encode};
+//! let b = genesis_mainnet();
+//! assert_eq!(
+//!     b.header.hash_hex(),
+//!     "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
+//! );
+//! assert_eq!(b.header.encode().len(), 80);
+//! ```
+pub mod wire;
+
+use sha2::{Digest, Sha256};
+use wire::{Block, BlockHeader, OutPoint, Transaction, TxIn, TxOut};
+
+/// SHA-256 applied twice.
+pub fn sha256d(data: &[u8]) -> [u8; 32] {
+    let first = Sha256::digest(data);
+    Sha256::digest(first).into()
+}
+
+/// Byte-reversed hex, as Bitcoin displays hashes.
+pub fn hash_hex(h: &[u8; 32]) -> String {
+    h.iter().rev().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+fn genesis(time: u32, bits: u32, nonce: u32) -> Block {
+    let script_sig = unhex(
+        "04ffff001d0104455468652054696d65732030332f4a616e2f32303039204368616e63656c6c6f72206f6e206272696e6b206f66207365636f6e64206261696c6f757420666f722062616e6b73",
+    );
+    let pk = unhex(
+        "4104678afdb0fe5548271967f1a67130b7105cd6a828e03909a67962e0ea1f61deb649f6bc3f4cef38c4f35504e51ec112de5c384df7ba0b8d578a4c702b6bf11d5fac",
+    );
+    let tx = Transaction {
+        version: 1,
+        inputs: vec![TxIn {
+            prevout: OutPoint {
+                txid: [0; 32],
+                vout: u32::MAX,
+            },
+            script_sig,
+            sequence: u32::MAX,
+        }],
+        outputs: vec![TxOut {
+            value: 50 * 100_000_000,
+            script_pubkey: pk,
+        }],
+        lock_time: 0,
+    };
+    let merkle_root = tx.txid();
+    Block {
+        header: BlockHeader {
+            version: 1,
+            prev: [0; 32],
+            merkle_root,
+            time,
+            bits,
+            nonce,
+        },
+        txs: vec![tx],
+    }
+}
+
+/// The mainnet genesis block, built from its parts.
+pub fn genesis_mainnet() -> Block {
+    genesis(1_231_006_505, 0x1d00_ffff, 2_083_236_893)
+}
+
+/// The regtest genesis block, built from its parts.
+pub fn genesis_regtest() -> Block {
+    genesis(1_296_688_602, 0x207f_ffff, 2)
+}
+
+/// 21 million BTC in satoshis.
+pub const MAX_MONEY: i64 = 21_000_000 * 100_000_000;
+
+/// An amount in satoshis, always within `0..=MAX_MONEY`; sums are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Amount(i64);
+
+impl Amount {
+    pub const ZERO: Amount = Amount(0);
+    /// `None` if outside `0..=MAX_MONEY`.
+    pub fn from_sat(sat: i64) -> Option<Self> {
+        (0..=MAX_MONEY).contains(&sat).then_some(Self(sat))
+    }
+    pub fn to_sat(self) -> i64 {
+        self.0
+    }
+    /// `None` if the sum leaves the money range.
+    pub fn checked_add(self, o: Self) -> Option<Self> {
+        self.0.checked_add(o.0).and_then(Self::from_sat)
+    }
+    /// `None` if the difference is negative.
+    pub fn checked_sub(self, o: Self) -> Option<Self> {
+        self.0.checked_sub(o.0).and_then(Self::from_sat)
+    }
+}
+
+/// Block subsidy at `height` for a given halving interval (210 000 mainnet, 150 regtest).
+pub fn subsidy(height: u32, halving_interval: u32) -> Amount {
+    let halvings = height / halving_interval.max(1);
+    if halvings >= 64 {
+        return Amount::ZERO;
+    }
+    Amount((50 * 100_000_000i64) >> halvings)
+}
+
+/// Merkle root of `hashes` and whether the tree is mutated (CVE-2012-2459:
+/// two identical adjacent hashes at any level), as Core's `ComputeMerkleRoot`.
+pub fn merkle_root(hashes: &[[u8; 32]]) -> ([u8; 32], bool) {
+    let mut level = hashes.to_vec();
+    let mut mutated = false;
+    if level.is_empty() {
+        return ([0; 32], false);
+    }
+    while level.len() > 1 {
+        for pair in level.chunks_exact(2) {
+            if pair[0] == pair[1] {
+                mutated = true;
+            }
+        }
+        if level.len() % 2 == 1 {
+            if let Some(&last) = level.last() {
+                level.push(last);
+            }
+        }
+        level = level
+            .chunks_exact(2)
+            .map(|p| {
+                let mut b = [0u8; 64];
+                b[..32].copy_from_slice(&p[0]);
+                b[32..].copy_from_slice(&p[1]);
+                sha256d(&b)
+            })
+            .collect();
+    }
+    (level[0], mutated)
+}
+
+/// A compact nBits decoded as Core's `SetCompact`: big-endian 256-bit
+/// target plus the negative and overflow flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactTarget {
+    pub target: [u8; 32],
+    pub negative: bool,
+    pub overflow: bool,
+}
+
+pub fn target_from_compact(bits: u32) -> CompactTarget {
+    let size = (bits >> 24) as usize;
+    let mut word = bits & 0x007f_ffff;
+    let mut target = [0u8; 32];
+    let negative = word != 0 && bits & 0x0080_0000 != 0;
+    let overflow =
+        word != 0 && (size > 34 || (word > 0xff && size > 33) || (word > 0xffff && size > 32));
+    if size <= 3 {
+        word >>= 8 * (3 - size);
+        target[28..].copy_from_slice(&word.to_be_bytes());
+    } else {
+        for k in 0..3 {
+            let pos = k + size - 3; // byte position from the least significant end
+            if pos < 32 {
+                target[31 - pos] = (word >> (8 * k)) as u8;
+            }
+        }
+    }
+    CompactTarget {
+        target,
+        negative,
+        overflow,
+    }
+}
+
+/// Whether a block hash (internal byte order) meets a big-endian target.
+pub fn hash_meets_target(hash: &[u8; 32], target: &[u8; 32]) -> bool {
+    let mut be = *hash;
+    be.reverse();
+    be <= *target
+}
+
+/// Network parameters.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub magic: [u8; 4],
+    pub port: u16,
+    pub halving_interval: u32,
+    /// Proof-of-work limit as compact bits.
+    pub pow_limit_bits: u32,
+    pub no_retarget: bool,
+    pub genesis: Block,
+}
+
+impl Params {
+    pub fn mainnet() -> Self {
+        Self {
+            magic: [0xf9, 0xbe, 0xb4, 0xd9],
+            port: 8333,
+            halving_interval: 210_000,
+            pow_limit_bits: 0x1d00_ffff,
+            no_retarget: false,
+            genesis: genesis_mainnet(),
+        }
+    }
+    pub fn regtest() -> Self {
+        Self {
+            magic: [0xfa, 0xbf, 0xb5, 0xda],
+            port: 18444,
+            halving_interval: 150,
+            pow_limit_bits: 0x207f_ffff,
+            no_retarget: true,
+            genesis: genesis_regtest(),
+        }
+    }
+}
