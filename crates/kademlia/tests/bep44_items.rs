@@ -1,6 +1,8 @@
 //! BEP 44 put/get: a node's checks on `put` (token, signature, seq, cas, size) and
 //! immutable and mutable items stored and found across a simulated network.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests are not cores
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -4,6 +4,8 @@
 //! `AMPLIFICATION` times what it received from them, plus the node's small budget; before
 //! the fix a `get` of a stored 1000-byte item answered 11 times its query's size).
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests are not cores
+
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 

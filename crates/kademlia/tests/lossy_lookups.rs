@@ -1,6 +1,8 @@
 //! Lookups on a simulated network of 1 000 nodes with 10 % datagram loss (issue 7: success
 //! at least 99 %), and the determinism of the scenario.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests are not cores
+
 use servent_kademlia::scenario::{LookupRun, run_lookups};
 
 #[test]

@@ -1,6 +1,8 @@
 //! The node core answering KRPC queries: tokens, storage bounds, implied_port, rate limits,
 //! errors for bad input, and lookups between a few nodes in the simulator.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests are not cores
+
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
 //! The node over real UDP sockets on 127.0.0.1: bootstrap, announce, get_peers, and the
 //! routing table saved on shutdown and loaded on the next start.
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests are not cores
 #![cfg(feature = "runtime")]
 
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! until it replies; BEP 43 read-only queriers are answered but never stored; a read-only
 //! node marks its queries `ro=1` and answers nothing.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests are not cores
+
 use std::net::SocketAddr;
 
 use servent_core::{Core, Id, Input, Instant, Rng, Transmit};
