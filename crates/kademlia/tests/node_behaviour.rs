@@ -649,3 +649,51 @@ fn datagrams_over_the_configured_size_are_dropped_unread() {
     assert!(exchange(&mut b, Instant::ZERO, addr("127.0.0.5:1"), &big).is_empty());
     assert_eq!(b.stats().oversized, 1);
 }
+
+/// Info-hashes a peer picks so that their FxHash values all agree: the store (and the
+/// lookups' peer sets, hashed under the node's secret key) must still take each one in
+/// and answer for it, up to `max_hashes`.
+#[test]
+fn fx_colliding_info_hashes_are_stored_and_answered_up_to_max_hashes() {
+    let cfg = Config {
+        max_hashes: 3000,
+        ..Config::default()
+    };
+    let mut b = Dht::new(Id([2; 20]), cfg, Rng::new(2));
+    let from = addr("127.0.0.9:7000");
+    let t = token_for(&mut b, Instant::ZERO, from);
+    let hashes: Vec<Id> = servent_core::keyed::fx_colliding_words(4000, 0xdead_beef)
+        .into_iter()
+        .map(|w| {
+            let mut id = [0u8; 20];
+            id[..16].copy_from_slice(&w);
+            Id(id)
+        })
+        .collect();
+    let mut stored = 0;
+    for h in &hashes {
+        let r = ask(
+            &mut b,
+            Instant::ZERO,
+            from,
+            Query::AnnouncePeer {
+                id: QUERIER,
+                info_hash: *h,
+                port: 6881,
+                token: t.clone(),
+                implied_port: false,
+            },
+        );
+        if matches!(r.first().map(|m| &m.body), Some(Body::Response(_))) {
+            stored += 1;
+        }
+        while b.poll_event().is_some() {}
+    }
+    assert_eq!(stored, 3000, "announces accepted until max_hashes");
+    for h in &hashes[..3000] {
+        assert_eq!(b.stored_peers(h), vec![addr4("127.0.0.9:6881")]);
+    }
+    for h in &hashes[3000..] {
+        assert!(b.stored_peers(h).is_empty());
+    }
+}

@@ -31,7 +31,7 @@ impl Dht {
                 target,
                 cands: BTreeMap::new(),
                 inflight: 0,
-                peers: FxSet::default(),
+                peers: KeyedSet::with_hasher(self.keyed.clone()),
                 started: now,
                 stats: LookupStats::default(),
                 phase: Phase::Searching,

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use servent_core::{Core, FxMap, FxSet, Id, Input, Instant, Rng, Transmit};
+use servent_core::{Core, FxMap, Id, Input, Instant, KeyedSet, KeyedState, Rng, Transmit};
 use sha1::{Digest, Sha1};
 
 use self::bep44::Item;
@@ -126,7 +126,8 @@ struct Lookup {
     target: Id,
     cands: BTreeMap<Id, Cand>,
     inflight: usize,
-    peers: FxSet<SocketAddrV4>,
+    /// Peers named by answers: addresses a remote chooses, so hashed under a secret key.
+    peers: KeyedSet<SocketAddrV4>,
     started: Instant,
     stats: LookupStats,
     phase: Phase,
@@ -161,6 +162,8 @@ pub struct Dht {
     id: Id,
     table: RoutingTable,
     rng: Rng,
+    /// The hash key of every set over peer-chosen addresses (drawn once from `rng`).
+    keyed: KeyedState,
     started: bool,
     next_tid: u16,
     pending: FxMap<u16, Pending>,
@@ -212,12 +215,14 @@ impl Dht {
         cfg.k = cfg.k.max(1);
         cfg.max_datagram = cfg.max_datagram.max(512);
         let secrets = [rng.next_u64(), rng.next_u64()];
+        let keyed = KeyedState::new(&mut rng);
         let budget = cfg_budget(&cfg);
         Dht {
             table: RoutingTable::new(id, cfg.k, Instant::ZERO),
             cfg,
             id,
             rng,
+            keyed,
             started: false,
             next_tid: 0,
             pending: FxMap::default(),
