@@ -12,6 +12,7 @@
 //! );
 //! assert_eq!(b.header.encode().len(), 80);
 //! ```
+pub mod core;
 pub mod wire;
 
 use sha2::{Digest, Sha256};
