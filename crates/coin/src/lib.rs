@@ -200,9 +200,34 @@ pub struct Params {
     pub pow_limit_bits: u32,
     pub no_retarget: bool,
     pub genesis: Block,
+    /// BIP34 (height in coinbase, version 2) from this height.
+    pub bip34_height: u32,
+    /// BIP66 (strict DER, version 3) from this height.
+    pub bip66_height: u32,
+    /// BIP65 (CHECKLOCKTIMEVERIFY, version 4) from this height.
+    pub bip65_height: u32,
+    /// Heights whose coinbase may overwrite an earlier unspent one (BIP30's two historical exceptions).
+    pub bip30_exceptions: &'static [u32],
+    /// The easiest target allowed, as Core's `powLimit` (not its compact form).
+    pub pow_limit: [u8; 32],
+}
+
+/// 32 bytes: `zeros` leading zero bytes, then 0xff.
+const fn pow_limit(zeros: usize) -> [u8; 32] {
+    let mut t = [0xffu8; 32];
+    let mut i = 0;
+    while i < zeros {
+        t[i] = 0;
+        i += 1;
+    }
+    t
 }
 
 impl Params {
+    /// The pow limit as a 256-bit number.
+    pub fn pow_limit(&self) -> crate::core::pow::U256 {
+        crate::core::pow::U256::from_be_bytes(&self.pow_limit)
+    }
     pub fn mainnet() -> Self {
         Self {
             magic: [0xf9, 0xbe, 0xb4, 0xd9],
@@ -211,6 +236,11 @@ impl Params {
             pow_limit_bits: 0x1d00_ffff,
             no_retarget: false,
             genesis: genesis_mainnet(),
+            bip30_exceptions: &[91_842, 91_880],
+            bip34_height: 227_931,
+            bip66_height: 363_725,
+            bip65_height: 388_381,
+            pow_limit: pow_limit(4),
         }
     }
     pub fn regtest() -> Self {
@@ -221,6 +251,15 @@ impl Params {
             pow_limit_bits: 0x207f_ffff,
             no_retarget: true,
             genesis: genesis_regtest(),
+            bip30_exceptions: &[],
+            bip34_height: 1,
+            bip66_height: 1,
+            bip65_height: 1,
+            pow_limit: {
+                let mut t = [0xff; 32];
+                t[0] = 0x7f;
+                t
+            },
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Sans-IO consensus: the legacy (pre-SegWit) script interpreter and its
 //! signature hash. No disk, clock, environment, sockets or threads: the
 //! transaction being checked and the flags are inputs.
+pub mod block;
+pub mod pow;
 pub mod script;
 pub mod sighash;
 pub mod tx;
