@@ -258,12 +258,22 @@ impl UtxoView {
         flags: Flags,
         secp: &Secp256k1<VerifyOnly>,
     ) -> Result<Connected, BlockError> {
-        let mut work = self.clone();
-        let r = work.connect_inner(b, height, params, flags, secp)?;
-        *self = work;
-        Ok(r)
+        let mut undo = Undo::default();
+        let mut created = Vec::new();
+        let r = self.connect_inner(b, height, params, flags, secp, &mut undo, &mut created);
+        if r.is_err() {
+            // Roll back what was done so far: the view is as before.
+            for op in created.iter().rev() {
+                self.coins.remove(op);
+            }
+            for (op, coin) in undo.spent.drain(..).rev() {
+                self.coins.insert(op, coin);
+            }
+        }
+        r
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn connect_inner(
         &mut self,
         b: &Block,
@@ -271,8 +281,9 @@ impl UtxoView {
         params: &Params,
         flags: Flags,
         secp: &Secp256k1<VerifyOnly>,
+        undo: &mut Undo,
+        created: &mut Vec<OutPoint>,
     ) -> Result<Connected, BlockError> {
-        let mut undo = Undo::default();
         let mut fees = Amount::ZERO;
         let mut sig_checks = 0;
         let mut sigops = 0;
@@ -282,7 +293,8 @@ impl UtxoView {
             let first = b
                 .txs
                 .first()
-                .map(|t| t.inputs[0].script_sig.as_slice())
+                .and_then(|t| t.inputs.first())
+                .map(|i| i.script_sig.as_slice())
                 .unwrap_or_default();
             if !first.starts_with(&want) {
                 return Err(BlockError::BadCoinbaseHeight);
@@ -363,14 +375,15 @@ impl UtxoView {
                     height,
                     coinbase: ti == 0,
                 };
-                if self.coins.insert(op, coin).is_some()
-                    && !params.bip30_exceptions.contains(&height)
-                {
+                if self.coins.contains_key(&op) && !params.bip30_exceptions.contains(&height) {
                     return Err(BlockError::Overwrite(ti));
                 }
+                self.coins.insert(op.clone(), coin);
+                created.push(op);
             }
         }
-        let paid = b.txs[0]
+        let coinbase = b.txs.first().ok_or(BlockError::BadLength)?;
+        let paid = coinbase
             .outputs
             .iter()
             .try_fold(Amount::ZERO, |a, o| {
@@ -382,7 +395,7 @@ impl UtxoView {
             return Err(BlockError::CoinbaseTooLarge);
         }
         Ok(Connected {
-            undo,
+            undo: std::mem::take(undo),
             fees,
             sig_checks,
             sigops,
