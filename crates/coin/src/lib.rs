@@ -1,16 +1,41 @@
-//! Bitcoin (Coin I), first slice: wire primitives and SHA-256d.
+//! Bitcoin (Coin I): wire primitives, SHA-256d, and a sans-IO consensus
+//! core with Bitcoin Core's pre-SegWit rules.
 //!
-//! Transactions are legacy only: a SegWit marker (`00 01` after the
-//! version) is rejected with [`wire::DecodeError::SegwitMarker`].
+//! - [`wire`]: strict codecs (CompactSize, transactions, headers, blocks).
+//!   Transactions are legacy only: a SegWit marker (`00 01` after the
+//!   version) is rejected with [`wire::DecodeError::SegwitMarker`].
+//! - [`core::script`]: the legacy interpreter (`EvalScript`/`VerifyScript`
+//!   for `SigVersion::BASE`), flags as Core's `SCRIPT_VERIFY_*`;
+//!   [`core::sighash`]: the legacy signature hash.
+//! - [`core::block`]: context-free block checks, header context
+//!   ([`core::block::Chain`]: prev, retarget, median time past, versions),
+//!   and connect/disconnect against an in-memory UTXO view with undo data.
+//! - [`core::mempool`]: first-seen-wins pool bounded by bytes, evicting the
+//!   lowest fee rate.
+//!
+//! Nothing here touches disk, clock, sockets or threads: the caller passes
+//! blocks, the current time and the UTXO view in, and gets typed results
+//! out.
 //!
 //! ```
-//! use servent_coin::{genesis_mainnet, wire::Encode};
+//! use servent_coin::core::block::Chain;
+//! use servent_coin::core::script::{Flags, NoChecker, verify_script};
+//! use servent_coin::{Params, genesis_mainnet, wire::Encode};
+//!
 //! let b = genesis_mainnet();
 //! assert_eq!(
 //!     b.header.hash_hex(),
 //!     "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
 //! );
 //! assert_eq!(b.header.encode().len(), 80);
+//!
+//! // `2 3 ADD 5 EQUAL` holds; `OP_RETURN` never does.
+//! assert!(verify_script(&[0x52, 0x53], &[0x93, 0x55, 0x87], Flags::P2SH, &mut NoChecker).is_ok());
+//! assert!(verify_script(&[], &[0x6a], Flags::NONE, &mut NoChecker).is_err());
+//!
+//! // A chain holding genesis wants the same difficulty next (no retarget before 2016).
+//! let chain = Chain::new(Params::mainnet());
+//! assert_eq!((chain.height(), chain.next_bits()), (0, 0x1d00_ffff));
 //! ```
 pub mod core;
 pub mod wire;
