@@ -285,3 +285,46 @@ fn mainnet_block_367891_validates_against_its_spent_outputs_with_824_signature_c
         Err(BlockError::BadCoinbaseHeight)
     );
 }
+
+#[test]
+fn double_spends_immature_coinbase_spends_and_overpaying_coinbases_are_refused() {
+    let blocks = blocks_1_255();
+    let chain = chain_to(&blocks, 169);
+    let p = Params::mainnet();
+    let secp = Secp256k1::verification_only();
+    let good = &blocks[169];
+    let flags = script_flags(&p, 170, good.header.time);
+    let mut view = chain.view.clone();
+    // The same spend twice in one block: the second finds its input gone.
+    let mut b = good.clone();
+    b.txs.push(good.txs[1].clone());
+    assert_eq!(
+        view.connect_block(&b, 170, &p, flags, &secp),
+        Err(BlockError::MissingInput(2, 0))
+    );
+    // Block 170 spends block 9's coinbase: at height 108 it is 99 blocks old.
+    assert_eq!(
+        view.connect_block(good, 108, &p, flags, &secp),
+        Err(BlockError::PrematureCoinbaseSpend(1, 0))
+    );
+    // A coinbase paying one satoshi more than subsidy + fees (block 170 has no fee).
+    let mut b = good.clone();
+    b.txs[0].outputs[0].value += 1;
+    assert_eq!(
+        view.connect_block(&b, 170, &p, flags, &secp),
+        Err(BlockError::CoinbaseTooLarge)
+    );
+    assert_eq!(
+        view.coins, chain.view.coins,
+        "every refusal leaves the view as it was"
+    );
+    // Connected once, the spend cannot happen again against the view.
+    view.connect_block(good, 170, &p, flags, &secp)
+        .expect("valid");
+    let mut again = good.clone();
+    again.txs[0].inputs[0].script_sig.push(0x51); // a different coinbase
+    assert_eq!(
+        view.connect_block(&again, 171, &p, flags, &secp),
+        Err(BlockError::MissingInput(1, 0))
+    );
+}

@@ -317,6 +317,9 @@ impl UtxoView {
                         .coins
                         .remove(&input.prevout)
                         .ok_or(BlockError::MissingInput(ti, ii))?;
+                    // Into the undo log first, so a refusal below restores it.
+                    undo.spent.push((input.prevout.clone(), coin));
+                    let coin = &undo.spent[undo.spent.len() - 1].1;
                     if coin.coinbase && height.saturating_sub(coin.height) < COINBASE_MATURITY {
                         return Err(BlockError::PrematureCoinbaseSpend(ti, ii));
                     }
@@ -326,7 +329,6 @@ impl UtxoView {
                     if flags.has(Flags::P2SH) && script::is_p2sh(&coin.out.script_pubkey) {
                         sigops += p2sh_sigops(&input.script_sig);
                     }
-                    undo.spent.push((input.prevout.clone(), coin));
                 }
                 let value_out = tx
                     .outputs
