@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use secp256k1::Secp256k1;
-use servent_coin::core::block::{BlockError, Chain, Coin, UtxoView, check_block, script_flags};
+use servent_coin::core::block::{
+    BlockError, Chain, Coin, Entry, UtxoView, check_block, script_flags,
+};
 use servent_coin::core::script::ScriptError;
 use servent_coin::wire::{Block, Encode, TxOut};
 use servent_coin::{Params, merkle_root};
@@ -327,4 +329,46 @@ fn double_spends_immature_coinbase_spends_and_overpaying_coinbases_are_refused()
         view.connect_block(&again, 171, &p, flags, &secp),
         Err(BlockError::MissingInput(1, 0))
     );
+}
+
+fn synthetic(params: Params, n: u32, time: impl Fn(u32) -> u32) -> Chain {
+    let mut c = Chain::new(params);
+    let bits = c.entries[0].bits;
+    c.entries.clear();
+    for h in 0..=n {
+        c.entries.push(Entry {
+            hash: [h as u8; 32],
+            time: time(h),
+            bits,
+        });
+    }
+    c
+}
+
+#[test]
+fn retarget_uses_the_block_2015_back_and_regtest_never_retargets() {
+    // Core's mainnet case for block 32 256: the interval's first block is
+    // 30 240 (2015 blocks before 32 255), not 30 239.
+    let c = synthetic(Params::mainnet(), 32_255, |h| match h {
+        30_240 => 1_261_130_161,
+        32_255 => 1_262_152_739,
+        _ => 1_000_000_000,
+    });
+    assert_eq!(c.next_bits(), 0x1d00d86a);
+    // Between retargets the last nBits carries over.
+    let c = synthetic(Params::mainnet(), 32_254, |h| 1_231_006_505 + h);
+    assert_eq!(c.next_bits(), 0x1d00ffff);
+    // Regtest: a wildly fast interval changes nothing.
+    let c = synthetic(Params::regtest(), 2015, |h| 1_296_688_602 + h);
+    assert_eq!(c.next_bits(), 0x207fffff);
+}
+
+#[test]
+fn median_time_past_is_the_middle_of_the_last_11_times() {
+    // Times out of order: the last 11 are 100..=110 shuffled.
+    let order = [105u32, 101, 110, 103, 100, 108, 102, 109, 104, 107, 106];
+    let c = synthetic(Params::regtest(), 20, |h| {
+        if h < 10 { 1 } else { order[(h - 10) as usize] }
+    });
+    assert_eq!(c.median_time_past(), 105);
 }
