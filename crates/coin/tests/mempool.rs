@@ -218,3 +218,36 @@ fn failing_scripts_immature_coinbases_and_coinbases_are_refused() {
     cb.inputs[0].script_sig = vec![1, 1];
     assert_eq!(p.accept(cb, &v, 10, 0, &secp), Err(MempoolError::Coinbase));
 }
+
+#[test]
+fn a_reorg_returns_disconnected_transactions_to_the_pool() {
+    let secp = Secp256k1::verification_only();
+    let v = view(2, 100_000);
+    let mut p = pool(1 << 20);
+    let a = spend(&[coin(0)], &[90_000]);
+    let child = spend(
+        &[OutPoint {
+            txid: a.txid(),
+            vout: 0,
+        }],
+        &[80_000],
+    );
+    let cb = {
+        let mut t = spend(
+            &[OutPoint {
+                txid: [0; 32],
+                vout: u32::MAX,
+            }],
+            &[50_000],
+        );
+        t.inputs[0].script_sig = vec![1, 1];
+        t
+    };
+    // The disconnected block held a coinbase, a and its child; the view is
+    // back to before it, so a and child are spendable again, the coinbase is not.
+    assert_eq!(
+        p.readd_disconnected(&[cb, a.clone(), child.clone()], &v, 10, 0, &secp),
+        2
+    );
+    assert!(p.contains(&a.txid()) && p.contains(&child.txid()));
+}

@@ -346,6 +346,27 @@ impl Mempool {
         conflicts
     }
 
+    /// A reorganisation disconnected `txs` (a block's transactions, in
+    /// block order; `view` is the UTXO set after the disconnect): offer
+    /// every non-coinbase one back to the pool. Returns how many came back;
+    /// the rest (now invalid, conflicting or too cheap) are dropped.
+    pub fn readd_disconnected(
+        &mut self,
+        txs: &[Transaction],
+        view: &UtxoView,
+        tip_height: u32,
+        time: u32,
+        secp: &Secp256k1<VerifyOnly>,
+    ) -> usize {
+        txs.iter()
+            .filter(|t| !t.is_coinbase())
+            .filter(|t| {
+                self.accept((*t).clone(), view, tip_height, time, secp)
+                    .is_ok()
+            })
+            .count()
+    }
+
     /// Pool transactions from the highest fee rate down.
     pub fn by_fee_rate(&self) -> impl Iterator<Item = &PoolEntry> {
         self.by_rate
