@@ -1,17 +1,43 @@
-//! Bitcoin (Coin I), first slice: wire primitives and SHA-256d.
+//! Bitcoin (Coin I): wire primitives, SHA-256d, and a sans-IO consensus
+//! core with Bitcoin Core's pre-SegWit rules.
 //!
-//! Transactions are legacy only: a SegWit marker (`00 01` after the
-//! version) is rejected with [`wire::DecodeError::SegwitMarker`].
+//! - [`wire`]: strict codecs (CompactSize, transactions, headers, blocks).
+//!   Transactions are legacy only: a SegWit marker (`00 01` after the
+//!   version) is rejected with [`wire::DecodeError::SegwitMarker`].
+//! - [`core::script`]: the legacy interpreter (`EvalScript`/`VerifyScript`
+//!   for `SigVersion::BASE`), flags as Core's `SCRIPT_VERIFY_*`;
+//!   [`core::sighash`]: the legacy signature hash.
+//! - [`core::block`]: context-free block checks, header context
+//!   ([`core::block::Chain`]: prev, retarget, median time past, versions),
+//!   and connect/disconnect against an in-memory UTXO view with undo data.
+//! - [`core::mempool`]: first-seen-wins pool bounded by bytes, evicting the
+//!   lowest fee rate.
+//!
+//! Nothing here touches disk, clock, sockets or threads: the caller passes
+//! blocks, the current time and the UTXO view in, and gets typed results
+//! out.
 //!
 //! ```
-//! use servent_coin::{genesis_mainnet, wire::Encode};
+//! use servent_coin::core::block::Chain;
+//! use servent_coin::core::script::{Flags, NoChecker, verify_script};
+//! use servent_coin::{Params, genesis_mainnet, wire::Encode};
+//!
 //! let b = genesis_mainnet();
 //! assert_eq!(
 //!     b.header.hash_hex(),
 //!     "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
 //! );
 //! assert_eq!(b.header.encode().len(), 80);
+//!
+//! // `2 3 ADD 5 EQUAL` holds; `OP_RETURN` never does.
+//! assert!(verify_script(&[0x52, 0x53], &[0x93, 0x55, 0x87], Flags::P2SH, &mut NoChecker).is_ok());
+//! assert!(verify_script(&[], &[0x6a], Flags::NONE, &mut NoChecker).is_err());
+//!
+//! // A chain holding genesis wants the same difficulty next (no retarget before 2016).
+//! let chain = Chain::new(Params::mainnet());
+//! assert_eq!((chain.height(), chain.next_bits()), (0, 0x1d00_ffff));
 //! ```
+pub mod core;
 pub mod wire;
 
 use sha2::{Digest, Sha256};
@@ -199,9 +225,34 @@ pub struct Params {
     pub pow_limit_bits: u32,
     pub no_retarget: bool,
     pub genesis: Block,
+    /// BIP34 (height in coinbase, version 2) from this height.
+    pub bip34_height: u32,
+    /// BIP66 (strict DER, version 3) from this height.
+    pub bip66_height: u32,
+    /// BIP65 (CHECKLOCKTIMEVERIFY, version 4) from this height.
+    pub bip65_height: u32,
+    /// Heights whose coinbase may overwrite an earlier unspent one (BIP30's two historical exceptions).
+    pub bip30_exceptions: &'static [u32],
+    /// The easiest target allowed, as Core's `powLimit` (not its compact form).
+    pub pow_limit: [u8; 32],
+}
+
+/// 32 bytes: `zeros` leading zero bytes, then 0xff.
+const fn pow_limit(zeros: usize) -> [u8; 32] {
+    let mut t = [0xffu8; 32];
+    let mut i = 0;
+    while i < zeros {
+        t[i] = 0;
+        i += 1;
+    }
+    t
 }
 
 impl Params {
+    /// The pow limit as a 256-bit number.
+    pub fn pow_limit(&self) -> crate::core::pow::U256 {
+        crate::core::pow::U256::from_be_bytes(&self.pow_limit)
+    }
     pub fn mainnet() -> Self {
         Self {
             magic: [0xf9, 0xbe, 0xb4, 0xd9],
@@ -210,6 +261,11 @@ impl Params {
             pow_limit_bits: 0x1d00_ffff,
             no_retarget: false,
             genesis: genesis_mainnet(),
+            bip30_exceptions: &[91_842, 91_880],
+            bip34_height: 227_931,
+            bip66_height: 363_725,
+            bip65_height: 388_381,
+            pow_limit: pow_limit(4),
         }
     }
     pub fn regtest() -> Self {
@@ -220,6 +276,15 @@ impl Params {
             pow_limit_bits: 0x207f_ffff,
             no_retarget: true,
             genesis: genesis_regtest(),
+            bip30_exceptions: &[],
+            bip34_height: 1,
+            bip66_height: 1,
+            bip65_height: 1,
+            pow_limit: {
+                let mut t = [0xff; 32];
+                t[0] = 0x7f;
+                t
+            },
         }
     }
 }
