@@ -14,6 +14,7 @@ mod ping;
 mod sim;
 // systems: one module each (keep this list and `Command` in the same order)
 mod chord;
+mod coin;
 mod dht;
 mod gnutella;
 mod napster;
@@ -49,6 +50,8 @@ enum Command {
     Ping(ping::Cmd),
     /// Chord: run a ring member; lookup (route hop by hop), fingers, put/get/delete, ring.
     Chord(chord::Cmd),
+    /// The Bitcoin-compatible coin: validate real blocks from a file (verify-blocks).
+    Coin(coin::Cmd),
     /// Mainline DHT (BEP 5): run a node; lookup/announce an info-hash; stats.
     Dht(dht::Cmd),
     /// Gnutella 0.4: run a servent; search, get (direct or through Push), peers, stats.
@@ -98,6 +101,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Sim(cmd) => sim::run(cmd).await,
             Command::Ping(cmd) => ping::run(cmd).await,
             Command::Chord(cmd) => chord::run(cmd).await,
+            Command::Coin(cmd) => coin::run(cmd).await,
             Command::Dht(cmd) => dht::run(cmd).await,
             Command::Gnutella(cmd) => gnutella::run(cmd).await,
             Command::Napster(cmd) => napster::run(cmd).await,
