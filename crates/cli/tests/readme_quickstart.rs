@@ -3,7 +3,9 @@
 //! temporary folder that is also `$HOME`, with this build's `servent` first on `PATH`.
 //! The section "Before you start" is the prelude of every other section. Each section has
 //! a time limit; `timeout` kills its whole process group (background servers included)
-//! when it is reached, and every section kills its background jobs when it ends.
+//! when it is reached, and every section kills its background jobs when it ends. A file a
+//! section tells the user to download (the coin's `blocks1-256.bz2`) is copied in from the
+//! shared data folder beside the checkout.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -66,6 +68,15 @@ fn run_section(prelude: &str, s: &Section, bin_dir: &Path) -> Result<f64, String
          {}",
         s.script
     );
+    // Data files a section names that a user downloads (the coin's real blocks) come from
+    // the shared data folder beside the checkout, as CI lays it.
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/bitcoin");
+    for name in ["blocks1-256.bz2"] {
+        if s.script.contains(name) {
+            std::fs::copy(shared.join(name), dir.path().join(name))
+                .map_err(|e| format!("{name} must be in {}: {e}", shared.display()))?;
+        }
+    }
     let path = dir.path().join("section.sh");
     std::fs::write(&path, script).map_err(|e| e.to_string())?;
     let log = dir.path().join("section.log");
