@@ -3,7 +3,7 @@
 //! The protocol lives in `servent-bittorrent` (sans-IO cores); this module resolves tracker
 //! names, opens files, and runs the cores under the tokio driver. The DHT
 //! (`servent-kademlia`'s [`DhtClient`]) is an extra peer source for every non-private torrent
-//! when bootstrap nodes are known (`--dht-bootstrap`, a torrent's `nodes`, `--dht-state`).
+//! when bootstrap nodes are known (`--bootstrap`, a torrent's `nodes`, `--dht-state`).
 //! A magnet link runs in two steps: a [`Client::magnet`] core finds peers and fetches the
 //! info dictionary (BEP 9), then a normal client downloads the torrent from the same peers.
 
@@ -40,21 +40,28 @@ pub struct Cmd {
     action: Action,
 }
 
-/// DHT and encryption options of `seed`, `get` and `share`.
+/// Options shared by `seed`, `get` and `share`: the DHT, encryption, JSON output.
 #[derive(Args, Debug, Clone, Default)]
 struct DhtArgs {
+    /// No progress lines; at the end, one JSON object per torrent on its own line (`name`,
+    /// `info_hash`, `outcome`, `bytes`, `seconds`, `downloaded`, `uploaded`, `peers`,
+    /// `max_peers`, `handshakes_closed`, and `error` on failure). `share` prints its magnet
+    /// link first as `{"magnet": ..}`.
+    #[arg(long)]
+    json: bool,
     /// UDP address of our DHT node [default: the --listen IP, any port].
     #[arg(long)]
     dht_listen: Option<SocketAddr>,
-    /// A DHT node to join through (HOST:PORT); repeatable. The DHT runs when a bootstrap node
-    /// is known (here, in a trackerless torrent's `nodes`, or in --dht-state).
-    #[arg(long = "dht-bootstrap")]
-    dht_bootstrap: Vec<String>,
+    /// A DHT node to join through: HOST:PORT, or a file of addresses one per line (`#`
+    /// comments); repeatable. The DHT runs when a bootstrap node is known (here, in a
+    /// trackerless torrent's `nodes`, or in --dht-state). Old spelling: --dht-bootstrap.
+    #[arg(long = "bootstrap", alias = "dht-bootstrap", value_name = "ADDR|FILE")]
+    bootstrap: Vec<String>,
     /// The DHT routing table file: loaded on start, saved on exit.
     #[arg(long)]
     dht_state: Option<PathBuf>,
     /// Never use the DHT.
-    #[arg(long, conflicts_with_all = ["dht_bootstrap", "dht_state"])]
+    #[arg(long, conflicts_with_all = ["bootstrap", "dht_state"])]
     no_dht: bool,
     /// Message Stream Encryption: `prefer` (try MSE, fall back to plaintext; accept both),
     /// `require` (MSE with RC4 only) or `plaintext` (never MSE).
@@ -132,11 +139,12 @@ enum Action {
         #[arg(long)]
         comment: Option<String>,
         /// A trackerless torrent (BEP 5): no `announce`; peers come from the DHT. The
-        /// --dht-bootstrap nodes go into its `nodes` key.
+        /// --bootstrap nodes go into its `nodes` key.
         #[arg(long, conflicts_with = "trackers")]
         trackerless: bool,
-        /// A DHT node (HOST:PORT) written into the torrent's `nodes`; repeatable.
-        #[arg(long = "dht-bootstrap")]
+        /// A DHT node written into the torrent's `nodes`: HOST:PORT (names are kept, not
+        /// resolved), or a file of them one per line; repeatable. Old spelling: --dht-bootstrap.
+        #[arg(long = "bootstrap", alias = "dht-bootstrap", value_name = "ADDR|FILE")]
         nodes: Vec<String>,
     },
     /// Print what a .torrent holds: name, info-hash, pieces, files, trackers.
@@ -263,7 +271,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 );
             }
             if !trackerless && trackers.is_empty() && !nodes.is_empty() {
-                bail!("--dht-bootstrap in `create` is for --trackerless torrents");
+                bail!("--bootstrap in `create` is for --trackerless torrents");
             }
             let piece_length = piece_size.as_deref().map(parse_size).transpose()?;
             let opts = CreateOptions {
@@ -271,10 +279,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 piece_length,
                 private,
                 web_seeds,
-                nodes: nodes
-                    .iter()
-                    .map(|n| parse_node(n))
-                    .collect::<Result<Vec<_>>>()?,
+                nodes: torrent_nodes(&nodes)?,
                 comment,
                 created_by: Some(created_by()),
                 creation_date: now_secs(),
@@ -336,6 +341,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 upload_limit,
                 encryption: dht.encryption.into(),
                 super_seed,
+                json: dht.json,
                 ..RunOpts::default()
             };
             let dht = start_dht(&dht, listen.ip(), &meta.nodes).await?;
@@ -371,7 +377,16 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             {
                 use std::io::Write;
                 let mut out = std::io::stdout().lock();
-                writeln!(out, "{}", meta.magnet())?;
+                if dht.json {
+                    let v = serde_json::json!({
+                        "magnet": meta.magnet(),
+                        "name": meta.name,
+                        "info_hash": meta.info_hash.to_hex(),
+                    });
+                    writeln!(out, "{v}")?;
+                } else {
+                    writeln!(out, "{}", meta.magnet())?;
+                }
                 out.flush()?;
             }
             let m = meta.clone();
@@ -394,6 +409,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 seed: true,
                 upload_limit,
                 encryption: dht.encryption.into(),
+                json: dht.json,
                 ..RunOpts::default()
             };
             let dht = start_dht(&dht, listen.ip(), &[]).await?;
@@ -432,6 +448,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 }
             }
             let encryption: Encryption = dht.encryption.into();
+            let json = dht.json;
             let dht = start_dht(&dht, listen.ip(), &nodes).await?;
             for (i, src) in sources.iter().enumerate() {
                 let port = if listen.port() == 0 {
@@ -450,6 +467,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     encryption,
                     super_seed: false,
                     quiet: false,
+                    json,
                 };
                 if let Some(m) = magnets.remove(&i) {
                     let mp = mp.clone();
@@ -501,6 +519,29 @@ fn tiers(trackers: &[String]) -> Vec<Vec<String>> {
 }
 
 /// `HOST:PORT` for a torrent's `nodes`.
+/// The `nodes` of `torrent create --bootstrap ADDR|FILE`: each value is HOST:PORT, or a file
+/// of them one per line (`#` comments and blank lines skipped). Names stay names (a torrent's
+/// `nodes` commonly say `router.example.org:6881`).
+fn torrent_nodes(values: &[String]) -> Result<Vec<(String, u16)>> {
+    let mut out = Vec::new();
+    for v in values {
+        let p = Path::new(v);
+        if p.is_file() {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading the bootstrap file {}", p.display()))?;
+            for (i, line) in text.lines().enumerate() {
+                let l = line.split('#').next().unwrap_or("").trim();
+                if !l.is_empty() {
+                    out.push(parse_node(l).with_context(|| format!("{}:{}", p.display(), i + 1))?);
+                }
+            }
+        } else {
+            out.push(parse_node(v)?);
+        }
+    }
+    Ok(out)
+}
+
 fn parse_node(s: &str) -> Result<(String, u16)> {
     let (h, p) = s
         .rsplit_once(':')
@@ -777,20 +818,18 @@ async fn resolve_all(hosts: impl IntoIterator<Item = String>) -> Vec<SocketAddr>
     out
 }
 
-/// Starts the DHT node when bootstrap nodes are known (`--dht-bootstrap`, a torrent's
+/// Starts the DHT node when bootstrap nodes are known (`--bootstrap`, a torrent's
 /// `nodes`, or a `--dht-state` file); `None` otherwise.
 async fn start_dht(args: &DhtArgs, ip: IpAddr, nodes: &[(String, u16)]) -> Result<Option<Dht>> {
-    if args.no_dht
-        || (args.dht_bootstrap.is_empty() && nodes.is_empty() && args.dht_state.is_none())
-    {
+    if args.no_dht || (args.bootstrap.is_empty() && nodes.is_empty() && args.dht_state.is_none()) {
         return Ok(None);
     }
-    let hosts = args
-        .dht_bootstrap
-        .iter()
-        .cloned()
-        .chain(nodes.iter().map(|(h, p)| format!("{h}:{p}")));
-    let boot = resolve_all(hosts).await;
+    // --bootstrap values are the user's: a name that does not resolve or a missing file is an
+    // error. A torrent's `nodes` are the author's: one that does not resolve is only warned of.
+    let given = args.bootstrap.clone();
+    let mut boot =
+        tokio::task::spawn_blocking(move || crate::common::bootstrap_addrs(&given)).await??;
+    boot.extend(resolve_all(nodes.iter().map(|(h, p)| format!("{h}:{p}"))).await);
     let listen = args.dht_listen.unwrap_or(SocketAddr::new(ip, 0));
     let mut o = ClientOpts::with_rng(listen, servent_runtime::os_rng()?);
     o.state = args.dht_state.clone();
@@ -1065,14 +1104,14 @@ async fn get_magnet(
     peers.extend(magnet_peers(&m));
     if trackers.is_empty() && peers.is_empty() && dht.is_none() {
         bail!(
-            "magnet {ih}: no trackers, no x.pe peers, no --peer and no DHT (--dht-bootstrap): nowhere to find peers"
+            "magnet {ih}: no trackers, no x.pe peers, no --peer and no DHT (--bootstrap): nowhere to find peers"
         );
     }
     let name = m.name.clone().unwrap_or_else(|| ih.to_hex());
     let spinner = mp.add(ProgressBar::new_spinner());
     spinner.set_message(format!("{name}: fetching metadata"));
     spinner.enable_steady_tick(Duration::from_millis(200));
-    if !opts.quiet && !crate::common::stdout_is_terminal() {
+    if !opts.quiet && !opts.json && !crate::common::stdout_is_terminal() {
         println!("{name}: fetching the metadata (info-hash {ih})");
     }
     let endpoints = tracker_endpoints(&trackers);
@@ -1180,6 +1219,8 @@ struct RunOpts {
     super_seed: bool,
     /// No progress output (the demo runs clients in the background).
     quiet: bool,
+    /// No progress output; a final JSON summary object (`--json`).
+    json: bool,
 }
 
 impl Default for RunOpts {
@@ -1195,6 +1236,7 @@ impl Default for RunOpts {
             encryption: Encryption::Prefer,
             super_seed: false,
             quiet: false,
+            json: false,
         }
     }
 }
@@ -1279,6 +1321,8 @@ fn say(progress: Option<&Progress>, msg: &str) {
 struct Seen {
     peers: usize,
     max_peers: usize,
+    /// Peers connected now, by the connect/disconnect events.
+    live: usize,
     downloaded: u64,
     uploaded: u64,
     /// Connections closed during the handshake, before any payload.
@@ -1331,9 +1375,12 @@ async fn run_client(
 ) -> Result<()> {
     let label: String = meta.name.chars().take(24).collect();
     let started_complete = have.is_full();
+    let started = tokio::time::Instant::now();
     if started_complete && !opts.seed {
         // Everything is here and verified: nothing to fetch, nobody to serve.
-        if !opts.quiet {
+        if opts.json {
+            print_summary_json(meta, "already complete", 0, started, &Seen::default(), None);
+        } else if !opts.quiet {
             println!(
                 "{}: complete, every piece verified ({} already on disk)",
                 meta.name,
@@ -1342,7 +1389,7 @@ async fn run_client(
         }
         return Ok(());
     }
-    let mut progress = (!opts.quiet).then(|| {
+    let mut progress = (!opts.quiet && !opts.json).then(|| {
         let p = if started_complete {
             Progress::new(&format!("{label} (seeding)"), None)
         } else {
@@ -1449,7 +1496,16 @@ async fn run_client(
                 Some(ClientEvent::TrackerError { url, reason }) => tracing::warn!(%url, %reason, "tracker"),
                 Some(ClientEvent::PieceFailed { index, senders }) => tracing::warn!(index, ?senders, "piece failed its hash check"),
                 Some(ClientEvent::PeerBanned { ip }) => tracing::warn!(%ip, "peer banned"),
-                Some(ClientEvent::PeerDisconnected { addr, reason }) => tracing::info!(%addr, %reason, "peer disconnected"),
+                Some(ClientEvent::PeerConnected { addr, inbound }) => {
+                    tracing::debug!(%addr, inbound, "peer connected");
+                    // Between two stats samples too (a short download may see none).
+                    seen.live += 1;
+                    seen.max_peers = seen.max_peers.max(seen.live);
+                }
+                Some(ClientEvent::PeerDisconnected { addr, reason }) => {
+                    tracing::info!(%addr, %reason, "peer disconnected");
+                    seen.live = seen.live.saturating_sub(1);
+                }
                 Some(ClientEvent::HandshakeFailed { addr, reason, encrypted }) => {
                     tracing::info!(%addr, %reason, encrypted, "handshake failed");
                     seen.handshakes_closed += 1;
@@ -1495,6 +1551,18 @@ async fn run_client(
         };
         p.finish(what);
     }
+    if opts.json {
+        let (what, err) = match &outcome {
+            Ok(w) => (*w, None),
+            Err(e) => ("failed", Some(format!("{e:#}"))),
+        };
+        let bytes = if seeding {
+            stats.uploaded
+        } else {
+            (u64::from(stats.pieces_have) * meta.piece_length).min(meta.total_length)
+        };
+        print_summary_json(meta, what, bytes, started, &seen, err);
+    }
     outcome?;
     if !core.is_complete() || !complete {
         bail!(
@@ -1505,6 +1573,36 @@ async fn run_client(
         );
     }
     Ok(())
+}
+
+/// The `--json` final summary of one torrent's run: one object on its own line.
+fn print_summary_json(
+    meta: &Metainfo,
+    outcome: &str,
+    bytes: u64,
+    started: tokio::time::Instant,
+    seen: &Seen,
+    error: Option<String>,
+) {
+    let secs = started.elapsed().as_secs_f64();
+    let mut v = serde_json::json!({
+        "name": meta.name,
+        "info_hash": meta.info_hash.to_hex(),
+        "outcome": outcome,
+        "bytes": bytes,
+        "size": meta.total_length,
+        "seconds": (secs * 1000.0).round() / 1000.0,
+        "rate": (bytes as f64 / secs.max(1e-3)).round() as u64,
+        "downloaded": seen.downloaded,
+        "uploaded": seen.uploaded,
+        "peers": seen.peers,
+        "max_peers": seen.max_peers,
+        "handshakes_closed": seen.handshakes_closed,
+    });
+    if let Some(e) = error {
+        v["error"] = serde_json::Value::String(e);
+    }
+    crate::common::print_json(&v);
 }
 
 /// The demo's BitTorrent section: a tracker, one seeder and ten leechers on 127.0.0.1, every
@@ -1699,7 +1797,7 @@ async fn demo_trackerless(out: &Path) -> Result<DemoSection> {
     let (_, meta) = tokio::task::spawn_blocking(move || create_torrent(&s2, &opts)).await??;
     let magnet = meta.magnet();
     let args = DhtArgs {
-        dht_bootstrap: vec![boot.clone()],
+        bootstrap: vec![boot.clone()],
         ..DhtArgs::default()
     };
     let seed_dht = start_dht(&args, IpAddr::from([127, 0, 0, 1]), &[]).await?;
