@@ -195,8 +195,17 @@ pub struct ClientConfig {
     pub listen_port: u16,
     /// Tracker tiers.
     pub trackers: Vec<Vec<TrackerEndpoint>>,
-    /// Most connected peers.
+    /// Most connected peers, handshaking ones included (more are refused at once; while full,
+    /// the oldest inbound connection that has not handshaken makes room).
     pub max_peers: usize,
+    /// Most connections from one IP address (more from it are refused at once).
+    pub max_peers_per_ip: usize,
+    /// A connection whose BitTorrent handshake (MSE included) is not done within this is
+    /// closed (slowloris).
+    pub handshake_timeout: Duration,
+    /// A peer that sends nothing at all, not even a keep-alive, for this long is closed
+    /// (peers send keep-alives every 2 minutes).
+    pub idle_timeout: Duration,
     /// Most connection attempts at once.
     pub max_half_open: usize,
     /// Peers unchoked at once, the optimistic one included.
@@ -241,6 +250,9 @@ impl ClientConfig {
             listen_port,
             trackers: Vec::new(),
             max_peers: 60,
+            max_peers_per_ip: 16,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
             max_half_open: 16,
             upload_slots: 4,
             choke_interval: Duration::from_secs(10),
@@ -325,6 +337,12 @@ pub struct ClientStats {
     pub down_rate: f64,
     /// Upload rate over the last seconds, bytes per second.
     pub up_rate: f64,
+    /// Peer connections closed for a limit of [`ClientConfig`]: more than
+    /// `max_peers_per_ip` from one address, `max_peers` in total, no handshake within
+    /// `handshake_timeout`, nothing at all within `idle_timeout`, or a message longer than its
+    /// type allows ([`wire::message_len_limit`]). Each close's reason is in its
+    /// [`ClientEvent::PeerDisconnected`] (or [`ClientEvent::HandshakeFailed`]).
+    pub limit_closes: u64,
 }
 
 /// What the client reports.
@@ -544,6 +562,7 @@ pub struct Client<S> {
     downloaded: u64,
     uploaded: u64,
     wasted: u64,
+    limit_closes: u64,
     up_tokens: f64,
     down_tokens: f64,
     up_rate: f64,
@@ -608,6 +627,7 @@ impl<S: Storage> Client<S> {
             downloaded: 0,
             uploaded: 0,
             wasted: 0,
+            limit_closes: 0,
             up_tokens: 0.0,
             down_tokens: 0.0,
             up_rate: 0.0,
@@ -715,6 +735,7 @@ impl<S: Storage> Client<S> {
                 .count(),
             down_rate: self.down_rate,
             up_rate: self.up_rate,
+            limit_closes: self.limit_closes,
         }
     }
 
@@ -1061,14 +1082,23 @@ impl<S: Storage> Client<S> {
             return;
         };
         let mut buf = std::mem::replace(&mut p.buf, RecvBuf::new(0));
-        let mut error = None;
+        let mut error: Option<String> = None;
+        let mut oversized = false;
+        let pieces = self.picker.piece_count();
         loop {
+            if let Err(e) = wire::check_message_head(buf.as_slice(), pieces) {
+                // No client sends more than a message's type can carry: banned.
+                error = Some(format!("oversized message: {e}"));
+                oversized = true;
+                self.limit_closes += 1;
+                break;
+            }
             match decode_message(buf.as_slice()) {
                 Ok(Some((m, used))) => {
                     let r = self.on_message(now, conn, m);
                     buf.consume(used);
                     if let Err(why) = r {
-                        error = Some(why);
+                        error = Some(why.to_string());
                         break;
                     }
                     if !self.peers.contains_key(&conn) {
@@ -1078,16 +1108,19 @@ impl<S: Storage> Client<S> {
                 Ok(None) => break,
                 Err(e) => {
                     error = Some(if matches!(e, wire::WireError::UnknownId(_)) {
-                        "unknown message"
+                        format!("unknown message: {e}")
                     } else {
-                        "malformed message"
+                        format!("malformed message: {e}")
                     });
                     break;
                 }
             }
         }
         if let Some(why) = error {
-            self.drop_peer(conn, why, true);
+            match self.peers.get(&conn).map(|p| p.addr.ip()) {
+                Some(ip) if oversized => self.ban(conn, ip, &why),
+                _ => self.drop_peer(conn, &why, true),
+            }
             return;
         }
         if let Some(p) = self.peers.get_mut(&conn) {
@@ -2291,13 +2324,23 @@ impl<S: Storage> Client<S> {
             };
             p.down_rate = ewma(p.down_rate, std::mem::take(&mut p.down_tick));
             if p.handshake.is_none() {
-                if now.saturating_duration_since(p.connected_at) > HANDSHAKE_TIMEOUT {
-                    self.drop_peer(c, "handshake timed out", true);
+                if now.saturating_duration_since(p.connected_at) > self.cfg.handshake_timeout {
+                    self.limit_closes += 1;
+                    let why = format!(
+                        "no handshake within {:?} (handshake timeout)",
+                        self.cfg.handshake_timeout
+                    );
+                    self.drop_peer(c, &why, true);
                 }
                 continue;
             }
-            if now.saturating_duration_since(p.last_recv) > IDLE_TIMEOUT {
-                self.drop_peer(c, "idle", true);
+            if now.saturating_duration_since(p.last_recv) > self.cfg.idle_timeout {
+                self.limit_closes += 1;
+                let why = format!(
+                    "idle: nothing received for {:?} (idle timeout)",
+                    self.cfg.idle_timeout
+                );
+                self.drop_peer(c, &why, true);
                 continue;
             }
             let expired: Vec<BlockRef> = p
@@ -2426,14 +2469,62 @@ impl<S: Storage> Core for Client<S> {
                             .min_by_key(|(_, p)| p.connected_at)
                             .map(|(c, _)| *c);
                         if let Some(old) = idle {
-                            self.drop_peer(old, "evicted: no handshake while full", true);
+                            self.limit_closes += 1;
+                            self.drop_peer(
+                                old,
+                                "evicted: no handshake while full (max peers)",
+                                true,
+                            );
                         }
                     }
-                    if self.stopped
-                        || self.seeding_done
-                        || self.peers.len() >= self.cfg.max_peers
-                        || self.banned.contains(&peer.ip())
-                    {
+                    if self.stopped || self.seeding_done || self.banned.contains(&peer.ip()) {
+                        self.send(Transmit::Close { conn });
+                        return;
+                    }
+                    let mut from_ip = self
+                        .peers
+                        .values()
+                        .filter(|p| p.addr.ip() == peer.ip())
+                        .count();
+                    if from_ip >= self.cfg.max_peers_per_ip {
+                        // This IP is at its limit: its oldest inbound connection that has not
+                        // handshaken makes room (as for the total), so one address holds at
+                        // most max_peers_per_ip slots and silent connections from it cannot
+                        // keep a real peer from the same address (a NAT) out.
+                        let silent = self
+                            .peers
+                            .iter()
+                            .filter(|(c, p)| {
+                                c.is_inbound() && p.handshake.is_none() && p.addr.ip() == peer.ip()
+                            })
+                            .min_by_key(|(_, p)| p.connected_at)
+                            .map(|(c, _)| *c);
+                        if let Some(old) = silent {
+                            self.limit_closes += 1;
+                            let why = format!(
+                                "evicted: no handshake, {from_ip} connections from {} (max peers per IP)",
+                                peer.ip()
+                            );
+                            self.drop_peer(old, &why, true);
+                            from_ip -= 1;
+                        }
+                    }
+                    let over = if from_ip >= self.cfg.max_peers_per_ip {
+                        Some(format!(
+                            "refused: {from_ip} connections from {} already (max peers per IP)",
+                            peer.ip()
+                        ))
+                    } else if self.peers.len() >= self.cfg.max_peers {
+                        Some(format!(
+                            "refused: {} peers already (max peers)",
+                            self.peers.len()
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = over {
+                        self.limit_closes += 1;
+                        self.emit(ClientEvent::PeerDisconnected { addr: peer, reason });
                         self.send(Transmit::Close { conn });
                         return;
                     }
@@ -2594,15 +2685,179 @@ mod tests {
         }
     }
 
+    /// An inbound connection from `peer` that has done its handshake, its first output drained.
+    fn handshaken(c: &mut Client<MemStorage>, now: Instant, id: u64, peer: &str) -> ConnId {
+        let conn = ConnId::inbound(id);
+        let peer = peer.parse().unwrap();
+        c.handle_input(now, Input::Connected { conn, peer });
+        let hs = Handshake {
+            reserved: Reserved::ours(),
+            info_hash: c.info_hash,
+            // distinct per connection (a second connection of one peer id is dropped)
+            peer_id: {
+                let mut id20 = *b"-XX0001-abcdefghijkl";
+                id20[12..20].copy_from_slice(&id.to_be_bytes());
+                id20
+            },
+        }
+        .encode();
+        c.handle_input(now, Input::Received { conn, data: &hs });
+        let out = drain(c);
+        assert!(!out.contains(&Transmit::Close { conn }), "{out:?}");
+        conn
+    }
+
+    fn closed(out: &[Transmit], conn: ConnId) -> bool {
+        out.contains(&Transmit::Close { conn })
+    }
+
+    fn disconnect_reason(c: &mut Client<MemStorage>) -> Option<String> {
+        std::iter::from_fn(|| c.poll_event()).find_map(|e| match e {
+            ClientEvent::PeerDisconnected { reason, .. }
+            | ClientEvent::HandshakeFailed { reason, .. } => Some(reason),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_piece_message_longer_than_a_block_is_refused_from_its_head_and_banned() {
+        let mut c = client(Vec::new());
+        let now = Instant::from_secs(1);
+        c.handle_timeout(now);
+        let conn = handshaken(&mut c, now, 1, "127.0.0.7:5000");
+        while c.poll_event().is_some() {}
+        // Only the 5-byte head of a piece message 200 000 bytes longer than a block.
+        let len = (9 + BLOCK_LEN + 200_000).to_be_bytes();
+        let head = [len[0], len[1], len[2], len[3], 7];
+        c.handle_input(now, Input::Received { conn, data: &head });
+        assert!(closed(&drain(&mut c), conn));
+        let events: Vec<ClientEvent> = std::iter::from_fn(|| c.poll_event()).collect();
+        assert!(events.contains(&ClientEvent::PeerBanned {
+            ip: "127.0.0.7".parse().unwrap()
+        }));
+        assert!(
+            events.iter().any(|e| matches!(e,
+                ClientEvent::PeerDisconnected { reason, .. } if reason.contains("oversized message"))),
+            "{events:?}"
+        );
+        assert_eq!(c.stats().limit_closes, 1);
+        // The banned address is refused when it comes back.
+        let again = ConnId::inbound(2);
+        let peer = "127.0.0.7:5001".parse().unwrap();
+        c.handle_input(now, Input::Connected { conn: again, peer });
+        assert!(closed(&drain(&mut c), again));
+    }
+
+    #[test]
+    fn one_ip_gets_at_most_max_peers_per_ip_connections() {
+        let mut c = client(Vec::new());
+        c.cfg.max_peers_per_ip = 3;
+        let now = Instant::from_secs(1);
+        c.handle_timeout(now);
+        for i in 0..3 {
+            let conn = ConnId::inbound(i);
+            let peer = SocketAddr::from(([127, 0, 0, 9], 7000 + i as u16));
+            c.handle_input(now, Input::Connected { conn, peer });
+            assert!(!closed(&drain(&mut c), conn));
+        }
+        // A fourth from that IP: the oldest silent one makes room.
+        let later = Instant::from_secs(2);
+        let fourth = ConnId::inbound(3);
+        let peer = SocketAddr::from(([127, 0, 0, 9], 7003));
+        c.handle_input(later, Input::Connected { conn: fourth, peer });
+        let out = drain(&mut c);
+        assert!(
+            closed(&out, ConnId::inbound(0)) && !closed(&out, fourth),
+            "{out:?}"
+        );
+        let why = disconnect_reason(&mut c).unwrap_or_default();
+        assert!(why.contains("max peers per IP"), "{why}");
+        assert_eq!(c.stats().limit_closes, 1);
+        // Once every connection from the IP has handshaken, one more is refused.
+        let mut c = client(Vec::new());
+        c.cfg.max_peers_per_ip = 2;
+        c.handle_timeout(now);
+        handshaken(&mut c, now, 1, "127.0.0.9:7000");
+        handshaken(&mut c, now, 2, "127.0.0.9:7001");
+        while c.poll_event().is_some() {}
+        let third = ConnId::inbound(3);
+        let peer = SocketAddr::from(([127, 0, 0, 9], 7002));
+        c.handle_input(now, Input::Connected { conn: third, peer });
+        assert!(closed(&drain(&mut c), third));
+        let why = disconnect_reason(&mut c).unwrap_or_default();
+        assert!(
+            why.contains("refused") && why.contains("max peers per IP"),
+            "{why}"
+        );
+        assert_eq!(c.stats().limit_closes, 1);
+        // Another address is still welcome.
+        let other = ConnId::inbound(4);
+        let peer = SocketAddr::from(([127, 0, 0, 10], 7000));
+        c.handle_input(now, Input::Connected { conn: other, peer });
+        assert!(!closed(&drain(&mut c), other));
+    }
+
+    #[test]
+    fn a_silent_connection_closes_at_the_handshake_timeout_and_a_silent_peer_at_the_idle_timeout() {
+        let mut c = client(Vec::new());
+        c.cfg.handshake_timeout = Duration::from_secs(5);
+        c.cfg.idle_timeout = Duration::from_secs(150);
+        let t0 = Instant::from_secs(1);
+        c.handle_timeout(t0);
+        let slow = ConnId::inbound(1);
+        let peer = "127.0.0.11:1".parse().unwrap();
+        c.handle_input(t0, Input::Connected { conn: slow, peer });
+        // A few handshake bytes (slowloris) do not reset the handshake clock.
+        c.handle_input(
+            t0 + Duration::from_secs(3),
+            Input::Received {
+                conn: slow,
+                data: &[19],
+            },
+        );
+        c.handle_timeout(t0 + Duration::from_secs(4));
+        assert!(!closed(&drain(&mut c), slow));
+        c.handle_timeout(t0 + Duration::from_secs(6));
+        assert!(closed(&drain(&mut c), slow));
+        assert!(
+            disconnect_reason(&mut c)
+                .unwrap_or_default()
+                .contains("handshake timeout")
+        );
+
+        let peer = handshaken(&mut c, t0 + Duration::from_secs(6), 2, "127.0.0.12:1");
+        // A keep-alive at 100 s keeps it; nothing after that closes it 150 s later.
+        let t1 = t0 + Duration::from_secs(106);
+        c.handle_input(
+            t1,
+            Input::Received {
+                conn: peer,
+                data: &[0, 0, 0, 0],
+            },
+        );
+        c.handle_timeout(t1 + Duration::from_secs(140));
+        assert!(!closed(&drain(&mut c), peer));
+        while c.poll_event().is_some() {}
+        c.handle_timeout(t1 + Duration::from_secs(151));
+        assert!(closed(&drain(&mut c), peer));
+        assert!(
+            disconnect_reason(&mut c)
+                .unwrap_or_default()
+                .contains("idle timeout")
+        );
+        assert_eq!(c.stats().limit_closes, 2);
+    }
+
     #[test]
     fn idle_inbound_connections_cannot_keep_a_real_peer_out() {
         let mut c = client(Vec::new());
         let max = c.cfg.max_peers;
         let now = Instant::from_secs(1);
         c.handle_timeout(now);
-        // The attacker fills every slot with connections that never handshake.
+        // The attacker fills every slot with connections that never handshake (from many
+        // addresses: one address is held to max_peers_per_ip).
         for i in 0..max as u64 {
-            let peer = SocketAddr::from(([127, 0, 0, 1], 10_000 + i as u16));
+            let peer = SocketAddr::from(([127, 0, 1, i as u8], 10_000 + i as u16));
             c.handle_input(
                 now,
                 Input::Connected {

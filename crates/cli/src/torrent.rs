@@ -67,6 +67,59 @@ struct DhtArgs {
     /// `require` (MSE with RC4 only) or `plaintext` (never MSE).
     #[arg(long, value_enum, default_value_t = EncryptionArg::Prefer)]
     encryption: EncryptionArg,
+    #[command(flatten)]
+    limits: PeerLimits,
+}
+
+/// Limits of the peer port against floods and hostile peers (`seed`, `get`, `share`). Over
+/// a limit the connection is closed with its reason logged at `-v`; a message longer than its
+/// type can carry (a piece message above one 16 KiB block + 13 bytes, a bitfield above
+/// ceil(pieces/8) + 1, an extension message above 1 MiB, any message above 256 KiB) is
+/// refused from its 5-byte head, before its body is buffered, and bans the peer's IP.
+#[derive(Args, Debug, Clone)]
+struct PeerLimits {
+    /// Most peer connections of one torrent, handshaking ones included.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_peers: u32,
+    /// Most connections from one IP address.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_peers_per_ip: u32,
+    /// A connection that has not finished its handshake (encryption included) this long after
+    /// connecting is closed (slowloris). 1s to 10m.
+    #[arg(long, default_value = "20s", value_parser = peer_timeout)]
+    handshake_timeout: Duration,
+    /// A peer that sends nothing at all, not even a keep-alive, this long is closed. 1s to 1h.
+    #[arg(long, default_value = "3m", value_parser = peer_timeout)]
+    idle_timeout: Duration,
+}
+
+impl Default for PeerLimits {
+    fn default() -> PeerLimits {
+        PeerLimits {
+            max_peers: 60,
+            max_peers_per_ip: 16,
+            handshake_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(180),
+        }
+    }
+}
+
+impl PeerLimits {
+    fn apply(&self, c: &mut ClientConfig) {
+        c.max_peers = self.max_peers as usize;
+        c.max_peers_per_ip = self.max_peers_per_ip as usize;
+        c.handshake_timeout = self.handshake_timeout;
+        c.idle_timeout = self.idle_timeout;
+    }
+}
+
+/// A peer-port timeout: a duration from 1 s to 1 h.
+fn peer_timeout(s: &str) -> Result<Duration, String> {
+    let d = crate::common::parse_duration(s)?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) {
+        return Err(format!("{s}: give 1s to 1h"));
+    }
+    Ok(d)
 }
 
 /// Limits of `torrent tracker` against floods and hostile clients.
@@ -342,6 +395,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 encryption: dht.encryption.into(),
                 super_seed,
                 json: dht.json,
+                limits: dht.limits.clone(),
                 ..RunOpts::default()
             };
             let dht = start_dht(&dht, listen.ip(), &meta.nodes).await?;
@@ -410,6 +464,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 upload_limit,
                 encryption: dht.encryption.into(),
                 json: dht.json,
+                limits: dht.limits.clone(),
                 ..RunOpts::default()
             };
             let dht = start_dht(&dht, listen.ip(), &[]).await?;
@@ -449,6 +504,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             }
             let encryption: Encryption = dht.encryption.into();
             let json = dht.json;
+            let limits = dht.limits.clone();
             let dht = start_dht(&dht, listen.ip(), &nodes).await?;
             for (i, src) in sources.iter().enumerate() {
                 let port = if listen.port() == 0 {
@@ -468,6 +524,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     super_seed: false,
                     quiet: false,
                     json,
+                    limits: limits.clone(),
                 };
                 if let Some(m) = magnets.remove(&i) {
                     let mp = mp.clone();
@@ -1116,6 +1173,7 @@ async fn get_magnet(
     }
     let endpoints = tracker_endpoints(&trackers);
     let encryption = opts.encryption;
+    let limits = opts.limits.clone();
     let cfg = NodeConfig {
         udp: Some(SocketAddr::new(opts.listen.ip(), 0)),
         tcp: Some(opts.listen),
@@ -1127,6 +1185,7 @@ async fn get_magnet(
         let mut c = ClientConfig::new(make_peer_id(&mut rng), port);
         c.trackers = endpoints;
         c.encryption = encryption;
+        limits.apply(&mut c);
         Client::magnet(c, ih, MemStorage::empty(0), rng)
     })
     .await
@@ -1221,6 +1280,8 @@ struct RunOpts {
     quiet: bool,
     /// No progress output; a final JSON summary object (`--json`).
     json: bool,
+    /// Peer-port limits.
+    limits: PeerLimits,
 }
 
 impl Default for RunOpts {
@@ -1237,6 +1298,7 @@ impl Default for RunOpts {
             super_seed: false,
             quiet: false,
             json: false,
+            limits: PeerLimits::default(),
         }
     }
 }
@@ -1269,6 +1331,7 @@ async fn start_client(
         c.download_limit = o.download_limit;
         c.encryption = o.encryption;
         c.super_seed = o.super_seed;
+        o.limits.apply(&mut c);
         Client::new(c, &m, storage, have, rng)
     })
     .await
@@ -1323,6 +1386,8 @@ struct Seen {
     max_peers: usize,
     /// Peers connected now, by the connect/disconnect events.
     live: usize,
+    /// Connections closed for a peer-port limit (`ClientStats::limit_closes`).
+    limit_closes: u64,
     downloaded: u64,
     uploaded: u64,
     /// Connections closed during the handshake, before any payload.
@@ -1340,6 +1405,12 @@ impl Seen {
             fmt_bytes(self.downloaded),
             fmt_bytes(self.uploaded)
         );
+        if self.limit_closes > 0 {
+            d.push_str(&format!(
+                ", {} connections closed over limits (-v: why)",
+                self.limit_closes
+            ));
+        }
         if self.downloaded == 0 && self.handshakes_closed > 0 {
             d.push_str(&format!(
                 ", {} handshakes closed before any data ({})",
@@ -1453,6 +1524,7 @@ async fn run_client(
                     seen.max_peers = seen.max_peers.max(stats.peers);
                     seen.downloaded = stats.downloaded;
                     seen.uploaded = stats.uploaded;
+                    seen.limit_closes = stats.limit_closes;
                     let detail = format!(
                         "down {}/s, up {}/s, {}",
                         fmt_bytes(stats.down_rate as u64),
@@ -1538,6 +1610,7 @@ async fn run_client(
     seen.downloaded = stats.downloaded;
     seen.uploaded = stats.uploaded;
     seen.peers = stats.peers;
+    seen.limit_closes = stats.limit_closes;
     if let Some(mut p) = progress {
         let done = if seeding {
             stats.uploaded
@@ -1598,6 +1671,7 @@ fn print_summary_json(
         "peers": seen.peers,
         "max_peers": seen.max_peers,
         "handshakes_closed": seen.handshakes_closed,
+        "limit_closes": seen.limit_closes,
     });
     if let Some(e) = error {
         v["error"] = serde_json::Value::String(e);

@@ -1,7 +1,7 @@
 //! `servent torrent` as a user meets it, each party a separate process on 127.0.0.0/8:
 //! progress and a summary when stdout is a pipe, complete data never fetched again, a seeder
 //! that never creates or writes data, Ctrl-C of a seeder, `show` of a trackerless torrent and
-//! `--json` (show, get, seed), `--bootstrap ADDR|FILE`, a plaintext leecher told why encrypted-only peers send nothing, and a peer that
+//! `--json` (show, get, seed), `--bootstrap ADDR|FILE`, the peer-port limits, a plaintext leecher told why encrypted-only peers send nothing, and a peer that
 //! answers with oversized blocks banned after the first.
 
 use std::io::{Read, Write};
@@ -177,6 +177,82 @@ fn get_and_seed_with_json_print_only_one_summary_object() {
     let v = one_json_object(&rest);
     assert_eq!(v["outcome"], "stopped", "{v}");
     assert!(v["uploaded"].as_u64().unwrap() >= 2 << 20, "{v}");
+}
+
+/// Reads `c` until the peer closes it (`true`) or `limit` passes (`false`).
+fn closed_within(c: &mut TcpStream, limit: Duration) -> bool {
+    c.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn a_seeder_holds_one_ip_to_max_peers_per_ip_and_closes_silent_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, data, torrent) = make(dir.path());
+    let (seed, listen) = seeder(
+        &torrent,
+        &src,
+        &["--max-peers-per-ip", "2", "--handshake-timeout", "2s"],
+    );
+    let mut a = TcpStream::connect(&listen).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut b = TcpStream::connect(&listen).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // A third silent connection from the same IP: the oldest makes room.
+    let mut c = TcpStream::connect(&listen).unwrap();
+    assert!(
+        closed_within(&mut a, Duration::from_secs(1)),
+        "three silent connections from one IP were kept"
+    );
+    // A real leecher from that IP still gets in while two silent ones hold its slots.
+    let out = dir.path().join("dl");
+    let got = common::run(
+        &[
+            "torrent",
+            "get",
+            s(&torrent),
+            "-o",
+            s(&out),
+            "--peer",
+            &listen,
+        ],
+        LIMIT,
+    );
+    assert!(got.status.success(), "{got:?}");
+    assert_eq!(std::fs::read(out.join("image.bin")).unwrap(), data);
+    // Silent connections close at the handshake timeout.
+    assert!(closed_within(&mut b, Duration::from_secs(20)));
+    assert!(closed_within(&mut c, Duration::from_secs(20)));
+    let (code, rest) = seed.interrupt(LIMIT);
+    assert_eq!(code, Some(0), "{rest}");
+    assert!(
+        rest.contains("connections closed over limits"),
+        "the summary does not count the limit closes:\n{rest}"
+    );
+}
+
+#[test]
+fn peer_limit_flags_are_range_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, _data, torrent) = make(dir.path());
+    for bad in [
+        ["--max-peers-per-ip", "0"],
+        ["--handshake-timeout", "0s"],
+        ["--idle-timeout", "2h"],
+    ] {
+        let mut args = vec!["torrent", "seed", s(&torrent), "--data", s(&src)];
+        args.extend_from_slice(&bad);
+        let o = common::run(&args, LIMIT);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {o:?}");
+    }
 }
 
 #[test]
@@ -458,7 +534,8 @@ fn a_peer_sending_longer_blocks_than_requested_is_banned_after_the_first() {
     assert_eq!(liar.closed_after_first.load(Ordering::SeqCst), 1);
     let err = String::from_utf8_lossy(&got.stderr);
     assert!(
-        err.contains("block length differs from its request"),
+        // Refused from the message head, before 200 000 bytes are buffered.
+        err.contains("oversized message: message 7 of 216393 bytes is longer than its type allows"),
         "no typed reason at -v:\n{err}"
     );
 }
