@@ -542,6 +542,10 @@ pub struct Client<S> {
     peers: BTreeMap<ConnId, Peer>,
     roles: BTreeMap<ConnId, Role>,
     half_open: BTreeSet<ConnId>,
+    /// Addresses to dial, from trackers, PEX, the DHT and `--peer` (bounded by
+    /// `MAX_CANDIDATES`). This and the other address-keyed maps here (`tried`, `banned`,
+    /// `plain_retry`, `redial`, each peer's `pex_sent`) are ordered maps: peer-chosen keys
+    /// cannot flood them into hash collisions (O(log n) whatever the keys).
     candidates: BTreeSet<SocketAddr>,
     tried: BTreeSet<SocketAddr>,
     banned: BTreeSet<IpAddr>,
