@@ -44,8 +44,8 @@ pub struct Cmd {
 #[derive(Args, Debug, Clone, Default)]
 struct DhtArgs {
     /// No progress lines; at the end, one JSON object per torrent on its own line (`name`,
-    /// `info_hash`, `outcome`, `bytes`, `seconds`, `downloaded`, `uploaded`, `peers`,
-    /// `max_peers`, `handshakes_closed`, and `error` on failure). `share` prints its magnet
+    /// `info_hash`, `outcome`, `bytes`, `size`, `seconds`, `rate`, `downloaded`, `uploaded`,
+    /// `peers`, `max_peers`, `handshakes_closed`, `limit_closes`, and `error` on failure). `share` prints its magnet
     /// link first as `{"magnet": ..}`.
     #[arg(long)]
     json: bool,
@@ -85,7 +85,7 @@ struct PeerLimits {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_peers_per_ip: u32,
     /// A connection that has not finished its handshake (encryption included) this long after
-    /// connecting is closed (slowloris). 1s to 10m.
+    /// connecting is closed (slowloris). 1s to 1h.
     #[arg(long, default_value = "20s", value_parser = peer_timeout)]
     handshake_timeout: Duration,
     /// A peer that sends nothing at all, not even a keep-alive, this long is closed. 1s to 1h.
