@@ -78,14 +78,14 @@ def main():
                   "handshake decoder closes", srv, legit,
                   lambda: A.LongLine(target), expect=A.closed_most())
         A.measure("bittorrent", "peer port: handshake then length 0xFFFFFFFF",
-                  f"message length limit ({1 << 18} bytes)", srv, legit,
+                  "per-type message length limit (from the 5-byte head; ban)", srv, legit,
                   lambda: A.Send(target, hs + struct.pack(">I", 0xFFFFFFFF)),
                   expect=A.closed_most())
         A.measure("bittorrent", "peer port: 2 000 idle connections",
-                  "handshake timeout 20 s", srv, legit,
+                  "--max-peers-per-ip 16 (oldest silent evicted), --handshake-timeout 20s", srv, legit,
                   lambda: A.IdleConns(target, n=2000))
         A.measure("bittorrent", "peer port: slowloris handshake (200 connections)",
-                  "handshake timeout 20 s", srv, legit,
+                  "--max-peers-per-ip 16, --handshake-timeout 20s", srv, legit,
                   lambda: A.Slowloris(target, hs, n=200, interval=0.5))
 
     # ---- the tracker

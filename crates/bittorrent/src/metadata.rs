@@ -308,6 +308,7 @@ struct Attempt<P> {
 pub struct MetadataFetch<P> {
     info_hash: InfoHash,
     cfg: FetchConfig,
+    /// Peers offering the metadata; an ordered map: peer-chosen keys cannot flood it into hash collisions (O(log n) whatever the keys).
     peers: BTreeMap<P, PeerState>,
     attempt: Option<Attempt<P>>,
     events: VecDeque<FetchEvent<P>>,

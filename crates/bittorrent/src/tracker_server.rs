@@ -127,6 +127,7 @@ struct PeerEntry {
 
 #[derive(Debug, Default)]
 struct Swarm {
+    /// The swarm's peers by address, at most `max_peers_per_torrent`; an ordered map: peer-chosen keys cannot flood it into hash collisions (O(log n) whatever the keys).
     peers: BTreeMap<SocketAddr, PeerEntry>,
     seeders: u32,
     downloaded: u32,
@@ -161,12 +162,13 @@ pub struct Tracker {
     cfg: TrackerConfig,
     secret: [u8; 16],
     rng: Rng,
+    /// Swarms by info-hash (client-chosen), at most `max_torrents`; an ordered map: peer-chosen keys cannot flood it into hash collisions (O(log n) whatever the keys).
     swarms: BTreeMap<InfoHash, Swarm>,
     conns: BTreeMap<ConnId, HttpConn>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TrackerEvent>,
     next_sweep: Option<Instant>,
-    /// Per IP: announce allowance left and when it was last refilled.
+    /// Per IP: announce allowance left and when it was last refilled (an ordered map: peer-chosen keys cannot flood it into hash collisions (O(log n) whatever the keys)).
     rates: BTreeMap<IpAddr, (f64, Instant)>,
 }
 

@@ -22,6 +22,8 @@ pub const HANDSHAKE_LEN: usize = 68;
 pub const BLOCK_LEN: u32 = 16 * 1024;
 /// Largest message accepted: a bitfield for 2^21 pieces, or a block, or extension messages.
 pub const MAX_MESSAGE_LEN: usize = 1 << 18;
+/// Largest extension message (BEP 10): the frame limit binds first; named for the check.
+pub const MAX_EXTENSION_LEN: usize = 1 << 20;
 /// Message framing: a 4-byte big-endian length, then the message.
 pub const FRAME: FrameSpec = FrameSpec::length_prefixed(4, Endian::Big, MAX_MESSAGE_LEN);
 
@@ -46,6 +48,17 @@ pub enum WireError {
     /// An unknown message id.
     #[error("unknown message id {0}")]
     UnknownId(u8),
+    /// A message longer than anything its type can carry (seen from its 5-byte head, before
+    /// the body is buffered).
+    #[error("message {id} of {len} bytes is longer than its type allows ({limit})")]
+    TooLong {
+        /// Message id.
+        id: u8,
+        /// Its length field.
+        len: usize,
+        /// The most its type can carry.
+        limit: usize,
+    },
     /// An extension message whose bencoded part is malformed.
     #[error("bad extension message: {0}")]
     Extension(&'static str),
@@ -282,6 +295,40 @@ impl Message<'_> {
 
 /// Decodes one framed message from the front of `buf`: the message and the bytes it took,
 /// `Ok(None)` when more bytes are needed.
+/// The most bytes (id included, length prefix not) a message of type `id` can justify in a
+/// torrent of `pieces` pieces (0: not known yet, as before a magnet's metadata arrives):
+/// a piece message carries at most one [`BLOCK_LEN`] block (we never request more), a bitfield
+/// `ceil(pieces / 8)` bytes, an extension message [`MAX_EXTENSION_LEN`]; fixed-size messages
+/// their size (an unknown id is refused when decoded). Never above [`MAX_MESSAGE_LEN`].
+pub fn message_len_limit(id: u8, pieces: u32) -> usize {
+    let l = match id {
+        0..=3 | 0x0E | 0x0F => 1,
+        4 | 0x0D | 0x11 => 5,
+        5 if pieces > 0 => 1 + (pieces as usize).div_ceil(8),
+        6 | 8 | 0x10 => 13,
+        7 => 9 + BLOCK_LEN as usize,
+        9 => 3,
+        20 => MAX_EXTENSION_LEN,
+        _ => MAX_MESSAGE_LEN,
+    };
+    l.min(MAX_MESSAGE_LEN)
+}
+
+/// Checks the head (length and id) of the next message in `buf` against
+/// [`message_len_limit`], so an oversized message is refused when its first 5 bytes arrive,
+/// not after up to [`MAX_MESSAGE_LEN`] bytes of it were buffered.
+pub fn check_message_head(buf: &[u8], pieces: u32) -> Result<(), WireError> {
+    let (Some(len), Some(&id)) = (buf.get(..4), buf.get(4)) else {
+        return Ok(());
+    };
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    let limit = message_len_limit(id, pieces);
+    if len > limit {
+        return Err(WireError::TooLong { id, len, limit });
+    }
+    Ok(())
+}
+
 pub fn decode_message(buf: &[u8]) -> Result<Option<(Message<'_>, usize)>, WireError> {
     let Some(frame) = FRAME.split(buf)? else {
         return Ok(None);
@@ -525,6 +572,31 @@ pub fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn each_message_type_is_held_to_the_length_it_can_justify() {
+        let head = |len: u32, id: u8| {
+            let l = len.to_be_bytes();
+            vec![l[0], l[1], l[2], l[3], id]
+        };
+        // A full block fits; one byte more is refused from the head alone.
+        assert!(check_message_head(&head(9 + BLOCK_LEN, 7), 100).is_ok());
+        assert!(matches!(
+            check_message_head(&head(10 + BLOCK_LEN, 7), 100),
+            Err(WireError::TooLong { id: 7, .. })
+        ));
+        // A bitfield of 100 pieces is 13 bytes (+1 for the id).
+        assert!(check_message_head(&head(14, 5), 100).is_ok());
+        assert!(check_message_head(&head(15, 5), 100).is_err());
+        // Pieces unknown (magnet): the frame limit.
+        assert!(check_message_head(&head(MAX_MESSAGE_LEN as u32, 5), 0).is_ok());
+        assert!(check_message_head(&head(6, 0), 100).is_err());
+        assert!(check_message_head(&head(14, 6), 100).is_err());
+        assert!(check_message_head(&head(0xFFFF_FFFF, 20), 100).is_err());
+        // Fewer than 5 bytes: nothing to judge yet; a keep-alive is fine.
+        assert!(check_message_head(&[0xFF, 0xFF, 0xFF], 100).is_ok());
+        assert!(check_message_head(&[0, 0, 0, 0], 100).is_ok());
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -3,7 +3,7 @@
 //! The protocol lives in `servent-bittorrent` (sans-IO cores); this module resolves tracker
 //! names, opens files, and runs the cores under the tokio driver. The DHT
 //! (`servent-kademlia`'s [`DhtClient`]) is an extra peer source for every non-private torrent
-//! when bootstrap nodes are known (`--dht-bootstrap`, a torrent's `nodes`, `--dht-state`).
+//! when bootstrap nodes are known (`--bootstrap`, a torrent's `nodes`, `--dht-state`).
 //! A magnet link runs in two steps: a [`Client::magnet`] core finds peers and fetches the
 //! info dictionary (BEP 9), then a normal client downloads the torrent from the same peers.
 
@@ -40,26 +40,86 @@ pub struct Cmd {
     action: Action,
 }
 
-/// DHT and encryption options of `seed`, `get` and `share`.
+/// Options shared by `seed`, `get` and `share`: the DHT, encryption, JSON output.
 #[derive(Args, Debug, Clone, Default)]
 struct DhtArgs {
+    /// No progress lines; at the end, one JSON object per torrent on its own line (`name`,
+    /// `info_hash`, `outcome`, `bytes`, `size`, `seconds`, `rate`, `downloaded`, `uploaded`,
+    /// `peers`, `max_peers`, `handshakes_closed`, `limit_closes`, and `error` on failure). `share` prints its magnet
+    /// link first as `{"magnet": ..}`.
+    #[arg(long)]
+    json: bool,
     /// UDP address of our DHT node [default: the --listen IP, any port].
     #[arg(long)]
     dht_listen: Option<SocketAddr>,
-    /// A DHT node to join through (HOST:PORT); repeatable. The DHT runs when a bootstrap node
-    /// is known (here, in a trackerless torrent's `nodes`, or in --dht-state).
-    #[arg(long = "dht-bootstrap")]
-    dht_bootstrap: Vec<String>,
+    /// A DHT node to join through: HOST:PORT, or a file of addresses one per line (`#`
+    /// comments); repeatable. The DHT runs when a bootstrap node is known (here, in a
+    /// trackerless torrent's `nodes`, or in --dht-state). Old spelling: --dht-bootstrap.
+    #[arg(long = "bootstrap", alias = "dht-bootstrap", value_name = "ADDR|FILE")]
+    bootstrap: Vec<String>,
     /// The DHT routing table file: loaded on start, saved on exit.
     #[arg(long)]
     dht_state: Option<PathBuf>,
     /// Never use the DHT.
-    #[arg(long, conflicts_with_all = ["dht_bootstrap", "dht_state"])]
+    #[arg(long, conflicts_with_all = ["bootstrap", "dht_state"])]
     no_dht: bool,
     /// Message Stream Encryption: `prefer` (try MSE, fall back to plaintext; accept both),
     /// `require` (MSE with RC4 only) or `plaintext` (never MSE).
     #[arg(long, value_enum, default_value_t = EncryptionArg::Prefer)]
     encryption: EncryptionArg,
+    #[command(flatten)]
+    limits: PeerLimits,
+}
+
+/// Limits of the peer port against floods and hostile peers (`seed`, `get`, `share`). Over
+/// a limit the connection is closed with its reason logged at `-v`; a message longer than its
+/// type can carry (a piece message above one 16 KiB block + 13 bytes, a bitfield above
+/// ceil(pieces/8) + 1, an extension message above 1 MiB, any message above 256 KiB) is
+/// refused from its 5-byte head, before its body is buffered, and bans the peer's IP.
+#[derive(Args, Debug, Clone)]
+struct PeerLimits {
+    /// Most peer connections of one torrent, handshaking ones included.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_peers: u32,
+    /// Most connections from one IP address.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_peers_per_ip: u32,
+    /// A connection that has not finished its handshake (encryption included) this long after
+    /// connecting is closed (slowloris). 1s to 1h.
+    #[arg(long, default_value = "20s", value_parser = peer_timeout)]
+    handshake_timeout: Duration,
+    /// A peer that sends nothing at all, not even a keep-alive, this long is closed. 1s to 1h.
+    #[arg(long, default_value = "3m", value_parser = peer_timeout)]
+    idle_timeout: Duration,
+}
+
+impl Default for PeerLimits {
+    fn default() -> PeerLimits {
+        PeerLimits {
+            max_peers: 60,
+            max_peers_per_ip: 16,
+            handshake_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(180),
+        }
+    }
+}
+
+impl PeerLimits {
+    fn apply(&self, c: &mut ClientConfig) {
+        c.max_peers = self.max_peers as usize;
+        c.max_peers_per_ip = self.max_peers_per_ip as usize;
+        c.handshake_timeout = self.handshake_timeout;
+        c.idle_timeout = self.idle_timeout;
+    }
+}
+
+/// A peer-port timeout: a duration from 1 s to 1 h.
+fn peer_timeout(s: &str) -> Result<Duration, String> {
+    let d = crate::common::parse_duration(s)?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) {
+        return Err(format!("{s}: give 1s to 1h"));
+    }
+    Ok(d)
 }
 
 /// Limits of `torrent tracker` against floods and hostile clients.
@@ -132,11 +192,12 @@ enum Action {
         #[arg(long)]
         comment: Option<String>,
         /// A trackerless torrent (BEP 5): no `announce`; peers come from the DHT. The
-        /// --dht-bootstrap nodes go into its `nodes` key.
+        /// --bootstrap nodes go into its `nodes` key.
         #[arg(long, conflicts_with = "trackers")]
         trackerless: bool,
-        /// A DHT node (HOST:PORT) written into the torrent's `nodes`; repeatable.
-        #[arg(long = "dht-bootstrap")]
+        /// A DHT node written into the torrent's `nodes`: HOST:PORT (names are kept, not
+        /// resolved), or a file of them one per line; repeatable. Old spelling: --dht-bootstrap.
+        #[arg(long = "bootstrap", alias = "dht-bootstrap", value_name = "ADDR|FILE")]
         nodes: Vec<String>,
     },
     /// Print what a .torrent holds: name, info-hash, pieces, files, trackers.
@@ -263,7 +324,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 );
             }
             if !trackerless && trackers.is_empty() && !nodes.is_empty() {
-                bail!("--dht-bootstrap in `create` is for --trackerless torrents");
+                bail!("--bootstrap in `create` is for --trackerless torrents");
             }
             let piece_length = piece_size.as_deref().map(parse_size).transpose()?;
             let opts = CreateOptions {
@@ -271,10 +332,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 piece_length,
                 private,
                 web_seeds,
-                nodes: nodes
-                    .iter()
-                    .map(|n| parse_node(n))
-                    .collect::<Result<Vec<_>>>()?,
+                nodes: torrent_nodes(&nodes)?,
                 comment,
                 created_by: Some(created_by()),
                 creation_date: now_secs(),
@@ -336,6 +394,8 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 upload_limit,
                 encryption: dht.encryption.into(),
                 super_seed,
+                json: dht.json,
+                limits: dht.limits.clone(),
                 ..RunOpts::default()
             };
             let dht = start_dht(&dht, listen.ip(), &meta.nodes).await?;
@@ -371,7 +431,16 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             {
                 use std::io::Write;
                 let mut out = std::io::stdout().lock();
-                writeln!(out, "{}", meta.magnet())?;
+                if dht.json {
+                    let v = serde_json::json!({
+                        "magnet": meta.magnet(),
+                        "name": meta.name,
+                        "info_hash": meta.info_hash.to_hex(),
+                    });
+                    writeln!(out, "{v}")?;
+                } else {
+                    writeln!(out, "{}", meta.magnet())?;
+                }
                 out.flush()?;
             }
             let m = meta.clone();
@@ -394,6 +463,8 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 seed: true,
                 upload_limit,
                 encryption: dht.encryption.into(),
+                json: dht.json,
+                limits: dht.limits.clone(),
                 ..RunOpts::default()
             };
             let dht = start_dht(&dht, listen.ip(), &[]).await?;
@@ -432,6 +503,8 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 }
             }
             let encryption: Encryption = dht.encryption.into();
+            let json = dht.json;
+            let limits = dht.limits.clone();
             let dht = start_dht(&dht, listen.ip(), &nodes).await?;
             for (i, src) in sources.iter().enumerate() {
                 let port = if listen.port() == 0 {
@@ -450,6 +523,8 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     encryption,
                     super_seed: false,
                     quiet: false,
+                    json,
+                    limits: limits.clone(),
                 };
                 if let Some(m) = magnets.remove(&i) {
                     let mp = mp.clone();
@@ -501,6 +576,29 @@ fn tiers(trackers: &[String]) -> Vec<Vec<String>> {
 }
 
 /// `HOST:PORT` for a torrent's `nodes`.
+/// The `nodes` of `torrent create --bootstrap ADDR|FILE`: each value is HOST:PORT, or a file
+/// of them one per line (`#` comments and blank lines skipped). Names stay names (a torrent's
+/// `nodes` commonly say `router.example.org:6881`).
+fn torrent_nodes(values: &[String]) -> Result<Vec<(String, u16)>> {
+    let mut out = Vec::new();
+    for v in values {
+        let p = Path::new(v);
+        if p.is_file() {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading the bootstrap file {}", p.display()))?;
+            for (i, line) in text.lines().enumerate() {
+                let l = line.split('#').next().unwrap_or("").trim();
+                if !l.is_empty() {
+                    out.push(parse_node(l).with_context(|| format!("{}:{}", p.display(), i + 1))?);
+                }
+            }
+        } else {
+            out.push(parse_node(v)?);
+        }
+    }
+    Ok(out)
+}
+
 fn parse_node(s: &str) -> Result<(String, u16)> {
     let (h, p) = s
         .rsplit_once(':')
@@ -777,20 +875,18 @@ async fn resolve_all(hosts: impl IntoIterator<Item = String>) -> Vec<SocketAddr>
     out
 }
 
-/// Starts the DHT node when bootstrap nodes are known (`--dht-bootstrap`, a torrent's
+/// Starts the DHT node when bootstrap nodes are known (`--bootstrap`, a torrent's
 /// `nodes`, or a `--dht-state` file); `None` otherwise.
 async fn start_dht(args: &DhtArgs, ip: IpAddr, nodes: &[(String, u16)]) -> Result<Option<Dht>> {
-    if args.no_dht
-        || (args.dht_bootstrap.is_empty() && nodes.is_empty() && args.dht_state.is_none())
-    {
+    if args.no_dht || (args.bootstrap.is_empty() && nodes.is_empty() && args.dht_state.is_none()) {
         return Ok(None);
     }
-    let hosts = args
-        .dht_bootstrap
-        .iter()
-        .cloned()
-        .chain(nodes.iter().map(|(h, p)| format!("{h}:{p}")));
-    let boot = resolve_all(hosts).await;
+    // --bootstrap values are the user's: a name that does not resolve or a missing file is an
+    // error. A torrent's `nodes` are the author's: one that does not resolve is only warned of.
+    let given = args.bootstrap.clone();
+    let mut boot =
+        tokio::task::spawn_blocking(move || crate::common::bootstrap_addrs(&given)).await??;
+    boot.extend(resolve_all(nodes.iter().map(|(h, p)| format!("{h}:{p}"))).await);
     let listen = args.dht_listen.unwrap_or(SocketAddr::new(ip, 0));
     let mut o = ClientOpts::with_rng(listen, servent_runtime::os_rng()?);
     o.state = args.dht_state.clone();
@@ -1065,18 +1161,19 @@ async fn get_magnet(
     peers.extend(magnet_peers(&m));
     if trackers.is_empty() && peers.is_empty() && dht.is_none() {
         bail!(
-            "magnet {ih}: no trackers, no x.pe peers, no --peer and no DHT (--dht-bootstrap): nowhere to find peers"
+            "magnet {ih}: no trackers, no x.pe peers, no --peer and no DHT (--bootstrap): nowhere to find peers"
         );
     }
     let name = m.name.clone().unwrap_or_else(|| ih.to_hex());
     let spinner = mp.add(ProgressBar::new_spinner());
     spinner.set_message(format!("{name}: fetching metadata"));
     spinner.enable_steady_tick(Duration::from_millis(200));
-    if !opts.quiet && !crate::common::stdout_is_terminal() {
+    if !opts.quiet && !opts.json && !crate::common::stdout_is_terminal() {
         println!("{name}: fetching the metadata (info-hash {ih})");
     }
     let endpoints = tracker_endpoints(&trackers);
     let encryption = opts.encryption;
+    let limits = opts.limits.clone();
     let cfg = NodeConfig {
         udp: Some(SocketAddr::new(opts.listen.ip(), 0)),
         tcp: Some(opts.listen),
@@ -1088,6 +1185,7 @@ async fn get_magnet(
         let mut c = ClientConfig::new(make_peer_id(&mut rng), port);
         c.trackers = endpoints;
         c.encryption = encryption;
+        limits.apply(&mut c);
         Client::magnet(c, ih, MemStorage::empty(0), rng)
     })
     .await
@@ -1180,6 +1278,10 @@ struct RunOpts {
     super_seed: bool,
     /// No progress output (the demo runs clients in the background).
     quiet: bool,
+    /// No progress output; a final JSON summary object (`--json`).
+    json: bool,
+    /// Peer-port limits.
+    limits: PeerLimits,
 }
 
 impl Default for RunOpts {
@@ -1195,6 +1297,8 @@ impl Default for RunOpts {
             encryption: Encryption::Prefer,
             super_seed: false,
             quiet: false,
+            json: false,
+            limits: PeerLimits::default(),
         }
     }
 }
@@ -1227,6 +1331,7 @@ async fn start_client(
         c.download_limit = o.download_limit;
         c.encryption = o.encryption;
         c.super_seed = o.super_seed;
+        o.limits.apply(&mut c);
         Client::new(c, &m, storage, have, rng)
     })
     .await
@@ -1279,6 +1384,10 @@ fn say(progress: Option<&Progress>, msg: &str) {
 struct Seen {
     peers: usize,
     max_peers: usize,
+    /// Peers connected now, by the connect/disconnect events.
+    live: usize,
+    /// Connections closed for a peer-port limit (`ClientStats::limit_closes`).
+    limit_closes: u64,
     downloaded: u64,
     uploaded: u64,
     /// Connections closed during the handshake, before any payload.
@@ -1296,6 +1405,12 @@ impl Seen {
             fmt_bytes(self.downloaded),
             fmt_bytes(self.uploaded)
         );
+        if self.limit_closes > 0 {
+            d.push_str(&format!(
+                ", {} connections closed over limits (-v: why)",
+                self.limit_closes
+            ));
+        }
         if self.downloaded == 0 && self.handshakes_closed > 0 {
             d.push_str(&format!(
                 ", {} handshakes closed before any data ({})",
@@ -1331,9 +1446,12 @@ async fn run_client(
 ) -> Result<()> {
     let label: String = meta.name.chars().take(24).collect();
     let started_complete = have.is_full();
+    let started = tokio::time::Instant::now();
     if started_complete && !opts.seed {
         // Everything is here and verified: nothing to fetch, nobody to serve.
-        if !opts.quiet {
+        if opts.json {
+            print_summary_json(meta, "already complete", 0, started, &Seen::default(), None);
+        } else if !opts.quiet {
             println!(
                 "{}: complete, every piece verified ({} already on disk)",
                 meta.name,
@@ -1342,7 +1460,7 @@ async fn run_client(
         }
         return Ok(());
     }
-    let mut progress = (!opts.quiet).then(|| {
+    let mut progress = (!opts.quiet && !opts.json).then(|| {
         let p = if started_complete {
             Progress::new(&format!("{label} (seeding)"), None)
         } else {
@@ -1406,6 +1524,7 @@ async fn run_client(
                     seen.max_peers = seen.max_peers.max(stats.peers);
                     seen.downloaded = stats.downloaded;
                     seen.uploaded = stats.uploaded;
+                    seen.limit_closes = stats.limit_closes;
                     let detail = format!(
                         "down {}/s, up {}/s, {}",
                         fmt_bytes(stats.down_rate as u64),
@@ -1449,7 +1568,16 @@ async fn run_client(
                 Some(ClientEvent::TrackerError { url, reason }) => tracing::warn!(%url, %reason, "tracker"),
                 Some(ClientEvent::PieceFailed { index, senders }) => tracing::warn!(index, ?senders, "piece failed its hash check"),
                 Some(ClientEvent::PeerBanned { ip }) => tracing::warn!(%ip, "peer banned"),
-                Some(ClientEvent::PeerDisconnected { addr, reason }) => tracing::info!(%addr, %reason, "peer disconnected"),
+                Some(ClientEvent::PeerConnected { addr, inbound }) => {
+                    tracing::debug!(%addr, inbound, "peer connected");
+                    // Between two stats samples too (a short download may see none).
+                    seen.live += 1;
+                    seen.max_peers = seen.max_peers.max(seen.live);
+                }
+                Some(ClientEvent::PeerDisconnected { addr, reason }) => {
+                    tracing::info!(%addr, %reason, "peer disconnected");
+                    seen.live = seen.live.saturating_sub(1);
+                }
                 Some(ClientEvent::HandshakeFailed { addr, reason, encrypted }) => {
                     tracing::info!(%addr, %reason, encrypted, "handshake failed");
                     seen.handshakes_closed += 1;
@@ -1482,6 +1610,7 @@ async fn run_client(
     seen.downloaded = stats.downloaded;
     seen.uploaded = stats.uploaded;
     seen.peers = stats.peers;
+    seen.limit_closes = stats.limit_closes;
     if let Some(mut p) = progress {
         let done = if seeding {
             stats.uploaded
@@ -1495,6 +1624,18 @@ async fn run_client(
         };
         p.finish(what);
     }
+    if opts.json {
+        let (what, err) = match &outcome {
+            Ok(w) => (*w, None),
+            Err(e) => ("failed", Some(format!("{e:#}"))),
+        };
+        let bytes = if seeding {
+            stats.uploaded
+        } else {
+            (u64::from(stats.pieces_have) * meta.piece_length).min(meta.total_length)
+        };
+        print_summary_json(meta, what, bytes, started, &seen, err);
+    }
     outcome?;
     if !core.is_complete() || !complete {
         bail!(
@@ -1505,6 +1646,37 @@ async fn run_client(
         );
     }
     Ok(())
+}
+
+/// The `--json` final summary of one torrent's run: one object on its own line.
+fn print_summary_json(
+    meta: &Metainfo,
+    outcome: &str,
+    bytes: u64,
+    started: tokio::time::Instant,
+    seen: &Seen,
+    error: Option<String>,
+) {
+    let secs = started.elapsed().as_secs_f64();
+    let mut v = serde_json::json!({
+        "name": meta.name,
+        "info_hash": meta.info_hash.to_hex(),
+        "outcome": outcome,
+        "bytes": bytes,
+        "size": meta.total_length,
+        "seconds": (secs * 1000.0).round() / 1000.0,
+        "rate": (bytes as f64 / secs.max(1e-3)).round() as u64,
+        "downloaded": seen.downloaded,
+        "uploaded": seen.uploaded,
+        "peers": seen.peers,
+        "max_peers": seen.max_peers,
+        "handshakes_closed": seen.handshakes_closed,
+        "limit_closes": seen.limit_closes,
+    });
+    if let Some(e) = error {
+        v["error"] = serde_json::Value::String(e);
+    }
+    crate::common::print_json(&v);
 }
 
 /// The demo's BitTorrent section: a tracker, one seeder and ten leechers on 127.0.0.1, every
@@ -1699,7 +1871,7 @@ async fn demo_trackerless(out: &Path) -> Result<DemoSection> {
     let (_, meta) = tokio::task::spawn_blocking(move || create_torrent(&s2, &opts)).await??;
     let magnet = meta.magnet();
     let args = DhtArgs {
-        dht_bootstrap: vec![boot.clone()],
+        bootstrap: vec![boot.clone()],
         ..DhtArgs::default()
     };
     let seed_dht = start_dht(&args, IpAddr::from([127, 0, 0, 1]), &[]).await?;

@@ -99,7 +99,7 @@ fn share_publishes_through_the_dht_and_get_magnet_downloads_with_no_tracker() {
         "torrent",
         "share",
         folder.to_str().unwrap(),
-        "--dht-bootstrap",
+        "--bootstrap",
         &boot,
     ]);
     // share prints the magnet link first
@@ -113,7 +113,7 @@ fn share_publishes_through_the_dht_and_get_magnet_downloads_with_no_tracker() {
         &magnet,
         "-o",
         out.to_str().unwrap(),
-        "--dht-bootstrap",
+        "--bootstrap",
         &boot,
     ]);
     assert!(
