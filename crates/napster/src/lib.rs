@@ -16,7 +16,7 @@
 //! The server core owns no socket, clock or database; a driver runs it:
 //! ```
 //! use servent_core::{ConnId, Core, Input, Instant, Rng, Transmit};
-//! use servent_napster::server::{Server, ServerConfig};
+//! use servent_napster::server::{Server, ServerCommand, ServerConfig};
 //! use servent_napster::wire::{ClientMsg, LinkType, ServerMsg};
 //!
 //! let mut server = Server::new(ServerConfig::for_tests(), Rng::new(7));
@@ -29,6 +29,12 @@
 //!     client: "nap v0.8".into(), link: LinkType::CABLE,
 //! }.encode(&mut bytes).unwrap();
 //! server.handle_input(now, Input::Received { conn, data: &bytes });
+//! // The password hash and the account's durable write leave the core as jobs; a driver
+//! // runs them on blocking threads and feeds each result back. Here: inline.
+//! while let Some((id, job)) = server.poll_job() {
+//!     let result = job.run(&mut servent_napster::server::Volatile);
+//!     server.handle_input(now, Input::Command(ServerCommand::Complete { id, result }));
+//! }
 //! // 1. the network first
 //! let Some(Transmit::Send { data, .. }) = server.poll_transmit() else { panic!() };
 //! assert_eq!(&data[2..4], &3u16.to_le_bytes()); // login ack
@@ -37,7 +43,7 @@
 //! let _wake_at = server.poll_timeout();
 //! ```
 //! With the `runtime` feature (default), `net` runs the server over tokio with its
-//! accounts and bans in SQLite, and offers the client operations the `servent napster`
+//! accounts and bans in SQLite (jobs on blocking threads: [`work`] does them), and offers the client operations the `servent napster`
 //! subcommands use.
 
 pub mod client;
@@ -51,6 +57,7 @@ pub mod sim;
 pub mod store;
 pub mod transfer;
 pub mod wire;
+pub mod work;
 
 /// The simulator scenarios of this crate (`servent sim run napster`).
 pub fn scenarios() -> Vec<Box<dyn servent_sim::Scenario>> {

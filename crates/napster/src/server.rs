@@ -7,25 +7,36 @@
 //! driver loads the stored accounts and bans with [`ServerCommand::LoadAccount`] and
 //! [`ServerCommand::LoadBan`].
 //!
+//! # Slow work leaves the core
+//! Password hashing (argon2id, tens of milliseconds and ~19 MiB each) and the durable
+//! writes of accounts and bans are not done here: the core hands each out as a [`Job`]
+//! ([`Server::poll_job`], or [`ServerEvent::Job`] from [`Core::poll_event`] when the caller
+//! does not take jobs itself) and takes its [`JobResult`] back with
+//! [`ServerCommand::Complete`]. The tokio driver completes jobs on blocking threads (writes
+//! one at a time, in the order given); the harness and the simulator complete them inline,
+//! in virtual time ([`crate::harness::settle`]). Meanwhile the core keeps serving: a flood
+//! of logins waiting for their password checks never delays a search. A connection whose
+//! login is waiting has its further bytes held, unread, until the answer comes (at most its
+//! receive buffer; more is refused as [`Kick::Oversized`]).
+//!
 //! # Durability
 //! An account or ban change must be on disk before anything that depends on it leaves the
 //! server: a login ack sent for an account that a `kill -9` then loses would let someone
-//! else take the nick. So the core does not hand such changes out as events to be written
-//! later: it writes them synchronously through the [`Journal`] the driver gives it
-//! ([`Server::with_journal`]), and only when the write succeeded does it change its state and
-//! queue the reply. A failed write refuses the login (or the ban) instead.
-//! [`ServerEvent::Persist`] then reports what was written, for observers.
+//! else take the nick. So the core changes its state and queues the reply only when the
+//! [`Job::Write`] for the change came back successful; a failed write refuses the login (or
+//! the ban) instead. [`ServerEvent::Persist`] then reports what was written, for observers.
 //!
-//! Passwords are argon2id hashes (PHC strings); salts come from the caller's seeded
+//! Passwords are argon2id hashes (PHC strings); salts come from the caller's
 //! [`Rng`]. Argon2 costs are part of [`ServerConfig`] so the simulator can run cheaply.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use servent_core::framing::{FrameError, FrameSpec, RecvBuf};
-use servent_core::{ConnId, Core, FxMap, Input, Instant, KeyedMap, Rng, Transmit, keyed_map};
+use servent_core::{
+    ConnId, Core, FxMap, Input, Instant, KeyedMap, KeyedSet, Rng, Transmit, keyed_map, keyed_set,
+};
 
 use crate::index::{FileRef, Index};
 use crate::wire::{
@@ -111,6 +122,73 @@ pub enum ServerCommand {
         /// Command id.
         id: u64,
     },
+    /// The result of the [`Job`] the core handed out with this id.
+    Complete {
+        /// The job's id.
+        id: u64,
+        /// What it gave.
+        result: JobResult,
+    },
+}
+
+/// Slow work the core does not do itself; the caller completes it and feeds back the
+/// [`JobResult`] as [`ServerCommand::Complete`] (see the module documentation).
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Job {
+    /// Hash a new account's password with argon2id; answer [`JobResult::Hashed`].
+    HashPassword {
+        /// The password.
+        password: String,
+        /// The salt, drawn from the server's [`Rng`].
+        salt: [u8; 16],
+        /// argon2 memory cost (KiB), iterations, lanes.
+        cost: (u32, u32, u32),
+    },
+    /// Check a login's password against the stored PHC string; answer
+    /// [`JobResult::Verified`].
+    VerifyPassword {
+        /// The stored argon2 PHC string.
+        hash: String,
+        /// The password given.
+        password: String,
+    },
+    /// Make the change durable; answer [`JobResult::Written`]. Writes are carried out one
+    /// at a time, in the order the core gave them.
+    Write(Persist),
+}
+
+impl std::fmt::Debug for Job {
+    /// Never prints a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::HashPassword { cost, .. } => f
+                .debug_struct("HashPassword")
+                .field("cost", cost)
+                .finish_non_exhaustive(),
+            Job::VerifyPassword { .. } => f.write_str("VerifyPassword"),
+            Job::Write(p) => f.debug_tuple("Write").field(p).finish(),
+        }
+    }
+}
+
+impl Job {
+    /// Whether this is a [`Job::Write`] (the driver's journal takes those, in order).
+    pub fn is_write(&self) -> bool {
+        matches!(self, Job::Write(_))
+    }
+}
+
+/// What a [`Job`] gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JobResult {
+    /// The PHC string, or `None` if hashing failed.
+    Hashed(Option<String>),
+    /// Whether the password matched.
+    Verified(bool),
+    /// Whether the change is durable.
+    Written(Result<(), JournalError>),
 }
 
 /// A change that must survive a crash, written through the [`Journal`].
@@ -128,11 +206,12 @@ pub enum Persist {
     },
 }
 
-/// The server's durable storage, written synchronously by the core.
+/// Durable storage, as whoever completes [`Job::Write`] sees it (the driver's SQLite store
+/// on a blocking thread, or [`Volatile`] inline in the harness and the simulator).
 ///
 /// [`Journal::write`] must return only once the change is durable (committed to disk for a
-/// real store): the core sends the replies that depend on it right after. An error makes
-/// the core refuse the operation and leave its state as it was.
+/// real store): the core sends the replies that depend on it as soon as it learns the
+/// result. An error makes the core refuse the operation and leave its state as it was.
 pub trait Journal: std::fmt::Debug + Send {
     /// Makes `change` durable.
     fn write(&mut self, change: &Persist) -> Result<(), JournalError>;
@@ -181,8 +260,16 @@ pub enum Kick {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ServerEvent {
-    /// This change was written to the [`Journal`] (before any reply that depends on it).
+    /// This change was written durably (before any reply that depends on it).
     Persist(Persist),
+    /// Work for the caller, when it does not take jobs with [`Server::poll_job`]: complete
+    /// it and answer with [`ServerCommand::Complete`].
+    Job {
+        /// The job's id.
+        id: u64,
+        /// What to do.
+        job: Job,
+    },
     /// A user logged in.
     LoggedIn {
         /// Nick.
@@ -274,6 +361,10 @@ pub struct ServerConfig {
     pub max_pending_per_ip: usize,
     /// argon2 memory cost (KiB), iterations, lanes.
     pub argon2: (u32, u32, u32),
+    /// Logins (and operator bans) waiting for a password check or a durable write, at most
+    /// (default 256); more are refused with "Server busy", so a login flood holds a bounded
+    /// amount of work and memory.
+    pub max_jobs: usize,
     /// The email returned in the login ack for accounts registered without one.
     pub anon_email: String,
 }
@@ -299,6 +390,7 @@ impl Default for ServerConfig {
             max_pending_per_holder: 64,
             max_pending_per_ip: 16,
             argon2: (19 * 1024, 2, 1),
+            max_jobs: 256,
             anon_email: "anon@servent".into(),
         }
     }
@@ -393,6 +485,8 @@ struct Conn {
     user: Option<Box<User>>,
     errors: Bucket,
     login_deadline: Instant,
+    /// The job its login waits for; its further bytes stay unread in `buf` meanwhile.
+    waiting: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -414,6 +508,46 @@ struct PendingDownload {
     requester: ConnId,
     file: String,
     deadline: Instant,
+}
+
+/// Where the result of a job goes.
+#[derive(Debug)]
+enum Waiter {
+    /// A login on an existing account, waiting for its password check.
+    Verify {
+        conn: ConnId,
+        key: String,
+        port: u16,
+        link: LinkType,
+    },
+    /// A new account, waiting for its password hash.
+    Hash {
+        conn: ConnId,
+        nick: String,
+        email: String,
+        port: u16,
+        link: LinkType,
+    },
+    /// A new account, waiting for its durable write.
+    Register {
+        conn: ConnId,
+        account: Account,
+        port: u16,
+        link: LinkType,
+    },
+    /// A ban waiting for its durable write.
+    Ban { from: Origin, ban: Ban },
+    /// The lifting of a ban waiting for its durable write.
+    Unban { from: Origin, target: String },
+}
+
+/// Who asked for a ban or an unban.
+#[derive(Clone, Copy, Debug)]
+enum Origin {
+    /// The operator, with a command id.
+    Operator(u64),
+    /// An administrator on this connection.
+    Admin(ConnId),
 }
 
 const MAX_EVENTS: usize = 1 << 16;
@@ -446,7 +580,11 @@ pub struct Server {
     transmits: VecDeque<Transmit>,
     events: VecDeque<ServerEvent>,
     stats: ServerStats,
-    journal: Box<dyn Journal>,
+    jobs: VecDeque<(u64, Job)>,
+    waiters: BTreeMap<u64, Waiter>,
+    next_job: u64,
+    /// Nicks whose accounts are being created (hash or write in flight).
+    registering: KeyedSet<String>,
 }
 
 fn key(nick: &str) -> String {
@@ -461,16 +599,11 @@ fn v4(addr: SocketAddr) -> Ipv4Addr {
 }
 
 impl Server {
-    /// A server with no users and no durable storage ([`Volatile`]); `rng` salts password
-    /// hashes.
-    pub fn new(cfg: ServerConfig, rng: Rng) -> Server {
-        Server::with_journal(cfg, rng, Box::new(Volatile))
-    }
-
-    /// A server with no users that writes account and ban changes through `journal` before
-    /// replying; `rng` salts password hashes.
-    pub fn with_journal(cfg: ServerConfig, mut rng: Rng, journal: Box<dyn Journal>) -> Server {
+    /// A server with no users; `rng` salts password hashes and keys the maps of
+    /// peer-chosen keys.
+    pub fn new(cfg: ServerConfig, mut rng: Rng) -> Server {
         Server {
+            registering: keyed_set(&mut rng),
             online: keyed_map(&mut rng),
             watchers: keyed_map(&mut rng),
             accounts: keyed_map(&mut rng),
@@ -478,7 +611,9 @@ impl Server {
             account_buckets: keyed_map(&mut rng),
             pending_by_ip: keyed_map(&mut rng),
             index: Index::new(&mut rng),
-            journal,
+            jobs: VecDeque::new(),
+            waiters: BTreeMap::new(),
+            next_job: 0,
             spec: wire::frame_spec(cfg.max_payload),
             cfg,
             rng,
@@ -674,44 +809,45 @@ impl Server {
         self.emit(ServerEvent::LoggedOut { nick: user.nick });
     }
 
-    /// Writes `p` through the journal; `false` if it failed (the caller then changes
-    /// nothing and refuses).
-    fn persist(&mut self, p: Persist) -> bool {
-        if let Err(e) = self.journal.write(&p) {
-            self.stats.journal_failures += 1;
-            self.emit(ServerEvent::JournalFailed {
-                change: p,
-                error: e,
-            });
+    /// Hands out `job` for the caller to complete; its result goes to `waiter`.
+    fn submit(&mut self, job: Job, waiter: Waiter) -> u64 {
+        let id = self.next_job;
+        self.next_job += 1;
+        self.waiters.insert(id, waiter);
+        self.jobs.push_back((id, job));
+        id
+    }
+
+    /// The next job for the caller (see the module documentation); the caller completes it
+    /// and feeds the result back as [`ServerCommand::Complete`].
+    pub fn poll_job(&mut self) -> Option<(u64, Job)> {
+        self.jobs.pop_front()
+    }
+
+    /// Jobs handed out (or waiting to be) whose results have not come back.
+    pub fn jobs_in_flight(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Asks for `change` to be made durable, unless too much work is in flight.
+    fn write(&mut self, change: Persist, waiter: Waiter) -> bool {
+        if self.waiters.len() >= self.cfg.max_jobs.max(1) {
             return false;
         }
-        // Reports of written changes are never dropped: at most a few are made per input,
-        // and the driver drains events after every input.
-        self.events.push_back(ServerEvent::Persist(p));
+        self.submit(Job::Write(change), waiter);
         true
     }
 
-    fn hash_password(&mut self, password: &str) -> Option<String> {
-        let (m, t, p) = self.cfg.argon2;
-        let params = argon2::Params::new(m, t, p, None).ok()?;
-        let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-        let mut salt = [0u8; 16];
-        for chunk in salt.chunks_mut(8) {
-            let v = self.rng.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-        let salt = SaltString::encode_b64(&salt).ok()?;
-        a.hash_password(password.as_bytes(), &salt)
-            .ok()
-            .map(|h| h.to_string())
+    /// A write that failed: counted and reported; the caller refuses what needed it.
+    fn write_failed(&mut self, change: Persist, error: JournalError) {
+        self.stats.journal_failures += 1;
+        self.emit(ServerEvent::JournalFailed { change, error });
     }
 
-    fn verify_password(hash: &str, password: &str) -> bool {
-        PasswordHash::new(hash).is_ok_and(|h| {
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
+    /// A write that succeeded, reported. Never dropped: at most a few per input, and the
+    /// caller drains events after every input.
+    fn written(&mut self, change: Persist) {
+        self.events.push_back(ServerEvent::Persist(change));
     }
 
     fn refuse_login(&mut self, conn: ConnId, text: &str) {
@@ -725,6 +861,8 @@ impl Server {
         self.kick(conn, Kick::LoginRefused(text.to_string()));
     }
 
+    /// A login or registration (2, 6): checked here, then its password check or hash leaves
+    /// as a job; [`Server::complete`] finishes it.
     #[allow(clippy::too_many_arguments)]
     fn login(
         &mut self,
@@ -773,43 +911,273 @@ impl Server {
         if !allowed {
             return self.refuse_login(conn, "Too many login attempts, try again later");
         }
-        let account = match (self.accounts.get(&k).cloned(), register_email) {
+        if self.waiters.len() >= self.cfg.max_jobs.max(1) {
+            return self.refuse_login(conn, "Server busy, try again later");
+        }
+        let (job, waiter) = match (self.accounts.get(&k), register_email) {
             (Some(_), Some(_)) => {
                 return self.refuse_login(conn, "Nickname is already registered");
             }
-            (Some(a), None) => {
-                if !Self::verify_password(&a.password_hash, &password) {
-                    return self.refuse_login(conn, "Invalid Password");
-                }
-                a
-            }
+            (Some(a), None) => (
+                Job::VerifyPassword {
+                    hash: a.password_hash.clone(),
+                    password,
+                },
+                Waiter::Verify {
+                    conn,
+                    key: k,
+                    port,
+                    link,
+                },
+            ),
             (None, email) => {
                 if email.is_none() && !self.cfg.auto_register {
                     return self.refuse_login(conn, "Nickname is not registered");
                 }
-                let Some(hash) = self.hash_password(&password) else {
-                    return self.refuse_login(conn, "Server error");
-                };
-                let a = Account {
-                    nick: nick.clone(),
-                    password_hash: hash,
-                    email: email.unwrap_or_else(|| self.cfg.anon_email.clone()),
-                    level: Level::User,
-                };
-                // Durable first: the login ack below must never announce an account
-                // that a crash could lose.
-                if !self.persist(Persist::AccountCreated(a.clone())) {
-                    return self.refuse_login(conn, "Server error: could not store the account");
+                // One creation per nick at a time: two racing registrations must not both
+                // be acknowledged.
+                if !self.registering.insert(k) {
+                    return self.refuse_login(conn, "Nickname is being registered, try again");
                 }
-                self.accounts.insert(k.clone(), a.clone());
-                self.stats.registrations += 1;
-                a
+                let salt = self.rng.bytes::<16>();
+                (
+                    Job::HashPassword {
+                        password,
+                        salt,
+                        cost: self.cfg.argon2,
+                    },
+                    Waiter::Hash {
+                        conn,
+                        nick,
+                        email: email.unwrap_or_else(|| self.cfg.anon_email.clone()),
+                        port,
+                        link,
+                    },
+                )
             }
         };
-        // The password matched: an older session with this nick is a ghost.
+        let id = self.submit(job, waiter);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.waiting = Some(id);
+        }
+    }
+
+    /// Whether `conn` is still open and waiting for job `id`; clears the wait.
+    fn take_wait(&mut self, conn: ConnId, id: u64) -> bool {
+        match self.conns.get_mut(&conn) {
+            Some(c) if c.waiting == Some(id) => {
+                c.waiting = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes the result of job `id` and carries on what waited for it.
+    fn complete(&mut self, now: Instant, id: u64, result: JobResult) {
+        let Some(waiter) = self.waiters.remove(&id) else {
+            return;
+        };
+        let mut resume = None;
+        match (waiter, result) {
+            (
+                Waiter::Verify {
+                    conn,
+                    key,
+                    port,
+                    link,
+                },
+                JobResult::Verified(ok),
+            ) => {
+                if self.take_wait(conn, id) {
+                    let account = self.accounts.get(&key).cloned();
+                    match account {
+                        Some(a) if ok => {
+                            if self.is_banned(&key) {
+                                self.refuse_login(conn, "You are banned from this server");
+                            } else {
+                                self.finish_login(now, conn, a, port, link);
+                                resume = Some(conn);
+                            }
+                        }
+                        _ => self.refuse_login(conn, "Invalid Password"),
+                    }
+                }
+            }
+            (
+                Waiter::Hash {
+                    conn,
+                    nick,
+                    email,
+                    port,
+                    link,
+                },
+                JobResult::Hashed(hash),
+            ) => {
+                let k = key(&nick);
+                match hash {
+                    Some(hash) if self.take_wait(conn, id) => {
+                        let account = Account {
+                            nick,
+                            password_hash: hash,
+                            email,
+                            level: Level::User,
+                        };
+                        // Durable first: the login ack must never announce an account
+                        // that a crash could lose.
+                        let wid = self.submit(
+                            Job::Write(Persist::AccountCreated(account.clone())),
+                            Waiter::Register {
+                                conn,
+                                account,
+                                port,
+                                link,
+                            },
+                        );
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.waiting = Some(wid);
+                        }
+                    }
+                    Some(_) => {
+                        // The connection went away: nobody was told of the account, so
+                        // it is not created.
+                        self.registering.remove(&k);
+                    }
+                    None => {
+                        self.registering.remove(&k);
+                        if self.take_wait(conn, id) {
+                            self.refuse_login(conn, "Server error");
+                        }
+                    }
+                }
+            }
+            (
+                Waiter::Register {
+                    conn,
+                    account,
+                    port,
+                    link,
+                },
+                JobResult::Written(result),
+            ) => {
+                let k = key(&account.nick);
+                self.registering.remove(&k);
+                let change = Persist::AccountCreated(account.clone());
+                match result {
+                    Ok(()) => {
+                        // Stored: the account exists whether or not its connection is
+                        // still here to be told.
+                        self.accounts.insert(k, account.clone());
+                        self.stats.registrations += 1;
+                        self.written(change);
+                        if self.take_wait(conn, id) {
+                            self.finish_login(now, conn, account, port, link);
+                            resume = Some(conn);
+                        }
+                    }
+                    Err(e) => {
+                        self.write_failed(change, e);
+                        if self.take_wait(conn, id) {
+                            self.refuse_login(conn, "Server error: could not store the account");
+                        }
+                    }
+                }
+            }
+            (Waiter::Ban { from, ban }, JobResult::Written(result)) => {
+                let change = Persist::BanAdded(ban.clone());
+                let ok = match result {
+                    Ok(()) => {
+                        self.written(change);
+                        self.apply_ban(ban);
+                        true
+                    }
+                    Err(e) => {
+                        self.write_failed(change, e);
+                        false
+                    }
+                };
+                self.answer(from, ok, "Server error: could not store the ban");
+            }
+            (Waiter::Unban { from, target }, JobResult::Written(result)) => {
+                let change = Persist::BanRemoved {
+                    target: target.clone(),
+                };
+                let ok = match result {
+                    Ok(()) => {
+                        self.written(change);
+                        self.bans.remove(&target).is_some()
+                    }
+                    Err(e) => {
+                        self.write_failed(change, e);
+                        false
+                    }
+                };
+                self.answer(from, ok, "Server error: could not lift the ban");
+            }
+            (waiter, result) => {
+                // A result of the wrong kind for its job: a driver bug. Refuse what waited.
+                self.stats.bad_messages += 1;
+                match waiter {
+                    Waiter::Verify { conn, .. }
+                    | Waiter::Hash { conn, .. }
+                    | Waiter::Register { conn, .. } => {
+                        if let Waiter::Hash { nick, .. }
+                        | Waiter::Register {
+                            account: Account { nick, .. },
+                            ..
+                        } = &waiter
+                        {
+                            self.registering.remove(&key(nick));
+                        }
+                        if self.take_wait(conn, id) {
+                            self.refuse_login(conn, "Server error");
+                        }
+                    }
+                    Waiter::Ban { from, .. } | Waiter::Unban { from, .. } => {
+                        self.answer(from, false, "Server error");
+                    }
+                }
+                let _ = result;
+            }
+        }
+        // Bytes that arrived while the login waited are read now.
+        if let Some(conn) = resume {
+            self.stream(now, conn, &[]);
+        }
+    }
+
+    /// Tells whoever asked for a ban or unban how it went.
+    fn answer(&mut self, from: Origin, ok: bool, failure: &str) {
+        match from {
+            Origin::Operator(id) => self.emit(ServerEvent::Done { id, ok }),
+            Origin::Admin(conn) => {
+                if !ok {
+                    self.error(conn, failure.to_string());
+                }
+            }
+        }
+    }
+
+    /// The password matched (and a new account is stored): the user is online.
+    fn finish_login(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        account: Account,
+        port: u16,
+        link: LinkType,
+    ) {
+        let Some(peer) = self.conns.get(&conn).map(|c| c.peer) else {
+            return;
+        };
+        let ip = v4(peer);
+        let k = key(&account.nick);
+        // An older session with this nick is a ghost.
         if let Some(&old) = self.online.get(&k) {
-            self.error(old, "You logged in from another location");
-            self.kick(old, Kick::Ghost);
+            if old != conn {
+                self.error(old, "You logged in from another location");
+                self.kick(old, Kick::Ghost);
+            }
         }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -868,52 +1236,56 @@ impl Server {
         });
     }
 
+    fn oversized(&mut self, conn: ConnId, e: FrameError) {
+        self.error(conn, format!("Message too long: {e}"));
+        self.kick(conn, Kick::Oversized);
+    }
+
     /// Bytes from a connection. A read may hold many messages (a share list arrives in
-    /// 64 KiB reads): it is taken through the bounded buffer a piece at a time.
+    /// 64 KiB reads): it is taken through the bounded buffer a piece at a time, and whole
+    /// messages are handled one by one — none while the connection's login waits for a job.
     fn stream(&mut self, now: Instant, conn: ConnId, mut data: &[u8]) {
         let spec = self.spec;
         loop {
-            let mut msgs: Vec<(u16, Vec<u8>)> = Vec::new();
-            let mut fault: Option<FrameError> = None;
-            {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let cap = c.buf.capacity_limit();
+            let n = cap.saturating_sub(c.buf.len()).min(data.len());
+            let (piece, rest) = data.split_at(n);
+            data = rest;
+            if let Err(e) = c.buf.extend(piece) {
+                return self.oversized(conn, e);
+            }
+            loop {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
-                let cap = c.buf.capacity_limit();
-                let n = cap.saturating_sub(c.buf.len()).min(data.len());
-                let (piece, rest) = data.split_at(n);
-                data = rest;
-                if let Err(e) = c.buf.extend(piece) {
-                    fault = Some(e);
+                if c.waiting.is_some() {
+                    break;
                 }
-                while fault.is_none() {
-                    match c.buf.next_frame(&spec) {
-                        Ok(Some(f)) => {
-                            let (_, t) = wire::parse_header(f.header).unwrap_or((0, 0));
-                            msgs.push((t, f.payload.to_vec()));
-                        }
-                        Ok(None) => break,
-                        Err(e) => fault = Some(e),
+                let (t, payload) = match c.buf.next_frame(&spec) {
+                    Ok(Some(f)) => {
+                        let (_, t) = wire::parse_header(f.header).unwrap_or((0, 0));
+                        (t, f.payload.to_vec())
                     }
-                }
-                // The buffer holds more than the largest frame, so a full buffer without a
-                // whole frame in it means the limits were misconfigured: refuse, never spin.
-                if fault.is_none() && n == 0 && msgs.is_empty() && !data.is_empty() {
-                    fault = Some(FrameError::BufferFull(cap));
-                }
-            }
-            for (t, payload) in msgs {
-                if !self.conns.contains_key(&conn) {
-                    return;
-                }
+                    Ok(None) => break,
+                    Err(e) => return self.oversized(conn, e),
+                };
                 self.message(now, conn, t, &payload);
             }
-            if let Some(e) = fault {
-                self.error(conn, format!("Message too long: {e}"));
-                return self.kick(conn, Kick::Oversized);
-            }
-            if data.is_empty() || !self.conns.contains_key(&conn) {
+            if data.is_empty() {
                 return;
+            }
+            // Still bytes to take and no room: either a login is waiting and the client
+            // sent more than the buffer holds meanwhile, or the buffer holds no whole frame
+            // (the limits were misconfigured). Refuse either way; never spin.
+            let full = self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.buf.len() >= c.buf.capacity_limit());
+            if full {
+                return self.oversized(conn, FrameError::BufferFull(cap));
             }
         }
     }
@@ -1131,19 +1503,18 @@ impl Server {
                     return self.strike(now, conn, "permission denied".into());
                 }
                 let by = self.user(conn).map(|u| u.nick.clone()).unwrap_or_default();
-                if !self.ban(Ban {
+                let ban = Ban {
                     target: key(&target),
                     reason: reason.unwrap_or_default(),
                     by,
-                }) {
-                    self.error(conn, "Server error: could not store the ban");
-                }
+                };
+                self.ban(ban, Origin::Admin(conn));
             }
             ClientMsg::Unban { target } => {
                 if self.user(conn).map(|u| u.level) != Some(Level::Admin) {
                     return self.strike(now, conn, "permission denied".into());
                 }
-                self.unban(&target);
+                self.unban(&target, Origin::Admin(conn));
             }
             ClientMsg::DataPortError { nick } => {
                 let me = self.user(conn).map(|u| u.nick.clone()).unwrap_or_default();
@@ -1528,14 +1899,19 @@ impl Server {
         }
     }
 
-    /// Stores the ban, then applies it; `false` (and nothing changed) if it could not be
-    /// stored.
-    fn ban(&mut self, ban: Ban) -> bool {
-        let target = key(&ban.target);
-        let ban = Ban { target, ..ban };
-        if !self.persist(Persist::BanAdded(ban.clone())) {
-            return false;
+    /// Asks for the ban to be stored; it is applied when that succeeded.
+    fn ban(&mut self, ban: Ban, from: Origin) {
+        let ban = Ban {
+            target: key(&ban.target),
+            ..ban
+        };
+        if !self.write(Persist::BanAdded(ban.clone()), Waiter::Ban { from, ban }) {
+            self.answer(from, false, "Server busy, try again later");
         }
+    }
+
+    /// A stored ban in force: whoever matches it is kicked.
+    fn apply_ban(&mut self, ban: Ban) {
         let target = ban.target.clone();
         let victims: Vec<ConnId> = self
             .conns
@@ -1550,20 +1926,24 @@ impl Server {
             self.kick(v, Kick::Banned);
         }
         self.bans.insert(ban.target.clone(), ban);
-        true
     }
 
-    /// Stores the lifting of a ban, then lifts it; `false` if there was none or it could
-    /// not be stored.
-    fn unban(&mut self, target: &str) -> bool {
-        let t = key(target);
-        if !self.bans.contains_key(&t) || !self.persist(Persist::BanRemoved { target: t.clone() }) {
-            return false;
+    /// Asks for the lifting of a ban to be stored; it is lifted when that succeeded. Refused
+    /// at once if there is no such ban.
+    fn unban(&mut self, target: &str, from: Origin) {
+        let target = key(target);
+        if !self.bans.contains_key(&target) {
+            return self.answer(from, false, "No such ban");
         }
-        self.bans.remove(&t).is_some()
+        let change = Persist::BanRemoved {
+            target: target.clone(),
+        };
+        if !self.write(change, Waiter::Unban { from, target }) {
+            self.answer(from, false, "Server busy, try again later");
+        }
     }
 
-    fn command(&mut self, cmd: ServerCommand) {
+    fn command(&mut self, now: Instant, cmd: ServerCommand) {
         match cmd {
             ServerCommand::LoadAccount(a) => {
                 self.accounts.insert(key(&a.nick), a);
@@ -1571,14 +1951,9 @@ impl Server {
             ServerCommand::LoadBan(b) => {
                 self.bans.insert(key(&b.target), b);
             }
-            ServerCommand::Ban { id, ban } => {
-                let ok = self.ban(ban);
-                self.emit(ServerEvent::Done { id, ok });
-            }
-            ServerCommand::Unban { id, target } => {
-                let ok = self.unban(&target);
-                self.emit(ServerEvent::Done { id, ok });
-            }
+            ServerCommand::Ban { id, ban } => self.ban(ban, Origin::Operator(id)),
+            ServerCommand::Unban { id, target } => self.unban(&target, Origin::Operator(id)),
+            ServerCommand::Complete { id, result } => self.complete(now, id, result),
             ServerCommand::Snapshot { id } => {
                 let stats = self.stats();
                 self.emit(ServerEvent::Stats { id, stats });
@@ -1609,7 +1984,7 @@ impl Core for Server {
 
     fn handle_input(&mut self, now: Instant, input: Input<'_, ServerCommand>) {
         match input {
-            Input::Command(cmd) => self.command(cmd),
+            Input::Command(cmd) => self.command(now, cmd),
             Input::Connected { conn, peer } => {
                 if !conn.is_inbound() || self.conns.contains_key(&conn) {
                     // The server opens no connections.
@@ -1636,6 +2011,7 @@ impl Core for Server {
                             user: None,
                             errors: Bucket::new(now, self.cfg.error_rate),
                             login_deadline: deadline,
+                            waiting: None,
                         },
                     );
                     self.timers.insert((deadline, Timer::Login(conn)));
@@ -1690,8 +2066,15 @@ impl Core for Server {
         self.transmits.pop_front()
     }
 
+    /// Events first; then the jobs not taken with [`Server::poll_job`], as
+    /// [`ServerEvent::Job`].
     fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
+        if let Some(e) = self.events.pop_front() {
+            return Some(e);
+        }
+        self.jobs
+            .pop_front()
+            .map(|(id, job)| ServerEvent::Job { id, job })
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -8,7 +8,7 @@ use servent_core::{Core, Instant, Rng};
 use servent_napster::client::{ClientCommand, ClientConfig, ClientEvent};
 use servent_napster::harness::{Harness, SERVER_ADDR};
 use servent_napster::server::{
-    Ban, Kick, Persist, Server, ServerCommand, ServerConfig, ServerEvent,
+    Ban, Kick, Persist, Server, ServerCommand, ServerConfig, ServerEvent, Volatile,
 };
 use servent_napster::wire::{ClientMsg, FileInfo, SearchQuery, ServerMsg};
 
@@ -665,6 +665,7 @@ fn login_refusals_wrong_password_ban_and_login_rate() {
             Instant::ZERO,
             servent_core::Input::Received { conn, data: &b },
         );
+        servent_napster::harness::settle(&mut s, Instant::ZERO, &mut Volatile);
         while let Some(t) = s.poll_transmit() {
             if let servent_core::Transmit::Send { data, .. } = t {
                 outcomes.push(u16::from_le_bytes([data[2], data[3]]));
@@ -841,6 +842,7 @@ fn raw_login(
         Instant::ZERO,
         servent_core::Input::Received { conn, data: &b },
     );
+    servent_napster::harness::settle(s, Instant::ZERO, &mut Volatile);
     let mut first = None;
     while let Some(t) = s.poll_transmit() {
         if let servent_core::Transmit::Send { conn: to, data } = t {
