@@ -4,13 +4,16 @@
 //! server's index, get a provider list, and fetch files directly from each other.
 //!
 //! - [`wire`]: the client–server messages, byte for byte (4-byte little-endian header,
-//!   ASCII payloads with quoted file names), as two typed enums;
-//! - [`transfer`]: the client-to-client data-port exchange (`GET` / `SEND`, resume by offset);
-//! - [`index`]: the server's inverted index of shared files;
-//! - [`server`]: the index server as a sans-IO [`servent_core::Core`];
-//! - [`client`]: the client's server session as a sans-IO core;
+//!   ASCII payloads with quoted file names), as two typed enums; [`wire::transfer`]: the
+//!   client-to-client data-port exchange (`GET` / `SEND`, resume by offset);
+//! - [`core`](mod@crate::core): the sans-IO state machines — the index server
+//!   ([`server`]) with its inverted index ([`index`]), and the client's session
+//!   ([`client`]);
+//! - [`work`]: the slow work the server hands out as jobs (argon2, durable writes);
+//! - `driver` (feature `runtime`, also reachable as `net`): tokio, sockets, the SQLite
+//!   store, blocking threads for the jobs, the data-port transfers;
 //! - [`harness`]: one server and many clients in memory, on virtual time;
-//! - [`sim`]: the `napster` scenario for the simulator.
+//! - [`mod@scenarios`]: the `napster` scenario for the simulator.
 //!
 //! # The run loop
 //! The server core owns no socket, clock or database; a driver runs it:
@@ -42,24 +45,26 @@
 //! while let Some(event) = server.poll_event() { let _ = event; }
 //! let _wake_at = server.poll_timeout();
 //! ```
-//! With the `runtime` feature (default), `net` runs the server over tokio with its
-//! accounts and bans in SQLite (jobs on blocking threads: [`work`] does them), and offers the client operations the `servent napster`
+//! With the `runtime` feature (default), `driver` runs the server over tokio with its
+//! accounts and bans in SQLite (jobs on blocking threads: `work` does them), and offers the client operations the `servent napster`
 //! subcommands use.
 
-pub mod client;
+pub mod core;
+#[cfg(feature = "runtime")]
+pub mod driver;
 pub mod harness;
-pub mod index;
-#[cfg(feature = "runtime")]
-pub mod net;
-pub mod server;
-pub mod sim;
-#[cfg(feature = "runtime")]
-pub mod store;
-pub mod transfer;
+pub mod scenarios;
 pub mod wire;
 pub mod work;
 
+// The paths the CLI, the fuzz targets and the benches have always used.
+pub use crate::core::{client, index, server};
+#[cfg(feature = "runtime")]
+pub use driver::{self as net, store};
+pub use scenarios as sim;
+pub use wire::transfer;
+
 /// The simulator scenarios of this crate (`servent sim run napster`).
 pub fn scenarios() -> Vec<Box<dyn servent_sim::Scenario>> {
-    vec![Box::new(sim::NapsterScenario)]
+    vec![Box::new(scenarios::NapsterScenario)]
 }

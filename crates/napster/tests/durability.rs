@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and benches are not cores
 //! Durability and slow work on the core: password hashing and checks and durable writes
 //! leave the core as jobs; an account or ban takes effect (and the replies that depend on
 //! it are queued) only once its write came back successful, a failed write refuses the

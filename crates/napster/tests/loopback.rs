@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and benches are not cores
 //! Server and clients over real sockets on 127.0.0.1: log in, share a folder, search,
 //! browse, download directly and through a push, resume an interrupted download, shares
 //! vanish on disconnect, accounts and bans survive a restart.

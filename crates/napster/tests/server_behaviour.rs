@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and benches are not cores
 //! The index server and its clients, in memory on virtual time: login, shares, search,
 //! download brokering (203 → 607 → 608 → 204), the firewalled path (500 → 501), browse,
 //! hotlists, channels, private messages, and the limits that protect the service.

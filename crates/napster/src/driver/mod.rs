@@ -1,9 +1,12 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 //! The tokio side: the index server over real sockets with its SQLite store, client
 //! sessions, and the data-port transfers (`GET`, `SEND`, resume by offset).
 //!
 //! The protocol cores ([`Server`], [`Client`]) run on `servent_runtime`'s driver; this
 //! module adds what is not protocol logic: the database, files on disk, and the byte
 //! streams of transfers, parsed with the sans-IO codecs of [`crate::transfer`].
+
+pub mod store;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::SeekFrom;
