@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use libfuzzer_sys::fuzz_target;
 use servent_core::{CloseReason, ConnId, Core, Input, Instant, Rng};
+use servent_napster::harness::settle;
 use servent_napster::server::{
     Account, Ban, Journal, JournalError, Level, Persist, Server, ServerCommand, ServerConfig,
 };
@@ -43,14 +44,16 @@ fn frame(kind: u16, payload: &[u8]) -> Vec<u8> {
 fuzz_target!(|data: &[u8]| {
     let fail = Arc::new(AtomicBool::new(false));
     let created = Arc::new(AtomicUsize::new(0));
-    let journal = Flaky {
+    let mut journal = Flaky {
         fail: fail.clone(),
         created: created.clone(),
     };
     let mut cfg = ServerConfig::for_tests();
     cfg.max_connections = 6;
     let max_conns = cfg.max_connections;
-    let mut s = Server::with_journal(cfg, Rng::new(1), Box::new(journal));
+    // The core's jobs (hashes, checks, writes) are completed inline after every operation,
+    // through the flaky journal, as the harness does.
+    let mut s = Server::new(cfg, Rng::new(1));
     // One stored account (its hash is not valid argon2: logging in as it must just fail).
     s.handle_input(
         Instant::ZERO,
@@ -148,6 +151,7 @@ fuzz_target!(|data: &[u8]| {
             29 => s.handle_input(t, Input::Command(ServerCommand::Snapshot { id: 3 })),
             _ => s.handle_timeout(t),
         }
+        settle(&mut s, t, &mut journal);
         while s.poll_transmit().is_some() {}
         while s.poll_event().is_some() {}
         assert!(s.connections() <= max_conns);

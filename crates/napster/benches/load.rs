@@ -5,7 +5,7 @@
 //!
 //! `cargo bench -p servent-napster --bench load [-- CLIENTS]`
 
-#![allow(clippy::disallowed_methods)] // wall-clock timing and child processes: a benchmark
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // wall-clock timing and child processes: a benchmark
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;

@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // an example program, not a core
 //! Runs the `napster` simulator scenario and prints its report:
 //! `cargo run --release -p servent-napster --example napster_sim -- [clients] [seed]`.
 

@@ -2,7 +2,9 @@
 //! that jumps to the next delivery or timer, and a seeded link (latency with jitter).
 //!
 //! Tests read as scenarios: add clients, give commands, [`Harness::drive`], assert on the
-//! events collected per node.
+//! events collected per node. The server's jobs (password hashing and checks, durable
+//! writes) are completed inline, in no virtual time, through the harness's journal
+//! ([`Volatile`] unless [`Harness::with_journal`] gives another): [`settle`].
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -12,7 +14,20 @@ use std::time::Duration;
 use servent_core::{CloseReason, ConnId, Core, Input, Instant, Rng, Transmit};
 
 use crate::client::{Client, ClientCommand, ClientConfig, ClientEvent};
-use crate::server::{Server, ServerCommand, ServerEvent};
+use crate::server::{Journal, Server, ServerCommand, ServerEvent, Volatile};
+
+/// Completes every job `server` has handed out, inline, writing through `journal`, until
+/// it asks for no more (a new account's hash leads to its write); returns how many ran.
+/// This is what the harness and the simulator do in place of the driver's blocking threads.
+pub fn settle(server: &mut Server, now: Instant, journal: &mut dyn Journal) -> usize {
+    let mut n = 0;
+    while let Some((id, job)) = server.poll_job() {
+        let result = job.run(journal);
+        server.handle_input(now, Input::Command(ServerCommand::Complete { id, result }));
+        n += 1;
+    }
+    n
+}
 
 /// The server's address in the harness.
 pub const SERVER_ADDR: SocketAddr =
@@ -56,6 +71,7 @@ pub struct Harness {
     queue: BinaryHeap<Reverse<(Instant, u64, To, What)>>,
     /// Last delivery time per direction: a stream delivers in order whatever the jitter.
     last: BTreeMap<To, Instant>,
+    journal: Box<dyn Journal>,
 }
 
 impl Harness {
@@ -72,7 +88,14 @@ impl Harness {
             nodes: Vec::new(),
             queue: BinaryHeap::new(),
             last: BTreeMap::new(),
+            journal: Box::new(Volatile),
         }
+    }
+
+    /// The server's jobs write through `journal` from now on.
+    pub fn with_journal(mut self, journal: Box<dyn Journal>) -> Harness {
+        self.journal = journal;
+        self
     }
 
     /// The virtual time.
@@ -186,6 +209,7 @@ impl Harness {
     }
 
     fn pump_server(&mut self) {
+        settle(&mut self.server, self.now, self.journal.as_mut());
         while let Some(t) = self.server.poll_transmit() {
             let at = self.delay();
             match t {

@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and benches are not cores
 //! Server and clients over real sockets on 127.0.0.1: log in, share a folder, search,
 //! browse, download directly and through a push, resume an interrupted download, shares
 //! vanish on disconnect, accounts and bans survive a restart.
@@ -264,4 +265,81 @@ async fn chat_reaches_channel_members_and_private_messages_arrive() {
     a.close().await;
     b.close().await;
     srv.shutdown().await.unwrap();
+}
+
+/// Fifty new users log in at once with the real argon2 cost (19 MiB, 2 passes): their
+/// hashes run on blocking threads, a few at a time, and a logged-in user's search is
+/// answered while most of those logins are still waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_flood_with_real_argon2_costs_does_not_stall_a_search() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = ServerOptions::new(LOCAL.parse().unwrap(), dir.path().join("nap.db"));
+    o.config = ServerConfig {
+        login_rate: (10_000.0, 10_000.0),
+        max_pending_per_ip: 100,
+        ..ServerConfig::default()
+    };
+    assert_eq!(o.config.argon2, (19 * 1024, 2, 1), "the real cost");
+    o.seed = Some(12);
+    let srv = net::start_server(o).await.unwrap();
+    let mut searcher = Session::login(cfg(srv.addr, "searcher", None))
+        .await
+        .unwrap();
+
+    const FLOOD: usize = 50;
+    let acked = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..FLOOD {
+        let (acked, sent, addr) = (acked.clone(), sent.clone(), srv.addr);
+        tasks.push(tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut b = Vec::new();
+            ClientMsg::Login {
+                nick: format!("flood{i}"),
+                password: "pw".into(),
+                port: 0,
+                client: "flood".into(),
+                link: Default::default(),
+            }
+            .encode(&mut b)
+            .unwrap();
+            s.write_all(&b).await.unwrap();
+            sent.fetch_add(1, Ordering::SeqCst);
+            let mut head = [0u8; 4];
+            tokio::time::timeout(Duration::from_secs(120), s.read_exact(&mut head))
+                .await
+                .expect("every login is answered in the end")
+                .unwrap();
+            if u16::from_le_bytes([head[2], head[3]]) == 3 {
+                acked.fetch_add(1, Ordering::SeqCst);
+            }
+            // Keep the connection until the test ends.
+            s
+        }));
+    }
+    while sent.load(Ordering::SeqCst) < FLOOD {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Let the server read the logins and hand out their hashes.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let hits = searcher.search(query("nothing")).await.unwrap();
+    let done_at_answer = acked.load(Ordering::SeqCst);
+    assert!(hits.is_empty());
+    assert!(
+        done_at_answer < FLOOD / 2,
+        "the search was answered while logins waited ({done_at_answer} of {FLOOD} done)"
+    );
+    let mut conns = Vec::new();
+    for t in tasks {
+        conns.push(t.await.unwrap());
+    }
+    assert_eq!(acked.load(Ordering::SeqCst), FLOOD, "every login succeeded");
+    searcher.close().await;
+    srv.shutdown().await.unwrap();
+    let store = servent_napster::store::Store::open(&dir.path().join("nap.db")).unwrap();
+    assert_eq!(store.accounts().unwrap().len(), FLOOD + 1);
 }

@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and benches are not cores
 //! The index server and its clients, in memory on virtual time: login, shares, search,
 //! download brokering (203 → 607 → 608 → 204), the firewalled path (500 → 501), browse,
 //! hotlists, channels, private messages, and the limits that protect the service.
@@ -8,7 +9,7 @@ use servent_core::{Core, Instant, Rng};
 use servent_napster::client::{ClientCommand, ClientConfig, ClientEvent};
 use servent_napster::harness::{Harness, SERVER_ADDR};
 use servent_napster::server::{
-    Ban, Kick, Persist, Server, ServerCommand, ServerConfig, ServerEvent,
+    Ban, Kick, Persist, Server, ServerCommand, ServerConfig, ServerEvent, Volatile,
 };
 use servent_napster::wire::{ClientMsg, FileInfo, SearchQuery, ServerMsg};
 
@@ -665,6 +666,7 @@ fn login_refusals_wrong_password_ban_and_login_rate() {
             Instant::ZERO,
             servent_core::Input::Received { conn, data: &b },
         );
+        servent_napster::harness::settle(&mut s, Instant::ZERO, &mut Volatile);
         while let Some(t) = s.poll_transmit() {
             if let servent_core::Transmit::Send { data, .. } = t {
                 outcomes.push(u16::from_le_bytes([data[2], data[3]]));
@@ -841,6 +843,7 @@ fn raw_login(
         Instant::ZERO,
         servent_core::Input::Received { conn, data: &b },
     );
+    servent_napster::harness::settle(s, Instant::ZERO, &mut Volatile);
     let mut first = None;
     while let Some(t) = s.poll_transmit() {
         if let servent_core::Transmit::Send { conn: to, data } = t {

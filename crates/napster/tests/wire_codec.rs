@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and benches are not cores
 //! The OpenNap codec: golden bytes from the protocol document, round trips of every
 //! message, and hostile input that must give errors, never panics.
 

@@ -18,7 +18,8 @@ use servent_sim::{
 };
 
 use crate::client::{Client, ClientCommand, ClientConfig, ClientEvent};
-use crate::server::{Server, ServerCommand, ServerConfig, ServerEvent};
+use crate::harness::settle;
+use crate::server::{Server, ServerCommand, ServerConfig, ServerEvent, Volatile};
 use crate::wire::{FileInfo, LinkType, SearchQuery};
 
 /// A node of the simulation: the server or a client.
@@ -53,7 +54,7 @@ impl Core for NapNode {
     type Event = NapEvent;
 
     fn handle_input(&mut self, now: Instant, input: Input<'_, NapCommand>) {
-        match (self, input) {
+        match (&mut *self, input) {
             (NapNode::Server(s), Input::Command(NapCommand::Server(c))) => {
                 s.handle_input(now, Input::Command(c))
             }
@@ -88,11 +89,19 @@ impl Core for NapNode {
             }
             _ => {}
         }
+        // The server's jobs (password hashing, account writes) complete inline, in no
+        // virtual time; the argon2 cost of the scenario's config is cheap.
+        if let NapNode::Server(s) = self {
+            settle(s, now, &mut Volatile);
+        }
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         match self {
-            NapNode::Server(s) => s.handle_timeout(now),
+            NapNode::Server(s) => {
+                s.handle_timeout(now);
+                settle(s, now, &mut Volatile);
+            }
             NapNode::Client(c) => c.handle_timeout(now),
         }
     }

@@ -13,6 +13,8 @@
 //! client). Each has `encode` (into a caller-owned buffer) and `decode(kind, payload)`.
 //! Decoders never panic and never allocate more than the payload they were given.
 
+pub mod transfer;
+
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;

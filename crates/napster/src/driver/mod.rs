@@ -1,9 +1,12 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 //! The tokio side: the index server over real sockets with its SQLite store, client
 //! sessions, and the data-port transfers (`GET`, `SEND`, resume by offset).
 //!
 //! The protocol cores ([`Server`], [`Client`]) run on `servent_runtime`'s driver; this
 //! module adds what is not protocol logic: the database, files on disk, and the byte
 //! streams of transfers, parsed with the sans-IO codecs of [`crate::transfer`].
+
+pub mod store;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::SeekFrom;
@@ -20,7 +23,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::client::{Client, ClientCommand, ClientConfig, ClientEvent};
-use crate::server::{Level, Server, ServerCommand, ServerConfig, ServerEvent, ServerStats};
+use crate::server::{
+    Job, JobResult, Journal, JournalError, Level, Persist, Server, ServerCommand, ServerConfig,
+    ServerEvent, ServerStats,
+};
 use crate::store::{SharedStore, Store, StoreError};
 use crate::transfer::{self, Command, Request, TransferError};
 use crate::wire::{ClientMsg, FileInfo, PeerFile, SearchHit, SearchQuery};
@@ -140,13 +146,13 @@ pub async fn start_server(opts: ServerOptions) -> Result<RunningServer, NetError
     let accounts = store.accounts()?;
     let bans = store.bans()?;
     let store = SharedStore::new(store);
-    let journal = store.clone();
     let rng = match opts.seed {
         Some(seed) => Rng::new(seed),
         None => servent_runtime::os_rng()
             .map_err(|e| NetError::Server(format!("OS randomness: {e}")))?,
     };
     let cfg = opts.config.clone();
+    let max_jobs = cfg.max_jobs.max(1);
     let mut handle = servent_runtime::spawn(
         NodeConfig {
             tcp: Some(opts.listen),
@@ -155,8 +161,7 @@ pub async fn start_server(opts: ServerOptions) -> Result<RunningServer, NetError
         },
         move |_| {
             use servent_core::{Core, Input, Instant};
-            // Account and ban changes are committed by the core itself, before its reply.
-            let mut s = Server::with_journal(cfg, rng, Box::new(journal));
+            let mut s = Server::new(cfg, rng);
             for a in accounts {
                 s.handle_input(Instant::ZERO, Input::Command(ServerCommand::LoadAccount(a)));
             }
@@ -171,6 +176,7 @@ pub async fn start_server(opts: ServerOptions) -> Result<RunningServer, NetError
         .local
         .tcp
         .ok_or_else(|| NetError::Refused("no listening address".into()))?;
+    let jobs = Jobs::start(handle.commander(), store.clone(), max_jobs);
     let (stop_tx, mut stop_rx) = oneshot::channel();
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -180,11 +186,18 @@ pub async fn start_server(opts: ServerOptions) -> Result<RunningServer, NetError
             tokio::select! {
                 _ = &mut stop_rx => break,
                 ev = handle.next_event() => match ev {
+                    Some(ServerEvent::Job { id, job }) => jobs.submit(id, job),
                     Some(ServerEvent::JournalFailed { change, error }) => {
                         tracing::error!(?change, %error, "could not store a change; refused it");
                     }
                     Some(ServerEvent::Stats { stats, .. }) => {
-                        store.with(|s| s.save_stats(&stats))?;
+                        // Off the event loop: a slow disk never delays the server's events.
+                        let st = store.clone();
+                        tokio::task::spawn_blocking(move || {
+                            if let Err(e) = st.with(|s| s.save_stats(&stats)) {
+                                tracing::error!(%e, "could not store the counters");
+                            }
+                        });
                         last = stats;
                     }
                     Some(ServerEvent::LoggedIn { nick, peer }) => tracing::info!(%nick, %peer, "login"),
@@ -210,13 +223,17 @@ pub async fn start_server(opts: ServerOptions) -> Result<RunningServer, NetError
                 _ = &mut deadline => break,
                 ev = handle.next_event() => match ev {
                     Some(ServerEvent::Stats { id: u64::MAX, stats }) => { last = stats; break; }
+                    Some(ServerEvent::Job { id, job }) => jobs.submit(id, job),
                     Some(_) => {}
                     None => break,
                 },
             }
         }
-        store.with(|s| s.save_stats(&last))?;
         let _ = handle.shutdown().await;
+        let st = store.clone();
+        tokio::task::spawn_blocking(move || st.with(|s| s.save_stats(&last)))
+            .await
+            .map_err(|e| NetError::Refused(format!("storing the counters: {e}")))??;
         Ok(last)
     });
     Ok(RunningServer {
@@ -224,6 +241,88 @@ pub async fn start_server(opts: ServerOptions) -> Result<RunningServer, NetError
         stop: Some(stop_tx),
         task,
     })
+}
+
+/// Completes the server core's jobs off its event loop: password hashing and checks on
+/// blocking threads (as many at once as the machine has cores, so a login flood queues
+/// instead of taking every core and ~19 MiB per hash), and durable writes one at a time, in
+/// the order the core gave them, on one writer. Results go back as
+/// [`ServerCommand::Complete`].
+struct Jobs {
+    commander: tokio::sync::mpsc::Sender<ServerCommand>,
+    cpu: Arc<tokio::sync::Semaphore>,
+    writes: tokio::sync::mpsc::Sender<(u64, Persist)>,
+}
+
+impl Jobs {
+    fn start(
+        commander: tokio::sync::mpsc::Sender<ServerCommand>,
+        store: SharedStore,
+        max_jobs: usize,
+    ) -> Jobs {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // The core keeps at most `max_jobs` jobs in flight, so this queue never fills.
+        let (writes, mut rx) = tokio::sync::mpsc::channel::<(u64, Persist)>(max_jobs + 16);
+        let back = commander.clone();
+        tokio::spawn(async move {
+            while let Some((id, change)) = rx.recv().await {
+                let st = store.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    let mut st = st;
+                    st.write(&change)
+                })
+                .await
+                .unwrap_or_else(|e| Err(JournalError(format!("writer failed: {e}"))));
+                let done = ServerCommand::Complete {
+                    id,
+                    result: JobResult::Written(result),
+                };
+                if back.send(done).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Jobs {
+            commander,
+            cpu: Arc::new(tokio::sync::Semaphore::new(cores.max(1))),
+            writes,
+        }
+    }
+
+    fn submit(&self, id: u64, job: Job) {
+        let back = self.commander.clone();
+        if let Job::Write(change) = job {
+            if let Err(e) = self.writes.try_send((id, change)) {
+                // Cannot happen while the core bounds its jobs; refuse rather than wait.
+                let (id, _) = e.into_inner();
+                tokio::spawn(async move {
+                    let result = JobResult::Written(Err(JournalError("writer is busy".into())));
+                    let _ = back.send(ServerCommand::Complete { id, result }).await;
+                });
+            }
+            return;
+        }
+        let cpu = self.cpu.clone();
+        tokio::spawn(async move {
+            let failed = match &job {
+                Job::HashPassword { .. } => JobResult::Hashed(None),
+                _ => JobResult::Verified(false),
+            };
+            let result = match cpu.acquire_owned().await {
+                Ok(permit) => tokio::task::spawn_blocking(move || {
+                    let r = job.compute();
+                    drop(permit);
+                    r
+                })
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(failed),
+                Err(_) => failed,
+            };
+            let _ = back.send(ServerCommand::Complete { id, result }).await;
+        });
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 //! Accounts, bans and statistics in SQLite (WAL mode): what survives a restart or a
 //! `kill -9` of the server.
 //!
-//! Every change is its own transaction, committed before the next input is handled;
+//! Every change is its own transaction, committed before the core learns it succeeded;
 //! `synchronous=FULL` makes a committed change survive a power cut as well as a killed
 //! process. Passwords are stored only as the argon2 PHC strings the server core made.
 
@@ -218,8 +218,9 @@ impl Store {
     }
 }
 
-/// One store shared by the server core, which writes account and ban changes through it
-/// synchronously as its [`Journal`], and the driver, which saves the counters.
+/// One store shared by the driver's writer, which completes the server core's
+/// [`crate::server::Job::Write`]s through it as a [`Journal`] on a blocking thread, and the
+/// saving of the counters.
 #[derive(Clone, Debug)]
 pub struct SharedStore(pub Arc<Mutex<Store>>);
 
