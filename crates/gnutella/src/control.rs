@@ -128,6 +128,8 @@ pub fn stats_json(s: &Stats) -> Value {
         "rx": by_kind(&s.rx),
         "tx": by_kind(&s.tx),
         "duplicates": s.duplicates,
+        "throttled": s.throttled,
+        "flooders_closed": s.flooders_closed,
         "ttl_expired": s.ttl_expired,
         "unroutable": s.unroutable,
         "queries_seen": s.queries_seen,
