@@ -130,6 +130,7 @@ pub fn stats_json(s: &Stats) -> Value {
         "duplicates": s.duplicates,
         "throttled": s.throttled,
         "flooders_closed": s.flooders_closed,
+        "refused_banned": s.refused_banned,
         "ttl_expired": s.ttl_expired,
         "unroutable": s.unroutable,
         "queries_seen": s.queries_seen,

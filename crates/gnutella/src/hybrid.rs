@@ -407,6 +407,7 @@ impl Scenario for HybridScenario {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests may use a temp dir
     use super::*;
 
     #[test]

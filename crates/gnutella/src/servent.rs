@@ -18,7 +18,7 @@
 //!   or is ours when S is our id: then we connect out and send `GIV`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,6 +90,9 @@ pub struct Config {
     pub max_pings_per_sec: u32,
     /// Queries one link may send us per second (default 200), the same way.
     pub max_queries_per_sec: u32,
+    /// How long the address of a link closed as a flooder is refused (default 60 s), so
+    /// that reconnecting buys it no fresh allowance.
+    pub flood_ban: Duration,
     /// Gnutella 0.4 flat servent (default) or a 0.6 leaf or ultrapeer.
     pub role: Role,
     /// A leaf's most ultrapeer connections (default 3).
@@ -214,6 +217,7 @@ impl Config {
             max_pending_per_ip: 16,
             max_pings_per_sec: 8,
             max_queries_per_sec: 200,
+            flood_ban: Duration::from_secs(60),
             role: Role::Flat04,
             leaf_ultrapeers: 3,
             up_peers: 16,
@@ -500,6 +504,8 @@ pub struct Stats {
     pub throttled: u64,
     /// Links closed for sending over [`FLOOD_FACTOR`] times that.
     pub flooders_closed: u64,
+    /// Inbound connections closed on arrival because their address flooded us lately.
+    pub refused_banned: u64,
     /// Dynamic queries started (an ultrapeer's leaves' queries and own searches).
     pub dq_started: u64,
     /// Dynamic queries that stopped because enough results came back.
@@ -756,7 +762,12 @@ pub struct Servent {
     needed_seen: bool,
     /// Dynamic queries in progress, by descriptor id (at most `dq_max`).
     dqs: servent_core::KeyedMap<Guid, DynQuery>,
+    /// Addresses of flooders, refused until the instant (at most [`MAX_BANNED`]).
+    banned: servent_core::KeyedMap<IpAddr, Instant>,
 }
+
+/// Most flooder addresses remembered at once.
+const MAX_BANNED: usize = 4096;
 
 impl Servent {
     /// A servent with settings `cfg`, drawing randomness (descriptor ids, host choice) from
@@ -775,6 +786,7 @@ impl Servent {
         };
         let host_set = servent_core::keyed_set(&mut rng);
         let dqs = servent_core::keyed_map(&mut rng);
+        let banned = servent_core::keyed_map(&mut rng);
         Servent {
             routes: RouteTable::new(cfg.route_cap, cfg.route_ttl, &mut rng),
             push_routes: RouteTable::new(cfg.route_cap, cfg.route_ttl, &mut rng),
@@ -800,6 +812,7 @@ impl Servent {
             started: None,
             needed_seen: false,
             dqs,
+            banned,
         }
     }
 
@@ -1170,6 +1183,15 @@ impl Servent {
                         same_ip += 1;
                     }
                 }
+            }
+            if self
+                .banned
+                .get(&peer.ip())
+                .is_some_and(|&until| now < until)
+            {
+                self.stats.refused_banned += 1;
+                self.transmit(Transmit::Close { conn });
+                return;
             }
             if pending >= self.cfg.max_pending || same_ip >= self.cfg.max_pending_per_ip {
                 self.stats.refused_pending += 1;
@@ -1873,8 +1895,15 @@ impl Servent {
                     return Ok(());
                 }
                 Allowance::Flood(n) => {
+                    let ip = c.peer.ip();
                     self.stats.throttled += 1;
                     self.stats.flooders_closed += 1;
+                    if self.banned.len() >= MAX_BANNED {
+                        self.banned.retain(|_, until| now < *until);
+                    }
+                    if self.banned.len() < MAX_BANNED {
+                        self.banned.insert(ip, now + self.cfg.flood_ban);
+                    }
                     return Err(format!(
                         "{} flood: {n} in one second, allowance {limit}",
                         if ping { "ping" } else { "query" }

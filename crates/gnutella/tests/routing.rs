@@ -2,6 +2,9 @@
 //! reverse-path routing of Pong and QueryHit, Push routing, dropping of unroutable replies,
 //! handshakes and the payload limit.
 
+// A test, not a core: it may use the disk, sockets and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -809,6 +812,27 @@ fn a_link_flooding_pings_gets_its_allowance_answered_then_is_closed_as_a_flooder
         )
     );
     assert_eq!(s.stats().flooders_closed, 1);
+    // Its address is refused for `flood_ban` (reconnecting buys no fresh allowance); other
+    // addresses are not, and after the ban it may come back.
+    let ban = Config::new(Guid([0; 16]), addr_of(0)).flood_ban;
+    let flooder = SocketAddr::V4(addr_of(0));
+    let mut arrive = |s: &mut Servent, at: Instant, n: u64, peer: SocketAddr| {
+        let conn = ConnId::inbound(n);
+        s.handle_input(at, Input::Connected { conn, peer });
+        let (t, _) = drain(s);
+        t.contains(&Transmit::Close { conn })
+    };
+    assert!(arrive(&mut s, Instant::from_secs(3), 10, flooder));
+    assert_eq!(s.stats().refused_banned, 1);
+    assert!(!arrive(
+        &mut s,
+        Instant::from_secs(3),
+        11,
+        SocketAddr::V4(addr_of(7))
+    ));
+    let after = Instant::from_secs(2) + ban + Duration::from_secs(1);
+    assert!(!arrive(&mut s, after, 12, flooder));
+    assert_eq!(s.stats().refused_banned, 1);
 }
 
 #[test]
