@@ -816,7 +816,7 @@ fn a_link_flooding_pings_gets_its_allowance_answered_then_is_closed_as_a_flooder
     // addresses are not, and after the ban it may come back.
     let ban = Config::new(Guid([0; 16]), addr_of(0)).flood_ban;
     let flooder = SocketAddr::V4(addr_of(0));
-    let mut arrive = |s: &mut Servent, at: Instant, n: u64, peer: SocketAddr| {
+    let arrive = |s: &mut Servent, at: Instant, n: u64, peer: SocketAddr| {
         let conn = ConnId::inbound(n);
         s.handle_input(at, Input::Connected { conn, peer });
         let (t, _) = drain(s);
