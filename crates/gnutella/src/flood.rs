@@ -376,6 +376,7 @@ impl Scenario for FloodScenario {
     }
 
     fn run(&self, opts: &ScenarioOpts) -> Result<Report, SimError> {
+        opts.check_params(self.params())?;
         let params = FloodParams::new(opts.nodes.unwrap_or(10_000), opts.seed);
         #[allow(clippy::disallowed_methods)] // wall time of the whole run, outside the cores
         let t0 = std::time::Instant::now();

@@ -340,10 +340,17 @@ impl Scenario for HybridScenario {
         "Gnutella 0.6 on 10 000 servents (16% ultrapeers, QRP): success, messages per query, hops and busiest-node load vs TTL 1..4, on gnutella-flood's population and queries"
     }
 
+    fn params(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "dq",
+            "dynamic querying by ultrapeers, on|off (default on; off: one copy per connection at the query's TTL, the reference)",
+        )]
+    }
+
     fn run(&self, opts: &ScenarioOpts) -> Result<Report, SimError> {
+        opts.check_params(self.params())?;
         let mut params = HybridParams::new(opts.nodes.unwrap_or(10_000), opts.seed);
-        // `SERVENT_GNUTELLA_DQ=off` runs the reference without dynamic querying.
-        params.dynamic_query = std::env::var_os("SERVENT_GNUTELLA_DQ").is_none_or(|v| v != "off");
+        params.dynamic_query = opts.param_bool("dq", true)?;
         #[allow(clippy::disallowed_methods)] // wall time of the whole run, outside the cores
         let t0 = std::time::Instant::now();
         let r = run(&params)?;
@@ -378,7 +385,7 @@ impl Scenario for HybridScenario {
                 Config::new(Guid([0; 16]), SocketAddrV4::new(Ipv4Addr::LOCALHOST, PORT)).dq_local_results,
             )
         } else {
-            "dynamic querying: off (SERVENT_GNUTELLA_DQ=off: one copy per connection at the query's TTL)".to_string()
+            "dynamic querying: off (--param dq=off: one copy per connection at the query's TTL)".to_string()
         });
         let run = ScenarioRun {
             points: &r.points,
@@ -400,6 +407,7 @@ impl Scenario for HybridScenario {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests may use a temp dir
     use super::*;
 
     #[test]
@@ -423,6 +431,32 @@ mod tests {
             assert!(h.get(k).is_some() && f.get(k).is_some(), "{k}");
         }
         assert_eq!(h.plots.len(), 2);
+    }
+
+    #[test]
+    fn dynamic_querying_is_a_scenario_param_and_unknown_params_are_refused() {
+        let opts = |k: &str, v: &str| {
+            ScenarioOpts::new(Some(100), 5, std::env::temp_dir()).with_param(k, v)
+        };
+        let off = HybridScenario.run(&opts("dq", "off")).unwrap();
+        assert!(
+            off.lines
+                .iter()
+                .any(|l| l.starts_with("dynamic querying: off")),
+            "{:?}",
+            off.lines
+        );
+        let on = HybridScenario.run(&opts("dq", "on")).unwrap();
+        assert!(
+            on.lines
+                .iter()
+                .any(|l| l.starts_with("dynamic querying: on")),
+            "{:?}",
+            on.lines
+        );
+        assert!(HybridScenario.run(&opts("dq", "maybe")).is_err());
+        assert!(HybridScenario.run(&opts("ttl", "3")).is_err());
+        assert!(crate::flood::FloodScenario.run(&opts("dq", "off")).is_err());
     }
 
     #[test]

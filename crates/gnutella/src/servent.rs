@@ -18,7 +18,7 @@
 //!   or is ours when S is our id: then we connect out and send `GIV`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,6 +84,15 @@ pub struct Config {
     pub max_pending: usize,
     /// Most of those from one IP address.
     pub max_pending_per_ip: usize,
+    /// Pings one link may send us per second (default 8); more are dropped unanswered and
+    /// counted in [`Stats::throttled`]; a link sending over [`FLOOD_FACTOR`] times this in
+    /// one second is closed as a flooder.
+    pub max_pings_per_sec: u32,
+    /// Queries one link may send us per second (default 200), the same way.
+    pub max_queries_per_sec: u32,
+    /// How long the address of a link closed as a flooder is refused (default 60 s), so
+    /// that reconnecting buys it no fresh allowance.
+    pub flood_ban: Duration,
     /// Gnutella 0.4 flat servent (default) or a 0.6 leaf or ultrapeer.
     pub role: Role,
     /// A leaf's most ultrapeer connections (default 3).
@@ -206,6 +215,9 @@ impl Config {
             handshake_timeout: Duration::from_secs(15),
             max_pending: 128,
             max_pending_per_ip: 16,
+            max_pings_per_sec: 8,
+            max_queries_per_sec: 200,
+            flood_ban: Duration::from_secs(60),
             role: Role::Flat04,
             leaf_ultrapeers: 3,
             up_peers: 16,
@@ -487,6 +499,13 @@ pub struct Stats {
     pub qrp_blocked: u64,
     /// Pongs answered from an ultrapeer's pong cache.
     pub cached_pongs: u64,
+    /// Pings and Queries dropped because their link sent more per second than
+    /// `max_pings_per_sec`/`max_queries_per_sec` allow.
+    pub throttled: u64,
+    /// Links closed for sending over [`FLOOD_FACTOR`] times that.
+    pub flooders_closed: u64,
+    /// Inbound connections closed on arrival because their address flooded us lately.
+    pub refused_banned: u64,
     /// Dynamic queries started (an ultrapeer's leaves' queries and own searches).
     pub dq_started: u64,
     /// Dynamic queries that stopped because enough results came back.
@@ -557,6 +576,55 @@ struct Conn {
     /// Where the peer accepts connections: the address we dialled, its `Listen-IP` (0.6),
     /// or the address in its own Pong (hops 0). One overlay link per such address.
     listen: Option<SocketAddr>,
+    /// Pings and Queries this link sent in the current one-second window.
+    budget: Budget,
+}
+
+/// A link whose Pings or Queries in one second pass this many times its allowance is closed.
+pub const FLOOD_FACTOR: u32 = 10;
+
+/// Per-link counts of Pings and Queries in a one-second window (the flood allowance).
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    window: Option<Instant>,
+    pings: u32,
+    queries: u32,
+}
+
+/// What a link's allowance says of one more Ping or Query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Allowance {
+    Ok,
+    Drop,
+    Flood(u32),
+}
+
+impl Budget {
+    fn take(&mut self, now: Instant, ping: bool, limit: u32) -> Allowance {
+        let fresh = self
+            .window
+            .is_none_or(|w| now.saturating_duration_since(w) >= Duration::from_secs(1));
+        if fresh {
+            *self = Budget {
+                window: Some(now),
+                pings: 0,
+                queries: 0,
+            };
+        }
+        let n = if ping {
+            &mut self.pings
+        } else {
+            &mut self.queries
+        };
+        *n = n.saturating_add(1);
+        if *n <= limit {
+            Allowance::Ok
+        } else if *n > limit.saturating_mul(FLOOD_FACTOR) {
+            Allowance::Flood(*n)
+        } else {
+            Allowance::Drop
+        }
+    }
 }
 
 impl Conn {
@@ -572,6 +640,11 @@ impl Conn {
             role: None,
             ext: None,
             listen,
+            budget: Budget {
+                window: None,
+                pings: 0,
+                queries: 0,
+            },
         }
     }
 }
@@ -689,7 +762,12 @@ pub struct Servent {
     needed_seen: bool,
     /// Dynamic queries in progress, by descriptor id (at most `dq_max`).
     dqs: servent_core::KeyedMap<Guid, DynQuery>,
+    /// Addresses of flooders, refused until the instant (at most [`MAX_BANNED`]).
+    banned: servent_core::KeyedMap<IpAddr, Instant>,
 }
+
+/// Most flooder addresses remembered at once.
+const MAX_BANNED: usize = 4096;
 
 impl Servent {
     /// A servent with settings `cfg`, drawing randomness (descriptor ids, host choice) from
@@ -708,6 +786,7 @@ impl Servent {
         };
         let host_set = servent_core::keyed_set(&mut rng);
         let dqs = servent_core::keyed_map(&mut rng);
+        let banned = servent_core::keyed_map(&mut rng);
         Servent {
             routes: RouteTable::new(cfg.route_cap, cfg.route_ttl, &mut rng),
             push_routes: RouteTable::new(cfg.route_cap, cfg.route_ttl, &mut rng),
@@ -733,6 +812,7 @@ impl Servent {
             started: None,
             needed_seen: false,
             dqs,
+            banned,
         }
     }
 
@@ -1103,6 +1183,15 @@ impl Servent {
                         same_ip += 1;
                     }
                 }
+            }
+            if self
+                .banned
+                .get(&peer.ip())
+                .is_some_and(|&until| now < until)
+            {
+                self.stats.refused_banned += 1;
+                self.transmit(Transmit::Close { conn });
+                return;
             }
             if pending >= self.cfg.max_pending || same_ip >= self.cfg.max_pending_per_ip {
                 self.stats.refused_pending += 1;
@@ -1789,6 +1878,39 @@ impl Servent {
             return Ok(());
         }
         let ttl = h.ttl.min(self.cfg.max_ttl);
+        if matches!(h.kind, Kind::Ping | Kind::Query) {
+            let ping = h.kind == Kind::Ping;
+            let limit = if ping {
+                self.cfg.max_pings_per_sec
+            } else {
+                self.cfg.max_queries_per_sec
+            };
+            let Some(c) = self.conns.get_mut(&from) else {
+                return Ok(());
+            };
+            match c.budget.take(now, ping, limit) {
+                Allowance::Ok => {}
+                Allowance::Drop => {
+                    self.stats.throttled += 1;
+                    return Ok(());
+                }
+                Allowance::Flood(n) => {
+                    let ip = c.peer.ip();
+                    self.stats.throttled += 1;
+                    self.stats.flooders_closed += 1;
+                    if self.banned.len() >= MAX_BANNED {
+                        self.banned.retain(|_, until| now < *until);
+                    }
+                    if self.banned.len() < MAX_BANNED {
+                        self.banned.insert(ip, now + self.cfg.flood_ban);
+                    }
+                    return Err(format!(
+                        "{} flood: {n} in one second, allowance {limit}",
+                        if ping { "ping" } else { "query" }
+                    ));
+                }
+            }
+        }
         // Queries and QueryHits are most of the traffic: route them from borrowed views.
         match h.kind {
             Kind::Query => {

@@ -4,6 +4,9 @@
 //! back, when every connection was used, or when its lifetime is over. Also the query
 //! status vendor message (BEAR 11) codec.
 
+// A test, not a core: it may use the disk, sockets and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::time::Duration;
 
 use proptest::prelude::*;

@@ -1,6 +1,9 @@
 //! The 0.6 handshake: golden transcripts (0.6<->0.6 with deflate, 0.4->0.6, refusal with
 //! X-Try-Ultrapeers), bounds, hostile input, and the deflate stream round trip.
 
+// A test, not a core: it may use the disk, sockets and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::net::SocketAddr;
 
 use proptest::prelude::*;

@@ -3,6 +3,9 @@
 //! X-Try-Ultrapeers, QRP on live links (leaf tables, merged tables on the last hop), pong
 //! caching, Bye and vendor messages, Push through an ultrapeer, 0.4 peers in a 0.6 mesh.
 
+// A test, not a core: it may use the disk, sockets and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -2,6 +2,8 @@
 //! and QRP find a leaf's file; the holder serves `GET /uri-res/N2R?urn:sha1:...` with the
 //! same checks as `GET /get/`.
 
+// A test, not a core: it may use the disk, sockets and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 #![cfg(feature = "runtime")]
 
 use std::net::SocketAddr;

@@ -1,6 +1,8 @@
 //! Real sockets on 127.0.0.1: several nodes search and download, directly and through
 //! Push; a partial download resumes; path traversal over the wire is refused.
 
+// A test, not a core: it may use the disk, sockets and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 #![cfg(feature = "runtime")]
 
 use std::net::SocketAddr;

@@ -1,6 +1,9 @@
 //! QRP: the hash against the spec's published values, RESET/PATCH golden bytes, round
 //! trips through the receiver, merging, matching, and hostile input.
 
+// A test, not a core: it may use the disk, sockets and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use proptest::prelude::*;
 use servent_gnutella::qrp::{
     self, Applied, Compressor, Patch, QrpError, Receiver, RouteUpdate, Table, hash,

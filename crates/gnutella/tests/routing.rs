@@ -2,6 +2,9 @@
 //! reverse-path routing of Pong and QueryHit, Push routing, dropping of unroutable replies,
 //! handshakes and the payload limit.
 
+// A test, not a core: it may use the disk, sockets and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -732,4 +735,126 @@ fn pending_handshakes_are_bounded_per_ip_and_in_all() {
     );
     drain(&mut s, &mut closed);
     assert!(!closed.contains(&ConnId::inbound(9000)));
+}
+
+fn ping(id: u32) -> Vec<u8> {
+    let mut g = [0u8; 16];
+    g[..4].copy_from_slice(&id.to_le_bytes());
+    Message {
+        id: Guid(g),
+        ttl: 7,
+        hops: 0,
+        body: Body::Ping,
+    }
+    .encode()
+}
+
+#[test]
+fn a_link_flooding_pings_gets_its_allowance_answered_then_is_closed_as_a_flooder() {
+    let (mut s, c) = established(2);
+    let allowance = Config::new(Guid([0; 16]), addr_of(0)).max_pings_per_sec;
+    // 3x the allowance in one second: the allowance is answered and forwarded, the rest
+    // dropped and counted; the link stays up.
+    let burst: Vec<u8> = (0..3 * allowance).flat_map(ping).collect();
+    let (t, e) = feed(&mut s, c[0], &burst);
+    let h = sent_headers(&t);
+    let pongs = h
+        .iter()
+        .filter(|(to, hd)| *to == c[0] && hd.kind == Kind::Pong);
+    let forwarded = h
+        .iter()
+        .filter(|(to, hd)| *to == c[1] && hd.kind == Kind::Ping);
+    assert_eq!(pongs.count() as u32, allowance);
+    assert_eq!(forwarded.count() as u32, allowance);
+    assert_eq!(s.stats().throttled, u64::from(2 * allowance));
+    assert!(
+        e.iter().all(|e| !matches!(e, Event::PeerDown { .. })),
+        "{e:?}"
+    );
+    // A second later the allowance is back.
+    s.handle_input(
+        Instant::from_secs(2),
+        Input::Received {
+            conn: c[0],
+            data: &ping(1_000_000),
+        },
+    );
+    let (t, _) = drain(&mut s);
+    assert_eq!(sent_headers(&t).len(), 2);
+    // Past FLOOD_FACTOR times the allowance in one second the link is closed, with its reason.
+    let flood: Vec<u8> = (0..=servent_gnutella::servent::FLOOD_FACTOR * allowance)
+        .flat_map(|i| ping(2_000_000 + i))
+        .collect();
+    s.handle_input(
+        Instant::from_secs(2),
+        Input::Received {
+            conn: c[0],
+            data: &flood,
+        },
+    );
+    let (t, e) = drain(&mut s);
+    assert!(t.contains(&Transmit::Close { conn: c[0] }), "{t:?}");
+    let why = e.iter().find_map(|e| match e {
+        Event::PeerDown {
+            reason: DownReason::Protocol(why),
+            ..
+        } => Some(why.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        why.as_deref(),
+        Some(
+            format!(
+                "ping flood: {} in one second, allowance {allowance}",
+                10 * allowance + 1
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(s.stats().flooders_closed, 1);
+    // Its address is refused for `flood_ban` (reconnecting buys no fresh allowance); other
+    // addresses are not, and after the ban it may come back.
+    let ban = Config::new(Guid([0; 16]), addr_of(0)).flood_ban;
+    let flooder = SocketAddr::V4(addr_of(0));
+    let arrive = |s: &mut Servent, at: Instant, n: u64, peer: SocketAddr| {
+        let conn = ConnId::inbound(n);
+        s.handle_input(at, Input::Connected { conn, peer });
+        let (t, _) = drain(s);
+        t.contains(&Transmit::Close { conn })
+    };
+    assert!(arrive(&mut s, Instant::from_secs(3), 10, flooder));
+    assert_eq!(s.stats().refused_banned, 1);
+    assert!(!arrive(
+        &mut s,
+        Instant::from_secs(3),
+        11,
+        SocketAddr::V4(addr_of(7))
+    ));
+    let after = Instant::from_secs(2) + ban + Duration::from_secs(1);
+    assert!(!arrive(&mut s, after, 12, flooder));
+    assert_eq!(s.stats().refused_banned, 1);
+}
+
+#[test]
+fn a_link_flooding_queries_past_its_allowance_has_the_excess_dropped_not_forwarded() {
+    let (mut s, c) = established(2);
+    let allowance = Config::new(Guid([0; 16]), addr_of(0)).max_queries_per_sec;
+    let mut burst = Vec::new();
+    for i in 0..2 * allowance {
+        let mut q = query(0, 3, 0, "x");
+        q[..4].copy_from_slice(&i.to_le_bytes());
+        burst.extend_from_slice(&q);
+    }
+    let (t, e) = feed(&mut s, c[0], &burst);
+    let forwarded = sent_headers(&t)
+        .into_iter()
+        .filter(|(to, hd)| *to == c[1] && hd.kind == Kind::Query)
+        .count();
+    assert_eq!(forwarded as u32, allowance);
+    assert_eq!(s.stats().queries_seen, u64::from(allowance));
+    assert_eq!(s.stats().throttled, u64::from(allowance));
+    assert!(
+        e.iter().all(|e| !matches!(e, Event::PeerDown { .. })),
+        "{e:?}"
+    );
 }
