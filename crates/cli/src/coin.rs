@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use servent_coin::Params;
 use servent_coin::core::block::{Chain, Coin, UtxoView, check_block, script_flags};
 use servent_coin::wire::{Block, OutPoint, TxOut};
-use servent_coin::Params;
 
 use crate::common;
 
