@@ -214,10 +214,13 @@ impl Who {
             .with_context(|| format!("resolving {}", self.server))?
             .next()
             .with_context(|| format!("{} has no address", self.server))?;
-        let nick = self
-            .my_nick
-            .clone()
-            .unwrap_or_else(|| format!("guest{}", std::process::id()));
+        let nick = match self.my_nick.clone() {
+            Some(n) => n,
+            None => {
+                let [a, b, c, d] = servent_runtime::os_random::<4>()?;
+                format!("guest{}", u32::from_le_bytes([a, b, c, d]) % 1_000_000)
+            }
+        };
         let password = self.password()?;
         let mut c = ClientConfig::new(server, &nick, &password);
         c.data_port = data_port;
