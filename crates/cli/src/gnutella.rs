@@ -88,6 +88,16 @@ enum Sub {
         /// is disconnected.
         #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1024..=1_048_576))]
         max_descriptor: u32,
+        /// Pings one link may send per second (1-10000); the excess is dropped and counted,
+        /// and a link sending 10 times this is closed as a flooder.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        max_pings_per_sec: u32,
+        /// Queries one link may send per second (1-100000), with the same rule.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        max_queries_per_sec: u32,
+        /// How long the address of a link closed as a flooder is refused, e.g. 60s, 10m.
+        #[arg(long, default_value = "60s", value_parser = crate::common::parse_duration)]
+        flood_ban: Duration,
     },
     /// Search: print one hit per line (id, name, size, host). Exit 3 when nothing is found.
     #[command(after_help = crate::common::EXIT_CODES_HELP)]
@@ -216,6 +226,9 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             max_pending,
             max_pending_per_ip,
             max_descriptor,
+            max_pings_per_sec,
+            max_queries_per_sec,
+            flood_ban,
         } => {
             let mut dial = resolve(&peers).await?;
             dial.extend(
@@ -242,6 +255,9 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             o.max_pending = max_pending as usize;
             o.max_pending_per_ip = max_pending_per_ip as usize;
             o.max_payload = max_descriptor as usize;
+            o.max_pings_per_sec = max_pings_per_sec;
+            o.max_queries_per_sec = max_queries_per_sec;
+            o.flood_ban = flood_ban;
             if o.role.is_06() {
                 o.want_conns = 3;
             }

@@ -122,6 +122,9 @@ fn out_of_range_numbers_are_usage_errors() {
         &["gnutella", "run", "--max-ttl", "0"][..],
         &["gnutella", "run", "--max-conns", "100000"],
         &["gnutella", "search", "x", "--ttl", "200"],
+        &["gnutella", "run", "--max-pings-per-sec", "0"],
+        &["gnutella", "run", "--max-queries-per-sec", "1000000"],
+        &["gnutella", "run", "--flood-ban", "soon"],
     ] {
         let o = run(args, T);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));

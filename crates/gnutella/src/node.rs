@@ -81,6 +81,12 @@ pub struct NodeOptions {
     /// Largest descriptor payload accepted; a peer sending a larger one is disconnected
     /// (default 64 KiB).
     pub max_payload: usize,
+    /// Pings one link may send per second (default 8); 10× closes it as a flooder.
+    pub max_pings_per_sec: u32,
+    /// Queries one link may send per second (default 200), the same rule.
+    pub max_queries_per_sec: u32,
+    /// How long a flooder's address is refused (default 60 s).
+    pub flood_ban: Duration,
 }
 
 impl NodeOptions {
@@ -102,6 +108,9 @@ impl NodeOptions {
             max_pending: 128,
             max_pending_per_ip: 16,
             max_payload: crate::wire::DEFAULT_MAX_PAYLOAD,
+            max_pings_per_sec: 8,
+            max_queries_per_sec: 200,
+            flood_ban: Duration::from_secs(60),
         }
     }
 }
@@ -342,6 +351,9 @@ impl Node {
         cfg.max_pending = opts.max_pending;
         cfg.max_pending_per_ip = opts.max_pending_per_ip;
         cfg.max_payload = opts.max_payload;
+        cfg.max_pings_per_sec = opts.max_pings_per_sec;
+        cfg.max_queries_per_sec = opts.max_queries_per_sec;
+        cfg.flood_ban = opts.flood_ban;
         let mut core = Servent::new(cfg, rng.fork(1));
         if opts.role.is_06() {
             for a in &opts.connect {
