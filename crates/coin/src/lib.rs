@@ -38,6 +38,8 @@
 //! assert_eq!((chain.height(), chain.next_bits()), (0, 0x1d00_ffff));
 //! ```
 pub mod core;
+#[cfg(feature = "store")]
+pub mod store;
 pub mod wire;
 
 use sha2::{Digest, Sha256};
