@@ -320,7 +320,11 @@ fn regtest_reorg_to_the_heavier_branch_then_an_invalid_heavier_branch_leaves_the
     assert!(s.is_invalid(&a4.header.hash()).unwrap());
     assert_eq!(s.tip(), b[2].header.hash(), "old tip stays");
     assert_consistent(&s, &params, &path_b);
-    // Its descendants are refused too.
+    // Offered again, it is refused without revalidation; its descendants are refused too.
+    assert!(matches!(
+        s.accept_block(&a4, NOW),
+        Err(StoreError::KnownInvalid(_))
+    ));
     let a5 = mine(&a4.header, 106, vec![coinbase(106, 2, 1)]);
     assert!(matches!(
         s.accept_block(&a5, NOW),

@@ -51,6 +51,8 @@ pub enum StoreError {
     UnknownParent(String),
     #[error("block {0}: descends from an invalid block")]
     InvalidParent(String),
+    #[error("block {0}: already known to be invalid")]
+    KnownInvalid(String),
     #[error("store belongs to another network (genesis {found}, expected {expected})")]
     WrongNetwork { found: String, expected: String },
     #[error("store corrupt: {0}")]
@@ -353,7 +355,7 @@ impl Store {
         let hash = b.header.hash();
         if let Some(row) = self.index(&hash)? {
             if row.status == STATUS_INVALID {
-                return Err(StoreError::InvalidParent(hash_hex(&hash)));
+                return Err(StoreError::KnownInvalid(hash_hex(&hash)));
             }
             return Ok(Accepted {
                 known: true,
