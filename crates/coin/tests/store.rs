@@ -57,11 +57,17 @@ fn replay(params: Params, blocks: &[Block]) -> BTreeMap<OutPoint, Coin> {
 /// Store, counters and active chain agree with a replay of `path`.
 fn assert_consistent(s: &Store, params: &Params, path: &[Block]) {
     let set = utxos(s);
-    assert_eq!(
-        set,
-        replay(params.clone(), path),
-        "utxo set equals a replay"
-    );
+    let want = replay(params.clone(), path);
+    if set != want {
+        let extra = set.keys().filter(|k| !want.contains_key(k)).count();
+        let missing = want.keys().filter(|k| !set.contains_key(k)).count();
+        panic!(
+            "utxo set at height {} differs from a replay: {extra} extra, {missing} missing, {} stored vs {} replayed",
+            s.height(),
+            set.len(),
+            want.len()
+        );
+    }
     assert_eq!(s.utxo_count().unwrap(), set.len() as u64, "utxo counter");
     let total: i64 = set.values().map(|c| c.out.value).sum();
     assert_eq!(
