@@ -12,8 +12,14 @@
 //!   and connect/disconnect against an in-memory UTXO view with undo data.
 //! - [`core::mempool`]: first-seen-wins pool bounded by bytes, evicting the
 //!   lowest fee rate.
+//! - [`wire::p2p`]: the P2P message layer (magic, command, length,
+//!   checksum; version .. feefilter) with Core's limits.
+//! - `store` (cargo feature `store`, on by default): the chain store on
+//!   disk — block index with cumulative work, active chain, UTXO set, undo
+//!   data; every chain change (a block, or a whole reorganisation) is one
+//!   transaction. It is the only module here that does I/O.
 //!
-//! Nothing here touches disk, clock, sockets or threads: the caller passes
+//! Outside `store`, nothing touches disk, clock, sockets or threads: the caller passes
 //! blocks, the current time and the UTXO view in, and gets typed results
 //! out.
 //!
@@ -38,6 +44,8 @@
 //! assert_eq!((chain.height(), chain.next_bits()), (0, 0x1d00_ffff));
 //! ```
 pub mod core;
+#[cfg(feature = "store")]
+pub mod store;
 pub mod wire;
 
 use sha2::{Digest, Sha256};

@@ -430,6 +430,56 @@ pub struct Entry {
     pub bits: u32,
 }
 
+/// Median of the last 11 times of `entries` (a chain from genesis), as
+/// Core's `GetMedianTimePast`; 0 for an empty slice.
+pub fn median_time_past(entries: &[Entry]) -> u32 {
+    let mut t: Vec<u32> = entries.iter().rev().take(11).map(|e| e.time).collect();
+    t.sort_unstable();
+    t.get(t.len() / 2).copied().unwrap_or(0)
+}
+
+/// nBits the block after `entries` (a chain from genesis, index = height)
+/// must carry: the last block's, or a retarget every 2016 blocks.
+pub fn next_bits(params: &Params, entries: &[Entry]) -> u32 {
+    let Some(last) = entries.last() else {
+        return params.pow_limit_bits;
+    };
+    let next = entries.len() as u32;
+    if params.no_retarget || next % RETARGET_INTERVAL != 0 {
+        return last.bits;
+    }
+    let first = &entries[(next - RETARGET_INTERVAL) as usize];
+    next_target(last.bits, first.time, last.time, params.pow_limit())
+}
+
+/// Header checks of `h` as the block after `entries` (a chain from
+/// genesis, index = height): prev hash, nBits, time after the median time
+/// past, version by the BIP34/66/65 heights.
+pub fn check_header_context(
+    params: &Params,
+    entries: &[Entry],
+    h: &BlockHeader,
+) -> Result<(), BlockError> {
+    let height = entries.len() as u32;
+    if entries.last().map(|e| e.hash) != Some(h.prev) {
+        return Err(BlockError::BadPrev);
+    }
+    let want = next_bits(params, entries);
+    if h.bits != want {
+        return Err(BlockError::WrongBits { got: h.bits, want });
+    }
+    if h.time <= median_time_past(entries) {
+        return Err(BlockError::TimeTooOld);
+    }
+    if (h.version < 2 && height >= params.bip34_height)
+        || (h.version < 3 && height >= params.bip66_height)
+        || (h.version < 4 && height >= params.bip65_height)
+    {
+        return Err(BlockError::BadVersion(h.version));
+    }
+    Ok(())
+}
+
 /// The best chain from genesis with its UTXO view: accepts the next block.
 #[derive(Debug)]
 pub struct Chain {
@@ -462,41 +512,15 @@ impl Chain {
     }
     /// Median of the last 11 block times (Core's `GetMedianTimePast`).
     pub fn median_time_past(&self) -> u32 {
-        let mut t: Vec<u32> = self.entries.iter().rev().take(11).map(|e| e.time).collect();
-        t.sort_unstable();
-        t[t.len() / 2]
+        median_time_past(&self.entries)
     }
     /// nBits the next block must carry.
     pub fn next_bits(&self) -> u32 {
-        let last = &self.entries[self.entries.len() - 1];
-        let next = self.height() + 1;
-        if self.params.no_retarget || next % RETARGET_INTERVAL != 0 {
-            return last.bits;
-        }
-        let first = &self.entries[(next - RETARGET_INTERVAL) as usize];
-        next_target(last.bits, first.time, last.time, self.params.pow_limit())
+        next_bits(&self.params, &self.entries)
     }
     /// Header checks against the tip: prev hash, nBits, time after MTP, version.
     pub fn check_header(&self, h: &BlockHeader) -> Result<(), BlockError> {
-        let height = self.height() + 1;
-        if h.prev != self.entries[self.entries.len() - 1].hash {
-            return Err(BlockError::BadPrev);
-        }
-        let want = self.next_bits();
-        if h.bits != want {
-            return Err(BlockError::WrongBits { got: h.bits, want });
-        }
-        if h.time <= self.median_time_past() {
-            return Err(BlockError::TimeTooOld);
-        }
-        let p = &self.params;
-        if (h.version < 2 && height >= p.bip34_height)
-            || (h.version < 3 && height >= p.bip66_height)
-            || (h.version < 4 && height >= p.bip65_height)
-        {
-            return Err(BlockError::BadVersion(h.version));
-        }
-        Ok(())
+        check_header_context(&self.params, &self.entries, h)
     }
     /// Validate `b` as the next block and connect it; `now` is the caller's clock (unix seconds).
     pub fn accept(&mut self, b: &Block, now: i64) -> Result<Connected, BlockError> {

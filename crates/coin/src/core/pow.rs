@@ -91,6 +91,11 @@ impl U256 {
         }
         compact | (size << 24)
     }
+    /// `None` on overflow past 2^256.
+    pub fn checked_add(self, o: Self) -> Option<Self> {
+        let s = self.add(o);
+        (s >= self).then_some(s)
+    }
     fn not(self) -> Self {
         U256(self.0.map(|l| !l))
     }

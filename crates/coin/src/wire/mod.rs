@@ -1,6 +1,8 @@
 //! Bitcoin serialization: strict, bounded, no state.
 use thiserror::Error;
 
+pub mod p2p;
+
 /// Why bytes did not decode.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -122,7 +124,7 @@ pub fn write_compact_size(out: &mut Vec<u8>, n: u64) {
     }
 }
 
-fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
     write_compact_size(out, b.len() as u64);
     out.extend_from_slice(b);
 }
