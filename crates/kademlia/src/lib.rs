@@ -9,7 +9,7 @@
 //!   table ([`table`]: k-buckets that split only around our own id, node states,
 //!   replacement caches, bucket refresh);
 //! - [`bep42`]: node ids tied to IP addresses; [`bep44`]: arbitrary data items;
-//! - [`scenarios`]: the `kademlia` simulator scenarios; [`harness`]: the in-memory test
+//! - [`mod@scenarios`]: the `kademlia` simulator scenarios; [`harness`]: the in-memory test
 //!   network;
 //! - [`driver`] (feature `runtime`, on by default): the node over a real UDP socket, with the
 //!   routing table saved on shutdown and loaded on start, and one-shot lookup/announce.

@@ -69,7 +69,7 @@ pub struct Config {
     /// test or demo shares 127.0.0.1).
     pub limit_loopback: bool,
     /// Bytes per second (and burst) by which all answers to unverified sources together may
-    /// exceed [`AMPLIFICATION`] times their queries (64 KiB). A source is verified once it
+    /// exceed [`AMPLIFICATION`](super::AMPLIFICATION) times their queries (64 KiB). A source is verified once it
     /// answered one of our queries. Beyond the budget such an answer is cut to
     /// `AMPLIFICATION` times its query (peers, then a BEP 44 value, then nodes left out), so
     /// a flood with forged sender addresses cannot use us as an amplifier.
