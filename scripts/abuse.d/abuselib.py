@@ -194,8 +194,14 @@ class Attack:
         self.stats[key] = self.stats.get(key, 0) + n
 
 
+# Where the TCP attacks connect from (None: the kernel's choice, 127.0.0.1). A server that bans
+# an attacker's address needs the legitimate client on another one: set e.g. "127.0.0.2".
+SOURCE_IP = None
+
+
 def _connect(addr, timeout=2.0):
-    s = socket.create_connection(addr, timeout=timeout)
+    src = (SOURCE_IP, 0) if SOURCE_IP else None
+    s = socket.create_connection(addr, timeout=timeout, source_address=src)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 
