@@ -255,3 +255,30 @@ proptest! {
         }
     }
 }
+
+/// Regression (fuzz `coin_p2p`): a 256-byte user agent of invalid UTF-8 decodes to text that
+/// still re-encodes within the 256-byte limit, so the round trip holds.
+#[test]
+fn a_user_agent_of_invalid_utf8_round_trips_within_the_limit() {
+    use servent_coin::wire::p2p::{Message, decode_payload, frame, parse};
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&70016i32.to_le_bytes());
+    payload.extend_from_slice(&0u64.to_le_bytes());
+    payload.extend_from_slice(&0i64.to_le_bytes());
+    payload.extend_from_slice(&[0u8; 26]);
+    payload.extend_from_slice(&[0u8; 26]);
+    payload.extend_from_slice(&0u64.to_le_bytes());
+    payload.push(0xfd);
+    payload.extend_from_slice(&256u16.to_le_bytes());
+    payload.extend_from_slice(&[0xaf; 256]);
+    payload.extend_from_slice(&0i32.to_le_bytes());
+    payload.push(1);
+    let m = decode_payload("version", &payload).expect("decodes");
+    let Message::Version(v) = &m else {
+        panic!("not a version")
+    };
+    assert!(v.user_agent.len() <= 256);
+    let magic = [0xfa, 0xbf, 0xb5, 0xda];
+    let again = parse(&frame(magic, &m), magic).ok().flatten().map(|x| x.0);
+    assert_eq!(again, Some(m));
+}

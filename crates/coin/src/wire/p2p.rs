@@ -28,6 +28,19 @@ pub const MAX_LOCATOR: usize = 101;
 /// Core's `MAX_SUBVERSION_LENGTH`.
 pub const MAX_USER_AGENT: usize = 256;
 
+/// A user agent as text: invalid UTF-8 becomes U+FFFD (3 bytes each), so the text is cut at
+/// a character boundary to [`MAX_USER_AGENT`] bytes again; what we decode always encodes to a
+/// version message we accept (found by the `coin_p2p` fuzz target).
+fn user_agent_text(raw: &[u8]) -> String {
+    let mut s = String::from_utf8_lossy(raw).into_owned();
+    let mut end = s.len().min(MAX_USER_AGENT);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum P2pError {
     #[error("wrong network magic {0:02x?}")]
@@ -324,7 +337,7 @@ pub fn decode_payload(command: &str, payload: &[u8]) -> Result<Message, P2pError
                 receiver,
                 sender,
                 nonce,
-                user_agent: String::from_utf8_lossy(&ua).into_owned(),
+                user_agent: user_agent_text(&ua),
                 start_height,
                 relay,
             })
