@@ -622,9 +622,24 @@ impl Core for Tracker {
             }
             Input::Datagram { from, data } => self.datagram(now, from, data),
             Input::Connected { conn, peer } => {
+                // Full: the oldest connection goes, not the newcomer, so idle or slow
+                // connections cannot keep a client that sends its request at once out.
                 if self.conns.len() >= self.cfg.max_conns {
-                    self.send(Transmit::Close { conn });
-                    return;
+                    let oldest = self
+                        .conns
+                        .iter()
+                        .min_by_key(|(_, c)| c.opened)
+                        .map(|(id, _)| *id);
+                    match oldest {
+                        Some(old) if self.cfg.max_conns > 0 => {
+                            self.conns.remove(&old);
+                            self.send(Transmit::Close { conn: old });
+                        }
+                        _ => {
+                            self.send(Transmit::Close { conn });
+                            return;
+                        }
+                    }
                 }
                 self.conns.insert(
                     conn,
@@ -1073,6 +1088,58 @@ mod tests {
         );
         assert_eq!(all.first(), Some(&leecher));
         assert!(!all.contains(&"127.0.1.1:7000".parse().unwrap()));
+    }
+
+    #[test]
+    fn when_connections_are_full_the_oldest_idle_one_goes_and_a_new_announce_is_answered() {
+        let cfg = TrackerConfig {
+            max_conns: 3,
+            ..TrackerConfig::default()
+        };
+        let mut t = Tracker::new(cfg, Rng::new(1));
+        for n in 0..3u64 {
+            let now = Instant::from_secs(1 + n);
+            t.handle_input(
+                now,
+                Input::Connected {
+                    conn: ConnId::inbound(n),
+                    peer: addr("127.0.0.9:1"),
+                },
+            );
+        }
+        assert!(drain(&mut t).is_empty());
+        // A newcomer pushes out the oldest silent connection (0), and only it.
+        let now = Instant::from_secs(10);
+        let conn = ConnId::inbound(7);
+        t.handle_input(
+            now,
+            Input::Connected {
+                conn,
+                peer: addr("127.0.0.1:5"),
+            },
+        );
+        assert_eq!(
+            drain(&mut t),
+            vec![Transmit::Close {
+                conn: ConnId::inbound(0)
+            }]
+        );
+        let req = format!(
+            "GET /announce?{} HTTP/1.1\r\nHost: t\r\n\r\n",
+            announce_q(1, 6881, 10, AnnounceEvent::Started)
+        );
+        t.handle_input(
+            now,
+            Input::Received {
+                conn,
+                data: req.as_bytes(),
+            },
+        );
+        let out = drain(&mut t);
+        let Some(Transmit::Send { data, .. }) = out.first() else {
+            panic!("no reply: {out:?}");
+        };
+        assert_eq!(parse_http_response(data).unwrap().0, 200);
     }
 
     proptest! {

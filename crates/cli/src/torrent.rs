@@ -138,7 +138,7 @@ struct TrackerLimits {
     /// Most peers in one reply, whatever `numwant` asks (1..=200).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=200))]
     max_numwant: u32,
-    /// Most open HTTP connections.
+    /// Most open HTTP connections; when full, the oldest is closed for a new one.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     max_conns: u64,
     /// An HTTP client that has not sent its whole request (at most 16 KiB) in this time is
