@@ -176,7 +176,7 @@ struct Who {
         default_value = "127.0.0.1:8888"
     )]
     server: String,
-    /// Our nick (registered on first login; default: guest<pid>).
+    /// Our nick (registered on first login; default: guest<random number>).
     #[arg(long = "nick", id = "my_nick", value_name = "NAME")]
     my_nick: Option<String>,
     /// Our password (there is no default: the first login with a nick creates its account
