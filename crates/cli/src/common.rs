@@ -280,26 +280,61 @@ pub fn write_state_file(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// Waits for Ctrl-C (SIGINT) or SIGTERM: a daemon's normal stop.
-pub async fn stop_signal() {
+/// Set once SIGINT or SIGTERM arrived; see [`install_stop_signals`].
+static STOP: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> = std::sync::OnceLock::new();
+
+/// Installs the SIGINT and SIGTERM handlers for the whole run, before any command starts: a
+/// Ctrl-C that arrives while a command is still starting, or between two waits on
+/// [`stop_signal`], is remembered instead of killing the process unsaved or being lost.
+/// A second Ctrl-C quits at once (exit 130). Must be called inside the runtime.
+pub fn install_stop_signals() {
+    let (tx, _) = tokio::sync::watch::channel(false);
+    if STOP.set(tx).is_err() {
+        return;
+    }
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            if let Some(tx) = STOP.get() {
+                tx.send_replace(true);
             }
-        }
+            // a second Ctrl-C while the command saves and says goodbye quits at once
+            let _ = int.recv().await;
+            eprintln!("interrupted again: quitting without a clean stop");
+            std::process::exit(130);
+        });
     }
     #[cfg(not(unix))]
-    {
+    tokio::spawn(async {
         let _ = tokio::signal::ctrl_c().await;
+        if let Some(tx) = STOP.get() {
+            tx.send_replace(true);
+        }
+    });
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM: a daemon's normal stop. Returns at once if one
+/// already arrived.
+pub async fn stop_signal() {
+    match STOP.get() {
+        Some(tx) => {
+            let mut rx = tx.subscribe();
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

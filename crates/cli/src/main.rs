@@ -96,6 +96,7 @@ fn run(cli: Cli) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
+        common::install_stop_signals();
         match cli.command {
             Command::Demo { out } => demo::run(&out).await,
             Command::Sim(cmd) => sim::run(cmd).await,

@@ -12,6 +12,7 @@ use servent_runtime::{NodeConfig, spawn};
 
 /// Ping commands.
 #[derive(Args, Debug)]
+#[command(after_help = crate::common::EXIT_CODES_HELP)]
 pub struct Cmd {
     #[command(subcommand)]
     action: Action,
@@ -20,12 +21,14 @@ pub struct Cmd {
 #[derive(Subcommand, Debug)]
 enum Action {
     /// Answer pings on UDP and TCP at ADDR until interrupted.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Serve {
         /// Address for both the UDP socket and the TCP listener.
         #[arg(long, default_value = "127.0.0.1:7000")]
         listen: SocketAddr,
     },
     /// Ping a `servent ping serve` node; prints one line per ping; exit status 1 when any is lost.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Send {
         /// The node's address.
         to: SocketAddr,

@@ -8,6 +8,7 @@ use servent_sim::{Scenario, ScenarioOpts};
 
 /// The simulator's commands.
 #[derive(Args, Debug)]
+#[command(after_help = crate::common::EXIT_CODES_HELP)]
 pub struct Cmd {
     #[command(subcommand)]
     action: Action,
@@ -18,12 +19,15 @@ enum Action {
     /// List the scenarios.
     List,
     /// Run one scenario; prints its findings and ends with one line of key=value figures.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Run {
         /// The scenario's name (see `servent sim list`).
         scenario: String,
-        /// Number of nodes (each scenario has its own default).
-        #[arg(long)]
-        nodes: Option<usize>,
+        /// Number of nodes, 1 to 100000000 (each scenario has its own default and range,
+        /// which `servent sim list` shows, and refuses a count its memory estimate does not
+        /// fit).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+        nodes: Option<u64>,
         /// The seed: the same seed gives the same run.
         #[arg(long, default_value_t = 1, env = "SERVENT_SEED")]
         seed: u64,
@@ -91,6 +95,10 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 bail!("no scenario {scenario:?}; try one of: {}", names.join(", "));
             };
             let out = out.unwrap_or_else(|| PathBuf::from("servent-report").join(s.name()));
+            let nodes = nodes
+                .map(usize::try_from)
+                .transpose()
+                .context("--nodes does not fit this machine's address width")?;
             let opts = ScenarioOpts {
                 nodes,
                 seed,

@@ -697,3 +697,112 @@ fn fx_colliding_info_hashes_are_stored_and_answered_up_to_max_hashes() {
         assert!(b.stored_peers(h).is_empty());
     }
 }
+
+/// Addresses chosen so that their FxHash values agree in the low 16 bits (the bucket index
+/// of any table up to 65 536 slots): a get_peers lookup must take in and report each one
+/// once, since its peer set is hashed under the node's secret key.
+#[test]
+fn fx_colliding_peer_addresses_in_get_peers_answers_are_each_reported_once() {
+    use std::hash::{Hash, Hasher};
+    fn fx(a: &SocketAddrV4) -> u64 {
+        let mut h = servent_core::FxHasher::default();
+        a.hash(&mut h);
+        h.finish()
+    }
+    // FxHash's last step is h = (rotl(h, 5) ^ port) * SEED: from the hash with port 0 we
+    // get rotl(h, 5), and choose the port that fixes the low 16 bits of the final hash.
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let mut inv = SEED;
+    for _ in 0..6 {
+        inv = inv.wrapping_mul(2u64.wrapping_sub(SEED.wrapping_mul(inv)));
+    }
+    let colliding: Vec<SocketAddrV4> = (0..2000u32)
+        .map(|i| {
+            let ip = std::net::Ipv4Addr::from(0x0b00_0000 + i * 7);
+            let x = fx(&SocketAddrV4::new(ip, 0)).wrapping_mul(inv);
+            SocketAddrV4::new(ip, (x as u16) ^ 0x5a5a)
+        })
+        .collect();
+    let low: std::collections::BTreeSet<u64> = colliding.iter().map(|a| fx(a) & 0xffff).collect();
+    assert_eq!(
+        low.len(),
+        1,
+        "the constructed addresses collide under FxHash"
+    );
+    // under a secret key (what the lookup's peer set hashes with) they spread over the
+    // buckets like random keys: 2 000 keys in 65 536 buckets are nearly all distinct
+    let keyed = servent_core::KeyedState::new(&mut Rng::new(5));
+    let spread: std::collections::BTreeSet<u64> = colliding
+        .iter()
+        .map(|a| std::hash::BuildHasher::hash_one(&keyed, a) & 0xffff)
+        .collect();
+    assert!(spread.len() > 1900, "{}", spread.len());
+
+    let mut a = node(1);
+    let nodes: Vec<(Id, SocketAddr)> = (0..8u8)
+        .map(|i| {
+            let mut id = [0u8; 20];
+            id[0] = 0x80 + i;
+            (Id(id), addr(&format!("10.0.0.{}:6881", i + 1)))
+        })
+        .collect();
+    for (id, at) in &nodes {
+        let SocketAddr::V4(v4) = at else { panic!() };
+        a.add_node(
+            servent_kademlia::NodeInfo { id: *id, addr: *v4 },
+            Instant::ZERO,
+        );
+    }
+    a.handle_input(
+        Instant::ZERO,
+        Input::Command(Command::GetPeers {
+            id: 9,
+            info_hash: Id([0x80; 20]),
+        }),
+    );
+    let mut reported = Vec::new();
+    let mut answered = 0;
+    let mut now = Instant::ZERO;
+    for _ in 0..100 {
+        let out = sent(&mut a);
+        if out.is_empty() {
+            break;
+        }
+        for (to, q) in out {
+            let Some(i) = nodes.iter().position(|(_, at)| *at == to) else {
+                continue;
+            };
+            // each node names its own 250 addresses, and 50 of its neighbour's again
+            let mine = &colliding[i * 250..(i + 1) * 250];
+            let again = &colliding[((i + 1) % 8) * 250..((i + 1) % 8) * 250 + 50];
+            let reply = Message::response(
+                &q.tid,
+                Response {
+                    id: nodes[i].0,
+                    values: mine.iter().chain(again).copied().collect(),
+                    token: Some(b"tok".to_vec()),
+                    ..Response::default()
+                },
+            )
+            .encode();
+            now += Duration::from_millis(5);
+            a.handle_input(
+                now,
+                Input::Datagram {
+                    from: to,
+                    data: &reply,
+                },
+            );
+            answered += 1;
+        }
+        while let Some(e) = a.poll_event() {
+            if let Event::Peers { id: 9, peers } = e {
+                reported.extend(peers);
+            }
+        }
+    }
+    assert_eq!(answered, 8, "every node was asked once");
+    let distinct: std::collections::BTreeSet<_> = reported.iter().collect();
+    assert_eq!(reported.len(), 2000, "each address reported once");
+    assert_eq!(distinct.len(), 2000);
+}
