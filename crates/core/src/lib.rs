@@ -7,6 +7,8 @@
 //! - [`queue::BoundedQueue`]: the one bounded queue, which never drops silently;
 //! - [`contract`]: how a sans-IO protocol core is driven ([`Core`], [`Input`], [`Transmit`]);
 //! - [`framing`]: length-bounded framing for stream protocols;
+//! - [`harness`]: the in-memory test network (datagrams and streams in virtual time) that
+//!   every protocol's tests and its own `harness.rs` build on;
 //! - [`share`]: how queries match shared files, the same rules in every system;
 //! - [`pingpong`]: the example protocol that proves the contract on both drivers.
 //!
@@ -14,6 +16,7 @@
 
 pub mod contract;
 pub mod framing;
+pub mod harness;
 pub mod id;
 pub mod keyed;
 pub mod pingpong;
