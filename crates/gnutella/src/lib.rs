@@ -34,18 +34,29 @@
 //! [`servent_core::Rng`]. Every queue in the core is bounded.
 
 #[cfg(feature = "runtime")]
+#[path = "driver/control.rs"]
 pub mod control;
+#[path = "scenarios/flood.rs"]
 pub mod flood;
+#[path = "core/handshake.rs"]
 pub mod handshake06;
 pub mod harness;
+#[path = "wire/http.rs"]
 pub mod http;
+#[path = "scenarios/hybrid.rs"]
 pub mod hybrid;
+#[path = "core/library.rs"]
 pub mod library;
 #[cfg(feature = "runtime")]
+#[path = "driver/mod.rs"]
 pub mod node;
+#[path = "core/qrp.rs"]
 pub mod qrp;
+#[path = "core/routing.rs"]
 pub mod routing;
+#[path = "core/mod.rs"]
 pub mod servent;
+#[path = "wire/mod.rs"]
 pub mod wire;
 
 /// The simulation scenarios of this crate, for `servent sim run NAME`.
