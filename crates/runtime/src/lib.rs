@@ -12,6 +12,9 @@ pub mod driver;
 pub mod random;
 pub mod share;
 
-pub use driver::{DriverError, DriverStats, LocalAddrs, NodeConfig, NodeHandle, spawn};
+pub use driver::{
+    DriverError, DriverStats, HandedOver, HandoverOf, LocalAddrs, NodeConfig, NodeHandle, spawn,
+    spawn_with_handover,
+};
 pub use random::{OsRandomError, os_random, os_rng};
 pub use share::{ShareError, ShareIndex, SharedFile};
