@@ -194,32 +194,51 @@ impl<C: Core> NodeHandle<C> {
     /// The socket of connection `conn`, which the core handed over (the node was started
     /// with [`spawn_with_handover`] and its function named `conn` in an event), with the
     /// bytes read on it after the core's last input, in order. Everything the core queued
-    /// on the connection before the hand-over has been written when this returns.
-    pub async fn take_connection(&self, conn: ConnId) -> Result<HandedOver, DriverError> {
-        let (tx, rx) = oneshot::channel();
-        self.requests
-            .send(Request::Take(conn, tx))
-            .await
-            .map_err(|_| DriverError::Stopped)?;
-        rx.await.map_err(|_| DriverError::Stopped)?
+    /// on the connection before the hand-over has been written when this returns. The
+    /// future borrows nothing, so it can run on another task.
+    pub fn take_connection(
+        &self,
+        conn: ConnId,
+    ) -> impl Future<Output = Result<HandedOver, DriverError>> + Send + 'static
+    where
+        C: 'static,
+    {
+        let requests = self.requests.clone();
+        async move {
+            let (tx, rx) = oneshot::channel();
+            requests
+                .send(Request::Take(conn, tx))
+                .await
+                .map_err(|_| DriverError::Stopped)?;
+            rx.await.map_err(|_| DriverError::Stopped)?
+        }
     }
 
     /// Runs `f` on the core between two inputs and returns what it returns (a read of the
-    /// core's state: its peers, counters, settings).
-    pub async fn inspect<R, F>(&self, f: F) -> Result<R, DriverError>
+    /// core's state: its peers, counters, settings). The future borrows nothing, so it can
+    /// run on another task (a user that awaits it must not stop collecting events meanwhile
+    /// on a node whose event queue may fill).
+    pub fn inspect<R, F>(
+        &self,
+        f: F,
+    ) -> impl Future<Output = Result<R, DriverError>> + Send + 'static
     where
+        C: 'static,
         R: Send + 'static,
         F: FnOnce(&C) -> R + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let job: Inspect<C> = Box::new(move |c: &C| {
-            let _ = tx.send(f(c));
-        });
-        self.requests
-            .send(Request::Inspect(job))
-            .await
-            .map_err(|_| DriverError::Stopped)?;
-        rx.await.map_err(|_| DriverError::Stopped)
+        let requests = self.requests.clone();
+        async move {
+            let (tx, rx) = oneshot::channel();
+            let job: Inspect<C> = Box::new(move |c: &C| {
+                let _ = tx.send(f(c));
+            });
+            requests
+                .send(Request::Inspect(job))
+                .await
+                .map_err(|_| DriverError::Stopped)?;
+            rx.await.map_err(|_| DriverError::Stopped)
+        }
     }
 
     /// A sender for commands that can be moved to other tasks.
