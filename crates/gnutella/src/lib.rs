@@ -8,7 +8,7 @@
 //! The rooms: [`wire`] (descriptors, the 0.6 handshake's header blocks, QRP messages, the
 //! transfer's HTTP heads), [`core`](mod@crate::core) (the sans-IO [`Servent`] and its
 //! sub-machines), `driver` (feature `runtime`: tokio, sockets, the shared folder on disk,
-//! the control API), [`scenarios`] (the simulator's `gnutella-flood` and `gnutella-hybrid`)
+//! the control API), [`scenarios`](mod@crate::scenarios) (the simulator's `gnutella-flood` and `gnutella-hybrid`)
 //! and [`harness`] (an in-memory network on virtual time).
 //!
 //! [`Servent`] is a sans-IO core ([`servent_core::Core`]): it owns no socket, clock or
