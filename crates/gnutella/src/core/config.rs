@@ -1,6 +1,9 @@
 //! The servent's settings and roles.
 
-use super::*;
+use crate::wire::{DEFAULT_MAX_PAYLOAD, Guid};
+use servent_core::ConnId;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::time::Duration;
 
 /// Settings of a servent.
 #[derive(Clone, Debug)]

@@ -1,7 +1,14 @@
 //! Descriptor routing: flooding requests with loop detection, reverse-path routing of
 //! replies, TTL and hops, and the 0.6 descriptors (Bye, QRP, vendor messages).
 
-use super::*;
+use super::flood_control::Allowance;
+use super::links::State;
+use super::qrp::{self, RouteUpdate};
+use super::{DownReason, MAX_BANNED, PONGS_PER_PING, PeerRole, Role, Route, Servent};
+use crate::wire::{Body, Guid, HEADER_LEN, Header, Kind, Message, Pong, scan_query, scan_queryhit};
+use servent_core::framing::{FrameError, RecvBuf};
+use servent_core::{ConnId, Instant};
+use std::net::{SocketAddr, SocketAddrV4};
 
 impl Servent {
     pub(super) fn is_overlay(&self, conn: ConnId) -> bool {

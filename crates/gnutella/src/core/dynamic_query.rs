@@ -1,7 +1,12 @@
 //! Dynamic querying: an ultrapeer widens a query round by round, one neighbour at a time,
 //! until enough results came back (or the deadline).
 
-use super::*;
+use super::links::State;
+use super::query::query_urns;
+use super::{PeerRole, Servent};
+use crate::wire::{Guid, scan_query};
+use servent_core::{ConnId, Instant};
+use std::collections::BTreeSet;
 
 /// The degree assumed for a neighbour that sent no X-Degree (a 0.4 servent).
 pub(super) const DQ_DEFAULT_DEGREE: u32 = 6;

@@ -1,6 +1,11 @@
 //! What a user asks of a servent and what it reports: commands, hits, events, counters.
 
-use super::*;
+use super::Role;
+use super::library::SharedFile;
+use crate::wire::Guid;
+use crate::wire::http::Giv;
+use servent_core::{CloseReason, ConnId};
+use std::net::{SocketAddr, SocketAddrV4};
 
 /// A user command; each carries an id its answer repeats.
 #[derive(Clone, Debug, PartialEq, Eq)]

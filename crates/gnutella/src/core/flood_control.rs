@@ -1,6 +1,7 @@
 //! Flood control: each link's allowance of Pings and Queries per second.
 
-use super::*;
+use servent_core::Instant;
+use std::time::Duration;
 
 /// A link whose Pings or Queries in one second pass this many times its allowance is closed.
 pub const FLOOD_FACTOR: u32 = 10;

@@ -1,7 +1,14 @@
 //! Host caches (any servent, ultrapeers), refilling connections from them, and the
 //! leaf-to-ultrapeer election.
 
-use super::*;
+use super::descriptors::raw_header;
+use super::links::State;
+use super::{DownReason, Event, KIND_BYE, PeerRole, Role, Servent};
+use crate::wire::Guid;
+use servent_core::{ConnId, Instant};
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
 
 impl Servent {
     /// Up to `n` ultrapeer addresses to offer others (X-Try-Ultrapeers), newest first.

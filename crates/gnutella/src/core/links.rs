@@ -1,7 +1,18 @@
 //! Overlay links: opening, sniffing what an inbound connection is, the 0.4 and 0.6
 //! handshakes, deflate, and closing (with the one-link-per-servent rule).
 
-use super::*;
+use super::flood_control::Budget;
+use super::handshake::{
+    Decision, Deflater, Handshake, HandshakeConfig, Headers, Inflater, Progress, Version,
+};
+use super::qrp::{self, Table};
+use super::{DownReason, Event, HandoffKind, MAX_HANDSHAKE, MAX_ROUNDS, PeerRole, Role, Servent};
+use crate::wire::http::{self, Giv};
+use crate::wire::{CONNECT_04, HEADER_LEN, OK_04};
+use servent_core::framing::RecvBuf;
+use servent_core::{ConnId, Instant, Transmit};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub(super) enum State {

@@ -25,12 +25,11 @@
 //! - a QueryHit teaches "servent id S is reached through `c`"; a Push for S goes only there,
 //!   or is ours when S is our id: then we connect out and send `GIV`.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
-use std::time::Duration;
 
-use servent_core::framing::{Endian, FrameError, FrameSpec, RecvBuf};
+use servent_core::framing::{Endian, FrameSpec};
 use servent_core::{CloseReason, ConnId, Core, Input, Instant, Rng, Transmit};
 
 pub mod handshake;
@@ -54,23 +53,13 @@ pub use descriptors::{KIND_BYE, KIND_VENDOR, decode_bye};
 pub use events::{Command, DownReason, Event, HandoffKind, Hit, Stats};
 pub use flood_control::FLOOD_FACTOR;
 
-use descriptors::raw_header;
 use dynamic_query::DynQuery;
-use flood_control::{Allowance, Budget};
 use links::{Conn, State};
-use query::query_urns;
 
-use crate::core::handshake::{
-    Decision, Deflater, Handshake, HandshakeConfig, Headers, Inflater, Progress, Version,
-};
-use crate::core::library::{Library, SharedFile};
+use crate::core::library::Library;
 use crate::core::routing::RouteTable;
-use crate::wire::http::{self, Giv};
-use crate::wire::{
-    Body, CONNECT_04, DEFAULT_MAX_PAYLOAD, Guid, HEADER_LEN, Header, HitFlags, HitRecord, Kind,
-    Message, OK_04, Pong, Push, Query, QueryHit, Trailer, scan_query, scan_queryhit,
-};
-use qrp::{RouteUpdate, Table};
+use crate::wire::{Body, Guid, HEADER_LEN, Kind, Message, Pong, Push, Query};
+use qrp::Table;
 
 /// At most this many transmits wait in the core; more are dropped (and counted).
 pub const MAX_TRANSMITS: usize = 1 << 16;

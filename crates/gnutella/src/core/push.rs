@@ -1,6 +1,11 @@
 //! Push: a Push for our servent id makes us connect out and send `GIV`.
 
-use super::*;
+use super::links::{Conn, State};
+use super::{Event, MAX_HANDSHAKE, MAX_PUSH_CONNS, Servent};
+use crate::wire::Push;
+use crate::wire::http::Giv;
+use servent_core::{Instant, Transmit};
+use std::net::{SocketAddr, SocketAddrV4};
 
 impl Servent {
     pub(super) fn pushed(&mut self, now: Instant, p: Push) {

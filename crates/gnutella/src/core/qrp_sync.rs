@@ -1,7 +1,13 @@
 //! Our QRP table and the peers that get it: rebuilt from the library (and a leaf's
 //! tables), sent as RESET + PATCH or as a PATCH of the difference.
 
-use super::*;
+use super::descriptors::raw_header;
+use super::links::State;
+use super::qrp::{self, Table};
+use super::{PeerRole, Role, Servent};
+use crate::wire::{Guid, HEADER_LEN};
+use servent_core::ConnId;
+use std::sync::Arc;
 
 impl Servent {
     /// Rebuilds our QRP table when it is stale: a leaf's from its files; an ultrapeer's from

@@ -1,7 +1,15 @@
 //! Queries: routing a Query through an ultrapeer's leaves (QRP), answering one from the
 //! library, and delivering hits to the user's search.
 
-use super::*;
+use super::library::SharedFile;
+use super::links::State;
+use super::{Event, Hit, PeerRole, Servent};
+use crate::wire::{
+    Body, Guid, HEADER_LEN, Header, HitFlags, HitRecord, Kind, Message, QueryHit, Trailer,
+    scan_query,
+};
+use servent_core::ConnId;
+use std::net::SocketAddrV4;
 
 impl Servent {
     /// An ultrapeer routes a Query: to each leaf whose QRP table may match (whatever the
