@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use servent_core::{CloseReason, ConnId, Core, Input, Instant, Rng, Transmit};
 
-use crate::servent::{Command, Config, Event, Servent};
+use crate::core::{Command, Config, Event, Servent};
 use crate::wire::Guid;
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -16,15 +16,27 @@
 //!   that drops its [`NodeHandle`] or shuts it down discards the waiting ones.
 //! - inbound connections beyond [`NodeConfig::max_connections`] are refused at accept and
 //!   counted ([`DriverStats::refused_connections`]).
+//!
+//! # Handing a connection over
+//! A core that decides a connection is no longer its own (Gnutella: the first bytes show an
+//! HTTP transfer, or a link becomes one) says so in an event; a node started with
+//! [`spawn_with_handover`] recognises that event with the function it was given. At that
+//! moment, before it reads anything else, the driver stops the connection's reader, lets its
+//! writer finish what the core queued on it, and keeps every byte read after the core's last
+//! input in order. The user, having collected the event, calls
+//! [`NodeHandle::take_connection`] and gets the socket with those bytes: nothing the peer
+//! sent is lost and nothing the core sent is cut. A handed-over connection still counts
+//! towards [`NodeConfig::max_connections`] until it is taken.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use servent_core::{CloseReason, ConnId, Core, Input, Instant, Transmit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -116,12 +128,37 @@ pub enum DriverError {
     /// The node's task has ended (shut down or panicked).
     #[error("the node has stopped")]
     Stopped,
+    /// [`NodeHandle::take_connection`] for a connection that was not handed over, or was
+    /// taken already.
+    #[error("connection {0:?} was not handed over (or was taken already)")]
+    NotHandedOver(ConnId),
+    /// The connection failed while it was being handed over (its queued bytes could not be
+    /// written).
+    #[error("connection {0:?} failed during its hand-over")]
+    HandoverFailed(ConnId),
+}
+
+/// Which connection, if any, an event of the core hands over to the user (see
+/// [`spawn_with_handover`]).
+pub type HandoverOf<E> = fn(&E) -> Option<ConnId>;
+
+/// A handed-over socket and the bytes the driver read on it after the core's last input.
+pub type HandedOver = (TcpStream, Vec<u8>);
+
+type Reply<T> = oneshot::Sender<Result<T, DriverError>>;
+type Inspect<C> = Box<dyn FnOnce(&C) + Send>;
+
+/// What the user asks of the driver itself (not of the core).
+enum Request<C> {
+    Take(ConnId, Reply<HandedOver>),
+    Inspect(Inspect<C>),
 }
 
 /// A running node: send it commands, collect its events, shut it down.
 #[derive(Debug)]
 pub struct NodeHandle<C: Core> {
     commands: mpsc::Sender<C::Command>,
+    requests: mpsc::Sender<Request<C>>,
     events: mpsc::Receiver<C::Event>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<C>,
@@ -154,6 +191,56 @@ impl<C: Core> NodeHandle<C> {
         self.counters.snapshot()
     }
 
+    /// The socket of connection `conn`, which the core handed over (the node was started
+    /// with [`spawn_with_handover`] and its function named `conn` in an event), with the
+    /// bytes read on it after the core's last input, in order. Everything the core queued
+    /// on the connection before the hand-over has been written when this returns. The
+    /// future borrows nothing, so it can run on another task.
+    pub fn take_connection(
+        &self,
+        conn: ConnId,
+    ) -> impl Future<Output = Result<HandedOver, DriverError>> + Send + 'static
+    where
+        C: 'static,
+    {
+        let requests = self.requests.clone();
+        async move {
+            let (tx, rx) = oneshot::channel();
+            requests
+                .send(Request::Take(conn, tx))
+                .await
+                .map_err(|_| DriverError::Stopped)?;
+            rx.await.map_err(|_| DriverError::Stopped)?
+        }
+    }
+
+    /// Runs `f` on the core between two inputs and returns what it returns (a read of the
+    /// core's state: its peers, counters, settings). The future borrows nothing, so it can
+    /// run on another task (a user that awaits it must not stop collecting events meanwhile
+    /// on a node whose event queue may fill).
+    pub fn inspect<R, F>(
+        &self,
+        f: F,
+    ) -> impl Future<Output = Result<R, DriverError>> + Send + 'static
+    where
+        C: 'static,
+        R: Send + 'static,
+        F: FnOnce(&C) -> R + Send + 'static,
+    {
+        let requests = self.requests.clone();
+        async move {
+            let (tx, rx) = oneshot::channel();
+            let job: Inspect<C> = Box::new(move |c: &C| {
+                let _ = tx.send(f(c));
+            });
+            requests
+                .send(Request::Inspect(job))
+                .await
+                .map_err(|_| DriverError::Stopped)?;
+            rx.await.map_err(|_| DriverError::Stopped)
+        }
+    }
+
     /// A sender for commands that can be moved to other tasks.
     pub fn commander(&self) -> mpsc::Sender<C::Command> {
         self.commands.clone()
@@ -174,6 +261,38 @@ impl<C: Core> NodeHandle<C> {
 /// Binds the sockets in `cfg`, builds the core with `make` (which learns the bound
 /// addresses) and runs it on a new task.
 pub async fn spawn<C, F>(cfg: NodeConfig, make: F) -> Result<NodeHandle<C>, DriverError>
+where
+    C: Core + Send + 'static,
+    C::Command: Send + 'static,
+    C::Event: Send + 'static,
+    F: FnOnce(LocalAddrs) -> C,
+{
+    start(cfg, make, None).await
+}
+
+/// As [`spawn`], for a core that hands connections over: when `handover_of` names a
+/// connection for an event, the driver detaches that connection before it reads anything
+/// else, and [`NodeHandle::take_connection`] gives it to the user (see the module
+/// documentation).
+pub async fn spawn_with_handover<C, F>(
+    cfg: NodeConfig,
+    make: F,
+    handover_of: HandoverOf<C::Event>,
+) -> Result<NodeHandle<C>, DriverError>
+where
+    C: Core + Send + 'static,
+    C::Command: Send + 'static,
+    C::Event: Send + 'static,
+    F: FnOnce(LocalAddrs) -> C,
+{
+    start(cfg, make, Some(handover_of)).await
+}
+
+async fn start<C, F>(
+    cfg: NodeConfig,
+    make: F,
+    handover_of: Option<HandoverOf<C::Event>>,
+) -> Result<NodeHandle<C>, DriverError>
 where
     C: Core + Send + 'static,
     C::Command: Send + 'static,
@@ -202,6 +321,7 @@ where
     };
     let core = make(local);
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+    let (req_tx, req_rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = mpsc::channel(cfg.event_queue.max(1));
     let (stop_tx, stop_rx) = oneshot::channel();
     let (net_tx, net_rx) = mpsc::channel(1024);
@@ -214,15 +334,18 @@ where
         tcp,
         conns: BTreeMap::new(),
         connecting: BTreeMap::new(),
+        handing: BTreeMap::new(),
+        handover_of,
         closing: Vec::new(),
         next_inbound: 0,
         net_tx,
         events: ev_tx,
         counters: Arc::clone(&counters),
     };
-    let task = tokio::spawn(driver.run(cmd_rx, net_rx, stop_rx));
+    let task = tokio::spawn(driver.run(cmd_rx, req_rx, net_rx, stop_rx));
     Ok(NodeHandle {
         commands: cmd_tx,
+        requests: req_tx,
         events: ev_rx,
         shutdown: Some(stop_tx),
         task,
@@ -236,13 +359,28 @@ enum Net {
     Connected(ConnId, TcpStream, SocketAddr),
     ConnectFailed(ConnId),
     Data(ConnId, Vec<u8>),
-    Ended(ConnId, CloseReason),
+    /// The connection ended; the reader gives its half back (a hand-over may still want it).
+    Ended(ConnId, CloseReason, Option<OwnedReadHalf>),
+    /// The reader stopped for a hand-over and gives its half back.
+    Released(ConnId, OwnedReadHalf),
 }
 
 struct ConnTasks {
     writer: mpsc::Sender<Vec<u8>>,
     reader: JoinHandle<()>,
-    writer_task: JoinHandle<()>,
+    /// Ends with the write half when it stopped for a hand-over (`release` set).
+    writer_task: JoinHandle<Option<OwnedWriteHalf>>,
+    stop_reader: oneshot::Sender<()>,
+    release: Arc<AtomicBool>,
+}
+
+/// A connection being handed over: its halves come back from its tasks, the bytes read
+/// meanwhile pile up in order, and the user's request may come before or after.
+struct Handing {
+    unread: Vec<u8>,
+    reader: Option<OwnedReadHalf>,
+    writer_task: Option<JoinHandle<Option<OwnedWriteHalf>>>,
+    waiter: Option<Reply<HandedOver>>,
 }
 
 struct Driver<C: Core> {
@@ -253,8 +391,11 @@ struct Driver<C: Core> {
     tcp: Option<TcpListener>,
     conns: BTreeMap<ConnId, ConnTasks>,
     connecting: BTreeMap<ConnId, JoinHandle<()>>,
+    /// Connections the core handed over, until the user takes them.
+    handing: BTreeMap<ConnId, Handing>,
+    handover_of: Option<HandoverOf<C::Event>>,
     /// Writers still flushing connections the core closed.
-    closing: Vec<JoinHandle<()>>,
+    closing: Vec<JoinHandle<Option<OwnedWriteHalf>>>,
     next_inbound: u64,
     net_tx: mpsc::Sender<Net>,
     events: mpsc::Sender<C::Event>,
@@ -289,11 +430,13 @@ where
     async fn run(
         mut self,
         mut cmds: mpsc::Receiver<C::Command>,
+        mut reqs: mpsc::Receiver<Request<C>>,
         mut net: mpsc::Receiver<Net>,
         mut stop: oneshot::Receiver<()>,
     ) -> C {
         let mut buf = vec![0u8; 65_536];
         let mut commands_open = true;
+        let mut requests_open = true;
         loop {
             let deadline = self.core.poll_timeout();
             let sleep_to = deadline
@@ -305,6 +448,11 @@ where
                 cmd = cmds.recv(), if commands_open => match cmd {
                     Some(c) => { let now = self.now(); self.core.handle_input(now, Input::Command(c)); }
                     None => commands_open = false,
+                },
+                req = reqs.recv(), if requests_open => match req {
+                    Some(Request::Take(conn, reply)) => self.take(conn, reply),
+                    Some(Request::Inspect(f)) => f(&self.core),
+                    None => requests_open = false,
                 },
                 Some(n) = net.recv() => self.on_net(n),
                 r = recv_udp(self.udp.as_ref(), &mut buf) => {
@@ -336,7 +484,9 @@ where
         let now = self.now();
         match n {
             Net::Accepted(stream, peer) => {
-                if self.conns.len() + self.connecting.len() >= self.cfg.max_connections {
+                if self.conns.len() + self.connecting.len() + self.handing.len()
+                    >= self.cfg.max_connections
+                {
                     let n = Counters::bump(&self.counters.refused_connections);
                     tracing::debug!(%peer, refused = n, "refusing connection: at the connection limit");
                     if n.is_power_of_two() {
@@ -365,51 +515,147 @@ where
                 }
             }
             Net::Data(conn, data) => {
-                if self.conns.contains_key(&conn) {
+                if let Some(h) = self.handing.get_mut(&conn) {
+                    h.unread.extend_from_slice(&data);
+                } else if self.conns.contains_key(&conn) {
                     self.core
                         .handle_input(now, Input::Received { conn, data: &data });
                 }
             }
-            Net::Ended(conn, reason) => {
-                if let Some(t) = self.conns.remove(&conn) {
+            Net::Ended(conn, reason, rd) => {
+                if let Some(h) = self.handing.get_mut(&conn) {
+                    // The peer closed (or reset) while the connection was being handed
+                    // over: the new owner gets the socket all the same and sees it too.
+                    if h.reader.is_none() {
+                        h.reader = rd;
+                    }
+                    self.try_finish(conn);
+                } else if let Some(t) = self.conns.remove(&conn) {
                     t.reader.abort();
                     t.writer_task.abort();
                     self.core.handle_input(now, Input::Closed { conn, reason });
                 }
             }
+            Net::Released(conn, rd) => {
+                if let Some(h) = self.handing.get_mut(&conn) {
+                    h.reader = Some(rd);
+                    self.try_finish(conn);
+                }
+            }
         }
+    }
+
+    /// The core handed `conn` over: stop its reader (what it already read is kept for the
+    /// new owner) and let its writer finish what is queued, then give its half back.
+    fn begin_handover(&mut self, conn: ConnId) {
+        let Some(t) = self.conns.remove(&conn) else {
+            return;
+        };
+        t.release.store(true, Ordering::SeqCst);
+        let _ = t.stop_reader.send(());
+        drop(t.writer);
+        self.handing.insert(
+            conn,
+            Handing {
+                unread: Vec::new(),
+                reader: None,
+                writer_task: Some(t.writer_task),
+                waiter: None,
+            },
+        );
+    }
+
+    fn take(&mut self, conn: ConnId, reply: Reply<HandedOver>) {
+        match self.handing.get_mut(&conn) {
+            Some(h) if h.waiter.is_none() => {
+                h.waiter = Some(reply);
+                self.try_finish(conn);
+            }
+            _ => {
+                let _ = reply.send(Err(DriverError::NotHandedOver(conn)));
+            }
+        }
+    }
+
+    /// Once the reader gave its half back (so every byte it read is in `unread`) and the
+    /// user asked for the connection, joins the halves when the writer is done.
+    fn try_finish(&mut self, conn: ConnId) {
+        let ready = self
+            .handing
+            .get(&conn)
+            .is_some_and(|h| h.reader.is_some() && h.waiter.is_some());
+        if !ready {
+            return;
+        }
+        let Some(h) = self.handing.remove(&conn) else {
+            return;
+        };
+        let (Some(rd), Some(writer), Some(reply)) = (h.reader, h.writer_task, h.waiter) else {
+            return;
+        };
+        let unread = h.unread;
+        tokio::spawn(async move {
+            let joined = match writer.await {
+                Ok(Some(wr)) => rd.reunite(wr).ok(),
+                _ => None,
+            };
+            let _ = reply.send(
+                joined
+                    .map(|s| (s, unread))
+                    .ok_or(DriverError::HandoverFailed(conn)),
+            );
+        });
     }
 
     fn start_conn(&mut self, conn: ConnId, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();
         let net = self.net_tx.clone();
+        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         let reader = tokio::spawn(async move {
             let mut buf = vec![0u8; 65_536];
             let reason = loop {
-                match rd.read(&mut buf).await {
-                    Ok(0) => break CloseReason::Closed,
-                    Ok(n) => {
-                        if net.send(Net::Data(conn, buf[..n].to_vec())).await.is_err() {
-                            return;
+                tokio::select! {
+                    biased;
+                    stop = &mut stop_rx => {
+                        // A hand-over: what was read is on its way; give the half back.
+                        // (Err: the driver dropped the connection and aborts this task.)
+                        if stop.is_ok() {
+                            let _ = net.send(Net::Released(conn, rd)).await;
                         }
+                        return;
                     }
-                    Err(_) => break CloseReason::Reset,
+                    r = rd.read(&mut buf) => match r {
+                        Ok(0) => break CloseReason::Closed,
+                        Ok(n) => {
+                            let data = buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
+                            if net.send(Net::Data(conn, data)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => break CloseReason::Reset,
+                    },
                 }
             };
-            let _ = net.send(Net::Ended(conn, reason)).await;
+            let _ = net.send(Net::Ended(conn, reason, Some(rd))).await;
         });
         let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(self.cfg.send_queue.max(1));
         let net = self.net_tx.clone();
+        let release = Arc::new(AtomicBool::new(false));
+        let released = Arc::clone(&release);
         let writer_task = tokio::spawn(async move {
             while let Some(data) = wrx.recv().await {
                 if wr.write_all(&data).await.is_err() {
-                    let _ = net.send(Net::Ended(conn, CloseReason::Reset)).await;
-                    return;
+                    let _ = net.send(Net::Ended(conn, CloseReason::Reset, None)).await;
+                    return None;
                 }
             }
-            // The core closed the connection: everything queued is written; send FIN.
+            // Everything queued is written. A hand-over takes the half back; a close sends FIN.
+            if released.load(Ordering::SeqCst) {
+                return Some(wr);
+            }
             let _ = wr.shutdown().await;
+            None
         });
         self.conns.insert(
             conn,
@@ -417,6 +663,8 @@ where
                 writer: wtx,
                 reader,
                 writer_task,
+                stop_reader: stop_tx,
+                release,
             },
         );
     }
@@ -426,6 +674,9 @@ where
             self.transmit(t).await;
         }
         while let Some(e) = self.core.poll_event() {
+            if let Some(conn) = self.handover_of.and_then(|f| f(&e)) {
+                self.begin_handover(conn);
+            }
             match self.events.try_send(e) {
                 Ok(()) => {}
                 // The user has gone (handle dropped or shut down): nobody will read it.
@@ -523,6 +774,11 @@ where
         }
         for h in self.closing.drain(..) {
             h.abort();
+        }
+        for (_, h) in std::mem::take(&mut self.handing) {
+            if let Some(w) = h.writer_task {
+                w.abort();
+            }
         }
     }
 }

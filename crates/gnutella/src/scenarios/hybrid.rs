@@ -16,12 +16,12 @@ use servent_sim::{
     Dist, NodeId, NodeOpts, Report, Scenario, ScenarioOpts, Sim, SimConfig, SimError,
 };
 
-use crate::flood::{
+use crate::core::library::SharedFile;
+use crate::core::{Command, Config, Event, Role, Servent};
+use crate::scenarios::flood::{
     FILES, FloodPoint, POPULAR, PORT, RARE, ScenarioRun, load_of, population, query_origins,
     random_graph, report_points,
 };
-use crate::library::SharedFile;
-use crate::servent::{Command, Config, Event, Role, Servent};
 use crate::wire::Guid;
 
 /// Parameters of one hybrid run.
@@ -424,7 +424,7 @@ mod tests {
                 .map(|(k, _)| k.clone())
                 .collect::<Vec<_>>()
         };
-        let f = crate::flood::FloodScenario.run(&opts).unwrap();
+        let f = crate::scenarios::flood::FloodScenario.run(&opts).unwrap();
         let h = HybridScenario.run(&opts).unwrap();
         assert_eq!(keys(&f), keys(&h));
         for k in ["success", "msgs_per_query", "mean_hops", "busiest"] {
@@ -456,7 +456,11 @@ mod tests {
         );
         assert!(HybridScenario.run(&opts("dq", "maybe")).is_err());
         assert!(HybridScenario.run(&opts("ttl", "3")).is_err());
-        assert!(crate::flood::FloodScenario.run(&opts("dq", "off")).is_err());
+        assert!(
+            crate::scenarios::flood::FloodScenario
+                .run(&opts("dq", "off"))
+                .is_err()
+        );
     }
 
     #[test]

@@ -104,7 +104,7 @@ pub fn parse_get(head: &[u8]) -> Result<GetRequest, HttpError> {
     }
     let target = req.target.as_str();
     let (index, name, sha1) = if let Some(urn) = target.strip_prefix("/uri-res/N2R?") {
-        let h = crate::library::parse_sha1_urn(urn).ok_or(HttpError::BadPath)?;
+        let h = crate::wire::urn::parse_sha1_urn(urn).ok_or(HttpError::BadPath)?;
         (0, String::new(), Some(h))
     } else {
         let rest = target.strip_prefix("/get/").ok_or(HttpError::BadPath)?;
@@ -157,7 +157,7 @@ fn parse_range(r: &str) -> Result<(u64, Option<u64>), HttpError> {
 /// `/get/<index>/<percent-encoded name>` with no trailing slash.
 pub fn get_target(index: u32, name: &str, sha1: Option<&[u8; 20]>) -> String {
     match sha1 {
-        Some(h) => format!("/uri-res/N2R?{}", crate::library::sha1_urn(h)),
+        Some(h) => format!("/uri-res/N2R?{}", crate::wire::urn::sha1_urn(h)),
         None => format!("/get/{index}/{}", servent_http::percent_encode_str(name)),
     }
 }
@@ -426,7 +426,7 @@ mod tests {
     #[test]
     fn download_asks_by_sha1_when_the_hit_has_one_else_by_index_without_trailing_slash() {
         let h =
-            crate::library::parse_sha1_urn("urn:sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBYJ").unwrap();
+            crate::wire::urn::parse_sha1_urn("urn:sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBYJ").unwrap();
         let head = get_head(3, "a b.txt", Some(&h), 0);
         assert!(
             head.starts_with(

@@ -25,8 +25,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::node::{Node, NodeError};
-use crate::servent::{Hit, Stats};
+use crate::core::{Hit, Stats};
+use crate::driver::{Node, NodeError};
 use crate::wire::Kind;
 
 /// The control API's default address: the one [`control_for`] derives from the default
@@ -83,10 +83,10 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
     }
 }
 
-fn role_name(r: crate::servent::PeerRole) -> &'static str {
+fn role_name(r: crate::core::PeerRole) -> &'static str {
     match r {
-        crate::servent::PeerRole::Leaf => "leaf",
-        crate::servent::PeerRole::Ultrapeer => "ultrapeer",
+        crate::core::PeerRole::Leaf => "leaf",
+        crate::core::PeerRole::Ultrapeer => "ultrapeer",
         _ => "0.4",
     }
 }
@@ -104,7 +104,7 @@ pub fn hit_json(id: u64, h: &Hit) -> Value {
         "speed": h.speed,
         "index": h.index,
         "servent_id": h.servent_id.to_string(),
-        "urn": h.sha1.as_ref().map(crate::library::sha1_urn),
+        "urn": h.sha1.as_ref().map(crate::wire::urn::sha1_urn),
     })
 }
 
@@ -182,7 +182,7 @@ async fn handle(
             let (role, infos) = node
                 .peer_infos()
                 .await
-                .unwrap_or((crate::servent::Role::Flat04, Vec::new()));
+                .unwrap_or((crate::core::Role::Flat04, Vec::new()));
             let details: Vec<Value> = infos
                 .iter()
                 .map(|p| {

@@ -1,12 +1,14 @@
 //! The tokio driver of a [`Servent`] over real sockets, with the file transfers the core
 //! hands over (feature `runtime`).
 //!
-//! One task runs the core: it accepts TCP connections, carries out [`Transmit`]s, feeds
-//! the core what sockets read and fires its timer. Every connection has a reader task and a
-//! writer task with a bounded queue. When the core hands a connection over
-//! ([`Event::Handoff`]), the driver stops its reader, takes the socket back from both
-//! tasks and runs the transfer on it: serving `GET` requests from the shared folder
-//! (keep-alive, `Range`), or — for a `GIV` answering our Push — sending our `GET`.
+//! The core runs in the shared driver, [`servent_runtime::driver`]: it accepts TCP
+//! connections, carries out the core's transmits, feeds it what sockets read and fires its
+//! timer. When the core hands a connection over ([`Event::Handoff`]), that driver detaches
+//! it (reader stopped, queued writes flushed, later bytes kept) and the node's own task
+//! takes the socket ([`NodeHandle::take_connection`]) and runs the transfer on it: serving
+//! `GET` requests from the shared folder (keep-alive, `Range`), or — for a `GIV` answering
+//! our Push — sending our `GET`. The node's task also answers the user's requests (reads of
+//! the core through [`NodeHandle::inspect`]) and redials the bootstrap peers.
 //!
 //! Uploads read only regular files directly inside the shared folder, opened with
 //! `O_NOFOLLOW`, whose index *and* name match the request; downloads write only inside the
@@ -23,17 +25,21 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use servent_core::{CloseReason, ConnId, Core, Input, Instant, Rng, Transmit};
+use servent_core::{ConnId, Core, Input, Instant, Rng};
+use servent_runtime::{NodeConfig, NodeHandle};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::http;
-use crate::library::SharedFile;
-use crate::servent::{Command, Config, Event, HandoffKind, Hit, PeerInfo, Role, Servent, Stats};
+use crate::core::{Command, Config, Event, HandoffKind, Hit, PeerInfo, Role, Servent, Stats};
 use crate::wire::Guid;
+use crate::wire::http;
+
+pub mod control;
+mod share;
+
+pub use share::Share;
 
 /// How long a transfer may wait for the peer's next bytes.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -155,99 +161,6 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> NodeError {
     move |source| NodeError::Io { what, source }
 }
 
-/// The SHA-1 of a regular file (not following a symlink).
-fn sha1_of(path: &Path) -> io::Result<[u8; 20]> {
-    use sha1::Digest;
-    use std::io::Read;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    let mut h = sha1::Sha1::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(buf.get(..n).unwrap_or(&[]));
-    }
-    Ok(h.finalize().into())
-}
-
-/// A shared folder: regular files directly inside it, indexed by position.
-#[derive(Clone, Debug, Default)]
-pub struct Share {
-    root: Option<PathBuf>,
-    files: Vec<SharedFile>,
-}
-
-impl Share {
-    /// Scans `root` (not following symlinks, not descending into folders).
-    pub fn scan(root: &Path) -> io::Result<Share> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(root)? {
-            let entry = entry?;
-            let meta = std::fs::symlink_metadata(entry.path())?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if meta.is_file() && http::safe_name(&name) {
-                names.push((name, meta.len()));
-            }
-        }
-        names.sort();
-        let files = names
-            .into_iter()
-            .enumerate()
-            .map(|(i, (name, size))| {
-                // HUGE: the SHA-1 of each file, read once at scan time (unreadable → none).
-                let sha1 = sha1_of(&root.join(&name)).ok();
-                SharedFile {
-                    index: i as u32,
-                    name,
-                    size,
-                    sha1,
-                }
-            })
-            .collect();
-        Ok(Share {
-            root: Some(root.to_path_buf()),
-            files,
-        })
-    }
-
-    /// The files.
-    pub fn files(&self) -> &[SharedFile] {
-        &self.files
-    }
-
-    /// Opens the file whose SHA-1 is `h`, with the same checks as [`Share::open`].
-    pub fn open_sha1(&self, h: &[u8; 20]) -> Option<(std::fs::File, u64)> {
-        let f = self.files.iter().find(|f| f.sha1.as_ref() == Some(h))?;
-        self.open(f.index, &f.name)
-    }
-
-    /// Opens file `index` if its name is `name`: never a symlink, never outside the folder.
-    pub fn open(&self, index: u32, name: &str) -> Option<(std::fs::File, u64)> {
-        let root = self.root.as_ref()?;
-        let f = self
-            .files
-            .iter()
-            .find(|f| f.index == index && f.name == name)?;
-        if !http::safe_name(&f.name) {
-            return None;
-        }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(root.join(&f.name))
-            .ok()?;
-        let meta = file.metadata().ok()?;
-        meta.is_file().then_some((file, meta.len()))
-    }
-}
-
 /// Where a pushed connection (and the bytes read after its GIV) is delivered.
 type PushReply = oneshot::Sender<Result<(TcpStream, Vec<u8>), NodeError>>;
 
@@ -276,33 +189,6 @@ enum Req {
     },
 }
 
-enum Net {
-    Accepted(TcpStream, SocketAddr),
-    Connected(ConnId, TcpStream, SocketAddr),
-    ConnectFailed(ConnId),
-    Data(ConnId, Vec<u8>),
-    Ended(ConnId, CloseReason),
-    /// A reader stopped for a handoff and gives its half back.
-    ReaderDone(ConnId, OwnedReadHalf),
-}
-
-enum Write {
-    Data(Vec<u8>),
-    Close,
-}
-
-struct ConnIo {
-    writer: mpsc::Sender<Write>,
-    writer_task: JoinHandle<Option<OwnedWriteHalf>>,
-    stop_reader: Option<oneshot::Sender<()>>,
-}
-
-struct Handing {
-    io: ConnIo,
-    kind: HandoffKind,
-    late: Vec<u8>,
-}
-
 /// A running Gnutella node.
 #[derive(Debug)]
 pub struct Node {
@@ -315,18 +201,44 @@ pub struct Node {
     stop: Option<oneshot::Sender<()>>,
 }
 
+/// The connection the core hands over in `e`, if any (for the shared driver).
+fn handover_of(e: &Event) -> Option<ConnId> {
+    match e {
+        Event::Handoff { conn, .. } => Some(*conn),
+        _ => None,
+    }
+}
+
+/// Accepts and at once drops every connection: a firewalled servent's port, bound so it
+/// has an address to advertise, that nobody can reach.
+async fn refuse_all(listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => drop(stream),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 impl Node {
     /// Binds, scans the share, connects to the given peers and starts.
     pub async fn start(opts: NodeOptions) -> Result<Node, NodeError> {
-        let listener = TcpListener::bind(opts.listen)
-            .await
-            .map_err(io_err(format!("binding {}", opts.listen)))?;
-        let local = listener
-            .local_addr()
-            .map_err(io_err("reading the bound address"))?;
         let share = match &opts.share {
             Some(dir) => Share::scan(dir).map_err(io_err(format!("scanning {}", dir.display())))?,
             None => Share::default(),
+        };
+        // A firewalled servent takes no connection: its port is a black hole of our own and
+        // the shared driver listens nowhere.
+        let blackhole = if opts.firewalled {
+            let l = TcpListener::bind(opts.listen)
+                .await
+                .map_err(io_err(format!("binding {}", opts.listen)))?;
+            let addr = l
+                .local_addr()
+                .map_err(io_err("reading the bound address"))?;
+            Some((addr, l))
+        } else {
+            None
         };
         // Servent id and descriptor GUIDs: from the OS CSPRNG in real runs (predictable ids
         // let anyone forge our replies); a fixed seed only when a test asks for one.
@@ -335,53 +247,60 @@ impl Node {
             None => servent_runtime::os_rng()?,
         };
         let servent_id = Guid::random(&mut rng);
-        let ip = match local.ip() {
-            IpAddr::V4(v4) if !v4.is_unspecified() => v4,
-            _ => Ipv4Addr::LOCALHOST,
+        let node_cfg = NodeConfig {
+            tcp: blackhole.is_none().then_some(opts.listen),
+            send_queue: SEND_QUEUE,
+            connect_timeout: Duration::from_secs(5),
+            ..NodeConfig::default()
         };
-        let mut cfg = Config::new(servent_id, SocketAddrV4::new(ip, local.port()));
-        cfg.max_conns = opts.max_conns;
-        cfg.want_conns = opts.want_conns;
-        cfg.max_ttl = opts.max_ttl;
-        cfg.firewalled = opts.firewalled;
-        cfg.role = opts.role;
-        cfg.leaf_ultrapeers = opts.leaf_ultrapeers;
-        cfg.deflate = opts.deflate;
-        cfg.handshake_timeout = opts.handshake_timeout;
-        cfg.max_pending = opts.max_pending;
-        cfg.max_pending_per_ip = opts.max_pending_per_ip;
-        cfg.max_payload = opts.max_payload;
-        cfg.max_pings_per_sec = opts.max_pings_per_sec;
-        cfg.max_queries_per_sec = opts.max_queries_per_sec;
-        cfg.flood_ban = opts.flood_ban;
-        let mut core = Servent::new(cfg, rng.fork(1));
-        if opts.role.is_06() {
-            for a in &opts.connect {
-                if let SocketAddr::V4(a) = a {
-                    core.add_ultrapeer(*a);
+        let fixed = blackhole.as_ref().map(|(a, _)| *a);
+        let files = share.files().to_vec();
+        let core_opts = opts.clone();
+        let handle = servent_runtime::spawn_with_handover(
+            node_cfg,
+            move |local| {
+                let local = fixed.or(local.tcp).unwrap_or(core_opts.listen);
+                let ip = match local.ip() {
+                    IpAddr::V4(v4) if !v4.is_unspecified() => v4,
+                    _ => Ipv4Addr::LOCALHOST,
+                };
+                let mut core = Servent::new(
+                    core_config(&core_opts, servent_id, SocketAddrV4::new(ip, local.port())),
+                    rng.fork(1),
+                );
+                if core_opts.role.is_06() {
+                    for a in &core_opts.connect {
+                        if let SocketAddr::V4(a) = a {
+                            core.add_ultrapeer(*a);
+                        }
+                    }
                 }
-            }
-        }
-        let origin = tokio::time::Instant::now();
-        core.handle_input(
-            Instant::ZERO,
-            Input::Command(Command::Share {
-                id: 0,
-                files: share.files().to_vec(),
-            }),
-        );
+                core.handle_input(
+                    Instant::ZERO,
+                    Input::Command(Command::Share { id: 0, files }),
+                );
+                core
+            },
+            handover_of,
+        )
+        .await
+        .map_err(|e| match e {
+            servent_runtime::DriverError::Bind { addr, source } => NodeError::Io {
+                what: format!("binding {addr}"),
+                source,
+            },
+            _ => NodeError::Stopped,
+        })?;
+        let local = match &blackhole {
+            Some((a, _)) => *a,
+            None => handle.local.tcp.unwrap_or(opts.listen),
+        };
         let (reqs, req_rx) = mpsc::channel(64);
-        let (net_tx, net_rx) = mpsc::channel(1024);
         let (stop_tx, stop_rx) = oneshot::channel();
+        let (state_tx, state_rx) = mpsc::channel(4);
         let driver = Driver {
-            core,
-            origin,
+            commands: handle.commander(),
             share,
-            firewalled: opts.firewalled,
-            conns: BTreeMap::new(),
-            handing: BTreeMap::new(),
-            net_tx,
-            next_inbound: 0,
             next_search: 1,
             searches: BTreeMap::new(),
             pushes: BTreeMap::new(),
@@ -396,8 +315,11 @@ impl Node {
                 };
                 opts.connect.len()
             ],
+            state_tx,
+            asking: false,
         };
-        let task = tokio::spawn(driver.run(listener, req_rx, net_rx, stop_rx));
+        let blackhole = blackhole.map(|(_, l)| tokio::spawn(refuse_all(l)));
+        let task = tokio::spawn(driver.run(handle, blackhole, req_rx, state_rx, stop_rx));
         Ok(Node {
             reqs,
             local,
@@ -510,15 +432,40 @@ impl Drop for Node {
     }
 }
 
+/// The core's settings from the node's options.
+fn core_config(opts: &NodeOptions, servent_id: Guid, advertised: SocketAddrV4) -> Config {
+    let mut cfg = Config::new(servent_id, advertised);
+    cfg.max_conns = opts.max_conns;
+    cfg.want_conns = opts.want_conns;
+    cfg.max_ttl = opts.max_ttl;
+    cfg.firewalled = opts.firewalled;
+    cfg.role = opts.role;
+    cfg.leaf_ultrapeers = opts.leaf_ultrapeers;
+    cfg.deflate = opts.deflate;
+    cfg.handshake_timeout = opts.handshake_timeout;
+    cfg.max_pending = opts.max_pending;
+    cfg.max_pending_per_ip = opts.max_pending_per_ip;
+    cfg.max_payload = opts.max_payload;
+    cfg.max_pings_per_sec = opts.max_pings_per_sec;
+    cfg.max_queries_per_sec = opts.max_queries_per_sec;
+    cfg.flood_ban = opts.flood_ban;
+    cfg
+}
+
+/// What the redial needs to know of the core: its overlay peers, its slots, and which
+/// bootstrap peers it has a link to (open or being opened).
+struct JoinState {
+    peers: usize,
+    slots: usize,
+    linked: Vec<bool>,
+}
+
+/// The node's own task: the user's requests, the core's events (collected at once, so the
+/// shared driver never waits for us), the transfers the core hands over, and the redial of
+/// bootstrap peers. The core itself runs in `servent_runtime`'s driver.
 struct Driver {
-    core: Servent,
-    origin: tokio::time::Instant,
+    commands: mpsc::Sender<Command>,
     share: Share,
-    firewalled: bool,
-    conns: BTreeMap<ConnId, ConnIo>,
-    handing: BTreeMap<ConnId, Handing>,
-    net_tx: mpsc::Sender<Net>,
-    next_inbound: u64,
     next_search: u64,
     searches: BTreeMap<u64, Vec<Hit>>,
     /// Push command id → (servent id, index) it asked for.
@@ -530,6 +477,10 @@ struct Driver {
     /// Per bootstrap peer: whether a connect is in flight, failures in a row, and when the
     /// next try may start (a peer that refuses or drops us is tried with backoff).
     redial: Vec<Redial>,
+    /// Where the core's state for the redial comes back (read on another task).
+    state_tx: mpsc::Sender<JoinState>,
+    /// A read of the core's state for the redial is under way.
+    asking: bool,
 }
 
 /// The redial state of one bootstrap peer.
@@ -545,175 +496,113 @@ struct Redial {
 const REDIAL_FIRST: Duration = Duration::from_secs(2);
 const REDIAL_MAX: Duration = Duration::from_secs(120);
 
-fn spawn_io(conn: ConnId, stream: TcpStream, net: mpsc::Sender<Net>) -> ConnIo {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+/// Answers `reply` with a read of the core, on its own task (the node's task keeps
+/// collecting events meanwhile).
+fn answer<R, F>(handle: &NodeHandle<Servent>, f: F, reply: oneshot::Sender<R>)
+where
+    R: Send + 'static,
+    F: FnOnce(&Servent) -> R + Send + 'static,
+{
+    let read = handle.inspect(f);
     tokio::spawn(async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut stop_rx => {
-                    let _ = net.send(Net::ReaderDone(conn, rd)).await;
-                    return;
-                }
-                r = rd.read(&mut buf) => match r {
-                    Ok(0) => { let _ = net.send(Net::Ended(conn, CloseReason::Closed)).await; return; }
-                    Ok(n) => {
-                        let data = buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
-                        if net.send(Net::Data(conn, data)).await.is_err() { return; }
-                    }
-                    Err(_) => { let _ = net.send(Net::Ended(conn, CloseReason::Reset)).await; return; }
-                }
-            }
+        if let Ok(r) = read.await {
+            let _ = reply.send(r);
         }
     });
-    let (tx, mut rx) = mpsc::channel::<Write>(SEND_QUEUE);
-    let writer_task = tokio::spawn(async move {
-        while let Some(w) = rx.recv().await {
-            match w {
-                Write::Data(d) => {
-                    if wr.write_all(&d).await.is_err() {
-                        return None;
-                    }
-                }
-                Write::Close => {
-                    let _ = wr.shutdown().await;
-                    return None;
-                }
-            }
-        }
-        // The sender was dropped for a handoff: give the half back.
-        Some(wr)
-    });
-    ConnIo {
-        writer: tx,
-        writer_task,
-        stop_reader: Some(stop_tx),
-    }
 }
 
 impl Driver {
-    fn now(&self) -> Instant {
-        Instant::from_micros(self.origin.elapsed().as_micros() as u64)
-    }
-
     async fn run(
         mut self,
-        listener: TcpListener,
+        mut handle: NodeHandle<Servent>,
+        blackhole: Option<JoinHandle<()>>,
         mut reqs: mpsc::Receiver<Req>,
-        mut net_rx: mpsc::Receiver<Net>,
+        mut state_rx: mpsc::Receiver<JoinState>,
         mut stop: oneshot::Receiver<()>,
     ) {
-        self.rejoin();
-        self.pump();
+        self.ask_join_state(&handle);
         let mut rejoin = tokio::time::interval(Duration::from_secs(3));
         rejoin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let wake = self
-                .core
-                .poll_timeout()
-                .map(|t| self.origin + Duration::from_micros(t.as_micros().min(u64::MAX / 4)));
-            let sleep = async {
-                match wake {
-                    Some(w) => tokio::time::sleep_until(w).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 _ = &mut stop => break,
-                acc = listener.accept() => {
-                    if let Ok((stream, peer)) = acc {
-                        if self.firewalled {
-                            drop(stream);
-                        } else {
-                            let _ = self.net_tx.try_send(Net::Accepted(stream, peer));
-                        }
-                    }
-                }
-                Some(n) = net_rx.recv() => self.net(n),
-                r = reqs.recv() => match r {
-                    Some(r) => self.req(r),
+                e = handle.next_event() => match e {
+                    Some(e) => self.event(&handle, e),
                     None => break,
                 },
-                _ = sleep => {
-                    let now = self.now();
-                    self.core.handle_timeout(now);
-                }
-                _ = rejoin.tick() => self.rejoin(),
+                r = reqs.recv() => match r {
+                    Some(r) => self.req(&handle, r),
+                    None => break,
+                },
+                Some(s) = state_rx.recv() => self.rejoin(s),
+                _ = rejoin.tick() => self.ask_join_state(&handle),
             }
-            self.pump();
         }
-        for (_, io) in std::mem::take(&mut self.conns) {
-            let _ = io.writer.try_send(Write::Close);
+        if let Some(b) = blackhole {
+            b.abort();
+        }
+        let _ = handle.shutdown().await;
+    }
+
+    /// Gives the core a command without waiting in the node's task.
+    fn command(&self, cmd: Command) {
+        match self.commands.try_send(cmd) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                let tx = self.commands.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(cmd).await;
+                });
+            }
+            // The core has stopped; so will we.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 
-    fn net(&mut self, n: Net) {
-        let now = self.now();
-        match n {
-            Net::Accepted(stream, peer) => {
-                let conn = ConnId::inbound(self.next_inbound);
-                self.next_inbound += 1;
-                let io = spawn_io(conn, stream, self.net_tx.clone());
-                self.conns.insert(conn, io);
-                self.core.handle_input(now, Input::Connected { conn, peer });
-            }
-            Net::Connected(conn, stream, peer) => {
-                let io = spawn_io(conn, stream, self.net_tx.clone());
-                self.conns.insert(conn, io);
-                self.core.handle_input(now, Input::Connected { conn, peer });
-            }
-            Net::ConnectFailed(conn) => {
-                self.core.handle_input(now, Input::ConnectFailed { conn });
-            }
-            Net::Data(conn, data) => {
-                if let Some(h) = self.handing.get_mut(&conn) {
-                    h.late.extend_from_slice(&data);
-                } else if self.conns.contains_key(&conn) {
-                    self.core
-                        .handle_input(now, Input::Received { conn, data: &data });
-                }
-            }
-            Net::Ended(conn, reason) => {
-                self.handing.remove(&conn);
-                if self.conns.remove(&conn).is_some() {
-                    self.core.handle_input(now, Input::Closed { conn, reason });
-                }
-            }
-            Net::ReaderDone(conn, rd) => {
-                if let Some(h) = self.handing.remove(&conn) {
-                    self.start_transfer(h, rd);
-                }
-            }
+    fn ask_join_state(&mut self, handle: &NodeHandle<Servent>) {
+        if self.asking || self.bootstrap.is_empty() {
+            return;
         }
+        self.asking = true;
+        let bootstrap = self.bootstrap.clone();
+        let read = handle.inspect(move |core: &Servent| {
+            let cfg = core.config();
+            let slots = match cfg.role {
+                Role::Leaf | Role::Auto => cfg.leaf_ultrapeers,
+                Role::Flat04 | Role::Ultrapeer => cfg.max_conns,
+            };
+            JoinState {
+                peers: core.peers().len(),
+                slots,
+                linked: bootstrap.iter().map(|a| core.linked_to(*a)).collect(),
+            }
+        });
+        let tx = self.state_tx.clone();
+        tokio::spawn(async move {
+            if let Ok(s) = read.await {
+                let _ = tx.send(s).await;
+            }
+        });
     }
 
     /// Dials each bootstrap peer we have no link to (open or being opened) while we have
     /// fewer overlay links than our slots (a leaf's ultrapeer slots, else --max-conns): one
     /// attempt per peer at a time, with backoff after failures, so a peer that refused us
     /// (busy, or too many handshakes from our address) or went away is tried again.
-    fn rejoin(&mut self) {
-        let cfg = self.core.config();
-        let slots = match cfg.role {
-            Role::Leaf | Role::Auto => cfg.leaf_ultrapeers,
-            Role::Flat04 | Role::Ultrapeer => cfg.max_conns,
-        };
+    fn rejoin(&mut self, s: JoinState) {
+        self.asking = false;
         let wall = tokio::time::Instant::now();
-        let now = self.now();
         for (i, addr) in self.bootstrap.clone().into_iter().enumerate() {
             let busy = self.redial.iter().filter(|r| r.in_flight).count();
-            if self.core.peers().len() + busy >= slots {
+            if s.peers + busy >= s.slots {
                 return;
             }
             let r = self.redial[i];
-            if r.in_flight || wall < r.next || self.core.linked_to(addr) {
+            if r.in_flight || wall < r.next || s.linked.get(i).copied().unwrap_or(false) {
                 continue;
             }
             self.redial[i].in_flight = true;
-            self.core
-                .handle_input(now, Input::Command(Command::Connect { id: i as u64, addr }));
+            self.command(Command::Connect { id: i as u64, addr });
         }
     }
 
@@ -738,19 +627,17 @@ impl Driver {
         }
     }
 
-    fn start_transfer(&mut self, h: Handing, rd: OwnedReadHalf) {
-        let Handing { io, kind, late } = h;
-        drop(io.writer);
+    /// Runs the transfer on a connection the core handed over, once the shared driver gives
+    /// its socket back with the bytes read after the core's last look.
+    fn start_transfer(&mut self, handle: &NodeHandle<Servent>, conn: ConnId, kind: HandoffKind) {
+        let take = handle.take_connection(conn);
         let share = self.share.clone();
         let waiter = match &kind {
             HandoffKind::Giv { giv, .. } => self.push_wait.remove(&(giv.servent_id, giv.index)),
             _ => None,
         };
         tokio::spawn(async move {
-            let Ok(Some(wr)) = io.writer_task.await else {
-                return;
-            };
-            let Ok(stream) = rd.reunite(wr) else {
+            let Ok((stream, late)) = take.await else {
                 return;
             };
             match kind {
@@ -771,8 +658,7 @@ impl Driver {
         });
     }
 
-    fn req(&mut self, r: Req) {
-        let now = self.now();
+    fn req(&mut self, handle: &NodeHandle<Servent>, r: Req) {
         match r {
             Req::Search { query, ttl, reply } => {
                 let id = self.next_search;
@@ -782,8 +668,7 @@ impl Driver {
                 while self.searches.len() > 64 {
                     self.searches.pop_first();
                 }
-                self.core
-                    .handle_input(now, Input::Command(Command::Search { id, query, ttl }));
+                self.command(Command::Search { id, query, ttl });
                 let _ = reply.send(id);
             }
             Req::TakeHits { id, reply } => {
@@ -801,76 +686,27 @@ impl Driver {
                 while self.pushes.len() > 256 {
                     self.pushes.pop_first();
                 }
-                self.core.handle_input(
-                    now,
-                    Input::Command(Command::Push {
-                        id,
-                        servent_id: hit.servent_id,
-                        index: hit.index,
-                    }),
-                );
+                self.command(Command::Push {
+                    id,
+                    servent_id: hit.servent_id,
+                    index: hit.index,
+                });
             }
-            Req::Peers { reply } => {
-                let _ = reply.send(self.core.peers().into_iter().map(|(_, a)| a).collect());
-            }
-            Req::PeerInfos { reply } => {
-                let _ = reply.send((self.core.config().role, self.core.peer_infos()));
-            }
-            Req::Stats { reply } => {
-                let _ = reply.send(self.core.stats().clone());
-            }
+            Req::Peers { reply } => answer(
+                handle,
+                |core: &Servent| core.peers().into_iter().map(|(_, a)| a).collect(),
+                reply,
+            ),
+            Req::PeerInfos { reply } => answer(
+                handle,
+                |core: &Servent| (core.config().role, core.peer_infos()),
+                reply,
+            ),
+            Req::Stats { reply } => answer(handle, |core: &Servent| core.stats().clone(), reply),
         }
     }
 
-    fn pump(&mut self) {
-        while let Some(t) = self.core.poll_transmit() {
-            match t {
-                Transmit::Connect { conn, to } => {
-                    let net = self.net_tx.clone();
-                    tokio::spawn(async move {
-                        let r =
-                            tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(to))
-                                .await;
-                        let msg = match r {
-                            Ok(Ok(s)) => Net::Connected(conn, s, to),
-                            _ => Net::ConnectFailed(conn),
-                        };
-                        let _ = net.send(msg).await;
-                    });
-                }
-                Transmit::Send { conn, data } => {
-                    if let Some(io) = self.conns.get(&conn) {
-                        if io.writer.try_send(Write::Data(data)).is_err() {
-                            // A peer that does not read is dropped.
-                            let _ = io.writer.try_send(Write::Close);
-                            self.conns.remove(&conn);
-                            let now = self.now();
-                            self.core.handle_input(
-                                now,
-                                Input::Closed {
-                                    conn,
-                                    reason: CloseReason::SlowPeer,
-                                },
-                            );
-                        }
-                    } else if let Some(h) = self.handing.get(&conn) {
-                        let _ = h.io.writer.try_send(Write::Data(data));
-                    }
-                }
-                Transmit::Close { conn } => {
-                    if let Some(io) = self.conns.remove(&conn) {
-                        let _ = io.writer.try_send(Write::Close);
-                    }
-                }
-                _ => {}
-            }
-        }
-        while let Some(e) = self.core.poll_event() {
-            self.event(e);
-        }
-    }
-
-    fn event(&mut self, e: Event) {
+    fn event(&mut self, handle: &NodeHandle<Servent>, e: Event) {
         match e {
             Event::Hit { search, hit } => {
                 if let Some(v) = self.searches.get_mut(&search) {
@@ -891,22 +727,7 @@ impl Driver {
             }
             Event::Handoff { conn, peer, kind } => {
                 tracing::debug!(%peer, ?conn, "gnutella transfer handoff");
-                // An outbound push connection never went through `conns` as an overlay
-                // connection, but its socket tasks are there all the same.
-                let Some(mut io) = self.conns.remove(&conn) else {
-                    return;
-                };
-                if let Some(stop) = io.stop_reader.take() {
-                    let _ = stop.send(());
-                }
-                self.handing.insert(
-                    conn,
-                    Handing {
-                        io,
-                        kind,
-                        late: Vec::new(),
-                    },
-                );
+                self.start_transfer(handle, conn, kind);
             }
             Event::PeerUp { cmd: Some(id), .. } => {
                 tracing::debug!(?e, "gnutella");

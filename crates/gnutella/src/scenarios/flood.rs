@@ -14,8 +14,8 @@ use servent_sim::{
     Table,
 };
 
-use crate::library::SharedFile;
-use crate::servent::{Command, Config, Event, Servent};
+use crate::core::library::SharedFile;
+use crate::core::{Command, Config, Event, Servent};
 use crate::wire::Guid;
 
 /// Parameters of one flood run.
@@ -171,7 +171,7 @@ pub fn query_origins(
 }
 
 /// Per-servent message counters summed (sent + received descriptors, QRP excluded).
-pub(crate) fn load_of(s: &crate::servent::Stats) -> u64 {
+pub(crate) fn load_of(s: &crate::core::Stats) -> u64 {
     s.tx.iter().sum::<u64>() + s.rx.iter().sum::<u64>()
 }
 

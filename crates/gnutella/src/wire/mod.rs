@@ -17,6 +17,11 @@
 //! Decoders never panic and never allocate more than the bytes they were given: every
 //! malformed, truncated or oversized input is a [`DecodeError`].
 
+pub mod handshake;
+pub mod http;
+pub mod qrp;
+pub mod urn;
+
 use std::fmt;
 use std::net::Ipv4Addr;
 
