@@ -16,6 +16,8 @@
 //!   checksum; version .. feefilter) with Core's limits.
 //! - [`mine`]: block templates from the mempool, the midstate nonce
 //!   search, and (feature `runtime`) the threaded miner.
+//! - `parallel` (feature `runtime`): a block's script checks on several
+//!   threads, for [`core::block::UtxoView::connect_block_with`].
 //! - `store` (cargo feature `store`, on by default): the chain store on
 //!   disk — block index with cumulative work, active chain, UTXO set, undo
 //!   data; every chain change (a block, or a whole reorganisation) is one
@@ -47,6 +49,8 @@
 //! ```
 pub mod core;
 pub mod mine;
+#[cfg(feature = "runtime")]
+pub mod parallel;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod wire;

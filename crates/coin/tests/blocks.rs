@@ -221,8 +221,9 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-fn mainnet_block_367891_validates_against_its_spent_outputs_with_824_signature_checks() {
+/// Block 367 891, its txids, and a view holding the outputs it spends
+/// from earlier blocks.
+fn block_367891() -> (Block, Vec<[u8; 32]>, UtxoView) {
     let raw = unzstd("block_367891.raw.zst");
     assert_eq!(raw.len(), 999_994);
     let block = Block::decode(&raw).expect("block decodes");
@@ -255,6 +256,12 @@ fn mainnet_block_367891_validates_against_its_spent_outputs_with_824_signature_c
         }
     }
     assert_eq!((n, spent.len()), (20_817, 20_817));
+    (block, in_block, view)
+}
+
+#[test]
+fn mainnet_block_367891_validates_against_its_spent_outputs_with_824_signature_checks() {
+    let (block, in_block, mut view) = block_367891();
     let p = Params::mainnet();
     let now = i64::from(block.header.time);
     let started = Instant::now();
@@ -371,4 +378,97 @@ fn median_time_past_is_the_middle_of_the_last_11_times() {
         if h < 10 { 1 } else { order[(h - 10) as usize] }
     });
     assert_eq!(c.median_time_past(), 105);
+}
+
+/// The script checks of block 367 891 on two threads give what one thread
+/// gives; a broken signature fails the block with the same first error,
+/// and leaves the view as it was.
+#[cfg(feature = "runtime")]
+#[test]
+fn block_367891_script_checks_on_two_threads_match_one_thread() {
+    use servent_coin::core::block::run_script_checks;
+    use servent_coin::parallel::run_script_checks_parallel;
+
+    let (block, _, view) = block_367891();
+    let p = Params::mainnet();
+    let flags = script_flags(&p, 367_891, block.header.time);
+    let secp = Secp256k1::verification_only();
+    for threads in [1, 2, 3] {
+        let mut v = view.clone();
+        let mut jobs = 0;
+        let c = v
+            .connect_block_with(&block, 367_891, &p, flags, |checks| {
+                jobs = checks.len();
+                run_script_checks_parallel(checks, threads, &secp)
+            })
+            .expect("valid");
+        assert_eq!((jobs, c.sig_checks), (20_817, 824), "{threads} threads");
+        assert_eq!(c.fees.to_sat(), 14_001_930);
+    }
+    // Break one signature byte in two different inputs that carry signatures.
+    let signed: Vec<(usize, usize)> = block
+        .txs
+        .iter()
+        .enumerate()
+        .skip(1)
+        .flat_map(|(ti, t)| {
+            t.inputs
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| i.script_sig.len() > 70)
+                .map(move |(ii, _)| (ti, ii))
+        })
+        .collect();
+    assert!(signed.len() >= 2);
+    let mut bad = block.clone();
+    for &(ti, ii) in [signed[signed.len() / 3], signed[signed.len() - 1]].iter() {
+        // Byte 10 lies inside the DER signature's r value.
+        bad.txs[ti].inputs[ii].script_sig[10] ^= 1;
+    }
+    bad.header.merkle_root = merkle_root(&bad.txs.iter().map(|t| t.txid()).collect::<Vec<_>>()).0;
+    let (ti, ii) = signed[signed.len() / 3];
+    let mut serial = view.clone();
+    let one = serial.connect_block_with(&bad, 367_891, &p, flags, |c| run_script_checks(c, &secp));
+    assert!(
+        matches!(one, Err(BlockError::Script { tx, input, .. }) if (tx, input) == (ti, ii)),
+        "{one:?}"
+    );
+    let mut v = view.clone();
+    let two = v.connect_block_with(&bad, 367_891, &p, flags, |c| {
+        run_script_checks_parallel(c, 2, &secp)
+    });
+    assert_eq!(two, one);
+    // (Compared as a flag: printing 20 000 coins helps nobody.)
+    assert!(
+        v.coins == view.coins,
+        "a refused block leaves the view unchanged: {} coins, {} before",
+        v.len(),
+        view.len()
+    );
+}
+
+/// Block 367 891 spends outputs made earlier in the block: disconnecting
+/// it gives back exactly the view it was connected to.
+#[test]
+fn disconnecting_block_367891_restores_the_view_it_spent_from() {
+    let (block, _, view) = block_367891();
+    let p = Params::mainnet();
+    let flags = script_flags(&p, 367_891, block.header.time);
+    let secp = Secp256k1::verification_only();
+    let mut v = view.clone();
+    let c = v
+        .connect_block(&block, 367_891, &p, flags, &secp)
+        .expect("valid");
+    assert_eq!(
+        c.undo.spent.len(),
+        20_817,
+        "in-block spends are in the undo data"
+    );
+    v.disconnect_block(&block, &c.undo);
+    assert!(
+        v.coins == view.coins,
+        "{} coins after disconnect, {} before",
+        v.len(),
+        view.len()
+    );
 }
