@@ -11,7 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use secp256k1::{Secp256k1, VerifyOnly};
 
-use crate::core::block::{BlockError, ScriptCheck, run_script_checks};
+use crate::Params;
+use crate::core::block::{
+    BlockError, Connected, ScriptCheck, UtxoView, check_block, run_script_checks,
+};
+use crate::core::script::Flags;
+use crate::wire::Block;
 
 /// Checks a thread takes at a time (most inputs of a block are cheap, a
 /// few carry signatures: small batches keep the threads even).
@@ -72,4 +77,41 @@ pub fn run_script_checks_parallel(
         Some((_, e)) => Err(e),
         None => Ok(total),
     }
+}
+
+/// `check_block` then `connect_block` of `b` at `height`, with the same
+/// result (on error the view is unchanged), on `threads` threads:
+/// `check_block` runs on a second thread while this one connects the
+/// block's values, and the script checks, which start only once
+/// `check_block` has passed, are shared by `threads` threads.
+#[allow(clippy::too_many_arguments)]
+pub fn validate_block(
+    view: &mut UtxoView,
+    b: &Block,
+    height: u32,
+    params: &Params,
+    flags: Flags,
+    now: i64,
+    threads: usize,
+    secp: &Secp256k1<VerifyOnly>,
+) -> Result<Connected, BlockError> {
+    if threads <= 1 {
+        check_block(b, params, now)?;
+        return view.connect_block_with(b, height, params, flags, |c| run_script_checks(c, secp));
+    }
+    std::thread::scope(|s| {
+        let mut context_free = Some(s.spawn(|| check_block(b, params, now)));
+        let mut join = || {
+            context_free.take().map_or(Ok(()), |h| {
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+        };
+        let r = view.connect_block_with(b, height, params, flags, |checks| {
+            join()?;
+            run_script_checks_parallel(checks, threads, secp)
+        });
+        // `check_block` comes first, as in the serial order.
+        join()?;
+        r
+    })
 }

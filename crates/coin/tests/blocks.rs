@@ -2,27 +2,17 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use secp256k1::Secp256k1;
-use servent_coin::core::block::{
-    BlockError, Chain, Coin, Entry, UtxoView, check_block, script_flags,
-};
+use servent_coin::core::block::{BlockError, Chain, Entry, UtxoView, check_block, script_flags};
 use servent_coin::core::script::ScriptError;
-use servent_coin::wire::{Block, Encode, TxOut};
+use servent_coin::wire::Block;
 use servent_coin::{Params, merkle_root};
 
-fn path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/bitcoin")
-        .join(name)
-}
-
-fn read(name: &str) -> Vec<u8> {
-    let p = path(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("block data must be at {}: {e}", p.display()))
-}
+#[path = "support/data.rs"]
+mod data;
+use data::{block_367891, read};
 
 /// Mainnet blocks 1..=255 from the blk*.dat layout (magic, length, block).
 fn blocks_1_255() -> Vec<Block> {
@@ -204,59 +194,6 @@ fn flipped_bits_in_block_170_are_rejected_with_the_right_reason() {
             .map(|c| c.sig_checks),
         Ok(1)
     );
-}
-
-fn unzstd(name: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    ruzstd::decoding::StreamingDecoder::new(&read(name)[..])
-        .expect("zstd frame")
-        .read_to_end(&mut out)
-        .expect("zstd");
-    out
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect()
-}
-
-/// Block 367 891, its txids, and a view holding the outputs it spends
-/// from earlier blocks.
-fn block_367891() -> (Block, Vec<[u8; 32]>, UtxoView) {
-    let raw = unzstd("block_367891.raw.zst");
-    assert_eq!(raw.len(), 999_994);
-    let block = Block::decode(&raw).expect("block decodes");
-    assert_eq!(block.encode(), raw);
-    assert_eq!(
-        block.header.hash_hex(),
-        "000000000000000012ea0ca9579299ec120e3f57e7c309216884872592b29970"
-    );
-    let spent: serde_json::Value =
-        serde_json::from_slice(&unzstd("block_367891.spent_utxos.json.zst")).expect("json");
-    let spent = spent.as_array().expect("list");
-    let mut view = UtxoView::default();
-    let inputs = block.txs.iter().skip(1).flat_map(|t| t.inputs.iter());
-    let mut n = 0;
-    let in_block: Vec<[u8; 32]> = block.txs.iter().map(|t| t.txid()).collect();
-    for (input, s) in inputs.zip(spent) {
-        let out = TxOut {
-            value: s["txout"]["value"].as_i64().expect("value"),
-            script_pubkey: unhex(s["txout"]["script_pubkey"].as_str().expect("script")),
-        };
-        let coin = Coin {
-            out,
-            height: s["creation_height"].as_u64().expect("height") as u32,
-            coinbase: s["is_coinbase"].as_bool().expect("flag"),
-        };
-        n += 1;
-        // Outputs made earlier in this block are the block's own to create.
-        if !in_block.contains(&input.prevout.txid) {
-            view.coins.insert(input.prevout.clone(), coin);
-        }
-    }
-    assert_eq!((n, spent.len()), (20_817, 20_817));
-    (block, in_block, view)
 }
 
 #[test]
@@ -471,4 +408,42 @@ fn disconnecting_block_367891_restores_the_view_it_spent_from() {
         v.len(),
         view.len()
     );
+}
+
+/// `parallel::validate_block` (check_block beside the connect loop, script
+/// checks on two threads) gives what check_block then connect_block give:
+/// the block connects, check_block's refusal wins, and the view
+/// of a refused block is unchanged.
+#[cfg(feature = "runtime")]
+#[test]
+fn validating_block_367891_on_two_threads_equals_check_then_connect() {
+    use servent_coin::parallel::validate_block;
+
+    let (block, _, view) = block_367891();
+    let p = Params::mainnet();
+    let flags = script_flags(&p, 367_891, block.header.time);
+    let now = i64::from(block.header.time);
+    let secp = Secp256k1::verification_only();
+    let mut v = view.clone();
+    let c = validate_block(&mut v, &block, 367_891, &p, flags, now, 2, &secp).expect("valid");
+    assert_eq!((c.sig_checks, c.fees.to_sat()), (824, 14_001_930));
+    assert_eq!(c.undo.spent.len(), 20_817);
+
+    // Another merkle root: a header hash above the target, check_block's
+    // first refusal, while the connect loop on the other thread passes.
+    let mut bad = block.clone();
+    bad.header.merkle_root[0] ^= 1;
+    let mut v = view.clone();
+    assert_eq!(
+        validate_block(&mut v, &bad, 367_891, &p, flags, now, 2, &secp).map(|c| c.sig_checks),
+        Err(BlockError::HighHash)
+    );
+    assert!(v.coins == view.coins, "refused: view unchanged");
+    // Wrong BIP34 height: connect fails before any script check, check_block passes.
+    let mut v = view.clone();
+    assert_eq!(
+        validate_block(&mut v, &block, 367_892, &p, flags, now, 2, &secp).map(|c| c.sig_checks),
+        Err(BlockError::BadCoinbaseHeight)
+    );
+    assert!(v.coins == view.coins, "refused: view unchanged");
 }
