@@ -2,8 +2,11 @@
 //! core with Bitcoin Core's pre-SegWit rules.
 //!
 //! - [`wire`]: strict codecs (CompactSize, transactions, headers, blocks).
-//!   Transactions are legacy only: a SegWit marker (`00 01` after the
-//!   version) is rejected with [`wire::DecodeError::SegwitMarker`].
+//!   [`wire::Transaction::decode`] reads the legacy serialization only (a
+//!   SegWit marker is [`wire::DecodeError::SegwitMarker`]);
+//!   [`wire::WitnessTx`] also reads BIP 144's, witness kept beside the
+//!   transaction (no SegWit rules: the txid and the scripts ignore it). A
+//!   block carrying a witness is Core's `unexpected-witness`.
 //! - [`core::script`]: the legacy interpreter (`EvalScript`/`VerifyScript`
 //!   for `SigVersion::BASE`), flags as Core's `SCRIPT_VERIFY_*`;
 //!   [`core::sighash`]: the legacy signature hash.
