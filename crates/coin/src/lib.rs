@@ -2,8 +2,11 @@
 //! core with Bitcoin Core's pre-SegWit rules.
 //!
 //! - [`wire`]: strict codecs (CompactSize, transactions, headers, blocks).
-//!   Transactions are legacy only: a SegWit marker (`00 01` after the
-//!   version) is rejected with [`wire::DecodeError::SegwitMarker`].
+//!   [`wire::Transaction::decode`] reads the legacy serialization only (a
+//!   SegWit marker is [`wire::DecodeError::SegwitMarker`]);
+//!   [`wire::WitnessTx`] also reads BIP 144's, witness kept beside the
+//!   transaction (no SegWit rules: the txid and the scripts ignore it). A
+//!   block carrying a witness is Core's `unexpected-witness`.
 //! - [`core::script`]: the legacy interpreter (`EvalScript`/`VerifyScript`
 //!   for `SigVersion::BASE`), flags as Core's `SCRIPT_VERIFY_*`;
 //!   [`core::sighash`]: the legacy signature hash.
@@ -14,6 +17,10 @@
 //!   lowest fee rate.
 //! - [`wire::p2p`]: the P2P message layer (magic, command, length,
 //!   checksum; version .. feefilter) with Core's limits.
+//! - [`mine`]: block templates from the mempool, the midstate nonce
+//!   search, and (feature `runtime`) the threaded miner.
+//! - `parallel` (feature `runtime`): a block's script checks on several
+//!   threads, for [`core::block::UtxoView::connect_block_with`].
 //! - `store` (cargo feature `store`, on by default): the chain store on
 //!   disk — block index with cumulative work, active chain, UTXO set, undo
 //!   data; every chain change (a block, or a whole reorganisation) is one
@@ -44,6 +51,9 @@
 //! assert_eq!((chain.height(), chain.next_bits()), (0, 0x1d00_ffff));
 //! ```
 pub mod core;
+pub mod mine;
+#[cfg(feature = "runtime")]
+pub mod parallel;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod wire;
