@@ -100,7 +100,8 @@ enum Sub {
         #[arg(long, default_value = "127.0.0.1:0")]
         data_listen: SocketAddr,
     },
-    /// List the files a user shares.
+    /// List the files a user shares (from the server's index, or with --direct from the
+    /// user's own client).
     #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Browse {
         /// The user.
@@ -110,6 +111,15 @@ enum Sub {
         /// One JSON object per file: {"nick","file","size","bitrate","freq","secs","md5"}.
         #[arg(long)]
         json: bool,
+        /// Ask the user's client for its list directly (640/641, napster.txt 5.3): we
+        /// connect to its data port and send GETLIST, or, if it is firewalled, it connects
+        /// to ours (--data-listen) and pushes the list. Fails (exit 1) with the server's
+        /// reason when that is not possible (offline, sharing nothing, both firewalled).
+        #[arg(long)]
+        direct: bool,
+        /// With --direct: address of our data port, where a firewalled user pushes its list.
+        #[arg(long, default_value = "127.0.0.1:0", requires = "direct")]
+        data_listen: SocketAddr,
     },
     /// Ban a nick or a dotted IP address (administrators: see `server --admin`).
     Ban {
@@ -304,7 +314,11 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             };
             let port = data.as_ref().map_or(0, |(d, _)| d.addr.port());
             let mut s = who.login(port).await?;
-            let n = s.share(net::share_list(&share)).await?;
+            let files = net::share_list(&share);
+            if let Some((d, _)) = &data {
+                d.publish_list(&s.nick, &files);
+            }
+            let n = s.share(files).await?;
             println!(
                 "{} sharing {n} files from {} ({}); Ctrl-C to stop",
                 s.nick,
@@ -319,6 +333,8 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 r = net::serve_session(&mut s, share, |e| match e {
                     ClientEvent::UploadAccepted { nick, file } => println!("upload to {nick}: {file}"),
                     ClientEvent::PushRequested { peer } => println!("pushing to {}: {}", peer.nick, peer.file),
+                    ClientEvent::DirectBrowseAccepted { nick } => println!("{nick} browses our list directly"),
+                    ClientEvent::ListPushRequested { nick, .. } => println!("pushing our list to {nick}"),
                     _ => {}
                 }) => r?,
                 _ = tokio::signal::ctrl_c() => {}
@@ -380,7 +396,31 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             s.close().await;
             Ok(())
         }
-        Sub::Browse { nick, who, json } => {
+        Sub::Browse {
+            nick,
+            who,
+            json,
+            direct: true,
+            data_listen,
+        } => {
+            let (data, task) = DataPort::bind(data_listen, None).await?;
+            let mut s = who.login(data.addr.port()).await?;
+            let r = net::direct_browse(&mut s, Some(&data), &nick).await;
+            task.abort();
+            s.close().await;
+            let files = r.with_context(|| format!("browsing {nick} directly"))?;
+            for f in files {
+                if json {
+                    crate::common::print_json(&file_json(&nick, &f));
+                } else {
+                    println!("{}\t{}", f.name, f.size);
+                }
+            }
+            Ok(())
+        }
+        Sub::Browse {
+            nick, who, json, ..
+        } => {
             let mut s = who.login(0).await?;
             match s.browse(&nick).await? {
                 Some(files) => {

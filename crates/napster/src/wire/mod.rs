@@ -95,7 +95,11 @@ pub mod kind {
     pub const UNBAN: u16 = 614;
     pub const LIST_CHANNELS: u16 = 617;
     pub const CHANNEL_ENTRY: u16 = 618;
+    pub const MOTD: u16 = 621;
     pub const DATA_PORT_ERROR: u16 = 626;
+    pub const DIRECT_BROWSE: u16 = 640;
+    pub const DIRECT_BROWSE_ACCEPT: u16 = 641;
+    pub const DIRECT_BROWSE_ERROR: u16 = 642;
     pub const CHANGE_DATA_PORT: u16 = 703;
     pub const SERVER_PING: u16 = 750;
     pub const PING_USER: u16 = 751;
@@ -498,8 +502,27 @@ pub enum ClientMsg {
         /// New port (0: firewalled).
         port: u16,
     },
-    /// 750: server ping.
-    ServerPing,
+    /// 621: send the message of the day again.
+    Motd,
+    /// 640: ask to browse `nick`'s files directly (napster.txt §5.3); answered by 641 or
+    /// 642.
+    DirectBrowse {
+        /// Whose files.
+        nick: String,
+    },
+    /// 641: we accept the direct browse `nick` asked for (after a 640 from the server).
+    DirectBrowseAccept {
+        /// The requester.
+        nick: String,
+    },
+    /// 750: server ping; answered by 750 with the server's name.
+    ServerPing {
+        /// The server pinged (`None`: the one we are connected to). Napster 2.0b5a puts
+        /// its own nick here to answer a ping from the server.
+        server: Option<String>,
+        /// Anything after it, echoed back in the answer.
+        args: Option<String>,
+    },
     /// 751: ping a user.
     PingUser {
         /// Whom.
@@ -673,8 +696,43 @@ pub enum ServerMsg {
         /// The downloader.
         nick: String,
     },
-    /// 750: server ping (answer with 750).
-    ServerPing,
+    /// 621: one line of the message of the day (may be empty).
+    Motd {
+        /// The line.
+        text: String,
+    },
+    /// 640: `nick` wants to browse our files directly. `addr` is theirs, given when we
+    /// are firewalled: we connect to it and push the list (`SENDLIST`).
+    DirectBrowseRequest {
+        /// The requester.
+        nick: String,
+        /// The requester's address and data port, when we must push.
+        addr: Option<(Ipv4Addr, u16)>,
+    },
+    /// 641: `nick` accepted our direct browse; connect to `ip:port` and `GETLIST`.
+    DirectBrowseAccept {
+        /// The browsee.
+        nick: String,
+        /// Their address.
+        ip: Ipv4Addr,
+        /// Their data port.
+        port: u16,
+    },
+    /// 642: the direct browse of `nick` is not possible.
+    DirectBrowseError {
+        /// The browsee.
+        nick: String,
+        /// Why.
+        text: String,
+    },
+    /// 750: server ping. From the server with no fields, it asks for an answer; with the
+    /// server's name (and our `args`), it answers ours.
+    ServerPing {
+        /// The server's name.
+        server: Option<String>,
+        /// What our ping carried after the server name.
+        args: Option<String>,
+    },
     /// 751: a user pings us (answer with 752).
     PingUser {
         /// Who.
@@ -803,6 +861,17 @@ impl<'a> Fields<'a> {
             return Err(self.missing(field));
         }
         Ok(r)
+    }
+
+    /// A 750's fields: an optional server name (or nick), then optional text.
+    fn ping(&mut self) -> Result<(Option<String>, Option<String>), DecodeError> {
+        if self.at_end() {
+            return Ok((None, None));
+        }
+        let server = self.word("server")?.to_string();
+        let r = self.s.strip_prefix(' ').unwrap_or(self.s);
+        self.s = "";
+        Ok((Some(server), (!r.is_empty()).then(|| r.to_string())))
     }
 
     fn end(&mut self) -> Result<(), DecodeError> {
@@ -947,6 +1016,24 @@ impl<'a> Out<'a> {
         Ok(self)
     }
 
+    fn ping(
+        &mut self,
+        server: &Option<String>,
+        args: &Option<String>,
+    ) -> Result<&mut Self, EncodeError> {
+        match (server, args) {
+            (Some(s), a) => {
+                self.word("server", s)?;
+                if let Some(a) = a {
+                    self.rest("args", a)?;
+                }
+            }
+            (None, Some(_)) => return Err(self.bad("server")),
+            (None, None) => {}
+        }
+        Ok(self)
+    }
+
     fn finish(self) -> Result<(), EncodeError> {
         let len = self.buf.len() - self.start - HEADER_LEN;
         let Ok(l16) = u16::try_from(len) else {
@@ -975,6 +1062,38 @@ fn encode_with(
             buf.truncate(start);
             Err(e)
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Share fields outside a message (direct-browse lists)
+
+impl FileInfo {
+    /// Parses the fields of a share (100) message, `"<filename>" <md5> <size> <bitrate>
+    /// <freq> <secs>`: one line of a direct-browse list (napster.txt §5.3).
+    pub fn parse_share_fields(line: &str) -> Result<FileInfo, DecodeError> {
+        let mut f = Fields::new(kind::SHARE, line);
+        let info = f.file_info()?;
+        f.end()?;
+        Ok(info)
+    }
+
+    /// The fields of a share (100) message, as one line of a direct-browse list carries
+    /// them (without the line feed); refused if the name holds a quote or a line break.
+    pub fn share_fields(&self) -> Result<Vec<u8>, EncodeError> {
+        if self.name.contains(['\n', '\r']) {
+            return Err(EncodeError::Field {
+                kind: kind::SHARE,
+                field: "filename",
+            });
+        }
+        let mut buf = Vec::new();
+        {
+            let mut o = Out::new(&mut buf, kind::SHARE);
+            o.file_info(self)?;
+        }
+        buf.drain(..HEADER_LEN);
+        Ok(buf)
     }
 }
 
@@ -1095,7 +1214,10 @@ impl ClientMsg {
             ClientMsg::ListChannels => LIST_CHANNELS,
             ClientMsg::DataPortError { .. } => DATA_PORT_ERROR,
             ClientMsg::ChangeDataPort { .. } => CHANGE_DATA_PORT,
-            ClientMsg::ServerPing => SERVER_PING,
+            ClientMsg::ServerPing { .. } => SERVER_PING,
+            ClientMsg::Motd => MOTD,
+            ClientMsg::DirectBrowse { .. } => DIRECT_BROWSE,
+            ClientMsg::DirectBrowseAccept { .. } => DIRECT_BROWSE_ACCEPT,
             ClientMsg::PingUser { .. } => PING_USER,
             ClientMsg::PongUser { .. } => PONG_USER,
         }
@@ -1140,8 +1262,13 @@ impl ClientMsg {
                 | ClientMsg::HotlistRemove { nick }
                 | ClientMsg::DataPortError { nick }
                 | ClientMsg::PingUser { nick }
-                | ClientMsg::PongUser { nick } => {
+                | ClientMsg::PongUser { nick }
+                | ClientMsg::DirectBrowse { nick }
+                | ClientMsg::DirectBrowseAccept { nick } => {
                     o.word("nick", nick)?;
+                }
+                ClientMsg::ServerPing { server, args } => {
+                    o.ping(server, args)?;
                 }
                 ClientMsg::Share(f) => {
                     o.file_info(f)?;
@@ -1186,7 +1313,7 @@ impl ClientMsg {
                 | ClientMsg::Uploading
                 | ClientMsg::UploadDone
                 | ClientMsg::ListChannels
-                | ClientMsg::ServerPing => {}
+                | ClientMsg::Motd => {}
             }
             Ok(())
         })
@@ -1279,9 +1406,19 @@ impl ClientMsg {
                 }
             }
             SERVER_PING => {
-                // Napster 2.0 answers a server ping with its own nick; either form is fine.
-                return Ok(ClientMsg::ServerPing);
+                let (server, args) = f.ping()?;
+                return Ok(ClientMsg::ServerPing { server, args });
             }
+            MOTD => {
+                empty(kind, &text)?;
+                ClientMsg::Motd
+            }
+            DIRECT_BROWSE => ClientMsg::DirectBrowse {
+                nick: s(f.word("nick")?),
+            },
+            DIRECT_BROWSE_ACCEPT => ClientMsg::DirectBrowseAccept {
+                nick: s(f.word("nick")?),
+            },
             JOIN => ClientMsg::Join {
                 channel: s(f.word("channel-name")?),
             },
@@ -1372,7 +1509,11 @@ impl ServerMsg {
             ServerMsg::ChannelListEnd => LIST_CHANNELS,
             ServerMsg::ChannelEntry { .. } => CHANNEL_ENTRY,
             ServerMsg::DataPortError { .. } => DATA_PORT_ERROR,
-            ServerMsg::ServerPing => SERVER_PING,
+            ServerMsg::ServerPing { .. } => SERVER_PING,
+            ServerMsg::Motd { .. } => MOTD,
+            ServerMsg::DirectBrowseRequest { .. } => DIRECT_BROWSE,
+            ServerMsg::DirectBrowseAccept { .. } => DIRECT_BROWSE_ACCEPT,
+            ServerMsg::DirectBrowseError { .. } => DIRECT_BROWSE_ERROR,
             ServerMsg::PingUser { .. } => PING_USER,
             ServerMsg::PongUser { .. } => PONG_USER,
         }
@@ -1469,8 +1610,26 @@ impl ServerMsg {
                 | ServerMsg::NickTaken
                 | ServerMsg::NickInvalid
                 | ServerMsg::SearchEnd
-                | ServerMsg::ChannelListEnd
-                | ServerMsg::ServerPing => {}
+                | ServerMsg::ChannelListEnd => {}
+                ServerMsg::ServerPing { server, args } => {
+                    o.ping(server, args)?;
+                }
+                ServerMsg::Motd { text } => {
+                    // An empty line is an empty payload, as OpenNap sends it.
+                    o.buf.extend_from_slice(text.as_bytes());
+                }
+                ServerMsg::DirectBrowseRequest { nick, addr } => {
+                    o.word("nick", nick)?;
+                    if let Some((ip, port)) = addr {
+                        o.num(ip_to_wire(*ip)).num(port);
+                    }
+                }
+                ServerMsg::DirectBrowseAccept { nick, ip, port } => {
+                    o.word("nick", nick)?.num(ip_to_wire(*ip)).num(port);
+                }
+                ServerMsg::DirectBrowseError { nick, text } => {
+                    o.word("nick", nick)?.quoted("message", text)?;
+                }
             }
             Ok(())
         })
@@ -1492,16 +1651,51 @@ impl ServerMsg {
             LOGIN_ACK => ServerMsg::LoginAck {
                 email: s(f.word("email")?),
             },
-            NICK_FREE | NICK_TAKEN | NICK_INVALID | SEARCH_END | LIST_CHANNELS | SERVER_PING => {
+            NICK_FREE | NICK_TAKEN | NICK_INVALID | SEARCH_END | LIST_CHANNELS => {
                 empty(kind, &text)?;
                 match kind {
                     NICK_FREE => ServerMsg::NickFree,
                     NICK_TAKEN => ServerMsg::NickTaken,
                     NICK_INVALID => ServerMsg::NickInvalid,
                     SEARCH_END => ServerMsg::SearchEnd,
-                    LIST_CHANNELS => ServerMsg::ChannelListEnd,
-                    _ => ServerMsg::ServerPing,
+                    _ => ServerMsg::ChannelListEnd,
                 }
+            }
+            SERVER_PING => {
+                let (server, args) = f.ping()?;
+                return Ok(ServerMsg::ServerPing { server, args });
+            }
+            MOTD => {
+                return Ok(ServerMsg::Motd {
+                    text: text.into_owned(),
+                });
+            }
+            DIRECT_BROWSE => {
+                let nick = s(f.word("nick")?);
+                let addr = if f.at_end() {
+                    None
+                } else {
+                    Some((f.ip("ip")?, f.num("port")?))
+                };
+                ServerMsg::DirectBrowseRequest { nick, addr }
+            }
+            DIRECT_BROWSE_ACCEPT => ServerMsg::DirectBrowseAccept {
+                nick: s(f.word("nick")?),
+                ip: f.ip("ip")?,
+                port: f.num("port")?,
+            },
+            DIRECT_BROWSE_ERROR => {
+                let nick = s(f.word("nick")?);
+                // `"message"`, quoted; servers that leave the quotes off are accepted.
+                let t = f.rest("message")?;
+                let text = t
+                    .strip_prefix('"')
+                    .and_then(|x| x.strip_suffix('"'))
+                    .unwrap_or(t);
+                return Ok(ServerMsg::DirectBrowseError {
+                    nick,
+                    text: s(text),
+                });
             }
             SEARCH_RESULT => {
                 let hit = ServerMsg::SearchResult(SearchHit {
