@@ -51,6 +51,24 @@ enum Sub {
         /// oldest (1..=10000).
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         max_pending_per_ip: u32,
+        /// The message of the day: a text file, one 621 line per line (at most 64 KiB and
+        /// 200 lines; longer lines are cut at 1000 bytes), sent after every login after the
+        /// server's own lines (version, name, welcome).
+        #[arg(long, value_name = "FILE", conflicts_with = "motd_text")]
+        motd: Option<PathBuf>,
+        /// The message of the day as text; `\n` separates lines.
+        #[arg(long, value_name = "TEXT")]
+        motd_text: Option<String>,
+        /// The server's name, in the message of the day and in answers to a server ping
+        /// (750): one word of 1 to 64 printable characters.
+        #[arg(long, default_value = "servent", value_parser = parse_server_name)]
+        name: String,
+    },
+    /// Log in and print the server's message of the day (621 lines), one per line.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
+    Motd {
+        #[command(flatten)]
+        who: Who,
     },
     /// Log in, share the files of DIR, serve downloads, stay online until interrupted.
     Share {
@@ -146,6 +164,40 @@ enum Sub {
         #[arg(long)]
         channel: Option<String>,
     },
+}
+
+/// Largest --motd file.
+const MAX_MOTD_BYTES: usize = 64 * 1024;
+
+/// The lines of a message of the day: at most 200, each cut to 1000 bytes (on a character
+/// boundary) so that every one fits a message; a trailing `\r` is dropped.
+fn motd_lines(text: &str) -> Result<Vec<String>> {
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut end = l.len().min(1000);
+            while !l.is_char_boundary(end) {
+                end -= 1;
+            }
+            l[..end].to_string()
+        })
+        .collect();
+    if lines.len() > 200 {
+        bail!(
+            "the message of the day has {} lines, at most 200",
+            lines.len()
+        );
+    }
+    Ok(lines)
+}
+
+/// `--name`: one word of printable ASCII, 1 to 64 characters.
+fn parse_server_name(s: &str) -> Result<String, String> {
+    if (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
+        Ok(s.to_string())
+    } else {
+        Err("expected one word of 1 to 64 printable characters (no quotes)".into())
+    }
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
@@ -273,6 +325,9 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             login_rate,
             login_timeout,
             max_pending_per_ip,
+            motd,
+            motd_text,
+            name,
         } => {
             if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(600))
                 .contains(&login_timeout)
@@ -288,6 +343,21 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             o.config.login_rate = (login_rate, login_rate * 10.0);
             o.config.login_timeout = login_timeout;
             o.config.max_pending_per_ip = max_pending_per_ip as usize;
+            o.config.name = name;
+            o.config.motd = match (motd, motd_text) {
+                (Some(path), _) => {
+                    let meta = std::fs::metadata(&path)
+                        .with_context(|| format!("reading --motd {}", path.display()))?;
+                    if meta.len() > MAX_MOTD_BYTES as u64 {
+                        bail!("--motd {}: larger than 64 KiB", path.display());
+                    }
+                    let bytes = std::fs::read(&path)
+                        .with_context(|| format!("reading --motd {}", path.display()))?;
+                    motd_lines(&String::from_utf8_lossy(&bytes))?
+                }
+                (None, Some(text)) => motd_lines(&text.replace("\\n", "\n"))?,
+                (None, None) => Vec::new(),
+            };
             let srv = net::start_server(o).await?;
             println!("napster server listening on {}", srv.addr);
             crate::common::stop_signal().await;
@@ -331,6 +401,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             );
             tokio::select! {
                 r = net::serve_session(&mut s, share, |e| match e {
+                    ClientEvent::Server(ServerMsg::Motd { text }) => println!("motd: {text}"),
                     ClientEvent::UploadAccepted { nick, file } => println!("upload to {nick}: {file}"),
                     ClientEvent::PushRequested { peer } => println!("pushing to {}: {}", peer.nick, peer.file),
                     ClientEvent::DirectBrowseAccepted { nick } => println!("{nick} browses our list directly"),
@@ -484,6 +555,22 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Sub::Chat { who, channel } => chat(who, channel).await,
+        Sub::Motd { who } => {
+            let mut s = who.login(0).await?;
+            // The server sends the message of the day right after the login ack; a browse
+            // answered after it marks its end.
+            let me = s.nick.clone();
+            s.browse(&me).await?;
+            while let Ok(Some(e)) =
+                tokio::time::timeout(std::time::Duration::ZERO, s.next_event()).await
+            {
+                if let ClientEvent::Server(ServerMsg::Motd { text }) = e {
+                    println!("{text}");
+                }
+            }
+            s.close().await;
+            Ok(())
+        }
     }
 }
 
@@ -541,6 +628,7 @@ async fn chat(who: Who, channel: Option<String>) -> Result<()> {
                     ClientEvent::Server(ServerMsg::UserParted(u)) => println!("[{}] {} left", u.channel, u.nick),
                     ClientEvent::Server(ServerMsg::Topic { channel, topic }) => println!("[{channel}] topic: {topic}"),
                     ClientEvent::Server(ServerMsg::ErrorMessage { text }) => println!("server: {text}"),
+                    ClientEvent::Server(ServerMsg::Motd { text }) => println!("motd: {text}"),
                     ClientEvent::Disconnected { reason } => { println!("disconnected: {reason}"); break; }
                     _ => {}
                 }
