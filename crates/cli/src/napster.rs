@@ -31,18 +31,29 @@ enum Sub {
         /// Make this (existing) account an administrator; may be repeated.
         #[arg(long)]
         admin: Vec<String>,
-        /// Most files one user may share.
-        #[arg(long, default_value_t = 10_000)]
-        max_shares: usize,
-        /// Most simultaneous connections.
-        #[arg(long, default_value_t = 20_000)]
-        max_connections: usize,
-        /// argon2 memory cost in KiB (lower it only for load tests).
-        #[arg(long, default_value_t = 19 * 1024)]
+        /// Most files one user may share (1..=1000000); past it, one 404 and further shares
+        /// are ignored.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        max_shares: u32,
+        /// Most simultaneous connections (1..=1000000); a newcomer past it is told "Server
+        /// is full".
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        max_connections: u32,
+        /// argon2id memory cost per password hash, in KiB (8..=1048576, i.e. 8 KiB to 1 GiB;
+        /// lower it only for load tests).
+        #[arg(long, default_value_t = 19 * 1024, value_parser = clap::value_parser!(u32).range(8..=1_048_576))]
         argon2_kib: u32,
-        /// Logins per second allowed from one address (burst: 10x).
-        #[arg(long, default_value_t = 2.0)]
+        /// Logins per second allowed from one address (0.1..=1000; burst: 10x).
+        #[arg(long, default_value_t = 2.0, value_parser = parse_login_rate)]
         login_rate: f64,
+        /// Largest message payload accepted from a client, in bytes (256..=65535): a longer
+        /// message is skipped unread and answered with a 404; the connection stays.
+        #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(256..=65_535))]
+        max_payload: u32,
+        /// Longest search (200) accepted, in bytes (16..=65535; above --max-payload the
+        /// payload limit refuses it first): a longer one gets a 404 and an empty result.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=65_535))]
+        max_search_len: u32,
         /// Time a new connection has to log in before it is closed (half-open and silent
         /// connections cost nothing for longer than this): 1s..10m.
         #[arg(long, value_parser = crate::common::parse_duration, default_value = "15s")]
@@ -71,6 +82,7 @@ enum Sub {
         who: Who,
     },
     /// Log in, share the files of DIR, serve downloads, stay online until interrupted.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Share {
         /// The folder to share.
         dir: PathBuf,
@@ -98,6 +110,7 @@ enum Sub {
         json: bool,
     },
     /// Download FILE from NICK into a folder (resumes an interrupted download).
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Get {
         /// The user sharing the file.
         nick: String,
@@ -140,6 +153,7 @@ enum Sub {
         data_listen: SocketAddr,
     },
     /// Ban a nick or a dotted IP address (administrators: see `server --admin`).
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Ban {
         /// The nick or address.
         target: String,
@@ -150,6 +164,7 @@ enum Sub {
         who: Who,
     },
     /// Lift a ban (administrators).
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Unban {
         /// The nick or address.
         target: String,
@@ -157,6 +172,7 @@ enum Sub {
         who: Who,
     },
     /// Interactive chat: lines go to the channel; /msg NICK TEXT, /join C, /part, /quit.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Chat {
         #[command(flatten)]
         who: Who,
@@ -189,6 +205,14 @@ fn motd_lines(text: &str) -> Result<Vec<String>> {
         );
     }
     Ok(lines)
+}
+
+/// `--login-rate`: a number of logins per second in 0.1..=1000.
+fn parse_login_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.1..=1000.0).contains(&v) => Ok(v),
+        _ => Err("expected a number of logins per second from 0.1 to 1000".into()),
+    }
 }
 
 /// `--name`: one word of printable ASCII, 1 to 64 characters.
@@ -323,6 +347,8 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             max_connections,
             argon2_kib,
             login_rate,
+            max_payload,
+            max_search_len,
             login_timeout,
             max_pending_per_ip,
             motd,
@@ -336,11 +362,13 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             }
             let mut o = ServerOptions::new(listen, db);
             o.admins = admin;
-            o.max_connections = max_connections;
-            o.config.max_shares_per_user = max_shares;
-            o.config.max_connections = max_connections;
-            o.config.argon2.0 = argon2_kib.max(8);
+            o.max_connections = max_connections as usize;
+            o.config.max_shares_per_user = max_shares as usize;
+            o.config.max_connections = max_connections as usize;
+            o.config.argon2.0 = argon2_kib;
             o.config.login_rate = (login_rate, login_rate * 10.0);
+            o.config.max_payload = max_payload as usize;
+            o.config.max_search_len = max_search_len as usize;
             o.config.login_timeout = login_timeout;
             o.config.max_pending_per_ip = max_pending_per_ip as usize;
             o.config.name = name;
@@ -776,9 +804,77 @@ pub async fn demo(out: &std::path::Path) -> Result<crate::demo::DemoSection> {
 
 #[cfg(test)]
 mod tests {
+    fn cmd() -> clap::Command {
+        <super::Cmd as clap::Args>::augment_args(clap::Command::new("napster"))
+    }
+
     #[test]
     fn the_napster_command_line_is_well_formed() {
-        let cmd = <super::Cmd as clap::Args>::augment_args(clap::Command::new("napster"));
-        cmd.debug_assert();
+        cmd().debug_assert();
+    }
+
+    fn server(args: &[&str]) -> Result<clap::ArgMatches, clap::Error> {
+        let mut all = vec!["napster", "server", "--db", "x.db"];
+        all.extend_from_slice(args);
+        cmd().try_get_matches_from(all)
+    }
+
+    #[test]
+    fn server_limits_outside_their_stated_range_are_usage_errors() {
+        for (flag, bad, good) in [
+            ("--argon2-kib", ["7", "1048577"], ["8", "1048576"]),
+            ("--max-shares", ["0", "1000001"], ["1", "1000000"]),
+            ("--max-connections", ["0", "1000001"], ["1", "1000000"]),
+            ("--login-rate", ["0.05", "1001"], ["0.1", "1000"]),
+            ("--max-payload", ["255", "65536"], ["256", "65535"]),
+            ("--max-search-len", ["15", "65536"], ["16", "65535"]),
+        ] {
+            for v in bad {
+                let e = server(&[flag, v]).expect_err(&format!("{flag} {v} accepted"));
+                assert_eq!(e.exit_code(), 2, "{flag} {v}: {e}");
+            }
+            for v in good {
+                server(&[flag, v]).unwrap_or_else(|e| panic!("{flag} {v}: {e}"));
+            }
+        }
+        for v in ["nan", "inf", "-1", "x"] {
+            assert!(server(&["--login-rate", v]).is_err(), "--login-rate {v}");
+        }
+        // The help states each range it enforces.
+        let mut c = cmd();
+        let help = c
+            .find_subcommand_mut("server")
+            .expect("server subcommand")
+            .render_long_help()
+            .to_string();
+        for range in [
+            "8..=1048576",
+            "1..=1000000",
+            "0.1..=1000",
+            "256..=65535",
+            "16..=65535",
+        ] {
+            assert!(help.contains(range), "{range} not in the help:\n{help}");
+        }
+    }
+
+    #[test]
+    fn every_napster_subcommand_documents_the_exit_codes() {
+        let c = cmd();
+        let mut n = 0;
+        for sub in c.get_subcommands() {
+            let after = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert_eq!(
+                after,
+                crate::common::EXIT_CODES_HELP,
+                "napster {}",
+                sub.get_name()
+            );
+            n += 1;
+        }
+        assert!(n >= 9, "{n} subcommands");
     }
 }
