@@ -837,6 +837,13 @@ mod tests {
                 server(&[flag, v]).unwrap_or_else(|e| panic!("{flag} {v}: {e}"));
             }
         }
+        // A connection that never logs in is closed after 15 s unless told otherwise.
+        let m = server(&[]).expect("defaults");
+        let (_, sub) = m.subcommand().expect("server");
+        assert_eq!(
+            sub.get_one::<std::time::Duration>("login_timeout"),
+            Some(&std::time::Duration::from_secs(15))
+        );
         for v in ["nan", "inf", "-1", "x"] {
             assert!(server(&["--login-rate", v]).is_err(), "--login-rate {v}");
         }

@@ -45,7 +45,9 @@ impl Server {
                         (t, f.payload.to_vec())
                     }
                     Ok(None) => break,
-                    Err(FrameError::TooLarge { announced, .. }) => {
+                    // Before login nothing legitimate is that long (a login is a few dozen
+                    // bytes): the connection is closed, as for any other oversized frame.
+                    Err(FrameError::TooLarge { announced, .. }) if c.user.is_some() => {
                         // The header is all we keep of it; the payload is skipped.
                         let (len, t) = wire::parse_header(c.buf.as_slice()).unwrap_or((0, 0));
                         c.buf.consume(wire::HEADER_LEN);
