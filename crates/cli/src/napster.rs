@@ -462,6 +462,17 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     println!("{}\t{}\t{}", h.nick, h.file.name, h.file.size);
                 }
             }
+            if hits.is_empty() {
+                // A refused search (too long, rate limit) ends empty after a 404: say why.
+                while let Ok(Some(e)) =
+                    tokio::time::timeout(std::time::Duration::ZERO, s.next_event()).await
+                {
+                    if let ClientEvent::Server(ServerMsg::ErrorMessage { text }) = e {
+                        s.close().await;
+                        bail!("the server refused the search: {text}");
+                    }
+                }
+            }
             s.close().await;
             if hits.is_empty() {
                 return Err(crate::common::NotFound(format!("no results for \"{query}\"")).into());
