@@ -411,3 +411,34 @@ async fn direct_browse_fetches_the_list_from_the_browsee_or_takes_its_push() {
     walled.abort();
     srv.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_direct_browse_requests_makes_a_firewalled_sharer_push_a_bounded_number() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(&tmp.path().join("nap.db")).await;
+    let w_dir = tmp.path().join("walled");
+    std::fs::create_dir_all(&w_dir).unwrap();
+    std::fs::write(w_dir.join("a.mp3"), content(10)).unwrap();
+    let walled = sharer(srv.addr, "walled", &w_dir, true).await;
+    // The "browser" listens but never greets, so every push the sharer starts stays open.
+    let trap = tokio::net::TcpListener::bind(LOCAL).await.unwrap();
+    let mut c = ClientConfig::new(srv.addr, "flooder", "pw");
+    c.data_port = trap.local_addr().unwrap().port();
+    let mut me = Session::login(c).await.unwrap();
+    for _ in 0..60 {
+        me.send(ClientMsg::DirectBrowse {
+            nick: "walled".into(),
+        })
+        .await
+        .unwrap();
+    }
+    let mut held = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Ok((s, _))) = tokio::time::timeout_at(deadline, trap.accept()).await {
+        held.push(s);
+    }
+    assert_eq!(held.len(), net::MAX_PUSHES, "pushes at once");
+    me.close().await;
+    walled.abort();
+    srv.shutdown().await.unwrap();
+}

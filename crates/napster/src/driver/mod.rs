@@ -995,8 +995,12 @@ pub async fn download(
     })
 }
 
+/// Pushes (files and lists) a sharing session runs at once, at most.
+pub const MAX_PUSHES: usize = 16;
+
 /// Serves the upload side of a sharing session until it ends: accepts upload requests
-/// (the client core does) and carries out push requests.
+/// (the client core does) and carries out push requests (files and direct-browse lists,
+/// at most [`MAX_PUSHES`] at once).
 pub async fn serve_session(
     session: &mut Session,
     share: Arc<ShareIndex>,
@@ -1004,6 +1008,9 @@ pub async fn serve_session(
 ) -> Result<(), NetError> {
     // Our list for direct browses we push (we are firewalled), encoded on first use.
     let mut list: Option<Arc<Vec<u8>>> = None;
+    // Pushes are outgoing connections that anyone may ask for: at most this many at once;
+    // a request past it is dropped (the requester times out), never queued without bound.
+    let pushes = Arc::new(tokio::sync::Semaphore::new(MAX_PUSHES));
     while let Some(e) = session.next_event().await {
         on_event(&e);
         match e {
@@ -1021,7 +1028,12 @@ pub async fn serve_session(
                         l
                     }
                 };
+                let Ok(permit) = pushes.clone().try_acquire_owned() else {
+                    tracing::info!(to = %nick, "too many pushes at once: list push dropped");
+                    continue;
+                };
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let to = SocketAddr::new(IpAddr::V4(ip), port);
                     if let Err(err) = browse::push_list(to, &bytes).await {
                         tracing::info!(to = %nick, "list push failed: {err}");
@@ -1029,9 +1041,14 @@ pub async fn serve_session(
                 });
             }
             ClientEvent::PushRequested { peer } => {
+                let Ok(permit) = pushes.clone().try_acquire_owned() else {
+                    tracing::info!(to = %peer.nick, "too many pushes at once: push dropped");
+                    continue;
+                };
                 let share = share.clone();
                 let me = session.nick.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     if let Err(err) = push_upload(&peer, &me, &share).await {
                         tracing::info!(to = %peer.nick, "push failed: {err}");
                     }
