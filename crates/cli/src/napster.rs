@@ -31,18 +31,29 @@ enum Sub {
         /// Make this (existing) account an administrator; may be repeated.
         #[arg(long)]
         admin: Vec<String>,
-        /// Most files one user may share.
-        #[arg(long, default_value_t = 10_000)]
-        max_shares: usize,
-        /// Most simultaneous connections.
-        #[arg(long, default_value_t = 20_000)]
-        max_connections: usize,
-        /// argon2 memory cost in KiB (lower it only for load tests).
-        #[arg(long, default_value_t = 19 * 1024)]
+        /// Most files one user may share (1..=1000000); past it, one 404 and further shares
+        /// are ignored.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        max_shares: u32,
+        /// Most simultaneous connections (1..=1000000); a newcomer past it is told "Server
+        /// is full".
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        max_connections: u32,
+        /// argon2id memory cost per password hash, in KiB (8..=1048576, i.e. 8 KiB to 1 GiB;
+        /// lower it only for load tests).
+        #[arg(long, default_value_t = 19 * 1024, value_parser = clap::value_parser!(u32).range(8..=1_048_576))]
         argon2_kib: u32,
-        /// Logins per second allowed from one address (burst: 10x).
-        #[arg(long, default_value_t = 2.0)]
+        /// Logins per second allowed from one address (0.1..=1000; burst: 10x).
+        #[arg(long, default_value_t = 2.0, value_parser = parse_login_rate)]
         login_rate: f64,
+        /// Largest message payload accepted from a client, in bytes (256..=65535): a longer
+        /// message is skipped unread and answered with a 404; the connection stays.
+        #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(256..=65_535))]
+        max_payload: u32,
+        /// Longest search (200) accepted, in bytes (16..=65535; above --max-payload the
+        /// payload limit refuses it first): a longer one gets a 404 and an empty result.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=65_535))]
+        max_search_len: u32,
         /// Time a new connection has to log in before it is closed (half-open and silent
         /// connections cost nothing for longer than this): 1s..10m.
         #[arg(long, value_parser = crate::common::parse_duration, default_value = "15s")]
@@ -51,8 +62,27 @@ enum Sub {
         /// oldest (1..=10000).
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         max_pending_per_ip: u32,
+        /// The message of the day: a text file, one 621 line per line (at most 64 KiB and
+        /// 200 lines; longer lines are cut at 1000 bytes), sent after every login after the
+        /// server's own lines (version, name, welcome).
+        #[arg(long, value_name = "FILE", conflicts_with = "motd_text")]
+        motd: Option<PathBuf>,
+        /// The message of the day as text; `\n` separates lines.
+        #[arg(long, value_name = "TEXT")]
+        motd_text: Option<String>,
+        /// The server's name, in the message of the day and in answers to a server ping
+        /// (750): one word of 1 to 64 printable characters.
+        #[arg(long, default_value = "servent", value_parser = parse_server_name)]
+        name: String,
+    },
+    /// Log in and print the server's message of the day (621 lines), one per line.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
+    Motd {
+        #[command(flatten)]
+        who: Who,
     },
     /// Log in, share the files of DIR, serve downloads, stay online until interrupted.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Share {
         /// The folder to share.
         dir: PathBuf,
@@ -80,6 +110,7 @@ enum Sub {
         json: bool,
     },
     /// Download FILE from NICK into a folder (resumes an interrupted download).
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Get {
         /// The user sharing the file.
         nick: String,
@@ -100,7 +131,8 @@ enum Sub {
         #[arg(long, default_value = "127.0.0.1:0")]
         data_listen: SocketAddr,
     },
-    /// List the files a user shares.
+    /// List the files a user shares (from the server's index, or with --direct from the
+    /// user's own client).
     #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Browse {
         /// The user.
@@ -110,8 +142,18 @@ enum Sub {
         /// One JSON object per file: {"nick","file","size","bitrate","freq","secs","md5"}.
         #[arg(long)]
         json: bool,
+        /// Ask the user's client for its list directly (640/641, napster.txt 5.3): we
+        /// connect to its data port and send GETLIST, or, if it is firewalled, it connects
+        /// to ours (--data-listen) and pushes the list. Fails (exit 1) with the server's
+        /// reason when that is not possible (offline, sharing nothing, both firewalled).
+        #[arg(long)]
+        direct: bool,
+        /// With --direct: address of our data port, where a firewalled user pushes its list.
+        #[arg(long, default_value = "127.0.0.1:0", requires = "direct")]
+        data_listen: SocketAddr,
     },
     /// Ban a nick or a dotted IP address (administrators: see `server --admin`).
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Ban {
         /// The nick or address.
         target: String,
@@ -122,6 +164,7 @@ enum Sub {
         who: Who,
     },
     /// Lift a ban (administrators).
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Unban {
         /// The nick or address.
         target: String,
@@ -129,6 +172,7 @@ enum Sub {
         who: Who,
     },
     /// Interactive chat: lines go to the channel; /msg NICK TEXT, /join C, /part, /quit.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Chat {
         #[command(flatten)]
         who: Who,
@@ -136,6 +180,48 @@ enum Sub {
         #[arg(long)]
         channel: Option<String>,
     },
+}
+
+/// Largest --motd file.
+const MAX_MOTD_BYTES: usize = 64 * 1024;
+
+/// The lines of a message of the day: at most 200, each cut to 1000 bytes (on a character
+/// boundary) so that every one fits a message; a trailing `\r` is dropped.
+fn motd_lines(text: &str) -> Result<Vec<String>> {
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut end = l.len().min(1000);
+            while !l.is_char_boundary(end) {
+                end -= 1;
+            }
+            l[..end].to_string()
+        })
+        .collect();
+    if lines.len() > 200 {
+        bail!(
+            "the message of the day has {} lines, at most 200",
+            lines.len()
+        );
+    }
+    Ok(lines)
+}
+
+/// `--login-rate`: a number of logins per second in 0.1..=1000.
+fn parse_login_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.1..=1000.0).contains(&v) => Ok(v),
+        _ => Err("expected a number of logins per second from 0.1 to 1000".into()),
+    }
+}
+
+/// `--name`: one word of printable ASCII, 1 to 64 characters.
+fn parse_server_name(s: &str) -> Result<String, String> {
+    if (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
+        Ok(s.to_string())
+    } else {
+        Err("expected one word of 1 to 64 printable characters (no quotes)".into())
+    }
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
@@ -261,8 +347,13 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             max_connections,
             argon2_kib,
             login_rate,
+            max_payload,
+            max_search_len,
             login_timeout,
             max_pending_per_ip,
+            motd,
+            motd_text,
+            name,
         } => {
             if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(600))
                 .contains(&login_timeout)
@@ -271,13 +362,30 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             }
             let mut o = ServerOptions::new(listen, db);
             o.admins = admin;
-            o.max_connections = max_connections;
-            o.config.max_shares_per_user = max_shares;
-            o.config.max_connections = max_connections;
-            o.config.argon2.0 = argon2_kib.max(8);
+            o.max_connections = max_connections as usize;
+            o.config.max_shares_per_user = max_shares as usize;
+            o.config.max_connections = max_connections as usize;
+            o.config.argon2.0 = argon2_kib;
             o.config.login_rate = (login_rate, login_rate * 10.0);
+            o.config.max_payload = max_payload as usize;
+            o.config.max_search_len = max_search_len as usize;
             o.config.login_timeout = login_timeout;
             o.config.max_pending_per_ip = max_pending_per_ip as usize;
+            o.config.name = name;
+            o.config.motd = match (motd, motd_text) {
+                (Some(path), _) => {
+                    let meta = std::fs::metadata(&path)
+                        .with_context(|| format!("reading --motd {}", path.display()))?;
+                    if meta.len() > MAX_MOTD_BYTES as u64 {
+                        bail!("--motd {}: larger than 64 KiB", path.display());
+                    }
+                    let bytes = std::fs::read(&path)
+                        .with_context(|| format!("reading --motd {}", path.display()))?;
+                    motd_lines(&String::from_utf8_lossy(&bytes))?
+                }
+                (None, Some(text)) => motd_lines(&text.replace("\\n", "\n"))?,
+                (None, None) => Vec::new(),
+            };
             let srv = net::start_server(o).await?;
             println!("napster server listening on {}", srv.addr);
             crate::common::stop_signal().await;
@@ -304,7 +412,11 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             };
             let port = data.as_ref().map_or(0, |(d, _)| d.addr.port());
             let mut s = who.login(port).await?;
-            let n = s.share(net::share_list(&share)).await?;
+            let files = net::share_list(&share);
+            if let Some((d, _)) = &data {
+                d.publish_list(&s.nick, &files);
+            }
+            let n = s.share(files).await?;
             println!(
                 "{} sharing {n} files from {} ({}); Ctrl-C to stop",
                 s.nick,
@@ -317,8 +429,11 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             );
             tokio::select! {
                 r = net::serve_session(&mut s, share, |e| match e {
+                    ClientEvent::Server(ServerMsg::Motd { text }) => println!("motd: {text}"),
                     ClientEvent::UploadAccepted { nick, file } => println!("upload to {nick}: {file}"),
                     ClientEvent::PushRequested { peer } => println!("pushing to {}: {}", peer.nick, peer.file),
+                    ClientEvent::DirectBrowseAccepted { nick } => println!("{nick} browses our list directly"),
+                    ClientEvent::ListPushRequested { nick, .. } => println!("pushing our list to {nick}"),
                     _ => {}
                 }) => r?,
                 _ = tokio::signal::ctrl_c() => {}
@@ -345,6 +460,17 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     crate::common::print_json(&file_json(&h.nick, &h.file));
                 } else {
                     println!("{}\t{}\t{}", h.nick, h.file.name, h.file.size);
+                }
+            }
+            if hits.is_empty() {
+                // A refused search (too long, rate limit) ends empty after a 404: say why.
+                while let Ok(Some(e)) =
+                    tokio::time::timeout(std::time::Duration::ZERO, s.next_event()).await
+                {
+                    if let ClientEvent::Server(ServerMsg::ErrorMessage { text }) = e {
+                        s.close().await;
+                        bail!("the server refused the search: {text}");
+                    }
                 }
             }
             s.close().await;
@@ -380,7 +506,31 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             s.close().await;
             Ok(())
         }
-        Sub::Browse { nick, who, json } => {
+        Sub::Browse {
+            nick,
+            who,
+            json,
+            direct: true,
+            data_listen,
+        } => {
+            let (data, task) = DataPort::bind(data_listen, None).await?;
+            let mut s = who.login(data.addr.port()).await?;
+            let r = net::direct_browse(&mut s, Some(&data), &nick).await;
+            task.abort();
+            s.close().await;
+            let files = r.with_context(|| format!("browsing {nick} directly"))?;
+            for f in files {
+                if json {
+                    crate::common::print_json(&file_json(&nick, &f));
+                } else {
+                    println!("{}\t{}", f.name, f.size);
+                }
+            }
+            Ok(())
+        }
+        Sub::Browse {
+            nick, who, json, ..
+        } => {
             let mut s = who.login(0).await?;
             match s.browse(&nick).await? {
                 Some(files) => {
@@ -444,6 +594,22 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Sub::Chat { who, channel } => chat(who, channel).await,
+        Sub::Motd { who } => {
+            let mut s = who.login(0).await?;
+            // The server sends the message of the day right after the login ack; a browse
+            // answered after it marks its end.
+            let me = s.nick.clone();
+            s.browse(&me).await?;
+            while let Ok(Some(e)) =
+                tokio::time::timeout(std::time::Duration::ZERO, s.next_event()).await
+            {
+                if let ClientEvent::Server(ServerMsg::Motd { text }) = e {
+                    println!("{text}");
+                }
+            }
+            s.close().await;
+            Ok(())
+        }
     }
 }
 
@@ -501,6 +667,7 @@ async fn chat(who: Who, channel: Option<String>) -> Result<()> {
                     ClientEvent::Server(ServerMsg::UserParted(u)) => println!("[{}] {} left", u.channel, u.nick),
                     ClientEvent::Server(ServerMsg::Topic { channel, topic }) => println!("[{channel}] topic: {topic}"),
                     ClientEvent::Server(ServerMsg::ErrorMessage { text }) => println!("server: {text}"),
+                    ClientEvent::Server(ServerMsg::Motd { text }) => println!("motd: {text}"),
                     ClientEvent::Disconnected { reason } => { println!("disconnected: {reason}"); break; }
                     _ => {}
                 }
@@ -648,9 +815,84 @@ pub async fn demo(out: &std::path::Path) -> Result<crate::demo::DemoSection> {
 
 #[cfg(test)]
 mod tests {
+    fn cmd() -> clap::Command {
+        <super::Cmd as clap::Args>::augment_args(clap::Command::new("napster"))
+    }
+
     #[test]
     fn the_napster_command_line_is_well_formed() {
-        let cmd = <super::Cmd as clap::Args>::augment_args(clap::Command::new("napster"));
-        cmd.debug_assert();
+        cmd().debug_assert();
+    }
+
+    fn server(args: &[&str]) -> Result<clap::ArgMatches, clap::Error> {
+        let mut all = vec!["napster", "server", "--db", "x.db"];
+        all.extend_from_slice(args);
+        cmd().try_get_matches_from(all)
+    }
+
+    #[test]
+    fn server_limits_outside_their_stated_range_are_usage_errors() {
+        for (flag, bad, good) in [
+            ("--argon2-kib", ["7", "1048577"], ["8", "1048576"]),
+            ("--max-shares", ["0", "1000001"], ["1", "1000000"]),
+            ("--max-connections", ["0", "1000001"], ["1", "1000000"]),
+            ("--login-rate", ["0.05", "1001"], ["0.1", "1000"]),
+            ("--max-payload", ["255", "65536"], ["256", "65535"]),
+            ("--max-search-len", ["15", "65536"], ["16", "65535"]),
+        ] {
+            for v in bad {
+                let e = server(&[flag, v]).expect_err(&format!("{flag} {v} accepted"));
+                assert_eq!(e.exit_code(), 2, "{flag} {v}: {e}");
+            }
+            for v in good {
+                server(&[flag, v]).unwrap_or_else(|e| panic!("{flag} {v}: {e}"));
+            }
+        }
+        // A connection that never logs in is closed after 15 s unless told otherwise.
+        let m = server(&[]).expect("defaults");
+        let (_, sub) = m.subcommand().expect("server");
+        assert_eq!(
+            sub.get_one::<std::time::Duration>("login_timeout"),
+            Some(&std::time::Duration::from_secs(15))
+        );
+        for v in ["nan", "inf", "-1", "x"] {
+            assert!(server(&["--login-rate", v]).is_err(), "--login-rate {v}");
+        }
+        // The help states each range it enforces.
+        let mut c = cmd();
+        let help = c
+            .find_subcommand_mut("server")
+            .expect("server subcommand")
+            .render_long_help()
+            .to_string();
+        for range in [
+            "8..=1048576",
+            "1..=1000000",
+            "0.1..=1000",
+            "256..=65535",
+            "16..=65535",
+        ] {
+            assert!(help.contains(range), "{range} not in the help:\n{help}");
+        }
+    }
+
+    #[test]
+    fn every_napster_subcommand_documents_the_exit_codes() {
+        let c = cmd();
+        let mut n = 0;
+        for sub in c.get_subcommands() {
+            let after = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert_eq!(
+                after,
+                crate::common::EXIT_CODES_HELP,
+                "napster {}",
+                sub.get_name()
+            );
+            n += 1;
+        }
+        assert!(n >= 9, "{n} subcommands");
     }
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use servent_napster::client::{ClientConfig, ClientEvent};
 use servent_napster::net::{
-    self, DataPort, RunningServer, ServerOptions, Session, download, serve_session, share_list,
+    self, DataPort, RunningServer, ServerOptions, Session, direct_browse, download, serve_session,
+    share_list,
 };
 use servent_napster::server::ServerConfig;
 use servent_napster::wire::{ClientMsg, SearchQuery};
@@ -67,7 +68,11 @@ async fn sharer(
     let mut s = Session::login(cfg(server, nick, data.as_ref().map(|d| &*d.0)))
         .await
         .unwrap();
-    let n = s.share(share_list(&share)).await.unwrap();
+    let files = share_list(&share);
+    if let Some((d, _)) = &data {
+        d.publish_list(&s.nick, &files);
+    }
+    let n = s.share(files).await.unwrap();
     assert_eq!(n, share.len());
     tokio::spawn(async move {
         let _keep = data;
@@ -342,4 +347,98 @@ async fn a_login_flood_with_real_argon2_costs_does_not_stall_a_search() {
     srv.shutdown().await.unwrap();
     let store = servent_napster::store::Store::open(&dir.path().join("nap.db")).unwrap();
     assert_eq!(store.accounts().unwrap().len(), FLOOD + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_browse_fetches_the_list_from_the_browsee_or_takes_its_push() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(&tmp.path().join("nap.db")).await;
+    let a_dir = tmp.path().join("alice");
+    let w_dir = tmp.path().join("walled");
+    std::fs::create_dir_all(a_dir.join("pixies")).unwrap();
+    std::fs::create_dir_all(&w_dir).unwrap();
+    std::fs::write(a_dir.join("pixies/Debaser.mp3"), content(1000)).unwrap();
+    std::fs::write(a_dir.join("Gigantic.mp3"), content(2000)).unwrap();
+    std::fs::write(w_dir.join("behind the wall.mp3"), content(3000)).unwrap();
+    let alice = sharer(srv.addr, "alice", &a_dir, false).await;
+    let walled = sharer(srv.addr, "walled", &w_dir, true).await;
+    let (data, data_task) = DataPort::bind(LOCAL.parse().unwrap(), None).await.unwrap();
+    let mut me = Session::login(cfg(srv.addr, "browser", Some(&data)))
+        .await
+        .unwrap();
+
+    // alice has a data port: 640 → 641 with her address, GETLIST, her list.
+    let mut got: Vec<(String, u64)> = direct_browse(&mut me, Some(&data), "alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.name, f.size))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("Gigantic.mp3".to_string(), 2000),
+            ("pixies/Debaser.mp3".to_string(), 1000)
+        ]
+    );
+    // The list is the one the server has (same md5 fields as a server browse).
+    let via_server = me.browse("alice").await.unwrap().unwrap();
+    let direct = direct_browse(&mut me, Some(&data), "alice").await.unwrap();
+    for f in &direct {
+        assert!(via_server.contains(f), "{f:?}");
+    }
+
+    // walled is firewalled: it connects to our data port and pushes (SENDLIST).
+    let pushed = direct_browse(&mut me, Some(&data), "walled").await.unwrap();
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(pushed[0].name, "behind the wall.mp3");
+    assert_eq!(pushed[0].size, 3000);
+
+    // 642s: an offline user; a firewalled browsee when we are firewalled too.
+    let e = direct_browse(&mut me, Some(&data), "nobody")
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "nobody is not online.");
+    let mut fw = Session::login(cfg(srv.addr, "fw", None)).await.unwrap();
+    let e = direct_browse(&mut fw, None, "walled").await.unwrap_err();
+    assert!(e.to_string().contains("firewalled"), "{e}");
+    fw.close().await;
+
+    me.close().await;
+    data_task.abort();
+    alice.abort();
+    walled.abort();
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_direct_browse_requests_makes_a_firewalled_sharer_push_a_bounded_number() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = server(&tmp.path().join("nap.db")).await;
+    let w_dir = tmp.path().join("walled");
+    std::fs::create_dir_all(&w_dir).unwrap();
+    std::fs::write(w_dir.join("a.mp3"), content(10)).unwrap();
+    let walled = sharer(srv.addr, "walled", &w_dir, true).await;
+    // The "browser" listens but never greets, so every push the sharer starts stays open.
+    let trap = tokio::net::TcpListener::bind(LOCAL).await.unwrap();
+    let mut c = ClientConfig::new(srv.addr, "flooder", "pw");
+    c.data_port = trap.local_addr().unwrap().port();
+    let mut me = Session::login(c).await.unwrap();
+    for _ in 0..60 {
+        me.send(ClientMsg::DirectBrowse {
+            nick: "walled".into(),
+        })
+        .await
+        .unwrap();
+    }
+    let mut held = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Ok((s, _))) = tokio::time::timeout_at(deadline, trap.accept()).await {
+        held.push(s);
+    }
+    assert_eq!(held.len(), net::MAX_PUSHES, "pushes at once");
+    me.close().await;
+    walled.abort();
+    srv.shutdown().await.unwrap();
 }

@@ -203,7 +203,37 @@ fn client_messages_match_the_documented_bytes() {
     golden_c(ClientMsg::ListChannels, 617, "");
     golden_c(ClientMsg::DataPortError { nick: "a".into() }, 626, "a");
     golden_c(ClientMsg::ChangeDataPort { port: 6699 }, 703, "6699");
-    golden_c(ClientMsg::ServerPing, 750, "");
+    golden_c(
+        ClientMsg::ServerPing {
+            server: None,
+            args: None,
+        },
+        750,
+        "",
+    );
+    golden_c(
+        ClientMsg::ServerPing {
+            server: Some("opennap.example".into()),
+            args: Some("1234 5678".into()),
+        },
+        750,
+        "opennap.example 1234 5678",
+    );
+    golden_c(ClientMsg::Motd, 621, "");
+    golden_c(
+        ClientMsg::DirectBrowse {
+            nick: "lefty".into(),
+        },
+        640,
+        "lefty",
+    );
+    golden_c(
+        ClientMsg::DirectBrowseAccept {
+            nick: "mred".into(),
+        },
+        641,
+        "mred",
+    );
     golden_c(ClientMsg::PingUser { nick: "a".into() }, 751, "a");
     golden_c(ClientMsg::PongUser { nick: "a".into() }, 752, "a");
 }
@@ -451,7 +481,63 @@ fn server_messages_match_the_documented_bytes() {
         "Help 50 OpenNap help channel",
     );
     golden_s(ServerMsg::DataPortError { nick: "a".into() }, 626, "a");
-    golden_s(ServerMsg::ServerPing, 750, "");
+    golden_s(
+        ServerMsg::ServerPing {
+            server: None,
+            args: None,
+        },
+        750,
+        "",
+    );
+    golden_s(
+        ServerMsg::ServerPing {
+            server: Some("servent".into()),
+            args: Some("t=1".into()),
+        },
+        750,
+        "servent t=1",
+    );
+    golden_s(
+        ServerMsg::Motd {
+            text: "Welcome lefty!".into(),
+        },
+        621,
+        "Welcome lefty!",
+    );
+    golden_s(ServerMsg::Motd { text: "".into() }, 621, "");
+    golden_s(
+        ServerMsg::DirectBrowseRequest {
+            nick: "mred".into(),
+            addr: None,
+        },
+        640,
+        "mred",
+    );
+    golden_s(
+        ServerMsg::DirectBrowseRequest {
+            nick: "mred".into(),
+            addr: Some((Ipv4Addr::new(127, 0, 0, 1), 6699)),
+        },
+        640,
+        "mred 16777343 6699",
+    );
+    golden_s(
+        ServerMsg::DirectBrowseAccept {
+            nick: "lefty".into(),
+            ip: Ipv4Addr::new(127, 0, 0, 1),
+            port: 6699,
+        },
+        641,
+        "lefty 16777343 6699",
+    );
+    golden_s(
+        ServerMsg::DirectBrowseError {
+            nick: "lefty".into(),
+            text: "lefty is not online.".into(),
+        },
+        642,
+        "lefty \"lefty is not online.\"",
+    );
     golden_s(ServerMsg::PingUser { nick: "a".into() }, 751, "a");
     golden_s(ServerMsg::PongUser { nick: "a".into() }, 752, "a");
 }
@@ -680,7 +766,13 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
         Just(ClientMsg::ListChannels),
         nick().prop_map(|nick| ClientMsg::DataPortError { nick }),
         any::<u16>().prop_map(|port| ClientMsg::ChangeDataPort { port }),
-        Just(ClientMsg::ServerPing),
+        (prop::option::of(word()), prop::option::of(text())).prop_map(|(server, args)| {
+            let args = server.as_ref().and(args);
+            ClientMsg::ServerPing { server, args }
+        }),
+        Just(ClientMsg::Motd),
+        nick().prop_map(|nick| ClientMsg::DirectBrowse { nick }),
+        nick().prop_map(|nick| ClientMsg::DirectBrowseAccept { nick }),
         nick().prop_map(|nick| ClientMsg::PingUser { nick }),
         nick().prop_map(|nick| ClientMsg::PongUser { nick }),
     ]
@@ -744,7 +836,19 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
             }
         }),
         nick().prop_map(|nick| ServerMsg::DataPortError { nick }),
-        Just(ServerMsg::ServerPing),
+        (prop::option::of(word()), prop::option::of(text())).prop_map(|(server, args)| {
+            let args = server.as_ref().and(args);
+            ServerMsg::ServerPing { server, args }
+        }),
+        "[^\x00]{0,60}".prop_map(|text| ServerMsg::Motd { text }),
+        (nick(), prop::option::of((ip(), any::<u16>())))
+            .prop_map(|(nick, addr)| ServerMsg::DirectBrowseRequest { nick, addr }),
+        (nick(), ip(), any::<u16>()).prop_map(|(nick, ip, port)| ServerMsg::DirectBrowseAccept {
+            nick,
+            ip,
+            port
+        }),
+        (nick(), name()).prop_map(|(nick, text)| ServerMsg::DirectBrowseError { nick, text }),
         nick().prop_map(|nick| ServerMsg::PingUser { nick }),
         nick().prop_map(|nick| ServerMsg::PongUser { nick }),
     ]

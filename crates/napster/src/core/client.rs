@@ -106,6 +106,22 @@ pub enum ClientCommand {
         /// The file.
         file: String,
     },
+    /// Ask to browse a user's files directly (640); answered by
+    /// [`ClientEvent::DirectBrowseReady`] (connect and `GETLIST`) or
+    /// [`ClientEvent::DirectBrowseFailed`]. A firewalled browsee gets no 641 from the
+    /// server: it pushes its list to our data port (`SENDLIST`) instead, and the caller that
+    /// received it ends the wait with [`ClientCommand::DirectBrowseDone`].
+    DirectBrowse {
+        /// Command id.
+        id: u64,
+        /// Whose files.
+        nick: String,
+    },
+    /// The direct browse `id` got its list some other way (pushed): stop waiting for 641.
+    DirectBrowseDone {
+        /// Command id of the [`ClientCommand::DirectBrowse`].
+        id: u64,
+    },
     /// Send a raw protocol message (chat, hotlist, stats, …); done as [`ClientEvent::Sent`].
     Send {
         /// Command id.
@@ -176,6 +192,43 @@ pub enum ClientEvent {
         /// Why.
         reason: String,
     },
+    /// The server says where to fetch `nick`'s list directly: connect to `ip:port` and
+    /// send `GETLIST`.
+    DirectBrowseReady {
+        /// Command id.
+        id: u64,
+        /// The browsee.
+        nick: String,
+        /// Their address.
+        ip: std::net::Ipv4Addr,
+        /// Their data port.
+        port: u16,
+    },
+    /// The direct browse cannot happen (642, or no answer in time).
+    DirectBrowseFailed {
+        /// Command id.
+        id: u64,
+        /// The browsee.
+        nick: String,
+        /// Why.
+        reason: String,
+    },
+    /// `nick` asked to browse our files directly and we accepted (641): they will connect
+    /// to our data port and send `GETLIST`.
+    DirectBrowseAccepted {
+        /// The requester.
+        nick: String,
+    },
+    /// `nick` wants to browse our files and we are firewalled: connect to `ip:port` and
+    /// push the list (`SENDLIST`).
+    ListPushRequested {
+        /// The requester.
+        nick: String,
+        /// Their address.
+        ip: std::net::Ipv4Addr,
+        /// Their data port.
+        port: u16,
+    },
     /// A command without its own answer was sent.
     Sent {
         /// Command id.
@@ -217,6 +270,13 @@ enum Waiting {
 }
 
 #[derive(Debug)]
+struct PendingDirect {
+    id: u64,
+    nick: String,
+    deadline: Instant,
+}
+
+#[derive(Debug)]
 struct PendingGet {
     id: u64,
     nick: String,
@@ -246,6 +306,8 @@ pub struct Client {
     searches: VecDeque<(Waiting, Instant)>,
     browses: BTreeMap<String, (u64, Vec<FileInfo>, Instant)>,
     gets: Vec<PendingGet>,
+    /// Direct browses waiting for 641/642, by lower-cased nick.
+    directs: BTreeMap<String, PendingDirect>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<ClientEvent>,
     last_error: Option<String>,
@@ -267,6 +329,7 @@ impl Client {
             searches: VecDeque::new(),
             browses: BTreeMap::new(),
             gets: Vec::new(),
+            directs: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             last_error: None,
@@ -318,7 +381,7 @@ impl Client {
     }
 
     fn pending(&self) -> usize {
-        self.searches.len() + self.browses.len() + self.gets.len()
+        self.searches.len() + self.browses.len() + self.gets.len() + self.directs.len()
     }
 
     fn finish(&mut self, reason: String) {
@@ -346,6 +409,13 @@ impl Client {
                 reason: reason.clone(),
             });
         }
+        for (_, d) in std::mem::take(&mut self.directs) {
+            self.emit(ClientEvent::DirectBrowseFailed {
+                id: d.id,
+                nick: d.nick,
+                reason: reason.clone(),
+            });
+        }
         self.emit(ClientEvent::Disconnected { reason });
     }
 
@@ -357,8 +427,14 @@ impl Client {
             | ClientCommand::Search { id, .. }
             | ClientCommand::Browse { id, .. }
             | ClientCommand::Download { id, .. }
+            | ClientCommand::DirectBrowse { id, .. }
+            | ClientCommand::DirectBrowseDone { id }
             | ClientCommand::Send { id, .. } => *id,
         };
+        if let ClientCommand::DirectBrowseDone { id } = cmd {
+            self.directs.retain(|_, d| d.id != id);
+            return;
+        }
         if self.finished {
             return self.emit(ClientEvent::Refused {
                 id,
@@ -370,6 +446,7 @@ impl Client {
             ClientCommand::Search { .. }
                 | ClientCommand::Browse { .. }
                 | ClientCommand::Download { .. }
+                | ClientCommand::DirectBrowse { .. }
         );
         if waits && self.pending() >= self.cfg.max_pending {
             return self.emit(ClientEvent::Refused {
@@ -436,6 +513,19 @@ impl Client {
                     });
                     ClientEvent::Sent { id }
                 }),
+            ClientCommand::DirectBrowse { id, nick } => {
+                let k = nick.to_ascii_lowercase();
+                if self.directs.contains_key(&k) {
+                    Err(format!("already browsing {nick}"))
+                } else {
+                    self.send(&ClientMsg::DirectBrowse { nick: nick.clone() })
+                        .map(|()| {
+                            self.directs.insert(k, PendingDirect { id, nick, deadline });
+                            ClientEvent::Sent { id }
+                        })
+                }
+            }
+            ClientCommand::DirectBrowseDone { id } => Ok(ClientEvent::Sent { id }),
             ClientCommand::Send { id, msg } => self.send(&msg).map(|()| ClientEvent::Sent { id }),
         };
         match r {
@@ -564,8 +654,45 @@ impl Client {
                 let _ = self.send(&ClientMsg::PongUser { nick: nick.clone() });
                 self.emit(ClientEvent::Server(ServerMsg::PingUser { nick }));
             }
-            ServerMsg::ServerPing => {
-                let _ = self.send(&ClientMsg::ServerPing);
+            ServerMsg::ServerPing { server: None, .. } => {
+                // The server pings us: answer with our nick, as Napster 2.0b5a does.
+                let _ = self.send(&ClientMsg::ServerPing {
+                    server: Some(self.cfg.nick.clone()),
+                    args: None,
+                });
+            }
+            ServerMsg::DirectBrowseRequest { nick, addr } => match addr {
+                Some((ip, port)) => self.emit(ClientEvent::ListPushRequested { nick, ip, port }),
+                None if self.cfg.data_port != 0 => {
+                    let _ = self.send(&ClientMsg::DirectBrowseAccept { nick: nick.clone() });
+                    self.emit(ClientEvent::DirectBrowseAccepted { nick });
+                }
+                // Nobody can connect to us: no accept, the server answers 642 in time.
+                None => {}
+            },
+            ServerMsg::DirectBrowseAccept { nick, ip, port } => {
+                if let Some(d) = self.directs.remove(&nick.to_ascii_lowercase()) {
+                    self.emit(ClientEvent::DirectBrowseReady {
+                        id: d.id,
+                        nick,
+                        ip,
+                        port,
+                    });
+                }
+            }
+            ServerMsg::DirectBrowseError { nick, text } => {
+                if let Some(d) = self.directs.remove(&nick.to_ascii_lowercase()) {
+                    self.emit(ClientEvent::DirectBrowseFailed {
+                        id: d.id,
+                        nick,
+                        reason: text,
+                    });
+                } else {
+                    self.emit(ClientEvent::Server(ServerMsg::DirectBrowseError {
+                        nick,
+                        text,
+                    }));
+                }
             }
             other => self.emit(ClientEvent::Server(other)),
         }
@@ -705,6 +832,21 @@ impl Core for Client {
                 reason: "no answer from the server".into(),
             });
         }
+        let due: Vec<String> = self
+            .directs
+            .iter()
+            .filter(|(_, d)| d.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            if let Some(d) = self.directs.remove(&k) {
+                self.emit(ClientEvent::DirectBrowseFailed {
+                    id: d.id,
+                    nick: d.nick,
+                    reason: "no answer from the server".into(),
+                });
+            }
+        }
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -722,6 +864,7 @@ impl Core for Client {
         let s = self.searches.front().map(|(_, at)| *at);
         let b = self.browses.values().map(|(_, _, at)| *at).min();
         let g = self.gets.iter().map(|g| g.deadline).min();
-        [s, b, g].into_iter().flatten().min()
+        let d = self.directs.values().map(|d| d.deadline).min();
+        [s, b, g, d].into_iter().flatten().min()
     }
 }

@@ -6,7 +6,10 @@
 //! module adds what is not protocol logic: the database, files on disk, and the byte
 //! streams of transfers, parsed with the sans-IO codecs of [`crate::transfer`].
 
+mod browse;
 pub mod store;
+
+pub use browse::direct_browse;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::SeekFrom;
@@ -594,6 +597,10 @@ pub struct DataPort {
     pub addr: SocketAddr,
     share: Option<Arc<ShareIndex>>,
     pushes: Mutex<BTreeMap<PushKey, PushWaiter>>,
+    /// Our answer to `GETLIST`, once [`DataPort::publish_list`] gave it.
+    list: Mutex<Option<Arc<Vec<u8>>>>,
+    /// Direct browses waiting for a firewalled browsee's `SENDLIST`, by lower-cased nick.
+    lists: Mutex<BTreeMap<String, browse::ListWaiter>>,
     /// Uploads finished (bytes sent), for reports.
     pub uploads: Mutex<Vec<(String, u64)>>,
 }
@@ -612,6 +619,8 @@ impl DataPort {
             addr,
             share,
             pushes: Mutex::new(BTreeMap::new()),
+            list: Mutex::new(None),
+            lists: Mutex::new(BTreeMap::new()),
             uploads: Mutex::new(Vec::new()),
         });
         let p = port.clone();
@@ -645,6 +654,11 @@ impl DataPort {
         let mut buf = Vec::new();
         let (cmd, used) = read_until(&mut s, &mut buf, transfer::parse_command).await?;
         buf.drain(..used);
+        match cmd {
+            Command::GetList => return self.serve_list(s).await,
+            Command::SendList => return self.take_pushed_list(s, buf).await,
+            Command::Get | Command::Send => {}
+        }
         let (req, used) = read_until(&mut s, &mut buf, Request::parse).await?;
         buf.drain(..used);
         match cmd {
@@ -663,10 +677,7 @@ impl DataPort {
                     }
                 }
             }
-            Command::GetList => {
-                let _ = s.write_all(b"INVALID REQUEST").await;
-                Err(NetError::Refused("direct browse is not served".into()))
-            }
+            Command::GetList | Command::SendList => Ok(()),
         }
     }
 
@@ -710,6 +721,21 @@ impl DataPort {
         }
         rx
     }
+}
+
+/// Connects to a data port (bounded) and reads its greeting, the one byte `1`; the peer
+/// sends nothing more before we speak.
+async fn connect_hello(to: SocketAddr) -> Result<TcpStream, NetError> {
+    let mut s = tokio::time::timeout(TRANSFER_IDLE, TcpStream::connect(to))
+        .await
+        .map_err(|_| NetError::Timeout(format!("connecting to {to}")))?
+        .map_err(io(format!("connecting to {to}")))?;
+    let mut buf = Vec::new();
+    let hello = read_until(&mut s, &mut buf, |b| Ok(b.first().copied())).await?;
+    if hello != transfer::HELLO || buf.len() > 1 {
+        return Err(TransferError::BadGreeting.into());
+    }
+    Ok(s)
 }
 
 /// Reads into `buf` until `parse` finds something, with the idle timeout and a size cap.
@@ -794,17 +820,8 @@ pub async fn push_upload(
         .ok_or_else(|| NetError::Refused(format!("not sharing {:?}", peer.file)))?
         .clone();
     let to = SocketAddr::new(IpAddr::V4(peer.ip), peer.port);
-    let mut s = tokio::time::timeout(TRANSFER_IDLE, TcpStream::connect(to))
-        .await
-        .map_err(|_| NetError::Timeout(format!("connecting to {to}")))?
-        .map_err(io(format!("connecting to {to}")))?;
+    let mut s = connect_hello(to).await?;
     let mut buf = Vec::new();
-    read_until(&mut s, &mut buf, |b| {
-        Ok(b.first().map(|&c| c == transfer::HELLO))
-    })
-    .await?
-    .then_some(())
-    .ok_or(TransferError::BadGreeting)?;
     let line = Request {
         nick: my_nick.into(),
         file: f.path.clone(),
@@ -881,16 +898,8 @@ pub async fn download(
     let (mut s, pushed, leftover) = match &route {
         Route::Direct(peer) => {
             let to = SocketAddr::new(IpAddr::V4(peer.ip), peer.port);
-            let mut s = tokio::time::timeout(TRANSFER_IDLE, TcpStream::connect(to))
-                .await
-                .map_err(|_| NetError::Timeout(format!("connecting to {to}")))?
-                .map_err(io(format!("connecting to {to}")))?;
+            let mut s = connect_hello(to).await?;
             let mut buf = Vec::new();
-            read_until(&mut s, &mut buf, |b| Ok(b.first().copied()))
-                .await?
-                .eq(&transfer::HELLO)
-                .then_some(())
-                .ok_or(TransferError::BadGreeting)?;
             let line = Request {
                 nick: session.nick.clone(),
                 file: file.into(),
@@ -986,20 +995,60 @@ pub async fn download(
     })
 }
 
+/// Pushes (files and lists) a sharing session runs at once, at most.
+pub const MAX_PUSHES: usize = 16;
+
 /// Serves the upload side of a sharing session until it ends: accepts upload requests
-/// (the client core does) and carries out push requests.
+/// (the client core does) and carries out push requests (files and direct-browse lists,
+/// at most [`MAX_PUSHES`] at once).
 pub async fn serve_session(
     session: &mut Session,
     share: Arc<ShareIndex>,
     mut on_event: impl FnMut(&ClientEvent),
 ) -> Result<(), NetError> {
+    // Our list for direct browses we push (we are firewalled), encoded on first use.
+    let mut list: Option<Arc<Vec<u8>>> = None;
+    // Pushes are outgoing connections that anyone may ask for: at most this many at once;
+    // a request past it is dropped (the requester times out), never queued without bound.
+    let pushes = Arc::new(tokio::sync::Semaphore::new(MAX_PUSHES));
     while let Some(e) = session.next_event().await {
         on_event(&e);
         match e {
+            ClientEvent::ListPushRequested { nick, ip, port } => {
+                let bytes = match &list {
+                    Some(l) => l.clone(),
+                    None => {
+                        let (me, sh) = (session.nick.clone(), share.clone());
+                        let l = tokio::task::spawn_blocking(move || {
+                            Arc::new(transfer::encode_list(&me, &share_list(&sh)))
+                        })
+                        .await
+                        .map_err(|e| NetError::Refused(format!("listing the share: {e}")))?;
+                        list = Some(l.clone());
+                        l
+                    }
+                };
+                let Ok(permit) = pushes.clone().try_acquire_owned() else {
+                    tracing::info!(to = %nick, "too many pushes at once: list push dropped");
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let to = SocketAddr::new(IpAddr::V4(ip), port);
+                    if let Err(err) = browse::push_list(to, &bytes).await {
+                        tracing::info!(to = %nick, "list push failed: {err}");
+                    }
+                });
+            }
             ClientEvent::PushRequested { peer } => {
+                let Ok(permit) = pushes.clone().try_acquire_owned() else {
+                    tracing::info!(to = %peer.nick, "too many pushes at once: push dropped");
+                    continue;
+                };
                 let share = share.clone();
                 let me = session.nick.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     if let Err(err) = push_upload(&peer, &me, &share).await {
                         tracing::info!(to = %peer.nick, "push failed: {err}");
                     }

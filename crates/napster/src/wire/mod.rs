@@ -13,6 +13,8 @@
 //! client). Each has `encode` (into a caller-owned buffer) and `decode(kind, payload)`.
 //! Decoders never panic and never allocate more than the payload they were given.
 
+mod client_msg;
+mod server_msg;
 pub mod transfer;
 
 use std::fmt;
@@ -95,7 +97,11 @@ pub mod kind {
     pub const UNBAN: u16 = 614;
     pub const LIST_CHANNELS: u16 = 617;
     pub const CHANNEL_ENTRY: u16 = 618;
+    pub const MOTD: u16 = 621;
     pub const DATA_PORT_ERROR: u16 = 626;
+    pub const DIRECT_BROWSE: u16 = 640;
+    pub const DIRECT_BROWSE_ACCEPT: u16 = 641;
+    pub const DIRECT_BROWSE_ERROR: u16 = 642;
     pub const CHANGE_DATA_PORT: u16 = 703;
     pub const SERVER_PING: u16 = 750;
     pub const PING_USER: u16 = 751;
@@ -498,8 +504,27 @@ pub enum ClientMsg {
         /// New port (0: firewalled).
         port: u16,
     },
-    /// 750: server ping.
-    ServerPing,
+    /// 621: send the message of the day again.
+    Motd,
+    /// 640: ask to browse `nick`'s files directly (napster.txt §5.3); answered by 641 or
+    /// 642.
+    DirectBrowse {
+        /// Whose files.
+        nick: String,
+    },
+    /// 641: we accept the direct browse `nick` asked for (after a 640 from the server).
+    DirectBrowseAccept {
+        /// The requester.
+        nick: String,
+    },
+    /// 750: server ping; answered by 750 with the server's name.
+    ServerPing {
+        /// The server pinged (`None`: the one we are connected to). Napster 2.0b5a puts
+        /// its own nick here to answer a ping from the server.
+        server: Option<String>,
+        /// Anything after it, echoed back in the answer.
+        args: Option<String>,
+    },
     /// 751: ping a user.
     PingUser {
         /// Whom.
@@ -673,8 +698,43 @@ pub enum ServerMsg {
         /// The downloader.
         nick: String,
     },
-    /// 750: server ping (answer with 750).
-    ServerPing,
+    /// 621: one line of the message of the day (may be empty).
+    Motd {
+        /// The line.
+        text: String,
+    },
+    /// 640: `nick` wants to browse our files directly. `addr` is theirs, given when we
+    /// are firewalled: we connect to it and push the list (`SENDLIST`).
+    DirectBrowseRequest {
+        /// The requester.
+        nick: String,
+        /// The requester's address and data port, when we must push.
+        addr: Option<(Ipv4Addr, u16)>,
+    },
+    /// 641: `nick` accepted our direct browse; connect to `ip:port` and `GETLIST`.
+    DirectBrowseAccept {
+        /// The browsee.
+        nick: String,
+        /// Their address.
+        ip: Ipv4Addr,
+        /// Their data port.
+        port: u16,
+    },
+    /// 642: the direct browse of `nick` is not possible.
+    DirectBrowseError {
+        /// The browsee.
+        nick: String,
+        /// Why.
+        text: String,
+    },
+    /// 750: server ping. From the server with no fields, it asks for an answer; with the
+    /// server's name (and our `args`), it answers ours.
+    ServerPing {
+        /// The server's name.
+        server: Option<String>,
+        /// What our ping carried after the server name.
+        args: Option<String>,
+    },
     /// 751: a user pings us (answer with 752).
     PingUser {
         /// Who.
@@ -803,6 +863,17 @@ impl<'a> Fields<'a> {
             return Err(self.missing(field));
         }
         Ok(r)
+    }
+
+    /// A 750's fields: an optional server name (or nick), then optional text.
+    fn ping(&mut self) -> Result<(Option<String>, Option<String>), DecodeError> {
+        if self.at_end() {
+            return Ok((None, None));
+        }
+        let server = self.word("server")?.to_string();
+        let r = self.s.strip_prefix(' ').unwrap_or(self.s);
+        self.s = "";
+        Ok((Some(server), (!r.is_empty()).then(|| r.to_string())))
     }
 
     fn end(&mut self) -> Result<(), DecodeError> {
@@ -947,6 +1018,24 @@ impl<'a> Out<'a> {
         Ok(self)
     }
 
+    fn ping(
+        &mut self,
+        server: &Option<String>,
+        args: &Option<String>,
+    ) -> Result<&mut Self, EncodeError> {
+        match (server, args) {
+            (Some(s), a) => {
+                self.word("server", s)?;
+                if let Some(a) = a {
+                    self.rest("args", a)?;
+                }
+            }
+            (None, Some(_)) => return Err(self.bad("server")),
+            (None, None) => {}
+        }
+        Ok(self)
+    }
+
     fn finish(self) -> Result<(), EncodeError> {
         let len = self.buf.len() - self.start - HEADER_LEN;
         let Ok(l16) = u16::try_from(len) else {
@@ -975,6 +1064,38 @@ fn encode_with(
             buf.truncate(start);
             Err(e)
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Share fields outside a message (direct-browse lists)
+
+impl FileInfo {
+    /// Parses the fields of a share (100) message, `"<filename>" <md5> <size> <bitrate>
+    /// <freq> <secs>`: one line of a direct-browse list (napster.txt §5.3).
+    pub fn parse_share_fields(line: &str) -> Result<FileInfo, DecodeError> {
+        let mut f = Fields::new(kind::SHARE, line);
+        let info = f.file_info()?;
+        f.end()?;
+        Ok(info)
+    }
+
+    /// The fields of a share (100) message, as one line of a direct-browse list carries
+    /// them (without the line feed); refused if the name holds a quote or a line break.
+    pub fn share_fields(&self) -> Result<Vec<u8>, EncodeError> {
+        if self.name.contains(['\n', '\r']) {
+            return Err(EncodeError::Field {
+                kind: kind::SHARE,
+                field: "filename",
+            });
+        }
+        let mut buf = Vec::new();
+        {
+            let mut o = Out::new(&mut buf, kind::SHARE);
+            o.file_info(self)?;
+        }
+        buf.drain(..HEADER_LEN);
+        Ok(buf)
     }
 }
 
@@ -1055,571 +1176,6 @@ impl fmt::Display for SearchQuery {
         let mut o = Out::new(&mut buf, kind::SEARCH);
         self.encode_into(&mut o).map_err(|_| fmt::Error)?;
         f.write_str(&String::from_utf8_lossy(&buf[HEADER_LEN..]))
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Client messages
-
-impl ClientMsg {
-    /// The message type number.
-    pub fn kind(&self) -> u16 {
-        use kind::*;
-        match self {
-            ClientMsg::Login { .. } => LOGIN,
-            ClientMsg::Register { .. } => REGISTER,
-            ClientMsg::NickCheck { .. } => NICK_CHECK,
-            ClientMsg::Share(_) => SHARE,
-            ClientMsg::Unshare { .. } => UNSHARE,
-            ClientMsg::UnshareAll => UNSHARE_ALL,
-            ClientMsg::Search(_) => SEARCH,
-            ClientMsg::DownloadRequest { .. } => DOWNLOAD_REQUEST,
-            ClientMsg::PrivateMessage { .. } => PRIVATE_MESSAGE,
-            ClientMsg::HotlistAdd { .. } => HOTLIST_ADD,
-            ClientMsg::HotlistInit { .. } => HOTLIST_INIT,
-            ClientMsg::Browse { .. } => BROWSE,
-            ClientMsg::Stats => STATS,
-            ClientMsg::Downloading => DOWNLOADING,
-            ClientMsg::DownloadDone => DOWNLOAD_DONE,
-            ClientMsg::Uploading => UPLOADING,
-            ClientMsg::UploadDone => UPLOAD_DONE,
-            ClientMsg::HotlistRemove { .. } => HOTLIST_REMOVE,
-            ClientMsg::Join { .. } => JOIN,
-            ClientMsg::Part { .. } => PART,
-            ClientMsg::Say { .. } => SAY,
-            ClientMsg::SetTopic { .. } => TOPIC,
-            ClientMsg::AltDownloadRequest { .. } => ALT_DOWNLOAD_REQUEST,
-            ClientMsg::UploadAccept { .. } => UPLOAD_ACCEPT,
-            ClientMsg::Ban { .. } => BAN,
-            ClientMsg::Unban { .. } => UNBAN,
-            ClientMsg::ListChannels => LIST_CHANNELS,
-            ClientMsg::DataPortError { .. } => DATA_PORT_ERROR,
-            ClientMsg::ChangeDataPort { .. } => CHANGE_DATA_PORT,
-            ClientMsg::ServerPing => SERVER_PING,
-            ClientMsg::PingUser { .. } => PING_USER,
-            ClientMsg::PongUser { .. } => PONG_USER,
-        }
-    }
-
-    /// Appends the whole message (header and payload) to `buf`; on error `buf` is unchanged.
-    pub fn encode(&self, buf: &mut Vec<u8>) -> Result<(), EncodeError> {
-        encode_with(buf, self.kind(), |o| {
-            match self {
-                ClientMsg::Login {
-                    nick,
-                    password,
-                    port,
-                    client,
-                    link,
-                } => {
-                    o.word("nick", nick)?
-                        .word("password", password)?
-                        .num(port)
-                        .quoted("client-info", client)?
-                        .num(link.get());
-                }
-                ClientMsg::Register {
-                    nick,
-                    password,
-                    port,
-                    client,
-                    link,
-                    email,
-                } => {
-                    o.word("nick", nick)?
-                        .word("password", password)?
-                        .num(port)
-                        .quoted("client-info", client)?
-                        .num(link.get())
-                        .word("email", email)?;
-                }
-                ClientMsg::NickCheck { nick }
-                | ClientMsg::HotlistAdd { nick }
-                | ClientMsg::HotlistInit { nick }
-                | ClientMsg::Browse { nick }
-                | ClientMsg::HotlistRemove { nick }
-                | ClientMsg::DataPortError { nick }
-                | ClientMsg::PingUser { nick }
-                | ClientMsg::PongUser { nick } => {
-                    o.word("nick", nick)?;
-                }
-                ClientMsg::Share(f) => {
-                    o.file_info(f)?;
-                }
-                ClientMsg::Unshare { name } => {
-                    o.quoted("filename", name)?;
-                }
-                ClientMsg::Search(q) => q.encode_into(o)?,
-                ClientMsg::DownloadRequest { nick, file }
-                | ClientMsg::AltDownloadRequest { nick, file }
-                | ClientMsg::UploadAccept { nick, file } => {
-                    o.word("nick", nick)?.quoted("filename", file)?;
-                }
-                ClientMsg::PrivateMessage { to, text } => {
-                    o.word("nick", to)?.rest("message", text)?;
-                }
-                ClientMsg::Join { channel } | ClientMsg::Part { channel } => {
-                    o.word("channel", channel)?;
-                }
-                ClientMsg::Say { channel, text } => {
-                    o.word("channel", channel)?.rest("message", text)?;
-                }
-                ClientMsg::SetTopic { channel, topic } => {
-                    o.word("channel", channel)?.rest("topic", topic)?;
-                }
-                ClientMsg::Ban { target, reason } => {
-                    o.word("target", target)?;
-                    if let Some(r) = reason {
-                        o.quoted("reason", r)?;
-                    }
-                }
-                ClientMsg::Unban { target } => {
-                    o.word("target", target)?;
-                }
-                ClientMsg::ChangeDataPort { port } => {
-                    o.num(port);
-                }
-                ClientMsg::UnshareAll
-                | ClientMsg::Stats
-                | ClientMsg::Downloading
-                | ClientMsg::DownloadDone
-                | ClientMsg::Uploading
-                | ClientMsg::UploadDone
-                | ClientMsg::ListChannels
-                | ClientMsg::ServerPing => {}
-            }
-            Ok(())
-        })
-    }
-
-    /// Decodes the payload of a message of type `kind` sent by a client.
-    pub fn decode(kind: u16, payload: &[u8]) -> Result<ClientMsg, DecodeError> {
-        use kind::*;
-        let text = payload_text(payload);
-        let mut f = Fields::new(kind, &text);
-        let s = |v: &str| v.to_string();
-        let msg = match kind {
-            LOGIN => {
-                let m = ClientMsg::Login {
-                    nick: s(f.word("nick")?),
-                    password: s(f.word("password")?),
-                    port: f.num("port")?,
-                    client: s(f.quoted("client-info")?),
-                    link: f.link("link-type")?,
-                };
-                // The Windows client appends its build number.
-                if !f.at_end() {
-                    let _build: u32 = f.num("num")?;
-                }
-                m
-            }
-            REGISTER => ClientMsg::Register {
-                nick: s(f.word("nick")?),
-                password: s(f.word("password")?),
-                port: f.num("port")?,
-                client: s(f.quoted("client-info")?),
-                link: f.link("speed")?,
-                email: s(f.word("email-address")?),
-            },
-            NICK_CHECK => ClientMsg::NickCheck {
-                nick: s(f.word("nick")?),
-            },
-            SHARE => ClientMsg::Share(f.file_info()?),
-            UNSHARE => {
-                // Spec: `<filename>`; clients send it with or without quotes, with spaces.
-                let t = f.rest("filename")?;
-                let name = t
-                    .strip_prefix('"')
-                    .and_then(|x| x.strip_suffix('"'))
-                    .unwrap_or(t);
-                return Ok(ClientMsg::Unshare { name: s(name) });
-            }
-            UNSHARE_ALL => {
-                empty(kind, &text)?;
-                ClientMsg::UnshareAll
-            }
-            SEARCH => return SearchQuery::parse(&text).map(ClientMsg::Search),
-            DOWNLOAD_REQUEST => ClientMsg::DownloadRequest {
-                nick: s(f.word("nick")?),
-                file: s(f.quoted("filename")?),
-            },
-            ALT_DOWNLOAD_REQUEST => ClientMsg::AltDownloadRequest {
-                nick: s(f.word("nick")?),
-                file: s(f.quoted("filename")?),
-            },
-            UPLOAD_ACCEPT => ClientMsg::UploadAccept {
-                nick: s(f.word("nick")?),
-                file: s(f.quoted("filename")?),
-            },
-            PRIVATE_MESSAGE => ClientMsg::PrivateMessage {
-                to: s(f.word("nick")?),
-                text: s(f.rest("message")?),
-            },
-            HOTLIST_ADD => ClientMsg::HotlistAdd {
-                nick: s(f.word("user")?),
-            },
-            HOTLIST_INIT => ClientMsg::HotlistInit {
-                nick: s(f.word("user")?),
-            },
-            HOTLIST_REMOVE => ClientMsg::HotlistRemove {
-                nick: s(f.word("user")?),
-            },
-            BROWSE => ClientMsg::Browse {
-                nick: s(f.word("nick")?),
-            },
-            STATS | DOWNLOADING | DOWNLOAD_DONE | UPLOADING | UPLOAD_DONE | LIST_CHANNELS => {
-                empty(kind, &text)?;
-                match kind {
-                    STATS => ClientMsg::Stats,
-                    DOWNLOADING => ClientMsg::Downloading,
-                    DOWNLOAD_DONE => ClientMsg::DownloadDone,
-                    UPLOADING => ClientMsg::Uploading,
-                    UPLOAD_DONE => ClientMsg::UploadDone,
-                    _ => ClientMsg::ListChannels,
-                }
-            }
-            SERVER_PING => {
-                // Napster 2.0 answers a server ping with its own nick; either form is fine.
-                return Ok(ClientMsg::ServerPing);
-            }
-            JOIN => ClientMsg::Join {
-                channel: s(f.word("channel-name")?),
-            },
-            PART => ClientMsg::Part {
-                channel: s(f.word("channel-name")?),
-            },
-            SAY => ClientMsg::Say {
-                channel: s(f.word("channel")?),
-                text: s(f.rest("message")?),
-            },
-            TOPIC => ClientMsg::SetTopic {
-                channel: s(f.word("channel")?),
-                topic: s(f.rest("topic")?),
-            },
-            BAN => {
-                let target = s(f.word("nick|ip")?);
-                let reason = if f.at_end() {
-                    None
-                } else {
-                    Some(s(f.quoted("reason")?))
-                };
-                ClientMsg::Ban { target, reason }
-            }
-            UNBAN => {
-                let target = s(f.word("nick|ip")?);
-                // An optional quoted reason is accepted and not kept.
-                if !f.at_end() {
-                    f.quoted("reason")?;
-                }
-                ClientMsg::Unban { target }
-            }
-            DATA_PORT_ERROR => ClientMsg::DataPortError {
-                nick: s(f.word("user")?),
-            },
-            CHANGE_DATA_PORT => ClientMsg::ChangeDataPort {
-                port: f.num("port")?,
-            },
-            PING_USER => ClientMsg::PingUser {
-                nick: s(f.word("user")?),
-            },
-            PONG_USER => ClientMsg::PongUser {
-                nick: s(f.word("user")?),
-            },
-            other => return Err(DecodeError::Unknown(other)),
-        };
-        f.end()?;
-        Ok(msg)
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Server messages
-
-impl ServerMsg {
-    /// The message type number.
-    pub fn kind(&self) -> u16 {
-        use kind::*;
-        match self {
-            ServerMsg::Error { .. } => ERROR,
-            ServerMsg::LoginAck { .. } => LOGIN_ACK,
-            ServerMsg::NickFree => NICK_FREE,
-            ServerMsg::NickTaken => NICK_TAKEN,
-            ServerMsg::NickInvalid => NICK_INVALID,
-            ServerMsg::SearchResult(_) => SEARCH_RESULT,
-            ServerMsg::SearchEnd => SEARCH_END,
-            ServerMsg::DownloadAck(_) => DOWNLOAD_ACK,
-            ServerMsg::PrivateMessage { .. } => PRIVATE_MESSAGE,
-            ServerMsg::GetError { .. } => GET_ERROR,
-            ServerMsg::HotlistSignon { .. } => HOTLIST_SIGNON,
-            ServerMsg::HotlistSignoff { .. } => HOTLIST_SIGNOFF,
-            ServerMsg::BrowseEntry { .. } => BROWSE_ENTRY,
-            ServerMsg::BrowseEnd { .. } => BROWSE_END,
-            ServerMsg::Stats { .. } => STATS,
-            ServerMsg::HotlistAck { .. } => HOTLIST_ACK,
-            ServerMsg::HotlistError { .. } => HOTLIST_ERROR,
-            ServerMsg::Parted { .. } => PART,
-            ServerMsg::ChannelMessage { .. } => CHANNEL_MESSAGE,
-            ServerMsg::ErrorMessage { .. } => ERROR_MESSAGE,
-            ServerMsg::JoinAck { .. } => JOIN_ACK,
-            ServerMsg::UserJoined(_) => USER_JOINED,
-            ServerMsg::UserParted(_) => USER_PARTED,
-            ServerMsg::ChannelUser(_) => CHANNEL_USER,
-            ServerMsg::ChannelUsersEnd { .. } => CHANNEL_USERS_END,
-            ServerMsg::Topic { .. } => TOPIC,
-            ServerMsg::AltDownloadAck(_) => ALT_DOWNLOAD_ACK,
-            ServerMsg::UploadRequest { .. } => UPLOAD_REQUEST,
-            ServerMsg::AcceptFailed { .. } => ACCEPT_FAILED,
-            ServerMsg::ChannelListEnd => LIST_CHANNELS,
-            ServerMsg::ChannelEntry { .. } => CHANNEL_ENTRY,
-            ServerMsg::DataPortError { .. } => DATA_PORT_ERROR,
-            ServerMsg::ServerPing => SERVER_PING,
-            ServerMsg::PingUser { .. } => PING_USER,
-            ServerMsg::PongUser { .. } => PONG_USER,
-        }
-    }
-
-    /// Appends the whole message (header and payload) to `buf`; on error `buf` is unchanged.
-    pub fn encode(&self, buf: &mut Vec<u8>) -> Result<(), EncodeError> {
-        encode_with(buf, self.kind(), |o| {
-            match self {
-                ServerMsg::Error { text } | ServerMsg::ErrorMessage { text } => {
-                    o.rest("message", text)?;
-                }
-                ServerMsg::LoginAck { email } => {
-                    o.word("email", email)?;
-                }
-                ServerMsg::SearchResult(h) => {
-                    o.file_info(&h.file)?
-                        .word("nick", &h.nick)?
-                        .num(ip_to_wire(h.ip))
-                        .num(h.link.get());
-                }
-                ServerMsg::DownloadAck(p) | ServerMsg::AltDownloadAck(p) => {
-                    o.peer_file(p)?;
-                }
-                ServerMsg::PrivateMessage { from, text } => {
-                    o.word("nick", from)?.rest("message", text)?;
-                }
-                ServerMsg::GetError { nick, file } | ServerMsg::AcceptFailed { nick, file } => {
-                    o.word("nick", nick)?.quoted("filename", file)?;
-                }
-                ServerMsg::HotlistSignon { nick, link } => {
-                    o.word("user", nick)?.num(link.get());
-                }
-                ServerMsg::HotlistSignoff { nick }
-                | ServerMsg::HotlistAck { nick }
-                | ServerMsg::HotlistError { nick }
-                | ServerMsg::DataPortError { nick }
-                | ServerMsg::PingUser { nick }
-                | ServerMsg::PongUser { nick } => {
-                    o.word("user", nick)?;
-                }
-                ServerMsg::BrowseEntry { nick, file } => {
-                    o.word("nick", nick)?.file_info(file)?;
-                }
-                ServerMsg::BrowseEnd { nick, ip } => {
-                    o.word("nick", nick)?;
-                    if let Some(ip) = ip {
-                        o.num(ip_to_wire(*ip));
-                    }
-                }
-                ServerMsg::Stats {
-                    users,
-                    files,
-                    gigabytes,
-                } => {
-                    o.num(users).num(files).num(gigabytes);
-                }
-                ServerMsg::Parted { channel }
-                | ServerMsg::JoinAck { channel }
-                | ServerMsg::ChannelUsersEnd { channel } => {
-                    o.word("channel", channel)?;
-                }
-                ServerMsg::ChannelMessage {
-                    channel,
-                    nick,
-                    text,
-                } => {
-                    o.word("channel", channel)?
-                        .word("nick", nick)?
-                        .rest("text", text)?;
-                }
-                ServerMsg::UserJoined(u) | ServerMsg::UserParted(u) | ServerMsg::ChannelUser(u) => {
-                    o.channel_user(u)?;
-                }
-                ServerMsg::Topic { channel, topic } => {
-                    o.word("channel", channel)?.rest("topic", topic)?;
-                }
-                ServerMsg::UploadRequest { nick, file, link } => {
-                    o.word("nick", nick)?.quoted("filename", file)?;
-                    if let Some(l) = link {
-                        o.num(l.get());
-                    }
-                }
-                ServerMsg::ChannelEntry {
-                    channel,
-                    users,
-                    topic,
-                } => {
-                    o.word("channel", channel)?
-                        .num(users)
-                        .rest("topic", topic)?;
-                }
-                ServerMsg::NickFree
-                | ServerMsg::NickTaken
-                | ServerMsg::NickInvalid
-                | ServerMsg::SearchEnd
-                | ServerMsg::ChannelListEnd
-                | ServerMsg::ServerPing => {}
-            }
-            Ok(())
-        })
-    }
-
-    /// Decodes the payload of a message of type `kind` sent by a server.
-    pub fn decode(kind: u16, payload: &[u8]) -> Result<ServerMsg, DecodeError> {
-        use kind::*;
-        let text = payload_text(payload);
-        let mut f = Fields::new(kind, &text);
-        let s = |v: &str| v.to_string();
-        let msg = match kind {
-            ERROR => ServerMsg::Error {
-                text: s(f.rest("message")?),
-            },
-            ERROR_MESSAGE => ServerMsg::ErrorMessage {
-                text: s(f.rest("text")?),
-            },
-            LOGIN_ACK => ServerMsg::LoginAck {
-                email: s(f.word("email")?),
-            },
-            NICK_FREE | NICK_TAKEN | NICK_INVALID | SEARCH_END | LIST_CHANNELS | SERVER_PING => {
-                empty(kind, &text)?;
-                match kind {
-                    NICK_FREE => ServerMsg::NickFree,
-                    NICK_TAKEN => ServerMsg::NickTaken,
-                    NICK_INVALID => ServerMsg::NickInvalid,
-                    SEARCH_END => ServerMsg::SearchEnd,
-                    LIST_CHANNELS => ServerMsg::ChannelListEnd,
-                    _ => ServerMsg::ServerPing,
-                }
-            }
-            SEARCH_RESULT => {
-                let hit = ServerMsg::SearchResult(SearchHit {
-                    file: f.file_info()?,
-                    nick: s(f.word("nick")?),
-                    ip: f.ip("ip")?,
-                    link: f.link("link-type")?,
-                });
-                // An optional weight (a signed number) may follow.
-                if !f.at_end() {
-                    let w = f.word("weight")?;
-                    let digits = w.strip_prefix('-').unwrap_or(w);
-                    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                        return Err(f.invalid("weight"));
-                    }
-                }
-                hit
-            }
-            DOWNLOAD_ACK => ServerMsg::DownloadAck(f.peer_file()?),
-            ALT_DOWNLOAD_ACK => ServerMsg::AltDownloadAck(f.peer_file()?),
-            PRIVATE_MESSAGE => ServerMsg::PrivateMessage {
-                from: s(f.word("nick")?),
-                text: s(f.rest("message")?),
-            },
-            GET_ERROR => ServerMsg::GetError {
-                nick: s(f.word("nick")?),
-                file: s(f.quoted("filename")?),
-            },
-            ACCEPT_FAILED => ServerMsg::AcceptFailed {
-                nick: s(f.word("nick")?),
-                file: s(f.quoted("filename")?),
-            },
-            HOTLIST_SIGNON => ServerMsg::HotlistSignon {
-                nick: s(f.word("user")?),
-                link: f.link("speed")?,
-            },
-            HOTLIST_SIGNOFF => ServerMsg::HotlistSignoff {
-                nick: s(f.word("user")?),
-            },
-            HOTLIST_ACK => ServerMsg::HotlistAck {
-                nick: s(f.word("user")?),
-            },
-            HOTLIST_ERROR => ServerMsg::HotlistError {
-                nick: s(f.word("user")?),
-            },
-            DATA_PORT_ERROR => ServerMsg::DataPortError {
-                nick: s(f.word("user")?),
-            },
-            PING_USER => ServerMsg::PingUser {
-                nick: s(f.word("user")?),
-            },
-            PONG_USER => ServerMsg::PongUser {
-                nick: s(f.word("user")?),
-            },
-            BROWSE_ENTRY => ServerMsg::BrowseEntry {
-                nick: s(f.word("nick")?),
-                file: f.file_info()?,
-            },
-            BROWSE_END => {
-                let nick = s(f.word("nick")?);
-                let ip = if f.at_end() { None } else { Some(f.ip("ip")?) };
-                ServerMsg::BrowseEnd { nick, ip }
-            }
-            STATS => {
-                let m = ServerMsg::Stats {
-                    users: f.num("users")?,
-                    files: f.num("files")?,
-                    gigabytes: f.num("size")?,
-                };
-                // Napster 10.3 appends `GB <myfiles>`.
-                if !f.at_end() {
-                    if f.word("GB")? != "GB" {
-                        return Err(f.invalid("GB"));
-                    }
-                    let _mine: u64 = f.num("myfiles")?;
-                }
-                m
-            }
-            PART => ServerMsg::Parted {
-                channel: s(f.word("channel-name")?),
-            },
-            CHANNEL_MESSAGE => ServerMsg::ChannelMessage {
-                channel: s(f.word("channel")?),
-                nick: s(f.word("nick")?),
-                text: s(f.rest("text")?),
-            },
-            JOIN_ACK => ServerMsg::JoinAck {
-                channel: s(f.word("channel")?),
-            },
-            USER_JOINED => ServerMsg::UserJoined(f.channel_user()?),
-            USER_PARTED => ServerMsg::UserParted(f.channel_user()?),
-            CHANNEL_USER => ServerMsg::ChannelUser(f.channel_user()?),
-            CHANNEL_USERS_END => ServerMsg::ChannelUsersEnd {
-                channel: s(f.word("channel")?),
-            },
-            TOPIC => ServerMsg::Topic {
-                channel: s(f.word("channel")?),
-                topic: s(f.rest("topic")?),
-            },
-            UPLOAD_REQUEST => {
-                let nick = s(f.word("nick")?);
-                let file = s(f.quoted("filename")?);
-                let link = if f.at_end() {
-                    None
-                } else {
-                    Some(f.link("speed")?)
-                };
-                ServerMsg::UploadRequest { nick, file, link }
-            }
-            CHANNEL_ENTRY => ServerMsg::ChannelEntry {
-                channel: s(f.word("channel-name")?),
-                users: f.num("number-of-users")?,
-                topic: s(f.rest("topic")?),
-            },
-            other => return Err(DecodeError::Unknown(other)),
-        };
-        f.end()?;
-        Ok(msg)
     }
 }
 

@@ -9,6 +9,12 @@
 //! downloader sends `1`; the holder sends `SEND`, then `<mynick> "<filename>" <size>`; the
 //! downloader answers the offset in ASCII digits and the holder streams from there.
 //!
+//! Direct browse (§5.3): the browser connects to the browsee's data port, reads `1` and
+//! sends `GETLIST`; the browsee answers `<nick>\n`, then one line per file in the fields of
+//! a share (100) message, each ended by `\n`, then an empty line, and closes. A firewalled
+//! browsee connects to the browser's data port instead, reads `1` and sends
+//! `SENDLIST <nick>\n` followed by the same lines.
+//!
 //! The request lines carry no terminator: a request is complete when its last number has
 //! been read. The parsers here return `Ok(None)` until a number is present and leave the
 //! choice of waiting for more digits to the driver (ours writes each line in one write and
@@ -132,8 +138,10 @@ pub enum Command {
     Get,
     /// `SEND`: a firewalled holder pushes a file to us.
     Send,
-    /// `GETLIST`: a direct browse (not served here).
+    /// `GETLIST`: a direct browse; we answer our list.
     GetList,
+    /// `SENDLIST `: a firewalled browsee pushes its list to us (its nick line follows).
+    SendList,
 }
 
 /// Reads the command word at the front of `buf`: `Ok(None)` while it could still become
@@ -144,16 +152,54 @@ pub fn parse_command(buf: &[u8]) -> Result<Option<(Command, usize)>, TransferErr
     if buf.starts_with(b"GETLIST") {
         return Ok(Some((Command::GetList, 7)));
     }
+    // `SEND` is a prefix of `SENDLIST ` too: decide once the bytes can no longer become it.
+    if buf.starts_with(b"SENDLIST ") {
+        return Ok(Some((Command::SendList, 9)));
+    }
+    if b"GETLIST".starts_with(buf) || b"SENDLIST ".starts_with(buf) {
+        return Ok(None);
+    }
     if buf.starts_with(b"SEND") {
         return Ok(Some((Command::Send, 4)));
-    }
-    if b"GETLIST".starts_with(buf) || b"SEND".starts_with(buf) {
-        return Ok(None);
     }
     if buf.starts_with(b"GET") {
         return Ok(Some((Command::Get, 3)));
     }
     Err(TransferError::BadGreeting)
+}
+
+/// Longest line of a direct-browse list (a nick, or a file's share fields).
+pub const MAX_LIST_LINE: usize = 2048;
+
+/// Takes one `\n`-terminated line of a direct-browse list from the front of `buf`:
+/// `Ok(None)` while incomplete, `Ok(Some((line, consumed)))` with the line without its
+/// `\n` (and without a `\r` before it), an error past [`MAX_LIST_LINE`].
+pub fn parse_list_line(buf: &[u8]) -> Result<Option<(String, usize)>, TransferError> {
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(i) if i > MAX_LIST_LINE => Err(TransferError::TooLong),
+        Some(i) => {
+            let line = buf[..i].strip_suffix(b"\r").unwrap_or(&buf[..i]);
+            Ok(Some((crate::wire::payload_text(line).into_owned(), i + 1)))
+        }
+        None if buf.len() > MAX_LIST_LINE => Err(TransferError::TooLong),
+        None => Ok(None),
+    }
+}
+
+/// Our answer to `GETLIST` (and what follows `SENDLIST `): our nick line, one line per
+/// file, the closing empty line. Files whose fields cannot be carried are left out.
+pub fn encode_list(nick: &str, files: &[crate::wire::FileInfo]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 * (files.len() + 1));
+    out.extend_from_slice(nick.as_bytes());
+    out.push(b'\n');
+    for f in files {
+        if let Ok(line) = f.share_fields() {
+            out.extend_from_slice(&line);
+            out.push(b'\n');
+        }
+    }
+    out.push(b'\n');
+    out
 }
 
 /// Reads a bare ASCII number at the front of `buf` (the size a holder answers, the offset a
@@ -234,7 +280,18 @@ mod tests {
             parse_command(b"GETLIST").unwrap(),
             Some((Command::GetList, 7))
         );
-        assert_eq!(parse_command(b"SEND").unwrap(), Some((Command::Send, 4)));
+        assert_eq!(parse_command(b"SEND").unwrap(), None);
+        assert_eq!(parse_command(b"SENDx").unwrap(), Some((Command::Send, 4)));
+        assert_eq!(parse_command(b"SENDLIS").unwrap(), None);
+        assert_eq!(
+            parse_command(b"SENDLIST bob\n").unwrap(),
+            Some((Command::SendList, 9))
+        );
+        // A push from a nick starting with "LIST" is still a push.
+        assert_eq!(
+            parse_command(b"SENDLISTER").unwrap(),
+            Some((Command::Send, 4))
+        );
         assert_eq!(parse_command(b"PUT"), Err(TransferError::BadGreeting));
     }
 
@@ -253,12 +310,44 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_list_encodes_as_nick_line_file_lines_and_an_empty_line() {
+        let f = crate::wire::FileInfo {
+            name: "dir/a b.mp3".into(),
+            md5: "00112233445566778899aabbccddeeff".into(),
+            size: 1234,
+            bitrate: 128,
+            freq: 44100,
+            secs: 60,
+        };
+        let b = encode_list("alice", std::slice::from_ref(&f));
+        assert_eq!(
+            b,
+            b"alice\n\"dir/a b.mp3\" 00112233445566778899aabbccddeeff 1234 128 44100 60\n\n"
+                .to_vec()
+        );
+        let (nick, used) = parse_list_line(&b).unwrap().unwrap();
+        assert_eq!((nick.as_str(), used), ("alice", 6));
+        let (line, n) = parse_list_line(&b[used..]).unwrap().unwrap();
+        assert_eq!(crate::wire::FileInfo::parse_share_fields(&line).unwrap(), f);
+        assert_eq!(
+            parse_list_line(&b[used + n..]).unwrap(),
+            Some((String::new(), 1))
+        );
+        assert_eq!(parse_list_line(b"no end yet").unwrap(), None);
+        assert_eq!(
+            parse_list_line(&vec![b'x'; MAX_LIST_LINE + 1]),
+            Err(TransferError::TooLong)
+        );
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic_transfer_parsers(b in proptest::collection::vec(any::<u8>(), 0..2048), n in proptest::option::of(0usize..30)) {
             let _ = Request::parse(&b);
             let _ = parse_command(&b);
             let _ = parse_number(&b, n);
+            let _ = parse_list_line(&b);
         }
 
         #[test]

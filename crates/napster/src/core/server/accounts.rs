@@ -413,6 +413,7 @@ impl Server {
                 gigabytes: st.bytes >> 30,
             },
         );
+        self.motd(conn);
         if let Some(w) = self.watchers.get(&k) {
             let msg = ServerMsg::HotlistSignon {
                 nick: account.nick.clone(),

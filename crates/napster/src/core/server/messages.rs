@@ -32,12 +32,30 @@ impl Server {
                 if c.waiting.is_some() {
                     break;
                 }
+                if c.skip > 0 {
+                    let n = c.buf.take_upto(c.skip).len();
+                    c.skip -= n;
+                    if c.skip > 0 {
+                        break;
+                    }
+                }
                 let (t, payload) = match c.buf.next_frame(&spec) {
                     Ok(Some(f)) => {
                         let (_, t) = wire::parse_header(f.header).unwrap_or((0, 0));
                         (t, f.payload.to_vec())
                     }
                     Ok(None) => break,
+                    // Before login nothing legitimate is that long (a login is a few dozen
+                    // bytes): the connection is closed, as for any other oversized frame.
+                    Err(FrameError::TooLarge { announced, .. }) if c.user.is_some() => {
+                        // The header is all we keep of it; the payload is skipped.
+                        let (len, t) = wire::parse_header(c.buf.as_slice()).unwrap_or((0, 0));
+                        c.buf.consume(wire::HEADER_LEN);
+                        c.skip = usize::from(len);
+                        let announced = usize::try_from(announced).unwrap_or(usize::MAX);
+                        self.too_long(now, conn, t, announced);
+                        continue;
+                    }
                     Err(e) => return self.oversized(conn, e),
                 };
                 self.message(now, conn, t, &payload);
@@ -58,8 +76,35 @@ impl Server {
         }
     }
 
+    /// A message announcing more than `max_payload` bytes: its payload is discarded as it
+    /// arrives (never buffered), the sender is told, and a search among them still ends
+    /// with 202. Counted as a refused message, so a stream of them ends in a kick.
+    fn too_long(&mut self, now: Instant, conn: ConnId, t: u16, announced: usize) {
+        let logged_in = self.conns.get(&conn).is_some_and(|c| c.user.is_some());
+        self.stats.bad_messages += 1;
+        let max = self.cfg.max_payload;
+        let text = format!("Message too long: {announced} bytes, the limit is {max}");
+        self.error(conn, text);
+        if t == kind::SEARCH && logged_in {
+            self.send(conn, &ServerMsg::SearchEnd);
+        }
+        self.penalize(now, conn);
+    }
+
     pub(super) fn message(&mut self, now: Instant, conn: ConnId, t: u16, payload: &[u8]) {
         let logged_in = self.conns.get(&conn).is_some_and(|c| c.user.is_some());
+        if t == kind::SEARCH && logged_in && payload.len() > self.cfg.max_search_len {
+            let max = self.cfg.max_search_len;
+            self.error(
+                conn,
+                format!(
+                    "Search too long: {} bytes, the limit is {max}",
+                    payload.len()
+                ),
+            );
+            self.send(conn, &ServerMsg::SearchEnd);
+            return self.penalize(now, conn);
+        }
         let msg = match ClientMsg::decode(t, payload) {
             Ok(m) => m,
             Err(e) => {
@@ -96,7 +141,7 @@ impl Server {
                     let reply = self.nick_check(&nick);
                     self.send(conn, &reply);
                 }
-                ClientMsg::ServerPing => self.send(conn, &ServerMsg::ServerPing),
+                ClientMsg::ServerPing { server, args } => self.server_ping(conn, server, args),
                 _ => self.strike(now, conn, "You must log in first".into()),
             };
         }
@@ -276,7 +321,10 @@ impl Server {
                     u.port = port;
                 }
             }
-            ClientMsg::ServerPing => self.send(conn, &ServerMsg::ServerPing),
+            ClientMsg::ServerPing { server, args } => self.server_ping(conn, server, args),
+            ClientMsg::Motd => self.motd(conn),
+            ClientMsg::DirectBrowse { nick } => self.direct_browse(now, conn, &nick),
+            ClientMsg::DirectBrowseAccept { nick } => self.direct_browse_accept(conn, &nick),
             ClientMsg::PingUser { nick } => {
                 let me = self.user(conn).map(|u| u.nick.clone()).unwrap_or_default();
                 match self.online.get(&key(&nick)).copied() {

@@ -33,6 +33,7 @@
 mod accounts;
 mod browse;
 mod channels;
+mod direct;
 mod messages;
 mod search;
 mod transfers;
@@ -375,6 +376,14 @@ pub struct ServerConfig {
     pub max_jobs: usize,
     /// The email returned in the login ack for accounts registered without one.
     pub anon_email: String,
+    /// The server's name: in the message of the day and in answers to 750 (one word).
+    pub name: String,
+    /// The operator's message of the day, one 621 message per line after the server's own
+    /// lines (version, name, welcome); sent after login and on request (621).
+    pub motd: Vec<String>,
+    /// Longest search (200) payload answered, in bytes (default 1024); a longer one is
+    /// refused with a 404 and ended with 202, and the connection stays usable.
+    pub max_search_len: usize,
 }
 
 impl Default for ServerConfig {
@@ -400,6 +409,9 @@ impl Default for ServerConfig {
             argon2: (19 * 1024, 2, 1),
             max_jobs: 256,
             anon_email: "anon@servent".into(),
+            name: "servent".into(),
+            motd: Vec::new(),
+            max_search_len: 1024,
         }
     }
 }
@@ -495,6 +507,8 @@ struct Conn {
     login_deadline: Instant,
     /// The job its login waits for; its further bytes stay unread in `buf` meanwhile.
     waiting: Option<u64>,
+    /// Payload bytes still to discard of a message longer than the limit (never buffered).
+    skip: usize,
 }
 
 #[derive(Debug)]
@@ -508,6 +522,7 @@ struct Channel {
 enum Timer {
     Login(ConnId),
     Download(u64),
+    DirectBrowse(u64),
 }
 
 #[derive(Debug)]
@@ -515,6 +530,14 @@ struct PendingDownload {
     holder: ConnId,
     requester: ConnId,
     file: String,
+    deadline: Instant,
+}
+
+/// A direct browse (640) relayed to the browsee, waiting for its accept (641).
+#[derive(Debug)]
+struct PendingBrowse {
+    browsee: ConnId,
+    requester: ConnId,
     deadline: Instant,
 }
 
@@ -576,6 +599,7 @@ pub struct Server {
     channels: BTreeMap<String, Channel>,
     index: Index<ConnId>,
     pending: BTreeMap<u64, PendingDownload>,
+    direct: BTreeMap<u64, PendingBrowse>,
     next_pending: u64,
     timers: BTreeSet<(Instant, Timer)>,
     login_buckets: KeyedMap<IpAddr, Bucket>,
@@ -629,6 +653,7 @@ impl Server {
             bans: BTreeMap::new(),
             channels: BTreeMap::new(),
             pending: BTreeMap::new(),
+            direct: BTreeMap::new(),
             next_pending: 0,
             timers: BTreeSet::new(),
             out: FxMap::default(),
@@ -709,6 +734,12 @@ impl Server {
     /// A refused or malformed message: answered, and counted against the sender.
     fn strike(&mut self, now: Instant, conn: ConnId, text: String) {
         self.error(conn, text);
+        self.penalize(now, conn);
+    }
+
+    /// Counts a refused message against the sender (already answered); kicks it when its
+    /// allowance is spent.
+    fn penalize(&mut self, now: Instant, conn: ConnId) {
         let rate = self.cfg.error_rate;
         let over = self
             .conns
@@ -806,6 +837,7 @@ impl Server {
                 self.timers.remove(&(p.deadline, Timer::Download(id)));
             }
         }
+        self.forget_direct_browses(conn, &user.nick);
         if let Some(w) = self.watchers.get(&user.key) {
             let msg = ServerMsg::HotlistSignoff {
                 nick: user.nick.clone(),
@@ -878,6 +910,7 @@ impl Core for Server {
                             errors: Bucket::new(now, self.cfg.error_rate),
                             login_deadline: deadline,
                             waiting: None,
+                            skip: 0,
                         },
                     );
                     self.timers.insert((deadline, Timer::Login(conn)));
@@ -915,6 +948,7 @@ impl Core for Server {
                         self.kick(conn, Kick::LoginTimeout);
                     }
                 }
+                Timer::DirectBrowse(id) => self.direct_browse_expired(id),
                 Timer::Download(id) => {
                     if let Some(p) = self.pending.remove(&id) {
                         let holder = self.user(p.holder).map(|u| u.nick.clone());
