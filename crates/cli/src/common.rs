@@ -280,6 +280,24 @@ pub fn write_state_file(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// The default state folder of a long-running node of `kind` listening on `listen`:
+/// `$XDG_STATE_HOME/servent/KIND-IP-PORT`, else `~/.local/state/servent/KIND-IP-PORT`, so
+/// several nodes on one host never share one.
+pub fn state_dir(kind: &str, listen: std::net::SocketAddr) -> std::path::PathBuf {
+    use std::path::PathBuf;
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("servent")
+        .join(format!("{kind}-{}-{}", listen.ip(), listen.port()))
+}
+
 /// Set once SIGINT or SIGTERM arrived; see [`install_stop_signals`].
 static STOP: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> = std::sync::OnceLock::new();
 

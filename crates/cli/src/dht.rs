@@ -190,17 +190,7 @@ enum Action {
 }
 
 fn default_data(listen: SocketAddr) -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".local/state"))
-        })
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("servent")
-        .join(format!("dht-{}-{}", listen.ip(), listen.port()))
+    common::state_dir("dht", listen)
 }
 
 /// A generator seeded from the operating system's CSPRNG (never the clock or the pid).

@@ -25,9 +25,14 @@ enum Sub {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8888")]
         listen: SocketAddr,
-        /// The SQLite database (created if missing).
-        #[arg(long)]
-        db: PathBuf,
+        /// State folder: the SQLite database of accounts, bans and counters is
+        /// DIR/napster.db (created if missing). Default `$XDG_STATE_HOME/servent/napster-IP-PORT`
+        /// (else `~/.local/state/servent/napster-IP-PORT`) for the --listen address.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// The database file itself, instead of DIR/napster.db.
+        #[arg(long, value_name = "FILE", conflicts_with = "data")]
+        db: Option<PathBuf>,
         /// Make this (existing) account an administrator; may be repeated.
         #[arg(long)]
         admin: Vec<String>,
@@ -341,6 +346,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
     match cmd.cmd {
         Sub::Server {
             listen,
+            data,
             db,
             admin,
             max_shares,
@@ -360,6 +366,16 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             {
                 anyhow::bail!("--login-timeout must be between 1s and 10m");
             }
+            let db = match db {
+                Some(file) => file,
+                None => {
+                    let dir = data.unwrap_or_else(|| crate::common::state_dir("napster", listen));
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("creating the data folder {}", dir.display()))?;
+                    dir.join("napster.db")
+                }
+            };
+            let db_shown = db.display().to_string();
             let mut o = ServerOptions::new(listen, db);
             o.admins = admin;
             o.max_connections = max_connections as usize;
@@ -388,6 +404,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             };
             let srv = net::start_server(o).await?;
             println!("napster server listening on {}", srv.addr);
+            println!("database {db_shown}");
             crate::common::stop_signal().await;
             let st = srv.shutdown().await?;
             println!(

@@ -90,3 +90,44 @@ fn dht_run_keeps_its_state_under_the_default_state_folder_for_its_address() {
         .collect();
     assert!(stray.is_empty(), "{stray:?}");
 }
+
+#[test]
+fn napster_server_keeps_its_database_under_data_or_the_default_state_folder() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let work = tempfile::tempdir().expect("tempdir");
+    for explicit in [false, true] {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let data = work.path().join("state");
+        let data_s = data.to_string_lossy().into_owned();
+        let mut args = vec!["napster", "server", "--listen", &listen];
+        if explicit {
+            args.extend(["--data", &data_s]);
+        }
+        let mut cmd = servent(&args);
+        cmd.env("HOME", home.path())
+            .env_remove("XDG_STATE_HOME")
+            .current_dir(work.path());
+        let mut srv = Proc::start_cmd(cmd);
+        srv.wait_line(Duration::from_secs(30), |l| l.contains("listening on"));
+        let line = srv.wait_prefix(Duration::from_secs(30), "database ");
+        let (code, rest) = srv.interrupt(Duration::from_secs(30));
+        assert_eq!(code, Some(0), "{rest}");
+        let want = if explicit {
+            data.join("napster.db")
+        } else {
+            home.path()
+                .join(".local/state/servent")
+                .join(format!("napster-127.0.0.1-{port}"))
+                .join("napster.db")
+        };
+        assert!(want.is_file(), "{} missing", want.display());
+        assert!(line.contains(&*want.to_string_lossy()), "{line}");
+    }
+    // the default never writes into the folder the server was started from
+    let names: Vec<_> = std::fs::read_dir(work.path())
+        .expect("read work dir")
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("state")], "{names:?}");
+}
