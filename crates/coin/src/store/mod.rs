@@ -21,6 +21,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod codec;
+pub mod node;
 
 use std::path::Path;
 

@@ -1,0 +1,1300 @@
+//! The full node, sans-IO: peers (handshake, ping, addresses), headers-first sync, block
+//! download from several peers with a bounded in-flight window, relay of blocks and
+//! transactions, the mempool, misbehaviour scores and bans. It owns no socket, clock, disk or
+//! thread: a driver feeds it [`Input`]s with `now`, and completes the slow work it hands out
+//! as [`Event::Store`] requests (validate and connect a block, read blocks, look up the coins
+//! a transaction spends) by sending the [`Reply`] back as [`Command::StoreDone`]. Replies must
+//! come back in the order the requests left (one store, served in order), so that a coin
+//! lookup always sees the chain the node last heard about.
+//!
+//! # Run loop
+//! As [`servent_core::Core`]: hand in an input or the timer, then drain
+//! [`Node::poll_transmit`] (the network first), [`Node::poll_event`] (store requests and
+//! answers for the user), then re-arm the timer with [`Node::poll_timeout`]. `now` never goes
+//! backwards; unix time is `unix_at_zero + now` (for version timestamps and the 2-hour
+//! future rule).
+//!
+//! # Misbehaviour (Core's scores; 100 bans the address for 24 hours)
+//! garbled, oversized or badly checksummed messages and lists above the protocol limits
+//! (e.g. an `inv` flood of more than 50 000 entries): 100; an invalid header (proof of work,
+//! nBits, time, version) or block: 100; a non-continuous `headers` list: 20; every 10th
+//! `headers` message that does not connect: 20; a second `version`: 1.
+pub mod addrs;
+pub mod headers;
+pub mod peer;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use secp256k1::{Secp256k1, VerifyOnly};
+use servent_core::{CloseReason, ConnId, Core, Input, Instant, KeyedMap, Rng, Transmit, keyed_map};
+
+use self::addrs::AddrTable;
+use self::headers::{HeaderError, HeaderTree};
+use self::peer::{
+    BAN_SCORE, MAX_TX_REQUESTS, MAX_UNCONNECTING_HEADERS, MIN_PEER_PROTO_VERSION, PROTOCOL_VERSION,
+    Peer,
+};
+use crate::core::block::UtxoView;
+use crate::core::mempool::{Mempool, MempoolConfig, MempoolError};
+use crate::wire::p2p::{
+    self, GetHeaders, INV_BLOCK, INV_TX, Inv, MAX_ADDR, MAX_HEADERS, Message, NetAddr, Version,
+};
+use crate::wire::{Block, BlockHeader, Transaction};
+use crate::{Params, hash_hex};
+
+/// Core's `NODE_NETWORK`.
+pub const NODE_NETWORK: u64 = 1;
+
+/// Settings of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub max_outbound: usize,
+    pub max_inbound: usize,
+    /// Blocks in flight from one peer (Core's `MAX_BLOCKS_IN_TRANSIT_PER_PEER`).
+    pub blocks_per_peer: usize,
+    /// Blocks in flight in all (bounds the blocks held waiting for their parent).
+    pub max_blocks_in_flight: usize,
+    pub user_agent: String,
+    /// The port we listen on, told to peers in `version`.
+    pub listen_port: u16,
+    pub handshake_timeout: Duration,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// A peer that does not deliver a requested block within this is disconnected.
+    pub block_timeout: Duration,
+    pub ban_time: Duration,
+    pub max_addrs: usize,
+    pub mempool: MempoolConfig,
+    /// Unix seconds at [`Instant::ZERO`].
+    pub unix_at_zero: i64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            max_outbound: 8,
+            max_inbound: 117,
+            blocks_per_peer: 16,
+            max_blocks_in_flight: 128,
+            user_agent: "/servent:0.1/".into(),
+            listen_port: 18444,
+            handshake_timeout: Duration::from_secs(60),
+            ping_interval: Duration::from_secs(120),
+            ping_timeout: Duration::from_secs(20 * 60),
+            block_timeout: Duration::from_secs(60),
+            ban_time: Duration::from_secs(24 * 3600),
+            max_addrs: 4096,
+            mempool: MempoolConfig::default(),
+            unix_at_zero: 1_700_000_000,
+        }
+    }
+}
+
+/// Who gave us a block or a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Peer(ConnId),
+    /// A user command with this id.
+    Local(u64),
+    /// Back from a disconnected block.
+    Readd,
+}
+
+/// Slow work for the driver (the store); the answer comes back as [`Command::StoreDone`].
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// Validate `block` (its header is in the tree), store it and make the most-work chain
+    /// active; reply [`Reply::BlockDone`].
+    AcceptBlock { origin: Origin, block: Block },
+    /// Read stored blocks for a peer's `getdata`; reply [`Reply::Blocks`].
+    ReadBlocks { conn: ConnId, hashes: Vec<[u8; 32]> },
+    /// The confirmed coins `tx` spends (those that exist); reply [`Reply::Coins`].
+    Coins { origin: Origin, tx: Transaction },
+}
+
+/// Why the store did not take a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockFailure {
+    /// Consensus-invalid (the sender is at fault).
+    Invalid(String),
+    /// Anything else (unknown parent, a database error).
+    Other(String),
+}
+
+/// What accepting a block did to the active chain.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    pub known: bool,
+    /// Blocks that left the active chain, newest first.
+    pub disconnected: Vec<Block>,
+    /// Blocks that joined it, oldest first.
+    pub connected: Vec<Block>,
+}
+
+/// The store's answers.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    BlockDone {
+        origin: Origin,
+        hash: [u8; 32],
+        result: Result<Applied, BlockFailure>,
+    },
+    Blocks {
+        conn: ConnId,
+        blocks: Vec<Block>,
+        missing: Vec<[u8; 32]>,
+    },
+    Coins {
+        origin: Origin,
+        tx: Transaction,
+        view: UtxoView,
+    },
+}
+
+/// What a user asks the node.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Dial a peer.
+    Connect(SocketAddr),
+    SubmitTx { id: u64, tx: Transaction },
+    SubmitBlock { id: u64, block: Block },
+    /// Answer [`Event::Info`].
+    Info { id: u64 },
+    /// Answer [`Event::Peers`].
+    Peers { id: u64 },
+    /// Answer [`Event::Template`].
+    Template { id: u64 },
+    /// Answer [`Event::MempoolTx`].
+    MempoolTx { id: u64, txid: [u8; 32] },
+    StoreDone(Reply),
+}
+
+/// A snapshot for status and RPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub height: u32,
+    pub best: [u8; 32],
+    pub best_header_height: u32,
+    pub peers: usize,
+    pub mempool_txs: usize,
+    pub mempool_bytes: usize,
+    pub banned: usize,
+}
+
+/// One peer, for `getpeerinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSummary {
+    pub conn: ConnId,
+    pub addr: SocketAddr,
+    pub inbound: bool,
+    pub version: i32,
+    pub user_agent: String,
+    pub start_height: i32,
+    pub score: u32,
+    pub ping_us: Option<u64>,
+    pub bytes_sent: u64,
+    pub bytes_recv: u64,
+}
+
+/// What a block template is built from.
+#[derive(Debug, Clone)]
+pub struct TemplateBase {
+    pub prev: [u8; 32],
+    pub height: u32,
+    pub bits: u32,
+    pub median_time_past: u32,
+    /// Mempool transactions, parents before children, highest fee rate first otherwise.
+    pub txs: Vec<(Transaction, i64)>,
+}
+
+/// What the node reports.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Store(Request),
+    TxResult { id: u64, result: Result<[u8; 32], String> },
+    BlockResult { id: u64, result: Result<(), String> },
+    Info { id: u64, info: NodeInfo },
+    Peers { id: u64, peers: Vec<PeerSummary> },
+    Template { id: u64, base: TemplateBase },
+    MempoolTx { id: u64, tx: Option<Transaction> },
+    /// The active tip moved.
+    Tip { height: u32, hash: [u8; 32] },
+    /// An address was banned.
+    Banned { ip: IpAddr, reason: String },
+    PeerUp { conn: ConnId, addr: SocketAddr },
+    PeerDown { conn: ConnId, addr: SocketAddr },
+}
+
+/// Transaction ids recently refused (not asked for again until the tip moves).
+const RECENT_REJECTS: usize = 10_000;
+
+/// The node.
+pub struct Node {
+    cfg: NodeConfig,
+    rng: Rng,
+    nonce: u64,
+    now: Instant,
+    headers: HeaderTree,
+    mempool: Mempool,
+    secp: Secp256k1<VerifyOnly>,
+    peers: BTreeMap<ConnId, Peer>,
+    dialing: BTreeMap<ConnId, SocketAddr>,
+    next_conn: u64,
+    bans: KeyedMap<IpAddr, Instant>,
+    addrs: AddrTable,
+    /// Block hash → (peer, asked at).
+    in_flight: BTreeMap<[u8; 32], (ConnId, Instant)>,
+    /// Blocks received, waiting for their parent to reach the store.
+    held: BTreeMap<[u8; 32], (Block, Origin)>,
+    /// Blocks at the store.
+    submitting: BTreeSet<[u8; 32]>,
+    /// Transaction ids whose coins are being looked up.
+    tx_pending: BTreeSet<[u8; 32]>,
+    /// Transactions asked for, by which peer.
+    tx_requested: BTreeMap<[u8; 32], ConnId>,
+    rejects: BTreeSet<[u8; 32]>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("height", &self.headers.height())
+            .field("tip", &hash_hex(&self.headers.tip()))
+            .field("peers", &self.peers.len())
+            .finish()
+    }
+}
+
+fn ipv6_mapped(addr: &SocketAddr) -> [u8; 16] {
+    match addr.ip() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+impl Node {
+    /// A node whose store holds `active` (genesis first, linked), or `None` if `active` is
+    /// not a chain of `params`'s network.
+    pub fn new(cfg: NodeConfig, params: Params, active: &[BlockHeader], mut rng: Rng) -> Option<Self> {
+        let headers = HeaderTree::new(params, active)?;
+        let bans = keyed_map(&mut rng);
+        let addrs = AddrTable::new(cfg.max_addrs, &mut rng);
+        let nonce = rng.next_u64();
+        Some(Self {
+            mempool: Mempool::new(cfg.mempool),
+            cfg,
+            rng,
+            nonce,
+            now: Instant::ZERO,
+            headers,
+            secp: Secp256k1::verification_only(),
+            peers: BTreeMap::new(),
+            dialing: BTreeMap::new(),
+            next_conn: 0,
+            bans,
+            addrs,
+            in_flight: BTreeMap::new(),
+            held: BTreeMap::new(),
+            submitting: BTreeSet::new(),
+            tx_pending: BTreeSet::new(),
+            tx_requested: BTreeMap::new(),
+            rejects: BTreeSet::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        })
+    }
+
+    pub fn headers(&self) -> &HeaderTree {
+        &self.headers
+    }
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+    pub fn height(&self) -> u32 {
+        self.headers.height()
+    }
+    pub fn tip(&self) -> [u8; 32] {
+        self.headers.tip()
+    }
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+    pub fn is_banned(&self, ip: &IpAddr) -> bool {
+        self.bans.get(ip).is_some_and(|until| *until > self.now)
+    }
+    pub fn addr_count(&self) -> usize {
+        self.addrs.len()
+    }
+    pub fn info(&self) -> NodeInfo {
+        NodeInfo {
+            height: self.height(),
+            best: self.tip(),
+            best_header_height: self.headers.best().height,
+            peers: self.peers.len(),
+            mempool_txs: self.mempool.len(),
+            mempool_bytes: self.mempool.bytes(),
+            banned: self.bans.values().filter(|u| **u > self.now).count(),
+        }
+    }
+    fn unix(&self) -> i64 {
+        self.cfg.unix_at_zero + (self.now.as_micros() / 1_000_000) as i64
+    }
+
+    fn send(&mut self, conn: ConnId, m: &Message) {
+        let data = p2p::frame(self.headers.params().magic, m);
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.bytes_sent += data.len() as u64;
+        }
+        self.transmits.push_back(Transmit::Send { conn, data });
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        if self.peers.contains_key(&conn) {
+            self.transmits.push_back(Transmit::Close { conn });
+            self.drop_peer(conn);
+        }
+    }
+
+    fn drop_peer(&mut self, conn: ConnId) {
+        let Some(p) = self.peers.remove(&conn) else {
+            return;
+        };
+        for h in &p.blocks_in_flight {
+            self.in_flight.remove(h);
+        }
+        for t in &p.txs_requested {
+            self.tx_requested.remove(t);
+        }
+        self.events.push_back(Event::PeerDown { conn, addr: p.addr });
+        self.schedule_downloads();
+    }
+
+    /// Add `score` to the peer's misbehaviour; at [`BAN_SCORE`] ban its address and close.
+    fn misbehave(&mut self, conn: ConnId, score: u32, reason: &str) {
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        p.score = p.score.saturating_add(score);
+        if p.score >= BAN_SCORE {
+            let ip = p.addr.ip();
+            let until = self.now + self.cfg.ban_time;
+            self.bans.insert(ip, until);
+            self.events.push_back(Event::Banned {
+                ip,
+                reason: reason.into(),
+            });
+            self.close(conn);
+        }
+    }
+
+    fn version_msg(&mut self, to: &SocketAddr) -> Message {
+        Message::Version(Version {
+            version: PROTOCOL_VERSION,
+            services: NODE_NETWORK,
+            timestamp: self.unix(),
+            receiver: NetAddr {
+                services: 0,
+                ip: ipv6_mapped(to),
+                port: to.port(),
+            },
+            sender: NetAddr {
+                services: NODE_NETWORK,
+                ip: [0; 16],
+                port: self.cfg.listen_port,
+            },
+            nonce: self.nonce,
+            user_agent: self.cfg.user_agent.clone(),
+            start_height: self.height() as i32,
+            relay: true,
+        })
+    }
+
+    fn on_connected(&mut self, conn: ConnId, addr: SocketAddr) {
+        let outbound = self.dialing.remove(&conn).is_some();
+        if self.is_banned(&addr.ip()) {
+            self.transmits.push_back(Transmit::Close { conn });
+            return;
+        }
+        let inbound_count = self.peers.values().filter(|p| p.inbound).count();
+        if conn.is_inbound() && inbound_count >= self.cfg.max_inbound {
+            self.transmits.push_back(Transmit::Close { conn });
+            return;
+        }
+        let mut peer = Peer::new(addr, !outbound, self.now);
+        peer.next_ping = self.now + self.cfg.ping_interval;
+        self.peers.insert(conn, peer);
+        self.events.push_back(Event::PeerUp { conn, addr });
+        if outbound {
+            let v = self.version_msg(&addr);
+            self.send(conn, &v);
+            if let Some(p) = self.peers.get_mut(&conn) {
+                p.hs.sent_version = true;
+            }
+        }
+    }
+
+    fn on_received(&mut self, conn: ConnId, data: &[u8]) {
+        let magic = self.headers.params().magic;
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        p.bytes_recv += data.len() as u64;
+        p.recv.extend_from_slice(data);
+        loop {
+            let Some(p) = self.peers.get_mut(&conn) else {
+                return;
+            };
+            match p2p::parse(&p.recv, magic) {
+                Ok(None) => {
+                    if p.recv.len() > Peer::RECV_CAP {
+                        self.misbehave(conn, BAN_SCORE, "oversized message");
+                    }
+                    return;
+                }
+                Ok(Some((m, used))) => {
+                    p.recv.drain(..used);
+                    self.on_message(conn, m);
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    self.misbehave(conn, BAN_SCORE, &reason);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, conn: ConnId, m: Message) {
+        let Some(p) = self.peers.get(&conn) else {
+            return;
+        };
+        if p.hs.version.is_none() {
+            match m {
+                Message::Version(v) => self.on_version(conn, v),
+                // Core: anything before `version` ends the connection.
+                _ => self.close(conn),
+            }
+            return;
+        }
+        if !p.hs.got_verack {
+            match m {
+                Message::Verack => self.on_verack(conn),
+                Message::Version(_) => self.misbehave(conn, 1, "duplicate version"),
+                // Core ignores other messages before the handshake completes.
+                _ => {}
+            }
+            return;
+        }
+        match m {
+            Message::Version(_) => self.misbehave(conn, 1, "duplicate version"),
+            Message::Verack => {}
+            Message::Ping(n) => self.send(conn, &Message::Pong(n)),
+            Message::Pong(n) => {
+                if let Some(p) = self.peers.get_mut(&conn) {
+                    if let Some((want, sent)) = p.ping {
+                        if want == n {
+                            p.ping = None;
+                            p.ping_us = Some(self.now.saturating_duration_since(sent).as_micros() as u64);
+                        }
+                    }
+                }
+            }
+            Message::Addr(list) => {
+                let unix = self.unix() as u32;
+                for (t, a) in list {
+                    self.addrs.add(a, t.min(unix), &mut self.rng);
+                }
+            }
+            Message::GetAddr => self.on_getaddr(conn),
+            Message::Inv(list) => self.on_inv(conn, list),
+            Message::GetData(list) => self.on_getdata(conn, list),
+            Message::NotFound(list) => self.on_notfound(conn, list),
+            Message::GetHeaders(g) => {
+                let hs = self.headers.headers_after(&g.locator, &g.stop, MAX_HEADERS);
+                if let Some(p) = self.peers.get_mut(&conn) {
+                    if let Some(last) = hs.last() {
+                        p.mark_known(last.hash());
+                    }
+                }
+                self.send(conn, &Message::Headers(hs));
+            }
+            Message::GetBlocks(g) => {
+                let inv = self
+                    .headers
+                    .headers_after(&g.locator, &g.stop, 500)
+                    .iter()
+                    .map(|h| Inv {
+                        kind: INV_BLOCK,
+                        hash: h.hash(),
+                    })
+                    .collect();
+                self.send(conn, &Message::Inv(inv));
+            }
+            Message::Headers(hs) => self.on_headers(conn, hs),
+            Message::Block(b) => self.on_block(conn, b),
+            Message::Tx(tx) => self.on_tx(conn, tx),
+            Message::SendHeaders => {
+                if let Some(p) = self.peers.get_mut(&conn) {
+                    p.send_headers = true;
+                }
+            }
+            Message::FeeFilter(_) | Message::Unknown { .. } => {}
+        }
+    }
+
+    fn on_version(&mut self, conn: ConnId, v: Version) {
+        let Some(p) = self.peers.get(&conn) else {
+            return;
+        };
+        let inbound = p.inbound;
+        let addr = p.addr;
+        if v.version < MIN_PEER_PROTO_VERSION {
+            self.close(conn);
+            return;
+        }
+        if inbound && v.nonce == self.nonce {
+            // Connected to ourselves.
+            self.close(conn);
+            return;
+        }
+        if !inbound && v.sender.port != 0 {
+            self.addrs.add(
+                NetAddr {
+                    services: v.services,
+                    ip: ipv6_mapped(&addr),
+                    port: addr.port(),
+                },
+                self.unix() as u32,
+                &mut self.rng,
+            );
+        }
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.hs.version = Some(v);
+        }
+        if inbound {
+            let ours = self.version_msg(&addr);
+            self.send(conn, &ours);
+        }
+        self.send(conn, &Message::Verack);
+        if !inbound {
+            self.send(conn, &Message::GetAddr);
+        }
+    }
+
+    fn on_verack(&mut self, conn: ConnId) {
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.hs.got_verack = true;
+        }
+        self.send(conn, &Message::SendHeaders);
+        self.ask_headers(conn);
+    }
+
+    fn ask_headers(&mut self, conn: ConnId) {
+        let best = self.headers.best().header.hash();
+        let locator = self.headers.locator(&best);
+        self.send(
+            conn,
+            &Message::GetHeaders(GetHeaders {
+                version: PROTOCOL_VERSION as u32,
+                locator,
+                stop: [0; 32],
+            }),
+        );
+    }
+
+    fn on_getaddr(&mut self, conn: ConnId) {
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        // Core answers inbound peers only, once per connection.
+        if !p.inbound || p.answered_getaddr {
+            return;
+        }
+        p.answered_getaddr = true;
+        let list: Vec<(u32, NetAddr)> = self
+            .addrs
+            .sample(MAX_ADDR, &mut self.rng)
+            .into_iter()
+            .map(|k| (k.time, k.addr))
+            .collect();
+        if !list.is_empty() {
+            self.send(conn, &Message::Addr(list));
+        }
+    }
+
+    fn on_inv(&mut self, conn: ConnId, list: Vec<Inv>) {
+        let mut want_headers = false;
+        let mut getdata = Vec::new();
+        for i in list {
+            match i.kind {
+                INV_BLOCK => {
+                    if let Some(p) = self.peers.get_mut(&conn) {
+                        p.mark_known(i.hash);
+                    }
+                    if self.headers.get(&i.hash).is_none() {
+                        want_headers = true;
+                    }
+                }
+                INV_TX => {
+                    let Some(p) = self.peers.get_mut(&conn) else {
+                        return;
+                    };
+                    p.mark_known(i.hash);
+                    if self.mempool.contains(&i.hash)
+                        || self.rejects.contains(&i.hash)
+                        || self.tx_pending.contains(&i.hash)
+                        || self.tx_requested.contains_key(&i.hash)
+                        || p.txs_requested.len() >= MAX_TX_REQUESTS
+                    {
+                        continue;
+                    }
+                    p.txs_requested.insert(i.hash);
+                    self.tx_requested.insert(i.hash, conn);
+                    getdata.push(i);
+                }
+                _ => {}
+            }
+        }
+        if !getdata.is_empty() {
+            self.send(conn, &Message::GetData(getdata));
+        }
+        if want_headers {
+            self.ask_headers(conn);
+        }
+    }
+
+    fn on_getdata(&mut self, conn: ConnId, list: Vec<Inv>) {
+        let mut notfound = Vec::new();
+        for i in list {
+            match i.kind {
+                INV_TX => match self.mempool.get(&i.hash) {
+                    Some(e) => {
+                        let tx = e.tx.clone();
+                        self.send(conn, &Message::Tx(tx));
+                    }
+                    None => notfound.push(i),
+                },
+                INV_BLOCK => {
+                    let have = self.headers.get(&i.hash).is_some_and(|e| e.have_block && !e.invalid);
+                    let Some(p) = self.peers.get_mut(&conn) else {
+                        return;
+                    };
+                    if have && p.getdata_blocks.len() < p2p::MAX_INV {
+                        p.getdata_blocks.push_back(i.hash);
+                    } else {
+                        notfound.push(i);
+                    }
+                }
+                _ => notfound.push(i),
+            }
+        }
+        if !notfound.is_empty() {
+            self.send(conn, &Message::NotFound(notfound));
+        }
+        self.read_blocks_for(conn);
+    }
+
+    /// Hand the store the next few blocks a peer asked for (one read per peer at a time).
+    fn read_blocks_for(&mut self, conn: ConnId) {
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if p.reading || p.getdata_blocks.is_empty() {
+            return;
+        }
+        let n = p.getdata_blocks.len().min(16);
+        let hashes: Vec<[u8; 32]> = p.getdata_blocks.drain(..n).collect();
+        p.reading = true;
+        self.events
+            .push_back(Event::Store(Request::ReadBlocks { conn, hashes }));
+    }
+
+    fn on_notfound(&mut self, conn: ConnId, list: Vec<Inv>) {
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        for i in list {
+            if p.blocks_in_flight.remove(&i.hash) {
+                self.in_flight.remove(&i.hash);
+            }
+            if p.txs_requested.remove(&i.hash) {
+                self.tx_requested.remove(&i.hash);
+            }
+        }
+        self.schedule_downloads();
+    }
+
+    fn on_headers(&mut self, conn: ConnId, hs: Vec<BlockHeader>) {
+        let Some(first) = hs.first() else {
+            return;
+        };
+        if self.headers.get(&first.prev).is_none() {
+            let Some(p) = self.peers.get_mut(&conn) else {
+                return;
+            };
+            p.unconnecting_headers += 1;
+            let n = p.unconnecting_headers;
+            self.ask_headers(conn);
+            if n % MAX_UNCONNECTING_HEADERS == 0 {
+                self.misbehave(conn, 20, "headers that do not connect");
+            }
+            return;
+        }
+        for w in hs.windows(2) {
+            if w[1].prev != w[0].hash() {
+                self.misbehave(conn, 20, "non-continuous headers sequence");
+                return;
+            }
+        }
+        let unix = self.unix();
+        let mut last = None;
+        for h in &hs {
+            match self.headers.accept(h, unix) {
+                Ok(_) => last = Some(h.hash()),
+                Err(e @ HeaderError::Full) => {
+                    let _ = e;
+                    break;
+                }
+                Err(e) => {
+                    let reason = format!("invalid header {}: {e}", h.hash_hex());
+                    let score = e.score();
+                    self.misbehave(conn, score, &reason);
+                    return;
+                }
+            }
+        }
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.unconnecting_headers = 0;
+            if let Some(last) = last {
+                p.mark_known(last);
+                let better = match p.best_known.and_then(|b| self.headers.get(&b)) {
+                    Some(b) => self.headers.get(&last).is_some_and(|l| l.work > b.work),
+                    None => true,
+                };
+                if better {
+                    p.best_known = Some(last);
+                }
+            }
+        }
+        if hs.len() == MAX_HEADERS {
+            if let Some(l) = hs.last() {
+                let locator = self.headers.locator(&l.hash());
+                self.send(
+                    conn,
+                    &Message::GetHeaders(GetHeaders {
+                        version: PROTOCOL_VERSION as u32,
+                        locator,
+                        stop: [0; 32],
+                    }),
+                );
+            }
+        }
+        self.schedule_downloads();
+    }
+
+    /// Ask peers for the blocks of the best header chain we miss, within the windows.
+    fn schedule_downloads(&mut self) {
+        let room = self.cfg.max_blocks_in_flight.saturating_sub(self.in_flight.len() + self.held.len());
+        if room == 0 {
+            return;
+        }
+        let missing = self.headers.missing_blocks(room, |h| {
+            self.in_flight.contains_key(h) || self.held.contains_key(h) || self.submitting.contains(h)
+        });
+        if missing.is_empty() {
+            return;
+        }
+        let mut asks: BTreeMap<ConnId, Vec<Inv>> = BTreeMap::new();
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        let start = self.rng.below(conns.len().max(1) as u64) as usize;
+        for hash in missing {
+            let Some(height) = self.headers.get(&hash).map(|e| e.height) else {
+                continue;
+            };
+            for k in 0..conns.len() {
+                let c = conns[(start + k) % conns.len()];
+                let Some(p) = self.peers.get(&c) else {
+                    continue;
+                };
+                if !p.ready() || p.blocks_in_flight.len() >= self.cfg.blocks_per_peer {
+                    continue;
+                }
+                let has = p.best_known.is_some_and(|b| {
+                    self.headers.ancestor(&b, height).map(|a| a.header.hash()) == Some(hash)
+                });
+                if !has {
+                    continue;
+                }
+                if let Some(p) = self.peers.get_mut(&c) {
+                    p.blocks_in_flight.insert(hash);
+                }
+                self.in_flight.insert(hash, (c, self.now));
+                asks.entry(c).or_default().push(Inv {
+                    kind: INV_BLOCK,
+                    hash,
+                });
+                break;
+            }
+        }
+        for (c, inv) in asks {
+            self.send(c, &Message::GetData(inv));
+        }
+    }
+
+    fn on_block(&mut self, conn: ConnId, b: Block) {
+        let hash = b.header.hash();
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.blocks_in_flight.remove(&hash);
+            p.mark_known(hash);
+        }
+        if self.in_flight.get(&hash).is_some_and(|(c, _)| *c == conn) {
+            self.in_flight.remove(&hash);
+        }
+        self.take_block(b, Origin::Peer(conn));
+        self.schedule_downloads();
+    }
+
+    /// A block from a peer or the user: header into the tree, then hold it for the store.
+    fn take_block(&mut self, b: Block, origin: Origin) {
+        let hash = b.header.hash();
+        if self.held.contains_key(&hash) || self.submitting.contains(&hash) {
+            return self.local_result(origin, Err("duplicate: block is being processed".into()));
+        }
+        match self.headers.get(&hash) {
+            Some(e) if e.invalid => {
+                if let Origin::Peer(c) = origin {
+                    self.misbehave(c, BAN_SCORE, "block known to be invalid");
+                }
+                return self.local_result(origin, Err("invalid: block known to be invalid".into()));
+            }
+            Some(e) if e.have_block => return self.local_result(origin, Err("duplicate".into())),
+            Some(_) => {}
+            None => {
+                let unix = self.unix();
+                match self.headers.accept(&b.header, unix) {
+                    Ok(_) => {}
+                    Err(HeaderError::Unconnected) => {
+                        if let Origin::Peer(c) = origin {
+                            self.ask_headers(c);
+                        }
+                        return self.local_result(origin, Err("inconclusive: previous block unknown".into()));
+                    }
+                    Err(e) => {
+                        let reason = format!("invalid: {e}");
+                        if let Origin::Peer(c) = origin {
+                            let s = e.score();
+                            self.misbehave(c, s, &reason);
+                        }
+                        return self.local_result(origin, Err(reason));
+                    }
+                }
+            }
+        }
+        // A block we did not ask for is kept only if it would extend the chain we build on.
+        if let Origin::Peer(_) = origin {
+            if self.held.len() >= self.cfg.max_blocks_in_flight {
+                return;
+            }
+        }
+        self.held.insert(hash, (b, origin));
+        self.submit_ready();
+    }
+
+    fn local_result(&mut self, origin: Origin, result: Result<(), String>) {
+        if let Origin::Local(id) = origin {
+            self.events.push_back(Event::BlockResult { id, result });
+        }
+    }
+
+    /// Send to the store every held block whose parent is stored or on its way there.
+    fn submit_ready(&mut self) {
+        loop {
+            let ready: Vec<[u8; 32]> = self
+                .held
+                .iter()
+                .filter(|(_, (b, _))| {
+                    self.submitting.contains(&b.header.prev)
+                        || self.headers.get(&b.header.prev).is_some_and(|e| e.have_block)
+                })
+                .map(|(h, _)| *h)
+                .collect();
+            if ready.is_empty() {
+                return;
+            }
+            for h in ready {
+                if let Some((block, origin)) = self.held.remove(&h) {
+                    self.submitting.insert(h);
+                    self.events
+                        .push_back(Event::Store(Request::AcceptBlock { origin, block }));
+                }
+            }
+        }
+    }
+
+    fn on_tx(&mut self, conn: ConnId, tx: Transaction) {
+        let txid = tx.txid();
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.txs_requested.remove(&txid);
+            p.mark_known(txid);
+        }
+        if self.tx_requested.get(&txid) == Some(&conn) {
+            self.tx_requested.remove(&txid);
+        }
+        self.take_tx(tx, Origin::Peer(conn));
+    }
+
+    fn take_tx(&mut self, tx: Transaction, origin: Origin) {
+        let txid = tx.txid();
+        let refuse = if self.mempool.contains(&txid) {
+            Some("txn-already-in-mempool")
+        } else if self.tx_pending.contains(&txid) {
+            Some("txn-already-known")
+        } else if origin != Origin::Readd && self.rejects.contains(&txid) {
+            Some("txn-already-rejected")
+        } else {
+            None
+        };
+        if let Some(r) = refuse {
+            if let Origin::Local(id) = origin {
+                self.events.push_back(Event::TxResult {
+                    id,
+                    result: Err(r.into()),
+                });
+            }
+            return;
+        }
+        self.tx_pending.insert(txid);
+        self.events
+            .push_back(Event::Store(Request::Coins { origin, tx }));
+    }
+
+    fn on_coins(&mut self, origin: Origin, tx: Transaction, view: UtxoView) {
+        let txid = tx.txid();
+        self.tx_pending.remove(&txid);
+        let tip = self.tip();
+        let mtp = self.headers.median_time_past(&tip);
+        let r = self
+            .mempool
+            .accept(tx, &view, self.height(), mtp, &self.secp);
+        let result = match r {
+            Ok(_evicted) => {
+                self.relay(INV_TX, txid, origin);
+                Ok(txid)
+            }
+            Err(e) => {
+                if self.rejects.len() >= RECENT_REJECTS {
+                    self.rejects.clear();
+                }
+                if !matches!(e, MempoolError::MissingInput(_)) {
+                    self.rejects.insert(txid);
+                }
+                if let (Origin::Peer(c), MempoolError::Invalid(_)) = (origin, &e) {
+                    self.misbehave(c, BAN_SCORE, "invalid transaction");
+                }
+                Err(e.to_string())
+            }
+        };
+        if let Origin::Local(id) = origin {
+            self.events.push_back(Event::TxResult { id, result });
+        }
+    }
+
+    /// Announce `hash` to every ready peer that does not know it (not back to `origin`).
+    fn relay(&mut self, kind: u32, hash: [u8; 32], origin: Origin) {
+        let header = (kind == INV_BLOCK)
+            .then(|| self.headers.get(&hash).map(|e| e.header.clone()))
+            .flatten();
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for c in conns {
+            if origin == Origin::Peer(c) {
+                continue;
+            }
+            let Some(p) = self.peers.get_mut(&c) else {
+                continue;
+            };
+            if !p.ready() || p.knows(&hash) {
+                continue;
+            }
+            p.mark_known(hash);
+            let m = match (&header, p.send_headers) {
+                (Some(h), true) => Message::Headers(vec![h.clone()]),
+                _ => Message::Inv(vec![Inv { kind, hash }]),
+            };
+            self.send(c, &m);
+        }
+    }
+
+    fn on_block_done(&mut self, origin: Origin, hash: [u8; 32], result: Result<Applied, BlockFailure>) {
+        self.submitting.remove(&hash);
+        match result {
+            Ok(applied) => {
+                self.headers.set_have_block(&hash);
+                if !applied.connected.is_empty() || !applied.disconnected.is_empty() {
+                    let hs: Vec<BlockHeader> =
+                        applied.connected.iter().map(|b| b.header.clone()).collect();
+                    self.headers.set_active(applied.disconnected.len(), &hs);
+                    for b in &applied.connected {
+                        self.mempool.remove_for_block(&b.txs);
+                    }
+                    self.rejects.clear();
+                    for b in applied.disconnected.iter().rev() {
+                        for tx in b.txs.iter().skip(1) {
+                            self.take_tx(tx.clone(), Origin::Readd);
+                        }
+                    }
+                    let tip = self.tip();
+                    self.events.push_back(Event::Tip {
+                        height: self.height(),
+                        hash: tip,
+                    });
+                    if self.headers.best().header.hash() == tip {
+                        self.relay(INV_BLOCK, tip, origin);
+                    }
+                }
+                self.local_result(origin, Ok(()));
+            }
+            Err(BlockFailure::Invalid(reason)) => {
+                self.headers.mark_invalid(&hash);
+                let bad: Vec<[u8; 32]> = self
+                    .held
+                    .keys()
+                    .filter(|h| self.headers.get(h).is_some_and(|e| e.invalid))
+                    .copied()
+                    .collect();
+                for h in bad {
+                    self.held.remove(&h);
+                }
+                if let Origin::Peer(c) = origin {
+                    self.misbehave(c, BAN_SCORE, &format!("invalid block: {reason}"));
+                }
+                self.local_result(origin, Err(format!("invalid: {reason}")));
+            }
+            Err(BlockFailure::Other(reason)) => self.local_result(origin, Err(reason)),
+        }
+        self.submit_ready();
+        self.schedule_downloads();
+    }
+
+    fn on_store_done(&mut self, reply: Reply) {
+        match reply {
+            Reply::BlockDone {
+                origin,
+                hash,
+                result,
+            } => self.on_block_done(origin, hash, result),
+            Reply::Blocks {
+                conn,
+                blocks,
+                missing,
+            } => {
+                if !self.peers.contains_key(&conn) {
+                    return;
+                }
+                for b in blocks {
+                    self.send(conn, &Message::Block(b));
+                }
+                if !missing.is_empty() {
+                    let inv = missing
+                        .into_iter()
+                        .map(|hash| Inv {
+                            kind: INV_BLOCK,
+                            hash,
+                        })
+                        .collect();
+                    self.send(conn, &Message::NotFound(inv));
+                }
+                if let Some(p) = self.peers.get_mut(&conn) {
+                    p.reading = false;
+                }
+                self.read_blocks_for(conn);
+            }
+            Reply::Coins { origin, tx, view } => self.on_coins(origin, tx, view),
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Connect(to) => {
+                let outbound = self.peers.values().filter(|p| !p.inbound).count() + self.dialing.len();
+                if self.is_banned(&to.ip()) || outbound >= self.cfg.max_outbound {
+                    return;
+                }
+                let conn = ConnId::outbound(self.next_conn);
+                self.next_conn += 1;
+                self.dialing.insert(conn, to);
+                self.transmits.push_back(Transmit::Connect { conn, to });
+            }
+            Command::SubmitTx { id, tx } => self.take_tx(tx, Origin::Local(id)),
+            Command::SubmitBlock { id, block } => self.take_block(block, Origin::Local(id)),
+            Command::Info { id } => {
+                let info = self.info();
+                self.events.push_back(Event::Info { id, info });
+            }
+            Command::Peers { id } => {
+                let peers = self
+                    .peers
+                    .iter()
+                    .map(|(c, p)| PeerSummary {
+                        conn: *c,
+                        addr: p.addr,
+                        inbound: p.inbound,
+                        version: p.hs.version.as_ref().map_or(0, |v| v.version),
+                        user_agent: p.hs.version.as_ref().map(|v| v.user_agent.clone()).unwrap_or_default(),
+                        start_height: p.hs.version.as_ref().map_or(0, |v| v.start_height),
+                        score: p.score,
+                        ping_us: p.ping_us,
+                        bytes_sent: p.bytes_sent,
+                        bytes_recv: p.bytes_recv,
+                    })
+                    .collect();
+                self.events.push_back(Event::Peers { id, peers });
+            }
+            Command::Template { id } => {
+                let base = self.template_base();
+                self.events.push_back(Event::Template { id, base });
+            }
+            Command::MempoolTx { id, txid } => {
+                let tx = self.mempool.get(&txid).map(|e| e.tx.clone());
+                self.events.push_back(Event::MempoolTx { id, tx });
+            }
+            Command::StoreDone(r) => self.on_store_done(r),
+        }
+    }
+
+    /// The tip, the next nBits and the mempool in fee-rate order with parents first.
+    pub fn template_base(&self) -> TemplateBase {
+        let tip = self.tip();
+        let tip_e = self.headers.tip_entry();
+        let mut txs = Vec::new();
+        let mut placed: BTreeSet<[u8; 32]> = BTreeSet::new();
+        let mut pending: Vec<&crate::core::mempool::PoolEntry> = self.mempool.by_fee_rate().collect();
+        // Parents first: repeat passes until nothing more can be placed.
+        loop {
+            let before = pending.len();
+            pending.retain(|e| {
+                let parents_ok = e.tx.inputs.iter().all(|i| {
+                    !self.mempool.contains(&i.prevout.txid) || placed.contains(&i.prevout.txid)
+                });
+                if parents_ok {
+                    placed.insert(e.tx.txid());
+                    txs.push((e.tx.clone(), e.fee.to_sat()));
+                }
+                !parents_ok
+            });
+            if pending.is_empty() || pending.len() == before {
+                break;
+            }
+        }
+        TemplateBase {
+            prev: tip,
+            height: self.height() + 1,
+            bits: tip_e.map_or(self.headers.params().pow_limit_bits, |e| {
+                self.headers.next_bits(e)
+            }),
+            median_time_past: self.headers.median_time_past(&tip),
+            txs,
+        }
+    }
+
+    fn on_timer(&mut self) {
+        let now = self.now;
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for c in conns {
+            let Some(p) = self.peers.get(&c) else {
+                continue;
+            };
+            if !p.ready() && now.saturating_duration_since(p.connected_at) >= self.cfg.handshake_timeout {
+                self.close(c);
+                continue;
+            }
+            if let Some((_, sent)) = p.ping {
+                if now.saturating_duration_since(sent) >= self.cfg.ping_timeout {
+                    self.close(c);
+                    continue;
+                }
+            }
+            if p.ready() && p.ping.is_none() && now >= p.next_ping {
+                let nonce = self.rng.next_u64();
+                if let Some(p) = self.peers.get_mut(&c) {
+                    p.ping = Some((nonce, now));
+                    p.next_ping = now + self.cfg.ping_interval;
+                }
+                self.send(c, &Message::Ping(nonce));
+            }
+        }
+        let stalled: BTreeSet<ConnId> = self
+            .in_flight
+            .values()
+            .filter(|(_, at)| now.saturating_duration_since(*at) >= self.cfg.block_timeout)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in stalled {
+            self.close(c);
+        }
+        self.bans.retain(|_, until| *until > now);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut at = |i: Instant| t = Some(t.map_or(i, |x| x.min(i)));
+        for p in self.peers.values() {
+            if !p.ready() {
+                at(p.connected_at + self.cfg.handshake_timeout);
+            }
+            match p.ping {
+                Some((_, sent)) => at(sent + self.cfg.ping_timeout),
+                None if p.ready() => at(p.next_ping),
+                None => {}
+            }
+        }
+        for (_, asked) in self.in_flight.values() {
+            at(*asked + self.cfg.block_timeout);
+        }
+        t
+    }
+}
+
+impl Core for Node {
+    type Command = Command;
+    type Event = Event;
+
+    fn handle_input(&mut self, now: Instant, input: Input<'_, Command>) {
+        self.now = self.now.max(now);
+        match input {
+            Input::Command(c) => self.on_command(c),
+            Input::Connected { conn, peer } => self.on_connected(conn, peer),
+            Input::ConnectFailed { conn } => {
+                self.dialing.remove(&conn);
+            }
+            Input::Received { conn, data } => self.on_received(conn, data),
+            Input::Closed { conn, reason } => {
+                let _: CloseReason = reason;
+                self.dialing.remove(&conn);
+                self.drop_peer(conn);
+            }
+            Input::Datagram { .. } => {}
+            _ => {}
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        self.on_timer();
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.next_deadline()
+    }
+}
