@@ -45,6 +45,8 @@
 //! ```
 pub mod core;
 #[cfg(feature = "store")]
+pub mod harness;
+#[cfg(feature = "store")]
 pub mod store;
 pub mod wire;
 
