@@ -13,8 +13,8 @@ use servent_core::{CloseReason, ConnId, Core, Input, Instant, Rng, Transmit};
 use crate::core::block::{Chain, Coin};
 use crate::core::node::{Command, Event, Node, NodeConfig};
 use crate::core::script::{num_encode, push_data};
-use crate::store::node::{active_headers, serve};
 use crate::store::Store;
+use crate::store::node::{active_headers, serve};
 use crate::wire::{Block, BlockHeader, OutPoint, Transaction, TxIn, TxOut};
 use crate::{Params, hash_meets_target, merkle_root, subsidy, target_from_compact};
 
@@ -48,10 +48,22 @@ enum End {
 
 #[derive(Debug)]
 enum Action {
-    Connected { node: usize, conn: ConnId, peer: SocketAddr },
-    ConnectFailed { node: usize, conn: ConnId },
-    Deliver { to: End, data: Vec<u8> },
-    Closed { to: End },
+    Connected {
+        node: usize,
+        conn: ConnId,
+        peer: SocketAddr,
+    },
+    ConnectFailed {
+        node: usize,
+        conn: ConnId,
+    },
+    Deliver {
+        to: End,
+        data: Vec<u8>,
+    },
+    Closed {
+        to: End,
+    },
 }
 
 /// The network.
@@ -185,8 +197,22 @@ impl Net {
                 self.links.insert((i, conn), End::Node(j, inb));
                 self.links.insert((j, inb), End::Node(i, conn));
                 let from = self.nodes[i].addr;
-                self.at(lat, Action::Connected { node: j, conn: inb, peer: from });
-                self.at(lat, Action::Connected { node: i, conn, peer: to });
+                self.at(
+                    lat,
+                    Action::Connected {
+                        node: j,
+                        conn: inb,
+                        peer: from,
+                    },
+                );
+                self.at(
+                    lat,
+                    Action::Connected {
+                        node: i,
+                        conn,
+                        peer: to,
+                    },
+                );
             }
             Transmit::Send { conn, data } => {
                 if let Some(to) = self.links.get(&(i, conn)).copied() {
@@ -218,7 +244,12 @@ impl Net {
             if let End::Node(y, d) = e {
                 self.links.remove(&(y, d));
             }
-            self.at(Duration::ZERO, Action::Closed { to: End::Node(x, c) });
+            self.at(
+                Duration::ZERO,
+                Action::Closed {
+                    to: End::Node(x, c),
+                },
+            );
             self.at(Duration::ZERO, Action::Closed { to: e });
         }
     }
@@ -236,7 +267,14 @@ impl Net {
             closed: false,
         });
         let peer = SocketAddr::new(IpAddr::V4(ip), 40_000 + k as u16);
-        self.at(self.latency, Action::Connected { node: i, conn: inb, peer });
+        self.at(
+            self.latency,
+            Action::Connected {
+                node: i,
+                conn: inb,
+                peer,
+            },
+        );
         k
     }
 
@@ -246,7 +284,13 @@ impl Net {
             return;
         };
         if self.links.contains_key(&(i, conn)) {
-            self.at(self.latency, Action::Deliver { to: End::Node(i, conn), data });
+            self.at(
+                self.latency,
+                Action::Deliver {
+                    to: End::Node(i, conn),
+                    data,
+                },
+            );
         }
     }
 
@@ -291,17 +335,23 @@ impl Net {
         let now = self.now;
         match a {
             Action::Connected { node, conn, peer } => {
-                self.nodes[node].node.handle_input(now, Input::Connected { conn, peer });
+                self.nodes[node]
+                    .node
+                    .handle_input(now, Input::Connected { conn, peer });
                 self.pump(node);
             }
             Action::ConnectFailed { node, conn } => {
-                self.nodes[node].node.handle_input(now, Input::ConnectFailed { conn });
+                self.nodes[node]
+                    .node
+                    .handle_input(now, Input::ConnectFailed { conn });
                 self.pump(node);
             }
             Action::Deliver { to, data } => match to {
                 End::Node(i, conn) => {
                     if self.links.contains_key(&(i, conn)) {
-                        self.nodes[i].node.handle_input(now, Input::Received { conn, data: &data });
+                        self.nodes[i]
+                            .node
+                            .handle_input(now, Input::Received { conn, data: &data });
                         self.pump(i);
                     }
                 }

@@ -64,7 +64,13 @@ fn a_transaction_is_relayed_mined_and_a_double_spend_is_rejected_by_every_node()
     let pay = spend(coin.clone(), &[49 * 100_000_000]);
     let double = spend(coin, &[48 * 100_000_000]);
     let id = net.next_id();
-    net.command(0, Command::SubmitTx { id, tx: pay.clone() });
+    net.command(
+        0,
+        Command::SubmitTx {
+            id,
+            tx: pay.clone(),
+        },
+    );
     assert_eq!(tx_result(&net, 0, id), Some(Ok(pay.txid())));
     let txid = pay.txid();
     assert!(net.drive_until(Duration::from_secs(30), |n| {
@@ -72,7 +78,13 @@ fn a_transaction_is_relayed_mined_and_a_double_spend_is_rejected_by_every_node()
     }));
     for i in 0..3 {
         let id = net.next_id();
-        net.command(i, Command::SubmitTx { id, tx: double.clone() });
+        net.command(
+            i,
+            Command::SubmitTx {
+                id,
+                tx: double.clone(),
+            },
+        );
         let r = tx_result(&net, i, id).expect("answered");
         assert!(
             r.as_ref().is_err_and(|e| e.contains("conflict")),
@@ -87,8 +99,17 @@ fn a_transaction_is_relayed_mined_and_a_double_spend_is_rejected_by_every_node()
     // Now the double spend's input is gone everywhere.
     for i in 0..3 {
         let id = net.next_id();
-        net.command(i, Command::SubmitTx { id, tx: double.clone() });
-        assert!(tx_result(&net, i, id).expect("answered").is_err(), "node {i}");
+        net.command(
+            i,
+            Command::SubmitTx {
+                id,
+                tx: double.clone(),
+            },
+        );
+        assert!(
+            tx_result(&net, i, id).expect("answered").is_err(),
+            "node {i}"
+        );
     }
 }
 
@@ -132,7 +153,10 @@ fn partitions_mine_apart_and_converge_on_the_heavier_chain() {
     let b = mine_n(&mut net, 3, 6);
     let ta = a[2].header.hash();
     let tb = b[5].header.hash();
-    assert!(net.drive_until(Duration::from_secs(30), |n| all_at(n, &[0, 1], ta) && all_at(n, &[2, 3], tb)));
+    assert!(
+        net.drive_until(Duration::from_secs(30), |n| all_at(n, &[0, 1], ta)
+            && all_at(n, &[2, 3], tb))
+    );
     net.connect(1, 2);
     assert!(
         net.drive_until(Duration::from_secs(60), |n| all_at(n, &[0, 1, 2, 3], tb)),

@@ -73,9 +73,11 @@ fn accept(store: &mut Store, block: &Block, now_unix: i64) -> Result<Applied, Bl
                 connected,
             })
         }
-        Err(e @ (StoreError::Invalid { .. } | StoreError::InvalidParent(_) | StoreError::KnownInvalid(_))) => {
-            Err(BlockFailure::Invalid(e.to_string()))
-        }
+        Err(
+            e @ (StoreError::Invalid { .. }
+            | StoreError::InvalidParent(_)
+            | StoreError::KnownInvalid(_)),
+        ) => Err(BlockFailure::Invalid(e.to_string())),
         Err(e) => Err(BlockFailure::Other(e.to_string())),
     }
 }

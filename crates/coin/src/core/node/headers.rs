@@ -225,7 +225,10 @@ impl HeaderTree {
         check_header(h, &self.params, now_unix).map_err(HeaderError::Invalid)?;
         let want = self.next_bits(parent);
         if h.bits != want {
-            return Err(HeaderError::Invalid(BlockError::WrongBits { got: h.bits, want }));
+            return Err(HeaderError::Invalid(BlockError::WrongBits {
+                got: h.bits,
+                want,
+            }));
         }
         if h.time <= self.median_time_past(&h.prev) {
             return Err(HeaderError::Invalid(BlockError::TimeTooOld));
@@ -316,7 +319,10 @@ impl HeaderTree {
                 // The store connected a block whose header we had not seen (a local submit).
                 let parent = self.entries.get(&h.prev);
                 let (height, work) = match parent {
-                    Some(p) => (p.height + 1, p.work.checked_add(work_of(h.bits)).unwrap_or(p.work)),
+                    Some(p) => (
+                        p.height + 1,
+                        p.work.checked_add(work_of(h.bits)).unwrap_or(p.work),
+                    ),
                     None => continue,
                 };
                 self.entries.insert(

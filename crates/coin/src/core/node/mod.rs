@@ -158,16 +158,31 @@ pub enum Reply {
 pub enum Command {
     /// Dial a peer.
     Connect(SocketAddr),
-    SubmitTx { id: u64, tx: Transaction },
-    SubmitBlock { id: u64, block: Block },
+    SubmitTx {
+        id: u64,
+        tx: Transaction,
+    },
+    SubmitBlock {
+        id: u64,
+        block: Block,
+    },
     /// Answer [`Event::Info`].
-    Info { id: u64 },
+    Info {
+        id: u64,
+    },
     /// Answer [`Event::Peers`].
-    Peers { id: u64 },
+    Peers {
+        id: u64,
+    },
     /// Answer [`Event::Template`].
-    Template { id: u64 },
+    Template {
+        id: u64,
+    },
     /// Answer [`Event::MempoolTx`].
-    MempoolTx { id: u64, txid: [u8; 32] },
+    MempoolTx {
+        id: u64,
+        txid: [u8; 32],
+    },
     StoreDone(Reply),
 }
 
@@ -213,18 +228,48 @@ pub struct TemplateBase {
 #[derive(Debug, Clone)]
 pub enum Event {
     Store(Request),
-    TxResult { id: u64, result: Result<[u8; 32], String> },
-    BlockResult { id: u64, result: Result<(), String> },
-    Info { id: u64, info: NodeInfo },
-    Peers { id: u64, peers: Vec<PeerSummary> },
-    Template { id: u64, base: TemplateBase },
-    MempoolTx { id: u64, tx: Option<Transaction> },
+    TxResult {
+        id: u64,
+        result: Result<[u8; 32], String>,
+    },
+    BlockResult {
+        id: u64,
+        result: Result<(), String>,
+    },
+    Info {
+        id: u64,
+        info: NodeInfo,
+    },
+    Peers {
+        id: u64,
+        peers: Vec<PeerSummary>,
+    },
+    Template {
+        id: u64,
+        base: TemplateBase,
+    },
+    MempoolTx {
+        id: u64,
+        tx: Option<Transaction>,
+    },
     /// The active tip moved.
-    Tip { height: u32, hash: [u8; 32] },
+    Tip {
+        height: u32,
+        hash: [u8; 32],
+    },
     /// An address was banned.
-    Banned { ip: IpAddr, reason: String },
-    PeerUp { conn: ConnId, addr: SocketAddr },
-    PeerDown { conn: ConnId, addr: SocketAddr },
+    Banned {
+        ip: IpAddr,
+        reason: String,
+    },
+    PeerUp {
+        conn: ConnId,
+        addr: SocketAddr,
+    },
+    PeerDown {
+        conn: ConnId,
+        addr: SocketAddr,
+    },
 }
 
 /// Transaction ids recently refused (not asked for again until the tip moves).
@@ -279,7 +324,12 @@ fn ipv6_mapped(addr: &SocketAddr) -> [u8; 16] {
 impl Node {
     /// A node whose store holds `active` (genesis first, linked), or `None` if `active` is
     /// not a chain of `params`'s network.
-    pub fn new(cfg: NodeConfig, params: Params, active: &[BlockHeader], mut rng: Rng) -> Option<Self> {
+    pub fn new(
+        cfg: NodeConfig,
+        params: Params,
+        active: &[BlockHeader],
+        mut rng: Rng,
+    ) -> Option<Self> {
         let headers = HeaderTree::new(params, active)?;
         let bans = keyed_map(&mut rng);
         let addrs = AddrTable::new(cfg.max_addrs, &mut rng);
@@ -369,7 +419,8 @@ impl Node {
         for t in &p.txs_requested {
             self.tx_requested.remove(t);
         }
-        self.events.push_back(Event::PeerDown { conn, addr: p.addr });
+        self.events
+            .push_back(Event::PeerDown { conn, addr: p.addr });
         self.schedule_downloads();
     }
 
@@ -498,7 +549,8 @@ impl Node {
                     if let Some((want, sent)) = p.ping {
                         if want == n {
                             p.ping = None;
-                            p.ping_us = Some(self.now.saturating_duration_since(sent).as_micros() as u64);
+                            p.ping_us =
+                                Some(self.now.saturating_duration_since(sent).as_micros() as u64);
                         }
                     }
                 }
@@ -679,7 +731,10 @@ impl Node {
                     None => notfound.push(i),
                 },
                 INV_BLOCK => {
-                    let have = self.headers.get(&i.hash).is_some_and(|e| e.have_block && !e.invalid);
+                    let have = self
+                        .headers
+                        .get(&i.hash)
+                        .is_some_and(|e| e.have_block && !e.invalid);
                     let Some(p) = self.peers.get_mut(&conn) else {
                         return;
                     };
@@ -798,12 +853,17 @@ impl Node {
 
     /// Ask peers for the blocks of the best header chain we miss, within the windows.
     fn schedule_downloads(&mut self) {
-        let room = self.cfg.max_blocks_in_flight.saturating_sub(self.in_flight.len() + self.held.len());
+        let room = self
+            .cfg
+            .max_blocks_in_flight
+            .saturating_sub(self.in_flight.len() + self.held.len());
         if room == 0 {
             return;
         }
         let missing = self.headers.missing_blocks(room, |h| {
-            self.in_flight.contains_key(h) || self.held.contains_key(h) || self.submitting.contains(h)
+            self.in_flight.contains_key(h)
+                || self.held.contains_key(h)
+                || self.submitting.contains(h)
         });
         if missing.is_empty() {
             return;
@@ -881,7 +941,10 @@ impl Node {
                         if let Origin::Peer(c) = origin {
                             self.ask_headers(c);
                         }
-                        return self.local_result(origin, Err("inconclusive: previous block unknown".into()));
+                        return self.local_result(
+                            origin,
+                            Err("inconclusive: previous block unknown".into()),
+                        );
                     }
                     Err(e) => {
                         let reason = format!("invalid: {e}");
@@ -918,7 +981,10 @@ impl Node {
                 .iter()
                 .filter(|(_, (b, _))| {
                     self.submitting.contains(&b.header.prev)
-                        || self.headers.get(&b.header.prev).is_some_and(|e| e.have_block)
+                        || self
+                            .headers
+                            .get(&b.header.prev)
+                            .is_some_and(|e| e.have_block)
                 })
                 .map(|(h, _)| *h)
                 .collect();
@@ -1028,7 +1094,12 @@ impl Node {
         }
     }
 
-    fn on_block_done(&mut self, origin: Origin, hash: [u8; 32], result: Result<Applied, BlockFailure>) {
+    fn on_block_done(
+        &mut self,
+        origin: Origin,
+        hash: [u8; 32],
+        result: Result<Applied, BlockFailure>,
+    ) {
         self.submitting.remove(&hash);
         match result {
             Ok(applied) => {
@@ -1119,7 +1190,8 @@ impl Node {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Connect(to) => {
-                let outbound = self.peers.values().filter(|p| !p.inbound).count() + self.dialing.len();
+                let outbound =
+                    self.peers.values().filter(|p| !p.inbound).count() + self.dialing.len();
                 if self.is_banned(&to.ip()) || outbound >= self.cfg.max_outbound {
                     return;
                 }
@@ -1143,7 +1215,12 @@ impl Node {
                         addr: p.addr,
                         inbound: p.inbound,
                         version: p.hs.version.as_ref().map_or(0, |v| v.version),
-                        user_agent: p.hs.version.as_ref().map(|v| v.user_agent.clone()).unwrap_or_default(),
+                        user_agent: p
+                            .hs
+                            .version
+                            .as_ref()
+                            .map(|v| v.user_agent.clone())
+                            .unwrap_or_default(),
                         start_height: p.hs.version.as_ref().map_or(0, |v| v.start_height),
                         score: p.score,
                         ping_us: p.ping_us,
@@ -1171,7 +1248,8 @@ impl Node {
         let tip_e = self.headers.tip_entry();
         let mut txs = Vec::new();
         let mut placed: BTreeSet<[u8; 32]> = BTreeSet::new();
-        let mut pending: Vec<&crate::core::mempool::PoolEntry> = self.mempool.by_fee_rate().collect();
+        let mut pending: Vec<&crate::core::mempool::PoolEntry> =
+            self.mempool.by_fee_rate().collect();
         // Parents first: repeat passes until nothing more can be placed.
         loop {
             let before = pending.len();
@@ -1207,7 +1285,9 @@ impl Node {
             let Some(p) = self.peers.get(&c) else {
                 continue;
             };
-            if !p.ready() && now.saturating_duration_since(p.connected_at) >= self.cfg.handshake_timeout {
+            if !p.ready()
+                && now.saturating_duration_since(p.connected_at) >= self.cfg.handshake_timeout
+            {
                 self.close(c);
                 continue;
             }
