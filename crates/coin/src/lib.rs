@@ -14,6 +14,8 @@
 //!   lowest fee rate.
 //! - [`wire::p2p`]: the P2P message layer (magic, command, length,
 //!   checksum; version .. feefilter) with Core's limits.
+//! - [`mine`]: block templates from the mempool, the midstate nonce
+//!   search, and (feature `runtime`) the threaded miner.
 //! - `store` (cargo feature `store`, on by default): the chain store on
 //!   disk — block index with cumulative work, active chain, UTXO set, undo
 //!   data; every chain change (a block, or a whole reorganisation) is one
@@ -44,6 +46,7 @@
 //! assert_eq!((chain.height(), chain.next_bits()), (0, 0x1d00_ffff));
 //! ```
 pub mod core;
+pub mod mine;
 #[cfg(feature = "store")]
 pub mod harness;
 #[cfg(feature = "store")]

@@ -101,8 +101,9 @@ fn count_sigops(s: &[u8], accurate: bool) -> usize {
     n
 }
 
-/// Sigops of a P2SH redeem script (the scriptSig's last push), counted accurately.
-fn p2sh_sigops(script_sig: &[u8]) -> usize {
+/// Sigops of a P2SH redeem script (the scriptSig's last push), counted
+/// accurately; 0 if the scriptSig is not push-only.
+pub fn p2sh_sigops(script_sig: &[u8]) -> usize {
     let mut pc = 0;
     let mut last: &[u8] = &[];
     while let Some(op) = script::get_op(script_sig, &mut pc) {
@@ -208,7 +209,9 @@ pub fn script_flags(params: &Params, height: u32, time: u32) -> Flags {
     f
 }
 
-fn is_final(tx: &Transaction, height: u32, time: u32) -> bool {
+/// Whether `tx` may be in a block at `height` with time `time` (lock time
+/// passed, or every input final).
+pub fn is_final(tx: &Transaction, height: u32, time: u32) -> bool {
     if tx.lock_time == 0 {
         return true;
     }
@@ -222,6 +225,14 @@ fn is_final(tx: &Transaction, height: u32, time: u32) -> bool {
             .inputs
             .iter()
             .all(|i| i.sequence == script::SEQUENCE_FINAL)
+}
+
+/// What a coinbase scriptSig must start with at `height` once BIP34 is
+/// active: the height as a pushed script number.
+pub fn bip34_prefix(height: u32) -> Vec<u8> {
+    let mut want = Vec::new();
+    script::push_data(&mut want, &script::num_encode(i64::from(height)));
+    want
 }
 
 /// An in-memory UTXO set (outpoints are block data checked by proof of
@@ -288,8 +299,7 @@ impl UtxoView {
         let mut sig_checks = 0;
         let mut sigops = 0;
         if height >= params.bip34_height {
-            let mut want = Vec::new();
-            script::push_data(&mut want, &script::num_encode(i64::from(height)));
+            let want = bip34_prefix(height);
             let first = b
                 .txs
                 .first()
