@@ -46,9 +46,9 @@
 //! assert_eq!((chain.height(), chain.next_bits()), (0, 0x1d00_ffff));
 //! ```
 pub mod core;
-pub mod mine;
 #[cfg(feature = "store")]
 pub mod harness;
+pub mod mine;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod wire;

@@ -19,6 +19,7 @@
 //! (e.g. an `inv` flood of more than 50 000 entries): 100; an invalid header (proof of work,
 //! nBits, time, version) or block: 100; a non-continuous `headers` list: 20; every 10th
 //! `headers` message that does not connect: 20; a second `version`: 1.
+pub mod address;
 pub mod addrs;
 pub mod headers;
 pub mod peer;
@@ -174,9 +175,11 @@ pub enum Command {
     Peers {
         id: u64,
     },
-    /// Answer [`Event::Template`].
+    /// Answer [`Event::Template`]: a block template (Core's selection rules, see
+    /// [`crate::mine::block_template`]) whose coinbase pays `coinbase_script`.
     Template {
         id: u64,
+        coinbase_script: Vec<u8>,
     },
     /// Answer [`Event::MempoolTx`].
     MempoolTx {
@@ -244,9 +247,10 @@ pub enum Event {
         id: u64,
         peers: Vec<PeerSummary>,
     },
+    /// The template and each of its transactions' fee (satoshis), in block order.
     Template {
         id: u64,
-        base: TemplateBase,
+        result: Result<(crate::mine::Template, Vec<i64>), String>,
     },
     MempoolTx {
         id: u64,
@@ -1190,6 +1194,11 @@ impl Node {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Connect(to) => {
+                if self.peers.values().any(|p| p.addr == to)
+                    || self.dialing.values().any(|a| *a == to)
+                {
+                    return;
+                }
                 let outbound =
                     self.peers.values().filter(|p| !p.inbound).count() + self.dialing.len();
                 if self.is_banned(&to.ip()) || outbound >= self.cfg.max_outbound {
@@ -1230,9 +1239,12 @@ impl Node {
                     .collect();
                 self.events.push_back(Event::Peers { id, peers });
             }
-            Command::Template { id } => {
-                let base = self.template_base();
-                self.events.push_back(Event::Template { id, base });
+            Command::Template {
+                id,
+                coinbase_script,
+            } => {
+                let result = self.block_template(&coinbase_script);
+                self.events.push_back(Event::Template { id, result });
             }
             Command::MempoolTx { id, txid } => {
                 let tx = self.mempool.get(&txid).map(|e| e.tx.clone());
@@ -1240,6 +1252,33 @@ impl Node {
             }
             Command::StoreDone(r) => self.on_store_done(r),
         }
+    }
+
+    /// A template on the tip from the mempool, timed after the median time past and no
+    /// earlier than now; with the fee of each transaction.
+    pub fn block_template(
+        &self,
+        coinbase_script: &[u8],
+    ) -> Result<(crate::mine::Template, Vec<i64>), String> {
+        let base = self.template_base();
+        let time =
+            (base.median_time_past + 1).max(self.unix().clamp(0, i64::from(u32::MAX)) as u32);
+        let t = crate::mine::block_template(
+            self.headers.params(),
+            base.prev,
+            base.height,
+            base.bits,
+            time,
+            &self.mempool,
+            coinbase_script,
+        )
+        .map_err(|e| e.to_string())?;
+        let fees = t
+            .txs
+            .iter()
+            .map(|tx| self.mempool.get(&tx.txid()).map_or(0, |e| e.fee.to_sat()))
+            .collect();
+        Ok((t, fees))
     }
 
     /// The tip, the next nBits and the mempool in fee-rate order with parents first.
