@@ -46,6 +46,8 @@
 //! assert_eq!((chain.height(), chain.next_bits()), (0, 0x1d00_ffff));
 //! ```
 pub mod core;
+#[cfg(feature = "runtime")]
+pub mod driver;
 #[cfg(feature = "store")]
 pub mod harness;
 pub mod mine;
