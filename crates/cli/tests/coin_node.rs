@@ -91,8 +91,7 @@ fn mine(rpc: &str, n: u32) -> String {
     let out = stdout(&o);
     assert!(out.contains(" H/s"), "hash rate shown: {out}");
     out.lines()
-        .filter(|l| l.starts_with("block "))
-        .last()
+        .rfind(|l| l.starts_with("block "))
         .and_then(|l| l.split(' ').nth(1))
         .expect("a mined block")
         .to_string()
