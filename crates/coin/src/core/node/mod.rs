@@ -45,6 +45,8 @@ use crate::wire::p2p::{
 use crate::wire::{Block, BlockHeader, Transaction};
 use crate::{Params, hash_hex};
 
+/// BIP130's `SENDHEADERS_VERSION`.
+pub const SENDHEADERS_VERSION: i32 = 70_012;
 /// Core's `NODE_NETWORK`.
 pub const NODE_NETWORK: u64 = 1;
 
@@ -645,7 +647,15 @@ impl Node {
         if let Some(p) = self.peers.get_mut(&conn) {
             p.hs.got_verack = true;
         }
-        self.send(conn, &Message::SendHeaders);
+        // BIP130: only peers from protocol 70012 know `sendheaders`.
+        let version = self
+            .peers
+            .get(&conn)
+            .and_then(|p| p.hs.version.as_ref())
+            .map_or(0, |v| v.version);
+        if version >= SENDHEADERS_VERSION {
+            self.send(conn, &Message::SendHeaders);
+        }
         self.ask_headers(conn);
     }
 
