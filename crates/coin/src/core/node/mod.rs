@@ -660,7 +660,14 @@ impl Node {
     }
 
     fn ask_headers(&mut self, conn: ConnId) {
-        let best = self.headers.best().header.hash();
+        // From the best header's parent, as Core does, so that a peer on the same chain
+        // answers at least that header and we learn what it has.
+        let b = self.headers.best();
+        let best = if b.height > 0 {
+            b.header.prev
+        } else {
+            b.header.hash()
+        };
         let locator = self.headers.locator(&best);
         self.send(
             conn,

@@ -1,0 +1,225 @@
+//! Peer management of the coin node: handshake and ping timeouts, addr/getaddr, a peer that
+//! stalls a block download, and determinism of a whole run.
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use servent_coin::Params;
+use servent_coin::core::node::{Command, Event};
+use servent_coin::harness::Net;
+use servent_coin::wire::p2p::{self, Message, NetAddr, Version};
+
+fn frame(m: &Message) -> Vec<u8> {
+    p2p::frame(Params::regtest().magic, m)
+}
+
+fn messages(buf: &[u8]) -> Vec<Message> {
+    let mut out = Vec::new();
+    let mut rest = buf;
+    while let Ok(Some((m, used))) = p2p::parse(rest, Params::regtest().magic) {
+        out.push(m);
+        rest = &rest[used..];
+    }
+    out
+}
+
+fn version(nonce: u64) -> Message {
+    let a = NetAddr {
+        services: 0,
+        ip: [0; 16],
+        port: 0,
+    };
+    Message::Version(Version {
+        version: 70_015,
+        services: 1,
+        timestamp: 1_700_000_000,
+        receiver: a.clone(),
+        sender: a,
+        nonce,
+        user_agent: "/script/".into(),
+        start_height: 0,
+        relay: true,
+    })
+}
+
+fn handshake(net: &mut Net, node: usize, ip: Ipv4Addr) -> usize {
+    let k = net.raw_connect(node, ip);
+    net.drive_for(Duration::from_millis(100));
+    net.raw_send(k, frame(&version(1000 + k as u64)));
+    net.raw_send(k, frame(&Message::Verack));
+    net.drive_for(Duration::from_millis(200));
+    k
+}
+
+#[test]
+fn a_peer_that_never_sends_version_is_closed_after_60_s_without_a_ban() {
+    let mut net = Net::new(1, 21);
+    let ip = Ipv4Addr::new(10, 9, 0, 1);
+    let k = net.raw_connect(0, ip);
+    net.drive_for(Duration::from_secs(59));
+    assert!(!net.raws[k].closed);
+    assert!(net.drive_until(Duration::from_secs(2), |n| n.raws[k].closed));
+    assert!(!net.nodes[0].node.is_banned(&ip.into()));
+}
+
+#[test]
+fn a_peer_that_does_not_answer_pings_is_dropped_after_20_minutes() {
+    let mut net = Net::new(1, 22);
+    let k = handshake(&mut net, 0, Ipv4Addr::new(10, 9, 0, 2));
+    net.drive_for(Duration::from_secs(121));
+    let pings: Vec<u64> = messages(&net.raws[k].received)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Ping(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pings.len(), 1, "one ping after the 2-minute interval");
+    net.drive_for(Duration::from_secs(18 * 60));
+    assert!(
+        !net.raws[k].closed,
+        "still inside the 20-minute ping timeout"
+    );
+    assert!(net.drive_until(Duration::from_secs(3 * 60), |n| n.raws[k].closed));
+    // A peer that answers stays.
+    let j = handshake(&mut net, 0, Ipv4Addr::new(10, 9, 0, 3));
+    for _ in 0..12 {
+        net.drive_for(Duration::from_secs(121));
+        let last = messages(&net.raws[j].received)
+            .into_iter()
+            .rev()
+            .find_map(|m| match m {
+                Message::Ping(n) => Some(n),
+                _ => None,
+            });
+        if let Some(n) = last {
+            net.raw_send(j, frame(&Message::Pong(n)));
+        }
+    }
+    assert!(!net.raws[j].closed);
+}
+
+#[test]
+fn addresses_a_peer_announces_are_served_to_getaddr_once_per_connection() {
+    let mut net = Net::new(1, 23);
+    let a = handshake(&mut net, 0, Ipv4Addr::new(10, 9, 1, 1));
+    let list: Vec<(u32, NetAddr)> = (1..=3u8)
+        .map(|i| {
+            let mut ip = [0u8; 16];
+            ip[10] = 0xff;
+            ip[11] = 0xff;
+            ip[12..].copy_from_slice(&[192, 0, 2, i]);
+            (
+                1_700_000_000,
+                NetAddr {
+                    services: 1,
+                    ip,
+                    port: 18444,
+                },
+            )
+        })
+        .collect();
+    net.raw_send(a, frame(&Message::Addr(list.clone())));
+    net.drive_for(Duration::from_secs(1));
+    assert_eq!(net.nodes[0].node.addr_count(), 3);
+    let b = handshake(&mut net, 0, Ipv4Addr::new(10, 9, 1, 2));
+    net.raw_send(b, frame(&Message::GetAddr));
+    net.raw_send(b, frame(&Message::GetAddr));
+    net.drive_for(Duration::from_secs(1));
+    let answers: Vec<Vec<(u32, NetAddr)>> = messages(&net.raws[b].received)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Addr(l) => Some(l),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 1, "answered once");
+    let mut got: Vec<NetAddr> = answers[0].iter().map(|(_, a)| a.clone()).collect();
+    got.sort_by_key(|a| a.ip);
+    let want: Vec<NetAddr> = list.into_iter().map(|(_, a)| a).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_peer_that_stalls_the_block_download_is_dropped_and_another_serves_the_blocks() {
+    // The chain, mined apart.
+    let mut source = Net::new(1, 24);
+    let blocks: Vec<_> = (0..20).map(|_| source.mine(0, Vec::new())).collect();
+    let tip = blocks[19].header.hash();
+    let mut net = Net::new(2, 25);
+    for b in &blocks {
+        let id = net.next_id();
+        net.command(
+            1,
+            Command::SubmitBlock {
+                id,
+                block: b.clone(),
+            },
+        );
+    }
+    assert_eq!(net.tip(1), tip);
+    // A peer announces the headers, then never sends a block.
+    let ip = Ipv4Addr::new(10, 9, 2, 1);
+    let k = handshake(&mut net, 0, ip);
+    let headers = blocks.iter().map(|b| b.header.clone()).collect();
+    net.raw_send(k, frame(&Message::Headers(headers)));
+    net.drive_for(Duration::from_secs(1));
+    let asked: usize = messages(&net.raws[k].received)
+        .into_iter()
+        .map(|m| match m {
+            Message::GetData(l) => l.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(
+        asked, 16,
+        "the in-flight window per peer bounds the request"
+    );
+    assert!(
+        net.drive_until(Duration::from_secs(61), |n| n.raws[k].closed),
+        "stalling peer dropped"
+    );
+    assert!(
+        !net.nodes[0].node.is_banned(&ip.into()),
+        "stalling is not misbehaviour"
+    );
+    net.connect(0, 1);
+    assert!(net.drive_until(Duration::from_secs(30), |n| n.tip(0) == tip));
+}
+
+fn scenario(seed: u64) -> String {
+    let mut net = Net::new(3, seed);
+    net.connect(1, 0);
+    net.connect(2, 0);
+    net.connect(2, 1);
+    net.drive_for(Duration::from_secs(1));
+    for _ in 0..10 {
+        net.mine(0, Vec::new());
+        net.drive_for(Duration::from_millis(300));
+        net.mine(2, Vec::new());
+        net.drive_for(Duration::from_secs(5));
+    }
+    let mut log = String::new();
+    for n in &net.nodes {
+        for e in &n.events {
+            if !matches!(e, Event::Store(_)) {
+                log.push_str(&format!("{e:?}\n"));
+            }
+        }
+    }
+    log.push_str(&format!(
+        "{:?}",
+        (0..3).map(|i| net.tip(i)).collect::<Vec<_>>()
+    ));
+    log
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let a = scenario(31);
+    let b = scenario(31);
+    assert!(a.contains("Tip"), "the run moved the tips");
+    assert_eq!(
+        servent_coin::sha256d(a.as_bytes()),
+        servent_coin::sha256d(b.as_bytes())
+    );
+}
