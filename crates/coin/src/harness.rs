@@ -79,11 +79,17 @@ pub struct Net {
     unix_at_zero: i64,
     next_cmd: u64,
     mined: u64,
+    cfg: NodeConfig,
 }
 
 impl Net {
     /// `n` regtest nodes at 10.0.0.1.. (port 18444), none connected, 20 ms latency.
     pub fn new(n: usize, seed: u64) -> Self {
+        Self::with_config(n, seed, NodeConfig::default())
+    }
+
+    /// As [`Net::new`], every node with `cfg` (its `unix_at_zero` is the network's).
+    pub fn with_config(n: usize, seed: u64, cfg: NodeConfig) -> Self {
         let mut net = Self {
             nodes: Vec::new(),
             raws: Vec::new(),
@@ -96,6 +102,7 @@ impl Net {
             unix_at_zero: NodeConfig::default().unix_at_zero,
             next_cmd: 1,
             mined: 0,
+            cfg,
         };
         let mut rng = Rng::new(seed);
         for _ in 0..n {
@@ -111,7 +118,7 @@ impl Net {
         let headers = active_headers(&store).expect("headers");
         let cfg = NodeConfig {
             unix_at_zero: self.unix_at_zero,
-            ..NodeConfig::default()
+            ..self.cfg.clone()
         };
         let node = Node::new(cfg, self.params.clone(), &headers, rng.fork(i as u64))
             .expect("regtest genesis");

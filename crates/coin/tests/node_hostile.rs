@@ -213,3 +213,41 @@ fn a_block_spending_one_coin_twice_bans_and_the_tip_stays() {
     assert_eq!(net.tip(0), tip);
     assert_banned_and_serving(&mut net, evil);
 }
+
+#[test]
+fn a_transaction_without_inputs_bans() {
+    let (mut net, evil) = setup(18);
+    let tx = servent_coin::wire::Transaction {
+        version: 1,
+        inputs: Vec::new(),
+        outputs: vec![servent_coin::wire::TxOut {
+            value: 1,
+            script_pubkey: vec![0x51],
+        }],
+        lock_time: 0,
+    };
+    net.raw_send(evil, frame(&Message::Tx(tx)));
+    assert_banned_and_serving(&mut net, evil);
+}
+
+#[test]
+fn many_small_messages_in_one_read_are_all_answered() {
+    let (mut net, evil) = setup(19);
+    let mut burst = Vec::new();
+    for n in 0..20_000u64 {
+        burst.extend(frame(&Message::Ping(n)));
+    }
+    let before = net.raws[evil].received.len();
+    net.raw_send(evil, burst);
+    net.drive_for(Duration::from_secs(1));
+    let mut rest = &net.raws[evil].received[before..];
+    let mut pongs = 0;
+    while let Ok(Some((m, used))) = p2p::parse(rest, Params::regtest().magic) {
+        if matches!(m, Message::Pong(_)) {
+            pongs += 1;
+        }
+        rest = &rest[used..];
+    }
+    assert_eq!(pongs, 20_000);
+    assert!(!net.raws[evil].closed);
+}

@@ -223,3 +223,30 @@ fn the_same_seed_gives_the_same_run() {
         servent_coin::sha256d(b.as_bytes())
     );
 }
+
+#[test]
+fn inbound_and_outbound_peers_are_limited() {
+    let cfg = servent_coin::core::node::NodeConfig {
+        max_inbound: 2,
+        max_outbound: 1,
+        ..Default::default()
+    };
+    let mut net = Net::with_config(3, 26, cfg);
+    let a = net.raw_connect(0, Ipv4Addr::new(10, 9, 3, 1));
+    let b = net.raw_connect(0, Ipv4Addr::new(10, 9, 3, 2));
+    let c = net.raw_connect(0, Ipv4Addr::new(10, 9, 3, 3));
+    net.drive_for(Duration::from_secs(1));
+    assert!(!net.raws[a].closed && !net.raws[b].closed);
+    assert!(net.raws[c].closed, "third inbound refused");
+    assert_eq!(net.nodes[0].node.peer_count(), 2);
+    net.connect(1, 2);
+    net.connect(1, 0);
+    net.drive_for(Duration::from_secs(1));
+    assert_eq!(net.nodes[1].node.peer_count(), 1, "one outbound slot");
+    assert_eq!(net.nodes[2].node.peer_count(), 1, "the first dial got it");
+    assert_eq!(
+        net.nodes[0].node.peer_count(),
+        2,
+        "the second was never dialed"
+    );
+}

@@ -500,20 +500,19 @@ impl Node {
             return;
         };
         p.bytes_recv += data.len() as u64;
-        p.recv.extend_from_slice(data);
+        // Parse from an offset and cut the buffer once: many small messages in one read cost
+        // one move of the rest, not one per message.
+        let mut buf = std::mem::take(&mut p.recv);
+        buf.extend_from_slice(data);
+        let mut at = 0;
         loop {
-            let Some(p) = self.peers.get_mut(&conn) else {
+            if !self.peers.contains_key(&conn) {
                 return;
-            };
-            match p2p::parse(&p.recv, magic) {
-                Ok(None) => {
-                    if p.recv.len() > Peer::RECV_CAP {
-                        self.misbehave(conn, BAN_SCORE, "oversized message");
-                    }
-                    return;
-                }
+            }
+            match p2p::parse(&buf[at..], magic) {
+                Ok(None) => break,
                 Ok(Some((m, used))) => {
-                    p.recv.drain(..used);
+                    at += used;
                     self.on_message(conn, m);
                 }
                 Err(e) => {
@@ -522,6 +521,15 @@ impl Node {
                     return;
                 }
             }
+        }
+        buf.drain(..at);
+        if buf.len() > Peer::RECV_CAP {
+            // Unreachable with the codec's length check; kept as the buffer's bound.
+            self.misbehave(conn, BAN_SCORE, "oversized message");
+            return;
+        }
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.recv = buf;
         }
     }
 
