@@ -8,7 +8,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use servent_coin::Params;
 use servent_coin::core::node::address::{REGTEST_P2PKH, p2pkh_address};
+use servent_coin::core::script::push_data;
 use servent_coin::driver::{NodeOptions, start};
+use servent_coin::hash_hex;
+use servent_coin::wire::{Block, Encode, OutPoint, Transaction, TxIn, TxOut};
+use sha2::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -87,4 +91,90 @@ async fn two_nodes_mine_over_rpc_propagate_and_agree() {
     assert_eq!(gbt["result"]["coinbasevalue"], json!(5_000_000_000i64));
     let mp = rpc(ra, "getmempoolinfo", json!([])).await;
     assert_eq!(mp["result"]["size"], json!(0));
+
+    // A signed P2PKH spend: sendrawtransaction, relayed to b, in the template, mined.
+    let secp = secp256k1::Secp256k1::new();
+    let sk = secp256k1::SecretKey::from_slice(&[0x11; 32]).expect("key");
+    let pk = secp256k1::PublicKey::from_secret_key(&secp, &sk).serialize();
+    let h160: [u8; 20] = ripemd::Ripemd160::digest(sha2::Sha256::digest(pk)).into();
+    let mine_to = p2pkh_address(REGTEST_P2PKH, &h160);
+    let first = rpc(ra, "generatetoaddress", json!([101, mine_to])).await;
+    let first = first["result"][0].as_str().expect("hash").to_string();
+    let blk = rpc(ra, "getblock", json!([first, 0])).await;
+    let blk = Block::decode(&hex::decode(blk["result"].as_str().expect("hex")).expect("hex"))
+        .expect("block");
+    let coinbase = &blk.txs[0];
+    let script = coinbase.outputs[0].script_pubkey.clone();
+    let mut tx = Transaction {
+        version: 1,
+        inputs: vec![TxIn {
+            prevout: OutPoint {
+                txid: coinbase.txid(),
+                vout: 0,
+            },
+            script_sig: Vec::new(),
+            sequence: u32::MAX,
+        }],
+        outputs: vec![TxOut {
+            value: coinbase.outputs[0].value - 10_000,
+            script_pubkey: script.clone(),
+        }],
+        lock_time: 0,
+    };
+    let digest = servent_coin::core::legacy_sighash(&tx, 0, &script, 1);
+    let msg = secp256k1::Message::from_digest(digest);
+    let mut sig = secp.sign_ecdsa(&msg, &sk).serialize_der().to_vec();
+    sig.push(1);
+    let mut ss = Vec::new();
+    push_data(&mut ss, &sig);
+    push_data(&mut ss, &pk);
+    tx.inputs[0].script_sig = ss;
+    let txid = hash_hex(&tx.txid());
+    let sent = rpc(ra, "sendrawtransaction", json!([hex::encode(tx.encode())])).await;
+    assert_eq!(sent["result"], json!(txid), "{sent}");
+    let again = rpc(ra, "sendrawtransaction", json!([hex::encode(tx.encode())])).await;
+    assert!(again["error"]["code"].as_i64().is_some(), "{again}");
+    let mut relayed = false;
+    for _ in 0..100 {
+        if rpc(rb, "getmempoolinfo", json!([])).await["result"]["size"] == json!(1) {
+            relayed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(relayed, "b got the transaction");
+    let gbt = rpc(rb, "getblocktemplate", json!([])).await;
+    assert_eq!(gbt["result"]["transactions"][0]["txid"], json!(txid));
+    assert_eq!(gbt["result"]["transactions"][0]["fee"], json!(10_000));
+    assert_eq!(
+        gbt["result"]["coinbasevalue"],
+        json!(5_000_000_000i64 + 10_000)
+    );
+    let mined = rpc(rb, "generatetoaddress", json!([1, mine_to])).await;
+    let bh = mined["result"][0].clone();
+    let got = rpc(rb, "getrawtransaction", json!([txid, false, bh])).await;
+    assert_eq!(got["result"], json!(hex::encode(tx.encode())));
+    let v = rpc(rb, "getblock", json!([bh])).await;
+    assert!(
+        v["result"]["tx"]
+            .as_array()
+            .is_some_and(|l| l.contains(&json!(txid)))
+    );
+    assert_eq!(
+        rpc(rb, "getmempoolinfo", json!([])).await["result"]["size"],
+        json!(0)
+    );
+
+    // A body above the bound is refused before it is read.
+    let mut s = TcpStream::connect(ra).await.expect("connect");
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    assert!(
+        out.starts_with(b"HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
 }
