@@ -250,3 +250,44 @@ fn inbound_and_outbound_peers_are_limited() {
         "the second was never dialed"
     );
 }
+
+#[test]
+fn a_transaction_announced_and_never_sent_is_asked_from_another_peer_after_60_s() {
+    let mut net = Net::new(1, 27);
+    let blocks: Vec<_> = (0..101).map(|_| net.mine(0, Vec::new())).collect();
+    let tx = servent_coin::harness::spend(
+        servent_coin::wire::OutPoint {
+            txid: blocks[0].txs[0].txid(),
+            vout: 0,
+        },
+        &[49 * 100_000_000],
+    );
+    let txid = tx.txid();
+    let inv = Message::Inv(vec![servent_coin::wire::p2p::Inv {
+        kind: 1,
+        hash: txid,
+    }]);
+    let a = handshake(&mut net, 0, Ipv4Addr::new(10, 9, 4, 1));
+    let b = handshake(&mut net, 0, Ipv4Addr::new(10, 9, 4, 2));
+    let asked = |net: &Net, k: usize| {
+        messages(&net.raws[k].received)
+            .into_iter()
+            .any(|m| matches!(m, Message::GetData(l) if l.iter().any(|i| i.hash == txid)))
+    };
+    net.raw_send(a, frame(&inv));
+    net.drive_for(Duration::from_secs(1));
+    assert!(asked(&net, a));
+    net.raw_send(b, frame(&inv));
+    net.drive_for(Duration::from_secs(30));
+    assert!(
+        !asked(&net, b),
+        "not asked twice while the first request runs"
+    );
+    net.drive_for(Duration::from_secs(31));
+    net.raw_send(b, frame(&inv));
+    net.drive_for(Duration::from_secs(1));
+    assert!(asked(&net, b), "asked from the second peer after 60 s");
+    net.raw_send(b, frame(&Message::Tx(tx)));
+    net.drive_for(Duration::from_secs(1));
+    assert!(net.nodes[0].node.mempool().contains(&txid));
+}

@@ -278,6 +278,9 @@ pub enum Event {
     },
 }
 
+/// A transaction asked for and not delivered in this time may be asked from another peer.
+pub const TX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Transaction ids recently refused (not asked for again until the tip moves).
 const RECENT_REJECTS: usize = 10_000;
 
@@ -298,13 +301,13 @@ pub struct Node {
     /// Block hash → (peer, asked at).
     in_flight: BTreeMap<[u8; 32], (ConnId, Instant)>,
     /// Blocks received, waiting for their parent to reach the store.
-    held: BTreeMap<[u8; 32], (Block, Origin)>,
+    held: BTreeMap<[u8; 32], (Block, Origin, Instant)>,
     /// Blocks at the store.
     submitting: BTreeSet<[u8; 32]>,
     /// Transaction ids whose coins are being looked up.
     tx_pending: BTreeSet<[u8; 32]>,
     /// Transactions asked for, by which peer.
-    tx_requested: BTreeMap<[u8; 32], ConnId>,
+    tx_requested: BTreeMap<[u8; 32], (ConnId, Instant)>,
     rejects: BTreeSet<[u8; 32]>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -725,16 +728,26 @@ impl Node {
                         return;
                     };
                     p.mark_known(i.hash);
+                    let asked = self.tx_requested.get(&i.hash).copied();
+                    let waiting = asked.is_some_and(|(_, at)| {
+                        self.now.saturating_duration_since(at) < TX_REQUEST_TIMEOUT
+                    });
                     if self.mempool.contains(&i.hash)
                         || self.rejects.contains(&i.hash)
                         || self.tx_pending.contains(&i.hash)
-                        || self.tx_requested.contains_key(&i.hash)
+                        || waiting
                         || p.txs_requested.len() >= MAX_TX_REQUESTS
                     {
                         continue;
                     }
                     p.txs_requested.insert(i.hash);
-                    self.tx_requested.insert(i.hash, conn);
+                    if let Some((old, _)) = asked {
+                        // The first peer did not deliver in time: ask this one.
+                        if let Some(o) = self.peers.get_mut(&old) {
+                            o.txs_requested.remove(&i.hash);
+                        }
+                    }
+                    self.tx_requested.insert(i.hash, (conn, self.now));
                     getdata.push(i);
                 }
                 _ => {}
@@ -992,7 +1005,7 @@ impl Node {
                 return;
             }
         }
-        self.held.insert(hash, (b, origin));
+        self.held.insert(hash, (b, origin, self.now));
         self.submit_ready();
     }
 
@@ -1008,7 +1021,7 @@ impl Node {
             let ready: Vec<[u8; 32]> = self
                 .held
                 .iter()
-                .filter(|(_, (b, _))| {
+                .filter(|(_, (b, _, _))| {
                     self.submitting.contains(&b.header.prev)
                         || self
                             .headers
@@ -1021,7 +1034,7 @@ impl Node {
                 return;
             }
             for h in ready {
-                if let Some((block, origin)) = self.held.remove(&h) {
+                if let Some((block, origin, _)) = self.held.remove(&h) {
                     self.submitting.insert(h);
                     self.events
                         .push_back(Event::Store(Request::AcceptBlock { origin, block }));
@@ -1036,7 +1049,7 @@ impl Node {
             p.txs_requested.remove(&txid);
             p.mark_known(txid);
         }
-        if self.tx_requested.get(&txid) == Some(&conn) {
+        if self.tx_requested.get(&txid).map(|(c, _)| *c) == Some(conn) {
             self.tx_requested.remove(&txid);
         }
         self.take_tx(tx, Origin::Peer(conn));
@@ -1380,6 +1393,34 @@ impl Node {
             self.close(c);
         }
         self.bans.retain(|_, until| *until > now);
+        // Blocks whose parent never came make room again (they may be fetched later).
+        let limit = self.cfg.block_timeout * 2;
+        let stale: Vec<[u8; 32]> = self
+            .held
+            .iter()
+            .filter(|(_, (_, _, at))| now.saturating_duration_since(*at) >= limit)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in stale {
+            if let Some((_, origin, _)) = self.held.remove(&h) {
+                self.local_result(
+                    origin,
+                    Err("inconclusive: previous block never arrived".into()),
+                );
+            }
+        }
+        let expired: Vec<([u8; 32], ConnId)> = self
+            .tx_requested
+            .iter()
+            .filter(|(_, (_, at))| now.saturating_duration_since(*at) >= TX_REQUEST_TIMEOUT)
+            .map(|(t, (c, _))| (*t, *c))
+            .collect();
+        for (t, c) in expired {
+            self.tx_requested.remove(&t);
+            if let Some(p) = self.peers.get_mut(&c) {
+                p.txs_requested.remove(&t);
+            }
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -1397,6 +1438,12 @@ impl Node {
         }
         for (_, asked) in self.in_flight.values() {
             at(*asked + self.cfg.block_timeout);
+        }
+        if let Some((_, _, t0)) = self.held.values().min_by_key(|(_, _, t)| *t) {
+            at(*t0 + self.cfg.block_timeout * 2);
+        }
+        if let Some((_, t0)) = self.tx_requested.values().min_by_key(|(_, t)| *t) {
+            at(*t0 + TX_REQUEST_TIMEOUT);
         }
         t
     }
