@@ -90,6 +90,11 @@ impl Net {
 
     /// As [`Net::new`], every node with `cfg` (its `unix_at_zero` is the network's).
     pub fn with_config(n: usize, seed: u64, cfg: NodeConfig) -> Self {
+        Self::with_params(n, seed, Params::regtest(), cfg)
+    }
+
+    /// As [`Net::with_config`] on the network of `params`.
+    pub fn with_params(n: usize, seed: u64, params: Params, cfg: NodeConfig) -> Self {
         let mut net = Self {
             nodes: Vec::new(),
             raws: Vec::new(),
@@ -98,7 +103,7 @@ impl Net {
             seq: 0,
             latency: Duration::from_millis(20),
             links: BTreeMap::new(),
-            params: Params::regtest(),
+            params,
             unix_at_zero: NodeConfig::default().unix_at_zero,
             next_cmd: 1,
             mined: 0,

@@ -169,3 +169,50 @@ fn partitions_mine_apart_and_converge_on_the_heavier_chain() {
         assert_eq!(net.utxos(i), net.utxos(3));
     }
 }
+
+/// Mainnet blocks 1..=255 (shared/data/bitcoin/blocks1-256.bz2: magic, length, block).
+fn mainnet_blocks() -> Vec<Block> {
+    use std::io::Read;
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/bitcoin/blocks1-256.bz2");
+    let raw = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let mut out = Vec::new();
+    bzip2::read::BzDecoder::new(&raw[..])
+        .read_to_end(&mut out)
+        .expect("bzip2");
+    let mut blocks = Vec::new();
+    let mut rest = &out[..];
+    while rest.len() >= 8 {
+        let len = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+        blocks.push(Block::decode(&rest[8..8 + len]).expect("real block"));
+        rest = &rest[8 + len..];
+    }
+    blocks
+}
+
+#[test]
+fn a_node_syncs_the_first_real_mainnet_blocks_headers_first() {
+    let blocks = mainnet_blocks();
+    assert_eq!(blocks.len(), 255);
+    let params = servent_coin::Params::mainnet();
+    let mut net = Net::with_params(3, 5, params, Default::default());
+    for b in &blocks {
+        let id = net.next_id();
+        net.command(
+            0,
+            Command::SubmitBlock {
+                id,
+                block: b.clone(),
+            },
+        );
+    }
+    let tip = blocks[254].header.hash();
+    assert_eq!(net.tip(0), tip);
+    // Two nodes download in parallel from node 0 and from each other.
+    net.connect(1, 0);
+    net.connect(2, 0);
+    net.connect(2, 1);
+    assert!(net.drive_until(Duration::from_secs(120), |n| all_at(n, &[1, 2], tip)));
+    assert_eq!(net.utxos(2), net.utxos(0));
+    assert_eq!(net.utxos(2), net.replayed_utxos(2));
+}

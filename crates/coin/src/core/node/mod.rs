@@ -910,6 +910,7 @@ impl Node {
         if missing.is_empty() {
             return;
         }
+        let best = self.headers.best().header.hash();
         let mut asks: BTreeMap<ConnId, Vec<Inv>> = BTreeMap::new();
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         let start = self.rng.below(conns.len().max(1) as u64) as usize;
@@ -925,8 +926,11 @@ impl Node {
                 if !p.ready() || p.blocks_in_flight.len() >= self.cfg.blocks_per_peer {
                     continue;
                 }
+                // The missing blocks lie on the path to the best header: a peer whose best is
+                // that header has them all (the usual case; no walk back).
                 let has = p.best_known.is_some_and(|b| {
-                    self.headers.ancestor(&b, height).map(|a| a.header.hash()) == Some(hash)
+                    b == best
+                        || self.headers.ancestor(&b, height).map(|a| a.header.hash()) == Some(hash)
                 });
                 if !has {
                     continue;
