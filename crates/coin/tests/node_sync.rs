@@ -171,6 +171,7 @@ fn partitions_mine_apart_and_converge_on_the_heavier_chain() {
 }
 
 /// Mainnet blocks 1..=255 (shared/data/bitcoin/blocks1-256.bz2: magic, length, block).
+#[allow(clippy::disallowed_methods)] // a test reads its fixture
 fn mainnet_blocks() -> Vec<Block> {
     use std::io::Read;
     let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
