@@ -251,3 +251,61 @@ fn many_small_messages_in_one_read_are_all_answered() {
     assert_eq!(pongs, 20_000);
     assert!(!net.raws[evil].closed);
 }
+
+mod random_input {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const COMMANDS: &[&str] = &[
+        "version",
+        "verack",
+        "ping",
+        "pong",
+        "addr",
+        "getaddr",
+        "inv",
+        "getdata",
+        "notfound",
+        "getheaders",
+        "getblocks",
+        "headers",
+        "block",
+        "tx",
+        "sendheaders",
+        "feefilter",
+        "xyz",
+    ];
+
+    /// A well-framed message of `command` with an arbitrary payload.
+    fn framed(command: &str, payload: &[u8]) -> Vec<u8> {
+        let mut out = Params::regtest().magic.to_vec();
+        let mut cmd = [0u8; 12];
+        cmd[..command.len()].copy_from_slice(command.as_bytes());
+        out.extend_from_slice(&cmd);
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&servent_coin::sha256d(payload)[..4]);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        /// Whatever a peer sends after the handshake — random payloads under every command,
+        /// in any order — the node neither panics nor stops serving its honest peer.
+        #[test]
+        fn random_messages_never_stop_the_node(
+            msgs in proptest::collection::vec((0..COMMANDS.len(), proptest::collection::vec(any::<u8>(), 0..200)), 1..20),
+            seed in 0u64..1000,
+        ) {
+            let (mut net, evil) = setup(1000 + seed);
+            for (c, payload) in &msgs {
+                net.raw_send(evil, framed(COMMANDS[*c], payload));
+            }
+            net.drive_for(Duration::from_secs(2));
+            let b = net.mine(0, Vec::new());
+            let tip = b.header.hash();
+            prop_assert!(net.drive_until(Duration::from_secs(30), |n| n.tip(1) == tip));
+        }
+    }
+}

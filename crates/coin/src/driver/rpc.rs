@@ -319,7 +319,19 @@ pub async fn call(api: &Api, req: &Value) -> Result<Value, RpcError> {
             if verbosity == 0 {
                 return Ok(json!(hex::encode(b.encode())));
             }
-            Ok(block_json(&b, height, active, next, tip))
+            let mut v = block_json(&b, height, active, next, tip);
+            if verbosity >= 2 {
+                v["tx"] = b
+                    .txs
+                    .iter()
+                    .map(|t| {
+                        let mut j = tx_json(t);
+                        j["hex"] = json!(hex::encode(t.encode()));
+                        j
+                    })
+                    .collect();
+            }
+            Ok(v)
         }
         "getrawtransaction" => {
             let txid = hash_param(&params, 0, "txid")?;
