@@ -291,3 +291,35 @@ fn a_transaction_announced_and_never_sent_is_asked_from_another_peer_after_60_s(
     net.drive_for(Duration::from_secs(1));
     assert!(net.nodes[0].node.mempool().contains(&txid));
 }
+
+#[test]
+fn getdata_is_answered_with_the_block_or_notfound() {
+    let mut net = Net::new(1, 28);
+    let b = net.mine(0, Vec::new());
+    let k = handshake(&mut net, 0, Ipv4Addr::new(10, 9, 5, 1));
+    let inv = |kind, hash| servent_coin::wire::p2p::Inv { kind, hash };
+    net.raw_send(
+        k,
+        frame(&Message::GetData(vec![
+            inv(2, b.header.hash()),
+            inv(2, [9; 32]),
+            inv(1, [8; 32]),
+        ])),
+    );
+    net.drive_for(Duration::from_secs(1));
+    let got = messages(&net.raws[k].received);
+    assert!(
+        got.iter()
+            .any(|m| matches!(m, Message::Block(x) if *x == b))
+    );
+    let missing: Vec<[u8; 32]> = got
+        .iter()
+        .filter_map(|m| match m {
+            Message::NotFound(l) => Some(l.iter().map(|i| i.hash).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(missing.len(), 2);
+    assert!(missing.contains(&[9; 32]) && missing.contains(&[8; 32]));
+}

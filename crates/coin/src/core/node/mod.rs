@@ -281,6 +281,9 @@ pub enum Event {
 /// A transaction asked for and not delivered in this time may be asked from another peer.
 pub const TX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Most banned addresses remembered.
+pub const MAX_BANS: usize = 10_000;
+
 /// Transaction ids recently refused (not asked for again until the tip moves).
 const RECENT_REJECTS: usize = 10_000;
 
@@ -442,6 +445,13 @@ impl Node {
         if p.score >= BAN_SCORE {
             let ip = p.addr.ip();
             let until = self.now + self.cfg.ban_time;
+            if self.bans.len() >= MAX_BANS && !self.bans.contains_key(&ip) {
+                // Bounded: the ban closest to its end makes room.
+                let first = self.bans.iter().min_by_key(|(_, u)| **u).map(|(k, _)| *k);
+                if let Some(k) = first {
+                    self.bans.remove(&k);
+                }
+            }
             self.bans.insert(ip, until);
             self.events.push_back(Event::Banned {
                 ip,
