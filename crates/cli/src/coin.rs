@@ -15,6 +15,28 @@ use servent_coin::{Params, hash_hex};
 
 use crate::common;
 
+/// clap: a base58check address of 25 bytes (its network is checked against the node's later).
+fn parse_address(s: &str) -> Result<String, String> {
+    let data = servent_coin::core::node::address::base58_decode(s).map_err(|e| e.to_string())?;
+    if data.len() != 25 {
+        return Err(format!("{} bytes, a P2PKH address has 25", data.len()));
+    }
+    let (body, check) = data.split_at(21);
+    if servent_coin::sha256d(body)[..4] != *check {
+        return Err("address checksum mismatch".into());
+    }
+    Ok(s.to_string())
+}
+
+/// clap: a public key in hex, 33 (compressed) or 65 bytes.
+fn parse_pubkey(s: &str) -> Result<String, String> {
+    let key = unhex(s).map_err(|e| e.to_string())?;
+    if key.len() != 33 && key.len() != 65 {
+        return Err(format!("{} bytes, expected 33 or 65", key.len()));
+    }
+    Ok(s.to_string())
+}
+
 fn network(name: &str) -> Result<Params> {
     match name {
         "regtest" => Ok(Params::regtest()),
@@ -377,10 +399,10 @@ enum Sub {
         #[arg(long)]
         blocks: u32,
         /// Pay the coinbase to this P2PKH address.
-        #[arg(long, conflicts_with = "pubkey", required_unless_present = "pubkey")]
+        #[arg(long, conflicts_with = "pubkey", required_unless_present = "pubkey", value_parser = parse_address)]
         address: Option<String>,
         /// Pay the coinbase to this public key (hex, P2PK).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_pubkey)]
         pubkey: Option<String>,
         /// The node's RPC address.
         #[arg(long)]

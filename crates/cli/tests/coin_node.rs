@@ -190,3 +190,56 @@ fn a_syncing_node_killed_at_random_points_resumes_to_the_same_tip_and_utxo_set()
     assert_eq!(ua.len(), 400, "one coinbase output per mined block");
     assert_eq!(ua, ub, "UTXO sets equal");
 }
+
+#[test]
+fn bad_arguments_exit_2_and_an_unreachable_node_exits_1() {
+    let limit = Duration::from_secs(30);
+    let bad_sum = run(
+        &[
+            "coin",
+            "mine",
+            "--blocks",
+            "1",
+            "--address",
+            "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNb",
+            "--node",
+            "127.0.0.1:9",
+        ],
+        limit,
+    );
+    assert_eq!(bad_sum.status.code(), Some(2), "{}", text(&bad_sum));
+    let bad_key = run(
+        &[
+            "coin",
+            "mine",
+            "--blocks",
+            "1",
+            "--pubkey",
+            "0011",
+            "--node",
+            "127.0.0.1:9",
+        ],
+        limit,
+    );
+    assert_eq!(bad_key.status.code(), Some(2), "{}", text(&bad_key));
+    let bad_net = run(
+        &[
+            "coin",
+            "node",
+            "--network",
+            "testnet9",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            "/nonexistent",
+        ],
+        limit,
+    );
+    assert_eq!(bad_net.status.code(), Some(2), "{}", text(&bad_net));
+    let down = run(&["coin", "status", "--node", "127.0.0.1:9"], limit);
+    assert_eq!(down.status.code(), Some(1), "{}", text(&down));
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("servent coin node"),
+        "says what to do"
+    );
+}
