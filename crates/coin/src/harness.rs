@@ -29,6 +29,9 @@ pub struct SimNode {
     /// Every event other than store requests, in order.
     pub events: Vec<Event>,
     next_inbound: u64,
+    /// While set, store requests wait in `held` until [`Net::release_store`].
+    pub hold_store: bool,
+    pub held: Vec<crate::core::node::Request>,
 }
 
 /// A scripted peer.
@@ -134,6 +137,8 @@ impl Net {
             addr,
             events: Vec::new(),
             next_inbound: 0,
+            hold_store: false,
+            held: Vec::new(),
         });
         i
     }
@@ -179,6 +184,7 @@ impl Net {
             while let Some(e) = self.nodes[i].node.poll_event() {
                 busy = true;
                 match e {
+                    Event::Store(req) if self.nodes[i].hold_store => self.nodes[i].held.push(req),
                     Event::Store(req) => {
                         let unix = self.unix();
                         let reply = serve(&mut self.nodes[i].store, req, unix);
@@ -241,6 +247,22 @@ impl Net {
             }
             Transmit::Datagram { .. } => {}
         }
+    }
+
+    /// Serve node `i`'s waiting store requests in order (and stop holding them).
+    pub fn release_store(&mut self, i: usize) {
+        // Requests made while these are served queue behind them: replies stay in order.
+        while !self.nodes[i].held.is_empty() {
+            let req = self.nodes[i].held.remove(0);
+            let unix = self.unix();
+            let reply = serve(&mut self.nodes[i].store, req, unix);
+            let now = self.now;
+            self.nodes[i]
+                .node
+                .handle_input(now, Input::Command(Command::StoreDone(reply)));
+            self.pump(i);
+        }
+        self.nodes[i].hold_store = false;
     }
 
     /// Cut every connection between `a` and `b` (both sides see a reset).

@@ -323,3 +323,46 @@ fn getdata_is_answered_with_the_block_or_notfound() {
     assert_eq!(missing.len(), 2);
     assert!(missing.contains(&[9; 32]) && missing.contains(&[8; 32]));
 }
+
+#[test]
+fn coin_lookups_at_the_store_are_bounded_while_it_lags() {
+    use servent_coin::core::node::{MAX_COINS_OUT, Request};
+    let mut net = Net::new(1, 29);
+    let blocks: Vec<_> = (0..101).map(|_| net.mine(0, Vec::new())).collect();
+    let cb = servent_coin::wire::OutPoint {
+        txid: blocks[0].txs[0].txid(),
+        vout: 0,
+    };
+    let split = servent_coin::harness::spend(cb, &[20_000_000; 200]);
+    let kids: Vec<_> = (0..200u32)
+        .map(|v| {
+            servent_coin::harness::spend(
+                servent_coin::wire::OutPoint {
+                    txid: split.txid(),
+                    vout: v,
+                },
+                &[19_990_000],
+            )
+        })
+        .collect();
+    let k = handshake(&mut net, 0, Ipv4Addr::new(10, 9, 6, 1));
+    net.nodes[0].hold_store = true;
+    net.raw_send(k, frame(&Message::Tx(split)));
+    for t in &kids {
+        net.raw_send(k, frame(&Message::Tx(t.clone())));
+    }
+    net.drive_for(Duration::from_secs(1));
+    let waiting = net.nodes[0]
+        .held
+        .iter()
+        .filter(|r| matches!(r, Request::Coins { .. }))
+        .count();
+    assert_eq!(waiting, MAX_COINS_OUT, "the rest wait inside the node");
+    net.release_store(0);
+    net.drive_for(Duration::from_secs(1));
+    assert_eq!(
+        net.nodes[0].node.mempool().len(),
+        201,
+        "every transaction was taken in the end"
+    );
+}

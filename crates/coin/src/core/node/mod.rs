@@ -281,6 +281,11 @@ pub enum Event {
 /// A transaction asked for and not delivered in this time may be asked from another peer.
 pub const TX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Coin lookups handed to the store at once; the store's queue stays short.
+pub const MAX_COINS_OUT: usize = 64;
+/// Transactions waiting for a coin lookup; beyond this a peer's transaction is not kept.
+pub const MAX_COINS_WAITING: usize = 10_000;
+
 /// Most banned addresses remembered.
 pub const MAX_BANS: usize = 10_000;
 
@@ -309,6 +314,9 @@ pub struct Node {
     submitting: BTreeSet<[u8; 32]>,
     /// Transaction ids whose coins are being looked up.
     tx_pending: BTreeSet<[u8; 32]>,
+    /// Coin lookups at the store, and transactions waiting for one (bounded).
+    coins_out: usize,
+    coins_waiting: VecDeque<(Origin, Transaction)>,
     /// Transactions asked for, by which peer.
     tx_requested: BTreeMap<[u8; 32], (ConnId, Instant)>,
     rejects: BTreeSet<[u8; 32]>,
@@ -363,6 +371,8 @@ impl Node {
             held: BTreeMap::new(),
             submitting: BTreeSet::new(),
             tx_pending: BTreeSet::new(),
+            coins_out: 0,
+            coins_waiting: VecDeque::new(),
             tx_requested: BTreeMap::new(),
             rejects: BTreeSet::new(),
             transmits: VecDeque::new(),
@@ -1089,14 +1099,41 @@ impl Node {
             }
             return;
         }
-        self.tx_pending.insert(txid);
-        self.events
-            .push_back(Event::Store(Request::Coins { origin, tx }));
+        if self.coins_out < MAX_COINS_OUT {
+            self.tx_pending.insert(txid);
+            self.coins_out += 1;
+            self.events
+                .push_back(Event::Store(Request::Coins { origin, tx }));
+        } else if self.coins_waiting.len() < MAX_COINS_WAITING {
+            self.tx_pending.insert(txid);
+            self.coins_waiting.push_back((origin, tx));
+        } else if let Origin::Local(id) = origin {
+            // The store is this far behind: say so instead of queueing without end.
+            self.events.push_back(Event::TxResult {
+                id,
+                result: Err("mempool busy: too many transactions waiting, try again".into()),
+            });
+        }
+        // A peer's transaction beyond both bounds is not kept; it may be announced again.
+    }
+
+    /// The store answered a coin lookup: hand it the next waiting one.
+    fn next_coins(&mut self) {
+        self.coins_out = self.coins_out.saturating_sub(1);
+        while self.coins_out < MAX_COINS_OUT {
+            let Some((origin, tx)) = self.coins_waiting.pop_front() else {
+                return;
+            };
+            self.coins_out += 1;
+            self.events
+                .push_back(Event::Store(Request::Coins { origin, tx }));
+        }
     }
 
     fn on_coins(&mut self, origin: Origin, tx: Transaction, view: UtxoView) {
         let txid = tx.txid();
         self.tx_pending.remove(&txid);
+        self.next_coins();
         let tip = self.tip();
         let mtp = self.headers.median_time_past(&tip);
         let r = self
