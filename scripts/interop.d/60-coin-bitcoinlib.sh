@@ -16,8 +16,8 @@ cleanup() {
 trap cleanup EXIT
 
 python3 -c 'import bitcoin' 2>/dev/null \
-  || pip install --quiet python-bitcoinlib 2>/dev/null \
-  || pip install --quiet --break-system-packages python-bitcoinlib
+  || python3 -m pip install --quiet python-bitcoinlib 2>/dev/null \
+  || python3 -m pip install --quiet --break-system-packages python-bitcoinlib
 python3 -c 'import bitcoin' || { echo "FAIL: python-bitcoinlib not installable"; exit 1; }
 
 P2P=18644
