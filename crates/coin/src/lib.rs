@@ -58,6 +58,8 @@ pub mod driver;
 #[cfg(feature = "store")]
 pub mod harness;
 pub mod mine;
+#[cfg(feature = "sim")]
+pub mod scenarios;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod wire;
