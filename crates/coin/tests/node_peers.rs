@@ -366,3 +366,24 @@ fn coin_lookups_at_the_store_are_bounded_while_it_lags() {
         "every transaction was taken in the end"
     );
 }
+
+#[test]
+fn a_node_fills_its_outbound_slots_from_addresses_it_learned() {
+    let cfg = servent_coin::core::node::NodeConfig {
+        dial_from_table: true,
+        ..Default::default()
+    };
+    let mut net = Net::with_config(3, 30, cfg);
+    // A line: 2 dials 1, 1 dials 0. Node 2 learns 0's address from 1's getaddr answer.
+    net.connect(1, 0);
+    net.drive_for(Duration::from_secs(1));
+    net.connect(2, 1);
+    assert!(
+        net.drive_until(Duration::from_secs(120), |n| n.nodes[0].node.peer_count()
+            == 2),
+        "node 2 dialed node 0 on its own"
+    );
+    net.drive_for(Duration::from_secs(1));
+    assert_eq!(net.nodes[2].node.peer_count(), 2);
+    assert_eq!(net.nodes[1].node.peer_count(), 2, "no duplicate connections");
+}

@@ -165,6 +165,7 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode, NodeError> {
     let cfg = NodeConfig {
         listen_port: opts.listen.port(),
         unix_at_zero: unix_now(),
+        dial_from_table: true,
         ..NodeConfig::default()
     };
     let node = Node::new(cfg, opts.params.clone(), &headers, rng).ok_or(NodeError::WrongChain)?;

@@ -81,6 +81,7 @@ pub struct Node {
     peers: BTreeMap<ConnId, Peer>,
     dialing: BTreeMap<ConnId, SocketAddr>,
     next_conn: u64,
+    next_dial: Instant,
     bans: KeyedMap<IpAddr, Instant>,
     addrs: AddrTable,
     /// Block hash → (peer, asked at).
@@ -142,6 +143,7 @@ impl Node {
             peers: BTreeMap::new(),
             dialing: BTreeMap::new(),
             next_conn: 0,
+            next_dial: Instant::ZERO,
             bans,
             addrs,
             in_flight: BTreeMap::new(),
@@ -661,22 +663,7 @@ impl Node {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Connect(to) => {
-                if self.peers.values().any(|p| p.addr == to)
-                    || self.dialing.values().any(|a| *a == to)
-                {
-                    return;
-                }
-                let outbound =
-                    self.peers.values().filter(|p| !p.inbound).count() + self.dialing.len();
-                if self.is_banned(&to.ip()) || outbound >= self.cfg.max_outbound {
-                    return;
-                }
-                let conn = ConnId::outbound(self.next_conn);
-                self.next_conn += 1;
-                self.dialing.insert(conn, to);
-                self.transmits.push_back(Transmit::Connect { conn, to });
-            }
+            Command::Connect(to) => self.dial(to),
             Command::SubmitTx { id, tx } => self.take_tx(tx, Origin::Local(id)),
             Command::SubmitBlock { id, block } => self.take_block(block, Origin::Local(id)),
             Command::Info { id } => {
@@ -785,8 +772,53 @@ impl Node {
         }
     }
 
+    fn outbound_count(&self) -> usize {
+        self.peers.values().filter(|p| !p.inbound).count() + self.dialing.len()
+    }
+
+    /// Dial `to` unless connected, dialing, banned, or the outbound slots are full.
+    fn dial(&mut self, to: SocketAddr) {
+        if self.peers.values().any(|p| p.addr == to) || self.dialing.values().any(|a| *a == to) {
+            return;
+        }
+        if self.is_banned(&to.ip()) || self.outbound_count() >= self.cfg.max_outbound {
+            return;
+        }
+        let conn = ConnId::outbound(self.next_conn);
+        self.next_conn += 1;
+        self.dialing.insert(conn, to);
+        self.transmits.push_back(Transmit::Connect { conn, to });
+    }
+
+    /// One dial from the address table into a free outbound slot.
+    fn dial_from_table(&mut self) {
+        self.next_dial = self.now + self.cfg.dial_every;
+        if self.outbound_count() >= self.cfg.max_outbound {
+            return;
+        }
+        let picks = self.addrs.sample(16, &mut self.rng);
+        for k in picks {
+            let ip = std::net::Ipv6Addr::from(k.addr.ip);
+            let ip = match ip.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(ip),
+            };
+            let to = SocketAddr::new(ip, k.addr.port);
+            let busy = self.peers.values().any(|p| p.addr == to)
+                || self.dialing.values().any(|a| *a == to)
+                || self.is_banned(&ip);
+            if !busy {
+                self.dial(to);
+                return;
+            }
+        }
+    }
+
     fn on_timer(&mut self) {
         let now = self.now;
+        if self.cfg.dial_from_table && now >= self.next_dial {
+            self.dial_from_table();
+        }
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for c in conns {
             let Some(p) = self.peers.get(&c) else {
@@ -856,6 +888,12 @@ impl Node {
     fn next_deadline(&self) -> Option<Instant> {
         let mut t: Option<Instant> = None;
         let mut at = |i: Instant| t = Some(t.map_or(i, |x| x.min(i)));
+        if self.cfg.dial_from_table
+            && !self.addrs.is_empty()
+            && self.outbound_count() < self.cfg.max_outbound
+        {
+            at(self.next_dial);
+        }
         for p in self.peers.values() {
             if !p.ready() {
                 at(p.connected_at + self.cfg.handshake_timeout);

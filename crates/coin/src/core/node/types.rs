@@ -27,6 +27,10 @@ pub struct NodeConfig {
     /// A peer that does not deliver a requested block within this is disconnected.
     pub block_timeout: Duration,
     pub ban_time: Duration,
+    /// Fill free outbound slots from the address table (every `dial_every`); off, the node
+    /// dials only what it is told to.
+    pub dial_from_table: bool,
+    pub dial_every: Duration,
     pub max_addrs: usize,
     pub mempool: MempoolConfig,
     /// Unix seconds at [`servent_core::Instant::ZERO`].
@@ -47,6 +51,8 @@ impl Default for NodeConfig {
             ping_timeout: Duration::from_secs(20 * 60),
             block_timeout: Duration::from_secs(60),
             ban_time: Duration::from_secs(24 * 3600),
+            dial_from_table: false,
+            dial_every: Duration::from_secs(30),
             max_addrs: 4096,
             mempool: MempoolConfig::default(),
             unix_at_zero: 1_700_000_000,
