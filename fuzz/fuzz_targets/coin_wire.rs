@@ -1,9 +1,12 @@
-//! Arbitrary bytes into every Bitcoin decoder: CompactSize, transaction,
-//! header, block. Never a panic; whatever decodes re-encodes to the same
-//! bytes (the decoders accept only canonical encodings).
+//! Arbitrary bytes into every Bitcoin decoder: CompactSize, transaction
+//! (legacy and BIP 144 witness serializations), header, block. Never a
+//! panic; whatever decodes re-encodes to the same bytes (the decoders
+//! accept only canonical encodings).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use servent_coin::wire::{Block, BlockHeader, Encode, Reader, Transaction, write_compact_size};
+use servent_coin::wire::{
+    Block, BlockHeader, Encode, Reader, Transaction, WitnessTx, write_compact_size,
+};
 
 fuzz_target!(|data: &[u8]| {
     let mut r = Reader::new(data);
@@ -16,6 +19,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(tx) = Transaction::decode(data) {
         assert_eq!(tx.encode(), data);
         let _ = servent_coin::core::check_transaction(&tx);
+    }
+    if let Ok(w) = WitnessTx::decode(data) {
+        assert_eq!(w.encode(), data);
+        // The txid never covers the witness.
+        assert_eq!(w.txid(), w.tx.txid());
     }
     let mut r = Reader::new(data);
     if let Ok(h) = BlockHeader::decode_from(&mut r) {

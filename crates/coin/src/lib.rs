@@ -2,8 +2,11 @@
 //! core with Bitcoin Core's pre-SegWit rules.
 //!
 //! - [`wire`]: strict codecs (CompactSize, transactions, headers, blocks).
-//!   Transactions are legacy only: a SegWit marker (`00 01` after the
-//!   version) is rejected with [`wire::DecodeError::SegwitMarker`].
+//!   [`wire::Transaction::decode`] reads the legacy serialization only (a
+//!   SegWit marker is [`wire::DecodeError::SegwitMarker`]);
+//!   [`wire::WitnessTx`] also reads BIP 144's, witness kept beside the
+//!   transaction (no SegWit rules: the txid and the scripts ignore it). A
+//!   block carrying a witness is Core's `unexpected-witness`.
 //! - [`core::script`]: the legacy interpreter (`EvalScript`/`VerifyScript`
 //!   for `SigVersion::BASE`), flags as Core's `SCRIPT_VERIFY_*`;
 //!   [`core::sighash`]: the legacy signature hash.
@@ -23,6 +26,8 @@
 //!   `harness` (with `store`): nodes on an in-memory network with stores in
 //!   memory. `driver` (feature `runtime`, on by default): the node on TCP,
 //!   the store on a blocking thread, JSON-RPC with Core's methods.
+//! - `parallel` (feature `runtime`): a block's script checks on several
+//!   threads, for [`core::block::UtxoView::connect_block_with`].
 //! - `store` (cargo feature `store`, on by default): the chain store on
 //!   disk — block index with cumulative work, active chain, UTXO set, undo
 //!   data; every chain change (a block, or a whole reorganisation) is one
@@ -58,6 +63,8 @@ pub mod driver;
 #[cfg(feature = "store")]
 pub mod harness;
 pub mod mine;
+#[cfg(feature = "runtime")]
+pub mod parallel;
 #[cfg(feature = "sim")]
 pub mod scenarios;
 #[cfg(feature = "store")]

@@ -2,27 +2,17 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use secp256k1::Secp256k1;
-use servent_coin::core::block::{
-    BlockError, Chain, Coin, Entry, UtxoView, check_block, script_flags,
-};
+use servent_coin::core::block::{BlockError, Chain, Entry, UtxoView, check_block, script_flags};
 use servent_coin::core::script::ScriptError;
-use servent_coin::wire::{Block, Encode, TxOut};
+use servent_coin::wire::Block;
 use servent_coin::{Params, merkle_root};
 
-fn path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/bitcoin")
-        .join(name)
-}
-
-fn read(name: &str) -> Vec<u8> {
-    let p = path(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("block data must be at {}: {e}", p.display()))
-}
+#[path = "support/data.rs"]
+mod data;
+use data::{block_367891, read};
 
 /// Mainnet blocks 1..=255 from the blk*.dat layout (magic, length, block).
 fn blocks_1_255() -> Vec<Block> {
@@ -206,55 +196,9 @@ fn flipped_bits_in_block_170_are_rejected_with_the_right_reason() {
     );
 }
 
-fn unzstd(name: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    ruzstd::decoding::StreamingDecoder::new(&read(name)[..])
-        .expect("zstd frame")
-        .read_to_end(&mut out)
-        .expect("zstd");
-    out
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect()
-}
-
 #[test]
 fn mainnet_block_367891_validates_against_its_spent_outputs_with_824_signature_checks() {
-    let raw = unzstd("block_367891.raw.zst");
-    assert_eq!(raw.len(), 999_994);
-    let block = Block::decode(&raw).expect("block decodes");
-    assert_eq!(block.encode(), raw);
-    assert_eq!(
-        block.header.hash_hex(),
-        "000000000000000012ea0ca9579299ec120e3f57e7c309216884872592b29970"
-    );
-    let spent: serde_json::Value =
-        serde_json::from_slice(&unzstd("block_367891.spent_utxos.json.zst")).expect("json");
-    let spent = spent.as_array().expect("list");
-    let mut view = UtxoView::default();
-    let inputs = block.txs.iter().skip(1).flat_map(|t| t.inputs.iter());
-    let mut n = 0;
-    let in_block: Vec<[u8; 32]> = block.txs.iter().map(|t| t.txid()).collect();
-    for (input, s) in inputs.zip(spent) {
-        let out = TxOut {
-            value: s["txout"]["value"].as_i64().expect("value"),
-            script_pubkey: unhex(s["txout"]["script_pubkey"].as_str().expect("script")),
-        };
-        let coin = Coin {
-            out,
-            height: s["creation_height"].as_u64().expect("height") as u32,
-            coinbase: s["is_coinbase"].as_bool().expect("flag"),
-        };
-        n += 1;
-        // Outputs made earlier in this block are the block's own to create.
-        if !in_block.contains(&input.prevout.txid) {
-            view.coins.insert(input.prevout.clone(), coin);
-        }
-    }
-    assert_eq!((n, spent.len()), (20_817, 20_817));
+    let (block, in_block, mut view) = block_367891();
     let p = Params::mainnet();
     let now = i64::from(block.header.time);
     let started = Instant::now();
@@ -371,4 +315,135 @@ fn median_time_past_is_the_middle_of_the_last_11_times() {
         if h < 10 { 1 } else { order[(h - 10) as usize] }
     });
     assert_eq!(c.median_time_past(), 105);
+}
+
+/// The script checks of block 367 891 on two threads give what one thread
+/// gives; a broken signature fails the block with the same first error,
+/// and leaves the view as it was.
+#[cfg(feature = "runtime")]
+#[test]
+fn block_367891_script_checks_on_two_threads_match_one_thread() {
+    use servent_coin::core::block::run_script_checks;
+    use servent_coin::parallel::run_script_checks_parallel;
+
+    let (block, _, view) = block_367891();
+    let p = Params::mainnet();
+    let flags = script_flags(&p, 367_891, block.header.time);
+    let secp = Secp256k1::verification_only();
+    for threads in [1, 2, 3] {
+        let mut v = view.clone();
+        let mut jobs = 0;
+        let c = v
+            .connect_block_with(&block, 367_891, &p, flags, |checks| {
+                jobs = checks.len();
+                run_script_checks_parallel(checks, threads, &secp)
+            })
+            .expect("valid");
+        assert_eq!((jobs, c.sig_checks), (20_817, 824), "{threads} threads");
+        assert_eq!(c.fees.to_sat(), 14_001_930);
+    }
+    // Break one signature byte in two different inputs that carry signatures.
+    let signed: Vec<(usize, usize)> = block
+        .txs
+        .iter()
+        .enumerate()
+        .skip(1)
+        .flat_map(|(ti, t)| {
+            t.inputs
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| i.script_sig.len() > 70)
+                .map(move |(ii, _)| (ti, ii))
+        })
+        .collect();
+    assert!(signed.len() >= 2);
+    let mut bad = block.clone();
+    for &(ti, ii) in [signed[signed.len() / 3], signed[signed.len() - 1]].iter() {
+        // Byte 10 lies inside the DER signature's r value.
+        bad.txs[ti].inputs[ii].script_sig[10] ^= 1;
+    }
+    bad.header.merkle_root = merkle_root(&bad.txs.iter().map(|t| t.txid()).collect::<Vec<_>>()).0;
+    let (ti, ii) = signed[signed.len() / 3];
+    let mut serial = view.clone();
+    let one = serial.connect_block_with(&bad, 367_891, &p, flags, |c| run_script_checks(c, &secp));
+    assert!(
+        matches!(one, Err(BlockError::Script { tx, input, .. }) if (tx, input) == (ti, ii)),
+        "{one:?}"
+    );
+    let mut v = view.clone();
+    let two = v.connect_block_with(&bad, 367_891, &p, flags, |c| {
+        run_script_checks_parallel(c, 2, &secp)
+    });
+    assert_eq!(two, one);
+    // (Compared as a flag: printing 20 000 coins helps nobody.)
+    assert!(
+        v.coins == view.coins,
+        "a refused block leaves the view unchanged: {} coins, {} before",
+        v.len(),
+        view.len()
+    );
+}
+
+/// Block 367 891 spends outputs made earlier in the block: disconnecting
+/// it gives back exactly the view it was connected to.
+#[test]
+fn disconnecting_block_367891_restores_the_view_it_spent_from() {
+    let (block, _, view) = block_367891();
+    let p = Params::mainnet();
+    let flags = script_flags(&p, 367_891, block.header.time);
+    let secp = Secp256k1::verification_only();
+    let mut v = view.clone();
+    let c = v
+        .connect_block(&block, 367_891, &p, flags, &secp)
+        .expect("valid");
+    assert_eq!(
+        c.undo.spent.len(),
+        20_817,
+        "in-block spends are in the undo data"
+    );
+    v.disconnect_block(&block, &c.undo);
+    assert!(
+        v.coins == view.coins,
+        "{} coins after disconnect, {} before",
+        v.len(),
+        view.len()
+    );
+}
+
+/// `parallel::validate_block` (check_block beside the connect loop, script
+/// checks on two threads) gives what check_block then connect_block give:
+/// the block connects, check_block's refusal wins, and the view
+/// of a refused block is unchanged.
+#[cfg(feature = "runtime")]
+#[test]
+fn validating_block_367891_on_two_threads_equals_check_then_connect() {
+    use servent_coin::parallel::validate_block;
+
+    let (block, _, view) = block_367891();
+    let p = Params::mainnet();
+    let flags = script_flags(&p, 367_891, block.header.time);
+    let now = i64::from(block.header.time);
+    let secp = Secp256k1::verification_only();
+    let mut v = view.clone();
+    let c = validate_block(&mut v, &block, 367_891, &p, flags, now, 2, &secp).expect("valid");
+    assert_eq!((c.sig_checks, c.fees.to_sat()), (824, 14_001_930));
+    assert_eq!(c.undo.spent.len(), 20_817);
+
+    // Another merkle root: a header hash above the target, check_block's
+    // first refusal, while the connect loop on the other thread passes.
+    let mut bad = block.clone();
+    bad.header.merkle_root[0] ^= 1;
+    let mut v = view.clone();
+    assert_eq!(
+        validate_block(&mut v, &bad, 367_891, &p, flags, now, 2, &secp).map(|c| c.sig_checks),
+        Err(BlockError::HighHash)
+    );
+    assert!(v.coins == view.coins, "refused: view unchanged");
+    // Wrong BIP34 height: connect fails before any script check, check_block passes.
+    let mut v = view.clone();
+    assert_eq!(
+        validate_block(&mut v, &block, 367_892, &p, flags, now, 2, &secp).map(|c| c.sig_checks),
+        Err(BlockError::BadCoinbaseHeight)
+    );
+    assert!(v.coins == view.coins, "refused: view unchanged");
 }

@@ -385,5 +385,9 @@ fn a_node_fills_its_outbound_slots_from_addresses_it_learned() {
     );
     net.drive_for(Duration::from_secs(1));
     assert_eq!(net.nodes[2].node.peer_count(), 2);
-    assert_eq!(net.nodes[1].node.peer_count(), 2, "no duplicate connections");
+    assert_eq!(
+        net.nodes[1].node.peer_count(),
+        2,
+        "no duplicate connections"
+    );
 }

@@ -235,6 +235,49 @@ pub fn bip34_prefix(height: u32) -> Vec<u8> {
     want
 }
 
+/// One input's script verification: `tx.inputs[input].script_sig` against
+/// the spent output's `script_pubkey` under `flags`. The checks of a block
+/// are independent of each other.
+#[derive(Debug, Clone, Copy)]
+pub struct ScriptCheck<'a> {
+    /// Index of `tx` in its block.
+    pub tx_index: usize,
+    pub input: usize,
+    pub tx: &'a Transaction,
+    pub script_pubkey: &'a [u8],
+    pub flags: Flags,
+}
+
+impl ScriptCheck<'_> {
+    /// Verify; the number of ECDSA verifications it took, or why it failed.
+    pub fn run(&self, secp: &Secp256k1<VerifyOnly>) -> Result<usize, BlockError> {
+        let script_sig = self
+            .tx
+            .inputs
+            .get(self.input)
+            .map(|i| i.script_sig.as_slice())
+            .unwrap_or_default();
+        let mut checker = TxChecker::new(self.tx, self.input, secp);
+        verify_script(script_sig, self.script_pubkey, self.flags, &mut checker).map_err(|err| {
+            BlockError::Script {
+                tx: self.tx_index,
+                input: self.input,
+                err,
+            }
+        })?;
+        Ok(checker.sig_checks)
+    }
+}
+
+/// Run `checks` in order on this thread: the total ECDSA verifications, or
+/// the first failure.
+pub fn run_script_checks(
+    checks: &[ScriptCheck<'_>],
+    secp: &Secp256k1<VerifyOnly>,
+) -> Result<usize, BlockError> {
+    checks.iter().try_fold(0, |n, c| Ok(n + c.run(secp)?))
+}
+
 /// An in-memory UTXO set (outpoints are block data checked by proof of
 /// work, so an ordered map: no hashing to attack).
 #[derive(Debug, Clone, Default)]
@@ -269,35 +312,72 @@ impl UtxoView {
         flags: Flags,
         secp: &Secp256k1<VerifyOnly>,
     ) -> Result<Connected, BlockError> {
+        self.connect_block_with(b, height, params, flags, |checks| {
+            run_script_checks(checks, secp)
+        })
+    }
+
+    /// [`UtxoView::connect_block`] with the script checks left to
+    /// `check_scripts`: once every value, sigop and coinbase rule has
+    /// passed, it gets one [`ScriptCheck`] per input of every transaction
+    /// but the coinbase (independent of each other, so it may run them on
+    /// several threads) and returns the number of ECDSA verifications, or
+    /// the error of the first failing check in list order (as
+    /// [`run_script_checks`]). On any error the view is unchanged.
+    pub fn connect_block_with<F>(
+        &mut self,
+        b: &Block,
+        height: u32,
+        params: &Params,
+        flags: Flags,
+        check_scripts: F,
+    ) -> Result<Connected, BlockError>
+    where
+        F: FnOnce(&[ScriptCheck<'_>]) -> Result<usize, BlockError>,
+    {
         let mut undo = Undo::default();
         let mut created = Vec::new();
-        let r = self.connect_inner(b, height, params, flags, secp, &mut undo, &mut created);
+        let r = self.connect_inner(
+            b,
+            height,
+            params,
+            flags,
+            check_scripts,
+            &mut undo,
+            &mut created,
+        );
         if r.is_err() {
-            // Roll back what was done so far: the view is as before.
-            for op in created.iter().rev() {
-                self.coins.remove(op);
-            }
+            // Roll back what was done so far: the view is as before. The
+            // spent coins first: an output made and spent in this block is
+            // in both lists and must end up absent.
             for (op, coin) in undo.spent.drain(..).rev() {
                 self.coins.insert(op, coin);
+            }
+            for op in created.iter().rev() {
+                self.coins.remove(op);
             }
         }
         r
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn connect_inner(
+    fn connect_inner<F>(
         &mut self,
         b: &Block,
         height: u32,
         params: &Params,
         flags: Flags,
-        secp: &Secp256k1<VerifyOnly>,
+        check_scripts: F,
         undo: &mut Undo,
         created: &mut Vec<OutPoint>,
-    ) -> Result<Connected, BlockError> {
+    ) -> Result<Connected, BlockError>
+    where
+        F: FnOnce(&[ScriptCheck<'_>]) -> Result<usize, BlockError>,
+    {
         let mut fees = Amount::ZERO;
-        let mut sig_checks = 0;
         let mut sigops = 0;
+        // (transaction, first entry of its inputs in `undo.spent`), for the script checks.
+        let mut spends: Vec<(usize, usize)> = Vec::new();
         if height >= params.bip34_height {
             let want = bip34_prefix(height);
             let first = b
@@ -353,25 +433,8 @@ impl UtxoView {
                 fees = fees
                     .checked_add(fee)
                     .ok_or(BlockError::InputValuesOutOfRange(ti))?;
-                // Scripts last, as Core (values are checked before signatures).
-                let first = undo.spent.len() - tx.inputs.len();
-                for (ii, (input, (_, coin))) in
-                    tx.inputs.iter().zip(&undo.spent[first..]).enumerate()
-                {
-                    let mut checker = TxChecker::new(tx, ii, secp);
-                    let r = verify_script(
-                        &input.script_sig,
-                        &coin.out.script_pubkey,
-                        flags,
-                        &mut checker,
-                    );
-                    sig_checks += checker.sig_checks;
-                    r.map_err(|err| BlockError::Script {
-                        tx: ti,
-                        input: ii,
-                        err,
-                    })?;
-                }
+                // Scripts after every value check of the block, as Core's check queue.
+                spends.push((ti, undo.spent.len() - tx.inputs.len()));
             }
             if sigops > MAX_BLOCK_SIGOPS {
                 return Err(BlockError::TooManySigops);
@@ -406,6 +469,23 @@ impl UtxoView {
         if allowed.is_none_or(|a| paid > a) {
             return Err(BlockError::CoinbaseTooLarge);
         }
+        let mut checks = Vec::with_capacity(undo.spent.len());
+        for &(ti, first) in &spends {
+            let tx = &b.txs[ti];
+            for (ii, (_, coin)) in undo.spent[first..first + tx.inputs.len()]
+                .iter()
+                .enumerate()
+            {
+                checks.push(ScriptCheck {
+                    tx_index: ti,
+                    input: ii,
+                    tx,
+                    script_pubkey: &coin.out.script_pubkey,
+                    flags,
+                });
+            }
+        }
+        let sig_checks = check_scripts(&checks)?;
         Ok(Connected {
             undo: std::mem::take(undo),
             fees,
@@ -417,6 +497,12 @@ impl UtxoView {
     /// Undo [`UtxoView::connect_block`]: remove the block's outputs and
     /// restore the coins it spent.
     pub fn disconnect_block(&mut self, b: &Block, undo: &Undo) {
+        // Restore first, then remove: an output both made and spent in the
+        // block is in the undo data too, and must end up absent (Core
+        // walks the transactions backwards to the same effect).
+        for (op, coin) in undo.spent.iter().rev() {
+            self.coins.insert(op.clone(), coin.clone());
+        }
         for tx in b.txs.iter().rev() {
             let txid = tx.txid();
             for vout in 0..tx.outputs.len() {
@@ -425,9 +511,6 @@ impl UtxoView {
                     vout: vout as u32,
                 });
             }
-        }
-        for (op, coin) in undo.spent.iter().rev() {
-            self.coins.insert(op.clone(), coin.clone());
         }
     }
 }
@@ -534,13 +617,40 @@ impl Chain {
     }
     /// Validate `b` as the next block and connect it; `now` is the caller's clock (unix seconds).
     pub fn accept(&mut self, b: &Block, now: i64) -> Result<Connected, BlockError> {
+        self.accept_inner(b, now, run_script_checks)
+    }
+    /// [`Chain::accept`] with the script checks left to `check_scripts`
+    /// (see [`UtxoView::connect_block_with`]).
+    pub fn accept_with<F>(
+        &mut self,
+        b: &Block,
+        now: i64,
+        check_scripts: F,
+    ) -> Result<Connected, BlockError>
+    where
+        F: FnOnce(&[ScriptCheck<'_>]) -> Result<usize, BlockError>,
+    {
+        self.accept_inner(b, now, |checks, _| check_scripts(checks))
+    }
+    fn accept_inner<F>(
+        &mut self,
+        b: &Block,
+        now: i64,
+        check_scripts: F,
+    ) -> Result<Connected, BlockError>
+    where
+        F: FnOnce(&[ScriptCheck<'_>], &Secp256k1<VerifyOnly>) -> Result<usize, BlockError>,
+    {
         check_block(b, &self.params, now)?;
         self.check_header(&b.header)?;
         let height = self.height() + 1;
         let flags = script_flags(&self.params, height, b.header.time);
+        let secp = &self.secp;
         let c = self
             .view
-            .connect_block(b, height, &self.params, flags, &self.secp)?;
+            .connect_block_with(b, height, &self.params, flags, |checks| {
+                check_scripts(checks, secp)
+            })?;
         self.entries.push(Entry {
             hash: b.header.hash(),
             time: b.header.time,

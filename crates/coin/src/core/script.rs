@@ -507,31 +507,41 @@ impl<'a> TxChecker<'a> {
     }
 }
 
-impl SignatureChecker for TxChecker<'_> {
-    fn check_ecdsa(&mut self, sig: &[u8], pubkey: &[u8], script_code: &[u8]) -> bool {
+impl TxChecker<'_> {
+    /// What `check_ecdsa` hands to libsecp256k1: the signature hash, the
+    /// lax-parsed low-S signature and the key; `None` where it fails
+    /// before any verification (bad key size or encoding, no hash type,
+    /// unparsable signature).
+    pub fn ecdsa_inputs(
+        &self,
+        sig: &[u8],
+        pubkey: &[u8],
+        script_code: &[u8],
+    ) -> Option<(Message, Signature, PublicKey)> {
         let valid_len = match pubkey.first() {
             Some(2 | 3) => 33,
             Some(4 | 6 | 7) => 65,
             _ => 0,
         };
         if valid_len == 0 || pubkey.len() != valid_len {
-            return false;
+            return None;
         }
-        let Some((&hash_type, der)) = sig.split_last() else {
-            return false;
-        };
+        let (&hash_type, der) = sig.split_last()?;
         let hash = super::legacy_sighash(self.tx, self.n_in, script_code, i32::from(hash_type));
-        let Ok(pk) = PublicKey::from_slice(pubkey) else {
-            return false;
-        };
-        let Ok(mut s) = Signature::from_der_lax(der) else {
-            return false;
-        };
+        let pk = PublicKey::from_slice(pubkey).ok()?;
+        let mut s = Signature::from_der_lax(der).ok()?;
         s.normalize_s();
+        Some((Message::from_digest(hash), s, pk))
+    }
+}
+
+impl SignatureChecker for TxChecker<'_> {
+    fn check_ecdsa(&mut self, sig: &[u8], pubkey: &[u8], script_code: &[u8]) -> bool {
+        let Some((msg, s, pk)) = self.ecdsa_inputs(sig, pubkey, script_code) else {
+            return false;
+        };
         self.sig_checks += 1;
-        self.secp
-            .verify_ecdsa(&Message::from_digest(hash), &s, &pk)
-            .is_ok()
+        self.secp.verify_ecdsa(&msg, &s, &pk).is_ok()
     }
     fn check_lock_time(&self, lock_time: i64) -> bool {
         let tx_lock = i64::from(self.tx.lock_time);

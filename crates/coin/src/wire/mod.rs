@@ -12,8 +12,14 @@ pub enum DecodeError {
     NonCanonical,
     #[error("count {0} exceeds remaining input")]
     Oversized(u64),
-    #[error("segwit marker: witness transactions are not supported")]
+    #[error("segwit marker: a witness serialization where only legacy is accepted")]
     SegwitMarker,
+    #[error("superfluous witness record: the witness flag is set but every stack is empty")]
+    SuperfluousWitness,
+    #[error("unknown transaction optional data: flag bits {0:#04x}")]
+    UnknownOptionalData(u8),
+    #[error("unexpected-witness: transaction {0} of a block carries witness data (no SegWit here)")]
+    UnexpectedWitness(usize),
     #[error("{0} trailing bytes")]
     Trailing(usize),
 }
@@ -173,26 +179,169 @@ pub struct Block {
     pub txs: Vec<Transaction>,
 }
 
+/// Inputs and outputs, each list with its count.
+fn encode_body(t: &Transaction, out: &mut Vec<u8>) {
+    write_compact_size(out, t.inputs.len() as u64);
+    for i in &t.inputs {
+        out.extend_from_slice(&i.prevout.txid);
+        out.extend_from_slice(&i.prevout.vout.to_le_bytes());
+        write_bytes(out, &i.script_sig);
+        out.extend_from_slice(&i.sequence.to_le_bytes());
+    }
+    write_compact_size(out, t.outputs.len() as u64);
+    for o in &t.outputs {
+        out.extend_from_slice(&o.value.to_le_bytes());
+        write_bytes(out, &o.script_pubkey);
+    }
+}
+
 impl Encode for Transaction {
     fn encode_to(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.version.to_le_bytes());
-        write_compact_size(out, self.inputs.len() as u64);
-        for i in &self.inputs {
-            out.extend_from_slice(&i.prevout.txid);
-            out.extend_from_slice(&i.prevout.vout.to_le_bytes());
-            write_bytes(out, &i.script_sig);
-            out.extend_from_slice(&i.sequence.to_le_bytes());
-        }
-        write_compact_size(out, self.outputs.len() as u64);
-        for o in &self.outputs {
-            out.extend_from_slice(&o.value.to_le_bytes());
-            write_bytes(out, &o.script_pubkey);
-        }
+        encode_body(self, out);
         out.extend_from_slice(&self.lock_time.to_le_bytes());
     }
 }
 
+fn decode_inputs(r: &mut Reader<'_>, n_in: usize) -> Result<Vec<TxIn>, DecodeError> {
+    let mut inputs = Vec::with_capacity(n_in);
+    for _ in 0..n_in {
+        let txid = r.hash()?;
+        let vout = r.u32()?;
+        let script_sig = r.var_bytes()?;
+        let sequence = r.u32()?;
+        inputs.push(TxIn {
+            prevout: OutPoint { txid, vout },
+            script_sig,
+            sequence,
+        });
+    }
+    Ok(inputs)
+}
+
+fn decode_outputs(r: &mut Reader<'_>) -> Result<Vec<TxOut>, DecodeError> {
+    let n_out = r.count(9)?;
+    let mut outputs = Vec::with_capacity(n_out);
+    for _ in 0..n_out {
+        let value = r.i64()?;
+        let script_pubkey = r.var_bytes()?;
+        outputs.push(TxOut {
+            value,
+            script_pubkey,
+        });
+    }
+    Ok(outputs)
+}
+
+/// One input's witness: a stack of byte strings.
+pub type WitnessStack = Vec<Vec<u8>>;
+
+/// A transaction with its witness, as BIP 144 serializes it: version,
+/// marker `00`, flag `01`, inputs, outputs, one stack per input, lock time;
+/// without witness data, the legacy serialization. The txid stays the hash
+/// of the legacy serialization ([`Transaction::txid`]); the witness is not
+/// interpreted here (no SegWit rules: scripts run as legacy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessTx {
+    pub tx: Transaction,
+    /// Empty, or one stack per input of `tx` (at least one of them not empty).
+    pub witness: Vec<WitnessStack>,
+}
+
+impl WitnessTx {
+    /// Either serialization, as Core reads a transaction that may carry a
+    /// witness: no inputs then a nonzero byte is the marker and flags; flag
+    /// bit 1 means a witness follows (refused if every stack is empty), any
+    /// other bit is refused. Every count is checked against the input left.
+    pub fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let version = r.i32()?;
+        // 41 = minimal TxIn size (36 outpoint + 1 script len + 4 sequence).
+        let n_in = r.count(41)?;
+        let (mut flags, inputs, outputs) = if n_in == 0 {
+            match r.u8()? {
+                // No inputs and no outputs (the byte was the output count).
+                0 => (0, Vec::new(), Vec::new()),
+                flags => {
+                    let n_in = r.count(41)?;
+                    (flags, decode_inputs(r, n_in)?, decode_outputs(r)?)
+                }
+            }
+        } else {
+            (0, decode_inputs(r, n_in)?, decode_outputs(r)?)
+        };
+        let mut witness = Vec::new();
+        if flags & 1 != 0 {
+            flags ^= 1;
+            witness.reserve(inputs.len());
+            for _ in 0..inputs.len() {
+                let n = r.count(1)?;
+                let mut stack = Vec::with_capacity(n);
+                for _ in 0..n {
+                    stack.push(r.var_bytes()?);
+                }
+                witness.push(stack);
+            }
+            if witness.iter().all(Vec::is_empty) {
+                return Err(DecodeError::SuperfluousWitness);
+            }
+        }
+        if flags != 0 {
+            return Err(DecodeError::UnknownOptionalData(flags));
+        }
+        let lock_time = r.u32()?;
+        Ok(Self {
+            tx: Transaction {
+                version,
+                inputs,
+                outputs,
+                lock_time,
+            },
+            witness,
+        })
+    }
+    pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(b);
+        let t = Self::decode_from(&mut r)?;
+        r.finish()?;
+        Ok(t)
+    }
+    /// Whether any input has a non-empty witness stack.
+    pub fn has_witness(&self) -> bool {
+        self.witness.iter().any(|s| !s.is_empty())
+    }
+    /// The transaction id: the legacy serialization's hash, witness excluded.
+    pub fn txid(&self) -> [u8; 32] {
+        self.tx.txid()
+    }
+    /// The witness transaction id (BIP 141): the hash of this serialization.
+    pub fn wtxid(&self) -> [u8; 32] {
+        crate::sha256d(&self.encode())
+    }
+}
+
+impl Encode for WitnessTx {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        if !self.has_witness() {
+            return self.tx.encode_to(out);
+        }
+        let t = &self.tx;
+        out.extend_from_slice(&t.version.to_le_bytes());
+        out.extend_from_slice(&[0x00, 0x01]);
+        encode_body(t, out);
+        for i in 0..t.inputs.len() {
+            let stack = self.witness.get(i).map_or(&[][..], Vec::as_slice);
+            write_compact_size(out, stack.len() as u64);
+            for item in stack {
+                write_bytes(out, item);
+            }
+        }
+        out.extend_from_slice(&t.lock_time.to_le_bytes());
+    }
+}
+
 impl Transaction {
+    /// The legacy serialization only: a witness marker (no inputs, then
+    /// `01`) is [`DecodeError::SegwitMarker`]; [`WitnessTx`] reads both.
     pub fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let version = r.i32()?;
         // 41 = minimal TxIn size (36 outpoint + 1 script len + 4 sequence).
@@ -200,28 +349,8 @@ impl Transaction {
         if n_in == 0 && r.buf.first() == Some(&1) {
             return Err(DecodeError::SegwitMarker);
         }
-        let mut inputs = Vec::with_capacity(n_in);
-        for _ in 0..n_in {
-            let txid = r.hash()?;
-            let vout = r.u32()?;
-            let script_sig = r.var_bytes()?;
-            let sequence = r.u32()?;
-            inputs.push(TxIn {
-                prevout: OutPoint { txid, vout },
-                script_sig,
-                sequence,
-            });
-        }
-        let n_out = r.count(9)?;
-        let mut outputs = Vec::with_capacity(n_out);
-        for _ in 0..n_out {
-            let value = r.i64()?;
-            let script_pubkey = r.var_bytes()?;
-            outputs.push(TxOut {
-                value,
-                script_pubkey,
-            });
-        }
+        let inputs = decode_inputs(r, n_in)?;
+        let outputs = decode_outputs(r)?;
         let lock_time = r.u32()?;
         Ok(Self {
             version,
@@ -289,8 +418,14 @@ impl Block {
         // 60 = minimal legacy transaction size with one input and one output.
         let n = r.count(60)?;
         let mut txs = Vec::with_capacity(n);
-        for _ in 0..n {
-            txs.push(Transaction::decode_from(&mut r)?);
+        for i in 0..n {
+            // Read as Core reads a block; witness data before SegWit (here:
+            // always) is Core's "unexpected-witness", a mutated block.
+            let t = WitnessTx::decode_from(&mut r)?;
+            if t.has_witness() {
+                return Err(DecodeError::UnexpectedWitness(i));
+            }
+            txs.push(t.tx);
         }
         r.finish()?;
         Ok(Self { header, txs })
