@@ -165,6 +165,30 @@ async fn two_nodes_mine_over_rpc_propagate_and_agree() {
         json!(0)
     );
 
+    // Malformed JSON is Core's parse error; a batch gets one answer per call.
+    let raw = |body: &'static str| async move {
+        let mut s = TcpStream::connect(ra).await.expect("connect");
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let (_, json) = text.split_once("\r\n\r\n").expect("http");
+        serde_json::from_str::<Value>(json).expect("json")
+    };
+    let bad = raw("{not json").await;
+    assert_eq!(bad["error"]["code"], json!(-32700));
+    let batch =
+        raw(r#"[{"id":1,"method":"getblockhash","params":[0]},{"id":2,"method":"nope"}]"#).await;
+    assert_eq!(
+        batch[0]["result"],
+        json!(Params::regtest().genesis.header.hash_hex())
+    );
+    assert_eq!(batch[1]["error"]["code"], json!(-32601));
+
     // A body above the bound is refused before it is read.
     let mut s = TcpStream::connect(ra).await.expect("connect");
     s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
