@@ -99,7 +99,18 @@ async fn two_nodes_mine_over_rpc_propagate_and_agree() {
     let h160: [u8; 20] = ripemd::Ripemd160::digest(sha2::Sha256::digest(pk)).into();
     let mine_to = p2pkh_address(REGTEST_P2PKH, &h160);
     let first = rpc(ra, "generatetoaddress", json!([101, mine_to])).await;
+    let last = first["result"][100].clone();
     let first = first["result"][0].as_str().expect("hash").to_string();
+    // b has the coin's chain before the spend is announced to it.
+    let mut synced = false;
+    for _ in 0..300 {
+        if rpc(rb, "getbestblockhash", json!([])).await["result"] == last {
+            synced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(synced, "b synced the 101 blocks");
     let blk = rpc(ra, "getblock", json!([first, 0])).await;
     let blk = Block::decode(&hex::decode(blk["result"].as_str().expect("hex")).expect("hex"))
         .expect("block");
