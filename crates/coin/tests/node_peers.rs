@@ -391,3 +391,41 @@ fn a_node_fills_its_outbound_slots_from_addresses_it_learned() {
         "no duplicate connections"
     );
 }
+
+#[test]
+fn a_child_that_arrives_before_its_parent_waits_as_an_orphan() {
+    let mut net = Net::new(2, 31);
+    net.connect(1, 0);
+    net.drive_for(Duration::from_secs(1));
+    let blocks: Vec<_> = (0..101).map(|_| net.mine(0, Vec::new())).collect();
+    let tip = blocks[100].header.hash();
+    assert!(net.drive_until(Duration::from_secs(60), |n| n.tip(1) == tip));
+    let parent = servent_coin::harness::spend(
+        servent_coin::wire::OutPoint {
+            txid: blocks[0].txs[0].txid(),
+            vout: 0,
+        },
+        &[49 * 100_000_000],
+    );
+    let child = servent_coin::harness::spend(
+        servent_coin::wire::OutPoint {
+            txid: parent.txid(),
+            vout: 0,
+        },
+        &[48 * 100_000_000],
+    );
+    let k = handshake(&mut net, 0, Ipv4Addr::new(10, 9, 7, 1));
+    net.raw_send(k, frame(&Message::Tx(child.clone())));
+    net.drive_for(Duration::from_secs(1));
+    assert!(!net.nodes[0].node.mempool().contains(&child.txid()));
+    net.raw_send(k, frame(&Message::Tx(parent.clone())));
+    let (p, c) = (parent.txid(), child.txid());
+    assert!(
+        net.drive_until(Duration::from_secs(10), |n| {
+            (0..2).all(|i| {
+                n.nodes[i].node.mempool().contains(&p) && n.nodes[i].node.mempool().contains(&c)
+            })
+        }),
+        "both pooled on node 0 and relayed to node 1"
+    );
+}

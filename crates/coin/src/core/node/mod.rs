@@ -63,6 +63,11 @@ pub const MAX_COINS_OUT: usize = 64;
 /// Transactions waiting for a coin lookup; beyond this a peer's transaction is not kept.
 pub const MAX_COINS_WAITING: usize = 10_000;
 
+/// Transactions kept while their parent is missing (Core's `DEFAULT_MAX_ORPHAN_TRANSACTIONS`).
+pub const MAX_ORPHANS: usize = 100;
+/// An orphan is forgotten after this (Core's `ORPHAN_TX_EXPIRE_TIME`).
+pub const ORPHAN_EXPIRY: Duration = Duration::from_secs(20 * 60);
+
 /// Most banned addresses remembered.
 pub const MAX_BANS: usize = 10_000;
 
@@ -98,6 +103,8 @@ pub struct Node {
     /// Transactions asked for, by which peer.
     tx_requested: BTreeMap<[u8; 32], (ConnId, Instant)>,
     rejects: BTreeSet<[u8; 32]>,
+    /// Transactions waiting for a parent, with when they came.
+    orphans: BTreeMap<[u8; 32], (Transaction, Instant)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -154,6 +161,7 @@ impl Node {
             coins_waiting: VecDeque::new(),
             tx_requested: BTreeMap::new(),
             rejects: BTreeSet::new(),
+            orphans: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         })
@@ -855,6 +863,8 @@ impl Node {
             self.close(c);
         }
         self.bans.retain(|_, until| *until > now);
+        self.orphans
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < ORPHAN_EXPIRY);
         // Blocks whose parent never came make room again (they may be fetched later).
         let limit = self.cfg.block_timeout * 2;
         let stale: Vec<[u8; 32]> = self

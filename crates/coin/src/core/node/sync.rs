@@ -246,6 +246,9 @@ impl Node {
                         self.mempool.remove_for_block(&b.txs);
                     }
                     self.rejects.clear();
+                    // A parent may have come in a block.
+                    let orphans: Vec<[u8; 32]> = self.orphans.keys().copied().collect();
+                    self.retry_orphans(&orphans);
                     for b in applied.disconnected.iter().rev() {
                         for tx in b.txs.iter().skip(1) {
                             self.take_tx(tx.clone(), Origin::Readd);

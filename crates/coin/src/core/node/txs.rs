@@ -74,13 +74,27 @@ impl Node {
         self.next_coins();
         let tip = self.tip();
         let mtp = self.headers.median_time_past(&tip);
+        let tx_for_orphan = tx.clone();
+        let now_for_orphan = self.now;
         let r = self
             .mempool
             .accept(tx, &view, self.height(), mtp, &self.secp);
         let result = match r {
             Ok(_evicted) => {
                 self.relay(INV_TX, txid, origin);
+                // Orphans waiting for this parent try again.
+                let kids: Vec<[u8; 32]> = self
+                    .orphans
+                    .iter()
+                    .filter(|(_, (t, _))| t.inputs.iter().any(|i| i.prevout.txid == txid))
+                    .map(|(k, _)| *k)
+                    .collect();
+                self.retry_orphans(&kids);
                 Ok(txid)
+            }
+            Err(MempoolError::MissingInput(n)) if !matches!(origin, Origin::Local(_)) => {
+                self.keep_orphan(tx_for_orphan, now_for_orphan);
+                Err(MempoolError::MissingInput(n).to_string())
             }
             Err(e) => {
                 if self.rejects.len() >= RECENT_REJECTS {
@@ -97,6 +111,32 @@ impl Node {
         };
         if let Origin::Local(id) = origin {
             self.events.push_back(Event::TxResult { id, result });
+        }
+    }
+
+    /// Keep a transaction whose parent we do not have yet (Core's orphan pool): bounded, the
+    /// oldest makes room.
+    fn keep_orphan(&mut self, tx: Transaction, now: Instant) {
+        let txid = tx.txid();
+        if self.orphans.len() >= MAX_ORPHANS && !self.orphans.contains_key(&txid) {
+            let oldest = self
+                .orphans
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.orphans.remove(&k);
+            }
+        }
+        self.orphans.insert(txid, (tx, now));
+    }
+
+    /// Offer orphans `txids` to the pool again.
+    pub(super) fn retry_orphans(&mut self, txids: &[[u8; 32]]) {
+        for t in txids {
+            if let Some((tx, _)) = self.orphans.remove(t) {
+                self.take_tx(tx, Origin::Readd);
+            }
         }
     }
 
