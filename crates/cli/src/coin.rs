@@ -1,17 +1,353 @@
-//! `servent coin`: the Bitcoin-compatible coin. Today: `verify-blocks`, full validation of
-//! real blocks from a file with the consensus core (`servent_coin::core`).
+//! `servent coin`: the Bitcoin-compatible coin: `node` (a full node: P2P on TCP, the chain
+//! store, JSON-RPC), `status` and `mine` (clients of a node's RPC), and `verify-blocks`, full
+//! validation of real blocks from a file with the consensus core (`servent_coin::core`).
 
 use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use servent_coin::Params;
 use servent_coin::core::block::{Chain, Coin, UtxoView, check_block, script_flags};
 use servent_coin::wire::{Block, OutPoint, TxOut};
+use servent_coin::{Params, hash_hex};
 
 use crate::common;
+
+/// clap: a base58check address of 25 bytes (its network is checked against the node's later).
+fn parse_address(s: &str) -> Result<String, String> {
+    let data = servent_coin::core::node::address::base58_decode(s).map_err(|e| e.to_string())?;
+    if data.len() != 25 {
+        return Err(format!("{} bytes, a P2PKH address has 25", data.len()));
+    }
+    let (body, check) = data.split_at(21);
+    if servent_coin::sha256d(body)[..4] != *check {
+        return Err("address checksum mismatch".into());
+    }
+    Ok(s.to_string())
+}
+
+/// clap: a public key in hex, 33 (compressed) or 65 bytes.
+fn parse_pubkey(s: &str) -> Result<String, String> {
+    let key = unhex(s).map_err(|e| e.to_string())?;
+    if key.len() != 33 && key.len() != 65 {
+        return Err(format!("{} bytes, expected 33 or 65", key.len()));
+    }
+    Ok(s.to_string())
+}
+
+fn network(name: &str) -> Result<Params> {
+    match name {
+        "regtest" => Ok(Params::regtest()),
+        "mainnet" => Ok(Params::mainnet()),
+        other => bail!("--network {other}: expected regtest or mainnet"),
+    }
+}
+
+async fn node(
+    net: &str,
+    listen: SocketAddr,
+    data: PathBuf,
+    peers: Vec<SocketAddr>,
+    rpc: Option<SocketAddr>,
+) -> Result<()> {
+    let params = network(net)?;
+    let n = servent_coin::driver::start(servent_coin::driver::NodeOptions {
+        params,
+        listen,
+        data: data.clone(),
+        peers,
+        rpc,
+        redial: Duration::from_secs(2),
+    })
+    .await
+    .with_context(|| format!("starting the node (data {})", data.display()))?;
+    println!("p2p {}", n.p2p);
+    if let Some(r) = n.rpc {
+        println!("rpc {r}");
+    }
+    let info = n
+        .api
+        .ask(|id| servent_coin::core::node::Command::Info { id })
+        .await
+        .context("asking the node")?;
+    if let servent_coin::core::node::Event::Info { info, .. } = info {
+        println!("height {}", info.height);
+        println!("best {}", hash_hex(&info.best));
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    common::stop_signal().await;
+    println!("stopped");
+    Ok(())
+}
+
+/// One JSON-RPC call over HTTP/1.1 (Connection: close); the result, or the node's error.
+async fn rpc_call(
+    node: SocketAddr,
+    method: &str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const MAX: u64 = 64 << 20;
+    let body = serde_json::json!({"jsonrpc": "1.0", "id": 1, "method": method, "params": params})
+        .to_string();
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect(node),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("connecting to {node}: timed out"))?
+    .with_context(|| {
+        format!(
+            "connecting to the node's RPC at {node} (is `servent coin node --rpc {node}` running?)"
+        )
+    })?;
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: {node}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .context("sending the RPC request")?;
+    let mut out = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(600),
+        (&mut s).take(MAX).read_to_end(&mut out),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("{method}: no answer in 600 s"))?
+    .context("reading the RPC answer")?;
+    // The node answers JSON with a Content-Length and closes: the body follows the blank line.
+    let used = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .ok_or_else(|| anyhow::anyhow!("{method}: truncated HTTP answer"))?;
+    if !out.starts_with(b"HTTP/1.") {
+        bail!("{method}: {node} does not speak HTTP");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out[used..])
+        .with_context(|| format!("{method}: answer is not JSON"))?;
+    if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
+        bail!(
+            "{method}: error {}: {}",
+            e["code"],
+            e["message"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(v.get("result").cloned().unwrap_or(serde_json::Value::Null))
+}
+
+async fn status(node: SocketAddr, json: bool) -> Result<()> {
+    let height = rpc_call(node, "getblockcount", serde_json::json!([])).await?;
+    let best = rpc_call(node, "getbestblockhash", serde_json::json!([])).await?;
+    let peers = rpc_call(node, "getpeerinfo", serde_json::json!([])).await?;
+    let pool = rpc_call(node, "getmempoolinfo", serde_json::json!([])).await?;
+    let peers = peers.as_array().map_or(0, Vec::len);
+    let mempool = pool["size"].as_u64().unwrap_or(0);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"height": height, "best": best, "peers": peers, "mempool": mempool})
+        );
+    } else {
+        println!("height {height}");
+        println!("best {}", best.as_str().unwrap_or(""));
+        println!("peers {peers}");
+        println!("mempool {mempool}");
+    }
+    Ok(())
+}
+
+fn hex32(v: &serde_json::Value, what: &str) -> Result<[u8; 32]> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("template: {what} missing"))?;
+    let mut h: [u8; 32] = unhex(s)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("template: {what} is not 32 bytes"))?;
+    h.reverse();
+    Ok(h)
+}
+
+/// A miner's template from a `getblocktemplate` answer, its coinbase paying `script`.
+fn template_from_gbt(
+    gbt: &serde_json::Value,
+    script: &[u8],
+) -> Result<servent_coin::mine::Template> {
+    use servent_coin::wire::{BlockHeader, Transaction, TxIn};
+    let height = gbt["height"]
+        .as_u64()
+        .and_then(|h| u32::try_from(h).ok())
+        .context("template: height")?;
+    let value = gbt["coinbasevalue"]
+        .as_i64()
+        .context("template: coinbasevalue")?;
+    let bits = gbt["bits"]
+        .as_str()
+        .and_then(|b| u32::from_str_radix(b, 16).ok())
+        .context("template: bits")?;
+    let mut txs = Vec::new();
+    for t in gbt["transactions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+    {
+        let raw = unhex(t["data"].as_str().context("template: transaction data")?)?;
+        txs.push(
+            Transaction::decode(&raw).map_err(|e| anyhow::anyhow!("template: transaction: {e}"))?,
+        );
+    }
+    let mut script_sig = servent_coin::core::block::bip34_prefix(height);
+    servent_coin::core::script::push_data(&mut script_sig, &0u64.to_le_bytes());
+    let coinbase = Transaction {
+        version: 1,
+        inputs: vec![TxIn {
+            prevout: OutPoint {
+                txid: [0; 32],
+                vout: u32::MAX,
+            },
+            script_sig,
+            sequence: u32::MAX,
+        }],
+        outputs: vec![TxOut {
+            value,
+            script_pubkey: script.to_vec(),
+        }],
+        lock_time: 0,
+    };
+    let fees: i64 = gbt["transactions"]
+        .as_array()
+        .map_or(0, |l| l.iter().filter_map(|t| t["fee"].as_i64()).sum());
+    let mut t = servent_coin::mine::Template {
+        height,
+        header: BlockHeader {
+            version: gbt["version"]
+                .as_i64()
+                .and_then(|v| i32::try_from(v).ok())
+                .context("template: version")?,
+            prev: hex32(&gbt["previousblockhash"], "previousblockhash")?,
+            merkle_root: [0; 32],
+            time: gbt["curtime"]
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .context("template: curtime")?,
+            bits,
+            nonce: 0,
+        },
+        coinbase,
+        txs,
+        fees: servent_coin::Amount::from_sat(fees).context("template: fees out of range")?,
+    };
+    t.set_extra_nonce(0);
+    Ok(t)
+}
+
+async fn mine(
+    blocks: u32,
+    address: Option<String>,
+    pubkey: Option<String>,
+    node: SocketAddr,
+    threads: usize,
+) -> Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let script = match (address, pubkey) {
+        (Some(a), _) => {
+            // The node's network decides the version byte: ask its genesis.
+            let g = rpc_call(node, "getblockhash", serde_json::json!([0])).await?;
+            let version = if g.as_str() == Some(&Params::mainnet().genesis.header.hash_hex()) {
+                servent_coin::core::node::address::MAINNET_P2PKH
+            } else {
+                servent_coin::core::node::address::REGTEST_P2PKH
+            };
+            servent_coin::core::node::address::script_for_address(&a, version)
+                .map_err(|e| anyhow::anyhow!(format!("--address {a}: {e}")))?
+        }
+        (None, Some(p)) => {
+            let key = unhex(&p).map_err(|_| anyhow::anyhow!(format!("--pubkey {p}: not hex")))?;
+            if key.len() != 33 && key.len() != 65 {
+                return Err(anyhow::anyhow!(format!(
+                    "--pubkey: {} bytes, expected 33 or 65",
+                    key.len()
+                )));
+            }
+            let mut s = Vec::new();
+            servent_coin::core::script::push_data(&mut s, &key);
+            s.push(0xac);
+            s
+        }
+        (None, None) => return Err(anyhow::anyhow!("give --address or --pubkey")),
+    };
+    let hashes = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let shown = hashes.clone();
+    let stop_show = Arc::new(AtomicBool::new(false));
+    let stop2 = stop_show.clone();
+    let terminal = common::stdout_is_terminal();
+    let shower = tokio::spawn(async move {
+        let mut last = Instant::now();
+        while !stop2.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if terminal || last.elapsed() >= Duration::from_secs(5) {
+                last = Instant::now();
+                let rate = shown.load(Ordering::Relaxed) as f64
+                    / started.elapsed().as_secs_f64().max(1e-3);
+                eprint!(
+                    "\rmining: {} hashes, {:.0} H/s   ",
+                    shown.load(Ordering::Relaxed),
+                    rate
+                );
+                if !terminal {
+                    eprintln!();
+                }
+            }
+        }
+    });
+    let mut result = Ok(());
+    for _ in 0..blocks {
+        let gbt = rpc_call(node, "getblocktemplate", serde_json::json!([])).await?;
+        let t = template_from_gbt(&gbt, &script)?;
+        let counter = hashes.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let stop = AtomicBool::new(false);
+            servent_coin::mine::mine(t, threads, &stop, &|n| {
+                counter.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .await
+        .context("miner thread")?;
+        let Some(block) = found else {
+            result = Err(anyhow::anyhow!("the template's nBits cannot be met"));
+            break;
+        };
+        let hash = block.header.hash_hex();
+        let raw = servent_coin::wire::Encode::encode(&block);
+        let r = rpc_call(node, "submitblock", serde_json::json!([hex_encode(&raw)])).await?;
+        if !r.is_null() {
+            result = Err(anyhow::anyhow!("the node rejected block {hash}: {r}"));
+            break;
+        }
+        let height = gbt["height"].as_u64().unwrap_or(0);
+        println!("block {hash} height {height}");
+    }
+    stop_show.store(true, Ordering::Relaxed);
+    let _ = shower.await;
+    let total = hashes.load(Ordering::Relaxed);
+    let secs = started.elapsed().as_secs_f64().max(1e-3);
+    eprintln!();
+    println!(
+        "hashes {total} in {secs:.2} s, {:.0} H/s",
+        total as f64 / secs
+    );
+    result
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
 
 #[derive(Args, Debug)]
 #[command(after_help = common::EXIT_CODES_HELP)]
@@ -22,6 +358,59 @@ pub struct Cmd {
 
 #[derive(Subcommand, Debug)]
 enum Sub {
+    /// Run a full node: P2P on --listen (version/verack, headers-first sync, block and
+    /// transaction relay, bans for misbehaviour), the chain and UTXO set in DIR (SQLite, every
+    /// chain change one transaction: a kill -9 loses nothing connected), JSON-RPC with
+    /// Bitcoin Core's methods on --rpc. Dials every --peer and dials again while it is not
+    /// connected. Runs until Ctrl-C or SIGTERM.
+    Node {
+        /// `regtest` or `mainnet`.
+        #[arg(long, default_value = "regtest", value_parser = ["regtest", "mainnet"])]
+        network: String,
+        /// P2P address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Data directory (created if missing).
+        #[arg(long)]
+        data: PathBuf,
+        /// A peer to dial (repeatable).
+        #[arg(long = "peer")]
+        peers: Vec<SocketAddr>,
+        /// JSON-RPC address (none if absent).
+        #[arg(long)]
+        rpc: Option<SocketAddr>,
+    },
+    /// Print a node's state over its RPC: lines `height N`, `best HASH`, `peers N`,
+    /// `mempool N`.
+    Status {
+        /// The node's RPC address.
+        #[arg(long)]
+        node: SocketAddr,
+        /// Print one JSON object instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mine blocks for a node: get a template over RPC (getblocktemplate), build the coinbase
+    /// paying --address (base58check P2PKH of the node's network) or --pubkey (P2PK), search
+    /// nonces on --threads threads showing the hash rate, submit (submitblock). Prints
+    /// `block HASH height H` per block; exit 1 if the node rejects one.
+    Mine {
+        /// How many blocks.
+        #[arg(long)]
+        blocks: u32,
+        /// Pay the coinbase to this P2PKH address.
+        #[arg(long, conflicts_with = "pubkey", required_unless_present = "pubkey", value_parser = parse_address)]
+        address: Option<String>,
+        /// Pay the coinbase to this public key (hex, P2PK).
+        #[arg(long, value_parser = parse_pubkey)]
+        pubkey: Option<String>,
+        /// The node's RPC address.
+        #[arg(long)]
+        node: SocketAddr,
+        /// Mining threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
     /// Validate blocks from a file with Bitcoin's consensus rules (before SegWit): proof of
     /// work, merkle root, every transaction and every signature. FILE is a blk*.dat-style file
     /// (magic, length, block; validated as a chain from the genesis of the network its magic
@@ -47,6 +436,21 @@ enum Sub {
 
 pub async fn run(cmd: Cmd) -> Result<()> {
     match cmd.cmd {
+        Sub::Node {
+            network,
+            listen,
+            data,
+            peers,
+            rpc,
+        } => node(&network, listen, data, peers, rpc).await,
+        Sub::Status { node, json } => status(node, json).await,
+        Sub::Mine {
+            blocks,
+            address,
+            pubkey,
+            node,
+            threads,
+        } => mine(blocks, address, pubkey, node, threads).await,
         Sub::VerifyBlocks {
             file,
             utxos,

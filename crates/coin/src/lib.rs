@@ -19,6 +19,13 @@
 //!   checksum; version .. feefilter) with Core's limits.
 //! - [`mine`]: block templates from the mempool, the midstate nonce
 //!   search, and (feature `runtime`) the threaded miner.
+//! - [`core::node`]: the sans-IO full node — version/verack, ping, a bounded
+//!   address table, headers-first sync with a bounded in-flight window,
+//!   block and transaction relay, misbehaviour scores and 24-hour bans; its
+//!   slow work leaves as requests that `store::node::serve` completes.
+//!   `harness` (with `store`): nodes on an in-memory network with stores in
+//!   memory. `driver` (feature `runtime`, on by default): the node on TCP,
+//!   the store on a blocking thread, JSON-RPC with Core's methods.
 //! - `parallel` (feature `runtime`): a block's script checks on several
 //!   threads, for [`core::block::UtxoView::connect_block_with`].
 //! - `store` (cargo feature `store`, on by default): the chain store on
@@ -26,7 +33,7 @@
 //!   data; every chain change (a block, or a whole reorganisation) is one
 //!   transaction. It is the only module here that does I/O.
 //!
-//! Outside `store`, nothing touches disk, clock, sockets or threads: the caller passes
+//! Outside `store` and `driver`, nothing touches disk, clock, sockets or threads: the caller passes
 //! blocks, the current time and the UTXO view in, and gets typed results
 //! out.
 //!
@@ -51,9 +58,15 @@
 //! assert_eq!((chain.height(), chain.next_bits()), (0, 0x1d00_ffff));
 //! ```
 pub mod core;
+#[cfg(feature = "runtime")]
+pub mod driver;
+#[cfg(feature = "store")]
+pub mod harness;
 pub mod mine;
 #[cfg(feature = "runtime")]
 pub mod parallel;
+#[cfg(feature = "sim")]
+pub mod scenarios;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod wire;

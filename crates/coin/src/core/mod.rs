@@ -3,6 +3,7 @@
 //! transaction being checked and the flags are inputs.
 pub mod block;
 pub mod mempool;
+pub mod node;
 pub mod pow;
 pub mod script;
 pub mod sighash;

@@ -21,6 +21,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod codec;
+pub mod node;
 
 use std::path::Path;
 
@@ -337,6 +338,11 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Height of the stored block `hash` (on any branch), `None` if unknown.
+    pub fn block_height(&self, hash: &[u8; 32]) -> Result<Option<u32>, StoreError> {
+        Ok(self.index(hash)?.map(|r| r.height))
     }
 
     fn index(&self, hash: &[u8; 32]) -> Result<Option<IndexRow>, StoreError> {
