@@ -50,7 +50,7 @@ enum Command {
     Ping(ping::Cmd),
     /// Chord: run a ring member; lookup (route hop by hop), fingers, put/get/delete, ring.
     Chord(chord::Cmd),
-    /// The Bitcoin-compatible coin: validate real blocks from a file (verify-blocks).
+    /// The Bitcoin-compatible coin: run a regtest node, mine, status; validate real blocks.
     Coin(coin::Cmd),
     /// Mainline DHT (BEP 5): run a node; lookup/announce an info-hash; stats.
     Dht(dht::Cmd),

@@ -12,7 +12,7 @@ use servent_core::{CloseReason, ConnId, Core, Input, Instant, Rng, Transmit};
 
 use crate::core::block::{Chain, Coin};
 use crate::core::node::{Command, Event, Node, NodeConfig};
-use crate::core::script::{num_encode, push_data};
+use crate::core::script::push_data;
 use crate::store::Store;
 use crate::store::node::{active_headers, serve};
 use crate::wire::{Block, BlockHeader, OutPoint, Transaction, TxIn, TxOut};
@@ -431,8 +431,7 @@ impl Net {
     pub fn mine(&mut self, i: usize, txs: Vec<Transaction>) -> Block {
         let base = self.nodes[i].node.template_base();
         self.mined += 1;
-        let mut script_sig = Vec::new();
-        push_data(&mut script_sig, &num_encode(i64::from(base.height)));
+        let mut script_sig = crate::core::block::bip34_prefix(base.height);
         push_data(&mut script_sig, &self.mined.to_le_bytes());
         push_data(&mut script_sig, &(i as u64).to_le_bytes());
         let coinbase = Transaction {

@@ -201,7 +201,10 @@ fn a_high_fee_child_waits_for_its_low_fee_parent_and_follows_it() {
 fn the_coinbase_claims_subsidy_plus_fees_and_carries_the_height_and_an_extra_nonce() {
     // 149 and 150 have the top bit set: a second byte keeps the number positive.
     for (height, want, prefix) in [
-        (1, 5_000_000_000, &[0x01, 0x01][..]),
+        // 1..=16 are OP_1..OP_16, as Core's `CScript() << height` writes them
+        (1, 5_000_000_000, &[0x51][..]),
+        (16, 5_000_000_000, &[0x60][..]),
+        (17, 5_000_000_000, &[0x01, 0x11][..]),
         (149, 5_000_000_000, &[0x02, 0x95, 0x00][..]),
         (150, 2_500_000_000, &[0x02, 0x96, 0x00][..]),
         (70_000, 0, &[0x03, 0x70, 0x11, 0x01][..]),

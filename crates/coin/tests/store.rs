@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use servent_coin::core::block::{BlockError, Chain, Coin};
-use servent_coin::core::script::{num_encode, push_data};
+use servent_coin::core::script::push_data;
 use servent_coin::store::{Store, StoreError};
 use servent_coin::wire::{Block, BlockHeader, OutPoint, Transaction, TxIn, TxOut};
 use servent_coin::{Params, hash_meets_target, merkle_root, target_from_compact};
@@ -176,8 +176,7 @@ fn a_block_without_its_parent_or_failing_checks_is_refused_and_not_stored() {
 const OP_TRUE: u8 = 0x51;
 
 fn coinbase(height: u32, tag: u8, value: i64) -> Transaction {
-    let mut sig = Vec::new();
-    push_data(&mut sig, &num_encode(i64::from(height)));
+    let mut sig = servent_coin::core::block::bip34_prefix(height);
     push_data(&mut sig, &[tag]);
     Transaction {
         version: 1,

@@ -228,11 +228,18 @@ pub fn is_final(tx: &Transaction, height: u32, time: u32) -> bool {
 }
 
 /// What a coinbase scriptSig must start with at `height` once BIP34 is
-/// active: the height as a pushed script number.
+/// active: Core's `CScript() << height`, so OP_0 for 0, the one-byte OP_1..OP_16
+/// for 1..=16 (regtest's first blocks), else the height as a pushed script number.
 pub fn bip34_prefix(height: u32) -> Vec<u8> {
-    let mut want = Vec::new();
-    script::push_data(&mut want, &script::num_encode(i64::from(height)));
-    want
+    match height {
+        0 => vec![0x00],
+        1..=16 => vec![0x50 + height as u8],
+        _ => {
+            let mut want = Vec::new();
+            script::push_data(&mut want, &script::num_encode(i64::from(height)));
+            want
+        }
+    }
 }
 
 /// One input's script verification: `tx.inputs[input].script_sig` against
