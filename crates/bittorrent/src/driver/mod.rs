@@ -1,0 +1,9 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+//! The driver side (feature `runtime`): what touches the disk and the machine's cores.
+//!
+//! - [`storage::FileStorage`]: the torrent's files under a download folder, with crash-safe
+//!   resume data — the [`crate::storage::Storage`] real runs hand the client;
+//! - [`create`]: hashing files on disk into a `.torrent`, on every core.
+
+pub mod create;
+pub mod storage;
