@@ -41,6 +41,8 @@ use crate::wire::{
     self, BLOCK_LEN, BlockRef, ExtHandshake, Handshake, Message, Pex, Reserved, UT_METADATA_ID,
     UT_PEX_ID, decode_message,
 };
+use disk::{Disk, Pending};
+pub use disk::{DiskJob, DiskResult, MAX_DISK_JOBS};
 
 /// How much data to keep requested from a peer, in seconds of its measured rate.
 pub const QUEUE_TIME: Duration = Duration::from_secs(3);
@@ -218,6 +220,10 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Most requests outstanding to one peer.
     pub max_requests: usize,
+    /// Hand disk work (block writes and reads, piece hashes, flushes) to the caller as
+    /// [`ClientEvent::Disk`] jobs instead of doing it inline on the storage (see
+    /// [`disk`](self::disk)); off by default (the simulator and tests run inline).
+    pub disk_jobs: bool,
     /// Stay after completion (else leave as soon as every piece is verified).
     pub seed: bool,
     /// Stop seeding at this upload/size ratio.
@@ -259,6 +265,7 @@ impl ClientConfig {
             optimistic_rounds: 3,
             request_timeout: Duration::from_secs(30),
             max_requests: 500,
+            disk_jobs: false,
             seed: true,
             seed_ratio: None,
             seed_time: None,
@@ -305,6 +312,13 @@ pub enum ClientCommand {
         index: u32,
         /// Its bytes (exactly the piece's length).
         data: Vec<u8>,
+    },
+    /// The result of the [`ClientEvent::Disk`] job `id` (with [`ClientConfig::disk_jobs`]).
+    DiskDone {
+        /// The job's id.
+        id: u64,
+        /// What it gave.
+        result: DiskResult,
     },
     /// Report counters in [`ClientEvent::Stats`].
     Stats {
@@ -440,6 +454,14 @@ pub enum ClientEvent {
         index: u32,
         /// Whether we have the piece now (it hashed correctly, or we had it already).
         ok: bool,
+    },
+    /// Disk work for the driver (with [`ClientConfig::disk_jobs`]): run `job` on the
+    /// storage, answer with [`ClientCommand::DiskDone`] and the same `id`.
+    Disk {
+        /// The job's id.
+        id: u64,
+        /// The work.
+        job: DiskJob,
     },
     /// Answer to [`ClientCommand::Stats`].
     Stats {
@@ -586,6 +608,8 @@ pub struct Client<S> {
     redial: BTreeMap<SocketAddr, (u32, Option<Instant>)>,
     /// Super-seeding: how often each piece was revealed.
     reveal_count: Vec<u32>,
+    /// Disk jobs outstanding and queued.
+    disk: Disk,
 }
 
 impl<S: Storage> Client<S> {
@@ -645,6 +669,7 @@ impl<S: Storage> Client<S> {
             plain_retry: BTreeSet::new(),
             redial: BTreeMap::new(),
             reveal_count: Vec::new(),
+            disk: Disk::default(),
             cfg: ClientConfig {
                 seed: cfg.seed || complete,
                 ..cfg
@@ -947,11 +972,7 @@ impl<S: Storage> Client<S> {
         }
         if self.flush_pending {
             self.flush_pending = false;
-            if let Err(e) = self.storage.flush() {
-                self.emit(ClientEvent::StorageFailed {
-                    reason: e.to_string(),
-                });
-            }
+            self.flush_soon(now);
         }
         if let Some(done) = self.completed_at {
             let ratio_hit = self
@@ -1008,8 +1029,12 @@ impl<S: Storage> Core for Client<S> {
                 self.connect_more(now);
             }
             Input::Command(ClientCommand::PieceData { id, index, data }) => {
-                let ok = self.piece_data(now, index, &data);
-                self.emit(ClientEvent::PieceDataDone { id, index, ok });
+                if let Some(ok) = self.piece_data(now, id, index, data) {
+                    self.emit(ClientEvent::PieceDataDone { id, index, ok });
+                }
+            }
+            Input::Command(ClientCommand::DiskDone { id, result }) => {
+                self.disk_done(now, id, result);
             }
             Input::Command(ClientCommand::Stats { id }) => {
                 let stats = self.stats();
@@ -1219,7 +1244,13 @@ impl<S: Storage> Core for Client<S> {
     }
 
     fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
+        // Events first, then the disk jobs the caller did not take with `poll_disk_job`.
+        self.events.pop_front().or_else(|| {
+            self.disk
+                .queue
+                .pop_front()
+                .map(|(id, job)| ClientEvent::Disk { id, job })
+        })
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -1233,11 +1264,14 @@ impl<S: Storage> Core for Client<S> {
 }
 
 mod choker;
+pub mod disk;
 mod messages;
 mod peer;
 mod pex;
 mod requests;
 mod trackers;
 
+#[cfg(test)]
+mod disk_tests;
 #[cfg(test)]
 mod tests;
