@@ -19,6 +19,7 @@ use servent_bittorrent::client::{
     Client, ClientCommand, ClientConfig, ClientEvent, Encryption, TrackerEndpoint, make_peer_id,
 };
 use servent_bittorrent::create::{CreateOptions, create_torrent};
+use servent_bittorrent::driver::disk::{self, DiskPool, SharedStorage};
 use servent_bittorrent::magnet::{Magnet, PeerAddr};
 use servent_bittorrent::metainfo::{InfoHash, Metainfo};
 use servent_bittorrent::picker::Bitfield;
@@ -1303,14 +1304,20 @@ impl Default for RunOpts {
     }
 }
 
-type TorrentNode = NodeHandle<Client<FileStorage>>;
+type TorrentNode = NodeHandle<Client<SharedStorage>>;
 
+/// Starts a client core on `storage`. With `jobs`, its disk work (writes, upload reads,
+/// hashes, flushes) runs on the returned pool's blocking threads: the caller's event loop
+/// hands each [`ClientEvent::Disk`] to [`DiskPool::submit`]. Without, the core does it inline.
 async fn start_client(
     meta: &Metainfo,
     storage: FileStorage,
     have: Bitfield,
     opts: &RunOpts,
-) -> Result<TorrentNode> {
+    jobs: bool,
+) -> Result<(TorrentNode, DiskPool)> {
+    let storage = SharedStorage::new(storage);
+    let pool = DiskPool::new(storage.clone(), disk::default_threads());
     let trackers = endpoints(meta);
     let cfg = NodeConfig {
         udp: Some(SocketAddr::new(opts.listen.ip(), 0)),
@@ -1332,6 +1339,7 @@ async fn start_client(
         c.encryption = o.encryption;
         c.super_seed = o.super_seed;
         o.limits.apply(&mut c);
+        c.disk_jobs = jobs;
         Client::new(c, &m, storage, have, rng)
     })
     .await
@@ -1343,7 +1351,7 @@ async fn start_client(
         })
         .await?;
     }
-    Ok(node)
+    Ok((node, pool))
 }
 
 /// Stops a client politely (announce `stopped` when it has trackers) and returns its core.
@@ -1472,7 +1480,7 @@ async fn run_client(
         p
     });
     let have_now: Vec<bool> = (0..have.len()).map(|i| have.get(i)).collect();
-    let mut node = start_client(meta, storage, have, opts).await?;
+    let (mut node, pool) = start_client(meta, storage, have, opts, true).await?;
     let listen = node.local.tcp;
     // BEP 19 web seeds: one task per http:// seed, fetching whole pieces from the end.
     let have_shared = std::sync::Arc::new(std::sync::Mutex::new(have_now));
@@ -1519,6 +1527,7 @@ async fn run_client(
     let outcome: Result<&str> = loop {
         tokio::select! {
             ev = node.next_event() => match ev {
+                Some(ClientEvent::Disk { id, job }) => pool.submit(id, job, node.commander()),
                 Some(ClientEvent::Stats { stats, .. }) => {
                     seen.peers = stats.peers;
                     seen.max_peers = seen.max_peers.max(stats.peers);
@@ -1733,8 +1742,10 @@ pub async fn demo(out: &Path) -> Result<DemoSection> {
             seed: true,
             ..RunOpts::default()
         },
+        false,
     )
-    .await?;
+    .await?
+    .0;
     let started = std::time::Instant::now();
     let mut leechers = Vec::new();
     for i in 0..10 {
@@ -1749,8 +1760,10 @@ pub async fn demo(out: &Path) -> Result<DemoSection> {
                     seed: true,
                     ..RunOpts::default()
                 },
+                false,
             )
-            .await?,
+            .await?
+            .0,
         );
     }
     let mut done: Vec<Option<f64>> = vec![None; leechers.len()];
@@ -1885,8 +1898,10 @@ async fn demo_trackerless(out: &Path) -> Result<DemoSection> {
             seed: true,
             ..RunOpts::default()
         },
+        false,
     )
-    .await?;
+    .await?
+    .0;
     if let (Some(d), Some(a)) = (&seed_dht, seeder.local.tcp) {
         d.track(meta.info_hash, a.port(), seeder.commander()).await;
     }
