@@ -169,6 +169,7 @@ impl From<EncryptionArg> for Encryption {
 #[derive(Subcommand, Debug)]
 enum Action {
     /// Create a .torrent from a file or folder.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Create {
         /// The file or folder to share.
         path: PathBuf,
@@ -176,9 +177,12 @@ enum Action {
         /// tier with commas.
         #[arg(short = 't', long = "tracker")]
         trackers: Vec<String>,
-        /// Where to write the torrent.
-        #[arg(short = 'o', long)]
-        output: PathBuf,
+        /// The folder to write `<name>.torrent` into [default: the current folder].
+        #[arg(short = 'o', long, value_name = "DIR", conflicts_with = "torrent_file")]
+        output: Option<PathBuf>,
+        /// Write the torrent to exactly this file instead.
+        #[arg(long, value_name = "FILE")]
+        torrent_file: Option<PathBuf>,
         /// Piece size: bytes, or with K/M suffix (a power of two, at least 16K)
         /// [default: chosen from the size].
         #[arg(long)]
@@ -202,6 +206,7 @@ enum Action {
         nodes: Vec<String>,
     },
     /// Print what a .torrent holds: name, info-hash, pieces, files, trackers.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Show {
         /// The torrent file.
         file: PathBuf,
@@ -210,17 +215,20 @@ enum Action {
         json: bool,
     },
     /// Run a tracker (HTTP announce/scrape and the UDP tracker protocol on one address).
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Tracker {
         /// Address for both TCP (HTTP) and UDP.
         #[arg(long, default_value = "127.0.0.1:6969")]
         listen: SocketAddr,
-        /// Announce interval told to clients, in seconds.
-        #[arg(long, default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-        interval: u64,
+        /// Announce interval told to clients (`90s`, `30m`; a bare number is seconds), 1s to
+        /// 24h.
+        #[arg(long, default_value = "30m", value_parser = tracker_interval)]
+        interval: Duration,
         #[command(flatten)]
         limits: TrackerLimits,
     },
     /// Seed a torrent from data already on disk.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Seed {
         /// The torrent file.
         file: PathBuf,
@@ -233,8 +241,8 @@ enum Action {
         /// Extra peers to connect to (HOST:PORT); repeatable.
         #[arg(long = "peer")]
         peers: Vec<SocketAddr>,
-        /// Upload limit in bytes per second.
-        #[arg(long)]
+        /// Upload limit in bytes per second, 1024 to 10^10.
+        #[arg(long, value_parser = rate_limit)]
         upload_limit: Option<u64>,
         /// Super-seed: announce no pieces and reveal one at a time to each peer, so the
         /// swarm gets each piece from us about once (for an initial seeder of a big swarm).
@@ -246,6 +254,7 @@ enum Action {
     /// Publish a file or folder: create its torrent, seed it, announce it to the DHT (and
     /// any trackers), and print its magnet link as the first line of output; seeds until
     /// Ctrl-C.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Share {
         /// The file or folder to share.
         path: PathBuf,
@@ -253,28 +262,32 @@ enum Action {
         /// trackerless.
         #[arg(short = 't', long = "tracker")]
         trackers: Vec<String>,
-        /// Also write the .torrent here.
-        #[arg(short = 'o', long)]
+        /// Also write `<name>.torrent` into this folder.
+        #[arg(short = 'o', long, value_name = "DIR", conflicts_with = "torrent_file")]
         output: Option<PathBuf>,
+        /// Also write the torrent to exactly this file.
+        #[arg(long, value_name = "FILE")]
+        torrent_file: Option<PathBuf>,
         /// Piece size: bytes, or with K/M suffix [default: chosen from the size].
         #[arg(long)]
         piece_size: Option<String>,
         /// Where to accept peers.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
-        /// Upload limit in bytes per second.
-        #[arg(long)]
+        /// Upload limit in bytes per second, 1024 to 10^10.
+        #[arg(long, value_parser = rate_limit)]
         upload_limit: Option<u64>,
         #[command(flatten)]
         dht: DhtArgs,
     },
     /// Download one or more torrents into a folder.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Get {
         /// Torrent files or magnet links (`magnet:?xt=urn:btih:...`).
         #[arg(required = true)]
         sources: Vec<String>,
-        /// The download folder.
-        #[arg(short = 'o', long)]
+        /// The download folder. Old spelling: --out.
+        #[arg(short = 'o', long = "output", alias = "out", value_name = "DIR")]
         out: PathBuf,
         /// Where to accept peers (with several torrents, each takes the next port).
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -282,23 +295,24 @@ enum Action {
         /// Keep seeding after the download completes (until Ctrl-C or a limit).
         #[arg(long)]
         seed_after: bool,
-        /// Stop seeding at this upload/size ratio.
-        #[arg(long)]
+        /// Stop seeding at this upload/size ratio, 0.01 to 1000.
+        #[arg(long, value_parser = seed_ratio)]
         seed_ratio: Option<f64>,
-        /// Stop seeding after this many seconds.
-        #[arg(long)]
-        seed_time: Option<u64>,
+        /// Stop seeding after this long (`90s`, `2m`, `1h`; a bare number is seconds), 1s to
+        /// 365 days.
+        #[arg(long, value_parser = seed_time)]
+        seed_time: Option<Duration>,
         /// Re-verify data already in the folder instead of trusting resume data.
         #[arg(long)]
         check: bool,
         /// Extra peers to connect to (HOST:PORT); repeatable.
         #[arg(long = "peer")]
         peers: Vec<SocketAddr>,
-        /// Upload limit in bytes per second.
-        #[arg(long)]
+        /// Upload limit in bytes per second, 1024 to 10^10.
+        #[arg(long, value_parser = rate_limit)]
         upload_limit: Option<u64>,
-        /// Download limit in bytes per second.
-        #[arg(long)]
+        /// Download limit in bytes per second, 1024 to 10^10.
+        #[arg(long, value_parser = rate_limit)]
         download_limit: Option<u64>,
         #[command(flatten)]
         dht: DhtArgs,
@@ -312,6 +326,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             path,
             trackers,
             output,
+            torrent_file,
             piece_size,
             private,
             web_seeds,
@@ -342,6 +357,8 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             let (bytes, meta) = tokio::task::spawn_blocking(move || create_torrent(&p, &opts))
                 .await?
                 .with_context(|| format!("creating a torrent from {}", path.display()))?;
+            let output = torrent_path(output.as_deref(), torrent_file, &meta)
+                .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", meta.name)));
             std::fs::write(&output, bytes)
                 .with_context(|| format!("writing {}", output.display()))?;
             println!("wrote {}", output.display());
@@ -409,6 +426,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             path,
             trackers,
             output,
+            torrent_file,
             piece_size,
             listen,
             upload_limit,
@@ -425,8 +443,8 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             let (bytes, meta) = tokio::task::spawn_blocking(move || create_torrent(&p, &opts))
                 .await?
                 .with_context(|| format!("creating a torrent from {}", path.display()))?;
-            if let Some(o) = &output {
-                std::fs::write(o, &bytes).with_context(|| format!("writing {}", o.display()))?;
+            if let Some(o) = torrent_path(output.as_deref(), torrent_file, &meta) {
+                std::fs::write(&o, &bytes).with_context(|| format!("writing {}", o.display()))?;
             }
             // The magnet link first, alone on its line, for scripts.
             {
@@ -518,7 +536,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     peers: peers.clone(),
                     seed: seed_after,
                     seed_ratio,
-                    seed_time: seed_time.map(Duration::from_secs),
+                    seed_time,
                     upload_limit,
                     download_limit,
                     encryption,
@@ -563,6 +581,54 @@ pub async fn run(cmd: Cmd) -> Result<()> {
 }
 
 /// `-t` values: one tier each; URLs of one tier separated by commas.
+/// Where `create`/`share` write the torrent: `--torrent-file FILE` as given, or
+/// `<DIR>/<name>.torrent` for `-o DIR`; `None` when neither was given.
+fn torrent_path(dir: Option<&Path>, file: Option<PathBuf>, meta: &Metainfo) -> Option<PathBuf> {
+    file.or_else(|| dir.map(|d| d.join(format!("{}.torrent", meta.name))))
+}
+
+/// `--seed-ratio`: 0.01 to 1000.
+fn seed_ratio(s: &str) -> Result<f64, String> {
+    let r: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number like 1.5"))?;
+    if !(0.01..=1000.0).contains(&r) {
+        return Err(format!("{s}: give 0.01 to 1000"));
+    }
+    Ok(r)
+}
+
+/// `--seed-time`: a duration from 1 s to 365 days.
+fn seed_time(s: &str) -> Result<Duration, String> {
+    let d = crate::common::parse_duration(s)?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(365 * 86_400)).contains(&d) {
+        return Err(format!("{s}: give 1s to 365 days"));
+    }
+    Ok(d)
+}
+
+/// `tracker --interval`: a duration from 1 s to 24 h.
+fn tracker_interval(s: &str) -> Result<Duration, String> {
+    let d = crate::common::parse_duration(s)?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&d) {
+        return Err(format!("{s}: give 1s to 24h"));
+    }
+    Ok(d)
+}
+
+/// `--upload-limit`/`--download-limit`: bytes per second, 1024 to 10^10.
+fn rate_limit(s: &str) -> Result<u64, String> {
+    let v: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: expected bytes per second, like 500000"))?;
+    if !(1024..=10_000_000_000).contains(&v) {
+        return Err(format!("{s}: give 1024 to 10000000000 bytes per second"));
+    }
+    Ok(v)
+}
+
 fn tiers(trackers: &[String]) -> Vec<Vec<String>> {
     trackers
         .iter()
@@ -788,15 +854,15 @@ fn tracker_endpoints(trackers: &[Vec<String>]) -> Vec<Vec<TrackerEndpoint>> {
         .collect()
 }
 
-async fn run_tracker(listen: SocketAddr, interval: u64, limits: TrackerLimits) -> Result<()> {
+async fn run_tracker(listen: SocketAddr, interval: Duration, limits: TrackerLimits) -> Result<()> {
     let cfg = NodeConfig {
         udp: Some(listen),
         tcp: Some(listen),
         ..NodeConfig::default()
     };
     let tcfg = TrackerConfig {
-        interval: Duration::from_secs(interval),
-        peer_timeout: Duration::from_secs(interval.saturating_mul(2) + 60),
+        interval,
+        peer_timeout: interval.saturating_mul(2) + Duration::from_secs(60),
         announces_per_ip_per_min: limits.announce_rate,
         max_torrents: limits.max_torrents as usize,
         max_peers_per_torrent: limits.max_peers as usize,
