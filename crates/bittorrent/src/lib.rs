@@ -11,7 +11,9 @@
 //!   [`storage`] (the trait and in-memory/synthetic content), [`tracker_server::Tracker`];
 //! - `driver` (feature `runtime`, on by default): files on disk (`FileStorage`, resume
 //!   data) and `create` (hashing content into a `.torrent` on every core);
-//! - [`scenarios`]: both cores in the simulator ([`swarm`]), the `bittorrent-swarm` scenario.
+//! - [`scenarios`]: both cores in the simulator ([`swarm`]), the `bittorrent-swarm` scenario;
+//! - [`harness`]: clients on an in-memory network and virtual time, disk jobs answered by
+//!   the test.
 //!
 //! The old flat paths (`servent_bittorrent::client`, `::wire`, `::storage`, …) stay valid as
 //! re-exports.
@@ -50,6 +52,7 @@ pub use servent_bencode as bencode;
 pub mod core;
 #[cfg(feature = "runtime")]
 pub mod driver;
+pub mod harness;
 pub mod scenarios;
 pub mod wire;
 
