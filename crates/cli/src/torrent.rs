@@ -1082,120 +1082,16 @@ async fn dht_task(
 // -------------------------------------------------------------------------------------
 // Web seeds (BEP 19).
 
-/// How long one HTTP read from a web seed may take.
-const WEB_SEED_READ: Duration = Duration::from_secs(30);
-
-/// Fetches whole pieces from the web seed `url` (the highest missing index first, so the
-/// swarm's rarest-first picks and ours rarely meet) and hands them to the client, which
-/// verifies them. Stops when every piece is in, the client is gone, or the seed fails (a
-/// wrong piece, an HTTP error, a refused range).
+/// Fetches whole pieces from the web seed `url` for the client (see
+/// [`servent_bittorrent::driver::webseed::fetch`]).
 async fn web_seed(
     meta: Metainfo,
     url: &str,
     have: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
     client: mpsc::Sender<ClientCommand>,
 ) -> Result<()> {
-    use servent_bittorrent::webseed::{
-        HttpUrl, MAX_REDIRECTS, ResponseReader, Source, Status, piece_segments,
-    };
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn: Option<(String, u16, tokio::net::TcpStream)> = None;
-    let mut fetched = vec![false; meta.piece_count()];
-    let mut buf = vec![0u8; 1 << 16];
-    let mut id = 0u64;
-    loop {
-        let next = {
-            let h = have.lock().map_err(|_| anyhow::anyhow!("state lock"))?;
-            (0..meta.piece_count())
-                .rev()
-                .find(|i| !h.get(*i).copied().unwrap_or(true) && !fetched[*i])
-        };
-        let Some(index) = next else { return Ok(()) };
-        fetched[index] = true;
-        let mut piece = vec![0u8; meta.piece_len(index) as usize];
-        for seg in piece_segments(&meta, url, index as u32)? {
-            let Source::Http {
-                url: mut target,
-                range,
-                ..
-            } = seg.source
-            else {
-                continue; // pad file: zeros
-            };
-            let mut body = Vec::with_capacity(seg.len as usize);
-            let mut redirects = 0;
-            'request: loop {
-                let reuse =
-                    matches!(&conn, Some((h, p, _)) if *h == target.host && *p == target.port);
-                if !reuse {
-                    let s = tokio::time::timeout(
-                        WEB_SEED_READ,
-                        tokio::net::TcpStream::connect((target.host.as_str(), target.port)),
-                    )
-                    .await
-                    .context("connect timed out")??;
-                    conn = Some((target.host.clone(), target.port, s));
-                }
-                let Some((_, _, stream)) = conn.as_mut() else {
-                    bail!("no connection");
-                };
-                stream
-                    .write_all(&target.get_request(range.clone(), &created_by()))
-                    .await?;
-                let mut reader = ResponseReader::new(range.clone());
-                body.clear();
-                loop {
-                    let n = tokio::time::timeout(WEB_SEED_READ, stream.read(&mut buf))
-                        .await
-                        .context("read timed out")??;
-                    if n == 0 {
-                        bail!("the server closed the connection mid-response");
-                    }
-                    match reader.feed(buf.get(..n).unwrap_or_default(), &mut body)? {
-                        Status::NeedMore => {}
-                        Status::Done { keep_alive, .. } => {
-                            if !keep_alive {
-                                conn = None;
-                            }
-                            break 'request;
-                        }
-                        Status::Redirect { location } => {
-                            conn = None;
-                            redirects += 1;
-                            if redirects > MAX_REDIRECTS {
-                                bail!("too many redirects");
-                            }
-                            target = HttpUrl::join(&target, &location)?;
-                            continue 'request;
-                        }
-                        Status::Unavailable { retry_after } => {
-                            conn = None;
-                            let wait = retry_after.unwrap_or(10).min(60);
-                            tokio::time::sleep(Duration::from_secs(wait)).await;
-                            continue 'request;
-                        }
-                    }
-                }
-            }
-            let at = seg.piece_offset as usize;
-            match piece.get_mut(at..at + body.len()) {
-                Some(dst) if body.len() == seg.len as usize => dst.copy_from_slice(&body),
-                _ => bail!("a segment of the wrong length"),
-            }
-        }
-        id += 1;
-        if client
-            .send(ClientCommand::PieceData {
-                id,
-                index: index as u32,
-                data: piece,
-            })
-            .await
-            .is_err()
-        {
-            return Ok(());
-        }
-    }
+    servent_bittorrent::driver::webseed::fetch(meta, url, have, client, &created_by()).await?;
+    Ok(())
 }
 
 // -------------------------------------------------------------------------------------
