@@ -111,9 +111,10 @@ struct Content<'a> {
 }
 
 impl Content<'_> {
-    /// Reads up to `want` bytes (less only at the end of the content).
-    fn read_batch(&mut self, want: usize) -> Result<Vec<u8>, CreateError> {
-        let mut buf = vec![0u8; want];
+    /// Reads up to `want` bytes into `buf` (less only at the end of the content), reusing
+    /// its memory: two buffers serve the whole run, so no batch pays for fresh pages.
+    fn read_batch(&mut self, buf: &mut Vec<u8>, want: usize) -> Result<(), CreateError> {
+        buf.resize(want, 0);
         let mut got = 0;
         while got < want {
             if self.open.as_ref().is_none_or(|o| o.2 == 0) {
@@ -133,7 +134,7 @@ impl Content<'_> {
             got += n;
         }
         buf.truncate(got);
-        Ok(buf)
+        Ok(())
     }
 }
 
@@ -153,7 +154,8 @@ fn hash_pieces(
         open: None,
     };
     let mut hashes = Vec::with_capacity(total.div_ceil(piece_length) as usize);
-    let mut cur = content.read_batch(per_batch * pl)?;
+    let (mut cur, mut spare) = (Vec::new(), Vec::new());
+    content.read_batch(&mut cur, per_batch * pl)?;
     while !cur.is_empty() {
         let pieces: Vec<&[u8]> = cur.chunks(pl).collect();
         let per_thread = pieces.len().div_ceil(threads).max(1);
@@ -169,7 +171,7 @@ fn hash_pieces(
                     })
                 })
                 .collect();
-            let next = content.read_batch(per_batch * pl);
+            let next = content.read_batch(&mut spare, per_batch * pl);
             let mut batch = Vec::with_capacity(pieces.len());
             for w in workers {
                 match w.join() {
@@ -180,7 +182,8 @@ fn hash_pieces(
             (next, batch)
         });
         hashes.extend(batch);
-        cur = next?;
+        next?;
+        std::mem::swap(&mut cur, &mut spare);
     }
     Ok(hashes)
 }
