@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and benches are not cores
 //! Codec and picker speed: peer wire decoding of 16 KiB blocks (the data path), parsing a
 //! large torrent, SHA-1 piece verification, and picking blocks from a 10 000-piece torrent.
 //! `cargo bench -p servent-bittorrent`; criterion prints throughput figures.

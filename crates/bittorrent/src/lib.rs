@@ -2,18 +2,21 @@
 //! swarm engine — as sans-IO cores that run unchanged under the tokio driver and in the
 //! simulator.
 //!
-//! Bottom-up:
-//! - [`bencode`]: strict, borrowing bencode (bounded depth and size); Kademlia reuses it;
-//! - [`metainfo`]: `.torrent` files (BEP 3/12/19/27), info-hash of the exact info bytes,
-//!   paths that can never leave the download folder; [`create`] hashes files into one;
-//! - [`tracker`]: HTTP announce/scrape (BEP 3, compact BEP 23) and UDP (BEP 15) codecs;
-//!   [`tracker_server::Tracker`] is the tracker core;
-//! - [`wire`]: handshake and messages (BEP 3), Fast extension (BEP 6), extension protocol
-//!   (BEP 10), peer exchange (BEP 11);
-//! - [`picker`]: rarest first, random first pieces, strict priority, endgame;
-//! - [`storage`]: multi-file mapping, SHA-1 verification support, crash-safe resume data;
-//! - [`client::Client`]: the swarm core for one torrent (peers, trackers, choking);
-//! - [`swarm`]: both cores in the simulator, and the `bittorrent-swarm` scenario.
+//! The crate has the same rooms as every protocol crate of servent:
+//! - [`wire`]: codecs, no state — peer wire (BEP 3/6/10/11), [`mse`], [`tracker`] (HTTP
+//!   BEP 3/23, UDP BEP 15), [`metainfo`] (`.torrent`, BEP 3/12/19/27; paths that can never
+//!   leave the download folder), [`magnet`] (BEP 9); [`bencode`] is its own crate, re-exported;
+//! - [`core`]: the sans-IO state machines — [`client::Client`] (one torrent: peers, trackers,
+//!   choking, requests, PEX, metadata, web seeds), [`picker`], [`metadata`], [`webseed`],
+//!   [`storage`] (the trait and in-memory/synthetic content), [`tracker_server::Tracker`];
+//! - `driver` (feature `runtime`, on by default): files on disk (`FileStorage`, resume
+//!   data) and `create` (hashing content into a `.torrent` on every core);
+//! - [`scenarios`]: both cores in the simulator ([`swarm`]), the `bittorrent-swarm` scenario;
+//! - [`harness`]: clients on an in-memory network and virtual time, disk jobs answered by
+//!   the test.
+//!
+//! The old flat paths (`servent_bittorrent::client`, `::wire`, `::storage`, …) stay valid as
+//! re-exports.
 //!
 //! # The model and the run loop
 //! Each core ([`tracker_server::Tracker`], [`client::Client`]) implements
@@ -43,20 +46,27 @@
 //! assert!(run.all_verified);
 //! ```
 
-/// The bencode codec, now its own crate (servent-bencode); re-exported for old paths.
+/// The bencode codec, its own crate (servent-bencode); re-exported for old paths.
 pub use servent_bencode as bencode;
-pub mod client;
-pub mod create;
-pub mod magnet;
-pub mod metadata;
-pub mod metainfo;
-pub mod mse;
-pub mod picker;
-pub mod storage;
-pub mod swarm;
-pub mod tracker;
-pub mod tracker_server;
-pub mod webseed;
+
+pub mod core;
+#[cfg(feature = "runtime")]
+pub mod driver;
+pub mod harness;
+pub mod scenarios;
 pub mod wire;
 
-pub use swarm::scenarios;
+pub use crate::core::{client, metadata, picker, tracker_server, webseed};
+pub use scenarios::{scenarios, swarm};
+pub use wire::{magnet, metainfo, mse, tracker};
+
+#[cfg(feature = "runtime")]
+pub use driver::create;
+
+/// Piece storage: the core's [`Storage`](crate::core::storage::Storage) trait and in-memory
+/// content, plus (feature `runtime`) the driver's files on disk.
+pub mod storage {
+    pub use crate::core::storage::*;
+    #[cfg(feature = "runtime")]
+    pub use crate::driver::storage::*;
+}

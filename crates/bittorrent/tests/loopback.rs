@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and benches are not cores
 //! Real sockets on 127.0.0.1: the tracker core and three client cores under the tokio driver.
 
 use std::time::Duration;

@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and benches are not cores
 //! Magnet URIs (BEP 9): real-world links, bounds, typed errors, round trips.
 
 use std::net::SocketAddr;

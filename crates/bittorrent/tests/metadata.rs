@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and benches are not cores
 //! BEP 9 `ut_metadata`: the message codec against the BEP's examples, the server helper, and
 //! the multi-peer fetch (timeouts, rejects, lying peers, hash mismatch and retry).
 

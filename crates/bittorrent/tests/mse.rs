@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and benches are not cores
 //! Message Stream Encryption: RC4 known answers, a golden handshake computed by an independent
 //! reference (fixed private keys, empty pads), both our sides against each other over
 //! arbitrary chunkings, and hostile input.

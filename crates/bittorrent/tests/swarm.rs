@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and benches are not cores
 //! The swarm core under the simulator: a tracker, a seeder and leechers.
 
 use std::time::Duration;

@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and benches are not cores
 //! BEP 19 web seeds: piece → file range mapping, URLs, requests, and the bounded response
 //! reader (206/200, redirects, 503, chunked refused, wrong ranges refused, any chunking).
 

@@ -19,6 +19,7 @@ use servent_bittorrent::client::{
     Client, ClientCommand, ClientConfig, ClientEvent, Encryption, TrackerEndpoint, make_peer_id,
 };
 use servent_bittorrent::create::{CreateOptions, create_torrent};
+use servent_bittorrent::driver::disk::{self, DiskPool, SharedStorage};
 use servent_bittorrent::magnet::{Magnet, PeerAddr};
 use servent_bittorrent::metainfo::{InfoHash, Metainfo};
 use servent_bittorrent::picker::Bitfield;
@@ -168,6 +169,7 @@ impl From<EncryptionArg> for Encryption {
 #[derive(Subcommand, Debug)]
 enum Action {
     /// Create a .torrent from a file or folder.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Create {
         /// The file or folder to share.
         path: PathBuf,
@@ -175,9 +177,12 @@ enum Action {
         /// tier with commas.
         #[arg(short = 't', long = "tracker")]
         trackers: Vec<String>,
-        /// Where to write the torrent.
-        #[arg(short = 'o', long)]
-        output: PathBuf,
+        /// The folder to write `<name>.torrent` into [default: the current folder].
+        #[arg(short = 'o', long, value_name = "DIR", conflicts_with = "torrent_file")]
+        output: Option<PathBuf>,
+        /// Write the torrent to exactly this file instead.
+        #[arg(long, value_name = "FILE")]
+        torrent_file: Option<PathBuf>,
         /// Piece size: bytes, or with K/M suffix (a power of two, at least 16K)
         /// [default: chosen from the size].
         #[arg(long)]
@@ -201,6 +206,7 @@ enum Action {
         nodes: Vec<String>,
     },
     /// Print what a .torrent holds: name, info-hash, pieces, files, trackers.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Show {
         /// The torrent file.
         file: PathBuf,
@@ -209,17 +215,20 @@ enum Action {
         json: bool,
     },
     /// Run a tracker (HTTP announce/scrape and the UDP tracker protocol on one address).
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Tracker {
         /// Address for both TCP (HTTP) and UDP.
         #[arg(long, default_value = "127.0.0.1:6969")]
         listen: SocketAddr,
-        /// Announce interval told to clients, in seconds.
-        #[arg(long, default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-        interval: u64,
+        /// Announce interval told to clients (`90s`, `30m`; a bare number is seconds), 1s to
+        /// 24h.
+        #[arg(long, default_value = "30m", value_parser = tracker_interval)]
+        interval: Duration,
         #[command(flatten)]
         limits: TrackerLimits,
     },
     /// Seed a torrent from data already on disk.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Seed {
         /// The torrent file.
         file: PathBuf,
@@ -232,8 +241,8 @@ enum Action {
         /// Extra peers to connect to (HOST:PORT); repeatable.
         #[arg(long = "peer")]
         peers: Vec<SocketAddr>,
-        /// Upload limit in bytes per second.
-        #[arg(long)]
+        /// Upload limit in bytes per second, 1024 to 10^10.
+        #[arg(long, value_parser = rate_limit)]
         upload_limit: Option<u64>,
         /// Super-seed: announce no pieces and reveal one at a time to each peer, so the
         /// swarm gets each piece from us about once (for an initial seeder of a big swarm).
@@ -245,6 +254,7 @@ enum Action {
     /// Publish a file or folder: create its torrent, seed it, announce it to the DHT (and
     /// any trackers), and print its magnet link as the first line of output; seeds until
     /// Ctrl-C.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Share {
         /// The file or folder to share.
         path: PathBuf,
@@ -252,28 +262,32 @@ enum Action {
         /// trackerless.
         #[arg(short = 't', long = "tracker")]
         trackers: Vec<String>,
-        /// Also write the .torrent here.
-        #[arg(short = 'o', long)]
+        /// Also write `<name>.torrent` into this folder.
+        #[arg(short = 'o', long, value_name = "DIR", conflicts_with = "torrent_file")]
         output: Option<PathBuf>,
+        /// Also write the torrent to exactly this file.
+        #[arg(long, value_name = "FILE")]
+        torrent_file: Option<PathBuf>,
         /// Piece size: bytes, or with K/M suffix [default: chosen from the size].
         #[arg(long)]
         piece_size: Option<String>,
         /// Where to accept peers.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
-        /// Upload limit in bytes per second.
-        #[arg(long)]
+        /// Upload limit in bytes per second, 1024 to 10^10.
+        #[arg(long, value_parser = rate_limit)]
         upload_limit: Option<u64>,
         #[command(flatten)]
         dht: DhtArgs,
     },
     /// Download one or more torrents into a folder.
+    #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Get {
         /// Torrent files or magnet links (`magnet:?xt=urn:btih:...`).
         #[arg(required = true)]
         sources: Vec<String>,
-        /// The download folder.
-        #[arg(short = 'o', long)]
+        /// The download folder. Old spelling: --out.
+        #[arg(short = 'o', long = "output", alias = "out", value_name = "DIR")]
         out: PathBuf,
         /// Where to accept peers (with several torrents, each takes the next port).
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -281,23 +295,24 @@ enum Action {
         /// Keep seeding after the download completes (until Ctrl-C or a limit).
         #[arg(long)]
         seed_after: bool,
-        /// Stop seeding at this upload/size ratio.
-        #[arg(long)]
+        /// Stop seeding at this upload/size ratio, 0.01 to 1000.
+        #[arg(long, value_parser = seed_ratio)]
         seed_ratio: Option<f64>,
-        /// Stop seeding after this many seconds.
-        #[arg(long)]
-        seed_time: Option<u64>,
+        /// Stop seeding after this long (`90s`, `2m`, `1h`; a bare number is seconds), 1s to
+        /// 365 days.
+        #[arg(long, value_parser = seed_time)]
+        seed_time: Option<Duration>,
         /// Re-verify data already in the folder instead of trusting resume data.
         #[arg(long)]
         check: bool,
         /// Extra peers to connect to (HOST:PORT); repeatable.
         #[arg(long = "peer")]
         peers: Vec<SocketAddr>,
-        /// Upload limit in bytes per second.
-        #[arg(long)]
+        /// Upload limit in bytes per second, 1024 to 10^10.
+        #[arg(long, value_parser = rate_limit)]
         upload_limit: Option<u64>,
-        /// Download limit in bytes per second.
-        #[arg(long)]
+        /// Download limit in bytes per second, 1024 to 10^10.
+        #[arg(long, value_parser = rate_limit)]
         download_limit: Option<u64>,
         #[command(flatten)]
         dht: DhtArgs,
@@ -311,6 +326,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             path,
             trackers,
             output,
+            torrent_file,
             piece_size,
             private,
             web_seeds,
@@ -341,6 +357,8 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             let (bytes, meta) = tokio::task::spawn_blocking(move || create_torrent(&p, &opts))
                 .await?
                 .with_context(|| format!("creating a torrent from {}", path.display()))?;
+            let output = torrent_path(output.as_deref(), torrent_file, &meta)
+                .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", meta.name)));
             std::fs::write(&output, bytes)
                 .with_context(|| format!("writing {}", output.display()))?;
             println!("wrote {}", output.display());
@@ -408,6 +426,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             path,
             trackers,
             output,
+            torrent_file,
             piece_size,
             listen,
             upload_limit,
@@ -424,8 +443,8 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             let (bytes, meta) = tokio::task::spawn_blocking(move || create_torrent(&p, &opts))
                 .await?
                 .with_context(|| format!("creating a torrent from {}", path.display()))?;
-            if let Some(o) = &output {
-                std::fs::write(o, &bytes).with_context(|| format!("writing {}", o.display()))?;
+            if let Some(o) = torrent_path(output.as_deref(), torrent_file, &meta) {
+                std::fs::write(&o, &bytes).with_context(|| format!("writing {}", o.display()))?;
             }
             // The magnet link first, alone on its line, for scripts.
             {
@@ -517,7 +536,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     peers: peers.clone(),
                     seed: seed_after,
                     seed_ratio,
-                    seed_time: seed_time.map(Duration::from_secs),
+                    seed_time,
                     upload_limit,
                     download_limit,
                     encryption,
@@ -562,6 +581,54 @@ pub async fn run(cmd: Cmd) -> Result<()> {
 }
 
 /// `-t` values: one tier each; URLs of one tier separated by commas.
+/// Where `create`/`share` write the torrent: `--torrent-file FILE` as given, or
+/// `<DIR>/<name>.torrent` for `-o DIR`; `None` when neither was given.
+fn torrent_path(dir: Option<&Path>, file: Option<PathBuf>, meta: &Metainfo) -> Option<PathBuf> {
+    file.or_else(|| dir.map(|d| d.join(format!("{}.torrent", meta.name))))
+}
+
+/// `--seed-ratio`: 0.01 to 1000.
+fn seed_ratio(s: &str) -> Result<f64, String> {
+    let r: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number like 1.5"))?;
+    if !(0.01..=1000.0).contains(&r) {
+        return Err(format!("{s}: give 0.01 to 1000"));
+    }
+    Ok(r)
+}
+
+/// `--seed-time`: a duration from 1 s to 365 days.
+fn seed_time(s: &str) -> Result<Duration, String> {
+    let d = crate::common::parse_duration(s)?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(365 * 86_400)).contains(&d) {
+        return Err(format!("{s}: give 1s to 365 days"));
+    }
+    Ok(d)
+}
+
+/// `tracker --interval`: a duration from 1 s to 24 h.
+fn tracker_interval(s: &str) -> Result<Duration, String> {
+    let d = crate::common::parse_duration(s)?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&d) {
+        return Err(format!("{s}: give 1s to 24h"));
+    }
+    Ok(d)
+}
+
+/// `--upload-limit`/`--download-limit`: bytes per second, 1024 to 10^10.
+fn rate_limit(s: &str) -> Result<u64, String> {
+    let v: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: expected bytes per second, like 500000"))?;
+    if !(1024..=10_000_000_000).contains(&v) {
+        return Err(format!("{s}: give 1024 to 10000000000 bytes per second"));
+    }
+    Ok(v)
+}
+
 fn tiers(trackers: &[String]) -> Vec<Vec<String>> {
     trackers
         .iter()
@@ -787,15 +854,15 @@ fn tracker_endpoints(trackers: &[Vec<String>]) -> Vec<Vec<TrackerEndpoint>> {
         .collect()
 }
 
-async fn run_tracker(listen: SocketAddr, interval: u64, limits: TrackerLimits) -> Result<()> {
+async fn run_tracker(listen: SocketAddr, interval: Duration, limits: TrackerLimits) -> Result<()> {
     let cfg = NodeConfig {
         udp: Some(listen),
         tcp: Some(listen),
         ..NodeConfig::default()
     };
     let tcfg = TrackerConfig {
-        interval: Duration::from_secs(interval),
-        peer_timeout: Duration::from_secs(interval.saturating_mul(2) + 60),
+        interval,
+        peer_timeout: interval.saturating_mul(2) + Duration::from_secs(60),
         announces_per_ip_per_min: limits.announce_rate,
         max_torrents: limits.max_torrents as usize,
         max_peers_per_torrent: limits.max_peers as usize,
@@ -1015,120 +1082,16 @@ async fn dht_task(
 // -------------------------------------------------------------------------------------
 // Web seeds (BEP 19).
 
-/// How long one HTTP read from a web seed may take.
-const WEB_SEED_READ: Duration = Duration::from_secs(30);
-
-/// Fetches whole pieces from the web seed `url` (the highest missing index first, so the
-/// swarm's rarest-first picks and ours rarely meet) and hands them to the client, which
-/// verifies them. Stops when every piece is in, the client is gone, or the seed fails (a
-/// wrong piece, an HTTP error, a refused range).
+/// Fetches whole pieces from the web seed `url` for the client (see
+/// [`servent_bittorrent::driver::webseed::fetch`]).
 async fn web_seed(
     meta: Metainfo,
     url: &str,
     have: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
     client: mpsc::Sender<ClientCommand>,
 ) -> Result<()> {
-    use servent_bittorrent::webseed::{
-        HttpUrl, MAX_REDIRECTS, ResponseReader, Source, Status, piece_segments,
-    };
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn: Option<(String, u16, tokio::net::TcpStream)> = None;
-    let mut fetched = vec![false; meta.piece_count()];
-    let mut buf = vec![0u8; 1 << 16];
-    let mut id = 0u64;
-    loop {
-        let next = {
-            let h = have.lock().map_err(|_| anyhow::anyhow!("state lock"))?;
-            (0..meta.piece_count())
-                .rev()
-                .find(|i| !h.get(*i).copied().unwrap_or(true) && !fetched[*i])
-        };
-        let Some(index) = next else { return Ok(()) };
-        fetched[index] = true;
-        let mut piece = vec![0u8; meta.piece_len(index) as usize];
-        for seg in piece_segments(&meta, url, index as u32)? {
-            let Source::Http {
-                url: mut target,
-                range,
-                ..
-            } = seg.source
-            else {
-                continue; // pad file: zeros
-            };
-            let mut body = Vec::with_capacity(seg.len as usize);
-            let mut redirects = 0;
-            'request: loop {
-                let reuse =
-                    matches!(&conn, Some((h, p, _)) if *h == target.host && *p == target.port);
-                if !reuse {
-                    let s = tokio::time::timeout(
-                        WEB_SEED_READ,
-                        tokio::net::TcpStream::connect((target.host.as_str(), target.port)),
-                    )
-                    .await
-                    .context("connect timed out")??;
-                    conn = Some((target.host.clone(), target.port, s));
-                }
-                let Some((_, _, stream)) = conn.as_mut() else {
-                    bail!("no connection");
-                };
-                stream
-                    .write_all(&target.get_request(range.clone(), &created_by()))
-                    .await?;
-                let mut reader = ResponseReader::new(range.clone());
-                body.clear();
-                loop {
-                    let n = tokio::time::timeout(WEB_SEED_READ, stream.read(&mut buf))
-                        .await
-                        .context("read timed out")??;
-                    if n == 0 {
-                        bail!("the server closed the connection mid-response");
-                    }
-                    match reader.feed(buf.get(..n).unwrap_or_default(), &mut body)? {
-                        Status::NeedMore => {}
-                        Status::Done { keep_alive, .. } => {
-                            if !keep_alive {
-                                conn = None;
-                            }
-                            break 'request;
-                        }
-                        Status::Redirect { location } => {
-                            conn = None;
-                            redirects += 1;
-                            if redirects > MAX_REDIRECTS {
-                                bail!("too many redirects");
-                            }
-                            target = HttpUrl::join(&target, &location)?;
-                            continue 'request;
-                        }
-                        Status::Unavailable { retry_after } => {
-                            conn = None;
-                            let wait = retry_after.unwrap_or(10).min(60);
-                            tokio::time::sleep(Duration::from_secs(wait)).await;
-                            continue 'request;
-                        }
-                    }
-                }
-            }
-            let at = seg.piece_offset as usize;
-            match piece.get_mut(at..at + body.len()) {
-                Some(dst) if body.len() == seg.len as usize => dst.copy_from_slice(&body),
-                _ => bail!("a segment of the wrong length"),
-            }
-        }
-        id += 1;
-        if client
-            .send(ClientCommand::PieceData {
-                id,
-                index: index as u32,
-                data: piece,
-            })
-            .await
-            .is_err()
-        {
-            return Ok(());
-        }
-    }
+    servent_bittorrent::driver::webseed::fetch(meta, url, have, client, &created_by()).await?;
+    Ok(())
 }
 
 // -------------------------------------------------------------------------------------
@@ -1303,14 +1266,20 @@ impl Default for RunOpts {
     }
 }
 
-type TorrentNode = NodeHandle<Client<FileStorage>>;
+type TorrentNode = NodeHandle<Client<SharedStorage>>;
 
+/// Starts a client core on `storage`. With `jobs`, its disk work (writes, upload reads,
+/// hashes, flushes) runs on the returned pool's blocking threads: the caller's event loop
+/// hands each [`ClientEvent::Disk`] to [`DiskPool::submit`]. Without, the core does it inline.
 async fn start_client(
     meta: &Metainfo,
     storage: FileStorage,
     have: Bitfield,
     opts: &RunOpts,
-) -> Result<TorrentNode> {
+    jobs: bool,
+) -> Result<(TorrentNode, DiskPool)> {
+    let storage = SharedStorage::new(storage);
+    let pool = DiskPool::new(storage.clone(), disk::default_threads());
     let trackers = endpoints(meta);
     let cfg = NodeConfig {
         udp: Some(SocketAddr::new(opts.listen.ip(), 0)),
@@ -1332,6 +1301,7 @@ async fn start_client(
         c.encryption = o.encryption;
         c.super_seed = o.super_seed;
         o.limits.apply(&mut c);
+        c.disk_jobs = jobs;
         Client::new(c, &m, storage, have, rng)
     })
     .await
@@ -1343,7 +1313,7 @@ async fn start_client(
         })
         .await?;
     }
-    Ok(node)
+    Ok((node, pool))
 }
 
 /// Stops a client politely (announce `stopped` when it has trackers) and returns its core.
@@ -1472,7 +1442,7 @@ async fn run_client(
         p
     });
     let have_now: Vec<bool> = (0..have.len()).map(|i| have.get(i)).collect();
-    let mut node = start_client(meta, storage, have, opts).await?;
+    let (mut node, pool) = start_client(meta, storage, have, opts, true).await?;
     let listen = node.local.tcp;
     // BEP 19 web seeds: one task per http:// seed, fetching whole pieces from the end.
     let have_shared = std::sync::Arc::new(std::sync::Mutex::new(have_now));
@@ -1519,6 +1489,7 @@ async fn run_client(
     let outcome: Result<&str> = loop {
         tokio::select! {
             ev = node.next_event() => match ev {
+                Some(ClientEvent::Disk { id, job }) => pool.submit(id, job, node.commander()),
                 Some(ClientEvent::Stats { stats, .. }) => {
                     seen.peers = stats.peers;
                     seen.max_peers = seen.max_peers.max(stats.peers);
@@ -1733,8 +1704,10 @@ pub async fn demo(out: &Path) -> Result<DemoSection> {
             seed: true,
             ..RunOpts::default()
         },
+        false,
     )
-    .await?;
+    .await?
+    .0;
     let started = std::time::Instant::now();
     let mut leechers = Vec::new();
     for i in 0..10 {
@@ -1749,8 +1722,10 @@ pub async fn demo(out: &Path) -> Result<DemoSection> {
                     seed: true,
                     ..RunOpts::default()
                 },
+                false,
             )
-            .await?,
+            .await?
+            .0,
         );
     }
     let mut done: Vec<Option<f64>> = vec![None; leechers.len()];
@@ -1885,8 +1860,10 @@ async fn demo_trackerless(out: &Path) -> Result<DemoSection> {
             seed: true,
             ..RunOpts::default()
         },
+        false,
     )
-    .await?;
+    .await?
+    .0;
     if let (Some(d), Some(a)) = (&seed_dht, seeder.local.tcp) {
         d.track(meta.info_hash, a.port(), seeder.commander()).await;
     }

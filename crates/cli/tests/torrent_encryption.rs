@@ -25,7 +25,7 @@ fn seed_and_get(seed_enc: &str, get_enc: &str) {
         src.to_str().unwrap(),
         "-t",
         "http://127.0.0.1:1/announce",
-        "-o",
+        "--torrent-file",
         torrent.to_str().unwrap(),
     ]);
     assert!(created.status.success(), "{created:?}");

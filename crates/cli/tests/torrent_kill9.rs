@@ -46,7 +46,7 @@ fn kill_9_at_twenty_points_of_a_download_loses_no_verified_piece() {
             "http://127.0.0.1:1/announce",
             "--piece-size",
             "16K",
-            "-o",
+            "--torrent-file",
             s(&torrent),
         ],
         LIMIT,

@@ -35,7 +35,7 @@ fn a_leecher_with_only_a_magnet_link_fetches_the_metadata_and_the_file_from_a_se
         "http://127.0.0.1:1/announce",
         "--piece-size",
         "64K",
-        "-o",
+        "--torrent-file",
         torrent.to_str().unwrap(),
     ]);
     assert!(created.status.success(), "{created:?}");

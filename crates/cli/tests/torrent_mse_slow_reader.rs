@@ -117,7 +117,7 @@ fn a_peer_that_stops_reading_an_encrypted_upload_is_paced_and_then_decrypts_ever
             "http://127.0.0.1:1/announce",
             "--piece-size",
             "256K",
-            "-o",
+            "--torrent-file",
             s(&torrent),
         ],
         LIMIT,

@@ -122,7 +122,7 @@ fn make_torrent(dir: &Path, port: u16) -> (std::path::PathBuf, Vec<u8>) {
         "64K",
         "--web-seed",
         &format!("http://127.0.0.1:{port}/files/"),
-        "-o",
+        "--torrent-file",
         torrent.to_str().unwrap(),
     ]);
     assert!(created.status.success(), "{created:?}");

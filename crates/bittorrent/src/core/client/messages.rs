@@ -578,14 +578,18 @@ impl<S: Storage> Client<S> {
             return Ok(());
         }
         let offset = u64::from(index) * self.piece_length + u64::from(begin);
-        if let Err(e) = self.storage.write(offset, data) {
-            self.emit(ClientEvent::StorageFailed {
-                reason: e.to_string(),
-            });
-            self.picker.unrequest(&r);
-            return Ok(());
-        }
         let done = self.picker.received(&r, conn.raw());
+        self.submit(
+            now,
+            Pending::Write {
+                piece: index,
+                answer: None,
+            },
+            DiskJob::Write {
+                offset,
+                data: data.to_vec(),
+            },
+        );
         // Endgame: the others asked for the same block need not send it.
         let others: Vec<ConnId> = self
             .peers
@@ -605,42 +609,45 @@ impl<S: Storage> Client<S> {
         Ok(())
     }
 
-    /// A whole piece from outside the swarm (web seed): write it and verify it.
-    pub(super) fn piece_data(&mut self, now: Instant, index: u32, data: &[u8]) -> bool {
+    /// A whole piece from outside the swarm (web seed): write it and verify it. `Some(ok)`
+    /// answers at once; `None`: the answer comes with the piece's hash.
+    pub(super) fn piece_data(
+        &mut self,
+        now: Instant,
+        id: u64,
+        index: u32,
+        data: Vec<u8>,
+    ) -> Option<bool> {
         if self.fetch.is_some() || index >= self.picker.piece_count() {
-            return false;
+            return Some(false);
         }
         if self.picker.have().get(index) {
-            return true;
+            return Some(true);
         }
         if data.len() != self.picker.piece_len(index) as usize {
-            return false;
+            return Some(false);
         }
         let offset = u64::from(index) * self.piece_length;
-        if let Err(e) = self.storage.write(offset, data) {
-            self.emit(ClientEvent::StorageFailed {
-                reason: e.to_string(),
-            });
-            return false;
-        }
         self.downloaded += data.len() as u64;
         self.down_tick += data.len() as u64;
+        self.submit(
+            now,
+            Pending::Write {
+                piece: index,
+                answer: Some(id),
+            },
+            DiskJob::Write { offset, data },
+        );
         self.verify_piece(now, index);
-        self.picker.have().get(index)
+        None
     }
 
-    pub(super) fn verify_piece(&mut self, now: Instant, index: u32) {
-        let off = u64::from(index) * self.piece_length;
+    /// The hash of piece `index` came back: `ok` when it matches.
+    pub(super) fn piece_checked(&mut self, now: Instant, index: u32, ok: bool) {
+        if self.picker.have().get(index) {
+            return;
+        }
         let len = u64::from(self.picker.piece_len(index));
-        let ok = match self.storage.hash(off, len) {
-            Ok(h) => self.piece_hashes.get(index as usize) == Some(&h),
-            Err(e) => {
-                self.emit(ClientEvent::StorageFailed {
-                    reason: e.to_string(),
-                });
-                false
-            }
-        };
         if ok {
             self.picker.verified(index);
             self.storage.mark_verified(index);

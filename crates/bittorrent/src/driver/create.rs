@@ -35,6 +35,9 @@ pub enum CreateError {
     /// No files.
     #[error("{0}: no files to put in a torrent")]
     Empty(PathBuf),
+    /// A hashing thread died.
+    #[error("a hashing thread failed")]
+    Worker,
     /// A piece length that is not a power of two of at least 16 KiB.
     #[error("piece size {0} must be a power of two, at least 16 KiB")]
     PieceSize(u64),
@@ -111,9 +114,10 @@ struct Content<'a> {
 }
 
 impl Content<'_> {
-    /// Reads up to `want` bytes (less only at the end of the content).
-    fn read_batch(&mut self, want: usize) -> Result<Vec<u8>, CreateError> {
-        let mut buf = vec![0u8; want];
+    /// Reads up to `want` bytes into `buf` (less only at the end of the content), reusing
+    /// its memory: two buffers serve the whole run, so no batch pays for fresh pages.
+    fn read_batch(&mut self, buf: &mut Vec<u8>, want: usize) -> Result<(), CreateError> {
+        buf.resize(want, 0);
         let mut got = 0;
         while got < want {
             if self.open.as_ref().is_none_or(|o| o.2 == 0) {
@@ -133,11 +137,13 @@ impl Content<'_> {
             got += n;
         }
         buf.truncate(got);
-        Ok(buf)
+        Ok(())
     }
 }
 
-/// SHA-1 of every piece: reading batch k+1 overlaps hashing batch k on all cores.
+/// SHA-1 of every piece: this thread reads the content in order into a few reused buffers
+/// of whole pieces while one worker per core hashes them, a pipeline without a barrier per
+/// batch (a worker that loses its core for a moment delays only its own buffer).
 fn hash_pieces(
     files: &[(Vec<String>, PathBuf, u64)],
     piece_length: u64,
@@ -145,43 +151,71 @@ fn hash_pieces(
 ) -> Result<Vec<[u8; 20]>, CreateError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
     let pl = piece_length as usize;
-    // About 32 MiB per batch, at least one piece per thread.
-    let per_batch = ((32usize << 20) / pl).max(threads).max(1);
+    let count = total.div_ceil(piece_length) as usize;
+    // About 4 MiB per job, whole pieces; two jobs per worker in flight.
+    let per_job = ((4usize << 20) / pl).max(1) * pl;
+    let max_in_flight = threads * 2;
     let mut content = Content {
         files,
         next: 0,
         open: None,
     };
-    let mut hashes = Vec::with_capacity(total.div_ceil(piece_length) as usize);
-    let mut cur = content.read_batch(per_batch * pl)?;
-    while !cur.is_empty() {
-        let pieces: Vec<&[u8]> = cur.chunks(pl).collect();
-        let per_thread = pieces.len().div_ceil(threads).max(1);
-        let (next, batch) = std::thread::scope(|sc| {
-            let workers: Vec<_> = pieces
-                .chunks(per_thread)
-                .map(|group| {
-                    sc.spawn(move || {
-                        group
-                            .iter()
-                            .map(|p| <[u8; 20]>::from(Sha1::digest(p)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            let next = content.read_batch(per_batch * pl);
-            let mut batch = Vec::with_capacity(pieces.len());
-            for w in workers {
-                match w.join() {
-                    Ok(h) => batch.extend(h),
-                    Err(panic) => std::panic::resume_unwind(panic),
+    let mut hashes = vec![[0u8; 20]; count];
+    let (jobs_tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>)>(max_in_flight);
+    let jobs_rx = std::sync::Mutex::new(rx);
+    let (done_tx, done_rx) =
+        std::sync::mpsc::sync_channel::<(usize, Vec<[u8; 20]>, Vec<u8>)>(max_in_flight);
+    std::thread::scope(|sc| {
+        for _ in 0..threads {
+            let done_tx = done_tx.clone();
+            let jobs_rx = &jobs_rx;
+            sc.spawn(move || {
+                loop {
+                    let job = jobs_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((first, buf)) = job else { return };
+                    let hs: Vec<[u8; 20]> =
+                        buf.chunks(pl).map(|p| Sha1::digest(p).into()).collect();
+                    if done_tx.send((first, hs, buf)).is_err() {
+                        return;
+                    }
                 }
+            });
+        }
+        drop(done_tx);
+        // Moved in: dropped when this closure returns, so the workers stop even on an error.
+        let jobs_tx = jobs_tx;
+        let mut free: Vec<Vec<u8>> = Vec::new();
+        let (mut in_flight, mut next_piece, mut read_all) = (0usize, 0usize, false);
+        loop {
+            while in_flight > 0 && (in_flight >= max_in_flight || read_all) {
+                let Ok((first, hs, buf)) = done_rx.recv() else {
+                    return Err(CreateError::Worker);
+                };
+                for (i, h) in hs.into_iter().enumerate() {
+                    if let Some(slot) = hashes.get_mut(first + i) {
+                        *slot = h;
+                    }
+                }
+                free.push(buf);
+                in_flight -= 1;
             }
-            (next, batch)
-        });
-        hashes.extend(batch);
-        cur = next?;
-    }
+            if read_all {
+                return Ok(());
+            }
+            let mut buf = free.pop().unwrap_or_default();
+            content.read_batch(&mut buf, per_job)?;
+            if buf.is_empty() {
+                read_all = true;
+                continue;
+            }
+            let n = buf.len().div_ceil(pl);
+            if jobs_tx.send((next_piece, buf)).is_err() {
+                return Err(CreateError::Worker);
+            }
+            in_flight += 1;
+            next_piece += n;
+        }
+    })?;
     Ok(hashes)
 }
 
@@ -255,6 +289,33 @@ mod tests {
         assert_eq!(m.piece_count(), 5);
         let mut s = FileStorage::open(&m, dir.path()).unwrap();
         assert!(recheck(&m, &mut s).unwrap().iter().all(|g| *g));
+    }
+
+    #[test]
+    fn content_of_many_hashing_jobs_gets_every_piece_hash_in_its_place() {
+        // 16 KiB pieces and 3 files over 21 MiB: several 4 MiB jobs per worker, answered in
+        // any order, pieces spanning file boundaries, a short last piece.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("set");
+        std::fs::create_dir_all(&root).unwrap();
+        let mut all = Vec::new();
+        for (i, len) in [(0u8, 9_000_001usize), (1, 7_777_777), (2, 5_000_000)] {
+            let data: Vec<u8> = (0..len).map(|j| (j as u8) ^ (j >> 13) as u8 ^ i).collect();
+            std::fs::write(root.join(format!("f{i}")), &data).unwrap();
+            all.extend(data);
+        }
+        let opts = CreateOptions {
+            trackers: vec![vec!["http://127.0.0.1:6969/announce".into()]],
+            piece_length: Some(16 * 1024),
+            ..Default::default()
+        };
+        let (_, m) = create_torrent(&root, &opts).unwrap();
+        let want: Vec<[u8; 20]> = all
+            .chunks(16 * 1024)
+            .map(|c| Sha1::digest(c).into())
+            .collect();
+        assert_eq!(m.pieces.len(), want.len());
+        assert!(m.pieces == want, "a piece hash is out of place");
     }
 
     #[test]

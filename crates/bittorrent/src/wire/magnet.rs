@@ -291,25 +291,10 @@ fn parse_btih(h: &str) -> Result<InfoHash, MagnetError> {
 
 /// RFC 4648 base32 (no padding), either case: 32 characters into 20 bytes.
 fn base32_decode(s: &str) -> Option<[u8; 20]> {
-    let mut out = [0u8; 20];
-    let mut acc: u64 = 0;
-    let mut bits = 0u32;
-    let mut n = 0usize;
-    for c in s.bytes() {
-        let v = match c.to_ascii_uppercase() {
-            c @ b'A'..=b'Z' => c - b'A',
-            c @ b'2'..=b'7' => c - b'2' + 26,
-            _ => return None,
-        };
-        acc = (acc << 5) | u64::from(v);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            *out.get_mut(n)? = (acc >> bits) as u8;
-            n += 1;
-        }
-    }
-    (n == 20 && bits == 0).then_some(out)
+    let bytes = data_encoding::BASE32_NOPAD
+        .decode(s.to_ascii_uppercase().as_bytes())
+        .ok()?;
+    <[u8; 20]>::try_from(bytes.as_slice()).ok()
 }
 
 fn parse_select(s: &str) -> Result<Vec<(u32, u32)>, MagnetError> {

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use thiserror::Error;
 
 use crate::bencode::{self, Limits, OwnedValue, Value};
@@ -43,54 +44,33 @@ pub enum TrackerError {
 // ---------------------------------------------------------------------------------------
 // Percent-encoding (RFC 3986 unreserved characters stay as they are).
 
+/// What [`percent_encode`] escapes: everything but RFC 3986's unreserved characters.
+const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes bytes for a query string.
 pub fn percent_encode(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 3);
-    for &c in b {
-        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
-            s.push(char::from(c));
-        } else {
-            let _ = write!(s, "%{c:02X}");
-        }
-    }
-    s
+    percent_encoding::percent_encode(b, QUERY).to_string()
 }
 
 /// Decodes percent-encoding (and `+` as space, as HTML forms do); rejects truncated or
-/// non-hex escapes.
+/// non-hex escapes (which the `percent-encoding` crate would pass through).
 pub fn percent_decode(s: &str) -> Result<Vec<u8>, TrackerError> {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        match c {
-            b'%' => {
-                let hex = b.get(i + 1..i + 3).ok_or(TrackerError::Percent)?;
-                let hi = hex_val(*hex.first().ok_or(TrackerError::Percent)?)?;
-                let lo = hex_val(*hex.get(1).ok_or(TrackerError::Percent)?)?;
-                out.push(hi << 4 | lo);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(c);
-                i += 1;
-            }
+    for (i, _) in b.iter().enumerate().filter(|(_, c)| **c == b'%') {
+        let hex = b.get(i + 1..i + 3).ok_or(TrackerError::Percent)?;
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return Err(TrackerError::Percent);
         }
     }
-    Ok(out)
-}
-
-fn hex_val(c: u8) -> Result<u8, TrackerError> {
-    match c {
-        b'0'..=b'9' => Ok(c - b'0'),
-        b'a'..=b'f' => Ok(c - b'a' + 10),
-        b'A'..=b'F' => Ok(c - b'A' + 10),
-        _ => Err(TrackerError::Percent),
-    }
+    let plus: Vec<u8> = b
+        .iter()
+        .map(|&c| if c == b'+' { b' ' } else { c })
+        .collect();
+    Ok(percent_encoding::percent_decode(&plus).collect())
 }
 
 // ---------------------------------------------------------------------------------------

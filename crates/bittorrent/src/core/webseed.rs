@@ -223,13 +223,7 @@ pub struct Segment {
 
 /// Percent-encodes one path component (RFC 3986 unreserved characters stay).
 fn encode_component(out: &mut String, c: &str) {
-    for &b in c.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
+    out.push_str(&crate::tracker::percent_encode(c.as_bytes()));
 }
 
 /// The URL of file `index` of `meta` under the web seed `seed` (BEP 19: single-file torrents

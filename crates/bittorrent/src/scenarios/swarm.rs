@@ -370,7 +370,16 @@ impl Scenario for SwarmScenario {
         "1 seeder, N leechers (N = 10.. --nodes, default 300): last completion vs the fluid bound and client-server N*F/u_s"
     }
 
+    fn params(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "super_seed",
+            "on/off: the seeder super-seeds (BEP 16), revealing pieces one at a time (default off)",
+        )]
+    }
+
     fn run(&self, opts: &ScenarioOpts) -> Result<Report, SimError> {
+        opts.check_params(self.params())?;
+        let super_seed = opts.param_bool("super_seed", false)?;
         let max_n = opts.nodes.unwrap_or(300);
         if max_n < 1 {
             return Err(SimError::BadParams("--nodes must be at least 1".into()));
@@ -412,7 +421,7 @@ impl Scenario for SwarmScenario {
                 seed: opts.seed,
                 limit: Duration::from_secs(3600),
                 liars: 0,
-                super_seed: std::env::var_os("SERVENT_BT_SUPER_SEED").is_some(),
+                super_seed,
             };
             let r = run_swarm(&p);
             let mut sorted = r.completions.clone();

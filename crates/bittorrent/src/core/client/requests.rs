@@ -17,7 +17,7 @@ impl<S: Storage> Client<S> {
     }
 
     pub(super) fn fill_requests(&mut self, now: Instant, conn: ConnId) {
-        if self.is_complete() || self.stopped {
+        if self.is_complete() || self.stopped || self.disk_full() {
             return;
         }
         let Some(p) = self.peers.get(&conn) else {
@@ -66,6 +66,9 @@ impl<S: Storage> Client<S> {
 
     pub(super) fn serve(&mut self, now: Instant, conn: ConnId) {
         loop {
+            if self.disk_full() {
+                return;
+            }
             let Some(p) = self.peers.get_mut(&conn) else {
                 return;
             };
@@ -76,33 +79,39 @@ impl<S: Storage> Client<S> {
                 return;
             }
             p.requests.pop_front();
-            let mut block = vec![0u8; r.length as usize];
-            let off = u64::from(r.index) * self.piece_length + u64::from(r.begin);
-            if let Err(e) = self.storage.read(off, &mut block) {
-                self.emit(ClientEvent::StorageFailed {
-                    reason: e.to_string(),
-                });
-                return;
-            }
-            let len = u64::from(r.length);
-            if let Some(p) = self.peers.get_mut(&conn) {
-                p.up_total += len;
-                p.up_round += len;
-            }
-            self.uploaded += len;
-            self.up_tick += len;
             if self.cfg.upload_limit.is_some() {
-                self.up_tokens -= len as f64;
+                self.up_tokens -= f64::from(r.length);
             }
-            self.send_msg(
-                conn,
-                &Message::Piece {
-                    index: r.index,
-                    begin: r.begin,
-                    data: &block,
-                },
+            let offset = u64::from(r.index) * self.piece_length + u64::from(r.begin);
+            self.submit(
                 now,
+                Pending::Read { conn, block: r },
+                DiskJob::Read {
+                    offset,
+                    len: r.length,
+                },
             );
         }
+    }
+
+    /// A block read for `conn` came back from the disk: send it (unless the peer is gone).
+    pub(super) fn send_block(&mut self, now: Instant, conn: ConnId, r: BlockRef, block: &[u8]) {
+        let len = u64::from(r.length);
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        p.up_total += len;
+        p.up_round += len;
+        self.uploaded += len;
+        self.up_tick += len;
+        self.send_msg(
+            conn,
+            &Message::Piece {
+                index: r.index,
+                begin: r.begin,
+                data: block,
+            },
+            now,
+        );
     }
 }

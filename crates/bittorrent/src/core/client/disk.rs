@@ -1,0 +1,276 @@
+//! Disk work as requests: block writes, block reads for upload, piece hashes and resume
+//! flushes leave the core as [`DiskJob`]s when [`ClientConfig::disk_jobs`] is set.
+//! Part of the client core ([`super::Client`]): an `impl` block over its state.
+//!
+//! With `disk_jobs` off (the simulator, the tests, the default) each job runs at once on the
+//! client's own [`Storage`], in the same order the core would have done the work inline.
+//! With it on, jobs come out of [`Core::poll_event`] as [`ClientEvent::Disk`] (after the
+//! other events) and the driver runs them off the core's thread, feeding each result back as
+//! [`ClientCommand::DiskDone`]; results may come back in any order. A piece is hashed only
+//! after every write of its blocks has completed. While [`MAX_DISK_JOBS`] jobs are
+//! outstanding the client requests no more blocks and serves no more uploads (requests wait
+//! in the peer's bounded queue); blocks already on their way are always accepted.
+
+use super::*;
+
+/// Jobs outstanding (handed out, not answered) above which the client stops requesting
+/// blocks and serving uploads until some complete.
+pub const MAX_DISK_JOBS: usize = 64;
+
+/// Slow work for the driver: run it on the torrent's storage, answer with
+/// [`ClientCommand::DiskDone`] carrying the job's id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiskJob {
+    /// Write `data` at `offset` (a block, or a whole web-seed piece).
+    Write {
+        /// Offset in the concatenated content.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Read `len` bytes at `offset` (a block a peer asked for).
+    Read {
+        /// Offset in the concatenated content.
+        offset: u64,
+        /// Length.
+        len: u32,
+    },
+    /// SHA-1 of `len` bytes at `offset` (a piece whose blocks are all written).
+    Hash {
+        /// Offset in the concatenated content.
+        offset: u64,
+        /// Length.
+        len: u64,
+    },
+    /// Make the verified pieces durable ([`Storage::flush`]: data first, then resume data).
+    Flush,
+}
+
+/// The result of a [`DiskJob`], of the same kind; errors as text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiskResult {
+    /// A write finished.
+    Written(Result<(), String>),
+    /// A read finished, with the bytes.
+    Read(Result<Vec<u8>, String>),
+    /// A hash finished.
+    Hashed(Result<[u8; 20], String>),
+    /// A flush finished.
+    Flushed(Result<(), String>),
+}
+
+impl DiskJob {
+    /// Runs the job on `storage` where the caller is (inline, or on a blocking thread).
+    pub fn run(&self, storage: &mut dyn Storage) -> DiskResult {
+        match self {
+            DiskJob::Write { offset, data } => {
+                DiskResult::Written(storage.write(*offset, data).map_err(|e| e.to_string()))
+            }
+            DiskJob::Read { offset, len } => {
+                let mut buf = vec![0u8; *len as usize];
+                DiskResult::Read(
+                    storage
+                        .read(*offset, &mut buf)
+                        .map(|()| buf)
+                        .map_err(|e| e.to_string()),
+                )
+            }
+            DiskJob::Hash { offset, len } => {
+                DiskResult::Hashed(storage.hash(*offset, *len).map_err(|e| e.to_string()))
+            }
+            DiskJob::Flush => DiskResult::Flushed(storage.flush().map_err(|e| e.to_string())),
+        }
+    }
+}
+
+/// What the core waits for from an outstanding job.
+#[derive(Debug)]
+pub(super) enum Pending {
+    /// Bytes of `piece` being written; `answer`: a [`ClientCommand::PieceData`] id.
+    Write { piece: u32, answer: Option<u64> },
+    /// A block for `conn`.
+    Read { conn: ConnId, block: BlockRef },
+    /// The hash of `piece`.
+    Hash { piece: u32 },
+    /// A flush.
+    Flush,
+}
+
+/// The disk bookkeeping of a client.
+#[derive(Debug, Default)]
+pub(super) struct Disk {
+    /// Job ids handed out and not answered yet.
+    pub(super) pending: BTreeMap<u64, Pending>,
+    /// Jobs not yet taken by the driver.
+    pub(super) queue: VecDeque<(u64, DiskJob)>,
+    pub(super) next_id: u64,
+    /// Writes outstanding per piece.
+    pub(super) writes: BTreeMap<u32, u32>,
+    /// Pieces whose blocks are all received, to hash once their writes are done.
+    pub(super) hash_after_writes: BTreeSet<u32>,
+    /// Pieces being hashed.
+    pub(super) hashing: BTreeSet<u32>,
+    /// [`ClientCommand::PieceData`] ids waiting for their piece's hash.
+    pub(super) answers: BTreeMap<u32, Vec<u64>>,
+    /// A flush is outstanding (at most one at a time).
+    pub(super) flushing: bool,
+}
+
+impl<S: Storage> Client<S> {
+    /// Whether so many jobs are outstanding that new work must wait.
+    pub(super) fn disk_full(&self) -> bool {
+        self.disk.pending.len() >= MAX_DISK_JOBS
+    }
+
+    /// Jobs handed out (or queued) and not answered yet.
+    pub fn disk_jobs_pending(&self) -> usize {
+        self.disk.pending.len()
+    }
+
+    /// The next disk job for the caller, when [`ClientConfig::disk_jobs`] is set (the same
+    /// jobs [`Core::poll_event`] returns as [`ClientEvent::Disk`] otherwise).
+    pub fn poll_disk_job(&mut self) -> Option<(u64, DiskJob)> {
+        self.disk.queue.pop_front()
+    }
+
+    pub(super) fn submit(&mut self, now: Instant, pending: Pending, job: DiskJob) {
+        if !self.cfg.disk_jobs {
+            let result = job.run(&mut self.storage);
+            self.finish_job(now, pending, result);
+            return;
+        }
+        let id = self.disk.next_id;
+        self.disk.next_id += 1;
+        if let Pending::Write { piece, .. } = pending {
+            *self.disk.writes.entry(piece).or_default() += 1;
+        }
+        self.disk.pending.insert(id, pending);
+        self.disk.queue.push_back((id, job));
+    }
+
+    /// A [`ClientCommand::DiskDone`] from the driver.
+    pub(super) fn disk_done(&mut self, now: Instant, id: u64, result: DiskResult) {
+        let was_full = self.disk_full();
+        let Some(pending) = self.disk.pending.remove(&id) else {
+            return;
+        };
+        if let Pending::Write { piece, .. } = pending {
+            if let Some(n) = self.disk.writes.get_mut(&piece) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.disk.writes.remove(&piece);
+                }
+            }
+        }
+        self.finish_job(now, pending, result);
+        if was_full && !self.disk_full() {
+            // Work held back while the disk was busy.
+            let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+            for c in conns {
+                self.serve(now, c);
+                self.fill_requests(now, c);
+            }
+        }
+    }
+
+    fn finish_job(&mut self, now: Instant, pending: Pending, result: DiskResult) {
+        match (pending, result) {
+            (Pending::Write { piece, answer }, DiskResult::Written(r)) => {
+                if let Some(id) = answer {
+                    self.disk.answers.entry(piece).or_default().push(id);
+                }
+                if let Err(reason) = r {
+                    self.emit(ClientEvent::StorageFailed { reason });
+                    self.disk.hash_after_writes.remove(&piece);
+                    if !self.picker.have().get(piece) {
+                        self.picker.failed(piece);
+                    }
+                    self.answer_piece(piece, false);
+                    return;
+                }
+                if !self.disk.writes.contains_key(&piece)
+                    && self.disk.hash_after_writes.remove(&piece)
+                {
+                    self.hash_piece(now, piece);
+                }
+            }
+            (Pending::Read { conn, block }, DiskResult::Read(r)) => match r {
+                Ok(data) => self.send_block(now, conn, block, &data),
+                Err(reason) => self.emit(ClientEvent::StorageFailed { reason }),
+            },
+            (Pending::Hash { piece }, DiskResult::Hashed(r)) => {
+                self.disk.hashing.remove(&piece);
+                let ok = match r {
+                    Ok(h) => self.piece_hashes.get(piece as usize) == Some(&h),
+                    Err(reason) => {
+                        self.emit(ClientEvent::StorageFailed { reason });
+                        false
+                    }
+                };
+                self.piece_checked(now, piece, ok);
+                let have = self.picker.have().get(piece);
+                self.answer_piece(piece, have);
+            }
+            (Pending::Flush, DiskResult::Flushed(r)) => {
+                self.disk.flushing = false;
+                if let Err(reason) = r {
+                    self.emit(ClientEvent::StorageFailed { reason });
+                }
+            }
+            // A result of another kind than its job: the driver is broken; the job is lost,
+            // which the core survives (the piece is fetched again, the block not sent).
+            (p, _) => {
+                if let Pending::Hash { piece } | Pending::Write { piece, .. } = p {
+                    self.disk.hashing.remove(&piece);
+                    self.disk.hash_after_writes.remove(&piece);
+                    if !self.picker.have().get(piece) {
+                        self.picker.failed(piece);
+                    }
+                    self.answer_piece(piece, false);
+                }
+                if matches!(p, Pending::Flush) {
+                    self.disk.flushing = false;
+                }
+            }
+        }
+    }
+
+    fn answer_piece(&mut self, piece: u32, ok: bool) {
+        for id in self.disk.answers.remove(&piece).unwrap_or_default() {
+            self.emit(ClientEvent::PieceDataDone {
+                id,
+                index: piece,
+                ok,
+            });
+        }
+    }
+
+    /// Every block of `piece` is received: hash it once its writes are done.
+    pub(super) fn verify_piece(&mut self, now: Instant, piece: u32) {
+        if self.disk.writes.contains_key(&piece) {
+            self.disk.hash_after_writes.insert(piece);
+        } else {
+            self.hash_piece(now, piece);
+        }
+    }
+
+    fn hash_piece(&mut self, now: Instant, piece: u32) {
+        if !self.disk.hashing.insert(piece) {
+            return;
+        }
+        let offset = u64::from(piece) * self.piece_length;
+        let len = u64::from(self.picker.piece_len(piece));
+        self.submit(now, Pending::Hash { piece }, DiskJob::Hash { offset, len });
+    }
+
+    /// Make verified pieces durable, unless a flush is already outstanding (then the next
+    /// tick flushes again).
+    pub(super) fn flush_soon(&mut self, now: Instant) {
+        if self.disk.flushing {
+            self.flush_pending = true;
+            return;
+        }
+        self.disk.flushing = true;
+        self.submit(now, Pending::Flush, DiskJob::Flush);
+    }
+}

@@ -1,0 +1,109 @@
+//! Disk work as jobs ([`ClientConfig::disk_jobs`]): answered late and out of order, and
+//! backpressure while the disk is busy; on the in-memory [`Harness`].
+
+use super::*;
+use crate::harness::{Harness, SharedMem};
+use crate::storage::{MemStorage, synthetic_bytes};
+use crate::swarm::synthetic_torrent;
+
+const SEEDER: usize = 0;
+const LEECHER: usize = 1;
+
+/// A seeder and a leecher of 64 pieces of 64 KiB (256 blocks, more than MAX_DISK_JOBS),
+/// both handing out disk jobs; the leecher dials the seeder. Returns the content too.
+fn pair() -> (Harness, Vec<u8>) {
+    let meta = synthetic_torrent(7, 64 * 65536, 65536, "http://127.0.0.1:1/a");
+    let mut content = vec![0u8; meta.total_length as usize];
+    synthetic_bytes(7, 0, &mut content);
+    let n = meta.piece_count() as u32;
+    let s_store = SharedMem::new(MemStorage::with(content.clone()));
+    let l_store = SharedMem::new(MemStorage::empty(meta.total_length));
+    let mut scfg = ClientConfig::new(*b"-SV0100-ssssssssssss", 7000);
+    scfg.disk_jobs = true;
+    let mut lcfg = ClientConfig::new(*b"-SV0100-llllllllllll", 7001);
+    lcfg.disk_jobs = true;
+    let seeder = Client::new(scfg, &meta, s_store.clone(), Bitfield::full(n), Rng::new(2));
+    let leecher = Client::new(lcfg, &meta, l_store.clone(), Bitfield::new(n), Rng::new(3));
+    let mut h = Harness::new();
+    let s_addr: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+    h.add(seeder, s_store, s_addr);
+    h.add(leecher, l_store, "127.0.0.2:7001".parse().unwrap());
+    h.command(
+        LEECHER,
+        ClientCommand::AddPeers {
+            id: 1,
+            peers: vec![s_addr],
+        },
+    );
+    (h, content)
+}
+
+fn leecher_done(h: &Harness) -> bool {
+    h.nodes[LEECHER].client.is_complete() && h.nodes.iter().all(|n| n.held.is_empty())
+}
+
+fn no_failures(h: &Harness) {
+    for n in &h.nodes {
+        assert!(
+            !n.events.iter().any(|e| matches!(
+                e,
+                ClientEvent::StorageFailed { .. } | ClientEvent::PieceFailed { .. }
+            )),
+            "{:?}",
+            n.events
+        );
+    }
+}
+
+#[test]
+fn with_disk_jobs_answered_late_and_out_of_order_a_download_completes_byte_for_byte() {
+    let (mut h, content) = pair();
+    let mut rng = Rng::new(11);
+    // Each round answers a random part of what is held, newest first.
+    h.drive(
+        20_000,
+        |_, held| rng.below(held as u64 + 1) as usize,
+        leecher_done,
+    );
+    no_failures(&h);
+    let l = &h.nodes[LEECHER];
+    assert!(l.client.is_complete());
+    assert_eq!(l.storage.data(), content);
+    assert_eq!(l.client.disk_jobs_pending(), 0);
+    // Every block that arrived went to the disk: nothing dropped.
+    assert_eq!(
+        l.writes as u64 * u64::from(BLOCK_LEN),
+        l.client.stats().downloaded
+    );
+}
+
+#[test]
+fn while_the_disk_is_busy_the_leecher_stops_requesting_and_keeps_every_block() {
+    let (mut h, content) = pair();
+    // The seeder's reads are answered, the leecher's writes never.
+    h.drive(
+        2_000,
+        |node, held| if node == SEEDER { held } else { 0 },
+        |_| false,
+    );
+    let l = &h.nodes[LEECHER];
+    let held = l.held.len();
+    assert!(held >= MAX_DISK_JOBS, "{held}");
+    assert_eq!(l.client.disk_jobs_pending(), held);
+    // Requests stopped once the disk was full: at most one pipeline beyond it.
+    let asked = l.requests_sent;
+    assert!(
+        asked < 256,
+        "asked for all {asked} blocks while the disk was stuck"
+    );
+    assert!(asked <= MAX_DISK_JOBS + 64, "{asked}");
+    // Every block that arrived is waiting to be written, none was dropped.
+    assert_eq!(l.writes, held);
+    assert!(!l.client.is_complete());
+    // The disk catches up: requesting resumes and the download finishes.
+    h.drive(20_000, |_, held| held, leecher_done);
+    no_failures(&h);
+    let l = &h.nodes[LEECHER];
+    assert!(l.client.is_complete());
+    assert_eq!(l.storage.data(), content);
+}

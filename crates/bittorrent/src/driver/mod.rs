@@ -1,0 +1,13 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+//! The driver side (feature `runtime`): what touches the disk and the machine's cores.
+//!
+//! - [`storage::FileStorage`]: the torrent's files under a download folder, with crash-safe
+//!   resume data — the [`crate::storage::Storage`] real runs hand the client;
+//! - [`disk`]: [`disk::DiskPool`] completes the client core's disk jobs on blocking threads;
+//! - [`webseed`]: the BEP 19 fetcher, whole pieces over HTTP handed to the client core;
+//! - [`create`]: hashing files on disk into a `.torrent`, on every core.
+
+pub mod create;
+pub mod disk;
+pub mod storage;
+pub mod webseed;
