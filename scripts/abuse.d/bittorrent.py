@@ -48,7 +48,7 @@ def main():
     tport = A.free_port()
     torrent = os.path.join(work, "blob.torrent")
     A.run(["torrent", "create", src, "-t", f"http://127.0.0.1:{tport}/announce",
-           "--piece-size", "32K", "-o", torrent])
+           "--piece-size", "32K", "--torrent-file", torrent])
     meta = json.loads(A.run(["torrent", "show", torrent, "--json"]).stdout)
     ih = bytes.fromhex(meta["info_hash"])
 

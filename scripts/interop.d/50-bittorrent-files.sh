@@ -80,11 +80,11 @@ check "servent reports tc-single.torrent as private" \
   bash -c "'$SERVENT' torrent show '$WORK/t/tc-single.torrent' | grep -q '^private: *yes'"
 
 # 2. Torrents made by us, read by them.
-"$SERVENT" torrent create multi -t "$T" -o "$WORK/t/sv-multi.torrent" >/dev/null
+"$SERVENT" torrent create multi -t "$T" --torrent-file "$WORK/t/sv-multi.torrent" >/dev/null
 "$SERVENT" torrent create single.bin -t "$T" -t udp://127.0.0.1:6969 --piece-size 32K \
-  -o "$WORK/t/sv-single.torrent" >/dev/null
+  --torrent-file "$WORK/t/sv-single.torrent" >/dev/null
 "$SERVENT" torrent create multi -t "$T,http://127.0.0.2:6969/announce" -t udp://127.0.0.1:6969 \
-  --private --comment "made by servent" -o "$WORK/t/sv-private.torrent" >/dev/null
+  --private --comment "made by servent" --torrent-file "$WORK/t/sv-private.torrent" >/dev/null
 for t in sv-multi sv-single sv-private; do
   f="$WORK/t/$t.torrent"
   o=$(ours "$f" 2>&1); tr=$(transmission "$f" 2>&1); lt=$(libtorrent "$f" 2>&1)
@@ -106,7 +106,7 @@ check "transmission-show lists every file of sv-multi.torrent" bash -c \
 # info dictionaries differ only in optional keys, but the pieces must be identical. A 32 KiB
 # torrent from each tool and from us must have the same piece hashes (libtorrent reads them).
 mktorrent -a "$T" -l 15 -o "$WORK/t/mk-32k.torrent" multi >/dev/null
-"$SERVENT" torrent create multi -t "$T" --piece-size 32K -o "$WORK/t/sv-32k.torrent" >/dev/null
+"$SERVENT" torrent create multi -t "$T" --piece-size 32K --torrent-file "$WORK/t/sv-32k.torrent" >/dev/null
 pieces() {
   /usr/bin/python3 - "$1" <<'PY'
 import sys, libtorrent as lt

@@ -55,9 +55,9 @@ TP=6969; OP=6970
 in_ns_bg "$NS_B" "$SERVENT" -v torrent tracker --listen "$ADDR_B:$TP" --interval 5 > "$WORK/tracker.log" 2>&1
 wait_tcp "$NS_B" "$ADDR_B" "$TP" || { echo "our tracker did not start"; cat "$WORK/tracker.log"; exit 1; }
 "$SERVENT" torrent create "$WORK/src/shots" -t "http://$ADDR_B:$TP/announce" --piece-size 128K \
-  -o "$WORK/servent-tracker.torrent" >/dev/null || { echo "torrent create failed"; exit 1; }
+  --torrent-file "$WORK/servent-tracker.torrent" >/dev/null || { echo "torrent create failed"; exit 1; }
 "$SERVENT" torrent create "$WORK/src/shots" -t "http://$ADDR_B:$OP/announce" --piece-size 128K \
-  -o "$WORK/opentracker.torrent" >/dev/null
+  --torrent-file "$WORK/opentracker.torrent" >/dev/null
 IH=$("$SERVENT" torrent show "$WORK/opentracker.torrent" | awk '/^info-hash:/ { print $2 }')
 mkdir -p "$WORK/ot" && chmod 755 "$WORK/ot" && echo "$IH" > "$WORK/ot/whitelist"
 in_ns_bg "$NS_B" opentracker -i "$ADDR_B" -p "$OP" -P "$OP" -d "$WORK/ot" -u nobody -w /whitelist > "$WORK/ot.log" 2>&1

@@ -60,7 +60,7 @@ wait_port "$TP" || { echo "our tracker did not start"; cat "$WORK/tracker.log"; 
 declare -A URL
 URL[servent-tracker]="http://127.0.0.1:$TP/announce"
 "$SERVENT" torrent create "$WORK/src/album" -t "${URL[servent-tracker]}" --piece-size 256K \
-  -o "$WORK/servent-tracker.torrent" >/dev/null || { echo "torrent create failed"; exit 1; }
+  --torrent-file "$WORK/servent-tracker.torrent" >/dev/null || { echo "torrent create failed"; exit 1; }
 IH=$("$SERVENT" torrent show "$WORK/servent-tracker.torrent" | awk '/^info-hash:/ { print $2 }')
 
 OP=$(free_port)
@@ -70,7 +70,7 @@ PIDS+=($!)
 wait_port "$OP" || { echo "opentracker did not start"; cat "$WORK/ot.log"; exit 1; }
 URL[opentracker]="http://127.0.0.1:$OP/announce"
 "$SERVENT" torrent create "$WORK/src/album" -t "${URL[opentracker]}" --piece-size 256K \
-  -o "$WORK/opentracker.torrent" >/dev/null
+  --torrent-file "$WORK/opentracker.torrent" >/dev/null
 # opentracker reads its whitelist shortly after it starts: wait until it serves our hash.
 ihq=$(echo "$IH" | sed 's/../%&/g')
 for _ in $(seq 50); do

@@ -83,7 +83,7 @@ TP=$(free_port)
 PIDS+=($!)
 wait_port "$TP" || { echo "our tracker did not start"; cat "$WORK/tracker.log"; exit 1; }
 "$SERVENT" torrent create "$WORK/src/album" -t "http://127.0.0.1:$TP/announce" --piece-size 256K \
-  -o "$WORK/album.torrent" >/dev/null || { echo "torrent create failed"; exit 1; }
+  --torrent-file "$WORK/album.torrent" >/dev/null || { echo "torrent create failed"; exit 1; }
 IH=$("$SERVENT" torrent show "$WORK/album.torrent" | awk '/^info-hash:/ { print $2 }')
 MAGNET=$("$SERVENT" torrent show "$WORK/album.torrent" | awk '/^magnet:/ { print $2 }')
 echo "magnet: $MAGNET"

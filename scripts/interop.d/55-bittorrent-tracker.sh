@@ -88,7 +88,7 @@ make() {
   mkdir -p "$WORK/src/$1/sub"
   head -c 2500000 /dev/urandom > "$WORK/src/$1/big.bin"
   head -c 77777 /dev/urandom > "$WORK/src/$1/sub/small.bin"
-  "$SERVENT" torrent create "$WORK/src/$1" -t "$2" --piece-size 64K -o "$WORK/$1.torrent" >/dev/null
+  "$SERVENT" torrent create "$WORK/src/$1" -t "$2" --piece-size 64K --torrent-file "$WORK/$1.torrent" >/dev/null
 }
 same() { diff -r "$WORK/src/$1" "$2/$1" >/dev/null && cmp -s "$WORK/src/$1/big.bin" "$2/$1/big.bin"; }
 aria2_args=(--enable-dht=false --enable-dht6=false --bt-enable-lpd=false --console-log-level=warn

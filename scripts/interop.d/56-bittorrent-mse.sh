@@ -89,7 +89,7 @@ tr_done() { A transmission-remote 9091 -t 1 -i 2>/dev/null | grep -q 'Percent Do
 
 for client in transmission aria2 libtorrent; do
   "$SERVENT" torrent create "$WORK/src/vault" -t "http://$ADDR_B:6969/announce" --piece-size 64K --comment "$client" \
-    -o "$WORK/$client.torrent" >/dev/null
+    --torrent-file "$WORK/$client.torrent" >/dev/null
   t="$WORK/$client.torrent"
 
   # It seeds (encryption required), we get with --encryption require.
