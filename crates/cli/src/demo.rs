@@ -88,6 +88,10 @@ pub async fn run(out: &Path) -> Result<()> {
         "Chord",
         crate::chord::demo(&out.join("chord")).await,
     ));
+    sections.push(section_or_failure(
+        "Coin (Bitcoin regtest)",
+        crate::coin::demo(out).await,
+    ));
     print_table(&sections);
     let path = out.join("report.html");
     write_report(&path, &sections)?;
@@ -236,6 +240,7 @@ const REPORT_EXTENSIONS: &[&str] = &["html", "svg", "csv", "json", "md"];
 /// The folders under the output folder where sections put the files they exercise the systems
 /// with (shared files, downloaded copies, torrents, databases).
 const PAYLOAD_FOLDERS: &[&str] = &[
+    "coin",
     "bittorrent",
     "bittorrent-trackerless",
     "gnutella",
