@@ -228,12 +228,23 @@ impl Uplink {
     }
 }
 
-struct Node<C> {
-    core: Option<C>,
-    opts: NodeOpts,
+/// What the network model reads and writes of a node for every message, kept apart from
+/// the node record (which holds the core inline and spans many cache lines): a send touches
+/// the receiver's entry too, and this makes that one cache line.
+#[derive(Clone, Copy, Debug)]
+struct Net {
     /// The uplink is serialising a message until then.
     up_free: Instant,
     down_free: Instant,
+    /// [`NodeOpts::up_bps`] and [`NodeOpts::down_bps`]; 0 is unlimited.
+    up_bps: u64,
+    down_bps: u64,
+    partition: u16,
+}
+
+struct Node<C> {
+    core: Option<C>,
+    opts: NodeOpts,
     /// Messages waiting for the uplink (`None` while it has never been busy since a restart).
     uplink: Option<Box<Uplink>>,
     /// Bumped when the node dies, so a pending [`Ev::UpNext`] of the old life is ignored.
@@ -242,7 +253,6 @@ struct Node<C> {
     timer_at: Option<Instant>,
     conns: BTreeMap<ConnId, Link>,
     next_inbound: u64,
-    partition: u16,
     stats: NodeStats,
 }
 
@@ -318,6 +328,8 @@ pub struct Sim<C: Core> {
     slots: Vec<Option<(u32, Ev<C::Command>)>>,
     free_slots: Vec<u32>,
     nodes: Vec<Node<C>>,
+    /// Per node, indexed like `nodes`.
+    net: Vec<Net>,
     rng: Rng,
     net_rng: Rng,
     next_lid: u64,
@@ -357,6 +369,7 @@ impl<C: Core> Sim<C> {
             slots: Vec::new(),
             free_slots: Vec::new(),
             nodes: Vec::new(),
+            net: Vec::new(),
             rng,
             net_rng,
             next_lid: 0,
@@ -382,18 +395,22 @@ impl<C: Core> Sim<C> {
             "virtual address space exhausted"
         );
         let id = NodeId(self.nodes.len() as u32);
+        self.net.push(Net {
+            up_free: Instant::ZERO,
+            down_free: Instant::ZERO,
+            up_bps: opts.up_bps.unwrap_or(0),
+            down_bps: opts.down_bps.unwrap_or(0),
+            partition: 0,
+        });
         self.nodes.push(Node {
             core: Some(core),
             opts,
-            up_free: Instant::ZERO,
-            down_free: Instant::ZERO,
             uplink: None,
             up_gen: 0,
             timer_gen: 0,
             timer_at: None,
             conns: BTreeMap::new(),
             next_inbound: 0,
-            partition: 0,
             stats: NodeStats::default(),
         });
         self.after_input(id.0);
@@ -540,8 +557,9 @@ impl<C: Core> Sim<C> {
             return;
         }
         node.core = Some(core);
-        node.up_free = now;
-        node.down_free = now;
+        let net = &mut self.net[n.index()];
+        net.up_free = now;
+        net.down_free = now;
         self.after_input(n.0);
     }
 
@@ -549,12 +567,12 @@ impl<C: Core> Sim<C> {
     /// can no longer reach each other, and connections across are reset now.
     pub fn partition(&mut self, group: impl Fn(NodeId) -> u16) {
         for i in 0..self.nodes.len() {
-            self.nodes[i].partition = group(NodeId(i as u32));
+            self.net[i].partition = group(NodeId(i as u32));
         }
         let mut resets = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
             for (conn, link) in &node.conns {
-                if node.partition != self.nodes[link.peer as usize].partition {
+                if self.net[i].partition != self.net[link.peer as usize].partition {
                     resets.push((i as u32, *conn, link.lid));
                 }
             }
@@ -574,7 +592,7 @@ impl<C: Core> Sim<C> {
 
     /// Joins every side again.
     pub fn heal(&mut self) {
-        for n in &mut self.nodes {
+        for n in &mut self.net {
             n.partition = 0;
         }
     }
@@ -652,7 +670,7 @@ impl<C: Core> Sim<C> {
     }
 
     fn reachable(&self, a: u32, b: u32) -> bool {
-        match (self.nodes.get(a as usize), self.nodes.get(b as usize)) {
+        match (self.net.get(a as usize), self.net.get(b as usize)) {
             (Some(x), Some(y)) => x.partition == y.partition,
             _ => false,
         }
@@ -662,13 +680,13 @@ impl<C: Core> Sim<C> {
     fn transfer(&mut self, a: u32, b: u32, size: usize) -> Instant {
         let now = self.now;
         let lat = self.latency(a, b);
-        let src = &mut self.nodes[a as usize];
+        let src = &mut self.net[a as usize];
         let start = now.max(src.up_free);
-        let depart = start + tx_time(size, src.opts.up_bps);
+        let depart = start + tx_time(size, src.up_bps);
         src.up_free = depart;
         let arrive = depart + lat;
-        let dst = &mut self.nodes[b as usize];
-        let done = arrive.max(dst.down_free) + tx_time(size, dst.opts.down_bps);
+        let dst = &mut self.net[b as usize];
+        let done = arrive.max(dst.down_free) + tx_time(size, dst.down_bps);
         dst.down_free = done;
         done
     }
@@ -959,8 +977,8 @@ impl<C: Core> Sim<C> {
                 if lost {
                     // the sender's uplink still carried it
                     let size = data.len() + UDP_OVERHEAD;
-                    let src = &mut self.nodes[n as usize];
-                    src.up_free = self.now.max(src.up_free) + tx_time(size, src.opts.up_bps);
+                    let src = &mut self.net[n as usize];
+                    src.up_free = self.now.max(src.up_free) + tx_time(size, src.up_bps);
                     self.stats.datagrams_lost += 1;
                     return;
                 }
@@ -1100,17 +1118,18 @@ impl<C: Core> Sim<C> {
     /// link is idle, the fair-queuing state starts afresh.
     fn uplink_busy(&mut self, n: u32, key: FlowKey, size: usize) -> bool {
         let now = self.now;
-        let node = &mut self.nodes[n as usize];
-        if node.opts.up_bps.is_none_or(|b| b == 0) {
+        let net = self.net[n as usize];
+        if net.up_bps == 0 {
             return false;
         }
+        let node = &mut self.nodes[n as usize];
         let up = node.uplink.get_or_insert_with(Box::default);
         let queued = !up.flows.is_empty();
-        if !queued && node.up_free <= now {
+        if !queued && net.up_free <= now {
             up.tags.clear();
             up.vtime = 0;
         }
-        if queued || node.up_free > now {
+        if queued || net.up_free > now {
             return true;
         }
         up.tag(key, size);
@@ -1138,7 +1157,7 @@ impl<C: Core> Sim<C> {
         }
         if !up.scheduled {
             up.scheduled = true;
-            let (at, generation) = (node.up_free.max(now), node.up_gen);
+            let (at, generation) = (self.net[n as usize].up_free.max(now), node.up_gen);
             self.schedule(at, n, Ev::UpNext { generation });
         }
     }
@@ -1183,8 +1202,8 @@ impl<C: Core> Sim<C> {
                         self.schedule(at, dst, Ev::Datagram { from, data });
                     }
                     None => {
-                        let src = &mut self.nodes[n as usize];
-                        src.up_free = self.now.max(src.up_free) + tx_time(size, src.opts.up_bps);
+                        let src = &mut self.net[n as usize];
+                        src.up_free = self.now.max(src.up_free) + tx_time(size, src.up_bps);
                     }
                 }
                 None
@@ -1239,7 +1258,7 @@ impl<C: Core> Sim<C> {
         }
         if !up.flows.is_empty() {
             up.scheduled = true;
-            let (at, generation) = (node.up_free.max(now), node.up_gen);
+            let (at, generation) = (self.net[n as usize].up_free.max(now), node.up_gen);
             self.schedule(at, n, Ev::UpNext { generation });
         }
     }
@@ -1249,10 +1268,10 @@ fn secs(s: f64) -> Duration {
     Duration::from_micros((s.max(0.0) * 1e6) as u64)
 }
 
-/// Time to serialise `size` bytes at `bps` bytes per second.
-fn tx_time(size: usize, bps: Option<u64>) -> Duration {
-    match bps {
-        Some(b) if b > 0 => Duration::from_micros((size as u64).saturating_mul(1_000_000) / b),
-        _ => Duration::ZERO,
+/// Time to serialise `size` bytes at `bps` bytes per second (0: unlimited).
+fn tx_time(size: usize, bps: u64) -> Duration {
+    if bps == 0 {
+        return Duration::ZERO;
     }
+    Duration::from_micros((size as u64).saturating_mul(1_000_000) / bps)
 }

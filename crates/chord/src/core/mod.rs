@@ -26,6 +26,7 @@ mod transactions;
 use limits::{Bucket, DropReason};
 pub use limits::{Limits, NodeStats};
 use store::batch_items;
+use transactions::rec_key;
 
 /// Stabilization rounds a node that fell back to being alone keeps asking the successor it
 /// lost (at the default 500 ms, five minutes).
@@ -446,7 +447,9 @@ enum Purpose {
 #[derive(Debug)]
 struct Rpc {
     to: SocketAddr,
-    data: Vec<u8>,
+    /// The request, encoded again for a resend (retries are rare; keeping its bytes would
+    /// cost a copy of every request).
+    msg: Message,
     deadline: Instant,
     tries_left: u32,
     purpose: Purpose,
@@ -906,7 +909,7 @@ impl ChordNode {
                 Some(r) => {
                     self.emit(Event::LookupDone {
                         id,
-                        key: self.rec_key(&rpc.data),
+                        key: rec_key(&rpc.msg),
                         route: path,
                         responsible: *r,
                         timeouts: 0,

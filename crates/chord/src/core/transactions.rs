@@ -140,20 +140,19 @@ impl ChordNode {
         while self.pending.contains_key(&txid) {
             txid = self.rng.next_u64();
         }
-        let data = Message {
+        let msg = Message {
             bits: self.bits_byte(),
             txid,
             body,
-        }
-        .encode();
+        };
         let deadline = now + self.cfg.rpc_timeout;
-        self.send_raw(to, data.clone());
+        self.send_raw(to, msg.encode());
         self.deadlines.insert((deadline, txid));
         self.pending.insert(
             txid,
             Rpc {
                 to,
-                data,
+                msg,
                 deadline,
                 tries_left: self.cfg.rpc_retries,
                 purpose,
@@ -194,16 +193,6 @@ impl ChordNode {
         }
     }
 
-    pub(super) fn rec_key(&self, data: &[u8]) -> Id {
-        match Message::decode(data) {
-            Ok(Message {
-                body: Body::FindRec { key, .. },
-                ..
-            }) => key,
-            _ => Id::ZERO,
-        }
-    }
-
     pub(super) fn rpc_timeout(&mut self, now: Instant, txid: u64) {
         let Some(mut rpc) = self.pending.remove(&txid) else {
             return;
@@ -211,7 +200,7 @@ impl ChordNode {
         if rpc.tries_left > 0 {
             rpc.tries_left -= 1;
             rpc.deadline = now + self.cfg.rpc_timeout;
-            self.send_raw(rpc.to, rpc.data.clone());
+            self.send_raw(rpc.to, rpc.msg.encode());
             self.deadlines.insert((rpc.deadline, txid));
             self.pending.insert(txid, rpc);
             return;
@@ -256,5 +245,13 @@ impl ChordNode {
                 self.held.remove(&addr);
             }
         }
+    }
+}
+
+/// The key of a recursive lookup's request.
+pub(super) fn rec_key(msg: &Message) -> Id {
+    match msg.body {
+        Body::FindRec { key, .. } => key,
+        _ => Id::ZERO,
     }
 }
