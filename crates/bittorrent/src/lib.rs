@@ -11,7 +11,7 @@
 //!   [`storage`] (the trait and in-memory/synthetic content), [`tracker_server::Tracker`];
 //! - `driver` (feature `runtime`, on by default): files on disk (`FileStorage`, resume
 //!   data) and `create` (hashing content into a `.torrent` on every core);
-//! - [`scenarios`]: both cores in the simulator ([`swarm`]), the `bittorrent-swarm` scenario;
+//! - [`scenarios`](mod@scenarios): both cores in the simulator ([`swarm`]), the `bittorrent-swarm` scenario;
 //! - [`harness`]: clients on an in-memory network and virtual time, disk jobs answered by
 //!   the test.
 //!

@@ -703,20 +703,6 @@ fn load_utxos(path: &Path, block: &Block) -> Result<UtxoView> {
     Ok(view)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_coinbase_height_is_read_little_endian_from_the_first_push() {
-        let mut b = Params::mainnet().genesis.clone();
-        b.txs[0].inputs[0].script_sig = vec![3, 0x13, 0x9d, 0x05, 0xff];
-        assert_eq!(coinbase_height(&b), Some(367_891));
-        b.txs[0].inputs[0].script_sig = vec![0x4c, 1, 2];
-        assert_eq!(coinbase_height(&b), None);
-    }
-}
-
 // ---- the demo's coin section ----
 
 /// Mines one block on `api`'s node paying `script`, and submits it there.
@@ -989,4 +975,18 @@ pub async fn demo(out: &Path) -> Result<crate::demo::DemoSection> {
             .into(),
     );
     Ok(sec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_coinbase_height_is_read_little_endian_from_the_first_push() {
+        let mut b = Params::mainnet().genesis.clone();
+        b.txs[0].inputs[0].script_sig = vec![3, 0x13, 0x9d, 0x05, 0xff];
+        assert_eq!(coinbase_height(&b), Some(367_891));
+        b.txs[0].inputs[0].script_sig = vec![0x4c, 1, 2];
+        assert_eq!(coinbase_height(&b), None);
+    }
 }

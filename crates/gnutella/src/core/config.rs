@@ -44,7 +44,7 @@ pub struct Config {
     /// Most of those from one IP address.
     pub max_pending_per_ip: usize,
     /// Pings one link may send us per second (default 8); more are dropped unanswered and
-    /// counted in [`Stats::throttled`]; a link sending over [`FLOOD_FACTOR`] times this in
+    /// counted in [`Stats::throttled`](crate::core::events::Stats::throttled); a link sending over [`FLOOD_FACTOR`](crate::core::flood_control::FLOOD_FACTOR) times this in
     /// one second is closed as a flooder.
     pub max_pings_per_sec: u32,
     /// Queries one link may send us per second (default 200), the same way.
@@ -111,7 +111,7 @@ pub enum Role {
     /// Supernode election: starts as a leaf and becomes an ultrapeer once capable (not
     /// firewalled, `promote_uptime` up, `speed_kbps` at least `promote_kbps`) and asked
     /// (an ultrapeer said `X-Ultrapeer-Needed: True`, or fewer ultrapeers are known than a
-    /// leaf's slots). [`Servent::config`] then shows the role it acts in.
+    /// leaf's slots). [`Servent::config`](crate::core::Servent::config) then shows the role it acts in.
     Auto,
 }
 
@@ -134,7 +134,7 @@ pub enum PeerRole {
     Ultrapeer,
 }
 
-/// One overlay connection as [`Servent::peer_infos`] reports it.
+/// One overlay connection as [`Servent::peer_infos`](crate::core::Servent::peer_infos) reports it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PeerInfo {
     /// Connection.

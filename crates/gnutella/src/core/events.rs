@@ -227,9 +227,9 @@ pub enum Event {
 /// Message counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Descriptors received, by [`Kind::index`].
+    /// Descriptors received, by [`Kind::index`](crate::wire::Kind::index).
     pub rx: [u64; 5],
-    /// Descriptors sent (originated or forwarded), by [`Kind::index`].
+    /// Descriptors sent (originated or forwarded), by [`Kind::index`](crate::wire::Kind::index).
     pub tx: [u64; 5],
     /// Descriptors dropped as duplicates.
     pub duplicates: u64,
@@ -268,7 +268,7 @@ pub struct Stats {
     /// Pings and Queries dropped because their link sent more per second than
     /// `max_pings_per_sec`/`max_queries_per_sec` allow.
     pub throttled: u64,
-    /// Links closed for sending over [`FLOOD_FACTOR`] times that.
+    /// Links closed for sending over [`FLOOD_FACTOR`](crate::core::flood_control::FLOOD_FACTOR) times that.
     pub flooders_closed: u64,
     /// Inbound connections closed on arrival because their address flooded us lately.
     pub refused_banned: u64,
