@@ -395,8 +395,8 @@ enum Sub {
     /// nonces on --threads threads showing the hash rate, submit (submitblock). Prints
     /// `block HASH height H` per block; exit 1 if the node rejects one.
     Mine {
-        /// How many blocks.
-        #[arg(long)]
+        /// How many blocks (1..=100000).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         blocks: u32,
         /// Pay the coinbase to this P2PKH address.
         #[arg(long, conflicts_with = "pubkey", required_unless_present = "pubkey", value_parser = parse_address)]
@@ -407,9 +407,9 @@ enum Sub {
         /// The node's RPC address.
         #[arg(long)]
         node: SocketAddr,
-        /// Mining threads.
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
+        /// Mining threads (1..=1024) [default: one per CPU core].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        threads: Option<u32>,
     },
     /// Validate blocks from a file with Bitcoin's consensus rules (before SegWit): proof of
     /// work, merkle root, every transaction and every signature. FILE is a blk*.dat-style file
@@ -450,7 +450,13 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             pubkey,
             node,
             threads,
-        } => mine(blocks, address, pubkey, node, threads).await,
+        } => {
+            let threads = match threads {
+                Some(n) => n as usize,
+                None => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            };
+            mine(blocks, address, pubkey, node, threads).await
+        }
         Sub::VerifyBlocks {
             file,
             utxos,

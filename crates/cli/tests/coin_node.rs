@@ -236,6 +236,21 @@ fn bad_arguments_exit_2_and_an_unreachable_node_exits_1() {
         limit,
     );
     assert_eq!(bad_net.status.code(), Some(2), "{}", text(&bad_net));
+    // counts outside the ranges the help states
+    let pk = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
+    for (flag, value) in [
+        ("--blocks", "0"),
+        ("--blocks", "100001"),
+        ("--threads", "0"),
+    ] {
+        let mut args = vec!["coin", "mine", "--pubkey", pk, "--node", "127.0.0.1:9"];
+        if flag == "--threads" {
+            args.extend(["--blocks", "1"]);
+        }
+        args.extend([flag, value]);
+        let o = run(&args, limit);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {}", text(&o));
+    }
     let down = run(&["coin", "status", "--node", "127.0.0.1:9"], limit);
     assert_eq!(down.status.code(), Some(1), "{}", text(&down));
     assert!(
