@@ -307,9 +307,13 @@ async fn mine(
         }
     });
     let mut result = Ok(());
+    let mut rng = servent_runtime::os_rng()?;
     for _ in 0..blocks {
         let gbt = rpc_call(node, "getblocktemplate", serde_json::json!([])).await?;
-        let t = template_from_gbt(&gbt, &script)?;
+        let mut t = template_from_gbt(&gbt, &script)?;
+        // a random start for the extra nonce: two miners paying one address at the same
+        // height and second would otherwise search the same headers and find the same block
+        t.set_extra_nonce(rng.next_u64());
         let counter = hashes.clone();
         let found = tokio::task::spawn_blocking(move || {
             let stop = AtomicBool::new(false);
