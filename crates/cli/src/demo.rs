@@ -221,17 +221,23 @@ async fn foundation(out: &Path) -> Result<DemoSection> {
 }
 
 fn print_table(sections: &[DemoSection]) {
-    // One block per system; each check on its own line and its result on the next, indented,
-    // so nothing is cut at any terminal width (a terminal wraps long results itself).
+    print!("{}", table_text(sections));
+}
+
+/// The summary: one block per system; each check on its own line and its result on the next,
+/// indented, so nothing is cut at any terminal width (a terminal wraps long results itself).
+fn table_text(sections: &[DemoSection]) -> String {
+    let mut t = String::new();
     for s in sections {
-        println!("\n{}", s.system);
+        let _ = writeln!(t, "\n{}", s.system);
         for r in &s.rows {
-            println!("  {:<3}  {}", if r.ok { "ok" } else { "NO" }, r.check);
+            let _ = writeln!(t, "  {:<3}  {}", if r.ok { "ok" } else { "NO" }, r.check);
             if !r.result.is_empty() {
-                println!("       {}", r.result);
+                let _ = writeln!(t, "       {}", r.result);
             }
         }
     }
+    t
 }
 
 /// What the report keeps: the page, its plots and the figures behind them.
@@ -337,6 +343,26 @@ fn write_report(path: &Path, sections: &[DemoSection]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_prints_every_check_and_result_whole_whatever_their_length() {
+        let mut s = DemoSection::new("Kademlia DHT (BEP 5)");
+        let long = "stored at 8 nodes, put seq 2, found seq 2; ".repeat(4);
+        s.row(
+            "BEP 44 mutable item updated (seq 2), newest found by another node",
+            &long,
+            true,
+        );
+        s.row("a check that failed", "", false);
+        let t = table_text(&[s]);
+        assert!(!t.contains('…'), "{t}");
+        assert!(t.contains(&format!("       {long}\n")), "{t}");
+        assert!(t.contains(
+            "  ok   BEP 44 mutable item updated (seq 2), newest found by another node\n"
+        ));
+        assert!(t.contains("  NO   a check that failed\n"));
+        assert!(!t.contains("Some("), "no Rust debug text: {t}");
+    }
 
     #[test]
     fn the_demo_removes_its_payload_copies_and_keeps_the_report_and_other_files() {
