@@ -2,8 +2,8 @@
 //!
 //! The core ([`Client`](crate::client::Client) with
 //! [`ClientConfig::disk_jobs`](crate::client::ClientConfig::disk_jobs)) hands out block
-//! writes, upload reads, piece hashes and flushes as [`ClientEvent::Disk`]; a [`DiskPool`]
-//! runs each on tokio's blocking threads, at most `threads` at a time (a semaphore), and
+//! writes, upload reads, piece hashes and flushes as [`ClientEvent::Disk`] (a piece received
+//! from peers comes as one store: write it, hash its bytes); a [`DiskPool`] runs each on tokio's blocking threads, at most `threads` at a time (a semaphore), and
 //! sends the result back as [`ClientCommand::DiskDone`]. Hashing reads the piece under the
 //! storage's lock and hashes outside it, so two pieces hash on two cores at once while a
 //! slow disk never stalls the peers' sockets.
@@ -35,7 +35,8 @@ impl SharedStorage {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `job`; a hash reads under the lock and hashes without it.
+    /// Runs `job`; a hash reads under the lock and hashes without it, a store writes under
+    /// the lock and hashes its own bytes without it.
     pub fn run(&self, job: &DiskJob) -> DiskResult {
         match job {
             DiskJob::Hash { offset, len } => {
@@ -46,6 +47,14 @@ impl SharedStorage {
                 let read = self.lock().read(*offset, &mut buf);
                 DiskResult::Hashed(
                     read.map(|()| Sha1::digest(&buf).into())
+                        .map_err(|e| e.to_string()),
+                )
+            }
+            DiskJob::Store { offset, data } => {
+                let written = self.lock().write(*offset, data);
+                DiskResult::Stored(
+                    written
+                        .map(|()| Sha1::digest(data).into())
                         .map_err(|e| e.to_string()),
                 )
             }
