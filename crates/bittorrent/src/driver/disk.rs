@@ -37,26 +37,27 @@ impl SharedStorage {
 
     /// Runs `job`; a hash reads under the lock and hashes without it, a store writes under
     /// the lock and hashes its own bytes without it.
-    pub fn run(&self, job: &DiskJob) -> DiskResult {
+    pub fn run(&self, job: DiskJob) -> DiskResult {
         match job {
             DiskJob::Hash { offset, len } => {
-                let Ok(n) = usize::try_from(*len) else {
+                let Ok(n) = usize::try_from(len) else {
                     return DiskResult::Hashed(Err(format!("piece of {len} bytes")));
                 };
                 let mut buf = vec![0u8; n];
-                let read = self.lock().read(*offset, &mut buf);
+                let read = self.lock().read(offset, &mut buf);
                 DiskResult::Hashed(
                     read.map(|()| Sha1::digest(&buf).into())
                         .map_err(|e| e.to_string()),
                 )
             }
             DiskJob::Store { offset, data } => {
-                let written = self.lock().write(*offset, data);
-                DiskResult::Stored(
-                    written
-                        .map(|()| Sha1::digest(data).into())
+                let written = self.lock().write(offset, &data);
+                DiskResult::Stored {
+                    hash: written
+                        .map(|()| Sha1::digest(&data).into())
                         .map_err(|e| e.to_string()),
-                )
+                    buffer: data,
+                }
             }
             other => other.run(&mut *self.lock()),
         }
@@ -115,7 +116,7 @@ impl DiskPool {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
             };
-            let result = match tokio::task::spawn_blocking(move || storage.run(&job)).await {
+            let result = match tokio::task::spawn_blocking(move || storage.run(job)).await {
                 Ok(r) => r,
                 Err(e) => failed(e.to_string()),
             };

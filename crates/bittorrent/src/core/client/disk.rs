@@ -29,6 +29,9 @@ pub const MAX_DISK_JOBS: usize = 64;
 /// [`DiskJob::Store`]s above which the client starts no new piece.
 pub const MAX_HELD_BYTES: u64 = 64 << 20;
 
+/// Piece buffers kept for reuse once their stores come back.
+const SPARE_BUFFERS: usize = 8;
+
 /// Slow work for the driver: run it on the torrent's storage, answer with
 /// [`ClientCommand::DiskDone`] carrying the job's id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,36 +78,43 @@ pub enum DiskResult {
     /// A hash finished.
     Hashed(Result<[u8; 20], String>),
     /// A store finished: the piece is written, with its hash.
-    Stored(Result<[u8; 20], String>),
+    Stored {
+        /// The SHA-1 of the piece, or why it could not be written.
+        hash: Result<[u8; 20], String>,
+        /// The job's buffer, given back for the core to fill again (its fresh pages would
+        /// otherwise be faulted in and zeroed anew for every piece).
+        buffer: Vec<u8>,
+    },
     /// A flush finished.
     Flushed(Result<(), String>),
 }
 
 impl DiskJob {
     /// Runs the job on `storage` where the caller is (inline, or on a blocking thread).
-    pub fn run(&self, storage: &mut dyn Storage) -> DiskResult {
+    pub fn run(self, storage: &mut dyn Storage) -> DiskResult {
         match self {
             DiskJob::Write { offset, data } => {
-                DiskResult::Written(storage.write(*offset, data).map_err(|e| e.to_string()))
+                DiskResult::Written(storage.write(offset, &data).map_err(|e| e.to_string()))
             }
             DiskJob::Read { offset, len } => {
-                let mut buf = vec![0u8; *len as usize];
+                let mut buf = vec![0u8; len as usize];
                 DiskResult::Read(
                     storage
-                        .read(*offset, &mut buf)
+                        .read(offset, &mut buf)
                         .map(|()| buf)
                         .map_err(|e| e.to_string()),
                 )
             }
             DiskJob::Hash { offset, len } => {
-                DiskResult::Hashed(storage.hash(*offset, *len).map_err(|e| e.to_string()))
+                DiskResult::Hashed(storage.hash(offset, len).map_err(|e| e.to_string()))
             }
-            DiskJob::Store { offset, data } => DiskResult::Stored(
-                storage
-                    .write(*offset, data)
-                    .map(|()| Sha1::digest(data).into())
+            DiskJob::Store { offset, data } => DiskResult::Stored {
+                hash: storage
+                    .write(offset, &data)
+                    .map(|()| Sha1::digest(&data).into())
                     .map_err(|e| e.to_string()),
-            ),
+                buffer: data,
+            },
             DiskJob::Flush => DiskResult::Flushed(storage.flush().map_err(|e| e.to_string())),
         }
     }
@@ -147,6 +157,8 @@ pub(super) struct Disk {
     pub(super) buffers: BTreeMap<u32, Vec<u8>>,
     /// Bytes of outstanding stores.
     pub(super) held: u64,
+    /// Buffers given back by stores, to receive the next pieces (at most [`SPARE_BUFFERS`]).
+    pub(super) spare: Vec<Vec<u8>>,
 }
 
 impl<S: Storage> Client<S> {
@@ -191,11 +203,14 @@ impl<S: Storage> Client<S> {
         done: bool,
     ) {
         let len = self.picker.piece_len(piece) as usize;
-        let buf = self
-            .disk
-            .buffers
-            .entry(piece)
-            .or_insert_with(|| vec![0u8; len]);
+        let spare = &mut self.disk.spare;
+        let buf = self.disk.buffers.entry(piece).or_insert_with(|| {
+            // A reused buffer keeps another piece's bytes: every one is overwritten before
+            // the piece is complete (and the hash would catch one that was not).
+            let mut b = spare.pop().unwrap_or_default();
+            b.resize(len, 0);
+            b
+        });
         // The picker only expects blocks inside the piece; a miss would be its bug, and
         // then the piece fails its hash rather than panicking here.
         if let Some(dst) = buf.get_mut(begin as usize..begin as usize + data.len()) {
@@ -314,9 +329,12 @@ impl<S: Storage> Client<S> {
                 let have = self.picker.have().get(piece);
                 self.answer_piece(piece, have);
             }
-            (Pending::Store { piece, held }, DiskResult::Stored(r)) => {
+            (Pending::Store { piece, held }, DiskResult::Stored { hash, buffer }) => {
                 self.disk.held = self.disk.held.saturating_sub(held);
-                match r {
+                if self.disk.spare.len() < SPARE_BUFFERS {
+                    self.disk.spare.push(buffer);
+                }
+                match hash {
                     Ok(h) => {
                         let ok = self.piece_hashes.get(piece as usize) == Some(&h);
                         self.piece_checked(now, piece, ok);
