@@ -1299,7 +1299,7 @@ async fn start_client(
 ) -> Result<(TorrentNode, DiskPool)> {
     let storage = SharedStorage::new(storage);
     let jobs = jobs && opts.disk_threads > 0;
-    let pool = DiskPool::new(storage.clone(), opts.disk_threads);
+    let pool = DiskPool::new(storage.clone(), opts.disk_threads.max(1)).context("disk threads")?;
     let trackers = endpoints(meta);
     let cfg = NodeConfig {
         udp: Some(SocketAddr::new(opts.listen.ip(), 0)),

@@ -3,17 +3,19 @@
 //! The core ([`Client`](crate::client::Client) with
 //! [`ClientConfig::disk_jobs`](crate::client::ClientConfig::disk_jobs)) hands out block
 //! writes, upload reads, piece hashes and flushes as [`ClientEvent::Disk`] (a piece received
-//! from peers comes as one store: write it, hash its bytes); a [`DiskPool`] runs each on tokio's blocking threads, at most `threads` at a time (a semaphore), and
-//! sends the result back as [`ClientCommand::DiskDone`]. Hashing reads the piece under the
+//! from peers comes as one store: write it, hash its bytes); a [`DiskPool`] queues them for
+//! its `threads` long-lived threads, which take the waiting jobs in batches, and sends each
+//! result back as [`ClientCommand::DiskDone`]. Hashing reads the piece under the
 //! storage's lock and hashes outside it, so two pieces hash on two cores at once while a
 //! slow disk never stalls the peers' sockets.
 //!
 //! [`ClientEvent::Disk`]: crate::client::ClientEvent::Disk
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use sha1::{Digest, Sha1};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use super::storage::FileStorage;
 use crate::client::{ClientCommand, DiskJob, DiskResult};
@@ -85,44 +87,106 @@ impl Storage for SharedStorage {
     }
 }
 
-/// Runs disk jobs on blocking threads, `threads` at a time.
+/// Runs disk jobs on `threads` long-lived threads that drain one queue: an idle thread takes
+/// every job waiting (not one wake-up and one task per job), runs them in order and sends
+/// each result back. The queue holds what the core has outstanding, which the core bounds
+/// ([`MAX_DISK_JOBS`](crate::client::MAX_DISK_JOBS)). The threads end once every clone of
+/// the pool is dropped and the queue is drained.
 #[derive(Clone, Debug)]
 pub struct DiskPool {
-    storage: SharedStorage,
-    permits: Arc<Semaphore>,
+    inner: Arc<PoolInner>,
 }
 
-/// Blocking threads a [`DiskPool`] uses by default: the cores of this machine, at most 2
+#[derive(Debug)]
+struct PoolInner {
+    queue: Arc<Queue>,
+}
+
+type Back = mpsc::Sender<ClientCommand>;
+
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    jobs: VecDeque<(u64, DiskJob, Back)>,
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        self.queue.lock().closed = true;
+        self.queue.ready.notify_all();
+    }
+}
+
+/// Threads a [`DiskPool`] uses by default: the cores of this machine, at most 2
 /// (one hashing while the other writes; more would only queue on one disk).
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
 }
 
 impl DiskPool {
-    /// A pool over `storage` running at most `threads` jobs at once.
-    pub fn new(storage: SharedStorage, threads: usize) -> DiskPool {
-        DiskPool {
-            storage,
-            permits: Arc::new(Semaphore::new(threads.max(1))),
+    /// A pool over `storage` running jobs on `threads` threads (at least one); fails when
+    /// the system refuses a thread.
+    pub fn new(storage: SharedStorage, threads: usize) -> std::io::Result<DiskPool> {
+        let inner = Arc::new(PoolInner {
+            queue: Arc::new(Queue::default()),
+        });
+        for i in 0..threads.max(1) {
+            let (q, st) = (inner.queue.clone(), storage.clone());
+            // On error `inner` drops: the threads already started see the queue closed.
+            std::thread::Builder::new()
+                .name(format!("bt-disk-{i}"))
+                .spawn(move || work(&q, &st))?;
         }
+        Ok(DiskPool { inner })
     }
 
-    /// Runs job `id` and sends its [`ClientCommand::DiskDone`] to `back` (the node's
-    /// commander). Jobs wait their turn in order; the core bounds how many are outstanding.
-    pub fn submit(&self, id: u64, job: DiskJob, back: mpsc::Sender<ClientCommand>) {
-        let storage = self.storage.clone();
-        let permits = self.permits.clone();
-        tokio::spawn(async move {
-            let Ok(_permit) = permits.acquire_owned().await else {
+    /// Queues job `id`; its [`ClientCommand::DiskDone`] goes to `back` (the node's
+    /// commander). Jobs start in order; the core bounds how many are outstanding.
+    pub fn submit(&self, id: u64, job: DiskJob, back: Back) {
+        let q = &self.inner.queue;
+        q.lock().jobs.push_back((id, job, back));
+        q.ready.notify_one();
+    }
+}
+
+/// A disk thread: take every waiting job, run them, answer each; until closed and drained.
+fn work(q: &Queue, storage: &SharedStorage) {
+    let mut batch = Vec::new();
+    loop {
+        {
+            let mut st = q.lock();
+            while st.jobs.is_empty() && !st.closed {
+                st = q.ready.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            if st.jobs.is_empty() {
                 return;
-            };
-            let result = match tokio::task::spawn_blocking(move || storage.run(job)).await {
-                Ok(r) => r,
-                Err(e) => failed(e.to_string()),
-            };
+            }
+            // Leave work for the other thread when there is more than one job.
+            let take = st.jobs.len().div_ceil(2);
+            batch.extend(st.jobs.drain(..take));
+            if !st.jobs.is_empty() {
+                q.ready.notify_one();
+            }
+        }
+        for (id, job, back) in batch.drain(..) {
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| storage.run(job)))
+                    .unwrap_or_else(|_| failed("it panicked".into()));
             // The node may be gone (stopped): then nobody waits for the result.
-            let _ = back.send(ClientCommand::DiskDone { id, result }).await;
-        });
+            let _ = back.blocking_send(ClientCommand::DiskDone { id, result });
+        }
     }
 }
 
