@@ -193,3 +193,71 @@ fn work(q: &Queue, storage: &SharedStorage) {
 fn failed(reason: String) -> DiskResult {
     DiskResult::Written(Err(format!("disk job failed: {reason}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metainfo::MetainfoBuilder;
+
+    #[test]
+    fn the_pool_answers_every_job_once_with_the_hash_of_what_it_wrote() {
+        let pl = 32 * 1024;
+        let content: Vec<u8> = (0..pl * 40).map(|i| (i * 7 % 251) as u8).collect();
+        let hashes: Vec<[u8; 20]> = content.chunks(pl).map(|c| Sha1::digest(c).into()).collect();
+        let b = MetainfoBuilder {
+            name: "t".into(),
+            files: vec![
+                (vec!["a".into()], 3 * pl as u64 / 2),
+                (vec!["b".into()], (content.len() - 3 * pl / 2) as u64),
+            ],
+            piece_length: pl as u64,
+            ..Default::default()
+        };
+        let meta = b.build(&hashes).unwrap().1;
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SharedStorage::new(FileStorage::open(&meta, dir.path()).unwrap());
+        let pool = DiskPool::new(storage.clone(), 2).unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        // More jobs than the answer channel holds: the threads wait for room, drop nothing.
+        for (i, piece) in content.chunks(pl).enumerate() {
+            let job = DiskJob::Store {
+                offset: (i * pl) as u64,
+                data: piece.to_vec(),
+            };
+            pool.submit(i as u64, job, tx.clone());
+        }
+        let mut seen = vec![false; hashes.len()];
+        for _ in 0..hashes.len() {
+            let Some(ClientCommand::DiskDone { id, result }) = rx.blocking_recv() else {
+                panic!("no answer");
+            };
+            let DiskResult::Stored { hash, buffer } = result else {
+                panic!("{result:?}");
+            };
+            let i = id as usize;
+            assert!(
+                !std::mem::replace(&mut seen[i], true),
+                "job {id} answered twice"
+            );
+            assert_eq!(hash, Ok(hashes[i]));
+            assert_eq!(buffer, content[i * pl..(i + 1) * pl]);
+        }
+        // An upload read sees the bytes written, across the two files.
+        pool.submit(
+            99,
+            DiskJob::Read {
+                offset: pl as u64,
+                len: pl as u32,
+            },
+            tx.clone(),
+        );
+        let Some(ClientCommand::DiskDone { id: 99, result }) = rx.blocking_recv() else {
+            panic!("no read");
+        };
+        assert_eq!(result, DiskResult::Read(Ok(content[pl..2 * pl].to_vec())));
+        // With the pool and our sender gone, no job holds a sender: the channel ends, no
+        // stray answer comes later.
+        drop((pool, tx));
+        assert!(rx.blocking_recv().is_none());
+    }
+}
