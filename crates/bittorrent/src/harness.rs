@@ -60,8 +60,8 @@ pub struct Node {
     pub events: Vec<ClientEvent>,
     /// Disk jobs handed out and not answered yet.
     pub held: Vec<(u64, DiskJob)>,
-    /// Write jobs handed out so far.
-    pub writes: usize,
+    /// Bytes handed out to be written so far (block writes and piece stores).
+    pub written: u64,
     /// Request messages sent so far.
     pub requests_sent: usize,
 }
@@ -108,7 +108,7 @@ impl Harness {
             addr,
             events: Vec::new(),
             held: Vec::new(),
-            writes: 0,
+            written: 0,
             requests_sent: 0,
         });
         self.nodes.len() - 1
@@ -225,8 +225,11 @@ impl Harness {
         while let Some(e) = n.client.poll_event() {
             match e {
                 ClientEvent::Disk { id, job } => {
-                    if matches!(job, DiskJob::Write { .. }) {
-                        n.writes += 1;
+                    match &job {
+                        DiskJob::Write { data, .. } | DiskJob::Store { data, .. } => {
+                            n.written += data.len() as u64;
+                        }
+                        _ => {}
                     }
                     n.held.push((id, job));
                 }

@@ -142,6 +142,11 @@ pub struct Picker {
     pending_verify: BTreeMap<u32, Vec<PeerKey>>,
     /// How many pieces are picked at random before switching to rarest first.
     random_first: u32,
+    /// Bytes of new pieces [`Picker::pick`] may still start (see
+    /// [`Picker::set_new_piece_budget`]); started pieces are always finished.
+    new_budget: u64,
+    /// Sum of the lengths of the `partial` pieces.
+    partial_bytes: u64,
 }
 
 impl Picker {
@@ -160,7 +165,17 @@ impl Picker {
             pending_verify: BTreeMap::new(),
             have,
             random_first: 4,
+            new_budget: u64::MAX,
+            partial_bytes: 0,
         }
+    }
+
+    /// Lets [`Picker::pick`] start new pieces only while their lengths fit in `bytes`
+    /// (each started piece takes its length off); blocks of started pieces are picked
+    /// regardless. The caller that holds pieces in memory sets it before each pick, so
+    /// what it holds stays bounded without a started piece ever waiting forever.
+    pub fn set_new_piece_budget(&mut self, bytes: u64) {
+        self.new_budget = bytes;
     }
 
     /// Pieces we have (verified).
@@ -291,6 +306,12 @@ impl Picker {
                 })
             };
             let Some(i) = choice else { break };
+            let len = u64::from(self.piece_len(i));
+            if len > self.new_budget {
+                break;
+            }
+            self.new_budget -= len;
+            self.partial_bytes += len;
             let blocks = self.blocks_in(i) as usize;
             self.partial.insert(
                 i,
@@ -400,7 +421,7 @@ impl Picker {
             p.senders.push(from);
         }
         if p.received as usize == p.blocks.len() {
-            if let Some(p) = self.partial.remove(&r.index) {
+            if let Some(p) = self.remove_partial(r.index) {
                 self.pending_verify.insert(r.index, p.senders);
             }
             return true;
@@ -411,15 +432,27 @@ impl Picker {
     /// Piece `i` hashed correctly: we have it.
     pub fn verified(&mut self, i: u32) {
         self.pending_verify.remove(&i);
-        self.partial.remove(&i);
+        self.remove_partial(i);
         self.have.set(i);
     }
 
     /// Piece `i` hashed wrong: it is dropped and will be downloaded again; returns who sent
     /// its blocks.
     pub fn failed(&mut self, i: u32) -> Vec<PeerKey> {
-        self.partial.remove(&i);
+        self.remove_partial(i);
         self.pending_verify.remove(&i).unwrap_or_default()
+    }
+
+    fn remove_partial(&mut self, i: u32) -> Option<Partial> {
+        let p = self.partial.remove(&i)?;
+        self.partial_bytes -= u64::from(self.piece_len(i));
+        Some(p)
+    }
+
+    /// Bytes of the started pieces not yet complete (the ones [`Picker::pick`] finishes
+    /// before starting others).
+    pub fn partial_bytes(&self) -> u64 {
+        self.partial_bytes
     }
 
     /// Number of started, unfinished pieces.
@@ -491,6 +524,25 @@ mod tests {
         let second = p.pick(&all, 1, &[], None, &mut rng);
         assert_eq!(first[0].index, second[0].index);
         assert_eq!(second[0].begin, BLOCK_LEN);
+    }
+
+    #[test]
+    fn a_spent_new_piece_budget_starts_no_piece_but_still_finishes_started_ones() {
+        let (mut p, mut rng) = picker(10, &[]);
+        let all = Bitfield::full(10);
+        let piece = 2 * u64::from(BLOCK_LEN);
+        // Room for one piece and a half: one piece starts, its two blocks are picked.
+        p.set_new_piece_budget(piece + piece / 2);
+        let first = p.pick(&all, 10, &[], None, &mut rng);
+        assert_eq!(first.len(), 2);
+        assert!(first.iter().all(|b| b.index == first[0].index));
+        assert_eq!(p.partial_count(), 1);
+        // Nothing left: no new piece, but a freed block of the started one is picked again.
+        p.set_new_piece_budget(0);
+        assert!(p.pick(&all, 10, &[], None, &mut rng).is_empty());
+        p.unrequest(&first[1]);
+        assert_eq!(p.pick(&all, 10, &[], None, &mut rng), vec![first[1]]);
+        assert_eq!(p.partial_count(), 1);
     }
 
     #[test]

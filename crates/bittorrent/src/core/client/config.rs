@@ -125,6 +125,9 @@ pub struct ClientConfig {
     /// [`ClientEvent::Disk`] jobs instead of doing it inline on the storage (see
     /// [`disk`](self::disk)); off by default (the simulator and tests run inline).
     pub disk_jobs: bool,
+    /// With `disk_jobs`: bytes of pieces held in memory (received blocks, stores not yet
+    /// written) past which no new piece is started; at least one piece always may.
+    pub disk_memory: u64,
     /// Stay after completion (else leave as soon as every piece is verified).
     pub seed: bool,
     /// Stop seeding at this upload/size ratio.
@@ -167,6 +170,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(30),
             max_requests: 500,
             disk_jobs: false,
+            disk_memory: MAX_HELD_BYTES,
             seed: true,
             seed_ratio: None,
             seed_time: None,

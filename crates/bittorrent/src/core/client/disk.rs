@@ -6,16 +6,31 @@
 //! client's own [`Storage`], in the same order the core would have done the work inline.
 //! With it on, jobs come out of [`Core::poll_event`] as [`ClientEvent::Disk`] (after the
 //! other events) and the driver runs them off the core's thread, feeding each result back as
-//! [`ClientCommand::DiskDone`]; results may come back in any order. A piece is hashed only
-//! after every write of its blocks has completed. While [`MAX_DISK_JOBS`] jobs are
-//! outstanding the client requests no more blocks and serves no more uploads (requests wait
-//! in the peer's bounded queue); blocks already on their way are always accepted.
+//! [`ClientCommand::DiskDone`]; results may come back in any order. Blocks from peers are
+//! then gathered in memory, one buffer per started piece, and a complete piece leaves as one
+//! [`DiskJob::Store`] that writes it and hashes those same bytes (no read back, one job per
+//! piece rather than per 16 KiB block). The bytes held (buffers and stores outstanding) are
+//! counted: past [`ClientConfig::disk_memory`] (or one piece, if larger) the picker starts no new piece,
+//! while blocks of started pieces are still requested, so every buffer fills and leaves.
+//! A web-seed piece is written whole and hashed once that write has completed. While
+//! [`MAX_DISK_JOBS`] jobs are outstanding the client requests no more blocks and serves no
+//! more uploads (requests wait in the peer's bounded queue); blocks already on their way are
+//! always accepted.
+
+use sha1::{Digest, Sha1};
 
 use super::*;
 
 /// Jobs outstanding (handed out, not answered) above which the client stops requesting
 /// blocks and serving uploads until some complete.
 pub const MAX_DISK_JOBS: usize = 64;
+
+/// Default [`ClientConfig::disk_memory`]: bytes of piece buffers and outstanding
+/// [`DiskJob::Store`]s above which the client starts no new piece.
+pub const MAX_HELD_BYTES: u64 = 64 << 20;
+
+/// Piece buffers kept for reuse once their stores come back.
+const SPARE_BUFFERS: usize = 8;
 
 /// Slow work for the driver: run it on the torrent's storage, answer with
 /// [`ClientCommand::DiskDone`] carrying the job's id.
@@ -34,6 +49,13 @@ pub enum DiskJob {
         offset: u64,
         /// Length.
         len: u32,
+    },
+    /// Write a whole piece's `data` at `offset`, then answer the SHA-1 of `data`.
+    Store {
+        /// Offset in the concatenated content.
+        offset: u64,
+        /// The piece.
+        data: Vec<u8>,
     },
     /// SHA-1 of `len` bytes at `offset` (a piece whose blocks are all written).
     Hash {
@@ -55,29 +77,44 @@ pub enum DiskResult {
     Read(Result<Vec<u8>, String>),
     /// A hash finished.
     Hashed(Result<[u8; 20], String>),
+    /// A store finished: the piece is written, with its hash.
+    Stored {
+        /// The SHA-1 of the piece, or why it could not be written.
+        hash: Result<[u8; 20], String>,
+        /// The job's buffer, given back for the core to fill again (its fresh pages would
+        /// otherwise be faulted in and zeroed anew for every piece).
+        buffer: Vec<u8>,
+    },
     /// A flush finished.
     Flushed(Result<(), String>),
 }
 
 impl DiskJob {
     /// Runs the job on `storage` where the caller is (inline, or on a blocking thread).
-    pub fn run(&self, storage: &mut dyn Storage) -> DiskResult {
+    pub fn run(self, storage: &mut dyn Storage) -> DiskResult {
         match self {
             DiskJob::Write { offset, data } => {
-                DiskResult::Written(storage.write(*offset, data).map_err(|e| e.to_string()))
+                DiskResult::Written(storage.write(offset, &data).map_err(|e| e.to_string()))
             }
             DiskJob::Read { offset, len } => {
-                let mut buf = vec![0u8; *len as usize];
+                let mut buf = vec![0u8; len as usize];
                 DiskResult::Read(
                     storage
-                        .read(*offset, &mut buf)
+                        .read(offset, &mut buf)
                         .map(|()| buf)
                         .map_err(|e| e.to_string()),
                 )
             }
             DiskJob::Hash { offset, len } => {
-                DiskResult::Hashed(storage.hash(*offset, *len).map_err(|e| e.to_string()))
+                DiskResult::Hashed(storage.hash(offset, len).map_err(|e| e.to_string()))
             }
+            DiskJob::Store { offset, data } => DiskResult::Stored {
+                hash: storage
+                    .write(offset, &data)
+                    .map(|()| Sha1::digest(&data).into())
+                    .map_err(|e| e.to_string()),
+                buffer: data,
+            },
             DiskJob::Flush => DiskResult::Flushed(storage.flush().map_err(|e| e.to_string())),
         }
     }
@@ -92,6 +129,8 @@ pub(super) enum Pending {
     Read { conn: ConnId, block: BlockRef },
     /// The hash of `piece`.
     Hash { piece: u32 },
+    /// `piece` written and hashed from `held` bytes in memory.
+    Store { piece: u32, held: u64 },
     /// A flush.
     Flush,
 }
@@ -114,12 +153,88 @@ pub(super) struct Disk {
     pub(super) answers: BTreeMap<u32, Vec<u64>>,
     /// A flush is outstanding (at most one at a time).
     pub(super) flushing: bool,
+    /// Blocks received of started pieces, a buffer of the piece's length each.
+    pub(super) buffers: BTreeMap<u32, Vec<u8>>,
+    /// Bytes of outstanding stores.
+    pub(super) held: u64,
+    /// Buffers given back by stores, to receive the next pieces (at most [`SPARE_BUFFERS`]).
+    pub(super) spare: Vec<Vec<u8>>,
 }
 
 impl<S: Storage> Client<S> {
     /// Whether so many jobs are outstanding that new work must wait.
     pub(super) fn disk_full(&self) -> bool {
         self.disk.pending.len() >= MAX_DISK_JOBS
+    }
+
+    /// Bytes of new pieces the picker may start: what `disk_memory` (at least one piece)
+    /// leaves after the started pieces (each has, or will have, a buffer of its length) and
+    /// the outstanding stores; unbounded when blocks are written as they come (no
+    /// `disk_jobs`).
+    pub(super) fn new_piece_budget(&self) -> u64 {
+        if !self.cfg.disk_jobs {
+            return u64::MAX;
+        }
+        self.cfg
+            .disk_memory
+            .max(self.piece_length)
+            .saturating_sub(self.disk.held + self.picker.partial_bytes())
+    }
+
+    /// Bytes held in memory: piece buffers and stores outstanding.
+    pub fn disk_bytes_held(&self) -> u64 {
+        self.disk.held
+            + self
+                .disk
+                .buffers
+                .values()
+                .map(|b| b.len() as u64)
+                .sum::<u64>()
+    }
+
+    /// A block of `piece` at `begin` from a peer, with `disk_jobs`: copied into the piece's
+    /// buffer; `done` (the piece's last block) sends the whole piece to be stored.
+    pub(super) fn buffer_block(
+        &mut self,
+        now: Instant,
+        piece: u32,
+        begin: u32,
+        data: &[u8],
+        done: bool,
+    ) {
+        let len = self.picker.piece_len(piece) as usize;
+        let spare = &mut self.disk.spare;
+        let buf = self.disk.buffers.entry(piece).or_insert_with(|| {
+            // A reused buffer keeps another piece's bytes: every one is overwritten before
+            // the piece is complete (and the hash would catch one that was not).
+            let mut b = spare.pop().unwrap_or_default();
+            b.resize(len, 0);
+            b
+        });
+        // The picker only expects blocks inside the piece; a miss would be its bug, and
+        // then the piece fails its hash rather than panicking here.
+        if let Some(dst) = buf.get_mut(begin as usize..begin as usize + data.len()) {
+            dst.copy_from_slice(data);
+        }
+        if !done {
+            return;
+        }
+        let Some(data) = self.disk.buffers.remove(&piece) else {
+            return;
+        };
+        let offset = u64::from(piece) * self.piece_length;
+        let held = data.len() as u64;
+        self.disk.held += held;
+        self.submit(
+            now,
+            Pending::Store { piece, held },
+            DiskJob::Store { offset, data },
+        );
+    }
+
+    /// Drops the buffer of `piece` (verified another way, or failed).
+    pub(super) fn drop_buffer(&mut self, piece: u32) {
+        self.disk.buffers.remove(&piece);
     }
 
     /// Jobs handed out (or queued) and not answered yet.
@@ -151,6 +266,7 @@ impl<S: Storage> Client<S> {
     /// A [`ClientCommand::DiskDone`] from the driver.
     pub(super) fn disk_done(&mut self, now: Instant, id: u64, result: DiskResult) {
         let was_full = self.disk_full();
+        let was_tight = self.new_piece_budget() < self.piece_length;
         let Some(pending) = self.disk.pending.remove(&id) else {
             return;
         };
@@ -163,7 +279,8 @@ impl<S: Storage> Client<S> {
             }
         }
         self.finish_job(now, pending, result);
-        if was_full && !self.disk_full() {
+        let freed = was_tight && self.new_piece_budget() >= self.piece_length;
+        if (was_full || freed) && !self.disk_full() {
             // Work held back while the disk was busy.
             let conns: Vec<ConnId> = self.peers.keys().copied().collect();
             for c in conns {
@@ -184,6 +301,7 @@ impl<S: Storage> Client<S> {
                     self.disk.hash_after_writes.remove(&piece);
                     if !self.picker.have().get(piece) {
                         self.picker.failed(piece);
+                        self.drop_buffer(piece);
                     }
                     self.answer_piece(piece, false);
                     return;
@@ -211,6 +329,25 @@ impl<S: Storage> Client<S> {
                 let have = self.picker.have().get(piece);
                 self.answer_piece(piece, have);
             }
+            (Pending::Store { piece, held }, DiskResult::Stored { hash, buffer }) => {
+                self.disk.held = self.disk.held.saturating_sub(held);
+                if self.disk.spare.len() < SPARE_BUFFERS {
+                    self.disk.spare.push(buffer);
+                }
+                match hash {
+                    Ok(h) => {
+                        let ok = self.piece_hashes.get(piece as usize) == Some(&h);
+                        self.piece_checked(now, piece, ok);
+                    }
+                    // The disk failed, not the peers: fetch the piece again, strike nobody.
+                    Err(reason) => {
+                        self.emit(ClientEvent::StorageFailed { reason });
+                        if !self.picker.have().get(piece) {
+                            self.picker.failed(piece);
+                        }
+                    }
+                }
+            }
             (Pending::Flush, DiskResult::Flushed(r)) => {
                 self.disk.flushing = false;
                 if let Err(reason) = r {
@@ -220,7 +357,13 @@ impl<S: Storage> Client<S> {
             // A result of another kind than its job: the driver is broken; the job is lost,
             // which the core survives (the piece is fetched again, the block not sent).
             (p, _) => {
-                if let Pending::Hash { piece } | Pending::Write { piece, .. } = p {
+                if let Pending::Store { held, .. } = p {
+                    self.disk.held = self.disk.held.saturating_sub(held);
+                }
+                if let Pending::Hash { piece }
+                | Pending::Write { piece, .. }
+                | Pending::Store { piece, .. } = p
+                {
                     self.disk.hashing.remove(&piece);
                     self.disk.hash_after_writes.remove(&piece);
                     if !self.picker.have().get(piece) {

@@ -70,35 +70,32 @@ fn with_disk_jobs_answered_late_and_out_of_order_a_download_completes_byte_for_b
     assert!(l.client.is_complete());
     assert_eq!(l.storage.data(), content);
     assert_eq!(l.client.disk_jobs_pending(), 0);
-    // Every block that arrived went to the disk: nothing dropped.
-    assert_eq!(
-        l.writes as u64 * u64::from(BLOCK_LEN),
-        l.client.stats().downloaded
-    );
+    // Every block that arrived went to the disk (in whole pieces): nothing dropped.
+    assert_eq!(l.written, l.client.stats().downloaded);
+    assert_eq!(l.client.disk_bytes_held(), 0);
 }
 
 #[test]
 fn while_the_disk_is_busy_the_leecher_stops_requesting_and_keeps_every_block() {
     let (mut h, content) = pair();
-    // The seeder's reads are answered, the leecher's writes never.
+    // The leecher may hold four pieces (256 KiB) in memory.
+    let limit = 4 * 65536;
+    h.nodes[LEECHER].client.cfg.disk_memory = limit;
+    // The seeder's reads are answered, the leecher's stores never.
     h.drive(
         2_000,
         |node, held| if node == SEEDER { held } else { 0 },
         |_| false,
     );
     let l = &h.nodes[LEECHER];
-    let held = l.held.len();
-    assert!(held >= MAX_DISK_JOBS, "{held}");
-    assert_eq!(l.client.disk_jobs_pending(), held);
-    // Requests stopped once the disk was full: at most one pipeline beyond it.
-    let asked = l.requests_sent;
-    assert!(
-        asked < 256,
-        "asked for all {asked} blocks while the disk was stuck"
-    );
-    assert!(asked <= MAX_DISK_JOBS + 64, "{asked}");
+    // Requests stopped at the memory limit: four pieces asked for, no block more.
+    let asked = l.requests_sent as u64;
+    assert_eq!(asked * u64::from(BLOCK_LEN), limit, "{asked} blocks asked");
+    assert_eq!(l.client.disk_bytes_held(), limit);
     // Every block that arrived is waiting to be written, none was dropped.
-    assert_eq!(l.writes, held);
+    assert_eq!(l.written, limit);
+    assert_eq!(l.held.len(), 4);
+    assert_eq!(l.client.disk_jobs_pending(), 4);
     assert!(!l.client.is_complete());
     // The disk catches up: requesting resumes and the download finishes.
     h.drive(20_000, |_, held| held, leecher_done);
@@ -106,4 +103,23 @@ fn while_the_disk_is_busy_the_leecher_stops_requesting_and_keeps_every_block() {
     let l = &h.nodes[LEECHER];
     assert!(l.client.is_complete());
     assert_eq!(l.storage.data(), content);
+    assert_eq!(l.client.disk_bytes_held(), 0);
+}
+
+#[test]
+fn while_uploads_wait_for_the_disk_the_seeder_stops_reading_at_the_job_limit() {
+    let (mut h, content) = pair();
+    // The seeder's reads are never answered.
+    h.drive(
+        2_000,
+        |node, held| if node == SEEDER { 0 } else { held },
+        |_| false,
+    );
+    let s = &h.nodes[SEEDER];
+    assert_eq!(s.held.len(), MAX_DISK_JOBS);
+    assert_eq!(s.client.disk_jobs_pending(), MAX_DISK_JOBS);
+    // The disk catches up: serving resumes from the peer's queue and the download finishes.
+    h.drive(20_000, |_, held| held, leecher_done);
+    no_failures(&h);
+    assert_eq!(h.nodes[LEECHER].storage.data(), content);
 }

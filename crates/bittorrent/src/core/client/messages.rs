@@ -577,19 +577,23 @@ impl<S: Storage> Client<S> {
             self.wasted += len;
             return Ok(());
         }
-        let offset = u64::from(index) * self.piece_length + u64::from(begin);
         let done = self.picker.received(&r, conn.raw());
-        self.submit(
-            now,
-            Pending::Write {
-                piece: index,
-                answer: None,
-            },
-            DiskJob::Write {
-                offset,
-                data: data.to_vec(),
-            },
-        );
+        if self.cfg.disk_jobs {
+            self.buffer_block(now, index, begin, data, done);
+        } else {
+            let offset = u64::from(index) * self.piece_length + u64::from(begin);
+            self.submit(
+                now,
+                Pending::Write {
+                    piece: index,
+                    answer: None,
+                },
+                DiskJob::Write {
+                    offset,
+                    data: data.to_vec(),
+                },
+            );
+        }
         // Endgame: the others asked for the same block need not send it.
         let others: Vec<ConnId> = self
             .peers
@@ -603,7 +607,7 @@ impl<S: Storage> Client<S> {
             }
             self.send_msg(c, &Message::Cancel(r), now);
         }
-        if done {
+        if done && !self.cfg.disk_jobs {
             self.verify_piece(now, index);
         }
         Ok(())
@@ -648,6 +652,7 @@ impl<S: Storage> Client<S> {
             return;
         }
         let len = u64::from(self.picker.piece_len(index));
+        self.drop_buffer(index);
         if ok {
             self.picker.verified(index);
             self.storage.mark_verified(index);

@@ -44,6 +44,8 @@ impl<S: Storage> Client<S> {
         let inflight: Vec<BlockRef> = p.inflight.iter().map(|(r, _)| *r).collect();
         let allowed = choked.then(|| p.allowed_fast.clone());
         let has = p.has.clone();
+        let budget = self.new_piece_budget();
+        self.picker.set_new_piece_budget(budget);
         let picks = self
             .picker
             .pick(&has, want, &inflight, allowed.as_deref(), &mut self.rng);
