@@ -521,6 +521,29 @@ fn now_unix() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// Validates a blk-format file from genesis; the chain reached, and the first failure.
+fn validate_chain(data: &[u8], params: Params, c: &mut Counts) -> (Chain, Result<(), String>) {
+    let magic = params.magic;
+    let mut chain = Chain::new(params);
+    let mut rest = data;
+    while !rest.is_empty() {
+        let h = chain.height() + 1;
+        let (block, used) = match next_record(rest, &magic) {
+            Ok(x) => x,
+            Err(e) => return (chain, Err(format!("record {h}: {e}"))),
+        };
+        rest = &rest[used..];
+        match chain.accept(&block, now_unix()) {
+            Ok(done) => count(c, &block, done.sig_checks),
+            Err(e) => {
+                let why = format!("block {h} ({}): {e}", block.header.hash_hex());
+                return (chain, Err(why));
+            }
+        }
+    }
+    (chain, Ok(()))
+}
+
 fn verify_blocks(file: &Path, utxos: Option<&Path>, height: Option<u32>, json: bool) -> Result<()> {
     let data = read_file(file)?;
     let started = Instant::now();
@@ -533,27 +556,7 @@ fn verify_blocks(file: &Path, utxos: Option<&Path>, height: Option<u32>, json: b
             );
         }
         let (name, params) = net;
-        let mut chain = Chain::new(params.clone());
-        let mut rest = &data[..];
-        let mut outcome = Ok(());
-        while !rest.is_empty() {
-            let h = chain.height() + 1;
-            let (block, used) = match next_record(rest, &params.magic) {
-                Ok(x) => x,
-                Err(e) => {
-                    outcome = Err(format!("record {h}: {e}"));
-                    break;
-                }
-            };
-            rest = &rest[used..];
-            match chain.accept(&block, now_unix()) {
-                Ok(done) => count(&mut c, &block, done.sig_checks),
-                Err(e) => {
-                    outcome = Err(format!("block {h} ({}): {e}", block.header.hash_hex()));
-                    break;
-                }
-            }
-        }
+        let (chain, outcome) = validate_chain(&data, params, &mut c);
         let tip = format!(
             "height {}, {} UTXOs holding {} sat",
             chain.height(),
@@ -789,7 +792,7 @@ fn demo_spend(
     to: &[u8],
     fee: i64,
     key: &secp256k1::SecretKey,
-) -> servent_coin::wire::Transaction {
+) -> Result<servent_coin::wire::Transaction> {
     use servent_coin::wire::{Transaction, TxIn};
     let prev = &coinbase.outputs[0];
     let mut tx = Transaction {
@@ -803,7 +806,11 @@ fn demo_spend(
             sequence: u32::MAX,
         }],
         outputs: vec![TxOut {
-            value: prev.value - fee,
+            value: prev
+                .value
+                .checked_sub(fee)
+                .filter(|v| *v >= 0)
+                .context("the fee is more than the coin")?,
             script_pubkey: to.to_vec(),
         }],
         lock_time: 0,
@@ -816,7 +823,7 @@ fn demo_spend(
         .to_vec();
     sig.push(1); // SIGHASH_ALL
     servent_coin::core::script::push_data(&mut tx.inputs[0].script_sig, &sig);
-    tx
+    Ok(tx)
 }
 
 /// The demo: five regtest nodes on 127.0.0.1 mine, propagate and agree; a node started after
@@ -895,8 +902,8 @@ pub async fn demo(out: &Path) -> Result<crate::demo::DemoSection> {
     // 3. A double spend: the first spend of block 1's coinbase reaches every mempool; a second
     // spend of the same coin is refused by every node; a block confirms the first.
     let coin = &blocks[0].txs[0];
-    let first = demo_spend(coin, &p2pk, 10_000, &key);
-    let second = demo_spend(coin, &[0x51], 20_000, &key);
+    let first = demo_spend(coin, &p2pk, 10_000, &key)?;
+    let second = demo_spend(coin, &[0x51], 20_000, &key)?;
     let sent = demo_submit_tx(&d.api, &first).await?;
     let spread = demo_wait(&all, Duration::from_secs(30), |i| i.mempool_txs == 1).await?;
     let mut refused = 0;
@@ -932,29 +939,9 @@ pub async fn demo(out: &Path) -> Result<crate::demo::DemoSection> {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/bitcoin/blocks1-256.bz2");
     if file.is_file() {
         let data = read_file(&file)?;
-        let params = Params::mainnet();
-        let mut chain = Chain::new(params.clone());
-        let mut rest = &data[..];
         let mut c = Counts::default();
-        let mut failure = None;
-        while !rest.is_empty() {
-            match next_record(rest, &params.magic) {
-                Ok((block, used)) => {
-                    rest = &rest[used..];
-                    match chain.accept(&block, now_unix()) {
-                        Ok(done) => count(&mut c, &block, done.sig_checks),
-                        Err(e) => {
-                            failure = Some(format!("block {}: {e}", chain.height() + 1));
-                            break;
-                        }
-                    }
-                }
-                Err(e) => {
-                    failure = Some(format!("record {}: {e}", chain.height() + 1));
-                    break;
-                }
-            }
-        }
+        let (chain, outcome) = validate_chain(&data, Params::mainnet(), &mut c);
+        let failure = outcome.err();
         let total = chain.view.total().map_or(-1, |a| a.to_sat());
         let ok = failure.is_none() && chain.height() == 255 && total == 1_275_000_000_000;
         sec.row(
