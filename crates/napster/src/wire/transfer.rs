@@ -59,12 +59,14 @@ pub struct Request {
 
 impl Request {
     /// The line as sent (without the `GET`/`SEND` command); `None` if a field cannot be
-    /// carried (a space or quote in the nick, a quote in the name).
+    /// carried (a space or quote in the nick, a quote in the name) or the line would be
+    /// longer than [`MAX_LINE`] (a Latin-1 name grows when sent as UTF-8).
     pub fn encode(&self) -> Option<Vec<u8>> {
         if self.nick.is_empty() || self.nick.contains([' ', '"']) || self.file.contains('"') {
             return None;
         }
-        Some(format!("{} \"{}\" {}", self.nick, self.file, self.number).into_bytes())
+        let line = format!("{} \"{}\" {}", self.nick, self.file, self.number).into_bytes();
+        (line.len() <= MAX_LINE).then_some(line)
     }
 
     /// Parses a request line from the front of `buf`: `Ok(None)` while incomplete,
@@ -245,6 +247,18 @@ pub fn parse_number(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_latin1_request_that_grows_past_the_limit_is_not_encoded() {
+        // 600 Latin-1 bytes parse (one char each) but are 1 200 bytes as UTF-8: sending
+        // that line back would exceed MAX_LINE, so encode refuses it.
+        let mut line = b"nick \"".to_vec();
+        line.extend(std::iter::repeat_n(0xb5u8, 600));
+        line.extend_from_slice(b"\" 0");
+        let (req, _) = Request::parse(&line).unwrap().unwrap();
+        assert_eq!(req.file.chars().count(), 600);
+        assert_eq!(req.encode(), None);
+    }
 
     #[test]
     fn get_request_golden_bytes() {
