@@ -28,6 +28,7 @@
 //!   the store on a blocking thread, JSON-RPC with Core's methods.
 //! - `parallel` (feature `runtime`): a block's script checks on several
 //!   threads, for [`core::block::UtxoView::connect_block_with`].
+//! - [`wallet`]: the wallet's keys and addresses (P2PKH, P2SH, WIF), sans-IO.
 //! - `store` (cargo feature `store`, on by default): the chain store on
 //!   disk — block index with cumulative work, active chain, UTXO set, undo
 //!   data; every chain change (a block, or a whole reorganisation) is one
@@ -69,6 +70,7 @@ pub mod parallel;
 pub mod scenarios;
 #[cfg(feature = "store")]
 pub mod store;
+pub mod wallet;
 pub mod wire;
 
 use sha2::{Digest, Sha256};

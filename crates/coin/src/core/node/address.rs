@@ -1,10 +1,11 @@
 //! Base58Check P2PKH addresses (version byte 0x00 mainnet, 0x6f testnet/regtest) and the
-//! output script they stand for.
+//! output script they stand for. Base58 itself lives in [`crate::wallet::base58`]; the
+//! wallet's own address type, with P2SH, is [`crate::wallet::Address`].
 use thiserror::Error;
 
 use crate::sha256d;
+use crate::wallet::base58::{self, Base58Error};
 
-const ALPHABET: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 /// Longest address text accepted (a P2PKH address is 25 bytes, at most 35 characters).
 const MAX_LEN: usize = 64;
 
@@ -28,54 +29,14 @@ pub enum AddressError {
     WrongVersion { got: u8, want: u8 },
 }
 
-/// Base58 encoding of `data` (leading zero bytes become '1').
-pub fn base58_encode(data: &[u8]) -> String {
-    let zeros = data.iter().take_while(|b| **b == 0).count();
-    let mut digits: Vec<u8> = Vec::new();
-    for &byte in &data[zeros..] {
-        let mut carry = u32::from(byte);
-        for d in digits.iter_mut() {
-            carry += u32::from(*d) << 8;
-            *d = (carry % 58) as u8;
-            carry /= 58;
-        }
-        while carry > 0 {
-            digits.push((carry % 58) as u8);
-            carry /= 58;
-        }
-    }
-    let mut s = String::with_capacity(zeros + digits.len());
-    s.extend(std::iter::repeat_n('1', zeros));
-    s.extend(digits.iter().rev().map(|d| ALPHABET[*d as usize] as char));
-    s
-}
+pub use crate::wallet::base58::encode as base58_encode;
 
-/// Bytes of a base58 string.
+/// Bytes of a base58 string of at most 64 characters.
 pub fn base58_decode(s: &str) -> Result<Vec<u8>, AddressError> {
-    if s.len() > MAX_LEN {
-        return Err(AddressError::TooLong);
-    }
-    let zeros = s.bytes().take_while(|b| *b == b'1').count();
-    let mut bytes: Vec<u8> = Vec::new();
-    for c in s.chars().skip(zeros) {
-        let v = ALPHABET
-            .iter()
-            .position(|a| *a as char == c)
-            .ok_or(AddressError::BadChar(c))? as u32;
-        let mut carry = v;
-        for b in bytes.iter_mut() {
-            carry += u32::from(*b) * 58;
-            *b = (carry & 0xff) as u8;
-            carry >>= 8;
-        }
-        while carry > 0 {
-            bytes.push((carry & 0xff) as u8);
-            carry >>= 8;
-        }
-    }
-    let mut out = vec![0u8; zeros];
-    out.extend(bytes.iter().rev());
-    Ok(out)
+    base58::decode_bounded(s, MAX_LEN).map_err(|e| match e {
+        Base58Error::BadChar(c) => AddressError::BadChar(c),
+        _ => AddressError::TooLong,
+    })
 }
 
 /// The P2PKH address of a 20-byte key hash.

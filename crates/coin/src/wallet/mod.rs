@@ -1,0 +1,14 @@
+//! The wallet's keys, addresses and file format (Coin II), sans-IO: no
+//! disk, clock or OS randomness here — entropy, salts, nonces and file
+//! bytes come in as arguments, and bytes go out.
+//!
+//! - [`base58`]: Base58 and Base58Check.
+//! - [`keys`]: P2PKH/P2SH addresses and WIF keys for mainnet and
+//!   testnet/regtest.
+//!
+//! Secrets (keys, seeds, passwords) print as `<redacted>` and are wiped
+//! when dropped.
+pub mod base58;
+pub mod keys;
+
+pub use keys::{Address, AddressError, Network, PrivateKey, WifError};

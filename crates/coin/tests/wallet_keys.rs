@@ -1,0 +1,197 @@
+//! The wallet's addresses and WIF keys against Bitcoin Core's key_io and
+//! base58 vectors (src/test/data at 9f713b83, in shared/data/bitcoin/core):
+//! every P2PKH, P2SH and WIF case must round-trip, every invalid string must
+//! be refused.
+#![allow(clippy::disallowed_methods)]
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use servent_coin::wallet::base58;
+use servent_coin::wallet::{Address, AddressError, Network, PrivateKey, WifError};
+
+fn data(name: &str) -> Vec<Value> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/bitcoin/core")
+        .join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("Core's vectors must be at {}: {e}", path.display()));
+    match serde_json::from_str(&text) {
+        Ok(Value::Array(v)) => v,
+        other => panic!("{name}: not a JSON array: {other:?}"),
+    }
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect()
+}
+
+fn network(chain: &str) -> Network {
+    match chain {
+        "main" => Network::Mainnet,
+        "regtest" => Network::Regtest,
+        "test" | "testnet4" | "signet" => Network::Testnet,
+        other => panic!("unknown chain {other}"),
+    }
+}
+
+#[test]
+fn base58_vectors_encode_and_decode() {
+    let cases = data("base58_encode_decode.json");
+    let mut n = 0;
+    for c in &cases {
+        let (hex, text) = (c[0].as_str().expect("hex"), c[1].as_str().expect("text"));
+        assert_eq!(base58::encode(&unhex(hex)), text, "encode {hex}");
+        assert_eq!(
+            base58::decode(text).as_deref(),
+            Ok(&unhex(hex)[..]),
+            "decode {text}"
+        );
+        n += 1;
+    }
+    println!(
+        "base58_encode_decode.json: {n} of {} cases pass",
+        cases.len()
+    );
+    assert_eq!(n, cases.len());
+    assert_eq!(
+        base58::decode("3mJr0"),
+        Err(base58::Base58Error::BadChar('0'))
+    );
+    assert_eq!(base58::decode("Il"), Err(base58::Base58Error::BadChar('I')));
+    assert!(matches!(
+        base58::decode(&"2".repeat(base58::MAX_DECODE_LEN + 1)),
+        Err(base58::Base58Error::TooLong(_))
+    ));
+}
+
+#[test]
+fn key_io_valid_p2pkh_p2sh_and_wif_round_trip() {
+    let cases = data("key_io_valid.json");
+    let (mut addrs, mut wifs, mut skipped) = (0, 0, 0);
+    for c in &cases {
+        let text = c[0].as_str().expect("text");
+        let hex = unhex(c[1].as_str().expect("hex"));
+        let meta = &c[2];
+        let net = network(meta["chain"].as_str().expect("chain"));
+        let other = if net.is_mainnet() {
+            Network::Testnet
+        } else {
+            Network::Mainnet
+        };
+        if meta["isPrivkey"].as_bool() == Some(true) {
+            let compressed = meta["isCompressed"].as_bool().expect("isCompressed");
+            let key = PrivateKey::from_wif(text, net).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(&key.secret_bytes()[..], &hex[..], "{text}");
+            assert_eq!(key.compressed, compressed, "{text}");
+            assert_eq!(key.to_wif(net).as_str(), text);
+            assert!(matches!(
+                PrivateKey::from_wif(text, other),
+                Err(WifError::WrongVersion(_))
+            ));
+            assert!(
+                Address::decode(text, net).is_err(),
+                "a WIF key is no address"
+            );
+            wifs += 1;
+        } else if let Some(want) = Address::from_script(&hex) {
+            let got = Address::decode(text, net).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(got, want, "{text}");
+            assert_eq!(got.script_pubkey(), hex, "{text}");
+            assert_eq!(got.encode(net), text);
+            assert!(matches!(
+                Address::decode(text, other),
+                Err(AddressError::WrongVersion(_))
+            ));
+            assert!(
+                PrivateKey::from_wif(text, net).is_err(),
+                "an address is no key"
+            );
+            addrs += 1;
+        } else {
+            skipped += 1; // bech32 / segwit
+        }
+    }
+    println!(
+        "key_io_valid.json: {addrs} P2PKH/P2SH addresses and {wifs} WIF keys pass, {skipped} segwit cases skipped"
+    );
+    assert!(
+        addrs >= 20 && wifs >= 10,
+        "too few Base58 cases: {addrs} + {wifs}"
+    );
+    assert_eq!(addrs + wifs + skipped, cases.len());
+}
+
+#[test]
+fn key_io_invalid_strings_are_all_refused() {
+    let cases = data("key_io_invalid.json");
+    for c in &cases {
+        let text = c[0].as_str().expect("text");
+        for net in [Network::Mainnet, Network::Testnet, Network::Regtest] {
+            assert!(
+                Address::decode(text, net).is_err(),
+                "address {text} accepted"
+            );
+            assert!(
+                PrivateKey::from_wif(text, net).is_err(),
+                "key {text} accepted"
+            );
+        }
+    }
+    println!("key_io_invalid.json: all {} strings refused", cases.len());
+    assert!(cases.len() > 50);
+}
+
+#[test]
+fn wif_refuses_out_of_range_keys_and_bad_flags() {
+    let mut data = vec![0x80];
+    data.extend_from_slice(&[0u8; 32]);
+    data.push(0x01);
+    let zero = base58::check_encode(&data);
+    assert_eq!(
+        PrivateKey::from_wif(&zero, Network::Mainnet),
+        Err(WifError::InvalidKey)
+    );
+    data[1..33].copy_from_slice(&[0xff; 32]);
+    assert_eq!(
+        PrivateKey::from_wif(&base58::check_encode(&data), Network::Mainnet),
+        Err(WifError::InvalidKey)
+    );
+    data[1..33].copy_from_slice(&[0x11; 32]);
+    data[33] = 0x02;
+    assert_eq!(
+        PrivateKey::from_wif(&base58::check_encode(&data), Network::Mainnet),
+        Err(WifError::BadCompressionFlag(0x02))
+    );
+    data[33] = 0x01;
+    let good = base58::check_encode(&data);
+    let key = PrivateKey::from_wif(&good, Network::Mainnet).expect("valid");
+    assert_eq!(format!("{key:?}"), "PrivateKey(<redacted>)");
+    let mut bad = good.to_string();
+    let last = if bad.ends_with('2') { "3" } else { "2" };
+    bad.replace_range(bad.len() - 1.., last);
+    assert!(matches!(
+        PrivateKey::from_wif(&bad, Network::Mainnet),
+        Err(WifError::Base58(base58::Base58Error::BadChecksum))
+    ));
+}
+
+#[test]
+fn a_key_s_address_is_the_hash160_of_its_public_key() {
+    // Private key 1: its compressed public key is G, whose P2PKH address is well known.
+    let mut one = [0u8; 32];
+    one[31] = 1;
+    let key = PrivateKey::from_bytes(one, true).expect("1 is a valid key");
+    assert_eq!(
+        key.address().encode(Network::Mainnet),
+        "1BgGZ9tcN4rm9KBzDn7KprQz87SZ26SAMH"
+    );
+    let uncompressed = PrivateKey::from_bytes(one, false).expect("valid");
+    assert_eq!(
+        uncompressed.address().encode(Network::Mainnet),
+        "1EHNa6Q4Jz2uvNExL497mE43ikXhwF6kZm"
+    );
+    assert_eq!(Address::from_script(&[0x6a]), None);
+}
