@@ -5,10 +5,13 @@
 //! - [`base58`]: Base58 and Base58Check.
 //! - [`keys`]: P2PKH/P2SH addresses and WIF keys for mainnet and
 //!   testnet/regtest.
+//! - [`bip32`]: hierarchical deterministic keys and xprv/xpub.
 //!
 //! Secrets (keys, seeds, passwords) print as `<redacted>` and are wiped
 //! when dropped.
 pub mod base58;
+pub mod bip32;
 pub mod keys;
 
+pub use bip32::{Bip32Error, DerivationPath, ExtendedPrivKey, ExtendedPubKey, HARDENED};
 pub use keys::{Address, AddressError, Network, PrivateKey, WifError};
