@@ -6,12 +6,18 @@
 //! - [`keys`]: P2PKH/P2SH addresses and WIF keys for mainnet and
 //!   testnet/regtest.
 //! - [`bip32`]: hierarchical deterministic keys and xprv/xpub.
+//! - [`mnemonic`]: BIP 39 words and the seed they stand for.
+//! - [`secret`]: the seed and password types.
 //!
 //! Secrets (keys, seeds, passwords) print as `<redacted>` and are wiped
 //! when dropped.
 pub mod base58;
 pub mod bip32;
 pub mod keys;
+pub mod mnemonic;
+pub mod secret;
 
 pub use bip32::{Bip32Error, DerivationPath, ExtendedPrivKey, ExtendedPubKey, HARDENED};
 pub use keys::{Address, AddressError, Network, PrivateKey, WifError};
+pub use mnemonic::{Mnemonic, MnemonicError};
+pub use secret::{Password, Seed};
