@@ -8,16 +8,20 @@
 //! - [`bip32`]: hierarchical deterministic keys and xprv/xpub.
 //! - [`mnemonic`]: BIP 39 words and the seed they stand for.
 //! - [`secret`]: the seed and password types.
+//! - [`file`]: the wallet file, argon2id and XChaCha20-Poly1305 over the
+//!   payload (seed, next receive and change indexes, network, labels).
 //!
 //! Secrets (keys, seeds, passwords) print as `<redacted>` and are wiped
 //! when dropped.
 pub mod base58;
 pub mod bip32;
+pub mod file;
 pub mod keys;
 pub mod mnemonic;
 pub mod secret;
 
 pub use bip32::{Bip32Error, DerivationPath, ExtendedPrivKey, ExtendedPubKey, HARDENED};
+pub use file::{KdfParams, WalletFileError, WalletPayload, decrypt, encrypt, encrypt_with};
 pub use keys::{Address, AddressError, Network, PrivateKey, WifError};
 pub use mnemonic::{Mnemonic, MnemonicError};
 pub use secret::{Password, Seed};

@@ -1,0 +1,369 @@
+//! The encrypted wallet file, bytes in and bytes out (the caller reads and
+//! writes the disk, and brings the random salt and nonce).
+//!
+//! Layout, version 1 (integers little-endian):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 8 | magic `SVWALLET` |
+//! | 1 | version (1) |
+//! | 4, 4, 4 | argon2id memory (KiB), passes, lanes |
+//! | 16 | argon2 salt |
+//! | 24 | XChaCha20-Poly1305 nonce |
+//! | 4 | ciphertext length *n* |
+//! | *n* | ciphertext of the payload, with its 16-byte tag |
+//! | 32 | SHA-256 of everything before it |
+//!
+//! The 65 header bytes are the AEAD's associated data, so the key
+//! parameters, salt and nonce are authenticated with the payload. The
+//! trailing SHA-256 is unkeyed: it tells a damaged or cut file
+//! ([`WalletFileError::Corrupted`], [`WalletFileError::Truncated`]) from a
+//! wrong password ([`WalletFileError::WrongPassword`]) without running the
+//! key derivation; a deliberate edit that also recomputes it still fails the
+//! AEAD, and then reads as a wrong password.
+use std::collections::BTreeMap;
+use std::fmt;
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use super::keys::Network;
+use super::secret::{MAX_SEED_LEN, Password, Seed};
+
+/// The first eight bytes of every wallet file.
+pub const MAGIC: [u8; 8] = *b"SVWALLET";
+/// The format version this code writes and reads.
+pub const VERSION: u8 = 1;
+/// Bytes before the ciphertext.
+pub const HEADER_LEN: usize = 65;
+const TAG_LEN: usize = 16;
+const CHECKSUM_LEN: usize = 32;
+/// Largest file accepted (and written).
+pub const MAX_FILE_LEN: usize = 1 << 20;
+/// Most labels a payload holds.
+pub const MAX_LABELS: usize = 10_000;
+
+/// argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub m_kib: u32,
+    /// Passes over the memory.
+    pub t: u32,
+    /// Lanes.
+    pub p: u32,
+}
+
+impl KdfParams {
+    /// What `encrypt` uses: 64 MiB, 3 passes, 1 lane.
+    pub const DEFAULT: KdfParams = KdfParams {
+        m_kib: 64 * 1024,
+        t: 3,
+        p: 1,
+    };
+    /// Most memory a file may ask for (256 MiB): a file cannot make us allocate more.
+    pub const MAX_M_KIB: u32 = 256 * 1024;
+    pub const MAX_T: u32 = 16;
+    pub const MAX_P: u32 = 4;
+
+    fn argon2(self) -> Result<Argon2<'static>, WalletFileError> {
+        if self.m_kib > Self::MAX_M_KIB
+            || !(1..=Self::MAX_T).contains(&self.t)
+            || !(1..=Self::MAX_P).contains(&self.p)
+        {
+            return Err(WalletFileError::UnsupportedParams(self));
+        }
+        let params = Params::new(self.m_kib, self.t, self.p, Some(32))
+            .map_err(|_| WalletFileError::UnsupportedParams(self))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+}
+
+impl Default for KdfParams {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum WalletFileError {
+    #[error("not a servent wallet file")]
+    NotAWalletFile,
+    #[error("wallet file version {0}, this build reads version {VERSION}")]
+    UnsupportedVersion(u8),
+    #[error("wallet file truncated: {len} bytes of at least {need}")]
+    Truncated { len: usize, need: usize },
+    #[error("wallet file of {0} bytes is larger than any wallet ({MAX_FILE_LEN})")]
+    TooLarge(usize),
+    #[error("wallet file corrupted (checksum mismatch)")]
+    Corrupted,
+    #[error("wallet file asks for key derivation parameters out of range: {0:?}")]
+    UnsupportedParams(KdfParams),
+    #[error("wrong password (or the file was altered)")]
+    WrongPassword,
+    #[error("wallet contents malformed: {0}")]
+    BadPayload(&'static str),
+    #[error("wallet contents too large to save")]
+    PayloadTooLarge,
+}
+
+/// What the wallet file holds.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WalletPayload {
+    pub network: Network,
+    /// The BIP 32 seed every key derives from.
+    pub seed: Seed,
+    /// Index of the next unused receiving address (external chain).
+    pub next_receive: u32,
+    /// Index of the next unused change address (internal chain).
+    pub next_change: u32,
+    /// User labels by address.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for WalletPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WalletPayload")
+            .field("network", &self.network)
+            .field("seed", &self.seed)
+            .field("next_receive", &self.next_receive)
+            .field("next_change", &self.next_change)
+            .field("labels", &self.labels.len())
+            .finish()
+    }
+}
+
+impl WalletPayload {
+    /// A new wallet's contents: no address handed out yet, no labels.
+    pub fn new(network: Network, seed: Seed) -> Self {
+        Self {
+            network,
+            seed,
+            next_receive: 0,
+            next_change: 0,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    fn encode(&self) -> Result<Zeroizing<Vec<u8>>, WalletFileError> {
+        if self.labels.len() > MAX_LABELS {
+            return Err(WalletFileError::PayloadTooLarge);
+        }
+        let seed = self.seed.as_bytes();
+        let mut out = Zeroizing::new(Vec::with_capacity(64 + seed.len()));
+        out.push(self.network.to_byte());
+        out.push(seed.len() as u8);
+        out.extend_from_slice(seed);
+        out.extend_from_slice(&self.next_receive.to_le_bytes());
+        out.extend_from_slice(&self.next_change.to_le_bytes());
+        out.extend_from_slice(&(self.labels.len() as u32).to_le_bytes());
+        for (k, v) in &self.labels {
+            for s in [k, v] {
+                let len = u16::try_from(s.len()).map_err(|_| WalletFileError::PayloadTooLarge)?;
+                out.extend_from_slice(&len.to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+            if out.len() > MAX_FILE_LEN {
+                return Err(WalletFileError::PayloadTooLarge);
+            }
+        }
+        Ok(out)
+    }
+
+    fn decode(b: &[u8]) -> Result<Self, WalletFileError> {
+        let mut r = Reader(b);
+        let network = Network::from_byte(r.u8()?).ok_or(WalletFileError::BadPayload("network"))?;
+        let seed_len = usize::from(r.u8()?);
+        if seed_len > MAX_SEED_LEN {
+            return Err(WalletFileError::BadPayload("seed length"));
+        }
+        let seed =
+            Seed::from_bytes(r.take(seed_len)?).ok_or(WalletFileError::BadPayload("seed"))?;
+        let next_receive = r.u32()?;
+        let next_change = r.u32()?;
+        let n = r.u32()? as usize;
+        if n > MAX_LABELS {
+            return Err(WalletFileError::BadPayload("label count"));
+        }
+        let mut labels = BTreeMap::new();
+        for _ in 0..n {
+            let k = r.string()?;
+            let v = r.string()?;
+            if labels.insert(k, v).is_some() {
+                return Err(WalletFileError::BadPayload("duplicate label"));
+            }
+        }
+        if !r.0.is_empty() {
+            return Err(WalletFileError::BadPayload("trailing bytes"));
+        }
+        Ok(Self {
+            network,
+            seed,
+            next_receive,
+            next_change,
+            labels,
+        })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WalletFileError> {
+        if self.0.len() < n {
+            return Err(WalletFileError::BadPayload("ends early"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, WalletFileError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, WalletFileError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn string(&mut self) -> Result<String, WalletFileError> {
+        let b = self.take(2)?;
+        let len = usize::from(u16::from_le_bytes([b[0], b[1]]));
+        let s = self.take(len)?;
+        String::from_utf8(s.to_vec()).map_err(|_| WalletFileError::BadPayload("label not UTF-8"))
+    }
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn derive_key(
+    params: KdfParams,
+    password: &Password,
+    salt: &[u8],
+) -> Result<Zeroizing<[u8; 32]>, WalletFileError> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    params
+        .argon2()?
+        .hash_password_into(password.as_bytes(), salt, key.as_mut())
+        .map_err(|_| WalletFileError::UnsupportedParams(params))?;
+    Ok(key)
+}
+
+/// Encrypts `payload` under `password` with [`KdfParams::DEFAULT`]; `salt`
+/// and `nonce` must be fresh random bytes for every save.
+pub fn encrypt(
+    payload: &WalletPayload,
+    password: &Password,
+    salt: &[u8; 16],
+    nonce: &[u8; 24],
+) -> Result<Vec<u8>, WalletFileError> {
+    encrypt_with(payload, password, salt, nonce, KdfParams::DEFAULT)
+}
+
+/// [`encrypt`] with chosen key derivation costs.
+pub fn encrypt_with(
+    payload: &WalletPayload,
+    password: &Password,
+    salt: &[u8; 16],
+    nonce: &[u8; 24],
+    params: KdfParams,
+) -> Result<Vec<u8>, WalletFileError> {
+    let plain = payload.encode()?;
+    let ct_len = plain.len() + TAG_LEN;
+    if HEADER_LEN + ct_len + CHECKSUM_LEN > MAX_FILE_LEN {
+        return Err(WalletFileError::PayloadTooLarge);
+    }
+    let mut out = Vec::with_capacity(HEADER_LEN + ct_len + CHECKSUM_LEN);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    for v in [params.m_kib, params.t, params.p] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(salt);
+    out.extend_from_slice(nonce);
+    out.extend_from_slice(&(ct_len as u32).to_le_bytes());
+    debug_assert_eq!(out.len(), HEADER_LEN);
+    let key = derive_key(params, password, salt)?;
+    let cipher = XChaCha20Poly1305::new(key.as_ref().into());
+    let ct = cipher
+        .encrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: &plain,
+                aad: &out,
+            },
+        )
+        .map_err(|_| WalletFileError::PayloadTooLarge)?;
+    out.extend_from_slice(&ct);
+    let sum = Sha256::digest(&out);
+    out.extend_from_slice(&sum);
+    Ok(out)
+}
+
+/// Decrypts a wallet file. Every way a file can be wrong is an error: none
+/// yields an empty or partial wallet.
+pub fn decrypt(bytes: &[u8], password: &Password) -> Result<WalletPayload, WalletFileError> {
+    let len = bytes.len();
+    if len > MAX_FILE_LEN {
+        return Err(WalletFileError::TooLarge(len));
+    }
+    let min = HEADER_LEN + TAG_LEN + CHECKSUM_LEN;
+    if len < MAGIC.len() {
+        return if MAGIC.starts_with(bytes) {
+            Err(WalletFileError::Truncated { len, need: min })
+        } else {
+            Err(WalletFileError::NotAWalletFile)
+        };
+    }
+    if bytes[..MAGIC.len()] != MAGIC {
+        return Err(WalletFileError::NotAWalletFile);
+    }
+    if let Some(&v) = bytes.get(MAGIC.len()) {
+        if v != VERSION {
+            return Err(WalletFileError::UnsupportedVersion(v));
+        }
+    }
+    if len < min {
+        return Err(WalletFileError::Truncated { len, need: min });
+    }
+    let ct_len = le32(bytes, 61) as usize;
+    let need = HEADER_LEN
+        .saturating_add(ct_len)
+        .saturating_add(CHECKSUM_LEN);
+    let (body, sum) = bytes.split_at(len - CHECKSUM_LEN);
+    if Sha256::digest(body)[..] != *sum {
+        return Err(if len < need {
+            WalletFileError::Truncated { len, need }
+        } else {
+            WalletFileError::Corrupted
+        });
+    }
+    if need != len || ct_len < TAG_LEN {
+        return Err(WalletFileError::Corrupted);
+    }
+    let params = KdfParams {
+        m_kib: le32(bytes, 9),
+        t: le32(bytes, 13),
+        p: le32(bytes, 17),
+    };
+    let (header, ct) = body.split_at(HEADER_LEN);
+    let key = derive_key(params, password, &header[21..37])?;
+    let cipher = XChaCha20Poly1305::new(key.as_ref().into());
+    let plain = Zeroizing::new(
+        cipher
+            .decrypt(
+                XNonce::from_slice(&header[37..61]),
+                Payload {
+                    msg: ct,
+                    aad: header,
+                },
+            )
+            .map_err(|_| WalletFileError::WrongPassword)?,
+    );
+    WalletPayload::decode(&plain)
+}
