@@ -4,28 +4,20 @@
 //! be refused.
 #![allow(clippy::disallowed_methods)]
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 use servent_coin::wallet::base58;
 use servent_coin::wallet::{Address, AddressError, Network, PrivateKey, WifError};
 
+#[path = "support/data.rs"]
+mod support;
+use support::unhex;
+
+/// One of Core's JSON files in shared/data/bitcoin/core.
 fn data(name: &str) -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/bitcoin/core")
-        .join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("Core's vectors must be at {}: {e}", path.display()));
-    match serde_json::from_str(&text) {
+    match serde_json::from_slice(&support::read(&format!("core/{name}"))) {
         Ok(Value::Array(v)) => v,
         other => panic!("{name}: not a JSON array: {other:?}"),
     }
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect()
 }
 
 fn network(chain: &str) -> Network {

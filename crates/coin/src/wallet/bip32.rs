@@ -212,13 +212,7 @@ impl ExtendedPrivKey {
 
     /// Parses an xprv or tprv (a tprv reads as [`Network::Testnet`]).
     pub fn from_base58(s: &str) -> Result<Self, Bip32Error> {
-        let raw = Raw::parse(s)?;
-        let network = match raw.version {
-            XPRV => Network::Mainnet,
-            TPRV => Network::Testnet,
-            XPUB | TPUB => return Err(Bip32Error::WrongKind("private")),
-            v => return Err(Bip32Error::UnknownVersion(v)),
-        };
+        let (network, raw) = Raw::parse(s, true)?;
         if raw.key[0] != 0 {
             return Err(Bip32Error::InvalidKey);
         }
@@ -301,13 +295,7 @@ impl ExtendedPubKey {
 
     /// Parses an xpub or tpub (a tpub reads as [`Network::Testnet`]).
     pub fn from_base58(s: &str) -> Result<Self, Bip32Error> {
-        let raw = Raw::parse(s)?;
-        let network = match raw.version {
-            XPUB => Network::Mainnet,
-            TPUB => Network::Testnet,
-            XPRV | TPRV => return Err(Bip32Error::WrongKind("public")),
-            v => return Err(Bip32Error::UnknownVersion(v)),
-        };
+        let (network, raw) = Raw::parse(s, false)?;
         if !matches!(raw.key[0], 2 | 3) {
             return Err(Bip32Error::InvalidKey);
         }
@@ -358,7 +346,8 @@ struct Raw {
 }
 
 impl Raw {
-    fn parse(s: &str) -> Result<Self, Bip32Error> {
+    /// The fields of an extended private (`private`) or public key, and its network.
+    fn parse(s: &str, private: bool) -> Result<(Network, Self), Bip32Error> {
         let data = Zeroizing::new(base58::check_decode(s)?);
         if data.len() != 78 {
             return Err(Bip32Error::BadLength(data.len()));
@@ -377,7 +366,14 @@ impl Raw {
         }
         raw.chain_code.copy_from_slice(&data[13..45]);
         raw.key.copy_from_slice(&data[45..]);
-        Ok(raw)
+        let network = match (raw.version, private) {
+            (XPRV, true) | (XPUB, false) => Network::Mainnet,
+            (TPRV, true) | (TPUB, false) => Network::Testnet,
+            (XPUB | TPUB, true) => return Err(Bip32Error::WrongKind("private")),
+            (XPRV | TPRV, false) => return Err(Bip32Error::WrongKind("public")),
+            (v, _) => return Err(Bip32Error::UnknownVersion(v)),
+        };
+        Ok((network, raw))
     }
 }
 
