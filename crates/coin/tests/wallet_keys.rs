@@ -6,7 +6,9 @@
 
 use serde_json::Value;
 use servent_coin::wallet::base58;
-use servent_coin::wallet::{Address, AddressError, Network, PrivateKey, WifError};
+use servent_coin::wallet::{
+    Address, AddressError, MultisigError, Network, PrivateKey, WifError, multisig_redeem_script,
+};
 
 #[path = "support/data.rs"]
 mod support;
@@ -186,4 +188,76 @@ fn a_key_s_address_is_the_hash160_of_its_public_key() {
         "1EHNa6Q4Jz2uvNExL497mE43ikXhwF6kZm"
     );
     assert_eq!(Address::from_script(&[0x6a]), None);
+}
+
+/// Gavin Andresen's 2-of-3 example (the keys as WIF, their public keys, the
+/// P2SH address and output script that Core's `createmultisig` gives).
+#[test]
+fn a_2_of_3_multisig_has_core_s_p2sh_address() {
+    let wifs = [
+        "5JaTXbAUmfPYZFRwrYaALK48fN6sFJp4rHqq2QSXs8ucfpE4yQU",
+        "5Jb7fCeh1Wtm4yBBg3q3XbT6B525i17kVhy3vMC9AqfR6FH2qGk",
+        "5JFjmGo5Fww9p8gvx48qBYDJNAzR9pmH5S389axMtDyPT8ddqmw",
+    ];
+    let pubs = [
+        "0491bba2510912a5bd37da1fb5b1673010e43d2c6d812c514e91bfa9f2eb129e1c183329db55bd868e209aac2fbc02cb33d98fe74bf23f0c235d6126b1d8334f86",
+        "04865c40293a680cb9c020e7b1e106d8c1916d3cef99aa431a56d253e69256dac09ef122b1a986818a7cb624532f062c1d1f8722084861c5c3291ccffef4ec6874",
+        "048d2455d2403e08708fc1f556002f1b6cd83f992d085097f9974ab08a28838f07896fbab08f39495e15fa6fad6edbfb1e754e35fa1c7844c41f322a1863d46213",
+    ];
+    let keys: Vec<Vec<u8>> = wifs
+        .iter()
+        .map(|w| {
+            let k = PrivateKey::from_wif(w, Network::Mainnet).expect("wif");
+            assert!(!k.compressed);
+            k.public_key_bytes()
+        })
+        .collect();
+    for (k, p) in keys.iter().zip(pubs) {
+        assert_eq!(k, &unhex(p));
+    }
+    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let redeem = multisig_redeem_script(2, &refs).expect("2 of 3");
+    assert_eq!(
+        (
+            redeem[0],
+            redeem[redeem.len() - 2],
+            redeem[redeem.len() - 1]
+        ),
+        (0x52, 0x53, 0xae)
+    );
+    let addr = Address::p2sh(&redeem);
+    assert_eq!(
+        addr.encode(Network::Mainnet),
+        "3QJmV3qfvL9SuYo34YihAf3sRCW3qSinyC"
+    );
+    assert_eq!(
+        addr.script_pubkey(),
+        unhex("a914f815b036d9bbbce5e9f2a00abd1bf3dc91e9551087")
+    );
+    assert!(addr.encode(Network::Regtest).starts_with('2'));
+    assert_eq!(
+        multisig_redeem_script(0, &refs),
+        Err(MultisigError::BadThreshold {
+            required: 0,
+            keys: 3
+        })
+    );
+    assert_eq!(
+        multisig_redeem_script(4, &refs),
+        Err(MultisigError::BadThreshold {
+            required: 4,
+            keys: 3
+        })
+    );
+    let bad: Vec<&[u8]> = vec![refs[0], &[0x05; 33][..]];
+    assert!(matches!(
+        multisig_redeem_script(1, &bad),
+        Err(MultisigError::BadKey(1))
+    ));
+    // Nine uncompressed keys (597 bytes) cannot be a P2SH redeem script.
+    let nine: Vec<&[u8]> = (0..9).map(|i| refs[i % 3]).collect();
+    assert!(matches!(
+        multisig_redeem_script(2, &nine),
+        Err(MultisigError::TooLong(_))
+    ));
 }

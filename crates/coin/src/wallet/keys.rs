@@ -235,3 +235,42 @@ impl PrivateKey {
         key
     }
 }
+
+/// Longest redeem script a P2SH spend can push (Core's `MAX_SCRIPT_ELEMENT_SIZE`).
+pub const MAX_REDEEM_SCRIPT: usize = 520;
+/// Most keys in a standard bare or P2SH `CHECKMULTISIG`.
+pub const MAX_MULTISIG_KEYS: usize = 15;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum MultisigError {
+    #[error("{required} of {keys} keys: need 1 <= required <= keys <= {MAX_MULTISIG_KEYS}")]
+    BadThreshold { required: usize, keys: usize },
+    #[error("key {0} is not a secp256k1 public key")]
+    BadKey(usize),
+    #[error("redeem script of {0} bytes exceeds {MAX_REDEEM_SCRIPT}")]
+    TooLong(usize),
+}
+
+/// `OP_m <key>... OP_n OP_CHECKMULTISIG`, keys in the order given (33- or
+/// 65-byte serializations); its [`Address::p2sh`] is the multisig address.
+pub fn multisig_redeem_script(required: usize, keys: &[&[u8]]) -> Result<Vec<u8>, MultisigError> {
+    let n = keys.len();
+    if required == 0 || required > n || n > MAX_MULTISIG_KEYS {
+        return Err(MultisigError::BadThreshold { required, keys: n });
+    }
+    // OP_1 .. OP_16 are 0x51 .. 0x60.
+    let small = |v: usize| 0x50 + v as u8;
+    let mut s = vec![small(required)];
+    for (i, k) in keys.iter().enumerate() {
+        PublicKey::from_slice(k).map_err(|_| MultisigError::BadKey(i))?;
+        s.push(k.len() as u8);
+        s.extend_from_slice(k);
+    }
+    s.push(small(n));
+    s.push(0xae);
+    if s.len() > MAX_REDEEM_SCRIPT {
+        return Err(MultisigError::TooLong(s.len()));
+    }
+    Ok(s)
+}

@@ -3,8 +3,8 @@
 //! bytes come in as arguments, and bytes go out.
 //!
 //! - [`base58`]: Base58 and Base58Check.
-//! - [`keys`]: P2PKH/P2SH addresses and WIF keys for mainnet and
-//!   testnet/regtest.
+//! - [`keys`]: P2PKH/P2SH addresses, multisig redeem scripts and WIF keys
+//!   for mainnet and testnet/regtest.
 //! - [`bip32`]: hierarchical deterministic keys and xprv/xpub.
 //! - [`mnemonic`]: BIP 39 words and the seed they stand for.
 //! - [`secret`]: the seed and password types.
@@ -22,6 +22,8 @@ pub mod secret;
 
 pub use bip32::{Bip32Error, DerivationPath, ExtendedPrivKey, ExtendedPubKey, HARDENED};
 pub use file::{KdfParams, WalletFileError, WalletPayload, decrypt, encrypt, encrypt_with};
-pub use keys::{Address, AddressError, Network, PrivateKey, WifError};
+pub use keys::{
+    Address, AddressError, MultisigError, Network, PrivateKey, WifError, multisig_redeem_script,
+};
 pub use mnemonic::{Mnemonic, MnemonicError};
 pub use secret::{Password, Seed};
