@@ -8,7 +8,7 @@
 //! - [`bip32`]: hierarchical deterministic keys and xprv/xpub.
 //! - [`mnemonic`]: BIP 39 words and the seed they stand for.
 //! - [`secret`]: the seed and password types.
-//! - [`file`]: the wallet file, argon2id and XChaCha20-Poly1305 over the
+//! - [`file`](mod@file): the wallet file, argon2id and XChaCha20-Poly1305 over the
 //!   payload (seed, next receive and change indexes, network, labels).
 //!
 //! Secrets (keys, seeds, passwords) print as `<redacted>` and are wiped
