@@ -127,7 +127,25 @@ const RAW_BASE: u64 = 1 << 62;
 /// At most this many drain rounds per node per flush (a core that never goes quiet).
 const MAX_DRAIN_ROUNDS: usize = 10_000;
 
-/// A network of cores of one kind in virtual time.
+/// `input` for a core of another kind: its command through `f` (`None` when the command
+/// is not for that core), everything else as it is. For a harness whose nodes are an enum of
+/// several cores (a server and its clients).
+pub fn map_input<'a, A, B>(
+    input: Input<'a, A>,
+    f: impl FnOnce(A) -> Option<B>,
+) -> Option<Input<'a, B>> {
+    Some(match input {
+        Input::Command(c) => Input::Command(f(c)?),
+        Input::Datagram { from, data } => Input::Datagram { from, data },
+        Input::Connected { conn, peer } => Input::Connected { conn, peer },
+        Input::ConnectFailed { conn } => Input::ConnectFailed { conn },
+        Input::Received { conn, data } => Input::Received { conn, data },
+        Input::Closed { conn, reason } => Input::Closed { conn, reason },
+    })
+}
+
+/// A network of cores of one kind in virtual time (several kinds: an enum of them, with
+/// [`map_input`]).
 pub struct Harness<C: Core> {
     now: Instant,
     latency: Duration,
@@ -889,6 +907,17 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn map_input_maps_commands_and_keeps_the_rest() {
+        let conn = ConnId::inbound(3);
+        let got = map_input(Input::<'_, u8>::Command(7), |c| Some(u16::from(c) * 2));
+        assert!(matches!(got, Some(Input::Command(14))));
+        assert!(map_input(Input::<'_, u8>::Command(7), |_| None::<u16>).is_none());
+        let input: Input<'_, u8> = Input::Received { conn, data: b"x" };
+        let got = map_input(input, |_| None::<u16>);
+        assert!(matches!(got, Some(Input::Received { conn: c, data: b"x" }) if c == conn));
     }
 
     #[test]
