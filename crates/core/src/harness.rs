@@ -541,6 +541,11 @@ impl<C: Core> Harness<C> {
                 self.events.push((addr, e));
                 self.event_times.push(now);
             }
+            // What polling the events made the core send (a job completed inline).
+            while let Some(t) = n.poll_transmit() {
+                busy = true;
+                out.push(t);
+            }
             for conn in handed {
                 self.detach((addr, conn));
             }
