@@ -1096,4 +1096,62 @@ mod tests {
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
         assert!(h.events().is_empty() && h.event_times().is_empty());
     }
+    /// A core that answers a datagram only when its events are polled, as a core whose
+    /// events hand out jobs that the harness completes inline.
+    #[derive(Default)]
+    struct LazyEcho {
+        pending: Vec<SocketAddr>,
+        out: Vec<Transmit>,
+        got: u32,
+        reported: u32,
+    }
+
+    impl Core for LazyEcho {
+        type Command = SocketAddr;
+        type Event = u32;
+        fn handle_input(&mut self, _: Instant, input: Input<'_, SocketAddr>) {
+            match input {
+                Input::Command(to) => self.out.push(Transmit::Datagram {
+                    to,
+                    data: b"ask".to_vec(),
+                }),
+                Input::Datagram { from, data } if data == b"ask" => self.pending.push(from),
+                Input::Datagram { .. } => self.got += 1,
+                _ => {}
+            }
+        }
+        fn handle_timeout(&mut self, _: Instant) {}
+        fn poll_transmit(&mut self) -> Option<Transmit> {
+            self.out.pop()
+        }
+        fn poll_event(&mut self) -> Option<u32> {
+            for to in std::mem::take(&mut self.pending) {
+                self.out.push(Transmit::Datagram {
+                    to,
+                    data: b"answer".to_vec(),
+                });
+            }
+            (self.got > self.reported).then(|| {
+                self.reported = self.got;
+                self.got
+            })
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+    }
+
+    #[test]
+    fn what_polling_events_makes_a_core_send_goes_out_in_the_same_drain() {
+        let mut h = Harness::new();
+        let a = h.add(LazyEcho::default());
+        let b = h.add(LazyEcho::default());
+        h.command(a, b);
+        h.drive_for(Duration::from_millis(100));
+        assert_eq!(h.events(), &[(a, 1)]);
+        assert_eq!(
+            h.event_times(),
+            &[Instant::ZERO + Duration::from_millis(20)]
+        );
+    }
 }
