@@ -242,12 +242,6 @@ impl<C: Core> Harness<C> {
         self
     }
 
-    /// Starts the virtual clock at `at` (before any node is added).
-    pub fn starting_at(mut self, at: Instant) -> Self {
-        self.now = self.now.max(at);
-        self
-    }
-
     /// Runs `f` on a node before each drain of its output: for cores that hand out jobs
     /// (password hashing, disk writes) which a real driver completes on other threads, the
     /// harness completes them inline, in virtual time.
