@@ -1,40 +1,23 @@
-//! A small in-memory network for Chord cores: real [`ChordNode`]s, virtual time that jumps
-//! to the next event, a seeded link (fixed latency plus optional jitter and loss). The
-//! crate's tests and its simulation scenarios share it; `servent-sim` runs the same cores
-//! on its richer network model.
+//! The in-memory network for Chord cores: real [`ChordNode`]s on the shared
+//! [`servent_core::harness`] (virtual time that jumps to the next event, a seeded link with
+//! a fixed latency plus optional jitter and loss), with nodes named by the index they were
+//! added at. The crate's tests use it; `servent-sim` runs the same cores on its richer
+//! network model.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use servent_core::{Core, FxMap, Input, Instant, Rng, Transmit};
+use servent_core::{Instant, Rng};
 
 use crate::core::{ChordNode, Command, Event};
-
-#[derive(Debug)]
-struct Delivery {
-    to: SocketAddr,
-    from: SocketAddr,
-    data: Vec<u8>,
-}
 
 /// Several Chord cores on a virtual network.
 #[derive(Debug)]
 pub struct Harness {
-    now: Instant,
-    rng: Rng,
-    latency: Duration,
-    jitter: Duration,
-    loss: f64,
-    nodes: Vec<Option<ChordNode>>,
-    by_addr: FxMap<SocketAddr, usize>,
-    queue: BTreeMap<(Instant, u64), Delivery>,
-    seq: u64,
-    timers: BTreeSet<(Instant, usize)>,
-    timer_of: Vec<Option<Instant>>,
-    events: Vec<(Instant, usize, Event)>,
-    /// Datagrams delivered so far.
-    pub delivered: u64,
+    net: servent_core::harness::Harness<ChordNode>,
+    addrs: Vec<SocketAddr>,
+    index: BTreeMap<SocketAddr, usize>,
 }
 
 /// The virtual address of node index `i`: 10.0.0.0/8 plus `i`, port 4000.
@@ -44,213 +27,124 @@ pub fn addr_of(i: usize) -> SocketAddr {
 }
 
 impl Harness {
-    /// A network whose datagrams take `latency`.
+    /// A network whose datagrams take `latency`, its link seeded with `seed`.
     pub fn new(seed: u64, latency: Duration) -> Harness {
         Harness {
-            now: Instant::ZERO,
-            rng: Rng::new(seed),
-            latency,
-            jitter: Duration::ZERO,
-            loss: 0.0,
-            nodes: Vec::new(),
-            by_addr: FxMap::default(),
-            queue: BTreeMap::new(),
-            seq: 0,
-            timers: BTreeSet::new(),
-            timer_of: Vec::new(),
-            events: Vec::new(),
-            delivered: 0,
+            net: servent_core::harness::Harness::new()
+                .with_latency(latency)
+                .with_seed(seed),
+            addrs: Vec::new(),
+            index: BTreeMap::new(),
         }
     }
 
-    /// Adds uniform jitter in `[0, jitter)` to every datagram.
+    /// Adds uniform jitter in `[0, jitter]` to every datagram.
     pub fn with_jitter(mut self, jitter: Duration) -> Harness {
-        self.jitter = jitter;
+        self.net = self.net.with_jitter(jitter);
         self
     }
 
     /// Drops each datagram with probability `loss`.
     pub fn with_loss(mut self, loss: f64) -> Harness {
-        self.loss = loss;
+        self.net = self.net.with_loss(loss);
         self
     }
 
     /// The current virtual time.
     pub fn now(&self) -> Instant {
-        self.now
+        self.net.now()
     }
 
     /// The harness's own random stream (for scenarios choosing keys and victims).
     pub fn rng(&mut self) -> &mut Rng {
-        &mut self.rng
+        self.net.rng()
     }
 
     /// The address the next added node will have.
     pub fn next_addr(&self) -> SocketAddr {
-        addr_of(self.nodes.len())
+        addr_of(self.addrs.len())
     }
 
     /// Adds a node (its address must be [`Harness::next_addr`]); returns its index.
     pub fn add(&mut self, node: ChordNode) -> usize {
-        let i = self.nodes.len();
-        self.by_addr.insert(node.me().addr, i);
-        self.nodes.push(Some(node));
-        self.timer_of.push(None);
-        self.pump(i);
+        let i = self.addrs.len();
+        let addr = node.me().addr;
+        self.addrs.push(addr);
+        self.index.insert(addr, i);
+        self.net.add_at(addr, node);
         i
     }
 
     /// Node `i`, if alive.
     pub fn node(&self, i: usize) -> Option<&ChordNode> {
-        self.nodes.get(i).and_then(|n| n.as_ref())
+        self.net.node(*self.addrs.get(i)?)
     }
 
     /// Node `i`, if alive, mutably (call [`Harness::touch`] afterwards).
     pub fn node_mut(&mut self, i: usize) -> Option<&mut ChordNode> {
-        self.nodes.get_mut(i).and_then(|n| n.as_mut())
+        self.net.node_mut(*self.addrs.get(i)?)
     }
 
     /// Re-reads node `i`'s outputs after it was changed from outside.
     pub fn touch(&mut self, i: usize) {
-        self.pump(i);
+        if let Some(&a) = self.addrs.get(i) {
+            self.net.poke(a);
+        }
     }
 
     /// Number of nodes ever added.
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.addrs.len()
     }
 
     /// Whether no node was ever added.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.addrs.is_empty()
     }
 
     /// Indexes of the live nodes.
     pub fn alive(&self) -> Vec<usize> {
-        (0..self.nodes.len())
+        (0..self.len())
             .filter(|&i| self.node(i).is_some())
             .collect()
     }
 
     /// Crashes node `i`: it vanishes without a word.
     pub fn kill(&mut self, i: usize) {
-        if let Some(slot) = self.nodes.get_mut(i) {
-            *slot = None;
+        if let Some(&a) = self.addrs.get(i) {
+            self.net.remove(a);
         }
-        if let Some(Some(t)) = self.timer_of.get(i).copied() {
-            self.timers.remove(&(t, i));
-        }
-        if let Some(t) = self.timer_of.get_mut(i) {
-            *t = None;
-        }
+    }
+
+    /// Datagrams delivered so far.
+    pub fn delivered(&self) -> u64 {
+        self.net.delivered()
     }
 
     /// Gives node `i` a command now.
     pub fn command(&mut self, i: usize, cmd: Command) {
-        let now = self.now;
-        if let Some(n) = self.node_mut(i) {
-            n.handle_input(now, Input::Command(cmd));
-            self.pump(i);
+        if let Some(&a) = self.addrs.get(i) {
+            self.net.command(a, cmd);
         }
     }
 
-    /// Takes the events reported so far.
+    /// Takes the events reported so far: (when, node index, event).
     pub fn take_events(&mut self) -> Vec<(Instant, usize, Event)> {
-        std::mem::take(&mut self.events)
-    }
-
-    fn pump(&mut self, i: usize) {
-        let now = self.now;
-        let Some(Some(n)) = self.nodes.get_mut(i) else {
-            return;
-        };
-        let from = n.me().addr;
-        let mut out = Vec::new();
-        while let Some(t) = n.poll_transmit() {
-            if let Transmit::Datagram { to, data } = t {
-                out.push((to, data));
-            }
-        }
-        while let Some(e) = n.poll_event() {
-            self.events.push((now, i, e));
-        }
-        let next = n.poll_timeout();
-        if let Some(Some(old)) = self.timer_of.get(i).copied() {
-            self.timers.remove(&(old, i));
-        }
-        if let Some(slot) = self.timer_of.get_mut(i) {
-            *slot = next;
-        }
-        if let Some(t) = next {
-            self.timers.insert((t.max(now), i));
-            if let Some(slot) = self.timer_of.get_mut(i) {
-                *slot = Some(t.max(now));
-            }
-        }
-        for (to, data) in out {
-            if self.loss > 0.0 && self.rng.chance(self.loss) {
-                continue;
-            }
-            let mut at = now + self.latency;
-            if !self.jitter.is_zero() {
-                let j = u64::try_from(self.jitter.as_micros()).unwrap_or(u64::MAX);
-                at += Duration::from_micros(self.rng.below(j.max(1)));
-            }
-            self.seq += 1;
-            self.queue
-                .insert((at, self.seq), Delivery { to, from, data });
-        }
+        let index = &self.index;
+        self.net
+            .take_timed_events()
+            .into_iter()
+            .filter_map(|(t, a, e)| Some((t, *index.get(&a)?, e)))
+            .collect()
     }
 
     /// Processes events up to and including `until`; the clock ends at `until`.
     pub fn run_until(&mut self, until: Instant) {
-        loop {
-            let next_msg = self.queue.first_key_value().map(|(k, _)| k.0);
-            let next_timer = self.timers.first().map(|(t, _)| *t);
-            let next = match (next_msg, next_timer) {
-                (Some(a), Some(b)) => a.min(b),
-                (Some(a), None) => a,
-                (None, Some(b)) => b,
-                (None, None) => break,
-            };
-            if next > until {
-                break;
-            }
-            self.now = self.now.max(next);
-            if next_msg == Some(next) {
-                if let Some((_, d)) = self.queue.pop_first() {
-                    if let Some(&i) = self.by_addr.get(&d.to) {
-                        let now = self.now;
-                        if let Some(Some(n)) = self.nodes.get_mut(i) {
-                            self.delivered += 1;
-                            n.handle_input(
-                                now,
-                                Input::Datagram {
-                                    from: d.from,
-                                    data: &d.data,
-                                },
-                            );
-                            self.pump(i);
-                        }
-                    }
-                }
-            } else if let Some((_, i)) = self.timers.pop_first() {
-                if let Some(t) = self.timer_of.get_mut(i) {
-                    *t = None;
-                }
-                let now = self.now;
-                if let Some(Some(n)) = self.nodes.get_mut(i) {
-                    n.handle_timeout(now);
-                }
-                self.pump(i);
-            }
-        }
-        self.now = self.now.max(until);
+        self.net.drive_until(until);
     }
 
     /// Runs for `d` of virtual time.
     pub fn run_for(&mut self, d: Duration) {
-        let until = self.now + d;
-        self.run_until(until);
+        self.net.drive_for(d);
     }
 }

@@ -45,7 +45,7 @@ fn setup(seed: u64) -> (Net, usize) {
     net.raw_send(evil, frame(&Message::Verack));
     net.drive_for(Duration::from_secs(1));
     // The node answered with its version and verack.
-    let got = &net.raws[evil].received;
+    let got = &net.raw(evil).received;
     let (first, _) = p2p::parse(got, Params::regtest().magic)
         .expect("valid")
         .expect("a message");
@@ -56,14 +56,13 @@ fn setup(seed: u64) -> (Net, usize) {
 /// The evil peer was banned and closed; honest sync goes on; the address stays refused.
 fn assert_banned_and_serving(net: &mut Net, evil: usize) {
     assert!(
-        net.drive_until(Duration::from_secs(10), |n| n.raws[evil].closed),
+        net.drive_until(Duration::from_secs(10), |n| n.raw(evil).closed),
         "evil peer not disconnected"
     );
     let ip = IpAddr::V4(EVIL);
-    assert!(net.nodes[0].node.is_banned(&ip));
+    assert!(net.node(0).node.is_banned(&ip));
     assert!(
-        net.nodes[0]
-            .events
+        net.events(0)
             .iter()
             .any(|e| matches!(e, Event::Banned { ip: x, .. } if *x == ip))
     );
@@ -75,14 +74,14 @@ fn assert_banned_and_serving(net: &mut Net, evil: usize) {
     );
     let again = net.raw_connect(0, EVIL);
     assert!(
-        net.drive_until(Duration::from_secs(5), |n| n.raws[again].closed),
+        net.drive_until(Duration::from_secs(5), |n| n.raw(again).closed),
         "ban holds"
     );
     // The ban lasts 24 hours.
     net.drive_for(Duration::from_secs(23 * 3600));
-    assert!(net.nodes[0].node.is_banned(&ip));
+    assert!(net.node(0).node.is_banned(&ip));
     net.drive_for(Duration::from_secs(2 * 3600));
-    assert!(!net.nodes[0].node.is_banned(&ip));
+    assert!(!net.node(0).node.is_banned(&ip));
 }
 
 #[test]
@@ -128,7 +127,7 @@ fn headers_that_do_not_connect_ban_after_fifty() {
     }
     net.drive_for(Duration::from_secs(2));
     assert!(
-        !net.raws[evil].closed,
+        !net.raw(evil).closed,
         "49 unconnecting headers are tolerated (Core: 20 points per 10)"
     );
     let h = BlockHeader {
@@ -209,7 +208,7 @@ fn a_block_spending_one_coin_twice_bans_and_the_tip_stays() {
     );
     net.raw_send(evil, frame(&Message::Headers(vec![bad.header.clone()])));
     net.raw_send(evil, frame(&Message::Block(bad)));
-    assert!(net.drive_until(Duration::from_secs(10), |n| n.raws[evil].closed));
+    assert!(net.drive_until(Duration::from_secs(10), |n| n.raw(evil).closed));
     assert_eq!(net.tip(0), tip);
     assert_banned_and_serving(&mut net, evil);
 }
@@ -237,10 +236,10 @@ fn many_small_messages_in_one_read_are_all_answered() {
     for n in 0..20_000u64 {
         burst.extend(frame(&Message::Ping(n)));
     }
-    let before = net.raws[evil].received.len();
+    let before = net.raw(evil).received.len();
     net.raw_send(evil, burst);
     net.drive_for(Duration::from_secs(1));
-    let mut rest = &net.raws[evil].received[before..];
+    let mut rest = &net.raw(evil).received[before..];
     let mut pongs = 0;
     while let Ok(Some((m, used))) = p2p::parse(rest, Params::regtest().magic) {
         if matches!(m, Message::Pong(_)) {
@@ -249,7 +248,7 @@ fn many_small_messages_in_one_read_are_all_answered() {
         rest = &rest[used..];
     }
     assert_eq!(pongs, 20_000);
-    assert!(!net.raws[evil].closed);
+    assert!(!net.raw(evil).closed);
 }
 
 mod random_input {

@@ -56,9 +56,9 @@ fn a_peer_that_never_sends_version_is_closed_after_60_s_without_a_ban() {
     let ip = Ipv4Addr::new(10, 9, 0, 1);
     let k = net.raw_connect(0, ip);
     net.drive_for(Duration::from_secs(59));
-    assert!(!net.raws[k].closed);
-    assert!(net.drive_until(Duration::from_secs(2), |n| n.raws[k].closed));
-    assert!(!net.nodes[0].node.is_banned(&ip.into()));
+    assert!(!net.raw(k).closed);
+    assert!(net.drive_until(Duration::from_secs(2), |n| n.raw(k).closed));
+    assert!(!net.node(0).node.is_banned(&ip.into()));
 }
 
 #[test]
@@ -66,7 +66,7 @@ fn a_peer_that_does_not_answer_pings_is_dropped_after_20_minutes() {
     let mut net = Net::new(1, 22);
     let k = handshake(&mut net, 0, Ipv4Addr::new(10, 9, 0, 2));
     net.drive_for(Duration::from_secs(121));
-    let pings: Vec<u64> = messages(&net.raws[k].received)
+    let pings: Vec<u64> = messages(&net.raw(k).received)
         .into_iter()
         .filter_map(|m| match m {
             Message::Ping(n) => Some(n),
@@ -76,15 +76,15 @@ fn a_peer_that_does_not_answer_pings_is_dropped_after_20_minutes() {
     assert_eq!(pings.len(), 1, "one ping after the 2-minute interval");
     net.drive_for(Duration::from_secs(18 * 60));
     assert!(
-        !net.raws[k].closed,
+        !net.raw(k).closed,
         "still inside the 20-minute ping timeout"
     );
-    assert!(net.drive_until(Duration::from_secs(3 * 60), |n| n.raws[k].closed));
+    assert!(net.drive_until(Duration::from_secs(3 * 60), |n| n.raw(k).closed));
     // A peer that answers stays.
     let j = handshake(&mut net, 0, Ipv4Addr::new(10, 9, 0, 3));
     for _ in 0..12 {
         net.drive_for(Duration::from_secs(121));
-        let last = messages(&net.raws[j].received)
+        let last = messages(&net.raw(j).received)
             .into_iter()
             .rev()
             .find_map(|m| match m {
@@ -95,7 +95,7 @@ fn a_peer_that_does_not_answer_pings_is_dropped_after_20_minutes() {
             net.raw_send(j, frame(&Message::Pong(n)));
         }
     }
-    assert!(!net.raws[j].closed);
+    assert!(!net.raw(j).closed);
 }
 
 #[test]
@@ -120,12 +120,12 @@ fn addresses_a_peer_announces_are_served_to_getaddr_once_per_connection() {
         .collect();
     net.raw_send(a, frame(&Message::Addr(list.clone())));
     net.drive_for(Duration::from_secs(1));
-    assert_eq!(net.nodes[0].node.addr_count(), 3);
+    assert_eq!(net.node(0).node.addr_count(), 3);
     let b = handshake(&mut net, 0, Ipv4Addr::new(10, 9, 1, 2));
     net.raw_send(b, frame(&Message::GetAddr));
     net.raw_send(b, frame(&Message::GetAddr));
     net.drive_for(Duration::from_secs(1));
-    let answers: Vec<Vec<(u32, NetAddr)>> = messages(&net.raws[b].received)
+    let answers: Vec<Vec<(u32, NetAddr)>> = messages(&net.raw(b).received)
         .into_iter()
         .filter_map(|m| match m {
             Message::Addr(l) => Some(l),
@@ -163,7 +163,7 @@ fn a_peer_that_stalls_the_block_download_is_dropped_and_another_serves_the_block
     let headers = blocks.iter().map(|b| b.header.clone()).collect();
     net.raw_send(k, frame(&Message::Headers(headers)));
     net.drive_for(Duration::from_secs(1));
-    let asked: usize = messages(&net.raws[k].received)
+    let asked: usize = messages(&net.raw(k).received)
         .into_iter()
         .map(|m| match m {
             Message::GetData(l) => l.len(),
@@ -175,11 +175,11 @@ fn a_peer_that_stalls_the_block_download_is_dropped_and_another_serves_the_block
         "the in-flight window per peer bounds the request"
     );
     assert!(
-        net.drive_until(Duration::from_secs(61), |n| n.raws[k].closed),
+        net.drive_until(Duration::from_secs(61), |n| n.raw(k).closed),
         "stalling peer dropped"
     );
     assert!(
-        !net.nodes[0].node.is_banned(&ip.into()),
+        !net.node(0).node.is_banned(&ip.into()),
         "stalling is not misbehaviour"
     );
     net.connect(0, 1);
@@ -199,8 +199,8 @@ fn scenario(seed: u64) -> String {
         net.drive_for(Duration::from_secs(5));
     }
     let mut log = String::new();
-    for n in &net.nodes {
-        for e in &n.events {
+    for i in 0..net.len() {
+        for e in net.events(i) {
             if !matches!(e, Event::Store(_)) {
                 log.push_str(&format!("{e:?}\n"));
             }
@@ -236,16 +236,16 @@ fn inbound_and_outbound_peers_are_limited() {
     let b = net.raw_connect(0, Ipv4Addr::new(10, 9, 3, 2));
     let c = net.raw_connect(0, Ipv4Addr::new(10, 9, 3, 3));
     net.drive_for(Duration::from_secs(1));
-    assert!(!net.raws[a].closed && !net.raws[b].closed);
-    assert!(net.raws[c].closed, "third inbound refused");
-    assert_eq!(net.nodes[0].node.peer_count(), 2);
+    assert!(!net.raw(a).closed && !net.raw(b).closed);
+    assert!(net.raw(c).closed, "third inbound refused");
+    assert_eq!(net.node(0).node.peer_count(), 2);
     net.connect(1, 2);
     net.connect(1, 0);
     net.drive_for(Duration::from_secs(1));
-    assert_eq!(net.nodes[1].node.peer_count(), 1, "one outbound slot");
-    assert_eq!(net.nodes[2].node.peer_count(), 1, "the first dial got it");
+    assert_eq!(net.node(1).node.peer_count(), 1, "one outbound slot");
+    assert_eq!(net.node(2).node.peer_count(), 1, "the first dial got it");
     assert_eq!(
-        net.nodes[0].node.peer_count(),
+        net.node(0).node.peer_count(),
         2,
         "the second was never dialed"
     );
@@ -270,7 +270,7 @@ fn a_transaction_announced_and_never_sent_is_asked_from_another_peer_after_60_s(
     let a = handshake(&mut net, 0, Ipv4Addr::new(10, 9, 4, 1));
     let b = handshake(&mut net, 0, Ipv4Addr::new(10, 9, 4, 2));
     let asked = |net: &Net, k: usize| {
-        messages(&net.raws[k].received)
+        messages(&net.raw(k).received)
             .into_iter()
             .any(|m| matches!(m, Message::GetData(l) if l.iter().any(|i| i.hash == txid)))
     };
@@ -289,7 +289,7 @@ fn a_transaction_announced_and_never_sent_is_asked_from_another_peer_after_60_s(
     assert!(asked(&net, b), "asked from the second peer after 60 s");
     net.raw_send(b, frame(&Message::Tx(tx)));
     net.drive_for(Duration::from_secs(1));
-    assert!(net.nodes[0].node.mempool().contains(&txid));
+    assert!(net.node(0).node.mempool().contains(&txid));
 }
 
 #[test]
@@ -307,7 +307,7 @@ fn getdata_is_answered_with_the_block_or_notfound() {
         ])),
     );
     net.drive_for(Duration::from_secs(1));
-    let got = messages(&net.raws[k].received);
+    let got = messages(&net.raw(k).received);
     assert!(
         got.iter()
             .any(|m| matches!(m, Message::Block(x) if *x == b))
@@ -346,13 +346,14 @@ fn coin_lookups_at_the_store_are_bounded_while_it_lags() {
         })
         .collect();
     let k = handshake(&mut net, 0, Ipv4Addr::new(10, 9, 6, 1));
-    net.nodes[0].hold_store = true;
+    net.node_mut(0).hold_store = true;
     net.raw_send(k, frame(&Message::Tx(split)));
     for t in &kids {
         net.raw_send(k, frame(&Message::Tx(t.clone())));
     }
     net.drive_for(Duration::from_secs(1));
-    let waiting = net.nodes[0]
+    let waiting = net
+        .node(0)
         .held
         .iter()
         .filter(|r| matches!(r, Request::Coins { .. }))
@@ -361,7 +362,7 @@ fn coin_lookups_at_the_store_are_bounded_while_it_lags() {
     net.release_store(0);
     net.drive_for(Duration::from_secs(1));
     assert_eq!(
-        net.nodes[0].node.mempool().len(),
+        net.node(0).node.mempool().len(),
         201,
         "every transaction was taken in the end"
     );
@@ -379,17 +380,13 @@ fn a_node_fills_its_outbound_slots_from_addresses_it_learned() {
     net.drive_for(Duration::from_secs(1));
     net.connect(2, 1);
     assert!(
-        net.drive_until(Duration::from_secs(120), |n| n.nodes[0].node.peer_count()
+        net.drive_until(Duration::from_secs(120), |n| n.node(0).node.peer_count()
             == 2),
         "node 2 dialed node 0 on its own"
     );
     net.drive_for(Duration::from_secs(1));
-    assert_eq!(net.nodes[2].node.peer_count(), 2);
-    assert_eq!(
-        net.nodes[1].node.peer_count(),
-        2,
-        "no duplicate connections"
-    );
+    assert_eq!(net.node(2).node.peer_count(), 2);
+    assert_eq!(net.node(1).node.peer_count(), 2, "no duplicate connections");
 }
 
 #[test]
@@ -417,13 +414,13 @@ fn a_child_that_arrives_before_its_parent_waits_as_an_orphan() {
     let k = handshake(&mut net, 0, Ipv4Addr::new(10, 9, 7, 1));
     net.raw_send(k, frame(&Message::Tx(child.clone())));
     net.drive_for(Duration::from_secs(1));
-    assert!(!net.nodes[0].node.mempool().contains(&child.txid()));
+    assert!(!net.node(0).node.mempool().contains(&child.txid()));
     net.raw_send(k, frame(&Message::Tx(parent.clone())));
     let (p, c) = (parent.txid(), child.txid());
     assert!(
         net.drive_until(Duration::from_secs(10), |n| {
             (0..2).all(|i| {
-                n.nodes[i].node.mempool().contains(&p) && n.nodes[i].node.mempool().contains(&c)
+                n.node(i).node.mempool().contains(&p) && n.node(i).node.mempool().contains(&c)
             })
         }),
         "both pooled on node 0 and relayed to node 1"

@@ -21,7 +21,7 @@ fn coinbase_out(b: &Block) -> OutPoint {
 }
 
 fn tx_result(net: &Net, i: usize, id: u64) -> Option<Result<[u8; 32], String>> {
-    net.nodes[i].events.iter().find_map(|e| match e {
+    net.events(i).iter().find_map(|e| match e {
         Event::TxResult { id: x, result } if *x == id => Some(result.clone()),
         _ => None,
     })
@@ -74,7 +74,7 @@ fn a_transaction_is_relayed_mined_and_a_double_spend_is_rejected_by_every_node()
     assert_eq!(tx_result(&net, 0, id), Some(Ok(pay.txid())));
     let txid = pay.txid();
     assert!(net.drive_until(Duration::from_secs(30), |n| {
-        (0..3).all(|i| n.nodes[i].node.mempool().contains(&txid))
+        (0..3).all(|i| n.node(i).node.mempool().contains(&txid))
     }));
     for i in 0..3 {
         let id = net.next_id();
@@ -95,7 +95,7 @@ fn a_transaction_is_relayed_mined_and_a_double_spend_is_rejected_by_every_node()
     let b = net.mine(2, vec![pay]);
     let tip = b.header.hash();
     assert!(net.drive_until(Duration::from_secs(30), |n| all_at(n, &[0, 1, 2], tip)));
-    assert!((0..3).all(|i| net.nodes[i].node.mempool().is_empty()));
+    assert!((0..3).all(|i| net.node(i).node.mempool().is_empty()));
     // Now the double spend's input is gone everywhere.
     for i in 0..3 {
         let id = net.next_id();
@@ -131,7 +131,7 @@ fn a_block_with_a_double_spend_is_refused_by_every_node() {
     for i in 0..3 {
         assert_eq!(net.tip(i), tip, "node {i} kept its tip");
     }
-    assert!(net.nodes[0].events.iter().any(|e| matches!(e,
+    assert!(net.events(0).iter().any(|e| matches!(e,
         Event::BlockResult { result: Err(r), .. } if r.contains("invalid"))));
     let _ = bad;
 }

@@ -53,7 +53,7 @@ fn build(roles: &[Role], tweak: impl Fn(usize, &mut Config)) -> Net {
 fn seen(net: &Net, nodes: impl IntoIterator<Item = usize>) -> usize {
     nodes
         .into_iter()
-        .filter(|n| net.nodes[*n].stats().queries_seen > 0)
+        .filter(|n| net.node(*n).stats().queries_seen > 0)
         .count()
 }
 
@@ -139,7 +139,7 @@ fn a_popular_query_stops_after_the_probe_when_enough_hits_come_back() {
     assert_eq!(seen(&net, FIRST), 3);
     assert_eq!(hits(&net, 1, 1).len(), 3);
     net.run_for(Duration::from_secs(30));
-    let s = net.nodes[0].stats();
+    let s = net.node(0).stats();
     assert_eq!(s.dq_started, 1);
     assert_eq!(s.dq_satisfied, 1);
     assert_eq!(s.dq_round_copies, 0, "no round after the probe");
@@ -171,7 +171,7 @@ fn a_rare_query_widens_round_by_round_with_a_higher_ttl_until_every_connection_i
     assert_eq!(seen(&net, FIRST), 6);
     net.run_for(Duration::from_secs(30));
     assert_eq!(seen(&net, FIRST), 6);
-    let s = net.nodes[0].stats();
+    let s = net.node(0).stats();
     assert_eq!(s.dq_round_copies, 3);
     assert_eq!(s.dq_satisfied, 0);
     // The hits came back along the reverse path: leaf <- 0 <- first <- second <- holder.
@@ -194,7 +194,7 @@ fn a_dynamic_query_stops_widening_when_its_lifetime_is_over() {
     // Probe at 0, one round at 2 s; the next would be at 5 s, past the 4 s lifetime.
     net.run_for(Duration::from_secs(30));
     assert_eq!(seen(&net, FIRST), 4);
-    assert_eq!(net.nodes[0].stats().dq_round_copies, 1);
+    assert_eq!(net.node(0).stats().dq_round_copies, 1);
     assert_eq!(hits(&net, 1, 1).len(), 1);
 }
 
@@ -205,7 +205,7 @@ fn without_dynamic_querying_a_leaf_query_goes_to_every_neighbour_at_once() {
     net.run_for(Duration::from_millis(500));
     assert_eq!(seen(&net, FIRST), 6);
     assert_eq!(hits(&net, 1, 1).len(), 6);
-    assert_eq!(net.nodes[0].stats().dq_started, 0);
+    assert_eq!(net.node(0).stats().dq_started, 0);
 }
 
 fn status_message(guid: Guid, kept: u16) -> Vec<u8> {
@@ -225,10 +225,10 @@ fn a_leaf_reporting_enough_kept_hits_ends_its_dynamic_query() {
     net.run_for(Duration::from_millis(500));
     assert_eq!(seen(&net, FIRST), 3);
     // The leaf kept 150 hits from its (assumed 3) ultrapeers: 50 count here, the target.
-    let conn = net.nodes[1].peers()[0].0;
+    let conn = net.node(1).peers()[0].0;
     net.send_raw(1, conn, &status_message(guid, 150));
     net.run_for(Duration::from_secs(30));
-    let s = net.nodes[0].stats();
+    let s = net.node(0).stats();
     assert_eq!(s.dq_status_rx, 1);
     assert_eq!(s.dq_satisfied, 1);
     assert_eq!(seen(&net, FIRST), 3, "no round after the status");
@@ -239,12 +239,12 @@ fn a_leaf_query_status_of_ffff_cancels_its_dynamic_query() {
     let mut net = rare(|_, _| {});
     let guid = search(&mut net, 1, 1, 4);
     net.run_for(Duration::from_millis(500));
-    let conn = net.nodes[1].peers()[0].0;
+    let conn = net.node(1).peers()[0].0;
     net.send_raw(1, conn, &status_message(guid, QUERY_STATUS_STOP));
     net.run_for(Duration::from_secs(30));
     assert_eq!(seen(&net, FIRST), 3);
-    assert_eq!(net.nodes[0].stats().dq_round_copies, 0);
-    assert_eq!(net.nodes[0].stats().dq_satisfied, 0);
+    assert_eq!(net.node(0).stats().dq_round_copies, 0);
+    assert_eq!(net.node(0).stats().dq_satisfied, 0);
 }
 
 #[test]
@@ -258,7 +258,7 @@ fn an_ultrapeers_own_search_is_a_dynamic_query_too() {
     net.run_for(Duration::from_secs(30));
     assert_eq!(seen(&net, FIRST), 3);
     assert_eq!(hits(&net, 0, 1).len(), 3);
-    assert_eq!(net.nodes[0].stats().dq_satisfied, 1);
+    assert_eq!(net.node(0).stats().dq_satisfied, 1);
 }
 
 #[test]

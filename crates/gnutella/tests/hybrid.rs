@@ -61,7 +61,7 @@ fn net(roles: &[Role], seed: u64, mut tweak: impl FnMut(usize, &mut Config)) -> 
 }
 
 fn queries_seen(net: &Net) -> Vec<u64> {
-    net.nodes.iter().map(|n| n.stats().queries_seen).collect()
+    net.nodes().map(|n| n.stats().queries_seen).collect()
 }
 
 const U: Role = Role::Ultrapeer;
@@ -73,7 +73,7 @@ fn leaf_and_ultrapeer_agree_on_roles_and_a_deflate_stream_both_ways() {
     share(&mut net, 1, &["Pixies - Debaser.mp3"]);
     net.link(1, 0);
     net.run_for(Duration::from_secs(1));
-    let up = net.nodes[0].peer_infos();
+    let up = net.node(0).peer_infos();
     assert_eq!(up.len(), 1);
     assert_eq!(up[0].role, PeerRole::Leaf);
     assert!(up[0].deflate_in && up[0].deflate_out);
@@ -87,10 +87,10 @@ fn leaf_and_ultrapeer_agree_on_roles_and_a_deflate_stream_both_ways() {
     // The leaf's table arrived (RESET + PATCH over the compressed stream).
     let fill = up[0].qrp_fill.expect("the leaf sent its QRP table");
     assert!(fill > 0.0 && fill < 0.01, "fill {fill}");
-    let leaf = net.nodes[1].peer_infos();
+    let leaf = net.node(1).peer_infos();
     assert_eq!(leaf[0].role, PeerRole::Ultrapeer);
     assert!(leaf[0].deflate_in && leaf[0].deflate_out);
-    assert!(net.nodes[1].stats().qrp_tx >= 2);
+    assert!(net.node(1).stats().qrp_tx >= 2);
 }
 
 #[test]
@@ -99,7 +99,7 @@ fn without_deflate_on_one_side_the_link_is_plain_and_still_works() {
     share(&mut net, 1, &["debaser.mp3"]);
     net.link(1, 0);
     net.run_for(Duration::from_secs(1));
-    let up = net.nodes[0].peer_infos();
+    let up = net.node(0).peer_infos();
     assert!(!up[0].deflate_in && !up[0].deflate_out);
     search(&mut net, 0, 5, "debaser", None);
     assert_eq!(hits(&net, 0, 5).len(), 1);
@@ -126,7 +126,7 @@ fn a_query_for_a_keyword_no_leaf_shares_reaches_no_leaf() {
     net.run_for(Duration::from_secs(1));
     search(&mut net, 5, 1, "radiohead creep", None);
     assert_eq!(queries_seen(&net), vec![1, 0, 0, 0, 0, 0]);
-    assert!(net.nodes[0].stats().qrp_blocked >= 4);
+    assert!(net.node(0).stats().qrp_blocked >= 4);
     assert!(hits(&net, 5, 1).is_empty());
 
     // Every keyword must be in the leaf's table: "pixies" alone matches leaves 1 and 4,
@@ -150,7 +150,7 @@ fn a_leaf_share_change_updates_its_table_at_the_ultrapeer() {
     net.run_for(Duration::from_secs(1));
     search(&mut net, 2, 1, "debaser", None);
     assert!(hits(&net, 2, 1).is_empty());
-    assert_eq!(net.nodes[1].stats().queries_seen, 0);
+    assert_eq!(net.node(1).stats().queries_seen, 0);
     share(&mut net, 1, &["old song.mp3", "Pixies - Debaser.mp3"]);
     net.run_for(Duration::from_secs(1));
     search(&mut net, 2, 2, "debaser", None);
@@ -158,9 +158,9 @@ fn a_leaf_share_change_updates_its_table_at_the_ultrapeer() {
     // And a removed file's keywords leave the table again (a PATCH of the difference).
     share(&mut net, 1, &["old song.mp3"]);
     net.run_for(Duration::from_secs(1));
-    let before = net.nodes[1].stats().queries_seen;
+    let before = net.node(1).stats().queries_seen;
     search(&mut net, 2, 3, "debaser", None);
-    assert_eq!(net.nodes[1].stats().queries_seen, before);
+    assert_eq!(net.node(1).stats().queries_seen, before);
 }
 
 #[test]
@@ -174,8 +174,8 @@ fn ultrapeers_use_a_neighbours_merged_table_only_on_the_last_hop() {
     net.link(4, 2);
     // Merged tables go out on the housekeeping tick.
     net.run_for(Duration::from_secs(12));
-    assert!(net.nodes[1].qrp_table().is_some_and(|t| t.fill() == 0.0));
-    assert!(net.nodes[2].qrp_table().is_some_and(|t| t.fill() > 0.0));
+    assert!(net.node(1).qrp_table().is_some_and(|t| t.fill() == 0.0));
+    assert!(net.node(2).qrp_table().is_some_and(|t| t.fill() > 0.0));
 
     // TTL 2 from the leaf: ultrapeer 0 sends it to 1 with TTL 1 — the last hop — and 1's
     // merged table (no leaves, no files) rules it out.
@@ -251,11 +251,11 @@ fn a_full_ultrapeer_refuses_with_x_try_ultrapeers_and_the_newcomer_goes_there() 
             .any(|(_, n, e)| *n == 3 && matches!(e, Event::ConnectFailed { cmd: Some(9), .. }))
     );
     // It learnt ultrapeer 1 from the refusal and connected there at once.
-    let peers = net.nodes[3].peer_infos();
+    let peers = net.node(3).peer_infos();
     assert_eq!(peers.len(), 1);
     assert_eq!(peers[0].addr, SocketAddr::V4(addr_of(1)));
     assert_eq!(peers[0].role, PeerRole::Ultrapeer);
-    assert_eq!(net.nodes[0].peer_infos().len(), 2);
+    assert_eq!(net.node(0).peer_infos().len(), 2);
 }
 
 #[test]
@@ -270,10 +270,10 @@ fn a_leaf_keeps_at_most_its_ultrapeer_slots_and_accepts_no_connection() {
     }
     net.link(5, 0);
     net.run_for(Duration::from_secs(1));
-    let peers = net.nodes[0].peer_infos();
+    let peers = net.node(0).peer_infos();
     assert_eq!(peers.len(), 2);
     assert!(peers.iter().all(|p| p.role == PeerRole::Ultrapeer));
-    assert!(net.nodes[5].peer_infos().is_empty());
+    assert!(net.node(5).peer_infos().is_empty());
 }
 
 #[test]
@@ -283,7 +283,7 @@ fn a_04_peer_joins_an_ultrapeer_mesh_and_finds_a_leafs_file() {
     net.link(1, 0);
     net.link(2, 0);
     net.run_for(Duration::from_secs(1));
-    let up = net.nodes[0].peer_infos();
+    let up = net.node(0).peer_infos();
     assert!(
         up.iter()
             .any(|p| p.role == PeerRole::Legacy && !p.deflate_out)
@@ -305,18 +305,18 @@ fn ultrapeers_answer_pings_from_their_pong_cache() {
     net.run_for(Duration::from_secs(1));
     net.link(3, 0);
     net.run_for(Duration::from_secs(1));
-    let pings_at = |net: &Net, n: usize| net.nodes[n].stats().rx[Kind::Ping.index()];
+    let pings_at = |net: &Net, n: usize| net.node(n).stats().rx[Kind::Ping.index()];
     let before = (pings_at(&net, 1), pings_at(&net, 2));
     net.command(3, Command::Ping { id: 1, ttl: 3 });
     net.run_for(Duration::from_secs(1));
     // The ping went no further than 0 ...
     assert_eq!((pings_at(&net, 1), pings_at(&net, 2)), before);
     // ... which answered for itself and for 1 and 2 from its cache.
-    let known: Vec<_> = net.nodes[3].host_cache().copied().collect();
+    let known: Vec<_> = net.node(3).host_cache().copied().collect();
     for n in 0..3 {
         assert!(known.contains(&addr_of(n)), "{n} missing from {known:?}");
     }
-    assert!(net.nodes[0].stats().cached_pongs >= 2);
+    assert!(net.node(0).stats().cached_pongs >= 2);
 }
 
 #[test]
@@ -324,7 +324,7 @@ fn vendor_messages_are_ignored_and_bye_closes_cleanly() {
     let mut net = net(&[U, L], 12, |_, c| c.deflate = false);
     net.link(1, 0);
     net.run_for(Duration::from_secs(1));
-    let conn = net.nodes[1].peer_infos()[0].conn;
+    let conn = net.node(1).peer_infos()[0].conn;
     let msg = |kind: u8, payload: &[u8]| {
         let mut m = vec![7u8; 16];
         m.extend_from_slice(&[kind, 1, 0]);
@@ -336,15 +336,15 @@ fn vendor_messages_are_ignored_and_bye_closes_cleanly() {
     net.send_raw(1, conn, &msg(0x31, b"\0\0\0\0\0\0\0\0\x00\x00"));
     net.send_raw(1, conn, &msg(0x32, b"GTKG\x07\x00\x01\x00"));
     net.run_for(Duration::from_secs(1));
-    assert_eq!(net.nodes[0].stats().ignored, 2);
-    assert_eq!(net.nodes[0].peer_infos().len(), 1);
+    assert_eq!(net.node(0).stats().ignored, 2);
+    assert_eq!(net.node(0).peer_infos().len(), 1);
     let mut bye = 200u16.to_le_bytes().to_vec();
     bye.extend_from_slice(b"Shutting down\0");
     net.send_raw(1, conn, &msg(KIND_BYE, &bye));
     net.run_for(Duration::from_secs(1));
     assert!(net.events.iter().any(|(_, n, e)| *n == 0
         && matches!(e, Event::PeerDown { reason: DownReason::Bye { code: 200, message }, .. } if message == "Shutting down")));
-    assert!(net.nodes[0].peer_infos().is_empty());
+    assert!(net.node(0).peer_infos().is_empty());
     let _ = HEADER_LEN;
 }
 
@@ -353,14 +353,14 @@ fn a_malformed_qrp_update_from_a_leaf_closes_its_connection() {
     let mut net = net(&[U, L], 13, |_, c| c.deflate = false);
     net.link(1, 0);
     net.run_for(Duration::from_secs(1));
-    let conn = net.nodes[1].peer_infos()[0].conn;
+    let conn = net.node(1).peer_infos()[0].conn;
     // A RESET announcing a table of 3 slots (not a power of two).
     let mut m = vec![9u8; 16];
     m.extend_from_slice(&[0x30, 1, 0, 6, 0, 0, 0]);
     m.extend_from_slice(&[0, 3, 0, 0, 0, 7]);
     net.send_raw(1, conn, &m);
     net.run_for(Duration::from_secs(1));
-    assert!(net.nodes[0].peer_infos().is_empty());
+    assert!(net.node(0).peer_infos().is_empty());
     assert!(net.events.iter().any(|(_, n, e)| *n == 0
         && matches!(
             e,
@@ -406,17 +406,14 @@ fn leaves_of_a_vanished_ultrapeer_reconnect_to_another_from_their_cache() {
     net.run_for(Duration::from_secs(1));
     net.link(2, 0);
     net.run_for(Duration::from_secs(1));
-    assert_eq!(
-        net.nodes[2].peer_infos()[0].addr,
-        SocketAddr::V4(addr_of(0))
-    );
+    assert_eq!(net.node(2).peer_infos()[0].addr, SocketAddr::V4(addr_of(0)));
     // Ultrapeer 0 goes: every connection of it closes.
-    let conns: Vec<_> = net.nodes[0].peer_infos().iter().map(|p| p.conn).collect();
+    let conns: Vec<_> = net.node(0).peer_infos().iter().map(|p| p.conn).collect();
     for c in conns {
         net.command(0, Command::Disconnect { id: 0, conn: c });
     }
     net.run_for(Duration::from_secs(1));
-    let peers = net.nodes[2].peer_infos();
+    let peers = net.node(2).peer_infos();
     // It learnt ultrapeer 1 from 0's handshake (X-Try-Ultrapeers) and went there.
     assert!(
         peers.iter().any(|p| p.addr == SocketAddr::V4(addr_of(1))),
@@ -458,12 +455,12 @@ fn hits_carry_urn_sha1_and_urn_queries_route_to_the_holder() {
     assert_eq!(h.len(), 1, "{h:?}");
     assert_eq!(h[0].index, 4);
     // Another URN is not passed to the leaf.
-    let seen = net.nodes[1].stats().queries_seen;
+    let seen = net.node(1).stats().queries_seen;
     let other = servent_gnutella::library::sha1_urn(&std::array::from_fn(|i| {
         (i as u8).wrapping_mul(91) ^ 0x5c
     }));
     search(&mut net, 2, 3, &format!("\\\0{other}"), None);
-    assert_eq!(net.nodes[1].stats().queries_seen, seen);
+    assert_eq!(net.node(1).stats().queries_seen, seen);
 }
 
 fn role_changes(net: &Net, node: usize) -> usize {
@@ -487,20 +484,20 @@ fn an_auto_leaf_becomes_an_ultrapeer_when_capable_and_asked() {
     });
     net.link(1, 0);
     net.run_for(Duration::from_secs(20));
-    assert_eq!(net.nodes[1].config().role, Role::Leaf);
-    assert_eq!(net.nodes[0].peer_infos()[0].role, PeerRole::Leaf);
+    assert_eq!(net.node(1).config().role, Role::Leaf);
+    assert_eq!(net.node(0).peer_infos()[0].role, PeerRole::Leaf);
     // Past the uptime threshold the next tick promotes it; it reconnects as an ultrapeer.
     net.run_for(Duration::from_secs(20));
-    assert_eq!(net.nodes[1].config().role, Role::Ultrapeer);
+    assert_eq!(net.node(1).config().role, Role::Ultrapeer);
     assert_eq!(role_changes(&net, 1), 1);
-    let seen_by_0 = net.nodes[0].peer_infos();
+    let seen_by_0 = net.node(0).peer_infos();
     assert_eq!(seen_by_0.len(), 1, "{seen_by_0:?}");
     assert_eq!(seen_by_0[0].role, PeerRole::Ultrapeer);
     // It now takes leaves, and they find its files.
     share(&mut net, 1, &["Pixies - Debaser.mp3"]);
     net.link(2, 1);
     net.run_for(Duration::from_secs(1));
-    assert_eq!(net.nodes[2].peer_infos()[0].role, PeerRole::Ultrapeer);
+    assert_eq!(net.node(2).peer_infos()[0].role, PeerRole::Ultrapeer);
     search(&mut net, 2, 1, "debaser", None);
     assert_eq!(hits(&net, 2, 1).len(), 1);
 }
@@ -532,10 +529,10 @@ fn an_auto_leaf_stays_a_leaf_when_not_asked_or_not_capable() {
     net.link(5, 6);
     net.run_for(Duration::from_secs(60));
     for n in 3..=5 {
-        assert_eq!(net.nodes[n].config().role, Role::Leaf, "node {n}");
+        assert_eq!(net.node(n).config().role, Role::Leaf, "node {n}");
         assert_eq!(role_changes(&net, n), 0);
     }
-    assert_eq!(net.nodes[3].peer_infos().len(), 3);
+    assert_eq!(net.node(3).peer_infos().len(), 3);
 }
 
 #[test]
@@ -549,7 +546,7 @@ fn a_refusal_offers_other_ultrapeers_never_the_refuser() {
     net.link(0, 1);
     net.run_for(Duration::from_secs(1));
     // A raw leaf handshake to ultrapeer 0, which has no leaf slot.
-    let up = &mut net.nodes[0];
+    let up = net.node_mut(0);
     let conn = ConnId::inbound(77);
     let t = Instant::from_micros(5_000_000);
     up.handle_input(
@@ -586,7 +583,7 @@ fn a_refusal_offers_other_ultrapeers_never_the_refuser() {
 /// The answer ultrapeer 0 gives to a raw 0.6 handshake from `headers`.
 fn raw_handshake_answer(net: &mut Net, node: usize, headers: &str) -> String {
     use servent_core::{ConnId, Core, Input, Instant};
-    let up = &mut net.nodes[node];
+    let up = net.node_mut(node);
     let conn = ConnId::inbound(78);
     let t = Instant::from_micros(5_000_000);
     up.handle_input(

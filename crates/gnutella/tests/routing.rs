@@ -69,10 +69,10 @@ fn hits(net: &Net, node: usize) -> Vec<servent_gnutella::Hit> {
 fn query_travels_exactly_ttl_hops() {
     let mut net = line(5, 1, |_, _| {});
     search(&mut net, 0, 9, "anything", 3);
-    let seen: Vec<u64> = net.nodes.iter().map(|n| n.stats().queries_seen).collect();
+    let seen: Vec<u64> = net.nodes().map(|n| n.stats().queries_seen).collect();
     assert_eq!(seen, vec![0, 1, 1, 1, 0]);
     // Node 3 received it with TTL 1 and did not forward it.
-    assert!(net.nodes[3].stats().ttl_expired >= 1);
+    assert!(net.node(3).stats().ttl_expired >= 1);
 }
 
 #[test]
@@ -100,8 +100,7 @@ fn queryhit_returns_on_the_reverse_path_with_hop_count() {
     assert!(!hit.push);
     // Each intermediate forwarded the QueryHit once; no one else sent one.
     let qh: Vec<u64> = net
-        .nodes
-        .iter()
+        .nodes()
         .map(|n| n.stats().tx[Kind::QueryHit.index()])
         .collect();
     assert_eq!(qh, vec![0, 1, 1, 1]);
@@ -113,7 +112,7 @@ fn no_queryhit_when_nothing_matches() {
     share(&mut net, 2, "notes.txt");
     search(&mut net, 0, 1, "debaser", 7);
     assert!(hits(&net, 0).is_empty());
-    assert_eq!(net.nodes[2].stats().tx[Kind::QueryHit.index()], 0);
+    assert_eq!(net.node(2).stats().tx[Kind::QueryHit.index()], 0);
 }
 
 #[test]
@@ -126,7 +125,7 @@ fn duplicates_are_dropped_in_a_cycle() {
     net.run_for(Duration::from_secs(1));
     share(&mut net, 2, "ring.txt");
     search(&mut net, 0, 5, "ring", 7);
-    for (i, n) in net.nodes.iter().enumerate() {
+    for (i, n) in net.nodes().enumerate() {
         let expect = u64::from(i != 0);
         assert_eq!(n.stats().queries_seen, expect, "node {i}");
         // Node 2 answers once although the query arrives twice.
@@ -134,7 +133,7 @@ fn duplicates_are_dropped_in_a_cycle() {
             assert_eq!(n.stats().queries_answered, 1);
         }
     }
-    let dups: u64 = net.nodes.iter().map(|n| n.stats().duplicates).sum();
+    let dups: u64 = net.nodes().map(|n| n.stats().duplicates).sum();
     assert!(dups >= 2, "dups {dups}");
     assert_eq!(hits(&net, 0).len(), 1);
 }
@@ -144,12 +143,12 @@ fn pong_routes_back_and_fills_the_host_cache() {
     let mut net = line(4, 5, |_, _| {});
     net.command(0, Command::Ping { id: 7, ttl: 7 });
     net.run_for(Duration::from_secs(2));
-    let cache: Vec<_> = net.nodes[0].host_cache().copied().collect();
+    let cache: Vec<_> = net.node(0).host_cache().copied().collect();
     for i in 1..4 {
         assert!(cache.contains(&addr_of(i)), "missing {i} in {cache:?}");
     }
     assert!(!cache.contains(&addr_of(0)));
-    assert_eq!(net.nodes[1].stats().tx[Kind::Pong.index()], 3);
+    assert_eq!(net.node(1).stats().tx[Kind::Pong.index()], 3);
 }
 
 #[test]
@@ -204,7 +203,7 @@ fn push_follows_the_queryhit_path_and_the_holder_gives() {
             }
         )));
     // Node 1 forwarded the Push; nobody else sent one.
-    assert_eq!(net.nodes[1].stats().tx[Kind::Push.index()], 1);
+    assert_eq!(net.node(1).stats().tx[Kind::Push.index()], 1);
 }
 
 #[test]
@@ -223,7 +222,7 @@ fn push_without_a_route_is_not_sent() {
             id: 5,
             routed: false
         }));
-    assert_eq!(net.nodes[0].stats().tx[Kind::Push.index()], 0);
+    assert_eq!(net.node(0).stats().tx[Kind::Push.index()], 0);
 }
 
 /// A core with one established inbound overlay connection, for byte-level tests.
@@ -647,10 +646,10 @@ fn servents_dialling_each_other_keep_exactly_one_link() {
         net.link(1, 0);
         net.run_for(Duration::from_secs(3));
         for n in 0..2 {
-            let peers = net.nodes[n].peer_infos();
+            let peers = net.node(n).peer_infos();
             assert_eq!(peers.len(), 1, "{role:?} node {n}: {peers:?}");
         }
-        let closed: u64 = net.nodes.iter().map(|n| n.stats().duplicate_links).sum();
+        let closed: u64 = net.nodes().map(|n| n.stats().duplicate_links).sum();
         assert!(closed >= 1, "{role:?}");
         share(&mut net, 1, "Pixies - Debaser.mp3");
         net.command(
@@ -662,8 +661,8 @@ fn servents_dialling_each_other_keep_exactly_one_link() {
             },
         );
         net.run_for(Duration::from_secs(2));
-        assert_eq!(net.nodes[1].stats().queries_seen, 1, "{role:?}");
-        assert_eq!(net.nodes[0].stats().duplicates, 0, "{role:?}");
+        assert_eq!(net.node(1).stats().queries_seen, 1, "{role:?}");
+        assert_eq!(net.node(0).stats().duplicates, 0, "{role:?}");
     }
 }
 

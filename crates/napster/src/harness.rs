@@ -1,17 +1,17 @@
-//! An in-memory network for one [`Server`] and many [`Client`]s: real cores, virtual time
-//! that jumps to the next delivery or timer, and a seeded link (latency with jitter).
+//! An in-memory network for one [`Server`] and many [`Client`]s: real cores on the shared
+//! [`servent_core::harness`] (virtual time that jumps to the next delivery or timer, a
+//! seeded link with latency and jitter; streams stay in order).
 //!
 //! Tests read as scenarios: add clients, give commands, [`Harness::drive`], assert on the
 //! events collected per node. The server's jobs (password hashing and checks, durable
 //! writes) are completed inline, in no virtual time, through the harness's journal
 //! ([`Volatile`] unless [`Harness::with_journal`] gives another): [`settle`].
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use servent_core::{CloseReason, ConnId, Core, Input, Instant, Rng, Transmit};
+use servent_core::harness::map_input;
+use servent_core::{Core, Input, Instant, Transmit};
 
 use crate::client::{Client, ClientCommand, ClientConfig, ClientEvent};
 use crate::server::{Journal, Server, ServerCommand, ServerEvent, Volatile};
@@ -33,74 +33,150 @@ pub fn settle(server: &mut Server, now: Instant, journal: &mut dyn Journal) -> u
 pub const SERVER_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 8888);
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum What {
-    Connected,
-    Data(Vec<u8>),
-    Closed,
+/// The client index whose address is `a` (the inverse of [`Harness::client_addr`]).
+fn client_index(a: SocketAddr) -> Option<usize> {
+    match a {
+        SocketAddr::V4(v) => {
+            let [_, _, hi, lo] = v.ip().octets();
+            let i = (usize::from(hi) << 8 | usize::from(lo)).checked_sub(2)?;
+            (Harness::client_addr(i) == a).then_some(i)
+        }
+        SocketAddr::V6(_) => None,
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum To {
-    Server(usize),
-    Client(usize),
-}
-
+/// A node of the harness: the server or a client.
 #[derive(Debug)]
-struct Node {
-    client: Client,
-    addr: SocketAddr,
-    up: bool,
-    /// Events collected so far.
-    events: Vec<(Instant, ClientEvent)>,
+#[allow(clippy::large_enum_variant)] // one server per harness
+pub enum Peer {
+    /// The index server.
+    Server(Server),
+    /// A client.
+    Client(Client),
+}
+
+/// A command for a [`Peer`].
+#[derive(Debug)]
+pub enum PeerCommand {
+    /// For the server.
+    Server(ServerCommand),
+    /// For a client.
+    Client(ClientCommand),
+}
+
+/// An event of a [`Peer`].
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// The server's.
+    Server(ServerEvent),
+    /// A client's.
+    Client(ClientEvent),
+}
+
+impl Core for Peer {
+    type Command = PeerCommand;
+    type Event = PeerEvent;
+
+    fn handle_input(&mut self, now: Instant, input: Input<'_, PeerCommand>) {
+        match self {
+            Peer::Server(s) => {
+                let i = map_input(input, |c| match c {
+                    PeerCommand::Server(c) => Some(c),
+                    PeerCommand::Client(_) => None,
+                });
+                if let Some(i) = i {
+                    s.handle_input(now, i);
+                }
+            }
+            Peer::Client(c) => {
+                let i = map_input(input, |c| match c {
+                    PeerCommand::Client(c) => Some(c),
+                    PeerCommand::Server(_) => None,
+                });
+                if let Some(i) = i {
+                    c.handle_input(now, i);
+                }
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            Peer::Server(s) => s.handle_timeout(now),
+            Peer::Client(c) => c.handle_timeout(now),
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        match self {
+            Peer::Server(s) => s.poll_transmit(),
+            Peer::Client(c) => c.poll_transmit(),
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<PeerEvent> {
+        match self {
+            Peer::Server(s) => s.poll_event().map(PeerEvent::Server),
+            Peer::Client(c) => c.poll_event().map(PeerEvent::Client),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Peer::Server(s) => s.poll_timeout(),
+            Peer::Client(c) => c.poll_timeout(),
+        }
+    }
 }
 
 /// One server, many clients, one virtual clock.
 #[derive(Debug)]
 pub struct Harness {
-    now: Instant,
-    seq: u64,
-    rng: Rng,
-    latency: Duration,
-    jitter: Duration,
-    /// The server core.
-    pub server: Server,
+    net: servent_core::harness::Harness<Peer>,
     /// Events the server reported.
     pub server_events: Vec<(Instant, ServerEvent)>,
-    nodes: Vec<Node>,
-    queue: BinaryHeap<Reverse<(Instant, u64, To, What)>>,
-    /// Last delivery time per direction: a stream delivers in order whatever the jitter.
-    last: BTreeMap<To, Instant>,
-    journal: Box<dyn Journal>,
+    /// Events each client reported, by client index.
+    client_events: Vec<Vec<(Instant, ClientEvent)>>,
+    /// Clients taken off the network by [`Harness::crash`], kept for inspection.
+    crashed: Vec<Option<Client>>,
 }
 
 impl Harness {
     /// A harness around `server`; one-way latency `latency` plus up to `jitter`, seeded.
     pub fn new(server: Server, seed: u64, latency: Duration, jitter: Duration) -> Harness {
-        Harness {
-            now: Instant::ZERO,
-            seq: 0,
-            rng: Rng::new(seed),
-            latency,
-            jitter,
-            server,
+        let net = servent_core::harness::Harness::new()
+            .with_latency(latency)
+            .with_jitter(jitter)
+            .with_seed(seed);
+        let mut h = Harness {
+            net,
             server_events: Vec::new(),
-            nodes: Vec::new(),
-            queue: BinaryHeap::new(),
-            last: BTreeMap::new(),
-            journal: Box::new(Volatile),
-        }
+            client_events: Vec::new(),
+            crashed: Vec::new(),
+        };
+        h.set_journal(Box::new(Volatile));
+        h.net.add_at(SERVER_ADDR, Peer::Server(server));
+        h.collect();
+        h
     }
 
     /// The server's jobs write through `journal` from now on.
     pub fn with_journal(mut self, journal: Box<dyn Journal>) -> Harness {
-        self.journal = journal;
+        self.set_journal(journal);
         self
+    }
+
+    fn set_journal(&mut self, mut journal: Box<dyn Journal>) {
+        self.net.settle_with(move |p: &mut Peer, now| {
+            if let Peer::Server(s) = p {
+                settle(s, now, journal.as_mut());
+            }
+        });
     }
 
     /// The virtual time.
     pub fn now(&self) -> Instant {
-        self.now
+        self.net.now()
     }
 
     /// The address client `i` appears from (127.0.x.y, port 40000 + i % 20000).
@@ -112,244 +188,119 @@ impl Harness {
         )
     }
 
+    /// The server core.
+    pub fn server(&self) -> &Server {
+        match self.net.node(SERVER_ADDR) {
+            Some(Peer::Server(s)) => s,
+            _ => unreachable!("the harness's server lives at SERVER_ADDR"),
+        }
+    }
+
+    /// The server core, mutable (what it then sends is for the caller to drain).
+    pub fn server_mut(&mut self) -> &mut Server {
+        match self.net.node_mut(SERVER_ADDR) {
+            Some(Peer::Server(s)) => s,
+            _ => unreachable!("the harness's server lives at SERVER_ADDR"),
+        }
+    }
+
     /// Adds a client (its `server` field is set to [`SERVER_ADDR`]); returns its index.
     pub fn add_client(&mut self, mut cfg: ClientConfig) -> usize {
         cfg.server = SERVER_ADDR;
-        let i = self.nodes.len();
-        self.nodes.push(Node {
-            client: Client::new(cfg),
-            addr: Self::client_addr(i),
-            up: true,
-            events: Vec::new(),
-        });
-        self.pump_client(i);
+        let i = self.client_events.len();
+        self.client_events.push(Vec::new());
+        self.crashed.push(None);
+        self.net
+            .add_at(Self::client_addr(i), Peer::Client(Client::new(cfg)));
+        self.collect();
         i
     }
 
     /// Client `i`'s core.
     pub fn client(&self, i: usize) -> &Client {
-        &self.nodes[i].client
+        match self.net.node(Self::client_addr(i)) {
+            Some(Peer::Client(c)) => c,
+            _ => match self.crashed.get(i) {
+                Some(Some(c)) => c,
+                _ => panic!("no client {i}"),
+            },
+        }
     }
 
     /// Events client `i` reported so far.
     pub fn events(&self, i: usize) -> impl Iterator<Item = &ClientEvent> {
-        self.nodes[i].events.iter().map(|(_, e)| e)
+        self.client_events[i].iter().map(|(_, e)| e)
     }
 
     /// Forgets the events collected so far for client `i`.
     pub fn clear_events(&mut self, i: usize) {
-        self.nodes[i].events.clear();
+        self.client_events[i].clear();
     }
 
     /// Gives client `i` a command.
     pub fn command(&mut self, i: usize, cmd: ClientCommand) {
-        let now = self.now;
-        self.nodes[i].client.handle_input(now, Input::Command(cmd));
-        self.pump_client(i);
+        self.net
+            .command(Self::client_addr(i), PeerCommand::Client(cmd));
+        self.collect();
     }
 
     /// Gives the server a command.
     pub fn server_command(&mut self, cmd: ServerCommand) {
-        let now = self.now;
-        self.server.handle_input(now, Input::Command(cmd));
-        self.pump_server();
+        self.net.command(SERVER_ADDR, PeerCommand::Server(cmd));
+        self.collect();
     }
 
-    /// Kills client `i`'s connection as a crash would (the server sees a reset).
+    /// Takes client `i` off the network as a crash would (the server sees a reset).
     pub fn crash(&mut self, i: usize) {
-        self.nodes[i].up = false;
-        let at = self.delay();
-        self.push(at, To::Server(i), What::Closed);
+        if let Some(Peer::Client(c)) = self.net.remove(Self::client_addr(i)) {
+            self.crashed[i] = Some(c);
+        }
     }
 
-    /// Feeds raw bytes to the server as if client `i` had sent them.
+    /// Feeds raw bytes to the server as if client `i` had sent them on its connection.
     pub fn inject(&mut self, i: usize, bytes: Vec<u8>) {
-        let at = self.delay();
-        self.push(at, To::Server(i), What::Data(bytes));
-    }
-
-    fn delay(&mut self) -> Instant {
-        let j = if self.jitter.is_zero() {
-            0
-        } else {
-            self.rng.below(self.jitter.as_micros() as u64 + 1)
-        };
-        self.now + self.latency + Duration::from_micros(j)
-    }
-
-    fn push(&mut self, at: Instant, to: To, what: What) {
-        let last = self.last.entry(to.clone()).or_insert(Instant::ZERO);
-        let at = at.max(*last);
-        *last = at;
-        self.seq += 1;
-        self.queue.push(Reverse((at, self.seq, to, what)));
-    }
-
-    fn pump_client(&mut self, i: usize) {
-        while let Some(t) = self.nodes[i].client.poll_transmit() {
-            if !self.nodes[i].up {
-                continue;
-            }
-            let at = self.delay();
-            match t {
-                Transmit::Connect { .. } => {
-                    // The connection is up for both sides after one trip.
-                    self.push(at, To::Server(i), What::Connected);
-                    self.push(at, To::Client(i), What::Connected);
-                }
-                Transmit::Send { data, .. } => self.push(at, To::Server(i), What::Data(data)),
-                Transmit::Close { .. } => self.push(at, To::Server(i), What::Closed),
-                _ => {}
-            }
-        }
-        let now = self.now;
-        while let Some(e) = self.nodes[i].client.poll_event() {
-            self.nodes[i].events.push((now, e));
+        let ends = self.net.ends_of(Self::client_addr(i));
+        if let Some((end, _)) = ends.into_iter().find(|(_, p)| p.0 == SERVER_ADDR) {
+            self.net.send_raw(end, &bytes);
         }
     }
 
-    fn pump_server(&mut self) {
-        settle(&mut self.server, self.now, self.journal.as_mut());
-        while let Some(t) = self.server.poll_transmit() {
-            let at = self.delay();
-            match t {
-                Transmit::Send { conn, data } => self.push(
-                    at,
-                    To::Client(conn.raw() as usize & 0xffff_ffff),
-                    What::Data(data),
-                ),
-                Transmit::Close { conn } => self.push(
-                    at,
-                    To::Client(conn.raw() as usize & 0xffff_ffff),
-                    What::Closed,
-                ),
-                _ => {}
-            }
-        }
-        let now = self.now;
-        while let Some(e) = self.server.poll_event() {
-            self.server_events.push((now, e));
-        }
-    }
-
-    fn next_timer(&self) -> Option<Instant> {
-        let s = self.server.poll_timeout();
-        let c = self
-            .nodes
-            .iter()
-            .filter(|n| n.up)
-            .filter_map(|n| n.client.poll_timeout())
-            .min();
-        [s, c].into_iter().flatten().min()
-    }
-
-    /// Runs until nothing is in flight and no timer is due before `limit`; at most
-    /// `max_steps` deliveries. Returns the number of steps taken.
-    pub fn drive_until(&mut self, limit: Instant, max_steps: usize) -> usize {
-        let mut steps = 0;
-        while steps < max_steps {
-            let next_msg = self.queue.peek().map(|Reverse((at, ..))| *at);
-            let next_timer = self.next_timer();
-            let next = match [next_msg, next_timer].into_iter().flatten().min() {
-                Some(t) if t <= limit => t,
-                _ => break,
-            };
-            self.now = self.now.max(next);
-            steps += 1;
-            if next_msg == Some(next) {
-                let Some(Reverse((_, _, to, what))) = self.queue.pop() else {
-                    break;
-                };
-                self.deliver(to, what);
-            } else {
-                let now = self.now;
-                if self.server.poll_timeout().is_some_and(|t| t <= now) {
-                    self.server.handle_timeout(now);
-                    self.pump_server();
-                }
-                for i in 0..self.nodes.len() {
-                    if self.nodes[i].up
-                        && self.nodes[i]
-                            .client
-                            .poll_timeout()
-                            .is_some_and(|t| t <= now)
+    /// Moves the events the network collected to the server's and each client's lists.
+    fn collect(&mut self) {
+        for (t, a, e) in self.net.take_timed_events() {
+            match e {
+                PeerEvent::Server(e) => self.server_events.push((t, e)),
+                PeerEvent::Client(e) => {
+                    if let Some(events) =
+                        client_index(a).and_then(|i| self.client_events.get_mut(i))
                     {
-                        self.nodes[i].client.handle_timeout(now);
-                        self.pump_client(i);
+                        events.push((t, e));
                     }
                 }
             }
         }
-        steps
+    }
+
+    /// Runs until nothing is in flight and no timer is due before `limit`; at most
+    /// `max_steps` steps. Returns the number of steps taken.
+    pub fn drive_until(&mut self, limit: Instant, max_steps: usize) -> usize {
+        let n = self.net.drive_while(limit, max_steps, |_| false);
+        self.collect();
+        n
     }
 
     /// Runs for `d` of virtual time (bounded by a large step count).
     pub fn drive_for(&mut self, d: Duration) -> usize {
-        let until = self.now + d;
+        let until = self.now() + d;
         let n = self.drive_until(until, 10_000_000);
-        self.now = self.now.max(until);
+        self.net.drive_until(until);
+        self.collect();
         n
     }
 
     /// Runs until the network is quiet (timers far in the future are not waited for).
     pub fn drive(&mut self) -> usize {
-        let limit = self.now + Duration::from_secs(5);
+        let limit = self.now() + Duration::from_secs(5);
         self.drive_until(limit, 10_000_000)
-    }
-
-    fn deliver(&mut self, to: To, what: What) {
-        let now = self.now;
-        match to {
-            To::Server(i) => {
-                let conn = ConnId::inbound(i as u64);
-                let peer = self.nodes[i].addr;
-                match what {
-                    What::Connected => self
-                        .server
-                        .handle_input(now, Input::Connected { conn, peer }),
-                    What::Data(data) => self
-                        .server
-                        .handle_input(now, Input::Received { conn, data: &data }),
-                    What::Closed => self.server.handle_input(
-                        now,
-                        Input::Closed {
-                            conn,
-                            reason: CloseReason::Reset,
-                        },
-                    ),
-                }
-                self.pump_server();
-            }
-            To::Client(i) => {
-                if !self.nodes.get(i).is_some_and(|n| n.up) {
-                    return;
-                }
-                let conn = ConnId::outbound(0);
-                let node = &mut self.nodes[i].client;
-                match what {
-                    What::Connected => node.handle_input(
-                        now,
-                        Input::Connected {
-                            conn,
-                            peer: SERVER_ADDR,
-                        },
-                    ),
-                    What::Data(data) => {
-                        node.handle_input(now, Input::Received { conn, data: &data })
-                    }
-                    What::Closed => {
-                        self.nodes[i].up = false;
-                        self.nodes[i].client.handle_input(
-                            now,
-                            Input::Closed {
-                                conn,
-                                reason: CloseReason::Closed,
-                            },
-                        )
-                    }
-                }
-                self.pump_client(i);
-            }
-        }
     }
 }

@@ -122,12 +122,12 @@ fn search_returns_the_provider_list_and_shares_vanish_on_disconnect() {
     assert_eq!(search(&mut h, c, "PIXIES Live").len(), 1);
     h.crash(a);
     h.drive();
-    assert!(!h.server.is_online("alice"));
+    assert!(!h.server().is_online("alice"));
     assert_eq!(
         search(&mut h, c, "debaser"),
         vec![("bob".into(), "pixies/debaser (live).mp3".into(), 4000)]
     );
-    assert_eq!(h.server.stats().files, 1);
+    assert_eq!(h.server().stats().files, 1);
 }
 
 #[test]
@@ -175,7 +175,7 @@ fn download_ack_comes_only_after_the_holders_accept() {
             .parse::<std::net::Ipv4Addr>()
             .unwrap()
     );
-    assert_eq!(h.server.stats().downloads_brokered, 1);
+    assert_eq!(h.server().stats().downloads_brokered, 1);
 
     // Not shared: a get error (206), reported as a failed download.
     h.command(
@@ -521,8 +521,8 @@ fn unknown_and_malformed_messages_get_a_clean_error_each() {
         .collect();
     assert_eq!(errors.len(), 3, "{errors:?}");
     assert!(errors[0].contains("Unknown command code 4321"));
-    assert!(h.server.is_online("alice"), "a few errors are tolerated");
-    assert_eq!(h.server.stats().bad_messages, 3);
+    assert!(h.server().is_online("alice"), "a few errors are tolerated");
+    assert_eq!(h.server().stats().bad_messages, 3);
 }
 
 #[test]
@@ -536,7 +536,7 @@ fn a_flooding_client_is_disconnected_and_others_are_unaffected() {
     }
     h.inject(bad, junk);
     h.drive();
-    assert!(!h.server.is_online("flood"));
+    assert!(!h.server().is_online("flood"));
     assert!(h.server_events.iter().any(|(_, e)| matches!(
         e,
         ServerEvent::Kicked {
@@ -544,7 +544,7 @@ fn a_flooding_client_is_disconnected_and_others_are_unaffected() {
             ..
         }
     )));
-    assert!(h.server.is_online("good"));
+    assert!(h.server().is_online("good"));
     assert!(search(&mut h, good, "anything").is_empty());
 }
 
@@ -561,7 +561,7 @@ fn an_oversized_message_is_skipped_unbuffered_answered_and_the_next_one_served()
         h.inject(a, piece.to_vec());
     }
     h.drive();
-    assert!(h.server.is_online("big"));
+    assert!(h.server().is_online("big"));
     let msgs = server_msgs(&h, a);
     assert_eq!(
         msgs.first(),
@@ -593,7 +593,7 @@ fn a_stream_of_oversized_messages_ends_in_a_kick() {
     }
     h.inject(a, m);
     h.drive();
-    assert!(!h.server.is_online("big"));
+    assert!(!h.server().is_online("big"));
     assert!(h.server_events.iter().any(|(_, e)| matches!(
         e,
         ServerEvent::Kicked {
@@ -614,7 +614,7 @@ fn share_limit_and_search_rate_are_enforced() {
     let files = (0..8).map(|i| file(&format!("song {i}.mp3"), 1)).collect();
     h.command(a, ClientCommand::Share { id: 1, files });
     h.drive();
-    assert_eq!(h.server.shares_of("alice"), 5);
+    assert_eq!(h.server().shares_of("alice"), 5);
     assert!(
         server_msgs(&h, a)
             .iter()
@@ -678,7 +678,7 @@ fn login_refusals_wrong_password_ban_and_login_rate() {
             |e| matches!(e, ClientEvent::Disconnected { reason } if reason.contains("banned"))
         )
     );
-    assert!(h.server.is_banned("MALLORY"));
+    assert!(h.server().is_banned("MALLORY"));
 
     // The login rate is per address: two logins from one address with a burst of one.
     let mut cfg = ServerConfig::for_tests();
@@ -736,7 +736,7 @@ fn a_second_login_with_the_right_password_replaces_the_ghost() {
     );
     assert!(h.client(new).is_logged_in());
     assert_eq!(
-        h.server.shares_of("alice"),
+        h.server().shares_of("alice"),
         0,
         "the ghost's shares went with it"
     );
@@ -748,8 +748,9 @@ fn unauthenticated_connections_time_out_and_cannot_act() {
     let a = user(&mut h, "alice", 6699);
     // A raw connection that never logs in: use the server directly.
     let conn = servent_core::ConnId::inbound(999);
-    h.server.handle_input(
-        h.now(),
+    let now = h.now();
+    h.server_mut().handle_input(
+        now,
         servent_core::Input::Connected {
             conn,
             peer: "127.0.0.50:1".parse().unwrap(),
@@ -759,10 +760,11 @@ fn unauthenticated_connections_time_out_and_cannot_act() {
     ClientMsg::Search(SearchQuery::default())
         .encode(&mut b)
         .unwrap();
-    h.server
-        .handle_input(h.now(), servent_core::Input::Received { conn, data: &b });
+    let now = h.now();
+    h.server_mut()
+        .handle_input(now, servent_core::Input::Received { conn, data: &b });
     let mut got = Vec::new();
-    while let Some(t) = h.server.poll_transmit() {
+    while let Some(t) = h.server_mut().poll_transmit() {
         got.push(t);
     }
     assert!(
@@ -774,9 +776,9 @@ fn unauthenticated_connections_time_out_and_cannot_act() {
     assert_eq!(limit, Duration::from_secs(15));
     assert_eq!(ServerConfig::for_tests().login_timeout, limit);
     let closed_at = |h: &mut Harness, at: Instant| {
-        h.server.handle_timeout(at);
+        h.server_mut().handle_timeout(at);
         let mut closed = false;
-        while let Some(t) = h.server.poll_transmit() {
+        while let Some(t) = h.server_mut().poll_transmit() {
             closed |= matches!(t, servent_core::Transmit::Close { conn: c } if c == conn);
         }
         closed
@@ -787,7 +789,7 @@ fn unauthenticated_connections_time_out_and_cannot_act() {
         opened + limit - Duration::from_millis(1)
     ));
     assert!(closed_at(&mut h, opened + limit));
-    assert!(h.server.is_online("alice"));
+    assert!(h.server().is_online("alice"));
     let _ = a;
 }
 
@@ -864,8 +866,8 @@ fn a_share_list_arriving_in_one_large_read_is_taken_whole() {
         h.inject(a, piece.to_vec());
     }
     h.drive();
-    assert!(h.server.is_online("bulk"));
-    assert_eq!(h.server.shares_of("bulk"), 1500);
+    assert!(h.server().is_online("bulk"));
+    assert_eq!(h.server().shares_of("bulk"), 1500);
 }
 
 /// Logs `nick` in on a fresh connection from `peer`; the first reply's type and text.
@@ -1252,7 +1254,7 @@ fn a_60_kb_search_is_refused_with_an_error_and_the_connection_stays_usable() {
         },
     );
     h.drive();
-    assert!(h.server.is_online("alice"), "still connected");
+    assert!(h.server().is_online("alice"), "still connected");
     assert!(
         h.events(a)
             .any(|e| matches!(e, ClientEvent::SearchDone { id: 5, hits } if hits.is_empty())),
@@ -1274,15 +1276,16 @@ fn a_60_kb_search_is_refused_with_an_error_and_the_connection_stays_usable() {
         search(&mut h, a, "needle"),
         vec![("bob".into(), "needle.mp3".into(), 1)]
     );
-    assert_eq!(h.server.stats().kicks, 0);
+    assert_eq!(h.server().stats().kicks, 0);
 }
 
 #[test]
 fn an_oversized_message_before_login_disconnects_before_it_is_buffered() {
     let mut h = harness();
     let conn = servent_core::ConnId::inbound(998);
-    h.server.handle_input(
-        h.now(),
+    let now = h.now();
+    h.server_mut().handle_input(
+        now,
         servent_core::Input::Connected {
             conn,
             peer: "127.0.0.60:1".parse().unwrap(),
@@ -1290,15 +1293,16 @@ fn an_oversized_message_before_login_disconnects_before_it_is_buffered() {
     );
     let mut m = vec![0xff, 0xff, 2, 0];
     m.extend_from_slice(&[b'x'; 100]);
-    h.server
-        .handle_input(h.now(), servent_core::Input::Received { conn, data: &m });
+    let now = h.now();
+    h.server_mut()
+        .handle_input(now, servent_core::Input::Received { conn, data: &m });
     let mut closed = false;
-    while let Some(t) = h.server.poll_transmit() {
+    while let Some(t) = h.server_mut().poll_transmit() {
         closed |= matches!(t, servent_core::Transmit::Close { conn: c } if c == conn);
     }
     assert!(closed);
     let mut kicked = false;
-    while let Some(e) = h.server.poll_event() {
+    while let Some(e) = h.server_mut().poll_event() {
         kicked |= matches!(
             e,
             ServerEvent::Kicked {
