@@ -82,8 +82,9 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 #[derive(Debug, Error)]
 pub enum StoreError {
+    /// Boxed: redb's error is large, and every store call returns this type.
     #[error("database: {0}")]
-    Db(#[from] redb::Error),
+    Db(Box<redb::Error>),
     #[error("block {hash} invalid: {err}")]
     Invalid { hash: String, err: BlockError },
     #[error("block {0}: previous block unknown")]
@@ -102,12 +103,13 @@ macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(e: $t) -> Self {
-                Self::Db(e.into())
+                Self::Db(Box::new(e.into()))
             }
         }
     )*};
 }
 from_redb!(
+    redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,
@@ -409,8 +411,7 @@ impl Store {
         let data = rtx.open_table(DATA)?;
         let v = data.get(hash)?;
         v.map(|d| {
-            Block::decode(d.value())
-                .map_err(|e| StoreError::Corrupt(format!("stored block: {e}")))
+            Block::decode(d.value()).map_err(|e| StoreError::Corrupt(format!("stored block: {e}")))
         })
         .transpose()
     }
