@@ -109,7 +109,7 @@ fn wait_best(rpc: &str, best: &str, limit: Duration) -> bool {
 }
 
 fn utxos(data: &Path) -> (u32, BTreeMap<OutPoint, Coin>) {
-    let s = Store::open(data.join("chain.sqlite"), Params::regtest()).expect("open store");
+    let s = Store::open(data.join("chain.redb"), Params::regtest()).expect("open store");
     let mut m = BTreeMap::new();
     s.for_each_utxo(|op, c| {
         m.insert(op, c);

@@ -152,7 +152,7 @@ impl RunningNode {
 /// Open the store under `opts.data`, start the node, dial the peers, serve RPC.
 pub async fn start(opts: NodeOptions) -> Result<RunningNode, NodeError> {
     std::fs::create_dir_all(&opts.data).map_err(|e| NodeError::Data(opts.data.clone(), e))?;
-    let path = opts.data.join("chain.sqlite");
+    let path = opts.data.join("chain.redb");
     let params = opts.params.clone();
     let (store, headers) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
         let store = Store::open(&path, params)?;

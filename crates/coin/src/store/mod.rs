@@ -1,13 +1,29 @@
 //! The chain store: block index, active chain, UTXO set, undo data and the
-//! tip in one SQLite database (WAL). This module does disk I/O by nature;
-//! it is a driver-side component that the sans-IO core never calls.
+//! tip in one redb database file. This module does disk I/O by nature; it is
+//! a driver-side component that the sans-IO core never calls.
 //!
 //! Every change of the active chain — one block connected, or a whole
 //! reorganisation (disconnect to the fork point, connect the new branch) —
-//! is ONE write transaction holding the UTXO changes, the undo data, the
-//! active-chain rows, the tip and the UTXO counters. A `kill -9` at any
+//! is ONE redb write transaction holding the UTXO changes, the undo data,
+//! the active-chain rows, the tip and the UTXO counters. A `kill -9` at any
 //! point leaves either the state before or the state after; on open the
 //! store resumes by connecting any stored block heavier than its tip.
+//!
+//! Durability: a change of the active chain (and marking a block invalid)
+//! commits with [`Durability::Immediate`] (redb writes, then fsyncs, then
+//! flips its commit slot), so a connected block survives power loss as
+//! well as a process crash. Storing a block that has not been connected yet
+//! commits with [`Durability::None`]: no fsync, made durable by the next
+//! immediate commit, which on a syncing node follows at once (the block is
+//! connected); a crash in between forgets only that unconnected block,
+//! which a peer offers again. So there is one fsync per block connected,
+//! not two. The cost of that fsync is measured by `scripts/bench/coin-sync`
+//! (figures in docs/coin.md).
+//!
+//! redb has no secondary indexes, so the store keeps them as tables:
+//! `block_children` (prev → child, for marking an invalid block's
+//! descendants) and `candidates` (work ‖ arrival order → hash over the valid
+//! blocks, whose last entry is the heaviest, first seen on ties).
 //!
 //! Validation is the core's: [`check_block`] before a block is stored,
 //! [`check_header_context`] and [`UtxoView::connect_block`] against the
@@ -15,9 +31,8 @@
 //! invalid with every stored descendant, the transaction is rolled back
 //! and the old chain stays.
 //!
-//! Redb was the plan (issue 17); it is not in this machine's offline Cargo
-//! registry, so the store uses rusqlite (bundled SQLite), which the
-//! workspace already had.
+//! The path `":memory:"` opens a store held in memory (the simulator and
+//! the in-memory harness).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod codec;
@@ -25,7 +40,10 @@ pub mod node;
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use redb::{
+    Database, Durability, MultimapTable, MultimapTableDefinition, ReadableMultimapTable,
+    ReadableTable, Table, TableDefinition, WriteTransaction,
+};
 use secp256k1::{Secp256k1, VerifyOnly};
 use thiserror::Error;
 
@@ -39,13 +57,34 @@ use crate::{Amount, Params, hash_hex, target_from_compact};
 /// Most headers one `headers_after` answers (Bitcoin's `getheaders` limit).
 pub const MAX_HEADERS: usize = 2000;
 
-const STATUS_STORED: i64 = 0;
-const STATUS_INVALID: i64 = 2;
+const STATUS_STORED: u8 = 0;
+const STATUS_INVALID: u8 = 2;
+
+type Hash = [u8; 32];
+/// hash → prev ‖ height ‖ work ‖ status ‖ seq ‖ header (see [`IndexRow`]).
+const INDEX: TableDefinition<&Hash, &[u8]> = TableDefinition::new("block_index");
+/// hash → the block's wire bytes.
+const DATA: TableDefinition<&Hash, &[u8]> = TableDefinition::new("block_data");
+/// prev → every stored child.
+const CHILDREN: MultimapTableDefinition<&Hash, &Hash> =
+    MultimapTableDefinition::new("block_children");
+/// work (big-endian) ‖ !seq (big-endian) → hash, for every valid block: the
+/// last entry is the heaviest, the first seen among equals.
+const CANDIDATES: TableDefinition<&[u8; 40], &Hash> = TableDefinition::new("candidates");
+/// height → hash of the active chain.
+const CHAIN: TableDefinition<u32, &Hash> = TableDefinition::new("chain");
+/// outpoint → coin (layouts in `codec`).
+const UTXO: TableDefinition<&[u8], &[u8]> = TableDefinition::new("utxo");
+/// hash of a connected block → its undo data.
+const UNDO: TableDefinition<&Hash, &[u8]> = TableDefinition::new("undo");
+/// tip, utxo_count, utxo_total, seq (the next block's arrival number).
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 #[derive(Debug, Error)]
 pub enum StoreError {
+    /// Boxed: redb's error is large, and every store call returns this type.
     #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(Box<redb::Error>),
     #[error("block {hash} invalid: {err}")]
     Invalid { hash: String, err: BlockError },
     #[error("block {0}: previous block unknown")]
@@ -59,6 +98,24 @@ pub enum StoreError {
     #[error("store corrupt: {0}")]
     Corrupt(String),
 }
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                Self::Db(Box::new(e.into()))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
 
 /// What accepting a block did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,18 +132,58 @@ pub struct Accepted {
     pub height: u32,
 }
 
-/// A block index row.
+/// A block index row: prev (32) ‖ height (4, LE) ‖ work (32, BE) ‖ status
+/// (1) ‖ seq (8, LE) ‖ header (80).
 #[derive(Debug, Clone)]
 struct IndexRow {
-    prev: [u8; 32],
+    prev: Hash,
     height: u32,
     work: U256,
-    status: i64,
+    status: u8,
+    seq: u64,
+    header: Vec<u8>,
+}
+
+const INDEX_FIXED: usize = 32 + 4 + 32 + 1 + 8;
+
+impl IndexRow {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(INDEX_FIXED + self.header.len());
+        v.extend_from_slice(&self.prev);
+        v.extend_from_slice(&self.height.to_le_bytes());
+        v.extend_from_slice(&self.work.to_be_bytes());
+        v.push(self.status);
+        v.extend_from_slice(&self.seq.to_le_bytes());
+        v.extend_from_slice(&self.header);
+        v
+    }
+
+    fn decode(v: &[u8]) -> Result<Self, StoreError> {
+        if v.len() < INDEX_FIXED {
+            return Err(StoreError::Corrupt("block index row too short".into()));
+        }
+        Ok(Self {
+            prev: codec::array(&v[..32])?,
+            height: u32::from_le_bytes(codec::array(&v[32..36])?),
+            work: U256::from_be_bytes(&codec::array(&v[36..68])?),
+            status: v[68],
+            seq: u64::from_le_bytes(codec::array(&v[69..77])?),
+            header: v[INDEX_FIXED..].to_vec(),
+        })
+    }
+
+    /// Its key in [`CANDIDATES`].
+    fn candidate_key(&self) -> [u8; 40] {
+        let mut k = [0; 40];
+        k[..32].copy_from_slice(&self.work.to_be_bytes());
+        k[32..].copy_from_slice(&(!self.seq).to_be_bytes());
+        k
+    }
 }
 
 /// The chain store.
 pub struct Store {
-    conn: Connection,
+    db: Database,
     params: Params,
     /// The active chain from genesis, index = height (hash, time, bits).
     chain: Vec<Entry>,
@@ -106,11 +203,6 @@ fn work_of(bits: u32) -> U256 {
     work_from_target(U256::from_be_bytes(&target_from_compact(bits).target))
 }
 
-fn hash32(v: Vec<u8>) -> Result<[u8; 32], StoreError> {
-    v.try_into()
-        .map_err(|_| StoreError::Corrupt("hash is not 32 bytes".into()))
-}
-
 fn entry_of(h: &BlockHeader) -> Entry {
     Entry {
         hash: h.hash(),
@@ -119,68 +211,106 @@ fn entry_of(h: &BlockHeader) -> Entry {
     }
 }
 
+/// The tables a write transaction changes.
+struct Tables<'t> {
+    index: Table<'t, &'static Hash, &'static [u8]>,
+    data: Table<'t, &'static Hash, &'static [u8]>,
+    children: MultimapTable<'t, &'static Hash, &'static Hash>,
+    candidates: Table<'t, &'static [u8; 40], &'static Hash>,
+    chain: Table<'t, u32, &'static Hash>,
+    utxo: Table<'t, &'static [u8], &'static [u8]>,
+    undo: Table<'t, &'static Hash, &'static [u8]>,
+    meta: Table<'t, &'static str, &'static [u8]>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(tx: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            index: tx.open_table(INDEX)?,
+            data: tx.open_table(DATA)?,
+            children: tx.open_multimap_table(CHILDREN)?,
+            candidates: tx.open_table(CANDIDATES)?,
+            chain: tx.open_table(CHAIN)?,
+            utxo: tx.open_table(UTXO)?,
+            undo: tx.open_table(UNDO)?,
+            meta: tx.open_table(META)?,
+        })
+    }
+
+    /// Store `b` under `row` (index, data, child link, candidate).
+    fn insert_block(&mut self, hash: &Hash, row: &IndexRow, b: &Block) -> Result<(), StoreError> {
+        self.index.insert(hash, &row.encode()[..])?;
+        self.data.insert(hash, &b.encode()[..])?;
+        self.children.insert(&row.prev, hash)?;
+        self.candidates.insert(&row.candidate_key(), hash)?;
+        Ok(())
+    }
+
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(key, value)?;
+        Ok(())
+    }
+
+    fn meta_u64(&self, key: &str) -> Result<u64, StoreError> {
+        Ok(u64::from_le_bytes(codec::array(
+            &get_meta(&self.meta, key)?.unwrap_or_default(),
+        )?))
+    }
+}
+
+/// Begin a write transaction committing with `durability`.
+fn begin(db: &Database, durability: Durability) -> Result<WriteTransaction, StoreError> {
+    let mut tx = db.begin_write()?;
+    tx.set_durability(durability);
+    Ok(tx)
+}
+
 impl Store {
-    /// Open (or create) the store at `path` for `params`'s network, and
-    /// connect any stored block heavier than the tip (resuming an
-    /// interrupted sync).
+    /// Open (or create) the store at `path` (`":memory:"`: in memory) for
+    /// `params`'s network, and connect any stored block heavier than the tip
+    /// (resuming an interrupted sync).
     pub fn open(path: impl AsRef<Path>, params: Params) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        // WAL: a commit is atomic under a process crash; NORMAL sync may
-        // lose the last commits on power loss, never consistency.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS block (
-                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                 hash BLOB NOT NULL UNIQUE, prev BLOB NOT NULL, height INTEGER NOT NULL,
-                 work BLOB NOT NULL, status INTEGER NOT NULL,
-                 header BLOB NOT NULL, data BLOB NOT NULL);
-             CREATE INDEX IF NOT EXISTS block_prev ON block(prev);
-             CREATE INDEX IF NOT EXISTS block_work ON block(status, work);
-             CREATE TABLE IF NOT EXISTS chain (height INTEGER PRIMARY KEY, hash BLOB NOT NULL);
-             CREATE TABLE IF NOT EXISTS utxo (outpoint BLOB PRIMARY KEY, coin BLOB NOT NULL) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS undo (hash BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);",
-        )?;
+        let path = path.as_ref();
+        let db = if path == Path::new(":memory:") {
+            Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?
+        } else {
+            Database::create(path)?
+        };
         let genesis = params.genesis.header.hash();
-        let found: Option<Vec<u8>> = conn
-            .query_row("SELECT hash FROM chain WHERE height = 0", [], |r| r.get(0))
-            .optional()?;
-        match found {
-            Some(g) if g != genesis => {
-                return Err(StoreError::WrongNetwork {
-                    found: hash_hex(&hash32(g)?),
-                    expected: hash_hex(&genesis),
-                });
-            }
-            Some(_) => {}
-            None => {
-                let tx = conn.unchecked_transaction()?;
-                let h = &params.genesis.header;
-                tx.execute(
-                    "INSERT INTO block (hash, prev, height, work, status, header, data)
-                     VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6)",
-                    params![
-                        &genesis[..],
-                        &h.prev[..],
-                        &work_of(h.bits).to_be_bytes()[..],
-                        STATUS_STORED,
-                        h.encode(),
-                        params.genesis.encode()
-                    ],
-                )?;
-                tx.execute(
-                    "INSERT INTO chain (height, hash) VALUES (0, ?1)",
-                    [&genesis[..]],
-                )?;
-                set_meta(&tx, "tip", &genesis)?;
-                set_meta(&tx, "utxo_count", &0u64.to_le_bytes())?;
-                set_meta(&tx, "utxo_total", &0i64.to_le_bytes())?;
-                tx.commit()?;
+        let tx = begin(&db, Durability::Immediate)?;
+        {
+            let mut t = Tables::open(&tx)?;
+            let found = t.chain.get(0)?.map(|g| *g.value());
+            match found {
+                Some(g) if g != genesis => {
+                    return Err(StoreError::WrongNetwork {
+                        found: hash_hex(&g),
+                        expected: hash_hex(&genesis),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    let h = &params.genesis.header;
+                    let row = IndexRow {
+                        prev: h.prev,
+                        height: 0,
+                        work: work_of(h.bits),
+                        status: STATUS_STORED,
+                        seq: 0,
+                        header: h.encode(),
+                    };
+                    t.insert_block(&genesis, &row, &params.genesis)?;
+                    t.chain.insert(0, &genesis)?;
+                    t.set_meta("tip", &genesis)?;
+                    t.set_meta("seq", &1u64.to_le_bytes())?;
+                    t.set_meta("utxo_count", &0u64.to_le_bytes())?;
+                    t.set_meta("utxo_total", &0i64.to_le_bytes())?;
+                }
             }
         }
+        tx.commit()?;
         let mut store = Self {
-            conn,
+            db,
             params,
             chain: Vec::new(),
             secp: Secp256k1::verification_only(),
@@ -191,23 +321,24 @@ impl Store {
     }
 
     fn load_chain(&mut self) -> Result<(), StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT chain.height, block.header FROM chain JOIN block ON block.hash = chain.hash
-             ORDER BY chain.height",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let rtx = self.db.begin_read()?;
+        let chain_t = rtx.open_table(CHAIN)?;
+        let index = rtx.open_table(INDEX)?;
         let mut chain = Vec::new();
-        for row in rows {
-            let (height, header) = row?;
+        for row in chain_t.iter()? {
+            let (height, hash) = row?;
+            let (height, hash) = (height.value(), *hash.value());
             if height as usize != chain.len() {
                 return Err(StoreError::Corrupt(format!(
                     "active chain has a gap at {height}"
                 )));
             }
-            chain.push(entry_of(&decode_header(&header)?));
+            let row = index_row(&index, &hash)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("chain block {} not indexed", hash_hex(&hash)))
+            })?;
+            chain.push(entry_of(&decode_header(&row.header)?));
         }
-        drop(stmt);
-        let tip: Option<Vec<u8>> = get_meta(&self.conn, "tip")?;
+        let tip = get_meta(&rtx.open_table(META)?, "tip")?;
         if chain.is_empty() || tip.as_deref() != chain.last().map(|e| &e.hash[..]) {
             return Err(StoreError::Corrupt(
                 "tip does not end the active chain".into(),
@@ -248,43 +379,39 @@ impl Store {
     }
     /// An unspent output of the active chain.
     pub fn utxo(&self, op: &OutPoint) -> Result<Option<Coin>, StoreError> {
-        get_coin(&self.conn, op)
+        get_coin(&self.db.begin_read()?.open_table(UTXO)?, op)
     }
     /// Number of unspent outputs (a counter kept in the same transactions).
     pub fn utxo_count(&self) -> Result<u64, StoreError> {
-        let v = get_meta(&self.conn, "utxo_count")?.unwrap_or_default();
+        let v = self.meta("utxo_count")?.unwrap_or_default();
         Ok(u64::from_le_bytes(codec::array(&v)?))
     }
     /// Sum of every unspent output.
     pub fn utxo_total(&self) -> Result<Amount, StoreError> {
-        let v = get_meta(&self.conn, "utxo_total")?.unwrap_or_default();
+        let v = self.meta("utxo_total")?.unwrap_or_default();
         Amount::from_sat(i64::from_le_bytes(codec::array(&v)?))
             .ok_or_else(|| StoreError::Corrupt("utxo total out of range".into()))
     }
     /// Every unspent output, in outpoint order (for checks and exports; a
     /// full walk of the set).
     pub fn for_each_utxo(&self, mut f: impl FnMut(OutPoint, Coin)) -> Result<(), StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT outpoint, coin FROM utxo ORDER BY outpoint")?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let op = codec::decode_outpoint(&r.get::<_, Vec<u8>>(0)?)?;
-            let coin = codec::decode_coin(&r.get::<_, Vec<u8>>(1)?)?;
-            f(op, coin);
+        let rtx = self.db.begin_read()?;
+        for r in rtx.open_table(UTXO)?.iter()? {
+            let (op, coin) = r?;
+            f(
+                codec::decode_outpoint(op.value())?,
+                codec::decode_coin(coin.value())?,
+            );
         }
         Ok(())
     }
     /// A stored block (on any branch).
     pub fn block(&self, hash: &[u8; 32]) -> Result<Option<Block>, StoreError> {
-        let data: Option<Vec<u8>> = self
-            .conn
-            .query_row("SELECT data FROM block WHERE hash = ?1", [&hash[..]], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        data.map(|d| {
-            Block::decode(&d).map_err(|e| StoreError::Corrupt(format!("stored block: {e}")))
+        let rtx = self.db.begin_read()?;
+        let data = rtx.open_table(DATA)?;
+        let v = data.get(hash)?;
+        v.map(|d| {
+            Block::decode(d.value()).map_err(|e| StoreError::Corrupt(format!("stored block: {e}")))
         })
         .transpose()
     }
@@ -313,9 +440,11 @@ impl Store {
         stop: &[u8; 32],
         max: usize,
     ) -> Result<Vec<BlockHeader>, StoreError> {
+        let rtx = self.db.begin_read()?;
+        let index = rtx.open_table(INDEX)?;
         let mut start = 0u32;
         for h in locator {
-            if let Some(row) = self.index(h)? {
+            if let Some(row) = index_row(&index, h)? {
                 if self.hash_at(row.height) == Some(*h) {
                     start = row.height;
                     break;
@@ -324,16 +453,13 @@ impl Store {
         }
         let max = max.min(MAX_HEADERS);
         let mut out = Vec::new();
-        let mut stmt = self.conn.prepare(
-            "SELECT block.header FROM chain JOIN block ON block.hash = chain.hash
-             WHERE chain.height > ?1 ORDER BY chain.height LIMIT ?2",
-        )?;
-        let mut rows = stmt.query(params![start, max as i64])?;
-        while let Some(r) = rows.next()? {
-            let h = decode_header(&r.get::<_, Vec<u8>>(0)?)?;
-            let done = &h.hash() == stop;
+        for e in self.chain.iter().skip(start as usize + 1).take(max) {
+            let row = index_row(&index, &e.hash)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("chain block {} not indexed", hash_hex(&e.hash)))
+            })?;
+            let h = decode_header(&row.header)?;
             out.push(h);
-            if done {
+            if &e.hash == stop {
                 break;
             }
         }
@@ -346,7 +472,11 @@ impl Store {
     }
 
     fn index(&self, hash: &[u8; 32]) -> Result<Option<IndexRow>, StoreError> {
-        index_row(&self.conn, hash)
+        index_row(&self.db.begin_read()?.open_table(INDEX)?, hash)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        get_meta(&self.db.begin_read()?.open_table(META)?, key)
     }
 
     /// Store `b` (after the core's context-free checks) and make the
@@ -385,19 +515,24 @@ impl Store {
             .work
             .checked_add(work_of(b.header.bits))
             .ok_or_else(|| StoreError::Corrupt("chain work overflows".into()))?;
-        self.conn.execute(
-            "INSERT INTO block (hash, prev, height, work, status, header, data)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                &hash[..],
-                &b.header.prev[..],
-                parent.height + 1,
-                &work.to_be_bytes()[..],
-                STATUS_STORED,
-                b.header.encode(),
-                b.encode()
-            ],
-        )?;
+        // Not fsynced: the commit connecting it (next, if it extends the
+        // heaviest chain) makes it durable.
+        let tx = begin(&self.db, Durability::None)?;
+        {
+            let mut t = Tables::open(&tx)?;
+            let seq = t.meta_u64("seq")?;
+            let row = IndexRow {
+                prev: b.header.prev,
+                height: parent.height + 1,
+                work,
+                status: STATUS_STORED,
+                seq,
+                header: b.header.encode(),
+            };
+            t.insert_block(&hash, &row, b)?;
+            t.set_meta("seq", &(seq + 1).to_le_bytes())?;
+        }
+        tx.commit()?;
         let mut disconnected = Vec::new();
         let failure = self.activate_best_collect(&mut disconnected)?;
         if self.is_invalid(&hash)? {
@@ -436,19 +571,15 @@ impl Store {
         let mut failure = None;
         loop {
             let tip_work = self.tip_work()?;
-            let best: Option<(Vec<u8>, Vec<u8>)> = self
-                .conn
-                .query_row(
-                    "SELECT hash, work FROM block WHERE status = ?1 ORDER BY work DESC, seq ASC LIMIT 1",
-                    [STATUS_STORED],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let Some((best, work)) = best else {
+            let best = {
+                let rtx = self.db.begin_read()?;
+                let c = rtx.open_table(CANDIDATES)?;
+                c.last()?.map(|(k, v)| (*k.value(), *v.value()))
+            };
+            let Some((key, best)) = best else {
                 return Ok(failure);
             };
-            let best = hash32(best)?;
-            let work = U256::from_be_bytes(&codec::array(&work)?);
+            let work = U256::from_be_bytes(&codec::array(&key[..32])?);
             if work <= tip_work {
                 return Ok(failure);
             }
@@ -472,13 +603,17 @@ impl Store {
         target: &[u8; 32],
     ) -> Result<Result<Vec<Block>, ([u8; 32], BlockError)>, StoreError> {
         let saved = self.chain.clone();
-        let Self {
-            conn,
-            params,
-            chain,
-            secp,
-        } = self;
-        let r = switch_in(conn, params, chain, secp, target);
+        let r = (|| {
+            let tx = begin(&self.db, Durability::Immediate)?;
+            let r = {
+                let mut t = Tables::open(&tx)?;
+                switch_in(&mut t, &self.params, &mut self.chain, &self.secp, target)?
+            };
+            if r.is_ok() {
+                tx.commit()?;
+            } // else tx dropped: rolled back
+            Ok(r)
+        })();
         if !matches!(r, Ok(Ok(_))) {
             self.chain = saved;
         }
@@ -487,17 +622,20 @@ impl Store {
 
     /// Mark `hash` and every stored descendant invalid.
     fn mark_invalid(&mut self, hash: &[u8; 32]) -> Result<(), StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
-        let mut todo = vec![*hash];
-        while let Some(h) = todo.pop() {
-            tx.execute(
-                "UPDATE block SET status = ?1 WHERE hash = ?2",
-                params![STATUS_INVALID, &h[..]],
-            )?;
-            let mut stmt = tx.prepare("SELECT hash FROM block WHERE prev = ?1")?;
-            let kids = stmt.query_map([&h[..]], |r| r.get::<_, Vec<u8>>(0))?;
-            for k in kids {
-                todo.push(hash32(k?)?);
+        let tx = begin(&self.db, Durability::Immediate)?;
+        {
+            let mut t = Tables::open(&tx)?;
+            let mut todo = vec![*hash];
+            while let Some(h) = todo.pop() {
+                let Some(mut row) = index_row(&t.index, &h)? else {
+                    continue;
+                };
+                t.candidates.remove(&row.candidate_key())?;
+                row.status = STATUS_INVALID;
+                t.index.insert(&h, &row.encode()[..])?;
+                for k in t.children.get(&h)? {
+                    todo.push(*k?.value());
+                }
             }
         }
         tx.commit()?;
@@ -505,10 +643,10 @@ impl Store {
     }
 }
 
-/// The body of [`Store::switch_to`].
+/// The body of [`Store::switch_to`], inside its transaction.
 #[allow(clippy::type_complexity)]
 fn switch_in(
-    conn: &Connection,
+    t: &mut Tables<'_>,
     params: &Params,
     chain: &mut Vec<Entry>,
     secp: &Secp256k1<VerifyOnly>,
@@ -521,7 +659,7 @@ fn switch_in(
     let mut branch = Vec::new();
     let mut cur = *target;
     let fork_height = loop {
-        let row = index_row(conn, &cur)?
+        let row = index_row(&t.index, &cur)?
             .ok_or_else(|| StoreError::Corrupt(format!("missing ancestor {}", hash_hex(&cur))))?;
         if on_active(chain, &cur, row.height) {
             break row.height;
@@ -530,58 +668,49 @@ fn switch_in(
         cur = row.prev;
     };
     branch.reverse();
-    let tx = conn.unchecked_transaction()?;
     let mut gone = Vec::new();
     let mut count: i64 = 0;
     let mut total: i64 = 0;
     while chain.len() > fork_height as usize + 1 {
         let tip = chain.last().map(|e| e.hash).unwrap_or_default();
-        let b = load_block(&tx, &tip)?;
-        let undo_bytes: Vec<u8> = tx
-            .query_row("SELECT data FROM undo WHERE hash = ?1", [&tip[..]], |r| {
-                r.get(0)
-            })
-            .optional()?
+        let b = load_block(&t.data, &tip)?;
+        let undo = t
+            .undo
+            .remove(&tip)?
+            .map(|v| codec::decode_undo(v.value()))
+            .transpose()?
             .ok_or_else(|| StoreError::Corrupt(format!("no undo for {}", hash_hex(&tip))))?;
-        let undo = codec::decode_undo(&undo_bytes)?;
         let mut keys = created_outpoints(&b);
         keys.extend(undo.spent.iter().map(|(op, _)| op.clone()));
-        let mut view = load_view(&tx, &keys)?;
+        let mut view = load_view(&t.utxo, &keys)?;
         view.disconnect_block(&b, &undo);
-        write_view(&tx, &keys, &view, &mut count, &mut total)?;
-        tx.execute("DELETE FROM undo WHERE hash = ?1", [&tip[..]])?;
-        tx.execute(
-            "DELETE FROM chain WHERE height = ?1",
-            [chain.len() as i64 - 1],
-        )?;
+        write_view(&mut t.utxo, &keys, &view, &mut count, &mut total)?;
+        t.chain.remove(chain.len() as u32 - 1)?;
         chain.pop();
         gone.push(b);
     }
     for hash in &branch {
-        let b = load_block(&tx, hash)?;
-        if let Err(err) = connect_in(&tx, params, chain, secp, &b, &mut count, &mut total)? {
-            return Ok(Err((*hash, err))); // tx dropped: rolled back
+        let b = load_block(&t.data, hash)?;
+        if let Err(err) = connect_in(t, params, chain, secp, &b, &mut count, &mut total)? {
+            return Ok(Err((*hash, err)));
         }
     }
     let tip = chain.last().map(|e| e.hash).unwrap_or_default();
-    set_meta(&tx, "tip", &tip)?;
-    let old_count = u64::from_le_bytes(codec::array(
-        &get_meta(&tx, "utxo_count")?.unwrap_or_default(),
-    )?);
+    t.set_meta("tip", &tip)?;
+    let old_count = t.meta_u64("utxo_count")?;
     let old_total = i64::from_le_bytes(codec::array(
-        &get_meta(&tx, "utxo_total")?.unwrap_or_default(),
+        &get_meta(&t.meta, "utxo_total")?.unwrap_or_default(),
     )?);
     let new_count = u64::try_from(old_count as i64 + count)
         .map_err(|_| StoreError::Corrupt("utxo count below zero".into()))?;
-    set_meta(&tx, "utxo_count", &new_count.to_le_bytes())?;
-    set_meta(&tx, "utxo_total", &(old_total + total).to_le_bytes())?;
-    tx.commit()?;
+    t.set_meta("utxo_count", &new_count.to_le_bytes())?;
+    t.set_meta("utxo_total", &(old_total + total).to_le_bytes())?;
     Ok(Ok(gone))
 }
 
-/// Validate and connect `b` on the tip of `chain` inside `tx`.
+/// Validate and connect `b` on the tip of `chain` inside `t`'s transaction.
 fn connect_in(
-    tx: &Connection,
+    t: &mut Tables<'_>,
     params: &Params,
     chain: &mut Vec<Entry>,
     secp: &Secp256k1<VerifyOnly>,
@@ -595,24 +724,19 @@ fn connect_in(
     let height = chain.len() as u32;
     let flags = script_flags(params, height, b.header.time);
     let mut keys = created_outpoints(b);
-    for t in b.txs.iter().skip(1) {
-        keys.extend(t.inputs.iter().map(|i| i.prevout.clone()));
+    for tx in b.txs.iter().skip(1) {
+        keys.extend(tx.inputs.iter().map(|i| i.prevout.clone()));
     }
-    let mut view = load_view(tx, &keys)?;
+    let mut view = load_view(&t.utxo, &keys)?;
     let connected = match view.connect_block(b, height, params, flags, secp) {
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
-    write_view(tx, &keys, &view, count, total)?;
+    write_view(&mut t.utxo, &keys, &view, count, total)?;
     let hash = b.header.hash();
-    tx.execute(
-        "INSERT OR REPLACE INTO undo (hash, data) VALUES (?1, ?2)",
-        params![&hash[..], codec::encode_undo(&connected.undo)],
-    )?;
-    tx.execute(
-        "INSERT OR REPLACE INTO chain (height, hash) VALUES (?1, ?2)",
-        params![height, &hash[..]],
-    )?;
+    t.undo
+        .insert(&hash, &codec::encode_undo(&connected.undo)[..])?;
+    t.chain.insert(height, &hash)?;
     chain.push(entry_of(&b.header));
     Ok(Ok(()))
 }
@@ -626,58 +750,39 @@ fn decode_header(b: &[u8]) -> Result<BlockHeader, StoreError> {
     Ok(h)
 }
 
-fn index_row(conn: &Connection, hash: &[u8; 32]) -> Result<Option<IndexRow>, StoreError> {
-    let row: Option<(Vec<u8>, u32, Vec<u8>, i64)> = conn
-        .query_row(
-            "SELECT prev, height, work, status FROM block WHERE hash = ?1",
-            [&hash[..]],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
-    row.map(|(prev, height, work, status)| {
-        Ok(IndexRow {
-            prev: hash32(prev)?,
-            height,
-            work: U256::from_be_bytes(&codec::array(&work)?),
-            status,
-        })
-    })
-    .transpose()
+fn index_row(
+    t: &impl ReadableTable<&'static Hash, &'static [u8]>,
+    hash: &Hash,
+) -> Result<Option<IndexRow>, StoreError> {
+    t.get(hash)?
+        .map(|v| IndexRow::decode(v.value()))
+        .transpose()
 }
 
-fn load_block(conn: &Connection, hash: &[u8; 32]) -> Result<Block, StoreError> {
-    let data: Vec<u8> = conn
-        .query_row("SELECT data FROM block WHERE hash = ?1", [&hash[..]], |r| {
-            r.get(0)
-        })
-        .optional()?
+fn load_block(
+    t: &impl ReadableTable<&'static Hash, &'static [u8]>,
+    hash: &Hash,
+) -> Result<Block, StoreError> {
+    let v = t
+        .get(hash)?
         .ok_or_else(|| StoreError::Corrupt(format!("block {} missing", hash_hex(hash))))?;
-    Block::decode(&data).map_err(|e| StoreError::Corrupt(format!("stored block: {e}")))
+    Block::decode(v.value()).map_err(|e| StoreError::Corrupt(format!("stored block: {e}")))
 }
 
-fn get_meta(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-        .optional()?)
+fn get_meta(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(t.get(key)?.map(|v| v.value().to_vec()))
 }
 
-fn set_meta(conn: &Connection, key: &str, value: &[u8]) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-        params![key, value],
-    )?;
-    Ok(())
-}
-
-fn get_coin(conn: &Connection, op: &OutPoint) -> Result<Option<Coin>, StoreError> {
-    let v: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT coin FROM utxo WHERE outpoint = ?1",
-            [codec::encode_outpoint(op)],
-            |r| r.get(0),
-        )
-        .optional()?;
-    v.map(|v| codec::decode_coin(&v)).transpose()
+fn get_coin(
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    op: &OutPoint,
+) -> Result<Option<Coin>, StoreError> {
+    t.get(&codec::encode_outpoint(op)[..])?
+        .map(|v| codec::decode_coin(v.value()))
+        .transpose()
 }
 
 fn created_outpoints(b: &Block) -> Vec<OutPoint> {
@@ -690,10 +795,13 @@ fn created_outpoints(b: &Block) -> Vec<OutPoint> {
 }
 
 /// The coins stored under `keys`, as a view for the core.
-fn load_view(conn: &Connection, keys: &[OutPoint]) -> Result<UtxoView, StoreError> {
+fn load_view(
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    keys: &[OutPoint],
+) -> Result<UtxoView, StoreError> {
     let mut view = UtxoView::default();
     for op in keys {
-        if let Some(c) = get_coin(conn, op)? {
+        if let Some(c) = get_coin(t, op)? {
             view.coins.insert(op.clone(), c);
         }
     }
@@ -703,7 +811,7 @@ fn load_view(conn: &Connection, keys: &[OutPoint]) -> Result<UtxoView, StoreErro
 /// Write back the view's final state for every key it was built from or
 /// touched: present → stored, absent → deleted; count and value deltas.
 fn write_view(
-    conn: &Connection,
+    t: &mut Table<'_, &'static [u8], &'static [u8]>,
     keys: &[OutPoint],
     view: &UtxoView,
     count: &mut i64,
@@ -715,14 +823,11 @@ fn write_view(
             continue;
         }
         let key = codec::encode_outpoint(op);
-        let before = get_coin(conn, op)?;
+        let before = get_coin(t, op)?;
         match view.coins.get(op) {
             Some(c) => {
                 if before.as_ref() != Some(c) {
-                    conn.execute(
-                        "INSERT OR REPLACE INTO utxo (outpoint, coin) VALUES (?1, ?2)",
-                        params![key, codec::encode_coin(c)],
-                    )?;
+                    t.insert(&key[..], &codec::encode_coin(c)[..])?;
                 }
                 if before.is_none() {
                     *count += 1;
@@ -731,7 +836,7 @@ fn write_view(
             }
             None => {
                 if let Some(b) = before {
-                    conn.execute("DELETE FROM utxo WHERE outpoint = ?1", [key])?;
+                    t.remove(&key[..])?;
                     *count -= 1;
                     *total -= b.out.value;
                 }
