@@ -188,7 +188,8 @@ enum Action {
         /// tier with commas.
         #[arg(short = 't', long = "tracker")]
         trackers: Vec<String>,
-        /// The folder to write `<name>.torrent` into [default: the current folder].
+        /// The folder to write `<name>.torrent` into, created when missing [default: the current
+        /// folder].
         #[arg(short = 'o', long, value_name = "DIR", conflicts_with = "torrent_file")]
         output: Option<PathBuf>,
         /// Write the torrent to exactly this file instead.
@@ -273,7 +274,7 @@ enum Action {
         /// trackerless.
         #[arg(short = 't', long = "tracker")]
         trackers: Vec<String>,
-        /// Also write `<name>.torrent` into this folder.
+        /// Also write `<name>.torrent` into this folder (created when missing).
         #[arg(short = 'o', long, value_name = "DIR", conflicts_with = "torrent_file")]
         output: Option<PathBuf>,
         /// Also write the torrent to exactly this file.
@@ -370,8 +371,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 .with_context(|| format!("creating a torrent from {}", path.display()))?;
             let output = torrent_path(output.as_deref(), torrent_file, &meta)
                 .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", meta.name)));
-            std::fs::write(&output, bytes)
-                .with_context(|| format!("writing {}", output.display()))?;
+            write_torrent(&output, &bytes)?;
             println!("wrote {}", output.display());
             show(&meta);
             Ok(())
@@ -456,7 +456,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 .await?
                 .with_context(|| format!("creating a torrent from {}", path.display()))?;
             if let Some(o) = torrent_path(output.as_deref(), torrent_file, &meta) {
-                std::fs::write(&o, &bytes).with_context(|| format!("writing {}", o.display()))?;
+                write_torrent(&o, &bytes)?;
             }
             // The magnet link first, alone on its line, for scripts.
             {
@@ -595,11 +595,19 @@ pub async fn run(cmd: Cmd) -> Result<()> {
     }
 }
 
-/// `-t` values: one tier each; URLs of one tier separated by commas.
 /// Where `create`/`share` write the torrent: `--torrent-file FILE` as given, or
 /// `<DIR>/<name>.torrent` for `-o DIR`; `None` when neither was given.
 fn torrent_path(dir: Option<&Path>, file: Option<PathBuf>, meta: &Metainfo) -> Option<PathBuf> {
     file.or_else(|| dir.map(|d| d.join(format!("{}.torrent", meta.name))))
+}
+
+/// Writes a torrent file, creating its folder first (`-o DIR` is always a folder, made when
+/// missing).
+fn write_torrent(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// `--seed-ratio`: 0.01 to 1000.
@@ -644,6 +652,7 @@ fn rate_limit(s: &str) -> Result<u64, String> {
     Ok(v)
 }
 
+/// `-t` values: one tier each; URLs of one tier separated by commas.
 fn tiers(trackers: &[String]) -> Vec<Vec<String>> {
     trackers
         .iter()
