@@ -245,7 +245,7 @@ enum Action {
         /// The torrent file.
         file: PathBuf,
         /// The data: the file itself (single-file torrent) or the torrent's folder.
-        #[arg(long)]
+        #[arg(value_name = "PATH")]
         data: PathBuf,
         /// Where to accept peers.
         #[arg(long, default_value = "127.0.0.1:0")]

@@ -53,7 +53,6 @@ fn a_leecher_with_only_a_magnet_link_fetches_the_metadata_and_the_file_from_a_se
         "torrent",
         "seed",
         torrent.to_str().unwrap(),
-        "--data",
         src.to_str().unwrap(),
         "--listen",
         &listen,
