@@ -104,7 +104,7 @@ for tr in servent-tracker opentracker; do
   stop "$TR_PID"
 
   # We seed, Transmission downloads (it dials us: 10.254.0.2 is outside 127/8).
-  in_ns_bg "$NS_B" "$SERVENT" -v torrent seed "$t" --data "$WORK/src/shots" --listen "$ADDR_B:6881" \
+  in_ns_bg "$NS_B" "$SERVENT" -v torrent seed "$t" "$WORK/src/shots" --listen "$ADDR_B:6881" \
     > "$WORK/seed-$tr.log" 2>&1
   sd=$!
   wait_tcp "$NS_B" "$ADDR_B" 6881; sleep 1   # it announces after its hash check

@@ -99,7 +99,7 @@ for tr in servent-tracker opentracker; do
 
   # We seed, aria2 downloads.
   SP=$(free_port)
-  "$SERVENT" -v torrent seed "$t" --data "$WORK/src/album" --listen "127.0.0.1:$SP" > "$WORK/seed-$tr.log" 2>&1 &
+  "$SERVENT" -v torrent seed "$t" "$WORK/src/album" --listen "127.0.0.1:$SP" > "$WORK/seed-$tr.log" 2>&1 &
   sd=$!; PIDS+=($sd)
   wait_port "$SP"; sleep 1   # it announces after its hash check
   start=$EPOCHREALTIME

@@ -112,7 +112,7 @@ stop $a
 
 # 3. We seed, libtorrent gets the magnet (the metadata comes from us: we are the only peer).
 SP=$(free_port)
-"$SERVENT" -v torrent seed "$WORK/album.torrent" --data "$WORK/src/album" --listen "127.0.0.1:$SP" > "$WORK/seed.log" 2>&1 &
+"$SERVENT" -v torrent seed "$WORK/album.torrent" "$WORK/src/album" --listen "127.0.0.1:$SP" > "$WORK/seed.log" 2>&1 &
 sd=$!; PIDS+=($sd)
 wait_port "$SP"; sleep 1
 start=$EPOCHREALTIME

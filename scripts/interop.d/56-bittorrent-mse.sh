@@ -114,7 +114,7 @@ for client in transmission aria2 libtorrent; do
   stop "$OTHER"
 
   # We seed with --encryption require, it downloads (encryption required).
-  in_ns_bg "$NS_B" "$SERVENT" -v torrent seed "$t" --data "$WORK/src/vault" --listen "$ADDR_B:6881" \
+  in_ns_bg "$NS_B" "$SERVENT" -v torrent seed "$t" "$WORK/src/vault" --listen "$ADDR_B:6881" \
     --encryption require --no-dht > "$WORK/seed-$client.log" 2>&1
   sd=$!
   wait_tcp "$NS_B" "$ADDR_B" 6881; sleep 1

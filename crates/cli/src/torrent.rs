@@ -3,7 +3,8 @@
 //! The protocol lives in `servent-bittorrent` (sans-IO cores); this module resolves tracker
 //! names, opens files, and runs the cores under the tokio driver. The DHT
 //! (`servent-kademlia`'s [`DhtClient`]) is an extra peer source for every non-private torrent
-//! when bootstrap nodes are known (`--bootstrap`, a torrent's `nodes`, `--dht-state`).
+//! when bootstrap nodes are known (`--bootstrap`, a torrent's `nodes`, the routing table
+//! saved under `--data DIR`).
 //! A magnet link runs in two steps: a [`Client::magnet`] core finds peers and fetches the
 //! info dictionary (BEP 9), then a normal client downloads the torrent from the same peers.
 
@@ -55,14 +56,17 @@ struct DhtArgs {
     dht_listen: Option<SocketAddr>,
     /// A DHT node to join through: HOST:PORT, or a file of addresses one per line (`#`
     /// comments); repeatable. The DHT runs when a bootstrap node is known (here, in a
-    /// trackerless torrent's `nodes`, or in --dht-state). Old spelling: --dht-bootstrap.
+    /// trackerless torrent's `nodes`, or saved under --data). Old spelling: --dht-bootstrap.
     #[arg(long = "bootstrap", alias = "dht-bootstrap", value_name = "ADDR|FILE")]
     bootstrap: Vec<String>,
-    /// The DHT routing table file: loaded on start, saved on exit.
-    #[arg(long)]
-    dht_state: Option<PathBuf>,
+    /// State folder: the DHT node's id and routing table are kept in `DIR/dht.dat` (loaded
+    /// on start, saved on exit, crash-safely), so a later run rejoins without --bootstrap
+    /// [default with a --dht-listen port: `$XDG_STATE_HOME/servent/torrent-dht-IP-PORT`, else
+    /// `~/.local/state/servent/torrent-dht-IP-PORT`; with none, nothing is kept].
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
     /// Never use the DHT.
-    #[arg(long, conflicts_with_all = ["bootstrap", "dht_state"])]
+    #[arg(long, conflicts_with_all = ["bootstrap", "data"])]
     no_dht: bool,
     /// Message Stream Encryption: `prefer` (try MSE, fall back to plaintext; accept both),
     /// `require` (MSE with RC4 only) or `plaintext` (never MSE).
@@ -188,7 +192,8 @@ enum Action {
         /// tier with commas.
         #[arg(short = 't', long = "tracker")]
         trackers: Vec<String>,
-        /// The folder to write `<name>.torrent` into [default: the current folder].
+        /// The folder to write `<name>.torrent` into, created when missing [default: the current
+        /// folder].
         #[arg(short = 'o', long, value_name = "DIR", conflicts_with = "torrent_file")]
         output: Option<PathBuf>,
         /// Write the torrent to exactly this file instead.
@@ -244,8 +249,8 @@ enum Action {
         /// The torrent file.
         file: PathBuf,
         /// The data: the file itself (single-file torrent) or the torrent's folder.
-        #[arg(long)]
-        data: PathBuf,
+        #[arg(value_name = "PATH")]
+        payload: PathBuf,
         /// Where to accept peers.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
@@ -273,7 +278,7 @@ enum Action {
         /// trackerless.
         #[arg(short = 't', long = "tracker")]
         trackers: Vec<String>,
-        /// Also write `<name>.torrent` into this folder.
+        /// Also write `<name>.torrent` into this folder (created when missing).
         #[arg(short = 'o', long, value_name = "DIR", conflicts_with = "torrent_file")]
         output: Option<PathBuf>,
         /// Also write the torrent to exactly this file.
@@ -370,8 +375,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 .with_context(|| format!("creating a torrent from {}", path.display()))?;
             let output = torrent_path(output.as_deref(), torrent_file, &meta)
                 .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", meta.name)));
-            std::fs::write(&output, bytes)
-                .with_context(|| format!("writing {}", output.display()))?;
+            write_torrent(&output, &bytes)?;
             println!("wrote {}", output.display());
             show(&meta);
             Ok(())
@@ -392,7 +396,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
         } => run_tracker(listen, interval, limits).await,
         Action::Seed {
             file,
-            data,
+            payload,
             listen,
             peers,
             upload_limit,
@@ -403,8 +407,8 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             let m = meta.clone();
             let (storage, have) =
                 tokio::task::spawn_blocking(move || -> Result<(FileStorage, Bitfield)> {
-                    let mut s = FileStorage::open_seed(&m, &data)
-                        .with_context(|| format!("seeding from {}", data.display()))?;
+                    let mut s = FileStorage::open_seed(&m, &payload)
+                        .with_context(|| format!("seeding from {}", payload.display()))?;
                     let good = recheck(&m, &mut s).context("checking the data")?;
                     Ok((s, bitfield(&good)))
                 })
@@ -456,7 +460,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 .await?
                 .with_context(|| format!("creating a torrent from {}", path.display()))?;
             if let Some(o) = torrent_path(output.as_deref(), torrent_file, &meta) {
-                std::fs::write(&o, &bytes).with_context(|| format!("writing {}", o.display()))?;
+                write_torrent(&o, &bytes)?;
             }
             // The magnet link first, alone on its line, for scripts.
             {
@@ -595,11 +599,19 @@ pub async fn run(cmd: Cmd) -> Result<()> {
     }
 }
 
-/// `-t` values: one tier each; URLs of one tier separated by commas.
 /// Where `create`/`share` write the torrent: `--torrent-file FILE` as given, or
 /// `<DIR>/<name>.torrent` for `-o DIR`; `None` when neither was given.
 fn torrent_path(dir: Option<&Path>, file: Option<PathBuf>, meta: &Metainfo) -> Option<PathBuf> {
     file.or_else(|| dir.map(|d| d.join(format!("{}.torrent", meta.name))))
+}
+
+/// Writes a torrent file, creating its folder first (`-o DIR` is always a folder, made when
+/// missing).
+fn write_torrent(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// `--seed-ratio`: 0.01 to 1000.
@@ -644,6 +656,7 @@ fn rate_limit(s: &str) -> Result<u64, String> {
     Ok(v)
 }
 
+/// `-t` values: one tier each; URLs of one tier separated by commas.
 fn tiers(trackers: &[String]) -> Vec<Vec<String>> {
     trackers
         .iter()
@@ -957,11 +970,35 @@ async fn resolve_all(hosts: impl IntoIterator<Item = String>) -> Vec<SocketAddr>
     out
 }
 
+/// The DHT state file under the state folder: `--data DIR`, else (with a fixed
+/// `--dht-listen` port) the default folder for that address, as `servent dht run` chooses
+/// its own; `None` when neither (a node on any port keeps no state).
+fn dht_state_file(args: &DhtArgs) -> Option<PathBuf> {
+    let dir = args.data.clone().or_else(|| {
+        args.dht_listen
+            .filter(|a| a.port() != 0)
+            .map(|a| crate::common::state_dir("torrent-dht", a))
+    })?;
+    Some(dir.join(DHT_STATE_FILE))
+}
+
+/// The DHT routing table's file name under the state folder.
+const DHT_STATE_FILE: &str = "dht.dat";
+
 /// Starts the DHT node when bootstrap nodes are known (`--bootstrap`, a torrent's
-/// `nodes`, or a `--dht-state` file); `None` otherwise.
+/// `nodes`, or a routing table saved under the state folder); `None` otherwise.
 async fn start_dht(args: &DhtArgs, ip: IpAddr, nodes: &[(String, u16)]) -> Result<Option<Dht>> {
-    if args.no_dht || (args.bootstrap.is_empty() && nodes.is_empty() && args.dht_state.is_none()) {
+    if args.no_dht {
         return Ok(None);
+    }
+    let state = dht_state_file(args);
+    let saved = state.as_deref().is_some_and(Path::is_file);
+    if args.bootstrap.is_empty() && nodes.is_empty() && args.data.is_none() && !saved {
+        return Ok(None);
+    }
+    if let Some(dir) = state.as_deref().and_then(Path::parent) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the state folder {}", dir.display()))?;
     }
     // --bootstrap values are the user's: a name that does not resolve or a missing file is an
     // error. A torrent's `nodes` are the author's: one that does not resolve is only warned of.
@@ -971,7 +1008,7 @@ async fn start_dht(args: &DhtArgs, ip: IpAddr, nodes: &[(String, u16)]) -> Resul
     boot.extend(resolve_all(nodes.iter().map(|(h, p)| format!("{h}:{p}"))).await);
     let listen = args.dht_listen.unwrap_or(SocketAddr::new(ip, 0));
     let mut o = ClientOpts::with_rng(listen, servent_runtime::os_rng()?);
-    o.state = args.dht_state.clone();
+    o.state = state;
     o.timeout = Duration::from_secs(30);
     let mut client = DhtClient::start(o)
         .await
@@ -991,7 +1028,7 @@ async fn start_dht(args: &DhtArgs, ip: IpAddr, nodes: &[(String, u16)]) -> Resul
     }))
 }
 
-/// Stops the DHT node (saving its routing table when a state file was given).
+/// Stops the DHT node (saving its routing table when it has a state folder).
 async fn stop_dht(dht: Option<Dht>) {
     let Some(d) = dht else { return };
     let taken = d.stop.lock().ok().and_then(|mut g| g.take());
@@ -1091,7 +1128,9 @@ async fn dht_task(
             }
         }
     }
-    let _ = dht.shutdown().await;
+    if let Err(e) = dht.shutdown().await {
+        tracing::warn!("dht: saving the routing table: {e}");
+    }
 }
 
 // -------------------------------------------------------------------------------------
@@ -1939,6 +1978,19 @@ async fn demo_trackerless(out: &Path) -> Result<DemoSection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn torrent_arguments_have_distinct_names() {
+        // clap checks its ids only when a subcommand is parsed: `seed`'s payload and the
+        // state folder `--data` once collided.
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(subcommand)]
+            a: Action,
+        }
+        use clap::CommandFactory;
+        T::command().debug_assert();
+    }
 
     #[test]
     fn disk_threads_default_to_0_inline_and_take_0_to_64() {

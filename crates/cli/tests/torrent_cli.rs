@@ -45,15 +45,7 @@ fn make(dir: &Path) -> (PathBuf, Vec<u8>, PathBuf) {
 
 fn seeder(torrent: &Path, src: &Path, extra: &[&str]) -> (Proc, String) {
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut args = vec![
-        "torrent",
-        "seed",
-        s(torrent),
-        "--data",
-        s(src),
-        "--listen",
-        &listen,
-    ];
+    let mut args = vec!["torrent", "seed", s(torrent), s(src), "--listen", &listen];
     args.extend_from_slice(extra);
     let mut p = Proc::start(&args);
     p.wait_line(LIMIT, |l| l.contains("listening on"));
@@ -131,7 +123,6 @@ fn get_and_seed_with_json_print_only_one_summary_object() {
         "torrent",
         "seed",
         s(&torrent),
-        "--data",
         s(&src),
         "--listen",
         &listen,
@@ -248,7 +239,7 @@ fn peer_limit_flags_are_range_checked() {
         ["--handshake-timeout", "0s"],
         ["--idle-timeout", "2h"],
     ] {
-        let mut args = vec!["torrent", "seed", s(&torrent), "--data", s(&src)];
+        let mut args = vec!["torrent", "seed", s(&torrent), s(&src)];
         args.extend_from_slice(&bad);
         let o = common::run(&args, LIMIT);
         assert_eq!(o.status.code(), Some(2), "{bad:?}: {o:?}");
@@ -260,10 +251,7 @@ fn seed_with_missing_data_says_no_such_file_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (_src, _data, torrent) = make(dir.path());
     let missing = dir.path().join("nonexistent");
-    let o = common::run(
-        &["torrent", "seed", s(&torrent), "--data", s(&missing)],
-        LIMIT,
-    );
+    let o = common::run(&["torrent", "seed", s(&torrent), s(&missing)], LIMIT);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("no such file"), "{err}");
@@ -271,10 +259,7 @@ fn seed_with_missing_data_says_no_such_file_and_creates_nothing() {
     // A short file is refused and left as it is.
     let short = dir.path().join("short.bin");
     std::fs::write(&short, b"abc").unwrap();
-    let o = common::run(
-        &["torrent", "seed", s(&torrent), "--data", s(&short)],
-        LIMIT,
-    );
+    let o = common::run(&["torrent", "seed", s(&torrent), s(&short)], LIMIT);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert_eq!(std::fs::read(&short).unwrap(), b"abc");
 }

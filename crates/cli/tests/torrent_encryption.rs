@@ -34,7 +34,6 @@ fn seed_and_get(seed_enc: &str, get_enc: &str) {
         "torrent",
         "seed",
         torrent.to_str().unwrap(),
-        "--data",
         src.to_str().unwrap(),
         "--listen",
         &listen,

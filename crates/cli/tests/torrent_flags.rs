@@ -69,6 +69,35 @@ fn create_with_output_writes_name_dot_torrent_into_the_folder_and_get_takes_outp
 }
 
 #[test]
+fn create_and_share_with_output_create_a_missing_folder_and_write_name_dot_torrent_into_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("clip.bin");
+    content(&src, 100_000);
+    // create -o into a folder two levels deep that does not exist yet
+    let folder = dir.path().join("new").join("torrents");
+    let o = run(
+        &[
+            "torrent",
+            "create",
+            s(&src),
+            "-t",
+            "http://127.0.0.1:1/announce",
+            "-o",
+            s(&folder),
+        ],
+        LIMIT,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(folder.join("clip.bin.torrent").is_file());
+    // share -o likewise: the torrent is written before the magnet line is printed
+    let folder2 = dir.path().join("shared").join("out");
+    let torrent = folder2.join("clip.bin.torrent");
+    let mut p = common::Proc::start(&["torrent", "share", s(&src), "--no-dht", "-o", s(&folder2)]);
+    p.wait_line(LIMIT, |l| l.starts_with("magnet:"));
+    assert!(torrent.is_file(), "no {}", torrent.display());
+}
+
+#[test]
 fn durations_take_units_and_limits_out_of_range_are_usage_errors_naming_the_range() {
     let dir = tempfile::tempdir().unwrap();
     let torrent = dir.path().join("none.torrent");

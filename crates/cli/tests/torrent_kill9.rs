@@ -64,7 +64,6 @@ fn kill_9_at_twenty_points_of_a_download_loses_no_verified_piece() {
         "torrent",
         "seed",
         s(&torrent),
-        "--data",
         s(&src),
         "--listen",
         &listen,

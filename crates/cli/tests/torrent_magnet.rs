@@ -53,7 +53,6 @@ fn a_leecher_with_only_a_magnet_link_fetches_the_metadata_and_the_file_from_a_se
         "torrent",
         "seed",
         torrent.to_str().unwrap(),
-        "--data",
         src.to_str().unwrap(),
         "--listen",
         &listen,
@@ -123,4 +122,50 @@ fn share_publishes_through_the_dht_and_get_magnet_downloads_with_no_tracker() {
     );
     assert_eq!(std::fs::read(out.join("album/cd1/a.bin")).expect("a"), a);
     assert_eq!(std::fs::read(out.join("album/b.bin")).expect("b"), b);
+}
+
+#[test]
+fn share_keeps_its_dht_routing_table_in_the_data_folder_across_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut boot_node = Proc::start(&[
+        "dht",
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        dir.path().join("boot").to_str().unwrap(),
+    ]);
+    let first = boot_node.wait_line(Duration::from_secs(30), |_| true);
+    let boot = first
+        .rsplit_once("listening on udp ")
+        .map(|(_, a)| a.trim().to_string())
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    let file = dir.path().join("f.bin");
+    content(&file, 100_000);
+    // a state folder that does not exist yet
+    let data = dir.path().join("state").join("share");
+    let saved = data.join("dht.dat");
+    let share = |extra: &[&str]| {
+        let mut args = vec!["torrent", "share", file.to_str().unwrap()];
+        args.extend_from_slice(&["--data", data.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        let mut p = Proc::start(&args);
+        p.wait_line(Duration::from_secs(60), |l| l.contains("listening on"));
+        let (code, rest) = p.interrupt(Duration::from_secs(30));
+        assert_eq!(code, Some(0), "{rest}");
+    };
+    share(&["--bootstrap", &boot]);
+    let first = std::fs::read(&saved).expect("dht.dat saved on exit");
+    assert!(!first.is_empty());
+    // no --bootstrap: the saved table is enough to start the DHT, and is saved again
+    let before = std::fs::metadata(&saved)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    std::thread::sleep(Duration::from_millis(50));
+    share(&[]);
+    let after = std::fs::metadata(&saved)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    assert!(after > before, "the second run saved its table again");
+    assert!(!data.join("dht.tmp").exists(), "no temporary file left");
 }

@@ -138,7 +138,6 @@ fn a_peer_that_stops_reading_an_encrypted_upload_is_paced_and_then_decrypts_ever
         "torrent",
         "seed",
         s(&torrent),
-        "--data",
         s(&src),
         "--listen",
         &listen,
