@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod common;
+use common::torrent::{create, seeder};
 use common::{Proc, content, free_port, stdout};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -24,32 +25,8 @@ fn s(p: &Path) -> &str {
 fn make(dir: &Path) -> (PathBuf, Vec<u8>, PathBuf) {
     let src = dir.join("image.bin");
     let data = content(&src, 2 << 20);
-    let torrent = dir.join("image.torrent");
-    let o = common::run(
-        &[
-            "torrent",
-            "create",
-            s(&src),
-            "-t",
-            "http://127.0.0.1:1/announce",
-            "--piece-size",
-            "64K",
-            "--torrent-file",
-            s(&torrent),
-        ],
-        LIMIT,
-    );
-    assert!(o.status.success(), "{o:?}");
+    let (torrent, _) = create(&src, "64K");
     (src, data, torrent)
-}
-
-fn seeder(torrent: &Path, src: &Path, extra: &[&str]) -> (Proc, String) {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut args = vec!["torrent", "seed", s(torrent), s(src), "--listen", &listen];
-    args.extend_from_slice(extra);
-    let mut p = Proc::start(&args);
-    p.wait_line(LIMIT, |l| l.contains("listening on"));
-    (p, listen)
 }
 
 #[test]

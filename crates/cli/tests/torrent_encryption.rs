@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 mod common;
-use common::{Proc, content, free_port};
+use common::content;
+use common::torrent::{create, seeder};
 
 /// A download that has not finished by then has hung.
 const GET_TIMEOUT: Duration = Duration::from_secs(90);
@@ -18,28 +19,8 @@ fn seed_and_get(seed_enc: &str, get_enc: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("image.bin");
     let data = content(&src, 2 << 20);
-    let torrent = dir.path().join("image.torrent");
-    let created = run(&[
-        "torrent",
-        "create",
-        src.to_str().unwrap(),
-        "-t",
-        "http://127.0.0.1:1/announce",
-        "--torrent-file",
-        torrent.to_str().unwrap(),
-    ]);
-    assert!(created.status.success(), "{created:?}");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let _seeder = Proc::start(&[
-        "torrent",
-        "seed",
-        torrent.to_str().unwrap(),
-        src.to_str().unwrap(),
-        "--listen",
-        &listen,
-        "--encryption",
-        seed_enc,
-    ]);
+    let (torrent, _) = create(&src, "64K");
+    let (_seeder, listen) = seeder(&torrent, &src, &["--encryption", seed_enc]);
     let out = dir.path().join("down");
     let got = run(&[
         "torrent",

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{Proc, content, free_port, stdout};
+use common::torrent::{create, info_hash, seeder};
+use common::{Proc, content};
 
 const LIMIT: Duration = Duration::from_secs(90);
 const PIECE: usize = 16 << 10;
@@ -36,41 +37,10 @@ fn kill_9_at_twenty_points_of_a_download_loses_no_verified_piece() {
     let src = dir.path().join("image.bin");
     let data = content(&src, 2 << 20);
     let pieces = data.len() / PIECE;
-    let torrent = dir.path().join("image.torrent");
-    let o = common::run(
-        &[
-            "torrent",
-            "create",
-            s(&src),
-            "-t",
-            "http://127.0.0.1:1/announce",
-            "--piece-size",
-            "16K",
-            "--torrent-file",
-            s(&torrent),
-        ],
-        LIMIT,
-    );
-    assert!(o.status.success(), "{o:?}");
-    let shown = stdout(&common::run(
-        &["torrent", "show", s(&torrent), "--json"],
-        LIMIT,
-    ));
-    let v: serde_json::Value = serde_json::from_str(shown.trim()).unwrap();
-    let ih = v["info_hash"].as_str().unwrap().to_string();
+    let (torrent, _) = create(&src, "16K");
+    let ih = info_hash(&torrent);
     // 2 MiB at 100 kB/s: about 21 s of transfer, so the kills land mid-download.
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut seeder = Proc::start(&[
-        "torrent",
-        "seed",
-        s(&torrent),
-        s(&src),
-        "--listen",
-        &listen,
-        "--upload-limit",
-        "100000",
-    ]);
-    seeder.wait_line(LIMIT, |l| l.contains("listening on"));
+    let (_seeder, listen) = seeder(&torrent, &src, &["--upload-limit", "100000"]);
     let out = dir.path().join("dl");
     let resume = out.join(format!(".servent-resume-{ih}"));
     let get = || {

@@ -7,7 +7,8 @@ use std::process::Output;
 use std::time::Duration;
 
 mod common;
-use common::{Proc, content, free_port};
+use common::torrent::{create, seeder};
+use common::{Proc, content};
 
 /// A download that has not finished by then has hung.
 const GET_TIMEOUT: Duration = Duration::from_secs(90);
@@ -16,30 +17,14 @@ fn run(args: &[&str]) -> Output {
     common::run(args, GET_TIMEOUT)
 }
 
-fn stdout_of(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[test]
 fn a_leecher_with_only_a_magnet_link_fetches_the_metadata_and_the_file_from_a_seeder() {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("image.bin");
     let data = content(&src, 3 << 20);
-    let torrent = dir.path().join("image.torrent");
     // A tracker URL nobody answers: the magnet's peer comes from x.pe.
-    let created = run(&[
-        "torrent",
-        "create",
-        src.to_str().unwrap(),
-        "-t",
-        "http://127.0.0.1:1/announce",
-        "--piece-size",
-        "64K",
-        "--torrent-file",
-        torrent.to_str().unwrap(),
-    ]);
-    assert!(created.status.success(), "{created:?}");
-    let magnet = stdout_of(&created)
+    let (torrent, created) = create(&src, "64K");
+    let magnet = created
         .lines()
         .find_map(|l| {
             l.strip_prefix("magnet:")
@@ -47,16 +32,7 @@ fn a_leecher_with_only_a_magnet_link_fetches_the_metadata_and_the_file_from_a_se
                 .map(str::to_string)
         })
         .expect("create prints the magnet link");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let _seeder = Proc::start(&[
-        "torrent",
-        "seed",
-        torrent.to_str().unwrap(),
-        src.to_str().unwrap(),
-        "--listen",
-        &listen,
-    ]);
+    let (_seeder, listen) = seeder(&torrent, &src, &[]);
     let out = dir.path().join("down");
     let link = format!("{magnet}&x.pe={listen}");
     // The seeder may still be hashing: the leecher retries the peer until it answers.

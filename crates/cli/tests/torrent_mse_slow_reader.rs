@@ -6,7 +6,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use servent_bittorrent::metainfo::InfoHash;
@@ -14,15 +13,11 @@ use servent_bittorrent::mse::{CRYPTO_RC4, Initiator, MseConfig, MseStream};
 use servent_core::Rng;
 
 mod common;
-use common::{Proc, content, free_port, stdout};
+use common::content;
+use common::torrent::{create, info_hash, seeder};
 
-const LIMIT: Duration = Duration::from_secs(90);
 const PIECE: usize = 256 << 10;
 const BLOCK: usize = 16 << 10;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// A connection whose receive buffer is tiny, so a peer that stops reading fills it quickly
 /// and the seeder's own queue is what holds the rest.
@@ -107,44 +102,13 @@ fn a_peer_that_stops_reading_an_encrypted_upload_is_paced_and_then_decrypts_ever
     let src = dir.path().join("image.bin");
     let data = content(&src, 8 << 20);
     let blocks = data.len() / BLOCK;
-    let torrent = dir.path().join("image.torrent");
-    let o = common::run(
-        &[
-            "torrent",
-            "create",
-            s(&src),
-            "-t",
-            "http://127.0.0.1:1/announce",
-            "--piece-size",
-            "256K",
-            "--torrent-file",
-            s(&torrent),
-        ],
-        LIMIT,
-    );
-    assert!(o.status.success(), "{o:?}");
-    let shown = stdout(&common::run(
-        &["torrent", "show", s(&torrent), "--json"],
-        LIMIT,
-    ));
-    let v: serde_json::Value = serde_json::from_str(shown.trim()).unwrap();
-    let hex = v["info_hash"].as_str().unwrap();
+    let (torrent, _) = create(&src, "256K");
+    let hex = info_hash(&torrent);
     let mut ih = [0u8; 20];
     for (i, b) in ih.iter_mut().enumerate() {
         *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
     }
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut seeder = Proc::start(&[
-        "torrent",
-        "seed",
-        s(&torrent),
-        s(&src),
-        "--listen",
-        &listen,
-        "--encryption",
-        "require",
-    ]);
-    seeder.wait_line(LIMIT, |l| l.contains("listening on"));
+    let (seeder, listen) = seeder(&torrent, &src, &["--encryption", "require"]);
 
     // MSE as the initiator, RC4 only, our BitTorrent handshake as the initial payload.
     let mut hs = vec![19u8];

@@ -4,6 +4,8 @@
 // each test file uses a different subset; `pub` only means "used by the test files"
 #![allow(dead_code, unreachable_pub)]
 
+pub mod torrent;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
