@@ -78,7 +78,7 @@ impl FileStorage {
 
     /// Opens content that already exists at `content`: the file itself (single-file
     /// torrent) or the torrent's folder (multi-file), whatever its name (`servent torrent
-    /// seed --data PATH`). Resume data goes next to it.
+    /// seed FILE PATH`). Resume data goes next to it.
     pub fn open_content(meta: &Metainfo, content: &Path) -> Result<FileStorage, StorageError> {
         let name = content
             .file_name()
