@@ -841,6 +841,18 @@ mod tests {
         cmd().debug_assert();
     }
 
+    #[test]
+    fn the_session_summary_says_one_search_not_one_searches() {
+        assert_eq!(
+            super::session_summary(1, 1, 1),
+            "1 login, 1 search, 1 download brokered"
+        );
+        assert_eq!(
+            super::session_summary(0, 2, 3),
+            "0 logins, 2 searches, 3 downloads brokered"
+        );
+    }
+
     fn server(args: &[&str]) -> Result<clap::ArgMatches, clap::Error> {
         let mut all = vec!["napster", "server", "--db", "x.db"];
         all.extend_from_slice(args);
