@@ -55,7 +55,7 @@ def main():
     # ---- the seeder's peer port
     sport = A.free_port()
     seed_addr = f"127.0.0.1:{sport}"
-    with A.Server(["torrent", "seed", torrent, "--data", src, "--listen", seed_addr,
+    with A.Server(["torrent", "seed", torrent, src, "--listen", seed_addr,
                    "--no-dht"], ready=lambda l: "listening on" in l, name="seeder") as srv:
         n = [0]
 
