@@ -50,21 +50,6 @@ pub enum SwarmEvent {
     Peer(ClientEvent),
 }
 
-fn map_input<'a, C, D>(
-    input: Input<'a, C>,
-    f: impl FnOnce(C) -> Option<D>,
-) -> Option<Input<'a, D>> {
-    Some(match input {
-        Input::Command(c) => Input::Command(f(c)?),
-        Input::Datagram { from, data } => Input::Datagram { from, data },
-        Input::Connected { conn, peer } => Input::Connected { conn, peer },
-        Input::ConnectFailed { conn } => Input::ConnectFailed { conn },
-        Input::Received { conn, data } => Input::Received { conn, data },
-        Input::Closed { conn, reason } => Input::Closed { conn, reason },
-        _ => return None,
-    })
-}
-
 impl Core for SwarmNode {
     type Command = SwarmCommand;
     type Event = SwarmEvent;
@@ -72,7 +57,7 @@ impl Core for SwarmNode {
     fn handle_input(&mut self, now: Instant, input: Input<'_, SwarmCommand>) {
         match self {
             SwarmNode::Tracker(t) => {
-                if let Some(i) = map_input(input, |c| match c {
+                if let Some(i) = servent_core::harness::map_input(input, |c| match c {
                     SwarmCommand::Tracker(c) => Some(c),
                     SwarmCommand::Peer(_) => None,
                 }) {
@@ -80,7 +65,7 @@ impl Core for SwarmNode {
                 }
             }
             SwarmNode::Peer(p) => {
-                if let Some(i) = map_input(input, |c| match c {
+                if let Some(i) = servent_core::harness::map_input(input, |c| match c {
                     SwarmCommand::Peer(c) => Some(c),
                     SwarmCommand::Tracker(_) => None,
                 }) {
