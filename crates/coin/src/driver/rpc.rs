@@ -1,6 +1,6 @@
 //! JSON-RPC over HTTP with Bitcoin Core's method names, JSON shapes and error codes
 //! (`getblockcount`, `getbestblockhash`, `getblockhash`, `getblock` (verbosity 0/1),
-//! `getrawtransaction`, `sendrawtransaction`, `getmempoolinfo`, `getpeerinfo`,
+//! `getrawtransaction`, `sendrawtransaction`, `getmempoolinfo`, `getrawmempool`, `getpeerinfo`,
 //! `getblocktemplate`, `submitblock`, `generatetoaddress`). HTTP heads are servent-http's;
 //! a body is at most [`MAX_BODY`] bytes and needs a Content-Length; a connection is closed
 //! after [`IDLE`] without a request.
@@ -426,6 +426,40 @@ pub async fn call(api: &Api, req: &Value) -> Result<Value, RpcError> {
                 "minrelaytxfee": 0.00001,
             }))
         }
+        "getrawmempool" => {
+            let verbose = match param(&params, 0) {
+                None => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(err(code::TYPE, "verbose must be a boolean")),
+            };
+            let entries = match api
+                .ask(|id| Command::Mempool { id })
+                .await
+                .map_err(stopped)?
+            {
+                Event::Mempool { entries, .. } => entries,
+                _ => return Err(err(code::MISC, "unexpected answer")),
+            };
+            if !verbose {
+                return Ok(Value::Array(
+                    entries.iter().map(|e| json!(hash_hex(&e.txid))).collect(),
+                ));
+            }
+            let mut map = serde_json::Map::new();
+            for e in &entries {
+                let fee = btc_value(e.fee);
+                map.insert(
+                    hash_hex(&e.txid),
+                    json!({
+                        "vsize": e.size,
+                        "fee": fee,
+                        "fees": { "base": fee },
+                        "depends": e.depends.iter().map(hash_hex).collect::<Vec<_>>(),
+                    }),
+                );
+            }
+            Ok(Value::Object(map))
+        }
         "getpeerinfo" => match api.ask(|id| Command::Peers { id }).await.map_err(stopped)? {
             Event::Peers { peers, .. } => Ok(Value::Array(
                 peers
@@ -632,4 +666,9 @@ fn block_json(b: &Block, height: u32, active: bool, next: Option<[u8; 32]>, tip:
         v["nextblockhash"] = json!(hash_hex(&n));
     }
     v
+}
+
+/// Satoshis as a JSON number of bitcoins, as Core prints amounts.
+fn btc_value(sat: i64) -> Value {
+    json!(sat as f64 / 1e8)
 }

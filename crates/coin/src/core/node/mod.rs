@@ -713,6 +713,25 @@ impl Node {
                 let tx = self.mempool.get(&txid).map(|e| e.tx.clone());
                 self.events.push_back(Event::MempoolTx { id, tx });
             }
+            Command::Mempool { id } => {
+                let entries = self
+                    .mempool
+                    .by_fee_rate()
+                    .map(|e| MempoolEntry {
+                        txid: e.tx.txid(),
+                        size: e.size,
+                        fee: e.fee.to_sat(),
+                        depends: e
+                            .tx
+                            .inputs
+                            .iter()
+                            .map(|i| i.prevout.txid)
+                            .filter(|p| self.mempool.contains(p))
+                            .collect(),
+                    })
+                    .collect();
+                self.events.push_back(Event::Mempool { id, entries });
+            }
             Command::StoreDone(r) => self.on_store_done(r),
         }
     }

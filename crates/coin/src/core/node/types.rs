@@ -153,6 +153,10 @@ pub enum Command {
         id: u64,
         txid: [u8; 32],
     },
+    /// Answer [`Event::Mempool`]: every transaction in the pool.
+    Mempool {
+        id: u64,
+    },
     StoreDone(Reply),
 }
 
@@ -181,6 +185,18 @@ pub struct PeerSummary {
     pub ping_us: Option<u64>,
     pub bytes_sent: u64,
     pub bytes_recv: u64,
+}
+
+/// One pool transaction, for `getrawmempool`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MempoolEntry {
+    pub txid: [u8; 32],
+    /// Serialized size in bytes (no witness: the virtual size).
+    pub size: usize,
+    /// Satoshis.
+    pub fee: i64,
+    /// Pool transactions this one spends.
+    pub depends: Vec<[u8; 32]>,
 }
 
 /// What a block template is built from.
@@ -222,6 +238,11 @@ pub enum Event {
     MempoolTx {
         id: u64,
         tx: Option<Transaction>,
+    },
+    /// The pool's transactions, highest fee rate first (parents before children).
+    Mempool {
+        id: u64,
+        entries: Vec<MempoolEntry>,
     },
     /// The active tip moved.
     Tip {
