@@ -45,18 +45,18 @@ fn client_index(a: SocketAddr) -> Option<usize> {
     }
 }
 
-/// A node of the harness: the server or a client.
+/// A node of the harness and of the simulator (`scenarios`): the server or a client.
+/// Both are boxed, so a network of 10^5 clients holds pointers, not server-sized slots.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // one server per harness
 pub enum Peer {
     /// The index server.
-    Server(Server),
+    Server(Box<Server>),
     /// A client.
-    Client(Client),
+    Client(Box<Client>),
 }
 
 /// A command for a [`Peer`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum PeerCommand {
     /// For the server.
     Server(ServerCommand),
@@ -65,7 +65,7 @@ pub enum PeerCommand {
 }
 
 /// An event of a [`Peer`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum PeerEvent {
     /// The server's.
     Server(ServerEvent),
@@ -155,7 +155,7 @@ impl Harness {
             crashed: Vec::new(),
         };
         h.set_journal(Box::new(Volatile));
-        h.net.add_at(SERVER_ADDR, Peer::Server(server));
+        h.net.add_at(SERVER_ADDR, Peer::Server(Box::new(server)));
         h.collect();
         h
     }
@@ -210,8 +210,10 @@ impl Harness {
         let i = self.client_events.len();
         self.client_events.push(Vec::new());
         self.crashed.push(None);
-        self.net
-            .add_at(Self::client_addr(i), Peer::Client(Client::new(cfg)));
+        self.net.add_at(
+            Self::client_addr(i),
+            Peer::Client(Box::new(Client::new(cfg))),
+        );
         self.collect();
         i
     }
@@ -253,7 +255,7 @@ impl Harness {
     /// Takes client `i` off the network as a crash would (the server sees a reset).
     pub fn crash(&mut self, i: usize) {
         if let Some(Peer::Client(c)) = self.net.remove(Self::client_addr(i)) {
-            self.crashed[i] = Some(c);
+            self.crashed[i] = Some(*c);
         }
     }
 

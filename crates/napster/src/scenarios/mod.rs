@@ -18,113 +18,48 @@ use servent_sim::{
 };
 
 use crate::client::{Client, ClientCommand, ClientConfig, ClientEvent};
-use crate::harness::settle;
-use crate::server::{Server, ServerCommand, ServerConfig, ServerEvent, Volatile};
+use crate::harness::{Peer, PeerCommand, PeerEvent, settle};
+use crate::server::{Server, ServerConfig, Volatile};
 use crate::wire::{FileInfo, LinkType, SearchQuery};
 
-/// A node of the simulation: the server or a client.
+/// A node of the simulation: the harness's [`Peer`], whose server completes its jobs
+/// (password hashing, account writes) inline after every input, in no virtual time (the
+/// argon2 cost of the scenario's config is cheap), as [`settle`] does in the harness.
 #[derive(Debug)]
-pub enum NapNode {
-    /// The index server.
-    Server(Box<Server>),
-    /// A client.
-    Client(Box<Client>),
-}
+pub struct NapNode(pub Peer);
 
-/// A command for either kind of node.
-#[derive(Debug, Clone)]
-pub enum NapCommand {
-    /// For the server.
-    Server(ServerCommand),
-    /// For a client.
-    Client(ClientCommand),
-}
-
-/// An event from either kind of node.
-#[derive(Debug, Clone)]
-pub enum NapEvent {
-    /// From the server.
-    Server(ServerEvent),
-    /// From a client.
-    Client(ClientEvent),
-}
-
-impl Core for NapNode {
-    type Command = NapCommand;
-    type Event = NapEvent;
-
-    fn handle_input(&mut self, now: Instant, input: Input<'_, NapCommand>) {
-        match (&mut *self, input) {
-            (NapNode::Server(s), Input::Command(NapCommand::Server(c))) => {
-                s.handle_input(now, Input::Command(c))
-            }
-            (NapNode::Client(c), Input::Command(NapCommand::Client(cmd))) => {
-                c.handle_input(now, Input::Command(cmd))
-            }
-            // A command for the other kind of node is ignored.
-            (_, Input::Command(_)) => {}
-            (NapNode::Server(s), Input::Connected { conn, peer }) => {
-                s.handle_input(now, Input::Connected { conn, peer })
-            }
-            (NapNode::Client(c), Input::Connected { conn, peer }) => {
-                c.handle_input(now, Input::Connected { conn, peer })
-            }
-            (NapNode::Server(s), Input::Received { conn, data }) => {
-                s.handle_input(now, Input::Received { conn, data })
-            }
-            (NapNode::Client(c), Input::Received { conn, data }) => {
-                c.handle_input(now, Input::Received { conn, data })
-            }
-            (NapNode::Server(s), Input::Closed { conn, reason }) => {
-                s.handle_input(now, Input::Closed { conn, reason })
-            }
-            (NapNode::Client(c), Input::Closed { conn, reason }) => {
-                c.handle_input(now, Input::Closed { conn, reason })
-            }
-            (NapNode::Server(s), Input::ConnectFailed { conn }) => {
-                s.handle_input(now, Input::ConnectFailed { conn })
-            }
-            (NapNode::Client(c), Input::ConnectFailed { conn }) => {
-                c.handle_input(now, Input::ConnectFailed { conn })
-            }
-            _ => {}
-        }
-        // The server's jobs (password hashing, account writes) complete inline, in no
-        // virtual time; the argon2 cost of the scenario's config is cheap.
-        if let NapNode::Server(s) = self {
+impl NapNode {
+    fn settle(&mut self, now: Instant) {
+        if let Peer::Server(s) = &mut self.0 {
             settle(s, now, &mut Volatile);
         }
     }
+}
+
+impl Core for NapNode {
+    type Command = PeerCommand;
+    type Event = PeerEvent;
+
+    fn handle_input(&mut self, now: Instant, input: Input<'_, PeerCommand>) {
+        self.0.handle_input(now, input);
+        self.settle(now);
+    }
 
     fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            NapNode::Server(s) => {
-                s.handle_timeout(now);
-                settle(s, now, &mut Volatile);
-            }
-            NapNode::Client(c) => c.handle_timeout(now),
-        }
+        self.0.handle_timeout(now);
+        self.settle(now);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        match self {
-            NapNode::Server(s) => s.poll_transmit(),
-            NapNode::Client(c) => c.poll_transmit(),
-        }
+        self.0.poll_transmit()
     }
 
-    fn poll_event(&mut self) -> Option<NapEvent> {
-        match self {
-            NapNode::Server(s) => s.poll_event().map(NapEvent::Server),
-            NapNode::Client(c) => c.poll_event().map(NapEvent::Client),
-        }
+    fn poll_event(&mut self) -> Option<PeerEvent> {
+        self.0.poll_event()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            NapNode::Server(s) => s.poll_timeout(),
-            NapNode::Client(c) => c.poll_timeout(),
-        }
+        self.0.poll_timeout()
     }
 }
 
@@ -212,7 +147,10 @@ pub fn run(clients: usize, seed: u64, firewalled: f64, trace: bool) -> NapsterRu
     let mut scfg = ServerConfig::for_tests();
     scfg.max_connections = clients + 16;
     let server = sim.add_node(
-        NapNode::Server(Box::new(Server::new(scfg, Rng::new(seed).fork(1)))),
+        NapNode(Peer::Server(Box::new(Server::new(
+            scfg,
+            Rng::new(seed).fork(1),
+        )))),
         NodeOpts {
             up_bps: Some(12_500_000),
             down_bps: Some(12_500_000),
@@ -231,7 +169,7 @@ pub fn run(clients: usize, seed: u64, firewalled: f64, trace: bool) -> NapsterRu
         cfg.data_port = if fw { 0 } else { 6699 };
         cfg.link = LinkType::new((i % 10) as u8 + 1).unwrap_or_default();
         let n = sim.add_node(
-            NapNode::Client(Box::new(Client::new(cfg))),
+            NapNode(Peer::Client(Box::new(Client::new(cfg)))),
             NodeOpts {
                 up_bps: Some(128_000),
                 down_bps: Some(1_000_000),
@@ -259,7 +197,7 @@ pub fn run(clients: usize, seed: u64, firewalled: f64, trace: bool) -> NapsterRu
         sim.command_at(
             at,
             n,
-            NapCommand::Client(ClientCommand::Share {
+            PeerCommand::Client(ClientCommand::Share {
                 id: 1,
                 files: infos,
             }),
@@ -285,7 +223,7 @@ pub fn run(clients: usize, seed: u64, firewalled: f64, trace: bool) -> NapsterRu
         sim.command_at(
             at,
             n,
-            NapCommand::Client(ClientCommand::Search {
+            PeerCommand::Client(ClientCommand::Search {
                 id: 100,
                 query: SearchQuery {
                     contains: vec![query],
@@ -323,7 +261,7 @@ pub fn run(clients: usize, seed: u64, firewalled: f64, trace: bool) -> NapsterRu
         sim.run_for(Duration::from_millis(500));
         if phase == 0 && sim.now() >= Instant::from_secs(9) {
             phase = 1;
-            if let Some(NapNode::Server(s)) = sim.core(server) {
+            if let Some(NapNode(Peer::Server(s))) = sim.core(server) {
                 run.files_indexed = s.stats().files;
             }
         }
@@ -350,7 +288,7 @@ pub fn run(clients: usize, seed: u64, firewalled: f64, trace: bool) -> NapsterRu
                 sim.command_at(
                     at,
                     n,
-                    NapCommand::Client(ClientCommand::Search {
+                    PeerCommand::Client(ClientCommand::Search {
                         id: 200,
                         query: SearchQuery {
                             contains: vec![format!(
@@ -368,7 +306,7 @@ pub fn run(clients: usize, seed: u64, firewalled: f64, trace: bool) -> NapsterRu
             }
         }
         for (t, node, e) in sim.take_events() {
-            let NapEvent::Client(e) = e else { continue };
+            let PeerEvent::Client(e) = e else { continue };
             match e {
                 ClientEvent::LoggedIn { .. } => run.logged_in += 1,
                 ClientEvent::SearchDone { id: 100, hits } => {
@@ -382,7 +320,7 @@ pub fn run(clients: usize, seed: u64, firewalled: f64, trace: bool) -> NapsterRu
                         downloads += 1;
                         sim.command(
                             node,
-                            NapCommand::Client(ClientCommand::Download {
+                            PeerCommand::Client(ClientCommand::Download {
                                 id: 300 + downloads,
                                 nick: h.nick.clone(),
                                 file: h.file.name.clone(),
