@@ -9,7 +9,7 @@
 //! how many to answer (newest first, so answers come out of order). A client without it
 //! does its disk work inline, as in the simulator.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -21,12 +21,17 @@ use crate::storage::{MemStorage, Storage, StorageError};
 
 /// In-memory content shared by a client and the harness that runs its disk jobs.
 #[derive(Clone, Debug)]
-pub struct SharedMem(Rc<RefCell<MemStorage>>);
+pub struct SharedMem(Rc<RefCell<MemStorage>>, Rc<Cell<u64>>);
 
 impl SharedMem {
     /// Shares `storage`.
     pub fn new(storage: MemStorage) -> SharedMem {
-        SharedMem(Rc::new(RefCell::new(storage)))
+        SharedMem(Rc::new(RefCell::new(storage)), Rc::default())
+    }
+
+    /// How many times the content was flushed (by a job, or by the core inline).
+    pub fn flushes(&self) -> u64 {
+        self.1.get()
     }
 
     /// A copy of the bytes.
@@ -44,6 +49,10 @@ impl Storage for SharedMem {
     }
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
         self.0.borrow_mut().write(offset, data)
+    }
+    fn flush(&mut self) -> Result<(), StorageError> {
+        self.1.set(self.1.get() + 1);
+        Ok(())
     }
 }
 
@@ -64,6 +73,10 @@ pub struct Node {
     pub written: u64,
     /// Request messages sent so far.
     pub requests_sent: usize,
+    /// When each [`DiskJob::Flush`] was handed out.
+    pub flush_jobs: Vec<Instant>,
+    /// When [`ClientEvent::Completed`] came out.
+    pub completed_at: Option<Instant>,
 }
 
 /// Clients on one virtual clock.
@@ -110,6 +123,8 @@ impl Harness {
             held: Vec::new(),
             written: 0,
             requests_sent: 0,
+            flush_jobs: Vec::new(),
+            completed_at: None,
         });
         self.nodes.len() - 1
     }
@@ -229,11 +244,17 @@ impl Harness {
                         DiskJob::Write { data, .. } | DiskJob::Store { data, .. } => {
                             n.written += data.len() as u64;
                         }
+                        DiskJob::Flush => n.flush_jobs.push(now),
                         _ => {}
                     }
                     n.held.push((id, job));
                 }
-                other => n.events.push(other),
+                other => {
+                    if matches!(other, ClientEvent::Completed) {
+                        n.completed_at = Some(now);
+                    }
+                    n.events.push(other);
+                }
             }
         }
         let k = complete(i, n.held.len()).min(n.held.len());

@@ -123,3 +123,27 @@ fn while_uploads_wait_for_the_disk_the_seeder_stops_reading_at_the_job_limit() {
     no_failures(&h);
     assert_eq!(h.nodes[LEECHER].storage.data(), content);
 }
+
+#[test]
+fn at_completion_the_resume_data_is_flushed_by_a_disk_job_never_inline() {
+    let (mut h, content) = pair();
+    let mut rng = Rng::new(5);
+    h.drive(
+        20_000,
+        |_, held| rng.below(held as u64 + 1) as usize,
+        leecher_done,
+    );
+    no_failures(&h);
+    let l = &h.nodes[LEECHER];
+    assert_eq!(l.storage.data(), content);
+    let done = l.completed_at.expect("completed");
+    // A flush job left the core once the download completed (none would come later: no
+    // piece is verified after the last).
+    assert!(
+        l.flush_jobs.iter().any(|t| *t >= done),
+        "flush jobs at {:?}, completed at {done:?}",
+        l.flush_jobs
+    );
+    // Every flush of the content was a job the harness answered: none ran on the core.
+    assert_eq!(l.storage.flushes(), l.flush_jobs.len() as u64);
+}
