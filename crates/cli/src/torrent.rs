@@ -1,10 +1,10 @@
 //! `servent torrent`: create and inspect torrents, run a tracker, seed and download.
 //!
 //! The protocol lives in `servent-bittorrent` (sans-IO cores); this module resolves tracker
-//! names, opens files, and runs the cores under the tokio driver. The DHT
-//! (`servent-kademlia`'s [`DhtClient`]) is an extra peer source for every non-private torrent
-//! when bootstrap nodes are known (`--bootstrap`, a torrent's `nodes`, the routing table
-//! saved under `--data DIR`).
+//! names, opens files, and runs the cores under the tokio driver. The DHT (the crate's
+//! [`DhtPeerSource`]) is an extra peer source for every non-private torrent when bootstrap
+//! nodes are known (`--bootstrap`, a torrent's `nodes`, the routing table saved under
+//! `--data DIR`).
 //! A magnet link runs in two steps: a [`Client::magnet`] core finds peers and fetches the
 //! info dictionary (BEP 9), then a normal client downloads the torrent from the same peers.
 
