@@ -286,10 +286,10 @@ mod tests {
         };
         assert!(s.lookup_done(now, ih(1), failed, []).is_some());
         assert_eq!(s.poll_timeout(), Some(now + MAX_BACKOFF));
-        now = now + MAX_BACKOFF;
+        now += MAX_BACKOFF;
         assert!(s.poll(now).is_some());
         s.lookup_done(now, ih(1), found(&[1]), []);
-        now = now + REFRESH;
+        now += REFRESH;
         assert!(s.poll(now).is_some());
         s.lookup_done(now, ih(1), found(&[]), []);
         assert_eq!(s.poll_timeout(), Some(now + FIRST_BACKOFF), "backoff reset");
@@ -375,9 +375,8 @@ mod tests {
         s.lookup_done(at(0), ih(1), found(&[]), []);
         // Due again at 2, 6 (lookups only), then 14: past the first re-join at 10.
         let mut actions = Vec::new();
-        let mut now = at(0);
         for _ in 0..8 {
-            now = s.poll_timeout().unwrap();
+            let now = s.poll_timeout().unwrap();
             match s.poll(now).unwrap() {
                 DhtAction::Bootstrap => {
                     actions.push((now.as_secs_f64() as u64, 'b'));
