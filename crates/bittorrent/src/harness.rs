@@ -1,32 +1,38 @@
-//! An in-memory network of [`Client`]s: real cores, virtual time that jumps to the next
-//! timer when nothing moves, and disk jobs completed by the test's own policy.
+//! An in-memory network of [`Client`]s on the shared [`servent_core::harness`] (real cores,
+//! virtual time that jumps to the next delivery or timer, a 1 ms link), with disk jobs
+//! completed by the test's own policy.
 //!
 //! Tests read as scenarios: [`Harness::add`] clients (each on a [`SharedMem`] the harness
 //! shares with it, as the driver shares its files), give commands, [`Harness::drive`],
-//! then assert on each [`Node`]'s events, counters and content. Bytes are delivered at once
-//! and in order; a client with [`ClientConfig::disk_jobs`](crate::client::ClientConfig)
-//! hands its jobs to the harness, which holds them until the policy given to `drive` says
-//! how many to answer (newest first, so answers come out of order). A client without it
-//! does its disk work inline, as in the simulator.
+//! then assert on each [`Node`]'s events, counters and content. A client with
+//! [`ClientConfig::disk_jobs`](crate::client::ClientConfig) hands its jobs to its [`Node`],
+//! which holds them until the policy given to `drive` says how many to answer (newest
+//! first, so answers come out of order). A client without it does its disk work inline, as
+//! in the simulator.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use servent_core::{CloseReason, ConnId, Core, Input, Instant, Transmit};
+use servent_core::{Core, Input, Instant, Transmit};
 
 use crate::client::{Client, ClientCommand, ClientEvent, DiskJob};
 use crate::storage::{MemStorage, Storage, StorageError};
 
 /// In-memory content shared by a client and the harness that runs its disk jobs.
 #[derive(Clone, Debug)]
-pub struct SharedMem(Rc<RefCell<MemStorage>>);
+pub struct SharedMem(Rc<RefCell<MemStorage>>, Rc<Cell<u64>>);
 
 impl SharedMem {
     /// Shares `storage`.
     pub fn new(storage: MemStorage) -> SharedMem {
-        SharedMem(Rc::new(RefCell::new(storage)))
+        SharedMem(Rc::new(RefCell::new(storage)), Rc::default())
+    }
+
+    /// How many times the content was flushed (by a job, or by the core inline).
+    pub fn flushes(&self) -> u64 {
+        self.1.get()
     }
 
     /// A copy of the bytes.
@@ -45,9 +51,14 @@ impl Storage for SharedMem {
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
         self.0.borrow_mut().write(offset, data)
     }
+    fn flush(&mut self) -> Result<(), StorageError> {
+        self.1.set(self.1.get() + 1);
+        Ok(())
+    }
 }
 
-/// One client of the harness and what it did.
+/// One client of the harness and what it did: the core the shared harness runs, which
+/// keeps its disk jobs for the test to answer and its other events for the test to read.
 #[derive(Debug)]
 pub struct Node {
     /// The core.
@@ -64,18 +75,71 @@ pub struct Node {
     pub written: u64,
     /// Request messages sent so far.
     pub requests_sent: usize,
+    /// When each [`DiskJob::Flush`] was handed out.
+    pub flush_jobs: Vec<Instant>,
+    /// When [`ClientEvent::Completed`] came out.
+    pub completed_at: Option<Instant>,
+    /// The time of the last input.
+    now: Instant,
 }
 
-/// Clients on one virtual clock.
+impl Core for Node {
+    type Command = ClientCommand;
+    type Event = ClientEvent;
+
+    fn handle_input(&mut self, now: Instant, input: Input<'_, ClientCommand>) {
+        self.now = now;
+        self.client.handle_input(now, input);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        self.client.handle_timeout(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.client.poll_transmit()?;
+        if let Transmit::Send { data, .. } = &t {
+            self.requests_sent += count_requests(data);
+        }
+        Some(t)
+    }
+
+    /// Keeps every event here (disk jobs in `held`), none for the shared harness.
+    fn poll_event(&mut self) -> Option<ClientEvent> {
+        while let Some(e) = self.client.poll_event() {
+            match e {
+                ClientEvent::Disk { id, job } => {
+                    match &job {
+                        DiskJob::Write { data, .. } | DiskJob::Store { data, .. } => {
+                            self.written += data.len() as u64;
+                        }
+                        DiskJob::Flush => self.flush_jobs.push(self.now),
+                        _ => {}
+                    }
+                    self.held.push((id, job));
+                }
+                other => {
+                    if matches!(other, ClientEvent::Completed) {
+                        self.completed_at = Some(self.now);
+                    }
+                    self.events.push(other);
+                }
+            }
+        }
+        None
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.client.poll_timeout()
+    }
+}
+
+/// Clients on one virtual network, by the index they were added at.
 #[derive(Debug)]
 pub struct Harness {
-    /// The clients, by index.
-    pub nodes: Vec<Node>,
-    /// The virtual clock.
-    pub now: Instant,
-    /// (node, its conn) <-> (node, its conn).
-    links: Vec<((usize, ConnId), (usize, ConnId))>,
-    next_inbound: u64,
+    net: servent_core::harness::Harness<Node>,
+    addrs: Vec<SocketAddr>,
 }
 
 impl Default for Harness {
@@ -85,14 +149,17 @@ impl Default for Harness {
 }
 
 impl Harness {
-    /// An empty network at 1 s.
+    /// An empty network whose bytes take 1 ms.
     pub fn new() -> Harness {
         Harness {
-            nodes: Vec::new(),
-            now: Instant::from_secs(1),
-            links: Vec::new(),
-            next_inbound: 0,
+            net: servent_core::harness::Harness::new().with_latency(Duration::from_millis(1)),
+            addrs: Vec::new(),
         }
+    }
+
+    /// Virtual time now.
+    pub fn now(&self) -> Instant {
+        self.net.now()
     }
 
     /// Adds `client` on `storage`, accepting connections at `addr`; returns its index.
@@ -102,7 +169,7 @@ impl Harness {
         storage: SharedMem,
         addr: SocketAddr,
     ) -> usize {
-        self.nodes.push(Node {
+        let node = Node {
             client,
             storage,
             addr,
@@ -110,33 +177,52 @@ impl Harness {
             held: Vec::new(),
             written: 0,
             requests_sent: 0,
-        });
-        self.nodes.len() - 1
+            flush_jobs: Vec::new(),
+            completed_at: None,
+            now: self.net.now(),
+        };
+        self.net.add_at(addr, node);
+        self.addrs.push(addr);
+        self.addrs.len() - 1
+    }
+
+    /// Node `i`.
+    ///
+    /// # Panics
+    /// When no node `i` was added (a test's own mistake).
+    pub fn node(&self, i: usize) -> &Node {
+        self.addrs
+            .get(i)
+            .and_then(|a| self.net.node(*a))
+            .unwrap_or_else(|| panic!("no node {i}"))
+    }
+
+    /// Node `i`, mutable (to change its configuration between drives).
+    ///
+    /// # Panics
+    /// When no node `i` was added.
+    pub fn node_mut(&mut self, i: usize) -> &mut Node {
+        let a = self.addrs.get(i).copied();
+        a.and_then(|a| self.net.node_mut(a))
+            .unwrap_or_else(|| panic!("no node {i}"))
+    }
+
+    /// Every node, by index.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.addrs.iter().filter_map(|a| self.net.node(*a))
     }
 
     /// Gives node `i` a command.
     pub fn command(&mut self, i: usize, cmd: ClientCommand) {
-        if let Some(n) = self.nodes.get_mut(i) {
-            n.client.handle_input(self.now, Input::Command(cmd));
+        if let Some(a) = self.addrs.get(i).copied() {
+            self.net.command(a, cmd);
         }
     }
 
-    fn peer_of(&self, at: (usize, ConnId)) -> Option<(usize, ConnId)> {
-        self.links.iter().find_map(|&(a, b)| {
-            if a == at {
-                Some(b)
-            } else if b == at {
-                Some(a)
-            } else {
-                None
-            }
-        })
-    }
-
-    /// Moves bytes and disk jobs until nothing moves and every node's timers are past, or
-    /// `rounds` rounds; `complete(node, held)` says how many of a node's held jobs to answer
-    /// in a round. Stops early once `done(self)` holds in a quiet round. Returns the rounds
-    /// used.
+    /// Runs up to `rounds` rounds. A round first asks `complete(node, held)` how many of each
+    /// node's held jobs to answer and answers them; when none was, it stops if `done(self)`
+    /// holds, else takes one step of the network (the next delivery, or the timers due
+    /// next). Returns the rounds used.
     pub fn drive(
         &mut self,
         rounds: usize,
@@ -144,107 +230,28 @@ impl Harness {
         done: impl Fn(&Harness) -> bool,
     ) -> usize {
         for round in 0..rounds {
-            let mut moved = false;
-            for i in 0..self.nodes.len() {
-                moved |= self.pump(i, &mut complete);
+            let mut answered = false;
+            for (i, addr) in self.addrs.clone().into_iter().enumerate() {
+                let now = self.net.now();
+                let Some(n) = self.net.node_mut(addr) else {
+                    continue;
+                };
+                let k = complete(i, n.held.len()).min(n.held.len());
+                for _ in 0..k {
+                    let Some((id, job)) = n.held.pop() else { break };
+                    let result = job.run(&mut n.storage.clone());
+                    n.handle_input(now, Input::Command(ClientCommand::DiskDone { id, result }));
+                }
+                if k > 0 {
+                    answered = true;
+                    self.net.poke(addr);
+                }
             }
-            if !moved {
-                if done(self) {
-                    return round;
-                }
-                let next = self
-                    .nodes
-                    .iter()
-                    .filter_map(|n| n.client.poll_timeout())
-                    .min()
-                    .map_or(self.now + Duration::from_secs(1), |t| t.max(self.now));
-                self.now = next.max(self.now + Duration::from_millis(1));
-                let now = self.now;
-                for n in &mut self.nodes {
-                    if n.client.poll_timeout().is_some_and(|t| t <= now) {
-                        n.client.handle_timeout(now);
-                    }
-                }
+            if !answered && (done(self) || !self.net.step(Instant::MAX)) {
+                return round;
             }
         }
         rounds
-    }
-
-    /// One node's output: transmits to their peers, events, jobs. Whether anything moved.
-    fn pump(&mut self, i: usize, complete: &mut impl FnMut(usize, usize) -> usize) -> bool {
-        let now = self.now;
-        let mut moved = false;
-        while let Some(t) = self.nodes.get_mut(i).and_then(|n| n.client.poll_transmit()) {
-            moved = true;
-            match t {
-                Transmit::Connect { conn, to: addr } => {
-                    let Some(j) = self.nodes.iter().position(|n| n.addr == addr) else {
-                        let reason = CloseReason::Reset;
-                        self.nodes[i]
-                            .client
-                            .handle_input(now, Input::Closed { conn, reason });
-                        continue;
-                    };
-                    let theirs = ConnId::inbound(self.next_inbound);
-                    self.next_inbound += 1;
-                    self.links.push(((i, conn), (j, theirs)));
-                    let peer = self.nodes[i].addr;
-                    self.nodes[j]
-                        .client
-                        .handle_input(now, Input::Connected { conn: theirs, peer });
-                    self.nodes[i]
-                        .client
-                        .handle_input(now, Input::Connected { conn, peer: addr });
-                }
-                Transmit::Send { conn, data } => {
-                    self.nodes[i].requests_sent += count_requests(&data);
-                    if let Some((j, c)) = self.peer_of((i, conn)) {
-                        self.nodes[j].client.handle_input(
-                            now,
-                            Input::Received {
-                                conn: c,
-                                data: &data,
-                            },
-                        );
-                    }
-                }
-                Transmit::Close { conn } => {
-                    if let Some((j, c)) = self.peer_of((i, conn)) {
-                        self.links
-                            .retain(|&(a, b)| a != (i, conn) && b != (i, conn));
-                        let reason = CloseReason::Closed;
-                        self.nodes[j]
-                            .client
-                            .handle_input(now, Input::Closed { conn: c, reason });
-                    }
-                }
-                _ => {}
-            }
-        }
-        let n = &mut self.nodes[i];
-        while let Some(e) = n.client.poll_event() {
-            match e {
-                ClientEvent::Disk { id, job } => {
-                    match &job {
-                        DiskJob::Write { data, .. } | DiskJob::Store { data, .. } => {
-                            n.written += data.len() as u64;
-                        }
-                        _ => {}
-                    }
-                    n.held.push((id, job));
-                }
-                other => n.events.push(other),
-            }
-        }
-        let k = complete(i, n.held.len()).min(n.held.len());
-        for _ in 0..k {
-            let Some((id, job)) = n.held.pop() else { break };
-            let result = job.run(&mut n.storage.clone());
-            n.client
-                .handle_input(now, Input::Command(ClientCommand::DiskDone { id, result }));
-            moved = true;
-        }
-        moved
     }
 }
 

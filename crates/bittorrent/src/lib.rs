@@ -8,9 +8,12 @@
 //!   leave the download folder), [`magnet`] (BEP 9); [`bencode`] is its own crate, re-exported;
 //! - [`core`]: the sans-IO state machines — [`client::Client`] (one torrent: peers, trackers,
 //!   choking, requests, PEX, metadata, web seeds), [`picker`], [`metadata`], [`webseed`],
+//!   [`core::dht_source`] (the DHT as a peer source: what to look up or announce when),
 //!   [`storage`] (the trait and in-memory/synthetic content), [`tracker_server::Tracker`];
 //! - `driver` (feature `runtime`, on by default): files on disk (`FileStorage`, resume
-//!   data) and `create` (hashing content into a `.torrent` on every core);
+//!   data), the disk-job pool, the web-seed fetcher, the DHT peer source's node
+//!   (`driver::dht`, servent-kademlia's client) and `create` (hashing content into a
+//!   `.torrent` on every core);
 //! - [`scenarios`](mod@scenarios): both cores in the simulator ([`swarm`]), the `bittorrent-swarm` scenario;
 //! - [`harness`]: clients on an in-memory network and virtual time, disk jobs answered by
 //!   the test.

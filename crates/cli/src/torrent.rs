@@ -1,10 +1,10 @@
 //! `servent torrent`: create and inspect torrents, run a tracker, seed and download.
 //!
 //! The protocol lives in `servent-bittorrent` (sans-IO cores); this module resolves tracker
-//! names, opens files, and runs the cores under the tokio driver. The DHT
-//! (`servent-kademlia`'s [`DhtClient`]) is an extra peer source for every non-private torrent
-//! when bootstrap nodes are known (`--bootstrap`, a torrent's `nodes`, the routing table
-//! saved under `--data DIR`).
+//! names, opens files, and runs the cores under the tokio driver. The DHT (the crate's
+//! [`DhtPeerSource`]) is an extra peer source for every non-private torrent when bootstrap
+//! nodes are known (`--bootstrap`, a torrent's `nodes`, the routing table saved under
+//! `--data DIR`).
 //! A magnet link runs in two steps: a [`Client::magnet`] core finds peers and fetches the
 //! info dictionary (BEP 9), then a normal client downloads the torrent from the same peers.
 
@@ -20,17 +20,17 @@ use servent_bittorrent::client::{
     Client, ClientCommand, ClientConfig, ClientEvent, Encryption, TrackerEndpoint, make_peer_id,
 };
 use servent_bittorrent::create::{CreateOptions, create_torrent};
+use servent_bittorrent::driver::dht::{self, DhtPeerSource, DhtSourceOpts};
 use servent_bittorrent::driver::disk::{self, DiskPool, SharedStorage};
 use servent_bittorrent::magnet::{Magnet, PeerAddr};
-use servent_bittorrent::metainfo::{InfoHash, Metainfo};
+use servent_bittorrent::metainfo::Metainfo;
 use servent_bittorrent::picker::Bitfield;
 use servent_bittorrent::storage::{FileStorage, MemStorage, recheck};
 use servent_bittorrent::tracker_server::{Tracker, TrackerConfig, TrackerEvent};
-use servent_core::{Id, Rng};
-use servent_kademlia::Event as DhtEvent;
+use servent_core::Rng;
 use servent_kademlia::client::{ClientOpts, DhtClient};
 use servent_runtime::{NodeConfig, NodeHandle, spawn};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::common::{Progress, fmt_bytes};
 use crate::demo::DemoSection;
@@ -926,49 +926,8 @@ async fn run_tracker(listen: SocketAddr, interval: Duration, limits: TrackerLimi
 // -------------------------------------------------------------------------------------
 // The DHT as a peer source.
 
-/// A torrent the DHT task looks peers up for (and announces, once `port` is known).
-struct Track {
-    info_hash: InfoHash,
-    /// Our TCP port to announce; 0: look up only (fetching a magnet's metadata).
-    port: u16,
-    /// Where found peers go.
-    client: mpsc::Sender<ClientCommand>,
-}
-
 /// The DHT node shared by every torrent of one command.
-#[derive(Clone)]
-struct Dht {
-    tracks: mpsc::Sender<Track>,
-    stop: DhtStop,
-}
-
-type DhtStop =
-    std::sync::Arc<std::sync::Mutex<Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>>>;
-
-impl Dht {
-    /// Looks peers up for `info_hash` from now on (replacing an earlier registration).
-    async fn track(&self, info_hash: InfoHash, port: u16, client: mpsc::Sender<ClientCommand>) {
-        let _ = self
-            .tracks
-            .send(Track {
-                info_hash,
-                port,
-                client,
-            })
-            .await;
-    }
-}
-
-async fn resolve_all(hosts: impl IntoIterator<Item = String>) -> Vec<SocketAddr> {
-    let mut out = Vec::new();
-    for h in hosts {
-        match tokio::net::lookup_host(h.as_str()).await {
-            Ok(a) => out.extend(a.filter(SocketAddr::is_ipv4).take(4)),
-            Err(e) => tracing::warn!("DHT node {h}: {e}"),
-        }
-    }
-    out
-}
+type Dht = DhtPeerSource;
 
 /// The DHT state file under the state folder: `--data DIR`, else (with a fixed
 /// `--dht-listen` port) the default folder for that address, as `servent dht run` chooses
@@ -996,140 +955,26 @@ async fn start_dht(args: &DhtArgs, ip: IpAddr, nodes: &[(String, u16)]) -> Resul
     if args.bootstrap.is_empty() && nodes.is_empty() && args.data.is_none() && !saved {
         return Ok(None);
     }
-    if let Some(dir) = state.as_deref().and_then(Path::parent) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the state folder {}", dir.display()))?;
-    }
     // --bootstrap values are the user's: a name that does not resolve or a missing file is an
     // error. A torrent's `nodes` are the author's: one that does not resolve is only warned of.
     let given = args.bootstrap.clone();
-    let mut boot =
+    let mut bootstrap =
         tokio::task::spawn_blocking(move || crate::common::bootstrap_addrs(&given)).await??;
-    boot.extend(resolve_all(nodes.iter().map(|(h, p)| format!("{h}:{p}"))).await);
+    bootstrap.extend(dht::resolve_nodes(nodes).await);
     let listen = args.dht_listen.unwrap_or(SocketAddr::new(ip, 0));
-    let mut o = ClientOpts::with_rng(listen, servent_runtime::os_rng()?);
-    o.state = state;
-    o.timeout = Duration::from_secs(30);
-    let mut client = DhtClient::start(o)
-        .await
-        .with_context(|| format!("starting the DHT node on {listen}"))?;
-    let local = client.local;
-    let n = client.bootstrap(boot.clone()).await.unwrap_or(0);
-    if n == 0 {
-        tracing::warn!(?boot, "no DHT node answered yet; looking up anyway");
-    }
-    tracing::info!("dht: node on udp {local}, {n} nodes in the routing table");
-    let (tx, rx) = mpsc::channel(64);
-    let (stop_tx, stop_rx) = oneshot::channel();
-    let task = tokio::spawn(dht_task(client, rx, stop_rx, boot));
-    Ok(Some(Dht {
-        tracks: tx,
-        stop: std::sync::Arc::new(std::sync::Mutex::new(Some((stop_tx, task)))),
-    }))
+    let opts = DhtSourceOpts {
+        listen,
+        state,
+        bootstrap,
+        rng: servent_runtime::os_rng()?,
+    };
+    Ok(Some(DhtPeerSource::start(opts).await?))
 }
 
 /// Stops the DHT node (saving its routing table when it has a state folder).
 async fn stop_dht(dht: Option<Dht>) {
-    let Some(d) = dht else { return };
-    let taken = d.stop.lock().ok().and_then(|mut g| g.take());
-    if let Some((tx, task)) = taken {
-        let _ = tx.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    }
-}
-
-struct Tracked {
-    port: u16,
-    client: mpsc::Sender<ClientCommand>,
-    next: tokio::time::Instant,
-    backoff: Duration,
-}
-
-/// Looks up (and announces) every tracked torrent in turn: again after 2, 4, 8 … 60 s while
-/// nothing is found, every 5 minutes once peers are. Peers announced to our node for a
-/// tracked torrent are handed over at once.
-async fn dht_task(
-    mut dht: DhtClient,
-    mut tracks: mpsc::Receiver<Track>,
-    mut stop: oneshot::Receiver<()>,
-    boot: Vec<SocketAddr>,
-) {
-    let mut tracked: BTreeMap<InfoHash, Tracked> = BTreeMap::new();
-    let mut rebootstrap = tokio::time::Instant::now() + Duration::from_secs(10);
-    let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
-    loop {
-        let due = tracked.values().map(|t| t.next).min().unwrap_or_else(far);
-        tokio::select! {
-            _ = &mut stop => break,
-            t = tracks.recv() => match t {
-                Some(t) => {
-                    tracked.insert(t.info_hash, Tracked {
-                        port: t.port,
-                        client: t.client,
-                        next: tokio::time::Instant::now(),
-                        backoff: Duration::from_secs(2),
-                    });
-                }
-                None => break,
-            },
-            ev = dht.next_event() => match ev {
-                Some(DhtEvent::PeerAnnounced { info_hash, peer }) => {
-                    if let Some(t) = tracked.get(&InfoHash(info_hash.0)) {
-                        let _ = t.client.try_send(ClientCommand::AddPeers { id: 0, peers: vec![SocketAddr::V4(peer)] });
-                    }
-                }
-                Some(_) => {}
-                None => break,
-            },
-            _ = tokio::time::sleep_until(due) => {
-                let now = tokio::time::Instant::now();
-                if now >= rebootstrap && !boot.is_empty() {
-                    // A node that found nobody at start (bootstrap node not up yet) tries again.
-                    rebootstrap = now + Duration::from_secs(60);
-                    let joined = tokio::select! {
-                        r = dht.bootstrap(boot.clone()) => r.unwrap_or(0),
-                        _ = &mut stop => break,
-                    };
-                    tracing::debug!(joined, "dht re-bootstrap");
-                }
-                let Some((ih, port)) = tracked.iter().find(|(_, t)| t.next <= now).map(|(h, t)| (*h, t.port)) else {
-                    continue;
-                };
-                let id = Id(ih.0);
-                let r = tokio::select! {
-                    r = async {
-                        if port != 0 {
-                            dht.announce(id, port, false).await.map(|(stored, p)| (p, stored > 0))
-                        } else {
-                            dht.get_peers(id).await.map(|f| (f.peers, true))
-                        }
-                    } => r,
-                    _ = &mut stop => break,
-                };
-                let mut found: Vec<SocketAddr> = match &r {
-                    Ok((p, _)) => p.iter().copied().map(SocketAddr::V4).collect(),
-                    Err(e) => { tracing::debug!("dht lookup: {e}"); Vec::new() }
-                };
-                found.extend(dht.take_announced().into_iter().filter(|(h, _)| h.0 == ih.0).map(|(_, p)| SocketAddr::V4(p)));
-                let ok = r.as_ref().is_ok_and(|(_, stored)| *stored) && !found.is_empty();
-                tracing::debug!(info_hash = %ih, peers = found.len(), "dht lookup");
-                if let Some(t) = tracked.get_mut(&ih) {
-                    if !found.is_empty() {
-                        let _ = t.client.try_send(ClientCommand::AddPeers { id: 0, peers: found });
-                    }
-                    if ok {
-                        t.backoff = Duration::from_secs(2);
-                        t.next = now + Duration::from_secs(300);
-                    } else {
-                        t.next = now + t.backoff;
-                        t.backoff = (t.backoff * 2).min(Duration::from_secs(60));
-                    }
-                }
-            }
-        }
-    }
-    if let Err(e) = dht.shutdown().await {
-        tracing::warn!("dht: saving the routing table: {e}");
+    if let Some(d) = dht {
+        d.stop().await;
     }
 }
 

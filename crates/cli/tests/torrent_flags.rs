@@ -2,21 +2,13 @@
 //! take units, limits are range-checked with the range in the message, every subcommand's
 //! help states the exit codes.
 
-use std::path::Path;
 use std::time::Duration;
 
 mod common;
-use common::{content, run};
+use common::torrent::{NO_TRACKER, arg as s};
+use common::{content, run, stderr};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn create_with_output_writes_name_dot_torrent_into_the_folder_and_get_takes_output_and_out() {
@@ -25,7 +17,7 @@ fn create_with_output_writes_name_dot_torrent_into_the_folder_and_get_takes_outp
     content(&src, 100_000);
     let folder = dir.path().join("torrents");
     std::fs::create_dir_all(&folder).unwrap();
-    let t = "http://127.0.0.1:1/announce";
+    let t = NO_TRACKER;
     let o = run(
         &["torrent", "create", s(&src), "-t", t, "-o", s(&folder)],
         LIMIT,
@@ -81,7 +73,7 @@ fn create_and_share_with_output_create_a_missing_folder_and_write_name_dot_torre
             "create",
             s(&src),
             "-t",
-            "http://127.0.0.1:1/announce",
+            NO_TRACKER,
             "-o",
             s(&folder),
         ],

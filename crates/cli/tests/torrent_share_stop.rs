@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::torrent::arg;
 use common::{Proc, servent};
 
 #[test]
@@ -19,9 +20,9 @@ fn ctrl_c_of_torrent_share_prints_a_summary_and_exits_0() {
     let mut cmd = servent(&[
         "torrent",
         "share",
-        &file.to_string_lossy(),
+        arg(&file),
         "-o",
-        &out.to_string_lossy(),
+        arg(&out),
         "--listen",
         "127.0.0.1:0",
         "--no-dht",

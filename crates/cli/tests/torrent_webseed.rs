@@ -4,53 +4,15 @@
 //! download "succeed".
 
 use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_servent");
+mod common;
+use common::torrent::{arg, create_with};
+use common::{Proc, content, run};
+
 /// A download that has not finished by then has hung.
 const GET_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Runs `args` to completion with a bounded wait.
-fn run(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn servent");
-    let deadline = Instant::now() + GET_TIMEOUT;
-    loop {
-        match child.try_wait().expect("poll servent") {
-            Some(_) => return child.wait_with_output().expect("output"),
-            None if Instant::now() > deadline => {
-                let _ = child.kill();
-                let out = child.wait_with_output().expect("output");
-                panic!(
-                    "{args:?} did not finish within {GET_TIMEOUT:?}; stderr:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
-fn content(path: &Path, len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(path, &data).expect("write content");
-    data
-}
 
 /// Serves `data` as every path, honouring `Range: bytes=a-b` with 206 (keep-alive); bytes at
 /// `flip` are served wrong when given. Runs until the test ends.
@@ -110,22 +72,13 @@ fn http_server(data: Vec<u8>, flip: Option<usize>) -> u16 {
     port
 }
 
-fn make_torrent(dir: &Path, port: u16) -> (std::path::PathBuf, Vec<u8>) {
+/// A 1 MiB + 12345 bytes file with 64 KiB pieces and its torrent, web seed
+/// `http://127.0.0.1:PORT/files/`, no tracker.
+fn make_torrent(dir: &Path, port: u16) -> (PathBuf, Vec<u8>) {
     let src = dir.join("image.bin");
     let data = content(&src, (1 << 20) + 12345);
-    let torrent = dir.join("image.torrent");
-    let created = run(&[
-        "torrent",
-        "create",
-        src.to_str().unwrap(),
-        "--piece-size",
-        "64K",
-        "--web-seed",
-        &format!("http://127.0.0.1:{port}/files/"),
-        "--torrent-file",
-        torrent.to_str().unwrap(),
-    ]);
-    assert!(created.status.success(), "{created:?}");
+    let seed = format!("http://127.0.0.1:{port}/files/");
+    let (torrent, _) = create_with(&src, "64K", &["--web-seed", &seed]);
     (torrent, data)
 }
 
@@ -138,18 +91,11 @@ fn a_torrent_with_a_web_seed_downloads_from_http_alone() {
     let (torrent, same) = make_torrent(dir.path(), port);
     assert_eq!(same, data);
     let out = dir.path().join("down");
-    let got = run(&[
-        "torrent",
-        "get",
-        torrent.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        got.status.success(),
-        "get failed: {}",
-        String::from_utf8_lossy(&got.stderr)
+    let got = run(
+        &["torrent", "get", arg(&torrent), "-o", arg(&out)],
+        GET_TIMEOUT,
     );
+    assert!(got.status.success(), "get failed: {}", common::text(&got));
     assert_eq!(
         std::fs::read(out.join("image.bin")).expect("downloaded"),
         data
@@ -164,24 +110,11 @@ fn a_web_seed_serving_wrong_bytes_does_not_complete_the_download() {
     let port = http_server(data.clone(), Some(200_000));
     let (torrent, _) = make_torrent(dir.path(), port);
     let out = dir.path().join("down");
-    let mut child = Command::new(BIN)
-        .args([
-            "torrent",
-            "get",
-            torrent.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut get = Proc::start(&["torrent", "get", arg(&torrent), "-o", arg(&out)]);
     // Every other piece verifies; the bad one never does, so `get` keeps waiting for peers.
     std::thread::sleep(Duration::from_secs(8));
-    let still_running = child.try_wait().expect("poll").is_none();
-    let _ = child.kill();
-    let _ = child.wait();
+    let still_running = get.running();
+    get.kill9();
     assert!(still_running, "get must not finish without the bad piece");
     let got = std::fs::read(out.join("image.bin")).unwrap_or_default();
     assert_ne!(got, data);

@@ -4,10 +4,13 @@
 //! - [`storage::FileStorage`]: the torrent's files under a download folder, with crash-safe
 //!   resume data — the [`crate::storage::Storage`] real runs hand the client;
 //! - [`disk`]: [`disk::DiskPool`] completes the client core's disk jobs on blocking threads;
+//! - [`dht`]: the DHT peer source's node and task, scheduled by
+//!   [`crate::core::dht_source`], with its state file;
 //! - [`webseed`]: the BEP 19 fetcher, whole pieces over HTTP handed to the client core;
 //! - [`create`]: hashing files on disk into a `.torrent`, on every core.
 
 pub mod create;
+pub mod dht;
 pub mod disk;
 pub mod storage;
 pub mod webseed;

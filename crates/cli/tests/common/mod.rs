@@ -96,6 +96,11 @@ impl Proc {
         l[prefix.len()..].trim().to_string()
     }
 
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Every stdout line seen so far.
     pub fn seen(&self) -> &[String] {
         &self.seen
@@ -188,6 +193,11 @@ pub fn run_cmd(mut cmd: Command, limit: Duration) -> Output {
 /// Standard output as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Standard output and error, for assertion messages.

@@ -20,22 +20,19 @@ pub fn arg(p: &Path) -> &str {
 /// `torrent create SRC -t NO_TRACKER --piece-size PIECE` into `SRC.torrent` beside it;
 /// returns that path and what `create` printed (its magnet line among it).
 pub fn create(src: &Path, piece: &str) -> (PathBuf, String) {
+    create_with(src, piece, &["-t", NO_TRACKER])
+}
+
+/// `torrent create SRC --piece-size PIECE EXTRA..` into `SRC.torrent` beside it (EXTRA: the
+/// trackers, `--web-seed URL`, `--trackerless`…); returns that path and what `create`
+/// printed.
+pub fn create_with(src: &Path, piece: &str, extra: &[&str]) -> (PathBuf, String) {
     let torrent = src.with_extension("torrent");
-    let o = run(
-        &[
-            "torrent",
-            "create",
-            arg(src),
-            "-t",
-            NO_TRACKER,
-            "--piece-size",
-            piece,
-            "--torrent-file",
-            arg(&torrent),
-        ],
-        STEP,
-    );
-    assert!(o.status.success(), "torrent create: {o:?}");
+    let mut args = vec!["torrent", "create", arg(src), "--piece-size", piece];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--torrent-file", arg(&torrent)]);
+    let o = run(&args, STEP);
+    assert!(o.status.success(), "torrent create {extra:?}: {o:?}");
     (torrent, stdout(&o))
 }
 

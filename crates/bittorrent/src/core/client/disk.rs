@@ -1,5 +1,5 @@
 //! Disk work as requests: block writes, block reads for upload, piece hashes and resume
-//! flushes leave the core as [`DiskJob`]s when [`ClientConfig::disk_jobs`] is set.
+//! flushes (after newly verified pieces, on the next tick; at completion, at once) leave the core as [`DiskJob`]s when [`ClientConfig::disk_jobs`] is set.
 //! Part of the client core ([`super::Client`]): an `impl` block over its state.
 //!
 //! With `disk_jobs` off (the simulator, the tests, the default) each job runs at once on the
@@ -153,6 +153,9 @@ pub(super) struct Disk {
     pub(super) answers: BTreeMap<u32, Vec<u64>>,
     /// A flush is outstanding (at most one at a time).
     pub(super) flushing: bool,
+    /// Another flush is due as soon as the outstanding one is answered (the download has
+    /// completed meanwhile).
+    pub(super) flush_again: bool,
     /// Blocks received of started pieces, a buffer of the piece's length each.
     pub(super) buffers: BTreeMap<u32, Vec<u8>>,
     /// Bytes of outstanding stores.
@@ -353,6 +356,9 @@ impl<S: Storage> Client<S> {
                 if let Err(reason) = r {
                     self.emit(ClientEvent::StorageFailed { reason });
                 }
+                if std::mem::take(&mut self.disk.flush_again) {
+                    self.flush_now(now);
+                }
             }
             // A result of another kind than its job: the driver is broken; the job is lost,
             // which the core survives (the piece is fetched again, the block not sent).
@@ -373,6 +379,9 @@ impl<S: Storage> Client<S> {
                 }
                 if matches!(p, Pending::Flush) {
                     self.disk.flushing = false;
+                    if std::mem::take(&mut self.disk.flush_again) {
+                        self.flush_now(now);
+                    }
                 }
             }
         }
@@ -411,6 +420,18 @@ impl<S: Storage> Client<S> {
     pub(super) fn flush_soon(&mut self, now: Instant) {
         if self.disk.flushing {
             self.flush_pending = true;
+            return;
+        }
+        self.disk.flushing = true;
+        self.submit(now, Pending::Flush, DiskJob::Flush);
+    }
+
+    /// Make every verified piece durable now (the download completed): a flush job at once,
+    /// or right after the one outstanding is answered (that one may have started before the
+    /// last pieces were verified).
+    pub(super) fn flush_now(&mut self, now: Instant) {
+        if self.disk.flushing {
+            self.disk.flush_again = true;
             return;
         }
         self.disk.flushing = true;

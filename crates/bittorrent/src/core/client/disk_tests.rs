@@ -39,11 +39,11 @@ fn pair() -> (Harness, Vec<u8>) {
 }
 
 fn leecher_done(h: &Harness) -> bool {
-    h.nodes[LEECHER].client.is_complete() && h.nodes.iter().all(|n| n.held.is_empty())
+    h.node(LEECHER).client.is_complete() && h.nodes().all(|n| n.held.is_empty())
 }
 
 fn no_failures(h: &Harness) {
-    for n in &h.nodes {
+    for n in h.nodes() {
         assert!(
             !n.events.iter().any(|e| matches!(
                 e,
@@ -66,7 +66,7 @@ fn with_disk_jobs_answered_late_and_out_of_order_a_download_completes_byte_for_b
         leecher_done,
     );
     no_failures(&h);
-    let l = &h.nodes[LEECHER];
+    let l = h.node(LEECHER);
     assert!(l.client.is_complete());
     assert_eq!(l.storage.data(), content);
     assert_eq!(l.client.disk_jobs_pending(), 0);
@@ -80,14 +80,14 @@ fn while_the_disk_is_busy_the_leecher_stops_requesting_and_keeps_every_block() {
     let (mut h, content) = pair();
     // The leecher may hold four pieces (256 KiB) in memory.
     let limit = 4 * 65536;
-    h.nodes[LEECHER].client.cfg.disk_memory = limit;
+    h.node_mut(LEECHER).client.cfg.disk_memory = limit;
     // The seeder's reads are answered, the leecher's stores never.
     h.drive(
         2_000,
         |node, held| if node == SEEDER { held } else { 0 },
         |_| false,
     );
-    let l = &h.nodes[LEECHER];
+    let l = h.node(LEECHER);
     // Requests stopped at the memory limit: four pieces asked for, no block more.
     let asked = l.requests_sent as u64;
     assert_eq!(asked * u64::from(BLOCK_LEN), limit, "{asked} blocks asked");
@@ -100,7 +100,7 @@ fn while_the_disk_is_busy_the_leecher_stops_requesting_and_keeps_every_block() {
     // The disk catches up: requesting resumes and the download finishes.
     h.drive(20_000, |_, held| held, leecher_done);
     no_failures(&h);
-    let l = &h.nodes[LEECHER];
+    let l = h.node(LEECHER);
     assert!(l.client.is_complete());
     assert_eq!(l.storage.data(), content);
     assert_eq!(l.client.disk_bytes_held(), 0);
@@ -115,11 +115,35 @@ fn while_uploads_wait_for_the_disk_the_seeder_stops_reading_at_the_job_limit() {
         |node, held| if node == SEEDER { 0 } else { held },
         |_| false,
     );
-    let s = &h.nodes[SEEDER];
+    let s = h.node(SEEDER);
     assert_eq!(s.held.len(), MAX_DISK_JOBS);
     assert_eq!(s.client.disk_jobs_pending(), MAX_DISK_JOBS);
     // The disk catches up: serving resumes from the peer's queue and the download finishes.
     h.drive(20_000, |_, held| held, leecher_done);
     no_failures(&h);
-    assert_eq!(h.nodes[LEECHER].storage.data(), content);
+    assert_eq!(h.node(LEECHER).storage.data(), content);
+}
+
+#[test]
+fn at_completion_the_resume_data_is_flushed_by_a_disk_job_never_inline() {
+    let (mut h, content) = pair();
+    let mut rng = Rng::new(5);
+    h.drive(
+        20_000,
+        |_, held| rng.below(held as u64 + 1) as usize,
+        leecher_done,
+    );
+    no_failures(&h);
+    let l = h.node(LEECHER);
+    assert_eq!(l.storage.data(), content);
+    let done = l.completed_at.expect("completed");
+    // A flush job left the core once the download completed (none would come later: no
+    // piece is verified after the last).
+    assert!(
+        l.flush_jobs.iter().any(|t| *t >= done),
+        "flush jobs at {:?}, completed at {done:?}",
+        l.flush_jobs
+    );
+    // Every flush of the content was a job the harness answered: none ran on the core.
+    assert_eq!(l.storage.flushes(), l.flush_jobs.len() as u64);
 }

@@ -705,8 +705,10 @@ impl<S: Storage> Client<S> {
         if !self.cfg.trackers.is_empty() {
             self.set_timer(Timer::Announce, Some(now));
         }
-        let _ = self.storage.flush();
+        // Every piece is in: make them durable now, as a disk job like the others (a flush
+        // already outstanding is followed by this one as soon as it is answered).
         self.flush_pending = false;
+        self.flush_now(now);
         // Seeds need not talk to seeds.
         let seeds: Vec<ConnId> = self
             .peers
