@@ -1079,7 +1079,7 @@ async fn get_magnet(
         }
     };
     let has_trackers = !trackers.is_empty();
-    let core = stop(node, has_trackers).await?;
+    let core = stop(node, has_trackers, None).await?;
     spinner.finish_and_clear();
     let mut meta = Metainfo::from_info_bytes(&info_bytes)
         .with_context(|| format!("{name}: the metadata is not a valid info dictionary"))?;
@@ -1221,24 +1221,45 @@ async fn start_client(
 }
 
 /// Stops a client politely (announce `stopped` when it has trackers) and returns its core.
+/// The stop's resume flush is a disk job: with a `pool`, the client's disk jobs keep running
+/// on it until the core answers `Stopped` (bounded: 30 s); then the trackers' answer to the
+/// `stopped` announce gets up to 2 s from the stop.
 async fn stop<S: servent_bittorrent::storage::Storage + Send + 'static>(
     mut node: NodeHandle<Client<S>>,
     has_trackers: bool,
+    pool: Option<&DiskPool>,
 ) -> Result<Client<S>> {
+    const STOP_ID: u64 = u64::MAX;
     if node
-        .command(ClientCommand::Stop { id: u64::MAX })
+        .command(ClientCommand::Stop { id: STOP_ID })
         .await
         .is_ok()
-        && has_trackers
     {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, node.next_event()).await {
-            if matches!(
-                ev,
-                ClientEvent::TrackerReply { .. } | ClientEvent::TrackerError { .. }
-            ) {
+        let start = tokio::time::Instant::now();
+        let (mut stopped, mut tracker_done) = (false, !has_trackers);
+        while !(stopped && tracker_done) {
+            let deadline = if stopped {
+                start + Duration::from_secs(2)
+            } else {
+                start + Duration::from_secs(30)
+            };
+            let Ok(Some(ev)) = tokio::time::timeout_at(deadline, node.next_event()).await else {
                 break;
+            };
+            match ev {
+                ClientEvent::Disk { id, job } => match pool {
+                    Some(p) => p.submit(id, job, node.commander()),
+                    None => break,
+                },
+                ClientEvent::Stopped { id: STOP_ID } => stopped = true,
+                ClientEvent::TrackerReply { .. } | ClientEvent::TrackerError { .. } => {
+                    tracker_done = true
+                }
+                _ => {}
             }
+        }
+        if !stopped {
+            tracing::warn!("the client did not finish its resume flush in time");
         }
     }
     Ok(node.shutdown().await?)
@@ -1480,7 +1501,7 @@ async fn run_client(
     for t in seeds {
         t.abort();
     }
-    let core = stop(node, !meta.trackers.is_empty()).await?;
+    let core = stop(node, !meta.trackers.is_empty(), Some(&pool)).await?;
     let stats = core.stats();
     seen.downloaded = stats.downloaded;
     seen.uploaded = stats.uploaded;
@@ -1644,12 +1665,12 @@ pub async fn demo(out: &Path) -> Result<DemoSection> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let seeder_core = stop(seeder, true).await?;
+    let seeder_core = stop(seeder, true, None).await?;
     let seeder_up = seeder_core.stats().uploaded;
     let mut total_up = seeder_up;
     let mut identical = 0;
     for (i, l) in leechers.into_iter().enumerate() {
-        let core = stop(l, true).await?;
+        let core = stop(l, true, None).await?;
         total_up += core.stats().uploaded;
         let got =
             std::fs::read(dir.join(format!("leecher-{i}")).join("image.bin")).unwrap_or_default();
@@ -1793,7 +1814,7 @@ async fn demo_trackerless(out: &Path) -> Result<DemoSection> {
     let secs = started.elapsed().as_secs_f64();
     let ok = matches!(got, Ok(Ok(())));
     let same = std::fs::read(dir.join("leecher").join("image.bin")).unwrap_or_default() == content;
-    let _ = stop(seeder, false).await;
+    let _ = stop(seeder, false, None).await;
     stop_dht(seed_dht).await;
     stop_dht(leech_dht).await;
     for n in nodes {

@@ -137,7 +137,9 @@ pub enum ClientCommand {
         /// Repeated in the answer.
         id: u64,
     },
-    /// Announce `stopped`, close every connection; answered by [`ClientEvent::Stopped`].
+    /// Announce `stopped`, close every connection and flush what was verified (a
+    /// [`DiskJob::Flush`] with disk jobs on); answered by [`ClientEvent::Stopped`] once the
+    /// flush is done.
     Stop {
         /// Repeated in the answer.
         id: u64,
@@ -282,7 +284,7 @@ pub enum ClientEvent {
         /// The counters.
         stats: ClientStats,
     },
-    /// Answer to [`ClientCommand::Stop`].
+    /// Answer to [`ClientCommand::Stop`]: stopped, and its resume data is durable.
     Stopped {
         /// The command's id.
         id: u64,
@@ -853,13 +855,20 @@ impl<S: Storage> Core for Client<S> {
                 self.emit(ClientEvent::Stats { id, stats });
             }
             Input::Command(ClientCommand::Stop { id }) => {
+                // At most a few stops wait (a user asks once; a repeat is answered with the first).
+                if self.disk.stop_answers.len() < 16 {
+                    self.disk.stop_answers.push(id);
+                }
                 if !self.stopped {
                     self.stopped = true;
                     self.leave(now);
-                    let _ = self.storage.flush();
                     self.set_timer(Timer::Tick, None);
+                    // Make what was verified durable: a flush job like any other disk work
+                    // (inline when the core runs its disk work itself); `Stopped` answers
+                    // when it is done.
+                    self.flush_now(now);
                 }
-                self.emit(ClientEvent::Stopped { id });
+                self.answer_stops();
             }
             Input::Connected { conn, peer } => {
                 if matches!(self.roles.get(&conn), Some(Role::Tracker)) {

@@ -156,6 +156,8 @@ pub(super) struct Disk {
     /// Another flush is due as soon as the outstanding one is answered (the download has
     /// completed meanwhile).
     pub(super) flush_again: bool,
+    /// [`ClientCommand::Stop`] ids to answer once the stop's flush is done.
+    pub(super) stop_answers: Vec<u64>,
     /// Blocks received of started pieces, a buffer of the piece's length each.
     pub(super) buffers: BTreeMap<u32, Vec<u8>>,
     /// Bytes of outstanding stores.
@@ -359,6 +361,7 @@ impl<S: Storage> Client<S> {
                 if std::mem::take(&mut self.disk.flush_again) {
                     self.flush_now(now);
                 }
+                self.answer_stops();
             }
             // A result of another kind than its job: the driver is broken; the job is lost,
             // which the core survives (the piece is fetched again, the block not sent).
@@ -382,8 +385,20 @@ impl<S: Storage> Client<S> {
                     if std::mem::take(&mut self.disk.flush_again) {
                         self.flush_now(now);
                     }
+                    self.answer_stops();
                 }
             }
+        }
+    }
+
+    /// Once stopped and no flush is outstanding, the stop is done: answer every
+    /// [`ClientCommand::Stop`] waiting for it.
+    pub(super) fn answer_stops(&mut self) {
+        if !self.stopped || self.disk.flushing {
+            return;
+        }
+        for id in std::mem::take(&mut self.disk.stop_answers) {
+            self.emit(ClientEvent::Stopped { id });
         }
     }
 

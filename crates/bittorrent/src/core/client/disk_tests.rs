@@ -147,3 +147,44 @@ fn at_completion_the_resume_data_is_flushed_by_a_disk_job_never_inline() {
     // Every flush of the content was a job the harness answered: none ran on the core.
     assert_eq!(l.storage.flushes(), l.flush_jobs.len() as u64);
 }
+
+#[test]
+fn a_stop_is_answered_only_after_its_flush_job_is_done_and_never_flushes_inline() {
+    let (mut h, _) = pair();
+    // Download part of the content with every disk job answered at once.
+    h.drive(
+        20_000,
+        |_, held| held,
+        |h| h.node(LEECHER).client.stats().downloaded > 16 * 65536,
+    );
+    assert!(!h.node(LEECHER).client.is_complete());
+    let flushes_before = h.node(LEECHER).storage.flushes();
+    let jobs_before = h.node(LEECHER).flush_jobs.len();
+    h.command(LEECHER, ClientCommand::Stop { id: 42 });
+    // The leecher's jobs are held: the stop waits for its flush.
+    h.drive(
+        200,
+        |node, held| if node == LEECHER { 0 } else { held },
+        |_| false,
+    );
+    let stopped = |h: &Harness| {
+        h.node(LEECHER)
+            .events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Stopped { id: 42 }))
+    };
+    assert!(!stopped(&h), "Stopped before the flush was done");
+    assert_eq!(
+        h.node(LEECHER).storage.flushes(),
+        flushes_before,
+        "an inline flush"
+    );
+    assert!(
+        h.node(LEECHER).flush_jobs.len() > jobs_before,
+        "the stop handed out no flush job"
+    );
+    // The disk answers: the stop is done.
+    h.drive(200, |_, held| held, stopped);
+    assert!(stopped(&h));
+    assert!(h.node(LEECHER).storage.flushes() > flushes_before);
+}
