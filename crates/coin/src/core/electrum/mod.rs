@@ -576,6 +576,10 @@ impl Index {
     pub fn mempool_has(&self, txid: &[u8; 32]) -> bool {
         self.mempool_txs.contains_key(txid)
     }
+    /// Transactions in the mempool snapshot as last given.
+    pub fn mempool_snapshot_len(&self) -> usize {
+        self.mempool_txs.len()
+    }
     /// The snapshot's transaction `txid`.
     pub fn mempool_tx(&self, txid: &[u8; 32]) -> Option<&Transaction> {
         self.mempool_txs.get(txid)
