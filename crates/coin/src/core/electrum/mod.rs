@@ -629,3 +629,215 @@ pub fn merkle_root_from_branch(leaf: [u8; 32], branch: &[[u8; 32]], mut pos: usi
     }
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{TxIn, TxOut};
+
+    fn coinbase(tag: u8, script: &[u8], value: i64) -> Transaction {
+        Transaction {
+            version: 1,
+            inputs: vec![TxIn {
+                prevout: OutPoint {
+                    txid: [0; 32],
+                    vout: u32::MAX,
+                },
+                script_sig: vec![1, tag],
+                sequence: u32::MAX,
+            }],
+            outputs: vec![TxOut {
+                value,
+                script_pubkey: script.to_vec(),
+            }],
+            lock_time: 0,
+        }
+    }
+
+    fn spend(from: &Transaction, vout: u32, outs: &[(&[u8], i64)]) -> Transaction {
+        Transaction {
+            version: 1,
+            inputs: vec![TxIn {
+                prevout: OutPoint {
+                    txid: from.txid(),
+                    vout,
+                },
+                script_sig: vec![0x51],
+                sequence: u32::MAX,
+            }],
+            outputs: outs
+                .iter()
+                .map(|(s, v)| TxOut {
+                    value: *v,
+                    script_pubkey: s.to_vec(),
+                })
+                .collect(),
+            lock_time: 0,
+        }
+    }
+
+    fn block(prev: [u8; 32], nonce: u32, txs: Vec<Transaction>) -> Block {
+        let ids: Vec<[u8; 32]> = txs.iter().map(Transaction::txid).collect();
+        Block {
+            header: BlockHeader {
+                version: 1,
+                prev,
+                merkle_root: crate::merkle_root(&ids).0,
+                time: 1_296_688_602 + nonce,
+                bits: 0x207f_ffff,
+                nonce,
+            },
+            txs,
+        }
+    }
+
+    const A: &[u8] = &[0x76, 0xa9, 0x14, 1, 0x88, 0xac];
+    const B: &[u8] = &[0x76, 0xa9, 0x14, 2, 0x88, 0xac];
+    const C: &[u8] = &[0x76, 0xa9, 0x14, 3, 0x88, 0xac];
+
+    #[test]
+    fn scripthash_is_the_protocol_docs_example() {
+        // The protocol documentation's P2PKH example (address 1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa).
+        let spk = hex::decode("76a91462e907b15cbf27d5425399ebf6f0fb50ebb88f1888ac").expect("hex");
+        assert_eq!(
+            scripthash_hex(&scripthash(&spk)),
+            "8b01df4e368ea28f8dc0423bcf7a4923e3a12d307c875e47a0cfbf90b5c39161"
+        );
+    }
+
+    #[test]
+    fn status_hash_is_sha256_of_txid_height_pairs_as_the_protocol_defines() {
+        // sha256("4a5e..a33b:0:" + "00..01:-1:"), computed by hand with Python's hashlib.
+        let t1 = parse_hash_hex("4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b")
+            .expect("hash");
+        let t2 = parse_hash_hex(&format!("{}01", "00".repeat(31))).expect("hash");
+        let h = [
+            HistoryItem {
+                height: 0,
+                txid: t1,
+                fee: Some(0),
+            },
+            HistoryItem {
+                height: -1,
+                txid: t2,
+                fee: Some(0),
+            },
+        ];
+        assert_eq!(
+            status_hash(&h).as_deref(),
+            Some("39c8ef1c2b848feb69635e8b37651cd4150a94f91f597e95928347c4f57ea63d")
+        );
+        assert_eq!(status_hash(&[]), None);
+    }
+
+    #[test]
+    fn blocks_credit_and_debit_scripts_and_a_reorg_undoes_them() {
+        let mut ix = Index::new();
+        let g = block([0; 32], 0, vec![coinbase(0, C, 50)]);
+        ix.connect(&g).expect("genesis");
+        let cb = coinbase(1, A, 5_000);
+        let b1 = block(g.header.hash(), 1, vec![cb.clone()]);
+        ix.connect(&b1).expect("b1");
+        let pay = spend(&cb, 0, &[(B, 3_000), (A, 1_900)]);
+        let b2 = block(b1.header.hash(), 2, vec![coinbase(2, C, 50), pay.clone()]);
+        ix.connect(&b2).expect("b2");
+        let (sa, sb) = (scripthash(A), scripthash(B));
+        assert_eq!(ix.balance(&sa).confirmed, 1_900);
+        assert_eq!(ix.balance(&sb).confirmed, 3_000);
+        assert_eq!(
+            ix.history(&sa)
+                .iter()
+                .map(|i| (i.height, i.txid))
+                .collect::<Vec<_>>(),
+            vec![(1, cb.txid()), (2, pay.txid())]
+        );
+        assert!(
+            ix.connect(&b1).is_err(),
+            "a block not on the tip is refused"
+        );
+        // Reorganise: b2 goes, b2' (paying nobody but C) comes.
+        let status_after_b1 = {
+            let mut other = Index::new();
+            other.connect(&g).expect("g");
+            other.connect(&b1).expect("b1");
+            other.status(&sa)
+        };
+        assert!(ix.disconnect_tip());
+        assert_eq!(ix.height(), Some(1));
+        assert_eq!(ix.balance(&sa).confirmed, 5_000);
+        assert_eq!(ix.balance(&sb).confirmed, 0);
+        assert!(ix.history(&sb).is_empty());
+        assert_eq!(ix.status(&sa), status_after_b1);
+        assert_eq!(ix.transaction(&pay.txid()), None);
+        let b2x = block(b1.header.hash(), 22, vec![coinbase(22, C, 50)]);
+        ix.connect(&b2x).expect("b2'");
+        assert_eq!(ix.tip_hash(), Some(b2x.header.hash()));
+        assert_eq!(ix.unspent(&sa).len(), 1);
+    }
+
+    #[test]
+    fn mempool_entries_have_height_0_or_minus_1_fees_and_pending_balances() {
+        let mut ix = Index::new();
+        let cb = coinbase(0, A, 10_000);
+        ix.connect(&block([0; 32], 0, vec![cb.clone()])).expect("g");
+        let parent = spend(&cb, 0, &[(B, 9_000)]);
+        let child = spend(&parent, 0, &[(C, 8_500)]);
+        ix.set_mempool(vec![child.clone(), parent.clone()]);
+        let (sa, sb, sc) = (scripthash(A), scripthash(B), scripthash(C));
+        assert_eq!(
+            ix.balance(&sa),
+            Balance {
+                confirmed: 10_000,
+                unconfirmed: -10_000
+            }
+        );
+        assert_eq!(
+            ix.balance(&sb).unconfirmed,
+            0,
+            "received then spent in the pool"
+        );
+        assert_eq!(ix.balance(&sc).unconfirmed, 8_500);
+        let h = ix.history(&sb);
+        assert_eq!(
+            h.iter()
+                .map(|i| (i.height, i.txid, i.fee))
+                .collect::<Vec<_>>(),
+            vec![
+                (0, parent.txid(), Some(1_000)),
+                (-1, child.txid(), Some(500))
+            ]
+        );
+        assert!(ix.unspent(&sa).is_empty(), "spent by the pool");
+        assert_eq!(ix.unspent(&sc)[0].height, 0);
+        assert_eq!(ix.fee_histogram().len(), 2);
+        // Mined: the pool empties of them, history turns confirmed.
+        let tip = ix.tip_hash().expect("tip");
+        ix.connect(&block(
+            tip,
+            1,
+            vec![coinbase(1, C, 1), parent.clone(), child.clone()],
+        ))
+        .expect("b1");
+        assert_eq!(ix.mempool_len(), 0);
+        assert!(ix.history(&sb).iter().all(|i| i.height == 1));
+        assert_eq!(ix.balance(&sc).confirmed, 8_501);
+    }
+
+    #[test]
+    fn merkle_branches_prove_the_blocks_merkle_root() {
+        for n in 1..=9u8 {
+            let txs: Vec<Transaction> = (0..n).map(|i| coinbase(i, A, 1)).collect();
+            let b = block([0; 32], 0, txs.clone());
+            let mut ix = Index::new();
+            ix.connect(&b).expect("block");
+            for t in &txs {
+                let (branch, pos) = ix.merkle_branch(&t.txid(), 0).expect("in block");
+                assert_eq!(
+                    merkle_root_from_branch(t.txid(), &branch, pos),
+                    b.header.merkle_root,
+                    "{n} txs, position {pos}"
+                );
+            }
+        }
+    }
+}

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{Index, ScriptHash, parse_hash_hex, scripthash_hex};
-use crate::wire::Transaction;
 use crate::wire::electrum::{
     Incoming, Request, RpcError, code, error_response, notification, response,
 };
+use crate::wire::{Encode as _, Transaction};
 
 /// The protocol version spoken.
 pub const PROTOCOL: &str = "1.4";
@@ -435,5 +435,193 @@ impl Session {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::electrum::scripthash;
+    use crate::wire::electrum::parse_line;
+    use crate::wire::{Block, BlockHeader, OutPoint, TxIn, TxOut};
+
+    fn info() -> ServerInfo {
+        ServerInfo {
+            software: "servent test".into(),
+            genesis_hash: "00".repeat(32),
+            banner: "hi".into(),
+            donation_address: String::new(),
+            relay_fee: 0.00001,
+        }
+    }
+
+    fn block(prev: [u8; 32], tag: u8, script: &[u8]) -> Block {
+        Block {
+            header: BlockHeader {
+                version: 1,
+                prev,
+                merkle_root: [tag; 32],
+                time: u32::from(tag),
+                bits: 0x207f_ffff,
+                nonce: u32::from(tag),
+            },
+            txs: vec![Transaction {
+                version: 1,
+                inputs: vec![TxIn {
+                    prevout: OutPoint {
+                        txid: [0; 32],
+                        vout: u32::MAX,
+                    },
+                    script_sig: vec![1, tag],
+                    sequence: u32::MAX,
+                }],
+                outputs: vec![TxOut {
+                    value: 50,
+                    script_pubkey: script.to_vec(),
+                }],
+                lock_time: 0,
+            }],
+        }
+    }
+
+    fn ask(s: &mut Session, ix: &Index, line: &str) -> Value {
+        let h = s.handle(ix, &info(), parse_line(line.as_bytes()).expect("parses"));
+        h.answer().expect("an answer")
+    }
+
+    #[test]
+    fn subscribers_hear_of_a_new_tip_and_of_a_changed_status_once() {
+        let script = [0x51];
+        let sh = scripthash_hex(&scripthash(&script));
+        let mut ix = Index::new();
+        ix.connect(&block([0; 32], 0, &[0x52])).expect("g");
+        let mut s = Session::new(Limits::default());
+        let r = ask(
+            &mut s,
+            &ix,
+            r#"{"id":1,"method":"blockchain.headers.subscribe"}"#,
+        );
+        assert_eq!(r["result"]["height"], 0);
+        let r = ask(
+            &mut s,
+            &ix,
+            &format!(r#"{{"id":2,"method":"blockchain.scripthash.subscribe","params":["{sh}"]}}"#),
+        );
+        assert_eq!(r["result"], Value::Null, "no history yet");
+        assert!(s.notifications(&ix).is_empty());
+        let tip = ix.tip_hash().expect("tip");
+        ix.connect(&block(tip, 1, &script)).expect("b1");
+        let n = s.notifications(&ix);
+        assert_eq!(n.len(), 2, "{n:?}");
+        assert_eq!(n[0]["method"], "blockchain.headers.subscribe");
+        assert_eq!(n[0]["params"][0]["height"], 1);
+        assert_eq!(n[1]["method"], "blockchain.scripthash.subscribe");
+        assert_eq!(n[1]["params"][0], sh.as_str());
+        assert_eq!(n[1]["params"][1], json!(ix.status(&scripthash(&script))));
+        assert!(s.notifications(&ix).is_empty(), "told once");
+    }
+
+    #[test]
+    fn answers_are_bounded_and_errors_are_typed() {
+        let mut ix = Index::new();
+        let mut prev = [0; 32];
+        for i in 0..=2100u32 {
+            let b = block(prev, (i % 250) as u8, &i.to_le_bytes());
+            prev = b.header.hash();
+            ix.connect(&b).expect("block");
+        }
+        let mut s = Session::new(Limits {
+            subscriptions: 2,
+            history: 10,
+        });
+        let r = ask(
+            &mut s,
+            &ix,
+            r#"{"id":1,"method":"blockchain.block.headers","params":[0,5000]}"#,
+        );
+        assert_eq!(r["result"]["count"], 2016);
+        assert_eq!(r["result"]["hex"].as_str().map(str::len), Some(2016 * 160));
+        let r = ask(
+            &mut s,
+            &ix,
+            r#"{"id":1,"method":"blockchain.block.headers","params":[2100,10]}"#,
+        );
+        assert_eq!(r["result"]["count"], 1);
+        for i in 0..2u8 {
+            let r = ask(
+                &mut s,
+                &ix,
+                &format!(
+                    r#"{{"id":1,"method":"blockchain.scripthash.subscribe","params":["{}"]}}"#,
+                    format!("{i:02x}").repeat(32)
+                ),
+            );
+            assert!(r.get("result").is_some(), "{r}");
+        }
+        let r = ask(
+            &mut s,
+            &ix,
+            &format!(
+                r#"{{"id":1,"method":"blockchain.scripthash.subscribe","params":["{}"]}}"#,
+                "07".repeat(32)
+            ),
+        );
+        assert_eq!(
+            r["error"]["code"],
+            code::BAD_REQUEST,
+            "third subscription refused"
+        );
+        let r = ask(&mut s, &ix, r#"{"id":"x","method":"no.such"}"#);
+        assert_eq!(
+            (r["id"].clone(), r["error"]["code"].clone()),
+            (json!("x"), json!(code::METHOD_NOT_FOUND))
+        );
+        let r = ask(
+            &mut s,
+            &ix,
+            r#"{"id":1,"method":"blockchain.scripthash.get_balance","params":["zz"]}"#,
+        );
+        assert_eq!(r["error"]["code"], code::INVALID_PARAMS);
+        let r = ask(
+            &mut s,
+            &ix,
+            r#"{"id":1,"method":"server.version","params":["x","1.2"]}"#,
+        );
+        assert_eq!(r["error"]["code"], code::BAD_REQUEST);
+        let r = ask(
+            &mut s,
+            &ix,
+            r#"{"id":1,"method":"server.version","params":["x",["1.2","1.4"]]}"#,
+        );
+        assert_eq!(r["result"][1], "1.4");
+    }
+
+    #[test]
+    fn a_broadcast_waits_for_the_node_and_carries_its_error_text() {
+        let ix = Index::new();
+        let mut s = Session::new(Limits::default());
+        let tx = block([0; 32], 1, &[0x51]).txs[0].encode();
+        let line = format!(
+            r#"[{{"id":1,"method":"server.ping"}},{{"id":2,"method":"blockchain.transaction.broadcast","params":["{}"]}}]"#,
+            hex::encode(tx)
+        );
+        let mut h = s.handle(&ix, &info(), parse_line(line.as_bytes()).expect("batch"));
+        assert!(matches!(h.slots[1], Slot::Broadcast { .. }));
+        h.slots[1] = h.slots[1]
+            .clone()
+            .resolve(Err("bad-txns-inputs-missingorspent".into()));
+        let a = h.answer().expect("answer");
+        assert_eq!(a[1]["error"]["message"], "bad-txns-inputs-missingorspent");
+        assert_eq!(a[1]["error"]["code"], code::DAEMON_ERROR);
+        let r = ask(
+            &mut s,
+            &ix,
+            r#"{"id":3,"method":"blockchain.transaction.broadcast","params":["00ff"]}"#,
+        );
+        assert_eq!(
+            r["error"]["code"],
+            code::BAD_REQUEST,
+            "undecodable: not sent to the node"
+        );
     }
 }
