@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{Index, ScriptHash, parse_hash_hex, scripthash_hex};
+use crate::wire::Transaction;
 use crate::wire::electrum::{
     Incoming, Request, RpcError, code, error_response, notification, response,
 };
-use crate::wire::{Encode as _, Transaction};
 
 /// The protocol version spoken.
 pub const PROTOCOL: &str = "1.4";
@@ -443,7 +443,7 @@ mod tests {
     use super::*;
     use crate::core::electrum::scripthash;
     use crate::wire::electrum::parse_line;
-    use crate::wire::{Block, BlockHeader, OutPoint, TxIn, TxOut};
+    use crate::wire::{Block, BlockHeader, Encode as _, OutPoint, TxIn, TxOut};
 
     fn info() -> ServerInfo {
         ServerInfo {
