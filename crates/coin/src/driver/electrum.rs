@@ -146,11 +146,13 @@ async fn follow_chain(
     // Walk back while our tip is not on the node's chain.
     while let Some(h) = read(&|i| i.height()) {
         let ours = index.read().ok().and_then(|i| i.tip_hash());
+        // An RPC failure stops the walk (an unreachable node is no reorganisation).
         let theirs = if h <= count {
-            rpc_str(node, "getblockhash", json!([h]))
-                .await
-                .ok()
-                .and_then(|s| crate::core::electrum::parse_hash_hex(&s))
+            let s = rpc_str(node, "getblockhash", json!([h])).await?;
+            Some(
+                crate::core::electrum::parse_hash_hex(&s)
+                    .ok_or_else(|| format!("getblockhash {h}: not a hash: {s}"))?,
+            )
         } else {
             None
         };

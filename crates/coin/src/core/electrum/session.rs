@@ -625,3 +625,93 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::wire::electrum::{LineBuffer, parse_line};
+    use proptest::prelude::*;
+
+    const METHODS: [&str; 24] = [
+        "server.version",
+        "server.features",
+        "server.banner",
+        "server.ping",
+        "server.donation_address",
+        "server.peers.subscribe",
+        "blockchain.headers.subscribe",
+        "blockchain.block.header",
+        "blockchain.block.headers",
+        "blockchain.scripthash.get_history",
+        "blockchain.scripthash.get_balance",
+        "blockchain.scripthash.listunspent",
+        "blockchain.scripthash.subscribe",
+        "blockchain.scripthash.unsubscribe",
+        "blockchain.scripthash.get_mempool",
+        "blockchain.transaction.get",
+        "blockchain.transaction.get_merkle",
+        "blockchain.transaction.broadcast",
+        "blockchain.estimatefee",
+        "blockchain.relayfee",
+        "mempool.get_fee_histogram",
+        "no.such.method",
+        "",
+        "server.version\n",
+    ];
+
+    fn param() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            (0u64..3000).prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            "[0-9a-f]{0,70}".prop_map(Value::String),
+            ".{0,20}".prop_map(Value::String),
+            Just(json!(["1.0", "9.9"])),
+            Just(json!({"a": [1, 2]})),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_call_gets_one_answer_with_its_id_and_never_panics(
+            m in 0..METHODS.len(),
+            params in proptest::collection::vec(param(), 0..4),
+            id in any::<u32>(),
+        ) {
+            let mut ix = Index::new();
+            let _ = ix.connect(&crate::genesis_regtest());
+            let info = ServerInfo {
+                software: "t".into(),
+                genesis_hash: String::new(),
+                banner: String::new(),
+                donation_address: String::new(),
+                relay_fee: 0.00001,
+            };
+            let mut s = Session::new(Limits { subscriptions: 2, history: 5 });
+            let line = json!({"jsonrpc": "2.0", "id": id, "method": METHODS[m], "params": params}).to_string();
+            let h = s.handle(&ix, &info, parse_line(line.as_bytes()).expect("valid JSON-RPC"));
+            prop_assert_eq!(h.slots.len(), 1);
+            match &h.slots[0] {
+                Slot::Ready(Some(v)) => {
+                    prop_assert_eq!(&v["id"], &json!(id));
+                    prop_assert!(v.get("result").is_some() != v.get("error").is_some());
+                }
+                Slot::Broadcast { id: got, .. } => prop_assert_eq!(got, &json!(id)),
+                Slot::Ready(None) => prop_assert!(false, "a call with an id unanswered"),
+            }
+            prop_assert!(s.subscriptions() <= 2);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_codec(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let mut b = LineBuffer::new();
+            if b.push(&data).is_ok() {
+                while let Ok(Some(l)) = b.next_line() {
+                    let _ = parse_line(&l);
+                }
+            }
+        }
+    }
+}
