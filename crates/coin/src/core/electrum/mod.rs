@@ -133,6 +133,10 @@ pub struct Index {
     mempool_spent: BTreeMap<OutPoint, Coin>,
     /// The node's mempool as last given.
     mempool_txs: BTreeMap<[u8; 32], Transaction>,
+    /// Bumped by every change; `changed_at` says when each script's history last moved, so
+    /// sessions recompute only the statuses that may differ.
+    generation: u64,
+    changed_at: BTreeMap<ScriptHash, u64>,
 }
 
 impl Index {
@@ -242,6 +246,10 @@ impl Index {
         undo.spent.retain(|(op, _)| !created.contains(op));
         self.hashes.push(b.header.hash());
         self.headers.push(b.header.clone());
+        self.generation += 1;
+        for sh in &undo.touched {
+            self.changed_at.insert(*sh, self.generation);
+        }
         self.undo.push(undo);
         self.refresh_mempool();
         Ok(())
@@ -269,7 +277,9 @@ impl Index {
             self.coins_of.entry(c.sh).or_default().insert(op.clone());
             self.coins.insert(op, c);
         }
+        self.generation += 1;
         for sh in &undo.touched {
+            self.changed_at.insert(*sh, self.generation);
             if let Some(h) = self.history.get_mut(sh) {
                 while h.last().is_some_and(|(ht, _)| *ht == height) {
                     h.pop();
@@ -295,8 +305,11 @@ impl Index {
     /// Recompute the mempool's view (fees, heights 0/-1, per-script sets) from the snapshot
     /// and the confirmed coins: parents before children, confirmed transactions dropped.
     fn refresh_mempool(&mut self) {
+        self.generation += 1;
+        // Scripts the pool touched before and after this refresh may have a new status.
+        let before = std::mem::take(&mut self.mempool_of);
+        self.mark_mempool_scripts(&before);
         self.mempool.clear();
-        self.mempool_of.clear();
         self.mempool_outs.clear();
         self.mempool_spent.clear();
         let txs = &self.mempool_txs;
@@ -394,6 +407,25 @@ impl Index {
                 },
             );
         }
+        let after = std::mem::take(&mut self.mempool_of);
+        self.mark_mempool_scripts(&after);
+        self.mempool_of = after;
+    }
+
+    fn mark_mempool_scripts(&mut self, of: &BTreeMap<ScriptHash, BTreeSet<[u8; 32]>>) {
+        for sh in of.keys() {
+            self.changed_at.insert(*sh, self.generation);
+        }
+    }
+
+    /// A counter bumped by every change to the index.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether `sh`'s history may have changed after generation `since`.
+    pub fn changed_since(&self, sh: &ScriptHash, since: u64) -> bool {
+        self.changed_at.get(sh).is_some_and(|g| *g > since)
     }
 
     /// Confirmed history of `sh` in chain order, then its mempool entries (height 0 before -1,

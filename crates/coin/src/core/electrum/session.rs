@@ -113,6 +113,8 @@ pub struct Session {
     /// The tip last told (when subscribed to headers).
     headers: Option<Option<[u8; 32]>>,
     subs: BTreeMap<ScriptHash, Option<String>>,
+    /// The index generation statuses were last compared at.
+    generation: u64,
 }
 
 fn str_param<'a>(p: &'a [Value], i: usize, name: &str) -> Result<&'a str, RpcError> {
@@ -424,7 +426,12 @@ impl Session {
                 }
             }
         }
+        let since = self.generation;
+        self.generation = index.generation();
         for (sh, last) in self.subs.iter_mut() {
+            if !index.changed_since(sh, since) {
+                continue;
+            }
             let now = index.status(sh);
             if now != *last {
                 *last = now.clone();
