@@ -436,6 +436,7 @@ enum Sub {
         #[arg(long)]
         json: bool,
     },
+    Electrum(crate::coin_electrum::ElectrumArgs),
 }
 
 pub async fn run(cmd: Cmd) -> Result<()> {
@@ -467,6 +468,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             height,
             json,
         } => tokio::task::block_in_place(|| verify_blocks(&file, utxos.as_deref(), height, json)),
+        Sub::Electrum(a) => crate::coin_electrum::run(a).await,
     }
 }
 

@@ -28,6 +28,14 @@
 //!   the store on a blocking thread, JSON-RPC with Core's methods.
 //! - `parallel` (feature `runtime`): a block's script checks on several
 //!   threads, for [`core::block::UtxoView::connect_block_with`].
+//! - [`core::electrum`]: the Electrum server's index, sans-IO (as electrs keeps one beside a
+//!   node): scripthash histories with mempool heights 0/-1, the protocol's status hash,
+//!   balances, unspent outputs, headers and merkle branches, fed blocks in order (a
+//!   reorganisation disconnects to the fork point) and mempool snapshots; its
+//!   [`core::electrum::session`] answers the protocol's methods and yields subscription
+//!   notifications. [`wire::electrum`]: the protocol's newline-delimited JSON-RPC 2.0 codec
+//!   (bounded lines and batches, typed errors). `driver::electrum` (feature `runtime`): the TCP
+//!   server, following a node over its JSON-RPC.
 //! - [`wallet`]: the wallet's keys and addresses (P2PKH, P2SH, WIF), sans-IO.
 //! - `store` (cargo feature `store`, on by default): the chain store on
 //!   disk — block index with cumulative work, active chain, UTXO set, undo

@@ -2,6 +2,7 @@
 //! signature hash. No disk, clock, environment, sockets or threads: the
 //! transaction being checked and the flags are inputs.
 pub mod block;
+pub mod electrum;
 pub mod mempool;
 pub mod node;
 pub mod pow;

@@ -1,6 +1,7 @@
 //! Bitcoin serialization: strict, bounded, no state.
 use thiserror::Error;
 
+pub mod electrum;
 pub mod p2p;
 
 /// Why bytes did not decode.
