@@ -4,6 +4,7 @@
 pub mod block;
 pub mod mempool;
 pub mod node;
+pub mod pool;
 pub mod pow;
 pub mod script;
 pub mod sighash;
