@@ -3,6 +3,8 @@
 //! order, a redial loop for the configured peers, and the JSON-RPC server ([`rpc`]).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod miner;
+pub mod pool;
 pub mod rpc;
 
 use std::collections::BTreeMap;

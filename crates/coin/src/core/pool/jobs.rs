@@ -69,6 +69,8 @@ pub struct Job {
     pub network_target: [u8; 32],
     /// Who the coinbase pays (label, satoshis), in output order.
     pub payouts: Vec<(String, i64)>,
+    /// The PPLNS weights the payouts were split by.
+    pub weights: std::collections::BTreeMap<String, u128>,
     pub value: i64,
     seen: KeyedSet<ShareKey>,
 }
@@ -194,6 +196,7 @@ pub fn build(
         txs: t.txs.clone(),
         network_target: target.target,
         payouts: outputs.iter().map(|(l, _, v)| (l.clone(), *v)).collect(),
+        weights: std::collections::BTreeMap::new(),
         value: t.coinbase_value,
         seen: keyed_set(rng),
     })

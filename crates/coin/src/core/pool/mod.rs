@@ -153,6 +153,8 @@ pub struct FoundBlock {
     pub user: String,
     pub value: i64,
     pub payouts: Vec<(String, i64)>,
+    /// The PPLNS weights (shares per address) the payouts were split by.
+    pub weights: BTreeMap<String, u128>,
     /// The node's verdict once known (`None`: accepted; `Some(reason)`: refused).
     pub verdict: Option<Option<String>>,
 }
@@ -489,6 +491,7 @@ impl Pool {
                     job.payouts.clone(),
                     job.value,
                     job.prev,
+                    job.weights.clone(),
                 )
             })
         } else {
@@ -513,7 +516,7 @@ impl Pool {
                 st.recent.pop_front();
             }
         }
-        if let Some((block, height, payouts, value, prev)) = found {
+        if let Some((block, height, payouts, value, prev, weights)) = found {
             self.spent_prev = Some(prev);
             if let Some(st) = self.users.get_mut(&user) {
                 st.blocks += 1;
@@ -528,6 +531,7 @@ impl Pool {
                 user: user.clone(),
                 value,
                 payouts: payouts.clone(),
+                weights,
                 verdict: None,
             });
             self.events.push_back(PoolEvent::BlockFound {
@@ -628,7 +632,8 @@ impl Pool {
         }
         let seq = self.next_job;
         self.next_job += 1;
-        let job = jobs::build(seq, &t, &outputs, &self.cfg.tag, &mut self.rng)?;
+        let mut job = jobs::build(seq, &t, &outputs, &self.cfg.tag, &mut self.rng)?;
+        job.weights = weights;
         if clean {
             self.jobs.clear();
         }
@@ -710,6 +715,7 @@ impl Pool {
                     "user": b.user,
                     "value": b.value,
                     "payouts": b.payouts.iter().map(|(a, v)| json!({"address": a, "sat": v})).collect::<Vec<_>>(),
+                    "weights": b.weights.iter().map(|(a, w)| (a.clone(), json!(*w as u64))).collect::<serde_json::Map<String, Value>>(),
                     "accepted_by_node": b.verdict.as_ref().map(Option::is_none),
                     "reject_reason": b.verdict.clone().flatten(),
                 })
@@ -727,6 +733,7 @@ impl Pool {
             "rejected": self.rejected,
             "miners": miners,
             "blocks_found": blocks,
+            "next_weights": job.map(|j| j.weights.iter().map(|(a, w)| (a.clone(), json!(*w as u64))).collect::<serde_json::Map<String, Value>>()),
             "next_payouts": job.map(|j| j.payouts.iter().map(|(a, v)| json!({"address": a, "sat": v})).collect::<Vec<_>>()),
         })
     }
