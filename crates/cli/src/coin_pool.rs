@@ -87,7 +87,7 @@ pub async fn run(cmd: PoolCmd) -> Result<()> {
     }
     println!("network {}", pool.network);
     println!(
-        "share difficulty {} (network {})",
+        "share difficulty {:e} (network {:e})",
         pool.share_difficulty, pool.network_difficulty
     );
     use std::io::Write as _;

@@ -271,7 +271,11 @@ pub async fn run(
                             report.accepted += 1;
                             counters.accepted.fetch_add(1, Ordering::Relaxed);
                         }
-                        ClientEvent::Rejected { reason, .. } => {
+                        ClientEvent::Rejected { reason, code, job_id } => {
+                            // A stale job stays stale: its other shares are not sent.
+                            if code == crate::wire::stratum::code::JOB_NOT_FOUND {
+                                live.retain(|j| *j != job_id);
+                            }
                             report.rejected += 1;
                             counters.rejected.fetch_add(1, Ordering::Relaxed);
                             *report.rejected_by.entry(reason).or_insert(0) += 1;

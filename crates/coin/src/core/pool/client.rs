@@ -16,7 +16,7 @@ use crate::wire::stratum::{
 };
 
 /// Submissions awaiting an answer at most (the caller waits beyond).
-pub const MAX_IN_FLIGHT: usize = 64;
+pub const MAX_IN_FLIGHT: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Error)]
 #[non_exhaustive]
@@ -29,11 +29,12 @@ pub enum ClientError {
     Unauthorized { user: String, why: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Pending {
     Subscribe,
     Authorize,
-    Submit,
+    /// The job id of the share.
+    Submit(String),
     Other,
 }
 
@@ -75,7 +76,12 @@ pub enum ClientEvent {
     /// New work; `clean` means older jobs are stale.
     Work { work: Work, clean: bool },
     Accepted,
-    Rejected { code: i64, reason: String },
+    /// The pool refused a share of `job_id`.
+    Rejected {
+        code: i64,
+        reason: String,
+        job_id: String,
+    },
 }
 
 /// The client.
@@ -142,7 +148,9 @@ impl Client {
             ntime,
             nonce,
         };
-        self.request(Pending::Submit, |id| ClientMessage::Submit { id, share });
+        self.request(Pending::Submit(job_id.to_string()), |id| {
+            ClientMessage::Submit { id, share }
+        });
         true
     }
 
@@ -207,17 +215,19 @@ impl Client {
                             });
                         }
                     },
-                    Pending::Submit => {
+                    Pending::Submit(job_id) => {
                         self.submits = self.submits.saturating_sub(1);
                         self.events.push_back(match result {
                             Ok(Value::Bool(true)) => ClientEvent::Accepted,
                             Ok(other) => ClientEvent::Rejected {
                                 code: stratum::code::OTHER,
                                 reason: other.to_string(),
+                                job_id,
                             },
                             Err(e) => ClientEvent::Rejected {
                                 code: e.code,
                                 reason: e.message,
+                                job_id,
                             },
                         });
                     }
