@@ -262,7 +262,10 @@ pub async fn demo_pool(out: &Path, seconds: u64) -> Result<crate::demo::DemoSect
 
     let accepted: Vec<u64> = reports.iter().map(|r| r.accepted).collect();
     let total: u64 = accepted.iter().sum();
-    let blocks = stats["blocks_found"].as_array().cloned().unwrap_or_default();
+    let blocks = stats["blocks_found"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let on_chain = blocks
         .iter()
         .filter(|b| b["accepted_by_node"] == serde_json::json!(true))
@@ -295,7 +298,10 @@ pub async fn demo_pool(out: &Path, seconds: u64) -> Result<crate::demo::DemoSect
             serde_json::json!([hash.clone(), 2]),
         )
         .await?;
-        let outs = block["tx"][0]["vout"].as_array().cloned().unwrap_or_default();
+        let outs = block["tx"][0]["vout"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let sats: Vec<i64> = outs
             .iter()
             .map(|o| (o["value"].as_f64().unwrap_or(0.0) * 1e8).round() as i64)
@@ -337,7 +343,11 @@ pub async fn demo_pool(out: &Path, seconds: u64) -> Result<crate::demo::DemoSect
                 &hash[..16.min(hash.len())],
                 b["height"]
             ),
-            format!("{} of {value} sat: {}", sats.iter().sum::<i64>(), parts.join("; ")),
+            format!(
+                "{} of {value} sat: {}",
+                sats.iter().sum::<i64>(),
+                parts.join("; ")
+            ),
             exact,
         );
     }
@@ -365,7 +375,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_demo_pool_splits_a_found_block_in_proportion_to_shares() {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let sec = super::demo_pool(dir.path(), 3).await.expect("the demo runs");
+        let sec = super::demo_pool(dir.path(), 3)
+            .await
+            .expect("the demo runs");
         for r in &sec.rows {
             assert!(r.ok, "{}: {}", r.check, r.result);
         }

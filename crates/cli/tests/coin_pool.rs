@@ -17,7 +17,8 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 fn http(addr: &str, req: &str) -> Value {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     s.write_all(req.as_bytes()).expect("send");
     let mut out = Vec::new();
     s.read_to_end(&mut out).expect("read");
@@ -122,7 +123,10 @@ fn three_miners_on_a_pool_are_paid_in_proportion_to_their_accepted_shares() {
             .and_then(|l| l.split(' ').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("a summary line: {out}"));
-        assert!(a >= n, "--shares {n} stops after {n} accepted shares: {out}");
+        assert!(
+            a >= n,
+            "--shares {n} stops after {n} accepted shares: {out}"
+        );
         accepted.push(a);
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -135,7 +139,10 @@ fn three_miners_on_a_pool_are_paid_in_proportion_to_their_accepted_shares() {
             .and_then(|l| l.iter().find(|m| m["user"] == json!(u)))
             .unwrap_or_else(|| panic!("{u} listed: {s}"));
         let credited = m["accepted"].as_u64().expect("accepted");
-        assert!(credited >= *a && credited <= a + 16, "{u}: {credited} vs {a}");
+        assert!(
+            credited >= *a && credited <= a + 16,
+            "{u}: {credited} vs {a}"
+        );
     }
     let blocks: Vec<&Value> = s["blocks_found"]
         .as_array()
@@ -144,14 +151,19 @@ fn three_miners_on_a_pool_are_paid_in_proportion_to_their_accepted_shares() {
         .filter(|b| b["accepted_by_node"] == json!(true))
         .collect();
     assert!(blocks.len() >= 3, "a few blocks found: {s}");
-    let height = rpc(&node_rpc, "getblockcount", json!([])).as_u64().expect("height");
+    let height = rpc(&node_rpc, "getblockcount", json!([]))
+        .as_u64()
+        .expect("height");
     assert!(height >= blocks.len() as u64);
 
     for b in &blocks {
         let hash = b["hash"].as_str().expect("hash");
         let block = rpc(&node_rpc, "getblock", json!([hash, 2]));
         assert_eq!(block["confirmations"].as_i64().map(|c| c >= 1), Some(true));
-        let outs = block["tx"][0]["vout"].as_array().expect("coinbase outputs").clone();
+        let outs = block["tx"][0]["vout"]
+            .as_array()
+            .expect("coinbase outputs")
+            .clone();
         let value = b["value"].as_i64().expect("value");
         assert_eq!(value, 50 * 100_000_000, "regtest subsidy, no fees");
         let weights: Vec<(String, u64)> = b["weights"]
@@ -166,7 +178,12 @@ fn three_miners_on_a_pool_are_paid_in_proportion_to_their_accepted_shares() {
         order.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let mut expect: Vec<(String, i64)> = order
             .iter()
-            .map(|(a, w)| (a.clone(), (i128::from(value) * i128::from(*w) / i128::from(total)) as i64))
+            .map(|(a, w)| {
+                (
+                    a.clone(),
+                    (i128::from(value) * i128::from(*w) / i128::from(total)) as i64,
+                )
+            })
             .collect();
         let rest = value - expect.iter().map(|e| e.1).sum::<i64>();
         expect[0].1 += rest;
@@ -178,14 +195,20 @@ fn three_miners_on_a_pool_are_paid_in_proportion_to_their_accepted_shares() {
                 let script = (0..script.len() / 2)
                     .map(|i| u8::from_str_radix(&script[2 * i..2 * i + 2], 16).expect("hex"))
                     .collect();
-                (script, (o["value"].as_f64().expect("value") * 1e8).round() as i64)
+                (
+                    script,
+                    (o["value"].as_f64().expect("value") * 1e8).round() as i64,
+                )
             })
             .collect();
         let want: Vec<(Vec<u8>, i64)> = expect
             .iter()
             .map(|(a, v)| (script_for_address(a, REGTEST_P2PKH).expect("address"), *v))
             .collect();
-        assert_eq!(got, want, "block {hash}: the coinbase pays the window in proportion");
+        assert_eq!(
+            got, want,
+            "block {hash}: the coinbase pays the window in proportion"
+        );
         assert_eq!(got.iter().map(|g| g.1).sum::<i64>(), value);
     }
     // The newest block's window holds (nearly) every accepted share, so its split follows
@@ -198,7 +221,10 @@ fn three_miners_on_a_pool_are_paid_in_proportion_to_their_accepted_shares() {
         missing += a.saturating_sub(w);
     }
     let all: u64 = accepted.iter().sum();
-    assert!(missing * 4 <= all, "the last block's window misses {missing} of {all} shares");
+    assert!(
+        missing * 4 <= all,
+        "the last block's window misses {missing} of {all} shares"
+    );
     let (code, _) = pool.interrupt(Duration::from_secs(20));
     assert_eq!(code, Some(0));
     drop(node);

@@ -235,7 +235,10 @@ pub fn template_from_gbt(gbt: &Value) -> Result<Template, PoolDriverError> {
             .ok_or_else(|| bad(k))
     };
     let mut txs = Vec::new();
-    for t in gbt["transactions"].as_array().map_or(&[][..], Vec::as_slice) {
+    for t in gbt["transactions"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+    {
         let raw = t["data"]
             .as_str()
             .and_then(|d| stratum::unhex_bounded(d, 4_000_000))
@@ -280,12 +283,12 @@ pub async fn start(opts: PoolOptions) -> Result<RunningPool, PoolDriverError> {
         return Err(PoolDriverError::FeeAddress);
     }
     let genesis = rpc_call(opts.node, "getblockhash", json!([0])).await?;
-    let (network, version) = if genesis.as_str() == Some(&Params::mainnet().genesis.header.hash_hex())
-    {
-        ("mainnet", MAINNET_P2PKH)
-    } else {
-        ("regtest", REGTEST_P2PKH)
-    };
+    let (network, version) =
+        if genesis.as_str() == Some(&Params::mainnet().genesis.header.hash_hex()) {
+            ("mainnet", MAINNET_P2PKH)
+        } else {
+            ("regtest", REGTEST_P2PKH)
+        };
     let first = template_from_gbt(&rpc_call(opts.node, "getblocktemplate", json!([])).await?)?;
     let started = std::time::Instant::now();
     let unix_at_zero = unix_now();
@@ -590,7 +593,10 @@ fn page(stats: &Value) -> String {
         ));
     }
     h.push_str("</table><h2>Blocks found</h2><table border=1><tr><th>height</th><th>hash</th><th>found by</th><th>accepted</th><th>payouts (sat)</th></tr>");
-    for b in stats["blocks_found"].as_array().map_or(&[][..], Vec::as_slice) {
+    for b in stats["blocks_found"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+    {
         let pays: Vec<String> = b["payouts"]
             .as_array()
             .map_or(&[][..], Vec::as_slice)

@@ -116,12 +116,26 @@ pub struct Notify {
 /// What a miner sends.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
-    Subscribe { id: Id, user_agent: Option<String> },
-    Authorize { id: Id, user: String, password: String },
-    Submit { id: Id, share: Submit },
-    ExtranonceSubscribe { id: Id },
+    Subscribe {
+        id: Id,
+        user_agent: Option<String>,
+    },
+    Authorize {
+        id: Id,
+        user: String,
+        password: String,
+    },
+    Submit {
+        id: Id,
+        share: Submit,
+    },
+    ExtranonceSubscribe {
+        id: Id,
+    },
     /// A response to a request of the pool's (e.g. `client.get_version`), ignored.
-    Response { id: Id },
+    Response {
+        id: Id,
+    },
 }
 
 /// A Stratum error triple `[code, message, traceback]`.
@@ -142,7 +156,9 @@ pub enum ServerMessage {
         result: Result<Value, ErrorTriple>,
     },
     /// `client.reconnect`, `client.show_message` and the like: known to exist, ignored.
-    Other { method: String },
+    Other {
+        method: String,
+    },
 }
 
 /// `mining.subscribe`'s result: `[[subscriptions...], extranonce1, extranonce2_size]`.
@@ -419,13 +435,14 @@ pub fn decode_server(line: &[u8]) -> Result<ServerMessage, StratumError> {
                     why: "expected 9 parameters",
                 });
             }
-            let prev: [u8; 32] = hex_param(p, M, 1, 32)?
-                .try_into()
-                .map_err(|_| StratumError::BadParam {
-                    method: M,
-                    index: 1,
-                    why: "not 32 bytes",
-                })?;
+            let prev: [u8; 32] =
+                hex_param(p, M, 1, 32)?
+                    .try_into()
+                    .map_err(|_| StratumError::BadParam {
+                        method: M,
+                        index: 1,
+                        why: "not 32 bytes",
+                    })?;
             let branch = p[4].as_array().ok_or(StratumError::BadParam {
                 method: M,
                 index: 4,
@@ -545,7 +562,9 @@ pub fn encode_server(m: &ServerMessage, out: &mut Vec<u8>) {
         }
         ServerMessage::Response { id, result } => match result {
             Ok(r) => json!({"id": id.to_json(), "result": r, "error": null}),
-            Err(e) => json!({"id": id.to_json(), "result": null, "error": [e.code, e.message, null]}),
+            Err(e) => {
+                json!({"id": id.to_json(), "result": null, "error": [e.code, e.message, null]})
+            }
         },
         ServerMessage::Other { method } => {
             json!({"id": null, "method": method, "params": []})

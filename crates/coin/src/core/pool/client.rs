@@ -55,8 +55,7 @@ impl Work {
         cb.extend_from_slice(&self.extranonce1);
         cb.extend_from_slice(extranonce2);
         cb.extend_from_slice(&self.notify.coinb2);
-        let root =
-            super::shares::root_from_branch(crate::sha256d(&cb), &self.notify.merkle_branch);
+        let root = super::shares::root_from_branch(crate::sha256d(&cb), &self.notify.merkle_branch);
         BlockHeader {
             version: self.notify.version as i32,
             prev: self.notify.prev,
@@ -70,11 +69,16 @@ impl Work {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientEvent {
-    Subscribed { extranonce1: Vec<u8> },
+    Subscribed {
+        extranonce1: Vec<u8>,
+    },
     Authorized,
     Difficulty(f64),
     /// New work; `clean` means older jobs are stale.
-    Work { work: Work, clean: bool },
+    Work {
+        work: Work,
+        clean: bool,
+    },
     Accepted,
     /// The pool refused a share of `job_id`.
     Rejected {
@@ -113,13 +117,10 @@ impl Client {
             events: VecDeque::new(),
             submits: 0,
         };
-        c.request(
-            Pending::Subscribe,
-            |id| ClientMessage::Subscribe {
-                id,
-                user_agent: Some(agent.to_string()),
-            },
-        );
+        c.request(Pending::Subscribe, |id| ClientMessage::Subscribe {
+            id,
+            user_agent: Some(agent.to_string()),
+        });
         c
     }
 

@@ -229,8 +229,14 @@ mod tests {
             txs: vec![],
         };
         let mut rng = Rng::new(1);
-        let j = build(7, &t, &[("a".into(), vec![0x51], 5_000)], b"/tag/", &mut rng)
-            .expect("a job");
+        let j = build(
+            7,
+            &t,
+            &[("a".into(), vec![0x51], 5_000)],
+            b"/tag/",
+            &mut rng,
+        )
+        .expect("a job");
         let mut cb = j.coinb1.clone();
         cb.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
         cb.extend_from_slice(&j.coinb2);

@@ -31,8 +31,8 @@ use crate::wire::stratum::{
     self, ClientMessage, ErrorTriple, Id, ServerMessage, Subscribed, decode_client,
 };
 use crate::wire::{Block, Transaction};
-pub use jobs::{Job, Template};
 use jobs::ShareKey;
+pub use jobs::{Job, Template};
 use pplns::Pplns;
 pub use shares::Reject;
 

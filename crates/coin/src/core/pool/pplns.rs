@@ -95,13 +95,15 @@ pub fn split<K: Clone + Ord>(
         .map(|(k, w)| (k, *w))
         .collect();
     // Heaviest first; equal weights keep key order (the sort is stable).
-    payees.sort_by(|a, b| b.1.cmp(&a.1));
+    payees.sort_by_key(|p| std::cmp::Reverse(p.1));
     payees.truncate(MAX_PAYEES);
     let fee = match fee_to {
-        Some(_) => value
-            .checked_mul(u128::from(fee_bp))
-            .ok_or(PayoutError::Overflow)?
-            / 10_000,
+        Some(_) => {
+            value
+                .checked_mul(u128::from(fee_bp))
+                .ok_or(PayoutError::Overflow)?
+                / 10_000
+        }
         None => 0,
     };
     let rest = value - fee;
@@ -184,7 +186,7 @@ mod tests {
                 // Proportional: within one satoshi of the exact share, but the heaviest.
                 let total: u128 = {
                     let mut v: Vec<u128> = ws.iter().copied().filter(|w| *w > 0).collect();
-                    v.sort_by(|a, b| b.cmp(a));
+                    v.sort_by_key(|w| std::cmp::Reverse(*w));
                     v.truncate(MAX_PAYEES);
                     v.iter().sum()
                 };

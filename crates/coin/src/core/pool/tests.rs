@@ -157,7 +157,9 @@ fn a_share_meeting_the_network_target_is_a_block_the_chain_accepts() {
     let b = &blocks[0];
     assert_eq!(b.txs[0].outputs[0].value, 50 * 100_000_000);
     let now = i64::from(b.header.time) + 10;
-    chain.accept(b, now).expect("the node's consensus accepts the pool's block");
+    chain
+        .accept(b, now)
+        .expect("the node's consensus accepts the pool's block");
 }
 
 #[test]
@@ -223,7 +225,11 @@ fn low_difficulty_and_bad_ntime_are_rejected() {
         .handle_template(net.now, template(&chain))
         .expect("job");
     net.pump();
-    let target = net.pool.share_target().expect("a share target").to_be_bytes();
+    let target = net
+        .pool
+        .share_target()
+        .expect("a share target")
+        .to_be_bytes();
     let (id, ntime, nonce) = net.grind(a, 0, target, false);
     net.submit(a, &id, 0, ntime, nonce);
     assert_eq!(net.miners[a].rejected, [stratum::code::LOW_DIFFICULTY]);
@@ -327,4 +333,57 @@ fn unknown_users_and_malformed_lines_are_refused_and_bounded() {
     assert!(small.handle_connect(Instant::ZERO).is_some());
     assert!(small.handle_connect(Instant::ZERO).is_some());
     assert!(small.handle_connect(Instant::ZERO).is_none());
+}
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn line() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..200),
+            Just(br#"{"id":1,"method":"mining.subscribe","params":[]}"#.to_vec()),
+            Just(
+                format!(
+                    r#"{{"id":2,"method":"mining.authorize","params":["{}","x"]}}"#,
+                    addr(4)
+                )
+                .into_bytes()
+            ),
+            (any::<u32>(), any::<u32>(), 0u64..4).prop_map(|(n, t, j)| format!(
+                r#"{{"id":3,"method":"mining.submit","params":["{}","{j:x}","00000001","{t:08x}","{n:08x}"]}}"#,
+                addr(4)
+            )
+            .into_bytes()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_lines_from_a_miner_never_panic_and_bound_the_queues(
+            lines in proptest::collection::vec(line(), 0..40),
+        ) {
+            let chain = Chain::new(Params::regtest());
+            let mut pool = Pool::new(PoolConfig::default(), servent_core::Rng::new(5)).expect("pool");
+            let id = pool.handle_connect(Instant::ZERO).expect("room");
+            pool.handle_template(Instant::ZERO, template(&chain)).expect("template");
+            let mut client = Client::new(&addr(4), "x", "p");
+            for l in &lines {
+                pool.handle_line(Instant::from_secs(1), id, l);
+                let _ = client.handle_line(l);
+                let mut n = 0;
+                while let Some((_, out)) = pool.poll_transmit() {
+                    n += 1;
+                    for reply in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                        let _ = client.handle_line(reply);
+                    }
+                }
+                prop_assert!(n <= 4, "one line, a few replies");
+                while pool.poll_event().is_some() {}
+                while client.poll_event().is_some() {}
+            }
+            let _ = pool.stats(Instant::from_secs(2));
+        }
+    }
 }
