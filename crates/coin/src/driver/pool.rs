@@ -414,15 +414,14 @@ pub async fn start(opts: PoolOptions) -> Result<RunningPool, PoolDriverError> {
                             };
                             let _ = fetch.try_send(());
                             let _ = back.send(In::Verdict(hash, verdict.clone())).await;
-                            let _ = news
-                                .send(PoolNews::BlockFound {
-                                    height,
-                                    hash,
-                                    user,
-                                    payouts,
-                                    rejected: verdict,
-                                })
-                                .await;
+                            // Dropped if nobody reads the news (the statistics keep it).
+                            let _ = news.try_send(PoolNews::BlockFound {
+                                height,
+                                hash,
+                                user,
+                                payouts,
+                                rejected: verdict,
+                            });
                         });
                     }
                 }

@@ -180,6 +180,8 @@ pub struct Pool {
     accepted: u64,
     rejected: BTreeMap<&'static str, u64>,
     blocks: VecDeque<FoundBlock>,
+    blocks_found: u64,
+    blocks_accepted: u64,
     transmit: VecDeque<(SessionId, Vec<u8>)>,
     events: VecDeque<PoolEvent>,
     now: Instant,
@@ -222,6 +224,8 @@ impl Pool {
             accepted: 0,
             rejected: BTreeMap::new(),
             blocks: VecDeque::new(),
+            blocks_found: 0,
+            blocks_accepted: 0,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             now: Instant::ZERO,
@@ -518,6 +522,7 @@ impl Pool {
         }
         if let Some((block, height, payouts, value, prev, weights)) = found {
             self.spent_prev = Some(prev);
+            self.blocks_found += 1;
             if let Some(st) = self.users.get_mut(&user) {
                 st.blocks += 1;
             }
@@ -547,6 +552,9 @@ impl Pool {
 
     /// The node's verdict on a block the pool found (`None`: accepted).
     pub fn handle_block_verdict(&mut self, hash: [u8; 32], verdict: Option<String>) {
+        if verdict.is_none() {
+            self.blocks_accepted += 1;
+        }
         if let Some(b) = self.blocks.iter_mut().find(|b| b.hash == hash) {
             b.verdict = Some(verdict);
         }
@@ -671,7 +679,7 @@ impl Pool {
         self.pplns.weights()
     }
 
-    /// Blocks found (the last [`MAX_BLOCKS_LISTED`]).
+    /// Blocks found (the last [`MAX_BLOCKS_LISTED`]; `stats()["blocks"]` counts them all).
     pub fn blocks(&self) -> impl Iterator<Item = &FoundBlock> {
         self.blocks.iter()
     }
@@ -732,6 +740,8 @@ impl Pool {
             "accepted": self.accepted,
             "rejected": self.rejected,
             "miners": miners,
+            "blocks": self.blocks_found,
+            "blocks_accepted": self.blocks_accepted,
             "blocks_found": blocks,
             "next_weights": job.map(|j| j.weights.iter().map(|(a, w)| (a.clone(), json!(*w as u64))).collect::<serde_json::Map<String, Value>>()),
             "next_payouts": job.map(|j| j.payouts.iter().map(|(a, v)| json!({"address": a, "sat": v})).collect::<Vec<_>>()),
