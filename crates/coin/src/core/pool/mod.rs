@@ -22,7 +22,7 @@ pub mod shares;
 use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::{Value, json};
-use servent_core::{Instant, Rng};
+use servent_core::{Instant, KeyedSet, Rng, keyed_set};
 use thiserror::Error;
 
 use crate::core::node::address::script_for_address;
@@ -172,6 +172,10 @@ pub struct Pool {
     next_job: u64,
     /// A block was found on this prev: its jobs are stale.
     spent_prev: Option<[u8; 32]>,
+    /// Header hashes of the shares accepted on the current prev, in two generations (the
+    /// older dropped when the newer fills): the same work is one share even when a refreshed
+    /// job happens to give the same header.
+    seen_hashes: [KeyedSet<[u8; 32]>; 2],
     pplns: Pplns,
     share_target: Option<U256>,
     share_difficulty: f64,
@@ -206,6 +210,7 @@ impl Pool {
             None => None,
         };
         let next_extranonce1 = rng.next_u64() as u32;
+        let seen_hashes = [keyed_set(&mut rng), keyed_set(&mut rng)];
         Ok(Pool {
             pplns: Pplns::new(cfg.window),
             cfg,
@@ -217,6 +222,7 @@ impl Pool {
             jobs: VecDeque::new(),
             next_job: 1,
             spent_prev: None,
+            seen_hashes,
             share_target: None,
             share_difficulty: 0.0,
             fee_script,
@@ -472,6 +478,9 @@ impl Pool {
             return Err(Reject::Stale);
         }
         let checked = shares::check(job, &e1, share, target, unix)?;
+        if self.seen_hashes.iter().any(|s| s.contains(&checked.hash)) {
+            return Err(Reject::Duplicate);
+        }
         let mut e2 = [0u8; 4];
         e2.copy_from_slice(&share.extranonce2);
         job.record(ShareKey {
@@ -501,6 +510,11 @@ impl Pool {
         } else {
             None
         };
+        if self.seen_hashes[0].len() >= jobs::MAX_SHARES_PER_JOB {
+            self.seen_hashes.swap(0, 1);
+            self.seen_hashes[0].clear();
+        }
+        self.seen_hashes[0].insert(checked.hash);
         self.pplns.push(&user, 1);
         self.accepted += 1;
         let sec = secs(self.now);
@@ -590,10 +604,15 @@ impl Pool {
                 .share_difficulty
                 .unwrap_or_else(|| shares::difficulty_of(target));
         }
+        // After a block of ours, any template starts clean: a new tip, or (the node refused
+        // the block) new jobs on the same one.
         let clean = self.template.as_ref().is_none_or(|old| old.prev != t.prev)
-            || self.spent_prev == Some(t.prev);
-        if self.spent_prev.is_some_and(|p| p != t.prev) {
-            self.spent_prev = None;
+            || self.spent_prev.is_some();
+        self.spent_prev = None;
+        if clean {
+            for s in &mut self.seen_hashes {
+                s.clear();
+            }
         }
         self.template = Some(t);
         self.rebuild(clean)
