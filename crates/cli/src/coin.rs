@@ -398,23 +398,49 @@ enum Sub {
     /// paying --address (base58check P2PKH of the node's network) or --pubkey (P2PK), search
     /// nonces on --threads threads showing the hash rate, submit (submitblock). Prints
     /// `block HASH height H` per block; exit 1 if the node rejects one.
+    ///
+    /// With --pool ADDR --user NAME instead: mine shares for a Stratum v1 pool (`servent coin
+    /// pool`, or any other), paid to the address NAME (`ADDR` or `ADDR.worker`) in proportion
+    /// to the shares the pool accepts. Prints a status line every few seconds and, at the
+    /// end, `shares accepted N rejected M` (with the reasons) and the hash rate; runs until
+    /// --shares shares were accepted, Ctrl-C, or the pool closes the connection (exit 1).
     Mine {
-        /// How many blocks (1..=100000).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-        blocks: u32,
+        /// How many blocks (1..=100000; solo mining with --node).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000),
+              required_unless_present = "pool", conflicts_with = "pool")]
+        blocks: Option<u32>,
         /// Pay the coinbase to this P2PKH address.
-        #[arg(long, conflicts_with = "pubkey", required_unless_present = "pubkey", value_parser = parse_address)]
+        #[arg(long, conflicts_with_all = ["pubkey", "pool"], required_unless_present_any = ["pubkey", "pool"], value_parser = parse_address)]
         address: Option<String>,
         /// Pay the coinbase to this public key (hex, P2PK).
-        #[arg(long, value_parser = parse_pubkey)]
+        #[arg(long, value_parser = parse_pubkey, conflicts_with = "pool")]
         pubkey: Option<String>,
-        /// The node's RPC address.
-        #[arg(long)]
-        node: SocketAddr,
+        /// The node's RPC address (solo mining).
+        #[arg(long, required_unless_present = "pool", conflicts_with = "pool")]
+        node: Option<SocketAddr>,
+        /// Mine for the Stratum v1 pool at this address instead of solo.
+        #[arg(long, requires = "user")]
+        pool: Option<SocketAddr>,
+        /// With --pool: the user name, the P2PKH address to be paid (optionally `.worker`).
+        #[arg(long, requires = "pool")]
+        user: Option<String>,
+        /// With --pool: stop after this many accepted shares (default: run until Ctrl-C).
+        #[arg(long, requires = "pool", value_parser = clap::value_parser!(u64).range(1..))]
+        shares: Option<u64>,
         /// Mining threads (1..=1024) [default: one per CPU core].
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
         threads: Option<u32>,
     },
+    /// Run a Stratum v1 mining pool on top of a node: miners connect to --listen
+    /// (mining.subscribe, mining.authorize with their P2PKH address as the user name,
+    /// mining.notify, mining.submit, mining.set_difficulty); templates come from the node's
+    /// RPC (getblocktemplate, at once on a new block) and found blocks go back to it
+    /// (submitblock). Shares are checked against the share difficulty (below the network's):
+    /// stale, duplicate, low-difficulty and bad-ntime shares are rejected. Every job's
+    /// coinbase pays the miners in proportion to their accepted shares among the last
+    /// --window (PPLNS), to the satoshi. Prints `stratum ADDR`, `http ADDR`, then a line per
+    /// block found; runs until Ctrl-C or SIGTERM.
+    Pool(crate::coin_pool::PoolCmd),
     /// Validate blocks from a file with Bitcoin's consensus rules (before SegWit): proof of
     /// work, merkle root, every transaction and every signature. FILE is a blk*.dat-style file
     /// (magic, length, block; validated as a chain from the genesis of the network its magic
@@ -454,14 +480,26 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             address,
             pubkey,
             node,
+            pool,
+            user,
+            shares,
             threads,
         } => {
             let threads = match threads {
                 Some(n) => n as usize,
                 None => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             };
-            mine(blocks, address, pubkey, node, threads).await
+            match (pool, user, node, blocks) {
+                (Some(pool), Some(user), _, _) => {
+                    crate::coin_pool::mine_pool(pool, user, threads, shares).await
+                }
+                (None, _, Some(node), Some(blocks)) => {
+                    mine(blocks, address, pubkey, node, threads).await
+                }
+                _ => bail!("give --node and --blocks, or --pool and --user"),
+            }
         }
+        Sub::Pool(cmd) => crate::coin_pool::run(cmd).await,
         Sub::VerifyBlocks {
             file,
             utxos,

@@ -16,6 +16,7 @@ mod sim;
 mod chord;
 mod coin;
 mod coin_electrum;
+mod coin_pool;
 mod dht;
 mod gnutella;
 mod napster;

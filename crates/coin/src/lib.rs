@@ -36,6 +36,11 @@
 //!   notifications. [`wire::electrum`]: the protocol's newline-delimited JSON-RPC 2.0 codec
 //!   (bounded lines and batches, typed errors). `driver::electrum` (feature `runtime`): the TCP
 //!   server, following a node over its JSON-RPC.
+//! - [`wire::stratum`]: Stratum v1 mining lines (subscribe, authorize, notify, submit,
+//!   set_difficulty); [`core::pool`]: the sans-IO pool — jobs from templates with the
+//!   coinbase split at the extranonces, share checks (stale, duplicate, low difficulty,
+//!   ntime), PPLNS payouts in the coinbase — and the miner's client core. `driver::pool`
+//!   serves it on TCP over a node's RPC with a pool page; `driver::miner` is our Stratum miner.
 //! - [`wallet`]: the wallet's keys and addresses (P2PKH, P2SH, WIF), sans-IO.
 //! - `store` (cargo feature `store`, on by default): the chain store on
 //!   disk — block index with cumulative work, active chain, UTXO set, undo

@@ -5,6 +5,7 @@ pub mod block;
 pub mod electrum;
 pub mod mempool;
 pub mod node;
+pub mod pool;
 pub mod pow;
 pub mod script;
 pub mod sighash;

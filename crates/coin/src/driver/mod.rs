@@ -4,6 +4,8 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod electrum;
+pub mod miner;
+pub mod pool;
 pub mod rpc;
 
 use std::collections::BTreeMap;

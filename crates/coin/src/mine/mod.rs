@@ -275,7 +275,7 @@ impl Midstate {
         Some(Self::with_target(header, t.target))
     }
 
-    fn with_target(header: &BlockHeader, target: [u8; 32]) -> Self {
+    pub(crate) fn with_target(header: &BlockHeader, target: [u8; 32]) -> Self {
         let bytes = header.encode();
         let mut first = [0u8; 64];
         first.copy_from_slice(&bytes[..64]);

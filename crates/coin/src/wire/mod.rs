@@ -3,6 +3,7 @@ use thiserror::Error;
 
 pub mod electrum;
 pub mod p2p;
+pub mod stratum;
 
 /// Why bytes did not decode.
 #[derive(Debug, Error, PartialEq, Eq)]
