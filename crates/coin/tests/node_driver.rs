@@ -154,6 +154,15 @@ async fn two_nodes_mine_over_rpc_propagate_and_agree() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(relayed, "b got the transaction");
+    // getrawmempool lists it by txid, in Core's shape (a JSON list of hex txids).
+    assert_eq!(
+        rpc(rb, "getrawmempool", json!([])).await["result"],
+        json!([txid])
+    );
+    assert_eq!(
+        rpc(rb, "getrawmempool", json!([false])).await["result"],
+        json!([txid])
+    );
     let gbt = rpc(rb, "getblocktemplate", json!([])).await;
     assert_eq!(gbt["result"]["transactions"][0]["txid"], json!(txid));
     assert_eq!(gbt["result"]["transactions"][0]["fee"], json!(10_000));
@@ -174,6 +183,10 @@ async fn two_nodes_mine_over_rpc_propagate_and_agree() {
     assert_eq!(
         rpc(rb, "getmempoolinfo", json!([])).await["result"]["size"],
         json!(0)
+    );
+    assert_eq!(
+        rpc(rb, "getrawmempool", json!([])).await["result"],
+        json!([])
     );
 
     // Malformed JSON is Core's parse error; a batch gets one answer per call.

@@ -129,6 +129,10 @@ impl Mempool {
     pub fn get(&self, txid: &[u8; 32]) -> Option<&PoolEntry> {
         self.entries.get(txid)
     }
+    /// Every pool transaction's txid, in txid order.
+    pub fn txids(&self) -> impl Iterator<Item = &[u8; 32]> {
+        self.entries.keys()
+    }
     pub fn contains(&self, txid: &[u8; 32]) -> bool {
         self.entries.contains_key(txid)
     }

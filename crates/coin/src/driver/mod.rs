@@ -126,7 +126,8 @@ fn event_id(e: &Event) -> Option<u64> {
         | Event::Info { id, .. }
         | Event::Peers { id, .. }
         | Event::Template { id, .. }
-        | Event::MempoolTx { id, .. } => Some(*id),
+        | Event::MempoolTx { id, .. }
+        | Event::MempoolTxids { id, .. } => Some(*id),
         _ => None,
     }
 }

@@ -414,6 +414,29 @@ pub async fn call(api: &Api, req: &Value) -> Result<Value, RpcError> {
                 _ => Err(err(code::MISC, "unexpected answer")),
             }
         }
+        "getrawmempool" => {
+            let verbose = match param(&params, 0) {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(err(code::INVALID_PARAMETER, "verbose must be a boolean")),
+            };
+            if verbose {
+                return Err(err(
+                    code::INVALID_PARAMETER,
+                    "verbose getrawmempool is not supported; call getrawtransaction per txid",
+                ));
+            }
+            match api
+                .ask(|id| Command::MempoolTxids { id })
+                .await
+                .map_err(stopped)?
+            {
+                Event::MempoolTxids { txids, .. } => Ok(Value::Array(
+                    txids.iter().map(|t| json!(hash_hex(t))).collect(),
+                )),
+                _ => Err(err(code::MISC, "unexpected answer")),
+            }
+        }
         "getmempoolinfo" => {
             let i = info(api).await?;
             Ok(json!({

@@ -713,6 +713,10 @@ impl Node {
                 let tx = self.mempool.get(&txid).map(|e| e.tx.clone());
                 self.events.push_back(Event::MempoolTx { id, tx });
             }
+            Command::MempoolTxids { id } => {
+                let txids = self.mempool.txids().copied().collect();
+                self.events.push_back(Event::MempoolTxids { id, txids });
+            }
             Command::StoreDone(r) => self.on_store_done(r),
         }
     }

@@ -153,6 +153,10 @@ pub enum Command {
         id: u64,
         txid: [u8; 32],
     },
+    /// Answer [`Event::MempoolTxids`] (`getrawmempool`).
+    MempoolTxids {
+        id: u64,
+    },
     StoreDone(Reply),
 }
 
@@ -222,6 +226,11 @@ pub enum Event {
     MempoolTx {
         id: u64,
         tx: Option<Transaction>,
+    },
+    /// Every mempool transaction's txid, in txid order.
+    MempoolTxids {
+        id: u64,
+        txids: Vec<[u8; 32]>,
     },
     /// The active tip moved.
     Tip {
