@@ -436,6 +436,9 @@ enum Sub {
         #[arg(long)]
         json: bool,
     },
+    /// An encrypted HD wallet that scans a node's blocks over RPC and pays:
+    /// create|restore|address|balance|send ADDR AMOUNT|history|export --wallet FILE --node RPCADDR.
+    Wallet(crate::coin_wallet::Cmd),
 }
 
 pub async fn run(cmd: Cmd) -> Result<()> {
@@ -467,6 +470,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             height,
             json,
         } => tokio::task::block_in_place(|| verify_blocks(&file, utxos.as_deref(), height, json)),
+        Sub::Wallet(cmd) => crate::coin_wallet::run(cmd).await,
     }
 }
 

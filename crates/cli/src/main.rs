@@ -15,6 +15,7 @@ mod sim;
 // systems: one module each (keep this list and `Command` in the same order)
 mod chord;
 mod coin;
+mod coin_wallet;
 mod dht;
 mod gnutella;
 mod napster;

@@ -237,6 +237,17 @@ impl Wallet {
             .map(|h| (self.payload.scanned.tip_height, *h))
     }
 
+    /// Starts a new wallet's scan after the block `hash` at `height`: nothing
+    /// before a wallet's first address can pay it. Refused once anything was scanned.
+    pub fn start_at(&mut self, height: u32, hash: [u8; 32]) -> bool {
+        if !self.payload.scanned.hashes.is_empty() || !self.txs.is_empty() {
+            return false;
+        }
+        self.payload.scanned.hashes.push(hash);
+        self.payload.scanned.tip_height = height;
+        true
+    }
+
     /// The height the next block to scan has.
     pub fn next_height(&self) -> u32 {
         self.tip().map_or(0, |(h, _)| h + 1)
