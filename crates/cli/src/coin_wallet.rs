@@ -150,7 +150,8 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             refuse_existing(&o.wallet)?;
             let pw = password(&o, true)?;
             let mut entropy = Zeroizing::new(vec![0u8; if words == 12 { 16 } else { 32 }]);
-            getrandom::fill(&mut entropy).map_err(|e| anyhow::anyhow!("reading OS randomness: {e}"))?;
+            getrandom::fill(&mut entropy)
+                .map_err(|e| anyhow::anyhow!("reading OS randomness: {e}"))?;
             let m = Mnemonic::from_entropy(&entropy).context("making the mnemonic")?;
             let net = parse_network(&network);
             let mut p = WalletPayload::new(net, m.to_seed(""));
@@ -261,7 +262,11 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             w.add_unconfirmed(&p.tx)?;
             save(&o.wallet, &w, &pw)?;
             let size = p.tx.encode().len();
-            println!("{}", txid.as_str().map_or_else(|| hash_hex(&p.tx.txid()), str::to_string));
+            println!(
+                "{}",
+                txid.as_str()
+                    .map_or_else(|| hash_hex(&p.tx.txid()), str::to_string)
+            );
             eprintln!(
                 "paid {} BTC to {addr}, fee {} BTC ({size} bytes, {:.1} sat/vB), {} input{}{}",
                 format_btc(amount),
@@ -270,9 +275,11 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 p.spent.len(),
                 if p.spent.len() == 1 { "" } else { "s" },
                 match p.change_vout {
-                    Some(v) => format!(", change {} BTC to {} (output {v})",
+                    Some(v) => format!(
+                        ", change {} BTC to {} (output {v})",
                         format_btc(p.tx.outputs[v as usize].value as u64),
-                        change.encode(net)),
+                        change.encode(net)
+                    ),
                     None => ", no change".into(),
                 }
             );
@@ -311,7 +318,11 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                         if e.coinbase { " (mined)" } else { "" }
                     );
                 }
-                eprintln!("{} transaction{}", h.len(), if h.len() == 1 { "" } else { "s" });
+                eprintln!(
+                    "{} transaction{}",
+                    h.len(),
+                    if h.len() == 1 { "" } else { "s" }
+                );
             }
             Ok(())
         }
@@ -396,9 +407,11 @@ fn tty_password(prompt: &str) -> Result<Password> {
     };
     stty("-echo").map_err(|_| no_tty())?;
     let mut line = Zeroizing::new(String::new());
-    let r = (&tty)
-        .write_all(prompt.as_bytes())
-        .and_then(|()| std::io::BufReader::new(&tty).take(4096).read_line(&mut line));
+    let r = (&tty).write_all(prompt.as_bytes()).and_then(|()| {
+        std::io::BufReader::new(&tty)
+            .take(4096)
+            .read_line(&mut line)
+    });
     // The terminal gets its echo back whatever the read did.
     let restored = stty("echo");
     let _ = (&tty).write_all(b"\n");
@@ -560,7 +573,11 @@ async fn fetch_block(node: SocketAddr, height: u32) -> Result<([u8; 32], Block)>
     let raw = unhex(raw.as_str().unwrap_or("")).context("getblock: not hex")?;
     let block = Block::decode(&raw).context("getblock: the block does not decode")?;
     if block.header.hash() != hash {
-        bail!("getblock: the node sent block {} for {}", block.header.hash_hex(), hash_hex(&hash));
+        bail!(
+            "getblock: the node sent block {} for {}",
+            block.header.hash_hex(),
+            hash_hex(&hash)
+        );
     }
     Ok((hash, block))
 }
@@ -588,7 +605,9 @@ async fn sync(w: &mut Wallet, node: SocketAddr) -> Result<()> {
             }
             undone += 1;
             if !w.disconnect_tip() {
-                eprintln!("reorganisation deeper than the wallet keeps: rescanning from the genesis block");
+                eprintln!(
+                    "reorganisation deeper than the wallet keeps: rescanning from the genesis block"
+                );
                 break;
             }
         }
@@ -627,7 +646,11 @@ async fn sync(w: &mut Wallet, node: SocketAddr) -> Result<()> {
             else {
                 continue;
             };
-            let Some(tx) = raw.as_str().and_then(|s| unhex(s).ok()).and_then(|b| Transaction::decode(&b).ok()) else {
+            let Some(tx) = raw
+                .as_str()
+                .and_then(|s| unhex(s).ok())
+                .and_then(|b| Transaction::decode(&b).ok())
+            else {
                 continue;
             };
             w.add_unconfirmed(&tx)?;
@@ -640,9 +663,13 @@ async fn sync(w: &mut Wallet, node: SocketAddr) -> Result<()> {
             if in_pool.contains(&txid) {
                 continue;
             }
-            if rpc_call(node, "sendrawtransaction", serde_json::json!([hex(&tx.encode())]))
-                .await
-                .is_err()
+            if rpc_call(
+                node,
+                "sendrawtransaction",
+                serde_json::json!([hex(&tx.encode())]),
+            )
+            .await
+            .is_err()
             {
                 dropped.push(txid);
             }
@@ -655,7 +682,10 @@ async fn sync(w: &mut Wallet, node: SocketAddr) -> Result<()> {
             continue;
         }
         for txid in dropped {
-            eprintln!("transaction {} is no longer valid: dropped", hash_hex(&txid));
+            eprintln!(
+                "transaction {} is no longer valid: dropped",
+                hash_hex(&txid)
+            );
             w.remove_unconfirmed(&txid);
         }
         return Ok(());
@@ -680,7 +710,9 @@ async fn rpc_call(
     .await
     .map_err(|_| anyhow::anyhow!("connecting to {node}: timed out"))?
     .with_context(|| {
-        format!("connecting to the node's RPC at {node} (is `servent coin node --rpc {node}` running?)")
+        format!(
+            "connecting to the node's RPC at {node} (is `servent coin node --rpc {node}` running?)"
+        )
     })?;
     let req = format!(
         "POST / HTTP/1.1\r\nHost: {node}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
@@ -690,10 +722,13 @@ async fn rpc_call(
         .await
         .context("sending the RPC request")?;
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(120), (&mut s).take(MAX).read_to_end(&mut out))
-        .await
-        .map_err(|_| anyhow::anyhow!("{method}: no answer in 120 s"))?
-        .context("reading the RPC answer")?;
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        (&mut s).take(MAX).read_to_end(&mut out),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("{method}: no answer in 120 s"))?
+    .context("reading the RPC answer")?;
     if !out.starts_with(b"HTTP/1.") {
         bail!("{method}: {node} does not speak HTTP");
     }
