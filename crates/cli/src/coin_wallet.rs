@@ -634,7 +634,7 @@ async fn sync(w: &mut Wallet, node: SocketAddr) -> Result<()> {
         let ids = list
             .as_array()
             .ok_or_else(|| anyhow::anyhow!("getrawmempool: not a list"))?;
-        let mut in_pool = std::collections::HashSet::new();
+        let mut in_pool = std::collections::BTreeSet::new();
         for v in ids.iter().take(MAX_MEMPOOL_SCAN) {
             let txid = unhash(v, "getrawmempool")?;
             in_pool.insert(txid);

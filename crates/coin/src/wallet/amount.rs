@@ -108,13 +108,25 @@ mod tests {
 
     #[test]
     fn bad_amounts_are_refused_with_their_reason() {
-        assert_eq!(parse_amount("0.000000001"), Err(AmountError::TooManyDecimals));
+        assert_eq!(
+            parse_amount("0.000000001"),
+            Err(AmountError::TooManyDecimals)
+        );
         assert_eq!(parse_amount("-1"), Err(AmountError::Negative));
         assert_eq!(parse_amount("-5sat"), Err(AmountError::Negative));
-        assert_eq!(parse_amount("21000000.00000001"), Err(AmountError::TooLarge));
-        assert_eq!(parse_amount("99999999999999999999"), Err(AmountError::TooLarge));
+        assert_eq!(
+            parse_amount("21000000.00000001"),
+            Err(AmountError::TooLarge)
+        );
+        assert_eq!(
+            parse_amount("99999999999999999999"),
+            Err(AmountError::TooLarge)
+        );
         assert_eq!(parse_amount("184467440737sat"), Ok(184_467_440_737));
-        assert_eq!(parse_amount("18446744073709551616sat"), Err(AmountError::TooLarge));
+        assert_eq!(
+            parse_amount("18446744073709551616sat"),
+            Err(AmountError::TooLarge)
+        );
         assert_eq!(parse_amount("0"), Err(AmountError::Zero));
         assert_eq!(parse_amount("."), Err(AmountError::NotANumber));
         assert_eq!(parse_amount("1e8"), Err(AmountError::NotANumber));

@@ -119,7 +119,10 @@ pub fn build_payment(coins: &[Coin], req: &PaymentRequest) -> Result<Payment, Bu
         outputs,
         lock_time: req.lock_time,
     };
-    sign(&mut tx, &sel.inputs.iter().map(|&i| &coins[i]).collect::<Vec<_>>());
+    sign(
+        &mut tx,
+        &sel.inputs.iter().map(|&i| &coins[i]).collect::<Vec<_>>(),
+    );
     debug_assert!(tx.encode().len() as u64 <= sel.vsize);
     Ok(Payment {
         tx,

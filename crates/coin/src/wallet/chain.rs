@@ -12,7 +12,7 @@
 //! coins from others; *immature* is coinbase outputs under 100
 //! confirmations. Coins spent by any wallet transaction, confirmed or not,
 //! are not spendable again.
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
 
@@ -102,7 +102,7 @@ pub struct Wallet {
     master: ExtendedPrivKey,
     chains: [ExtendedPrivKey; 2],
     /// Watched scripts: keychain and index.
-    scripts: HashMap<Vec<u8>, (u32, u32)>,
+    scripts: BTreeMap<Vec<u8>, (u32, u32)>,
     derived: [u32; 2],
     txs: BTreeMap<[u8; 32], WalletTx>,
     next_seq: u64,
@@ -116,7 +116,10 @@ impl Wallet {
             .derive_child(44 | HARDENED)?
             .derive_child(coin_type(payload.network) | HARDENED)?
             .derive_child(HARDENED)?;
-        let chains = [account.derive_child(RECEIVE)?, account.derive_child(CHANGE)?];
+        let chains = [
+            account.derive_child(RECEIVE)?,
+            account.derive_child(CHANGE)?,
+        ];
         let mut txs = BTreeMap::new();
         let mut next_seq = 0;
         for s in std::mem::take(&mut payload.txs) {
@@ -135,7 +138,7 @@ impl Wallet {
             payload,
             master,
             chains,
-            scripts: HashMap::new(),
+            scripts: BTreeMap::new(),
             derived: [0, 0],
             txs,
             next_seq,
@@ -202,7 +205,9 @@ impl Wallet {
 
     /// The address at `index` on `chain`.
     pub fn address_at(&self, chain: u32, index: u32) -> Result<Address, ChainError> {
-        Ok(self.chains[chain as usize & 1].derive_child(index)?.address())
+        Ok(self.chains[chain as usize & 1]
+            .derive_child(index)?
+            .address())
     }
 
     /// A new receiving address: the next unused index, never handed out before.
@@ -324,7 +329,10 @@ impl Wallet {
         tx.outputs
             .iter()
             .any(|o| self.scripts.contains_key(&o.script_pubkey))
-            || tx.inputs.iter().any(|i| self.owned_output(&i.prevout).is_some())
+            || tx
+                .inputs
+                .iter()
+                .any(|i| self.owned_output(&i.prevout).is_some())
     }
 
     fn add_tx(
@@ -546,13 +554,12 @@ impl Wallet {
         txs.sort_by_key(|t| t.seq);
         txs.into_iter()
             .map(|t| {
-                let received: i64 = t
-                    .tx
-                    .outputs
-                    .iter()
-                    .filter(|o| self.scripts.contains_key(&o.script_pubkey))
-                    .map(|o| o.value)
-                    .fold(0i64, i64::saturating_add);
+                let received: i64 =
+                    t.tx.outputs
+                        .iter()
+                        .filter(|o| self.scripts.contains_key(&o.script_pubkey))
+                        .map(|o| o.value)
+                        .fold(0i64, i64::saturating_add);
                 let mut all_ours = !t.tx.is_coinbase();
                 let mut paid: i64 = 0;
                 for i in &t.tx.inputs {
@@ -561,12 +568,11 @@ impl Wallet {
                         None => all_ours = false,
                     }
                 }
-                let out_total: i64 = t
-                    .tx
-                    .outputs
-                    .iter()
-                    .map(|o| o.value)
-                    .fold(0i64, i64::saturating_add);
+                let out_total: i64 =
+                    t.tx.outputs
+                        .iter()
+                        .map(|o| o.value)
+                        .fold(0i64, i64::saturating_add);
                 let fee = (all_ours && paid >= out_total).then(|| (paid - out_total) as u64);
                 HistoryEntry {
                     txid: t.tx.txid(),
@@ -650,7 +656,10 @@ mod tests {
     }
 
     fn pay_script() -> Vec<u8> {
-        vec![0x76, 0xa9, 0x14, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0x88, 0xac]
+        vec![
+            0x76, 0xa9, 0x14, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0x88,
+            0xac,
+        ]
     }
 
     #[test]
@@ -689,14 +698,26 @@ mod tests {
         let ab = a.balance();
         assert_eq!(ab.confirmed, 49_0000_0000 - p.fee);
         assert_eq!(ab.pending, 0);
-        assert!(a.spendable().expect("coins").iter().all(|c| c.outpoint.txid != coins[0].outpoint.txid));
+        assert!(
+            a.spendable()
+                .expect("coins")
+                .iter()
+                .all(|c| c.outpoint.txid != coins[0].outpoint.txid)
+        );
         assert_eq!(b.balance().pending, 1_0000_0000);
         assert_eq!(b.balance().confirmed, 0);
         let hist = a.history();
-        assert_eq!(hist.last().map(|e| e.amount), Some(-(1_0000_0000 + p.fee as i64)));
+        assert_eq!(
+            hist.last().map(|e| e.amount),
+            Some(-(1_0000_0000 + p.fee as i64))
+        );
         assert_eq!(hist.last().and_then(|e| e.fee), Some(p.fee));
         // Mined: confirmed on both sides.
-        connect(&mut a, &mut c, vec![coinbase(100, pay_script(), 1), p.tx.clone()]);
+        connect(
+            &mut a,
+            &mut c,
+            vec![coinbase(100, pay_script(), 1), p.tx.clone()],
+        );
         assert_eq!(a.balance().confirmed, 49_0000_0000 - p.fee);
         // b, offline so far, scans the same chain and finds the payment confirmed.
         let mut b = wallet(2);
@@ -736,20 +757,29 @@ mod tests {
         w.remove_unconfirmed(&paying.txid());
         assert_eq!(w.balance(), Balance::default());
         // A block that does not build on the tip is refused.
-        let (_, hash, b) = Chain { hashes: vec![[1; 32]; 6] }.block(vec![], 3);
+        let (_, hash, b) = Chain {
+            hashes: vec![[1; 32]; 6],
+        }
+        .block(vec![], 3);
         assert_eq!(w.connect_block(6, hash, &b), Err(ChainError::NotChild));
     }
 
     #[test]
     fn the_gap_limit_finds_payments_to_addresses_not_yet_handed_out() {
         let mut w = wallet(4);
-        let far = w.address_at(RECEIVE, GAP_LIMIT - 1).expect("addr").script_pubkey();
+        let far = w
+            .address_at(RECEIVE, GAP_LIMIT - 1)
+            .expect("addr")
+            .script_pubkey();
         let mut c = Chain { hashes: vec![] };
         connect(&mut w, &mut c, vec![coinbase(0, far, 5_000)]);
         assert_eq!(w.balance().immature, 5_000);
         assert_eq!(w.next_indexes().0, GAP_LIMIT);
         // Beyond the gap limit from there, the next one is watched too.
-        let next = w.address_at(RECEIVE, 2 * GAP_LIMIT - 1).expect("addr").script_pubkey();
+        let next = w
+            .address_at(RECEIVE, 2 * GAP_LIMIT - 1)
+            .expect("addr")
+            .script_pubkey();
         assert!(w.is_mine(&next));
         // The handed-out address is fresh.
         let a = w.new_receive_address().expect("addr");
@@ -765,7 +795,11 @@ mod tests {
         let mut p = w.to_payload();
         p.entropy = Some(zeroize::Zeroizing::new(vec![7; 16]));
         let pw = crate::wallet::Password::new("pw".into()).expect("pw");
-        let fast = crate::wallet::KdfParams { m_kib: 64, t: 1, p: 1 };
+        let fast = crate::wallet::KdfParams {
+            m_kib: 64,
+            t: 1,
+            p: 1,
+        };
         let file = crate::wallet::encrypt_with(&p, &pw, &[1; 16], &[2; 24], fast).expect("enc");
         let back = crate::wallet::decrypt(&file, &pw).expect("dec");
         assert_eq!(back, p);
