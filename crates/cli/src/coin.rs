@@ -938,7 +938,12 @@ pub async fn demo(out: &Path) -> Result<crate::demo::DemoSection> {
         ok,
     );
 
-    // 4. Real Bitcoin: mainnet blocks 1-255 from genesis (../shared/data/bitcoin).
+    // 4. Payments between two wallets, one of them while its node is offline.
+    if let Err(e) = crate::coin_wallet::demo(&dir, &mut sec).await {
+        sec.row("wallet payments", format!("failed: {e:#}"), false);
+    }
+
+    // 5. Real Bitcoin: mainnet blocks 1-255 from genesis (../shared/data/bitcoin).
     let file =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/bitcoin/blocks1-256.bz2");
     if file.is_file() {

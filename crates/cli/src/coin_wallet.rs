@@ -748,3 +748,187 @@ async fn rpc_call(
     }
     Ok(v.get("result").cloned().unwrap_or(serde_json::Value::Null))
 }
+
+/// A `servent coin node` child process (this binary) with RPC; killed on drop.
+struct ChildNode {
+    child: std::process::Child,
+    rpc: SocketAddr,
+}
+
+impl ChildNode {
+    fn start(data: &Path, peer: SocketAddr) -> Result<ChildNode> {
+        let exe = std::env::current_exe().context("finding this binary")?;
+        let mut child = std::process::Command::new(exe)
+            .args([
+                "coin",
+                "node",
+                "--network",
+                "regtest",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data")
+            .arg(data)
+            .args(["--rpc", "127.0.0.1:0", "--peer", &peer.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting a node process")?;
+        let out = child.stdout.take().context("the node's stdout")?;
+        let mut node = ChildNode {
+            child,
+            rpc: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        // The `rpc ADDR` line comes first thing; a node that does not print it is stopped.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(a) = line.strip_prefix("rpc ") {
+                    let _ = tx.send(a.to_string());
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .context("the node process printed no rpc address in 30 s")?;
+        node.rpc = line.parse().context("the node's rpc address")?;
+        Ok(node)
+    }
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn demo_count(node: SocketAddr) -> Result<u64> {
+    rpc_call(node, "getblockcount", serde_json::json!([]))
+        .await?
+        .as_u64()
+        .context("getblockcount")
+}
+
+/// Polls (bounded) until `node` is at `height` and, if given, holds `txid` in its mempool.
+async fn demo_until(node: SocketAddr, height: u64, txid: Option<&str>) -> Result<bool> {
+    for _ in 0..300 {
+        let at = demo_count(node).await.unwrap_or(0);
+        let has = match txid {
+            Some(t) => rpc_call(node, "getrawmempool", serde_json::json!([]))
+                .await
+                .is_ok_and(|l| l.as_array().is_some_and(|l| l.iter().any(|x| x == t))),
+            None => true,
+        };
+        if at >= height && has {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(false)
+}
+
+fn demo_wallet() -> Result<Wallet> {
+    let mut entropy = Zeroizing::new(vec![0u8; 16]);
+    getrandom::fill(&mut entropy).map_err(|e| anyhow::anyhow!("reading OS randomness: {e}"))?;
+    let m = Mnemonic::from_entropy(&entropy)?;
+    let mut p = WalletPayload::new(Network::Regtest, m.to_seed(""));
+    p.entropy = Some(m.entropy());
+    Ok(Wallet::new(p)?)
+}
+
+async fn demo_pay(w: &mut Wallet, node: SocketAddr, to: &Address, amount: u64) -> Result<String> {
+    sync(w, node).await?;
+    let change = w.new_change_address()?;
+    let p = build_payment(
+        &w.spendable()?,
+        &PaymentRequest {
+            to_script: to.script_pubkey(),
+            amount,
+            fee_rate: DEFAULT_FEE_RATE,
+            change_script: change.script_pubkey(),
+            lock_time: w.tip().map_or(0, |t| t.0),
+            change_first: false,
+        },
+    )?;
+    let txid = rpc_call(
+        node,
+        "sendrawtransaction",
+        serde_json::json!([hex(&p.tx.encode())]),
+    )
+    .await?;
+    w.add_unconfirmed(&p.tx)?;
+    Ok(txid.as_str().unwrap_or_default().to_string())
+}
+
+/// The demo's payments: wallet A (on node P) pays wallet B (on node Q, a separate process):
+/// pending, then confirmed; then B's node is stopped while A pays again and a block confirms it,
+/// and after the restart B finds the payment.
+pub(crate) async fn demo(dir: &Path, sec: &mut crate::demo::DemoSection) -> Result<()> {
+    use servent_coin::driver::{NodeOptions, start};
+    let p = start(NodeOptions {
+        params: Params::regtest(),
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data: dir.join("pay-p"),
+        peers: vec![],
+        rpc: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        redial: Duration::from_secs(1),
+    })
+    .await?;
+    let p_rpc = p.rpc.context("node P's rpc")?;
+    let mut q = ChildNode::start(&dir.join("pay-q"), p.p2p)?;
+    let mut a = demo_wallet()?;
+    let mut b = demo_wallet()?;
+    let a_addr = a.new_receive_address()?.encode(Network::Regtest);
+    rpc_call(p_rpc, "generatetoaddress", serde_json::json!([101, a_addr])).await?;
+    let b1 = b.new_receive_address()?;
+    let txid = demo_pay(&mut a, p_rpc, &b1, 100_000_000).await?;
+    let relayed = demo_until(q.rpc, 101, Some(&txid)).await?;
+    sync(&mut b, q.rpc).await?;
+    let pending = b.balance();
+    rpc_call(p_rpc, "generatetoaddress", serde_json::json!([1, a_addr])).await?;
+    let mined = demo_until(q.rpc, 102, None).await?;
+    sync(&mut b, q.rpc).await?;
+    let confirmed = b.balance();
+    let ok = relayed
+        && mined
+        && pending.pending == 100_000_000
+        && pending.confirmed == 0
+        && confirmed.confirmed == 100_000_000
+        && confirmed.pending == 0;
+    sec.row(
+        "wallet A pays wallet B 1 BTC (B on another node)",
+        format!(
+            "B's balance: pending {} while in the mempool, confirmed {} after one block",
+            format_btc(pending.pending),
+            format_btc(confirmed.confirmed)
+        ),
+        ok,
+    );
+
+    // B's node goes offline; A pays B's next address and a block confirms it.
+    drop(q);
+    let b2 = b.new_receive_address()?;
+    demo_pay(&mut a, p_rpc, &b2, 50_000_000).await?;
+    rpc_call(p_rpc, "generatetoaddress", serde_json::json!([1, a_addr])).await?;
+    q = ChildNode::start(&dir.join("pay-q"), p.p2p)?;
+    let caught = demo_until(q.rpc, 103, None).await?;
+    sync(&mut b, q.rpc).await?;
+    let after = b.balance();
+    sec.row(
+        "B's node offline while A pays 0.5 BTC and it is mined",
+        format!(
+            "after the restart B's node {} and B's wallet rescans: confirmed {}",
+            if caught {
+                "catches up to height 103"
+            } else {
+                "did not catch up in 30 s"
+            },
+            format_btc(after.confirmed)
+        ),
+        caught && after.confirmed == 150_000_000,
+    );
+    drop(q);
+    Ok(())
+}
