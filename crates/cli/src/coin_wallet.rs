@@ -239,7 +239,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             let node = need_node(&o)?;
             sync(&mut w, node).await?;
             let coins = w.spendable()?;
-            // The change address is used up even if the payment then fails: a new one each time.
+            // A new change address for every payment (saved only if the payment is broadcast).
             let change = w.new_change_address()?;
             let mut bit = [0u8; 1];
             getrandom::fill(&mut bit).map_err(|e| anyhow::anyhow!("reading OS randomness: {e}"))?;
