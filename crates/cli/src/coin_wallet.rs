@@ -57,8 +57,9 @@ struct Opts {
 
 #[derive(Subcommand, Debug)]
 enum Sub {
-    /// Create a new wallet FILE from 128 bits of fresh randomness (a 12-word BIP 39 mnemonic;
-    /// see it with `export`), encrypted under a password asked twice on a terminal. Refuses to
+    /// Create a new wallet FILE from fresh OS randomness (a BIP 39 mnemonic of 12 words, 128
+    /// bits, or 24 words, 256 bits; see it with `export`), encrypted under a password asked
+    /// twice on a terminal. With --node, its scan starts at the node's tip. Refuses to
     /// overwrite a file.
     Create {
         #[command(flatten)]
@@ -67,8 +68,8 @@ enum Sub {
         #[arg(long, default_value = "regtest", value_parser = ["regtest", "testnet", "mainnet"])]
         network: String,
         /// Words of the mnemonic (12 or 24).
-        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u8).range(12..=24))]
-        words: u8,
+        #[arg(long, default_value = "12", value_parser = ["12", "24"])]
+        words: String,
     },
     /// Restore a wallet FILE from its BIP 39 mnemonic, read from standard input (one line) or
     /// the terminal. With --node, scans the chain from the genesis block for its coins.
@@ -144,12 +145,9 @@ fn network_name(n: Network) -> &'static str {
 pub async fn run(cmd: Cmd) -> Result<()> {
     match cmd.cmd {
         Sub::Create { o, network, words } => {
-            if words != 12 && words != 24 {
-                bail!("--words {words}: 12 or 24");
-            }
             refuse_existing(&o.wallet)?;
             let pw = password(&o, true)?;
-            let mut entropy = Zeroizing::new(vec![0u8; if words == 12 { 16 } else { 32 }]);
+            let mut entropy = Zeroizing::new(vec![0u8; if words == "24" { 32 } else { 16 }]);
             getrandom::fill(&mut entropy)
                 .map_err(|e| anyhow::anyhow!("reading OS randomness: {e}"))?;
             let m = Mnemonic::from_entropy(&entropy).context("making the mnemonic")?;
