@@ -765,6 +765,36 @@ mod tests {
     }
 
     #[test]
+    fn a_reorganisation_deeper_than_the_kept_hashes_rescans_from_genesis() {
+        let mut w = wallet(6);
+        let mut c = Chain { hashes: vec![] };
+        let to = w.new_receive_address().expect("addr").script_pubkey();
+        connect(&mut w, &mut c, vec![coinbase(0, to, 9_000)]);
+        for h in 1..(MAX_SCANNED as u32 + 5) {
+            connect(&mut w, &mut c, vec![coinbase(h, pay_script(), 1)]);
+        }
+        assert_eq!(w.history()[0].height, Some(0));
+        let mut undone = 0;
+        while w.tip().is_some() {
+            undone += 1;
+            if !w.disconnect_tip() {
+                break;
+            }
+        }
+        assert_eq!(
+            undone, MAX_SCANNED,
+            "only the kept hashes can be undone one by one"
+        );
+        assert_eq!(w.tip(), None);
+        assert_eq!(
+            w.next_height(),
+            0,
+            "the scan starts again at the genesis block"
+        );
+        assert_eq!(w.history()[0].height, None);
+    }
+
+    #[test]
     fn the_gap_limit_finds_payments_to_addresses_not_yet_handed_out() {
         let mut w = wallet(4);
         let far = w

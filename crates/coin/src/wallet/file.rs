@@ -505,3 +505,40 @@ pub fn decrypt(bytes: &[u8], password: &Password) -> Result<WalletPayload, Walle
     );
     WalletPayload::decode(&plain)
 }
+
+#[cfg(test)]
+mod payload_tests {
+    use super::*;
+
+    #[test]
+    fn a_first_layout_payload_still_reads_with_nothing_scanned() {
+        // network, seed length, seed, next receive, next change, no labels.
+        let mut v1 = vec![2u8, 16];
+        v1.extend_from_slice(&[5; 16]);
+        v1.extend_from_slice(&3u32.to_le_bytes());
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&0u32.to_le_bytes());
+        let p = WalletPayload::decode(&v1).expect("v1 payload");
+        assert_eq!((p.next_receive, p.next_change), (3, 1));
+        assert!(p.txs.is_empty() && p.scanned.hashes.is_empty() && p.entropy.is_none());
+        // The same fields in the current layout, then its extensions, round-trip.
+        let mut p2 = p.clone();
+        p2.entropy = Some(Zeroizing::new(vec![1; 32]));
+        p2.scanned = Scanned {
+            tip_height: 7,
+            hashes: vec![[7; 32], [8; 32]],
+        };
+        p2.txs.push(StoredTx {
+            raw: vec![1, 2, 3],
+            block: Some((7, [8; 32])),
+            seq: 4,
+        });
+        let enc = p2.encode().expect("encode");
+        assert_eq!(enc[0], PAYLOAD_V2);
+        assert_eq!(WalletPayload::decode(&enc), Ok(p2));
+        // Cut anywhere, it is an error, not a shorter wallet.
+        for cut in 0..enc.len() {
+            assert!(WalletPayload::decode(&enc[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+}
