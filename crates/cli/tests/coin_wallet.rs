@@ -2,7 +2,7 @@
 //! each other (pending, then confirmed), a wallet that was not running while it was paid finds
 //! the payment by rescanning, each payment's change goes to a new address; a wrong password, a
 //! truncated or a tampered file is a clear error; `kill -9` during saves, 50 times, always
-//! leaves the old or the new wallet.
+//! leaves the old or the new wallet; a wallet follows its node to another branch.
 
 mod common;
 
@@ -359,4 +359,44 @@ fn kill_9_during_saves_leaves_the_old_or_the_new_wallet_50_times() {
     // Afterwards the wallet works and hands out the next address.
     address(fs);
     assert_eq!(next_receive(&f), n + 1);
+}
+
+#[test]
+fn the_wallet_follows_a_reorganisation_to_another_branch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two nodes that never meet: each mines its own branch from the regtest genesis block.
+    let (_x, rpc_x) = node(&dir.path().join("x"));
+    let (_y, rpc_y) = node(&dir.path().join("y"));
+    let a = dir.path().join("a.wallet");
+    let a = a.to_str().expect("utf-8");
+    ok(&["create", "--wallet", a]);
+    let addr = address(a);
+    mine(&rpc_x, 101, &addr);
+    assert_eq!(
+        balance(a, &rpc_x),
+        ("100.00000000".into(), "0.00000000".into())
+    );
+    // The longer branch at y does not pay the wallet: its coins there are gone.
+    let other = "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn";
+    mine(&rpc_y, 103, other);
+    let o = w(&["balance", "--wallet", a, "--node", &rpc_y]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("reorganisation"), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("confirmed 0.00000000"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("immature 0.00000000"), "{}", stdout(&o));
+    let h = ok(&["history", "--wallet", a, "--node", &rpc_y, "--json"]);
+    assert_eq!(
+        h.trim(),
+        "[]",
+        "the coinbases of the abandoned branch are dropped"
+    );
+    // Back on x's branch (x is now the shorter one, but the wallet follows its node).
+    assert_eq!(
+        balance(a, &rpc_x),
+        ("100.00000000".into(), "0.00000000".into())
+    );
 }
