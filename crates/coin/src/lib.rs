@@ -28,7 +28,8 @@
 //!   the store on a blocking thread, JSON-RPC with Core's methods.
 //! - `parallel` (feature `runtime`): a block's script checks on several
 //!   threads, for [`core::block::UtxoView::connect_block_with`].
-//! - [`wallet`]: the wallet's keys and addresses (P2PKH, P2SH, WIF), sans-IO.
+//! - [`wallet`]: the wallet, sans-IO: keys and addresses (P2PKH, P2SH, WIF, BIP 32/39/44),
+//!   the encrypted file, coin selection, signed payments, and its view of the chain.
 //! - `store` (cargo feature `store`, on by default): the chain store on
 //!   disk — block index with cumulative work, active chain, UTXO set, undo
 //!   data; every chain change (a block, or a whole reorganisation) is one

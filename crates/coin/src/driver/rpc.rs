@@ -1,6 +1,6 @@
 //! JSON-RPC over HTTP with Bitcoin Core's method names, JSON shapes and error codes
 //! (`getblockcount`, `getbestblockhash`, `getblockhash`, `getblock` (verbosity 0/1),
-//! `getrawtransaction`, `sendrawtransaction`, `getmempoolinfo`, `getpeerinfo`,
+//! `getrawtransaction`, `sendrawtransaction`, `getrawmempool` (txids), `getmempoolinfo`, `getpeerinfo`,
 //! `getblocktemplate`, `submitblock`, `generatetoaddress`). HTTP heads are servent-http's;
 //! a body is at most [`MAX_BODY`] bytes and needs a Content-Length; a connection is closed
 //! after [`IDLE`] without a request.
