@@ -492,7 +492,30 @@ fn save(path: &Path, w: &Wallet, pw: &Password) -> Result<()> {
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         anyhow::anyhow!("saving the wallet {}: {e}", path.display())
-    })
+    })?;
+    remove_stale_temps(&dir, &name.to_string_lossy());
+    Ok(())
+}
+
+/// Removes temp files that killed saves left (their process is gone; a live one may still be
+/// writing its own). The wallet itself never depends on them.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten().take(10_000) {
+        let file = e.file_name();
+        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 fn hex(b: &[u8]) -> String {

@@ -359,6 +359,14 @@ fn kill_9_during_saves_leaves_the_old_or_the_new_wallet_50_times() {
     // Afterwards the wallet works and hands out the next address.
     address(fs);
     assert_eq!(next_receive(&f), n + 1);
+    // The temp files of killed saves are cleaned up by the next save.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "temp files left: {left:?}");
 }
 
 #[test]
