@@ -463,6 +463,9 @@ enum Sub {
         json: bool,
     },
     Electrum(crate::coin_electrum::ElectrumArgs),
+    /// An encrypted HD wallet that scans a node's blocks over RPC and pays:
+    /// create|restore|address|balance|send ADDR AMOUNT|history|export --wallet FILE --node RPCADDR.
+    Wallet(crate::coin_wallet::Cmd),
 }
 
 pub async fn run(cmd: Cmd) -> Result<()> {
@@ -507,6 +510,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             json,
         } => tokio::task::block_in_place(|| verify_blocks(&file, utxos.as_deref(), height, json)),
         Sub::Electrum(a) => crate::coin_electrum::run(a).await,
+        Sub::Wallet(cmd) => crate::coin_wallet::run(cmd).await,
     }
 }
 
@@ -974,7 +978,12 @@ pub async fn demo(out: &Path) -> Result<crate::demo::DemoSection> {
         ok,
     );
 
-    // 4. Real Bitcoin: mainnet blocks 1-255 from genesis (../shared/data/bitcoin).
+    // 4. Payments between two wallets, one of them while its node is offline.
+    if let Err(e) = crate::coin_wallet::demo(&dir, &mut sec).await {
+        sec.row("wallet payments", format!("failed: {e:#}"), false);
+    }
+
+    // 5. Real Bitcoin: mainnet blocks 1-255 from genesis (../shared/data/bitcoin).
     let file =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/bitcoin/blocks1-256.bz2");
     if file.is_file() {

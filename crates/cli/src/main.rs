@@ -17,6 +17,7 @@ mod chord;
 mod coin;
 mod coin_electrum;
 mod coin_pool;
+mod coin_wallet;
 mod dht;
 mod gnutella;
 mod napster;

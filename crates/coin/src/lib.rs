@@ -41,7 +41,8 @@
 //!   coinbase split at the extranonces, share checks (stale, duplicate, low difficulty,
 //!   ntime), PPLNS payouts in the coinbase — and the miner's client core. `driver::pool`
 //!   serves it on TCP over a node's RPC with a pool page; `driver::miner` is our Stratum miner.
-//! - [`wallet`]: the wallet's keys and addresses (P2PKH, P2SH, WIF), sans-IO.
+//! - [`wallet`]: the wallet, sans-IO: keys and addresses (P2PKH, P2SH, WIF, BIP 32/39/44),
+//!   the encrypted file, coin selection, signed payments, and its view of the chain.
 //! - `store` (cargo feature `store`, on by default): the chain store on
 //!   disk — block index with cumulative work, active chain, UTXO set, undo
 //!   data; every chain change (a block, or a whole reorganisation) is one

@@ -14,6 +14,13 @@
 //! | *n* | ciphertext of the payload, with its 16-byte tag |
 //! | 32 | SHA-256 of everything before it |
 //!
+//! The payload (plaintext) starts with [`PAYLOAD_V2`] and then holds the
+//! network, the seed, the next receive and change indexes, the labels, the
+//! mnemonic's entropy (for export), the scanned chain (the hashes of the
+//! last scanned blocks and the tip's height) and the wallet's transactions.
+//! A payload that starts with a network byte instead is the first layout
+//! (seed, indexes and labels only), still read.
+//!
 //! The 65 header bytes are the AEAD's associated data, so the key
 //! parameters, salt and nonce are authenticated with the payload. The
 //! trailing SHA-256 is unkeyed: it tells a damaged or cut file
@@ -43,9 +50,37 @@ pub const HEADER_LEN: usize = 65;
 const TAG_LEN: usize = 16;
 const CHECKSUM_LEN: usize = 32;
 /// Largest file accepted (and written).
-pub const MAX_FILE_LEN: usize = 1 << 20;
+pub const MAX_FILE_LEN: usize = 16 << 20;
 /// Most labels a payload holds.
 pub const MAX_LABELS: usize = 10_000;
+/// The first plaintext byte of a payload in the current layout.
+pub const PAYLOAD_V2: u8 = 0x82;
+/// Most transactions a payload holds.
+pub const MAX_TXS: usize = 50_000;
+/// Most scanned block hashes kept (how deep a reorganisation the wallet follows).
+pub const MAX_SCANNED: usize = 1_000;
+/// Largest transaction kept.
+pub const MAX_TX_BYTES: usize = 100_000;
+
+/// One of the wallet's transactions as the file keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTx {
+    /// The serialized transaction.
+    pub raw: Vec<u8>,
+    /// Height and hash of the block it is in, `None` while unconfirmed.
+    pub block: Option<(u32, [u8; 32])>,
+    /// Position in the wallet's history (first seen first).
+    pub seq: u64,
+}
+
+/// How far the wallet has scanned the chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scanned {
+    /// Height of the last hash in `hashes` (meaningless when it is empty).
+    pub tip_height: u32,
+    /// Hashes of the last scanned blocks, oldest first, the tip last (at most [`MAX_SCANNED`]).
+    pub hashes: Vec<[u8; 32]>,
+}
 
 /// argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +159,12 @@ pub struct WalletPayload {
     pub next_change: u32,
     /// User labels by address.
     pub labels: BTreeMap<String, String>,
+    /// The BIP 39 entropy the seed was made from (for export), if the wallet was made from words.
+    pub entropy: Option<Zeroizing<Vec<u8>>>,
+    /// How far the chain was scanned.
+    pub scanned: Scanned,
+    /// The wallet's transactions.
+    pub txs: Vec<StoredTx>,
 }
 
 impl fmt::Debug for WalletPayload {
@@ -134,6 +175,9 @@ impl fmt::Debug for WalletPayload {
             .field("next_receive", &self.next_receive)
             .field("next_change", &self.next_change)
             .field("labels", &self.labels.len())
+            .field("entropy", &self.entropy.as_ref().map(|_| "<redacted>"))
+            .field("scanned_height", &self.scanned.tip_height)
+            .field("txs", &self.txs.len())
             .finish()
     }
 }
@@ -147,6 +191,9 @@ impl WalletPayload {
             next_receive: 0,
             next_change: 0,
             labels: BTreeMap::new(),
+            entropy: None,
+            scanned: Scanned::default(),
+            txs: Vec::new(),
         }
     }
 
@@ -155,7 +202,11 @@ impl WalletPayload {
             return Err(WalletFileError::PayloadTooLarge);
         }
         let seed = self.seed.as_bytes();
+        if self.txs.len() > MAX_TXS || self.scanned.hashes.len() > MAX_SCANNED {
+            return Err(WalletFileError::PayloadTooLarge);
+        }
         let mut out = Zeroizing::new(Vec::with_capacity(64 + seed.len()));
+        out.push(PAYLOAD_V2);
         out.push(self.network.to_byte());
         out.push(seed.len() as u8);
         out.extend_from_slice(seed);
@@ -172,12 +223,47 @@ impl WalletPayload {
                 return Err(WalletFileError::PayloadTooLarge);
             }
         }
+        match &self.entropy {
+            Some(e) => {
+                out.push(u8::try_from(e.len()).map_err(|_| WalletFileError::PayloadTooLarge)?);
+                out.extend_from_slice(e);
+            }
+            None => out.push(0),
+        }
+        out.extend_from_slice(&self.scanned.tip_height.to_le_bytes());
+        out.extend_from_slice(&(self.scanned.hashes.len() as u32).to_le_bytes());
+        for h in &self.scanned.hashes {
+            out.extend_from_slice(h);
+        }
+        out.extend_from_slice(&(self.txs.len() as u32).to_le_bytes());
+        for t in &self.txs {
+            if t.raw.len() > MAX_TX_BYTES {
+                return Err(WalletFileError::PayloadTooLarge);
+            }
+            out.extend_from_slice(&(t.raw.len() as u32).to_le_bytes());
+            out.extend_from_slice(&t.raw);
+            match t.block {
+                Some((h, hash)) => {
+                    out.push(1);
+                    out.extend_from_slice(&h.to_le_bytes());
+                    out.extend_from_slice(&hash);
+                }
+                None => out.push(0),
+            }
+            out.extend_from_slice(&t.seq.to_le_bytes());
+            if out.len() > MAX_FILE_LEN {
+                return Err(WalletFileError::PayloadTooLarge);
+            }
+        }
         Ok(out)
     }
 
     fn decode(b: &[u8]) -> Result<Self, WalletFileError> {
         let mut r = Reader(b);
-        let network = Network::from_byte(r.u8()?).ok_or(WalletFileError::BadPayload("network"))?;
+        let first = r.u8()?;
+        let v2 = first == PAYLOAD_V2;
+        let net = if v2 { r.u8()? } else { first };
+        let network = Network::from_byte(net).ok_or(WalletFileError::BadPayload("network"))?;
         let seed_len = usize::from(r.u8()?);
         if seed_len > MAX_SEED_LEN {
             return Err(WalletFileError::BadPayload("seed length"));
@@ -198,6 +284,55 @@ impl WalletPayload {
                 return Err(WalletFileError::BadPayload("duplicate label"));
             }
         }
+        let mut entropy = None;
+        let mut scanned = Scanned::default();
+        let mut txs = Vec::new();
+        if v2 {
+            let n = usize::from(r.u8()?);
+            if n != 0 {
+                if !matches!(n, 16 | 20 | 24 | 28 | 32) {
+                    return Err(WalletFileError::BadPayload("entropy length"));
+                }
+                entropy = Some(Zeroizing::new(r.take(n)?.to_vec()));
+            }
+            scanned.tip_height = r.u32()?;
+            let n = r.u32()? as usize;
+            if n > MAX_SCANNED {
+                return Err(WalletFileError::BadPayload("scanned block count"));
+            }
+            for _ in 0..n {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(r.take(32)?);
+                scanned.hashes.push(h);
+            }
+            if n > 0 && (scanned.tip_height as usize) + 1 < n {
+                return Err(WalletFileError::BadPayload("scanned height"));
+            }
+            let n = r.u32()? as usize;
+            if n > MAX_TXS {
+                return Err(WalletFileError::BadPayload("transaction count"));
+            }
+            for _ in 0..n {
+                let len = r.u32()? as usize;
+                if len > MAX_TX_BYTES {
+                    return Err(WalletFileError::BadPayload("transaction size"));
+                }
+                let raw = r.take(len)?.to_vec();
+                let block = match r.u8()? {
+                    0 => None,
+                    1 => {
+                        let h = r.u32()?;
+                        let mut hash = [0u8; 32];
+                        hash.copy_from_slice(r.take(32)?);
+                        Some((h, hash))
+                    }
+                    _ => return Err(WalletFileError::BadPayload("transaction block flag")),
+                };
+                let b = r.take(8)?;
+                let seq = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+                txs.push(StoredTx { raw, block, seq });
+            }
+        }
         if !r.0.is_empty() {
             return Err(WalletFileError::BadPayload("trailing bytes"));
         }
@@ -207,6 +342,9 @@ impl WalletPayload {
             next_receive,
             next_change,
             labels,
+            entropy,
+            scanned,
+            txs,
         })
     }
 }
@@ -366,4 +504,41 @@ pub fn decrypt(bytes: &[u8], password: &Password) -> Result<WalletPayload, Walle
             .map_err(|_| WalletFileError::WrongPassword)?,
     );
     WalletPayload::decode(&plain)
+}
+
+#[cfg(test)]
+mod payload_tests {
+    use super::*;
+
+    #[test]
+    fn a_first_layout_payload_still_reads_with_nothing_scanned() {
+        // network, seed length, seed, next receive, next change, no labels.
+        let mut v1 = vec![2u8, 16];
+        v1.extend_from_slice(&[5; 16]);
+        v1.extend_from_slice(&3u32.to_le_bytes());
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&0u32.to_le_bytes());
+        let p = WalletPayload::decode(&v1).expect("v1 payload");
+        assert_eq!((p.next_receive, p.next_change), (3, 1));
+        assert!(p.txs.is_empty() && p.scanned.hashes.is_empty() && p.entropy.is_none());
+        // The same fields in the current layout, then its extensions, round-trip.
+        let mut p2 = p.clone();
+        p2.entropy = Some(Zeroizing::new(vec![1; 32]));
+        p2.scanned = Scanned {
+            tip_height: 7,
+            hashes: vec![[7; 32], [8; 32]],
+        };
+        p2.txs.push(StoredTx {
+            raw: vec![1, 2, 3],
+            block: Some((7, [8; 32])),
+            seq: 4,
+        });
+        let enc = p2.encode().expect("encode");
+        assert_eq!(enc[0], PAYLOAD_V2);
+        assert_eq!(WalletPayload::decode(&enc), Ok(p2));
+        // Cut anywhere, it is an error, not a shorter wallet.
+        for cut in 0..enc.len() {
+            assert!(WalletPayload::decode(&enc[..cut]).is_err(), "cut at {cut}");
+        }
+    }
 }

@@ -9,12 +9,22 @@
 //! - [`mnemonic`]: BIP 39 words and the seed they stand for.
 //! - [`secret`]: the seed and password types.
 //! - [`file`](mod@file): the wallet file, argon2id and XChaCha20-Poly1305 over the
-//!   payload (seed, next receive and change indexes, network, labels).
+//!   payload (seed, next receive and change indexes, network, labels, mnemonic
+//!   entropy, scanned blocks, transactions).
+//! - [`amount`]: BTC and `sat` amounts as users write them.
+//! - [`chain`]: the wallet's transactions, coins, balances and history, fed
+//!   blocks and mempool transactions; reorganisations by block hash.
+//! - [`coinselect`]: branch and bound with a largest-first fallback.
+//! - [`build`](mod@build): building and signing P2PKH payments.
 //!
 //! Secrets (keys, seeds, passwords) print as `<redacted>` and are wiped
 //! when dropped.
+pub mod amount;
 pub mod base58;
 pub mod bip32;
+pub mod build;
+pub mod chain;
+pub mod coinselect;
 pub mod file;
 pub mod keys;
 pub mod mnemonic;
