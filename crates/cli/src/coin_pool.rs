@@ -208,8 +208,6 @@ pub async fn mine_pool(
 /// 1, 2 and 3 threads mining for `seconds`; rows show the shares each got accepted, the blocks
 /// found, and that each block's coinbase (read back from the node) splits the reward in
 /// proportion to the PPLNS window's shares, to the satoshi.
-// The lead wires this into `servent demo`; until then only its test calls it.
-#[cfg_attr(not(test), allow(dead_code))]
 pub async fn demo_pool(out: &Path, seconds: u64) -> Result<crate::demo::DemoSection> {
     use servent_coin::core::node::address::{REGTEST_P2PKH, p2pkh_address};
     use servent_coin::driver::{NodeOptions, start};

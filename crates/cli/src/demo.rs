@@ -92,6 +92,10 @@ pub async fn run(out: &Path) -> Result<()> {
         "Coin (Bitcoin regtest)",
         crate::coin::demo(out).await,
     ));
+    sections.push(section_or_failure(
+        "Coin pool (Stratum v1, PPLNS)",
+        crate::coin_pool::demo_pool(out, 8).await,
+    ));
     print_table(&sections);
     let path = out.join("report.html");
     write_report(&path, &sections)?;
