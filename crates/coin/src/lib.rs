@@ -198,27 +198,65 @@ pub fn merkle_root(hashes: &[[u8; 32]]) -> ([u8; 32], bool) {
         return ([0; 32], false);
     }
     while level.len() > 1 {
-        for pair in level.chunks_exact(2) {
-            if pair[0] == pair[1] {
-                mutated = true;
-            }
-        }
-        if level.len() % 2 == 1 {
-            if let Some(&last) = level.last() {
-                level.push(last);
-            }
-        }
-        level = level
-            .chunks_exact(2)
-            .map(|p| {
-                let mut b = [0u8; 64];
-                b[..32].copy_from_slice(&p[0]);
-                b[32..].copy_from_slice(&p[1]);
-                sha256d(&b)
-            })
-            .collect();
+        mutated |= level.chunks_exact(2).any(|pair| pair[0] == pair[1]);
+        level = merkle_level_up(level);
     }
     (level[0], mutated)
+}
+
+/// SHA-256d of two concatenated hashes: a merkle tree's inner node.
+pub fn merkle_parent(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+    let mut b = [0u8; 64];
+    b[..32].copy_from_slice(left);
+    b[32..].copy_from_slice(right);
+    sha256d(&b)
+}
+
+/// One level of Bitcoin's merkle tree up: an odd level's last hash pairs with itself.
+fn merkle_level_up(mut level: Vec<[u8; 32]>) -> Vec<[u8; 32]> {
+    if level.len() % 2 == 1 {
+        if let Some(&last) = level.last() {
+            level.push(last);
+        }
+    }
+    level
+        .chunks_exact(2)
+        .map(|p| merkle_parent(&p[0], &p[1]))
+        .collect()
+}
+
+/// The sibling hashes from leaf `pos` of `hashes` up to the merkle root (Electrum's
+/// `blockchain.transaction.get_merkle`; with `pos` 0, Stratum's coinbase branch). Empty when
+/// there is one leaf or `pos` is out of range.
+pub fn merkle_branch(hashes: &[[u8; 32]], mut pos: usize) -> Vec<[u8; 32]> {
+    if pos >= hashes.len() {
+        return Vec::new();
+    }
+    let mut level = hashes.to_vec();
+    let mut branch = Vec::new();
+    while level.len() > 1 {
+        let sibling = level.get(pos ^ 1).or(level.last()).copied();
+        if let Some(h) = sibling {
+            branch.push(h);
+        }
+        level = merkle_level_up(level);
+        pos /= 2;
+    }
+    branch
+}
+
+/// The root that `branch` proves for `leaf` at position `pos`.
+pub fn merkle_root_from_branch(leaf: [u8; 32], branch: &[[u8; 32]], mut pos: usize) -> [u8; 32] {
+    let mut h = leaf;
+    for s in branch {
+        h = if pos & 1 == 1 {
+            merkle_parent(s, &h)
+        } else {
+            merkle_parent(&h, s)
+        };
+        pos >>= 1;
+    }
+    h
 }
 
 /// A compact nBits decoded as Core's `SetCompact`: big-endian 256-bit

@@ -618,49 +618,7 @@ impl Index {
     }
 }
 
-/// Sibling hashes from leaf `pos` up to the root, duplicating the last hash of odd levels as
-/// Bitcoin's merkle tree does.
-pub fn merkle_branch(hashes: &[[u8; 32]], mut pos: usize) -> Vec<[u8; 32]> {
-    let mut level = hashes.to_vec();
-    let mut branch = Vec::new();
-    while level.len() > 1 {
-        if level.len() % 2 == 1 {
-            if let Some(&last) = level.last() {
-                level.push(last);
-            }
-        }
-        branch.push(level[pos ^ 1]);
-        level = level
-            .chunks_exact(2)
-            .map(|p| {
-                let mut b = [0u8; 64];
-                b[..32].copy_from_slice(&p[0]);
-                b[32..].copy_from_slice(&p[1]);
-                crate::sha256d(&b)
-            })
-            .collect();
-        pos /= 2;
-    }
-    branch
-}
-
-/// The root a branch proves for `leaf` at `pos`.
-pub fn merkle_root_from_branch(leaf: [u8; 32], branch: &[[u8; 32]], mut pos: usize) -> [u8; 32] {
-    let mut h = leaf;
-    for s in branch {
-        let mut b = [0u8; 64];
-        if pos & 1 == 1 {
-            b[..32].copy_from_slice(s);
-            b[32..].copy_from_slice(&h);
-        } else {
-            b[..32].copy_from_slice(&h);
-            b[32..].copy_from_slice(s);
-        }
-        h = crate::sha256d(&b);
-        pos >>= 1;
-    }
-    h
-}
+pub use crate::{merkle_branch, merkle_root_from_branch};
 
 #[cfg(test)]
 mod tests {

@@ -5,9 +5,9 @@
 //! branch lets a miner go from its coinbase txid to the root without the other transactions.
 use crate::core::block::bip34_prefix;
 use crate::core::script::push_data;
+use crate::target_from_compact;
 use crate::wire::stratum::Notify;
 use crate::wire::{Encode, OutPoint, Transaction, TxIn, TxOut};
-use crate::{sha256d, target_from_compact};
 use servent_core::{KeyedSet, Rng, keyed_set};
 use thiserror::Error;
 
@@ -108,28 +108,10 @@ impl Job {
 
 /// The merkle branch of the first leaf (the coinbase) given the other leaves.
 pub fn merkle_branch(others: &[[u8; 32]]) -> Vec<[u8; 32]> {
-    let mut level: Vec<[u8; 32]> = std::iter::once([0u8; 32])
+    let leaves: Vec<[u8; 32]> = std::iter::once([0u8; 32])
         .chain(others.iter().copied())
         .collect();
-    let mut branch = Vec::new();
-    while level.len() > 1 {
-        if level.len() % 2 == 1 {
-            if let Some(&last) = level.last() {
-                level.push(last);
-            }
-        }
-        branch.push(level[1]);
-        level = level
-            .chunks_exact(2)
-            .map(|p| {
-                let mut b = [0u8; 64];
-                b[..32].copy_from_slice(&p[0]);
-                b[32..].copy_from_slice(&p[1]);
-                sha256d(&b)
-            })
-            .collect();
-    }
-    branch
+    crate::merkle_branch(&leaves, 0)
 }
 
 /// Build job `seq` from `t`, its coinbase paying `outputs` (label, script, satoshis), tagged

@@ -201,14 +201,7 @@ pub fn coinbase_bytes(job: &Job, extranonce1: &[u8], extranonce2: &[u8]) -> Vec<
 
 /// The merkle root from the coinbase txid up a branch.
 pub fn root_from_branch(coinbase_txid: [u8; 32], branch: &[[u8; 32]]) -> [u8; 32] {
-    let mut h = coinbase_txid;
-    for b in branch {
-        let mut buf = [0u8; 64];
-        buf[..32].copy_from_slice(&h);
-        buf[32..].copy_from_slice(b);
-        h = sha256d(&buf);
-    }
-    h
+    crate::merkle_root_from_branch(coinbase_txid, branch, 0)
 }
 
 /// The header a miner hashed for `job`.
