@@ -6,27 +6,16 @@
 # announced to the library's peer connection, and mined into the next block.
 # needs: python3 python3-pip
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-python3 -c 'import bitcoin' 2>/dev/null \
-  || python3 -m pip install --quiet python-bitcoinlib 2>/dev/null \
-  || python3 -m pip install --quiet --break-system-packages python-bitcoinlib
-python3 -c 'import bitcoin' || { echo "FAIL: python-bitcoinlib not installable"; exit 1; }
+trap 'netns_cleanup; rm -rf "$work"' EXIT
+need_bitcoinlib
 
 P2P=18644
 RPC=18645
-"$SERVENT" coin node --network regtest --listen "127.0.0.1:$P2P" --data "$work/node" \
-  --rpc "127.0.0.1:$RPC" > "$work/node.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do grep -q '^rpc ' "$work/node.log" && break; sleep 0.1; done
-grep -q '^rpc ' "$work/node.log" || { echo "FAIL: node did not start"; cat "$work/node.log"; exit 1; }
+coin_regtest_node "$P2P" "$RPC" "$work/node" "$work/node.log"
 
 fail() { echo "FAIL: $1"; echo "--- node"; cat "$work/node.log"; exit 1; }
 

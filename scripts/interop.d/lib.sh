@@ -37,3 +37,22 @@ netns_cleanup() {
   ip netns del "$NS_A" 2>/dev/null || true; ip netns del "$NS_B" 2>/dev/null || true
 }
 trap netns_cleanup EXIT
+
+# The coin suites (no namespaces: everything on 127.0.0.1).
+# need_bitcoinlib: python-bitcoinlib (PyPI) for /usr/bin/python3, installed when missing.
+need_bitcoinlib() {
+  python3 -c 'import bitcoin' 2>/dev/null \
+    || python3 -m pip install --quiet python-bitcoinlib 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages python-bitcoinlib
+  python3 -c 'import bitcoin' || { echo "FAIL: python-bitcoinlib not installable"; exit 1; }
+}
+
+# coin_regtest_node P2P_PORT RPC_PORT DIR LOG: our regtest node on 127.0.0.1 in the background
+# (its PID in PIDS, so netns_cleanup stops it); returns once it serves RPC (10 s at most).
+coin_regtest_node() {
+  "$SERVENT" coin node --network regtest --listen "127.0.0.1:$1" --data "$3" \
+    --rpc "127.0.0.1:$2" > "$4" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do grep -q '^rpc ' "$4" && break; sleep 0.1; done
+  grep -q '^rpc ' "$4" || { echo "FAIL: node did not start"; cat "$4"; exit 1; }
+}

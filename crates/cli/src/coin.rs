@@ -89,6 +89,17 @@ async fn rpc_call(
     method: &str,
     params: serde_json::Value,
 ) -> Result<serde_json::Value> {
+    rpc_call_within(node, method, params, Duration::from_secs(600)).await
+}
+
+/// One JSON-RPC call to a node, waiting at most `answer` for the whole answer (the connect
+/// itself has 10 s).
+pub(crate) async fn rpc_call_within(
+    node: SocketAddr,
+    method: &str,
+    params: serde_json::Value,
+    answer: Duration,
+) -> Result<serde_json::Value> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const MAX: u64 = 64 << 20;
     let body = serde_json::json!({"jsonrpc": "1.0", "id": 1, "method": method, "params": params})
@@ -112,13 +123,10 @@ async fn rpc_call(
         .await
         .context("sending the RPC request")?;
     let mut out = Vec::new();
-    tokio::time::timeout(
-        Duration::from_secs(600),
-        (&mut s).take(MAX).read_to_end(&mut out),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("{method}: no answer in 600 s"))?
-    .context("reading the RPC answer")?;
+    tokio::time::timeout(answer, (&mut s).take(MAX).read_to_end(&mut out))
+        .await
+        .map_err(|_| anyhow::anyhow!("{method}: no answer in {} s", answer.as_secs()))?
+        .context("reading the RPC answer")?;
     // The node answers JSON with a Content-Length and closes: the body follows the blank line.
     let used = out
         .windows(4)

@@ -720,54 +720,7 @@ async fn rpc_call(
     method: &str,
     params: serde_json::Value,
 ) -> Result<serde_json::Value> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const MAX: u64 = 64 << 20;
-    let body = serde_json::json!({"jsonrpc": "1.0", "id": 1, "method": method, "params": params})
-        .to_string();
-    let mut s = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::net::TcpStream::connect(node),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("connecting to {node}: timed out"))?
-    .with_context(|| {
-        format!(
-            "connecting to the node's RPC at {node} (is `servent coin node --rpc {node}` running?)"
-        )
-    })?;
-    let req = format!(
-        "POST / HTTP/1.1\r\nHost: {node}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes())
-        .await
-        .context("sending the RPC request")?;
-    let mut out = Vec::new();
-    tokio::time::timeout(
-        Duration::from_secs(120),
-        (&mut s).take(MAX).read_to_end(&mut out),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("{method}: no answer in 120 s"))?
-    .context("reading the RPC answer")?;
-    if !out.starts_with(b"HTTP/1.") {
-        bail!("{method}: {node} does not speak HTTP");
-    }
-    let used = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
-        .ok_or_else(|| anyhow::anyhow!("{method}: truncated HTTP answer"))?;
-    let v: serde_json::Value = serde_json::from_slice(&out[used..])
-        .with_context(|| format!("{method}: answer is not JSON"))?;
-    if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
-        bail!(
-            "{method}: error {}: {}",
-            e["code"],
-            e["message"].as_str().unwrap_or("?")
-        );
-    }
-    Ok(v.get("result").cloned().unwrap_or(serde_json::Value::Null))
+    crate::coin::rpc_call_within(node, method, params, Duration::from_secs(120)).await
 }
 
 /// A `servent coin node` child process (this binary) with RPC; killed on drop.

@@ -63,6 +63,12 @@ enum Sub {
         /// connections cost nothing for longer than this): 1s..10m.
         #[arg(long, value_parser = crate::common::parse_duration, default_value = "15s")]
         login_timeout: std::time::Duration,
+        /// Quiet time after which a logged-in client's connection is probed (TCP keepalive,
+        /// 3 probes): one that vanished without closing (crash, cut cable) is logged out and
+        /// its files leave the index within about 1.3x this; a quiet live client stays.
+        /// 1s..2h, or `off`.
+        #[arg(long, value_parser = parse_keepalive, default_value = "60s")]
+        keepalive: Keepalive,
         /// Connections from one address not logged in yet, at most; a newer one closes the
         /// oldest (1..=10000).
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -341,6 +347,21 @@ async fn confirm(s: &mut Session, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// `--keepalive`: a duration, or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive(Option<std::time::Duration>);
+
+fn parse_keepalive(s: &str) -> Result<Keepalive, String> {
+    if s == "off" {
+        return Ok(Keepalive(None));
+    }
+    let d = crate::common::parse_duration(s)?;
+    if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(7200)).contains(&d) {
+        return Err(format!("{s}: from 1s to 2h, or off"));
+    }
+    Ok(Keepalive(Some(d)))
+}
+
 /// Runs the subcommand.
 pub async fn run(cmd: Cmd) -> Result<()> {
     match cmd.cmd {
@@ -356,6 +377,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             max_payload,
             max_search_len,
             login_timeout,
+            keepalive,
             max_pending_per_ip,
             motd,
             motd_text,
@@ -386,6 +408,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             o.config.max_payload = max_payload as usize;
             o.config.max_search_len = max_search_len as usize;
             o.config.login_timeout = login_timeout;
+            o.keepalive = keepalive.0;
             o.config.max_pending_per_ip = max_pending_per_ip as usize;
             o.config.name = name;
             o.config.motd = match (motd, motd_text) {
@@ -453,7 +476,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     ClientEvent::ListPushRequested { nick, .. } => println!("pushing our list to {nick}"),
                     _ => {}
                 }) => r?,
-                _ = tokio::signal::ctrl_c() => {}
+                _ = crate::common::stop_signal() => {}
             }
             s.close().await;
             Ok(())
@@ -832,6 +855,8 @@ pub async fn demo(out: &std::path::Path) -> Result<crate::demo::DemoSection> {
 
 #[cfg(test)]
 mod tests {
+    use super::{Keepalive, parse_keepalive};
+
     fn cmd() -> clap::Command {
         <super::Cmd as clap::Args>::augment_args(clap::Command::new("napster"))
     }
@@ -884,6 +909,19 @@ mod tests {
             sub.get_one::<std::time::Duration>("login_timeout"),
             Some(&std::time::Duration::from_secs(15))
         );
+        // Vanished logged-in clients are probed after a minute of quiet unless told otherwise.
+        assert_eq!(
+            sub.get_one::<Keepalive>("keepalive"),
+            Some(&Keepalive(Some(std::time::Duration::from_secs(60))))
+        );
+        assert_eq!(
+            parse_keepalive("off"),
+            Ok(Keepalive(None)),
+            "--keepalive off turns probing off"
+        );
+        for v in ["0s", "500ms", "3h", "x"] {
+            assert!(server(&["--keepalive", v]).is_err(), "--keepalive {v}");
+        }
         for v in ["nan", "inf", "-1", "x"] {
             assert!(server(&["--login-rate", v]).is_err(), "--login-rate {v}");
         }

@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use common::coin::regtest_node;
 use common::{Proc, run, text};
 use serde_json::{Value, json};
 use servent_coin::core::electrum::{
@@ -140,19 +141,8 @@ fn an_electrum_client_sees_mined_coins_is_notified_and_broadcasts_a_payment() {
     let dir = tempfile::tempdir().expect("tmp");
     let ndata = dir.path().join("node");
     let edata = dir.path().join("electrum");
-    let mut node = Proc::start(&[
-        "coin",
-        "node",
-        "--network",
-        "regtest",
-        "--listen",
-        "127.0.0.1:0",
-        "--data",
-        ndata.to_str().expect("utf-8"),
-        "--rpc",
-        "127.0.0.1:0",
-    ]);
-    let rpc = node.wait_prefix(Duration::from_secs(30), "rpc ");
+    let mut node = regtest_node(&ndata, None);
+    let rpc = node.rpc.clone();
 
     let secp = secp256k1::Secp256k1::new();
     let sk = secp256k1::SecretKey::from_slice(&[0x22; 32]).expect("key");
@@ -329,5 +319,5 @@ fn an_electrum_client_sees_mined_coins_is_notified_and_broadcasts_a_payment() {
     let (code, rest) = el.interrupt(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{rest}");
     assert!(rest.contains("stopped"), "{rest}");
-    node.kill9();
+    node.proc.kill9();
 }

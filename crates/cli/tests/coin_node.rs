@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Proc, run, stdout, text};
+use common::coin::regtest_node as node;
+use common::{run, stdout, text};
 use servent_coin::Params;
 use servent_coin::core::block::Coin;
 use servent_coin::core::node::address::{REGTEST_P2PKH, p2pkh_address};
@@ -16,45 +17,6 @@ use servent_coin::store::Store;
 use servent_coin::wire::OutPoint;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-struct Node {
-    proc: Proc,
-    p2p: String,
-    rpc: String,
-    height: u32,
-}
-
-fn node(data: &Path, peer: Option<&str>) -> Node {
-    let data = data.to_str().expect("utf-8 temp path");
-    let mut args = vec![
-        "coin",
-        "node",
-        "--network",
-        "regtest",
-        "--listen",
-        "127.0.0.1:0",
-        "--data",
-        data,
-        "--rpc",
-        "127.0.0.1:0",
-    ];
-    if let Some(p) = peer {
-        args.extend(["--peer", p]);
-    }
-    let mut proc = Proc::start(&args);
-    let p2p = proc.wait_prefix(Duration::from_secs(30), "p2p ");
-    let rpc = proc.wait_prefix(Duration::from_secs(30), "rpc ");
-    let height = proc
-        .wait_prefix(Duration::from_secs(30), "height ")
-        .parse()
-        .expect("height line");
-    Node {
-        proc,
-        p2p,
-        rpc,
-        height,
-    }
-}
 
 /// `servent coin status` as a map of its lines.
 fn status(rpc: &str) -> BTreeMap<String, String> {

@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use common::coin::regtest_node;
 use common::{Proc, run, stdout, text};
 use serde_json::{Value, json};
 use servent_coin::core::node::address::{REGTEST_P2PKH, p2pkh_address, script_for_address};
@@ -54,19 +55,8 @@ fn stats(addr: &str) -> Value {
 fn three_miners_on_a_pool_are_paid_in_proportion_to_their_accepted_shares() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("node");
-    let mut node = Proc::start(&[
-        "coin",
-        "node",
-        "--network",
-        "regtest",
-        "--listen",
-        "127.0.0.1:0",
-        "--data",
-        data.to_str().expect("utf-8"),
-        "--rpc",
-        "127.0.0.1:0",
-    ]);
-    let node_rpc = node.wait_prefix(Duration::from_secs(30), "rpc ");
+    let node = regtest_node(&data, None);
+    let node_rpc = node.rpc.clone();
     let mut pool = Proc::start(&[
         "coin",
         "pool",

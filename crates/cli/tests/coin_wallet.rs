@@ -10,30 +10,12 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Proc, run_cmd, servent, stdout, text};
+use common::coin::regtest_node;
+use common::{run_cmd, servent, stdout, text};
 use servent_coin::wallet::{Password, decrypt};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const PASSWORD: &str = "correct horse battery staple 7";
-
-fn node(data: &Path) -> (Proc, String) {
-    let data = data.to_str().expect("utf-8 temp path");
-    let mut proc = Proc::start(&[
-        "coin",
-        "node",
-        "--network",
-        "regtest",
-        "--listen",
-        "127.0.0.1:0",
-        "--data",
-        data,
-        "--rpc",
-        "127.0.0.1:0",
-    ]);
-    let rpc = proc.wait_prefix(Duration::from_secs(30), "rpc ");
-    proc.wait_prefix(Duration::from_secs(30), "height ");
-    (proc, rpc)
-}
 
 fn wallet_cmd(args: &[&str], password: &str) -> Command {
     let mut full = vec!["coin", "wallet"];
@@ -117,7 +99,8 @@ fn send(file: &str, rpc: &str, to: &str, amount: &str) -> (String, String) {
 #[test]
 fn wallets_pay_each_other_pending_then_confirmed_and_an_offline_wallet_rescans() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_node, rpc) = node(&dir.path().join("node"));
+    let node = regtest_node(&dir.path().join("node"), None);
+    let rpc = node.rpc.clone();
     let a = dir.path().join("a.wallet");
     let b = dir.path().join("b.wallet");
     let (a, b) = (a.to_str().expect("utf-8"), b.to_str().expect("utf-8"));
@@ -373,8 +356,10 @@ fn kill_9_during_saves_leaves_the_old_or_the_new_wallet_50_times() {
 fn the_wallet_follows_a_reorganisation_to_another_branch() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Two nodes that never meet: each mines its own branch from the regtest genesis block.
-    let (_x, rpc_x) = node(&dir.path().join("x"));
-    let (_y, rpc_y) = node(&dir.path().join("y"));
+    let x = regtest_node(&dir.path().join("x"), None);
+    let rpc_x = x.rpc.clone();
+    let y = regtest_node(&dir.path().join("y"), None);
+    let rpc_y = y.rpc.clone();
     let a = dir.path().join("a.wallet");
     let a = a.to_str().expect("utf-8");
     ok(&["create", "--wallet", a]);

@@ -41,6 +41,9 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+/// Unanswered keepalive probes before the kernel gives a connection up.
+const KEEPALIVE_PROBES: u32 = 3;
+
 /// What sockets to open and how big the queues are.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -56,6 +59,14 @@ pub struct NodeConfig {
     pub connect_timeout: Duration,
     /// Most connections (both directions); further inbound ones are refused at accept.
     pub max_connections: usize,
+    /// TCP keepalive on every connection: after this long without traffic the kernel probes
+    /// the peer (every [`keepalive_interval`](Self::keepalive_interval), 3 times) and a peer
+    /// that vanished without a FIN or RST (power cut, cable pulled, NAT entry gone) is closed
+    /// as `Reset` instead of holding a slot for ever. A live but quiet peer answers the probes
+    /// and stays. `None`: no keepalive.
+    pub keepalive: Option<Duration>,
+    /// Time between two keepalive probes.
+    pub keepalive_interval: Duration,
 }
 
 impl Default for NodeConfig {
@@ -67,6 +78,8 @@ impl Default for NodeConfig {
             event_queue: 65_536,
             connect_timeout: Duration::from_secs(5),
             max_connections: 4096,
+            keepalive: Some(Duration::from_secs(60)),
+            keepalive_interval: Duration::from_secs(10),
         }
     }
 }
@@ -609,6 +622,15 @@ where
 
     fn start_conn(&mut self, conn: ConnId, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
+        if let Some(idle) = self.cfg.keepalive {
+            let ka = socket2::TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval(self.cfg.keepalive_interval)
+                .with_retries(KEEPALIVE_PROBES);
+            if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka) {
+                tracing::debug!("keepalive on connection {conn:?}: {e}");
+            }
+        }
         let (mut rd, mut wr) = stream.into_split();
         let net = self.net_tx.clone();
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();

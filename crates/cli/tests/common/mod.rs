@@ -4,6 +4,7 @@
 // each test file uses a different subset; `pub` only means "used by the test files"
 #![allow(dead_code, unreachable_pub)]
 
+pub mod coin;
 pub mod torrent;
 
 use std::io::{BufRead, BufReader};

@@ -98,6 +98,11 @@ pub struct ServerOptions {
     pub admins: Vec<String>,
     /// Connections accepted at most.
     pub max_connections: usize,
+    /// Quiet time after which the kernel probes a client (TCP keepalive, 3 probes a tenth of
+    /// it apart at least 1 s): a logged-in client that vanished without closing (crash, cut
+    /// link) is logged out and its shares leave the index; a quiet live client stays.
+    /// `None`: never probe.
+    pub keepalive: Option<std::time::Duration>,
 }
 
 impl ServerOptions {
@@ -110,6 +115,7 @@ impl ServerOptions {
             seed: None,
             admins: Vec::new(),
             max_connections: 20_000,
+            keepalive: Some(std::time::Duration::from_secs(60)),
         }
     }
 }
@@ -160,6 +166,12 @@ pub async fn start_server(opts: ServerOptions) -> Result<RunningServer, NetError
         NodeConfig {
             tcp: Some(opts.listen),
             max_connections: opts.max_connections,
+            keepalive: opts.keepalive,
+            keepalive_interval: opts
+                .keepalive
+                .map_or(std::time::Duration::from_secs(10), |k| {
+                    (k / 10).max(std::time::Duration::from_secs(1))
+                }),
             ..NodeConfig::default()
         },
         move |_| {
