@@ -16,8 +16,8 @@
 //! let outcome = loop {
 //!     match s.next().await {
 //!         Update::Stats(st) => println!("{} of {} pieces", st.pieces_have, st.pieces_total),
-//!         Update::Event(_) => {}
 //!         Update::Finished(o) => break o,
+//!         _ => {} // the core's other events
 //!     }
 //! };
 //! let core = s.stop().await?;
