@@ -111,8 +111,9 @@ impl Core for Node {
             match e {
                 ClientEvent::Disk { id, job } => {
                     match &job {
-                        DiskJob::Write { data, .. } => self.written += data.len() as u64,
-                        DiskJob::Store { data, .. } => self.written += data.len() as u64,
+                        DiskJob::Write { data, .. } | DiskJob::Store { data, .. } => {
+                            self.written += data.len() as u64;
+                        }
                         DiskJob::Flush => self.flush_jobs.push(self.now),
                         _ => {}
                     }

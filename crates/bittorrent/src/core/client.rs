@@ -43,7 +43,7 @@ use crate::wire::{
 };
 pub use config::{ClientConfig, TrackerEndpoint, TrackerKind, make_peer_id};
 use disk::{Disk, Pending};
-pub use disk::{DiskJob, DiskResult, MAX_DISK_JOBS, MAX_HELD_BYTES, PieceBuf};
+pub use disk::{DiskJob, DiskResult, MAX_DISK_JOBS, MAX_HELD_BYTES};
 
 /// How much data to keep requested from a peer, in seconds of its measured rate.
 pub const QUEUE_TIME: Duration = Duration::from_secs(3);

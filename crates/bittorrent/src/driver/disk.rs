@@ -19,8 +19,6 @@ use tokio::sync::mpsc;
 
 use super::storage::FileStorage;
 use crate::client::{ClientCommand, DiskJob, DiskResult};
-#[cfg(test)]
-use crate::client::PieceBuf;
 use crate::storage::{Storage, StorageError};
 
 /// A [`FileStorage`] shared by the core (which marks pieces verified and flushes on stop)
@@ -224,7 +222,7 @@ mod tests {
         for (i, piece) in content.chunks(pl).enumerate() {
             let job = DiskJob::Store {
                 offset: (i * pl) as u64,
-                data: PieceBuf::from(piece),
+                data: piece.to_vec(),
             };
             pool.submit(i as u64, job, tx.clone());
         }
@@ -242,7 +240,7 @@ mod tests {
                 "job {id} answered twice"
             );
             assert_eq!(hash, Ok(hashes[i]));
-            assert_eq!(*buffer, content[i * pl..(i + 1) * pl]);
+            assert_eq!(buffer, content[i * pl..(i + 1) * pl]);
         }
         // An upload read sees the bytes written, across the two files.
         pool.submit(

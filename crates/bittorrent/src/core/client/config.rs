@@ -125,7 +125,7 @@ pub struct ClientConfig {
     /// [`ClientEvent::Disk`] jobs instead of doing it inline on the storage (see
     /// [`disk`](self::disk)); off by default (the simulator and tests run inline).
     pub disk_jobs: bool,
-    /// Bytes of pieces held in memory (received blocks, stores not yet
+    /// With `disk_jobs`: bytes of pieces held in memory (received blocks, stores not yet
     /// written) past which no new piece is started; at least one piece always may.
     pub disk_memory: u64,
     /// Stay after completion (else leave as soon as every piece is verified).

@@ -1,20 +1,17 @@
-//! Disk work as requests: piece stores, block reads for upload, piece hashes and resume
-//! flushes (after newly verified pieces, on the next tick; at completion, at once) leave the
-//! core as [`DiskJob`]s when [`ClientConfig::disk_jobs`] is set.
+//! Disk work as requests: block writes, block reads for upload, piece hashes and resume
+//! flushes (after newly verified pieces, on the next tick; at completion, at once) leave the core as [`DiskJob`]s when [`ClientConfig::disk_jobs`] is set.
 //! Part of the client core ([`super::Client`]): an `impl` block over its state.
-//!
-//! Blocks from peers are gathered in memory, one page-aligned [`PieceBuf`] per started piece,
-//! and a complete piece leaves as one [`DiskJob::Store`] that writes it and hashes those same
-//! bytes (no read back, one write per piece rather than per 16 KiB block). The bytes held
-//! (buffers and stores outstanding) are counted: past [`ClientConfig::disk_memory`] (or one
-//! piece, if larger) the picker starts no new piece, while blocks of started pieces are still
-//! requested, so every buffer fills and leaves.
 //!
 //! With `disk_jobs` off (the simulator, the tests, the default) each job runs at once on the
 //! client's own [`Storage`], in the same order the core would have done the work inline.
 //! With it on, jobs come out of [`Core::poll_event`] as [`ClientEvent::Disk`] (after the
 //! other events) and the driver runs them off the core's thread, feeding each result back as
-//! [`ClientCommand::DiskDone`]; results may come back in any order.
+//! [`ClientCommand::DiskDone`]; results may come back in any order. Blocks from peers are
+//! then gathered in memory, one buffer per started piece, and a complete piece leaves as one
+//! [`DiskJob::Store`] that writes it and hashes those same bytes (no read back, one job per
+//! piece rather than per 16 KiB block). The bytes held (buffers and stores outstanding) are
+//! counted: past [`ClientConfig::disk_memory`] (or one piece, if larger) the picker starts no new piece,
+//! while blocks of started pieces are still requested, so every buffer fills and leaves.
 //! A web-seed piece is written whole and hashed once that write has completed. While
 //! [`MAX_DISK_JOBS`] jobs are outstanding the client requests no more blocks and serves no
 //! more uploads (requests wait in the peer's bounded queue); blocks already on their way are
@@ -34,91 +31,6 @@ pub const MAX_HELD_BYTES: u64 = 64 << 20;
 
 /// Piece buffers kept for reuse once their stores come back.
 const SPARE_BUFFERS: usize = 8;
-
-/// Alignment of piece buffers: a page.
-const PAGE: usize = 4096;
-
-/// A piece's bytes in memory, starting on a page boundary. The kernel copies a buffer into
-/// the page cache (a write) or out of it several times faster when both sides are aligned
-/// alike; a large allocation starts 16 bytes past a page, a block inside a received
-/// message anywhere.
-#[derive(Default)]
-pub struct PieceBuf {
-    raw: Vec<u8>,
-    skip: usize,
-    len: usize,
-}
-
-impl PieceBuf {
-    /// `len` bytes (zeros, or a reused buffer's old bytes).
-    pub fn with_len(len: usize) -> PieceBuf {
-        let mut b = PieceBuf::default();
-        b.set_len(len);
-        b
-    }
-
-    /// Makes it `len` bytes long, keeping the start aligned (bytes kept are not meaningful
-    /// when the memory moves).
-    pub fn set_len(&mut self, len: usize) {
-        let want = len + PAGE;
-        if self.raw.len() < want {
-            self.raw.resize(want, 0);
-        }
-        self.skip = (PAGE - self.raw.as_ptr() as usize % PAGE) % PAGE;
-        self.len = len;
-    }
-}
-
-impl From<&[u8]> for PieceBuf {
-    fn from(data: &[u8]) -> PieceBuf {
-        let mut b = PieceBuf::with_len(data.len());
-        b.copy_from_slice(data);
-        b
-    }
-}
-
-impl std::ops::Deref for PieceBuf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.raw
-            .get(self.skip..self.skip + self.len)
-            .unwrap_or_default()
-    }
-}
-
-impl std::ops::DerefMut for PieceBuf {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        self.raw
-            .get_mut(self.skip..self.skip + self.len)
-            .unwrap_or_default()
-    }
-}
-
-impl AsRef<[u8]> for PieceBuf {
-    fn as_ref(&self) -> &[u8] {
-        self
-    }
-}
-
-impl Clone for PieceBuf {
-    fn clone(&self) -> PieceBuf {
-        PieceBuf::from(&**self)
-    }
-}
-
-impl PartialEq for PieceBuf {
-    fn eq(&self, other: &PieceBuf) -> bool {
-        **self == **other
-    }
-}
-
-impl Eq for PieceBuf {}
-
-impl std::fmt::Debug for PieceBuf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PieceBuf({} bytes)", self.len)
-    }
-}
 
 /// Slow work for the driver: run it on the torrent's storage, answer with
 /// [`ClientCommand::DiskDone`] carrying the job's id.
@@ -143,7 +55,7 @@ pub enum DiskJob {
         /// Offset in the concatenated content.
         offset: u64,
         /// The piece.
-        data: PieceBuf,
+        data: Vec<u8>,
     },
     /// SHA-1 of `len` bytes at `offset` (a piece whose blocks are all written).
     Hash {
@@ -171,7 +83,7 @@ pub enum DiskResult {
         hash: Result<[u8; 20], String>,
         /// The job's buffer, given back for the core to fill again (its fresh pages would
         /// otherwise be faulted in and zeroed anew for every piece).
-        buffer: PieceBuf,
+        buffer: Vec<u8>,
     },
     /// A flush finished.
     Flushed(Result<(), String>),
@@ -247,11 +159,15 @@ pub(super) struct Disk {
     /// [`ClientCommand::Stop`] ids to answer once the stop's flush is done.
     pub(super) stop_answers: Vec<u64>,
     /// Blocks received of started pieces, a buffer of the piece's length each.
-    pub(super) buffers: BTreeMap<u32, PieceBuf>,
+    pub(super) buffers: BTreeMap<u32, Vec<u8>>,
     /// Bytes of outstanding stores.
     pub(super) held: u64,
     /// Buffers given back by stores, to receive the next pieces (at most [`SPARE_BUFFERS`]).
-    pub(super) spare: Vec<PieceBuf>,
+    pub(super) spare: Vec<Vec<u8>>,
+    /// Without `disk_jobs`: the SHA-1 of each started piece's first bytes, while its blocks
+    /// have come in order, and how many bytes it covers (a piece whose blocks all came in
+    /// order is checked without reading it back).
+    pub(super) hashers: BTreeMap<u32, (Sha1, u32)>,
 }
 
 impl<S: Storage> Client<S> {
@@ -265,6 +181,9 @@ impl<S: Storage> Client<S> {
     /// the outstanding stores; unbounded when blocks are written as they come (no
     /// `disk_jobs`).
     pub(super) fn new_piece_budget(&self) -> u64 {
+        if !self.cfg.disk_jobs {
+            return u64::MAX;
+        }
         self.cfg
             .disk_memory
             .max(self.piece_length)
@@ -298,7 +217,7 @@ impl<S: Storage> Client<S> {
             // A reused buffer keeps another piece's bytes: every one is overwritten before
             // the piece is complete (and the hash would catch one that was not).
             let mut b = spare.pop().unwrap_or_default();
-            b.set_len(len);
+            b.resize(len, 0);
             b
         });
         // The picker only expects blocks inside the piece; a miss would be its bug, and
@@ -325,6 +244,42 @@ impl<S: Storage> Client<S> {
     /// Drops the buffer of `piece` (verified another way, or failed).
     pub(super) fn drop_buffer(&mut self, piece: u32) {
         self.disk.buffers.remove(&piece);
+        self.disk.hashers.remove(&piece);
+    }
+
+    /// A block of `piece` at `begin` from a peer, without `disk_jobs`: written at once from
+    /// the received bytes (no copy), and added to the piece's running SHA-1 while the
+    /// piece's blocks come in order.
+    pub(super) fn write_block(&mut self, now: Instant, piece: u32, begin: u32, data: &[u8]) {
+        let offset = u64::from(piece) * self.piece_length + u64::from(begin);
+        let r = self.storage.write(offset, data).map_err(|e| e.to_string());
+        let len = data.len() as u32;
+        if r.is_err() {
+            self.disk.hashers.remove(&piece);
+        } else if begin == 0 {
+            // Each block is accepted once per attempt at a piece: block 0 starts it.
+            let mut h = Sha1::new();
+            h.update(data);
+            self.disk.hashers.insert(piece, (h, len));
+        } else {
+            match self.disk.hashers.get_mut(&piece) {
+                Some((h, at)) if *at == begin => {
+                    h.update(data);
+                    *at += len;
+                }
+                _ => {
+                    self.disk.hashers.remove(&piece);
+                }
+            }
+        }
+        self.finish_job(
+            now,
+            Pending::Write {
+                piece,
+                answer: None,
+            },
+            DiskResult::Written(r),
+        );
     }
 
     /// Jobs handed out (or queued) and not answered yet.
@@ -512,6 +467,13 @@ impl<S: Storage> Client<S> {
         }
         let offset = u64::from(piece) * self.piece_length;
         let len = u64::from(self.picker.piece_len(piece));
+        if let Some((h, at)) = self.disk.hashers.remove(&piece) {
+            if u64::from(at) == len && !self.cfg.disk_jobs {
+                let hash: [u8; 20] = h.finalize().into();
+                self.finish_job(now, Pending::Hash { piece }, DiskResult::Hashed(Ok(hash)));
+                return;
+            }
+        }
         self.submit(now, Pending::Hash { piece }, DiskJob::Hash { offset, len });
     }
 

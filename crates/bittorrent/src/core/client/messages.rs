@@ -593,9 +593,11 @@ impl<S: Storage> Client<S> {
             return Ok(());
         }
         let done = self.picker.received(&r, conn.raw());
-        // Blocks gather in the piece's buffer; the whole piece is written and hashed from
-        // it (a job for the driver with `disk_jobs`, else at once).
-        self.buffer_block(now, index, begin, data, done);
+        if self.cfg.disk_jobs {
+            self.buffer_block(now, index, begin, data, done);
+        } else {
+            self.write_block(now, index, begin, data);
+        }
         // Endgame: the others asked for the same block need not send it.
         let others: Vec<ConnId> = self
             .peers
@@ -608,6 +610,9 @@ impl<S: Storage> Client<S> {
                 p.inflight.retain(|(q, _)| *q != r);
             }
             self.send_msg(c, &Message::Cancel(r), now);
+        }
+        if done && !self.cfg.disk_jobs {
+            self.verify_piece(now, index);
         }
         Ok(())
     }
