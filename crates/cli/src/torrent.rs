@@ -1153,7 +1153,10 @@ async fn run_client(
         };
         match ev {
             ClientEvent::Completed => {
-                say(progress.as_ref(), &format!("{}: complete, every piece verified", meta.name));
+                say(
+                    progress.as_ref(),
+                    &format!("{}: complete, every piece verified", meta.name),
+                );
                 if !opts.cfg.seed {
                     continue; // the session finishes next
                 }
@@ -1168,7 +1171,9 @@ async fn run_client(
                 seeding = true;
             }
             ClientEvent::TrackerError { url, reason } => tracing::warn!(%url, %reason, "tracker"),
-            ClientEvent::PieceFailed { index, senders } => tracing::warn!(index, ?senders, "piece failed its hash check"),
+            ClientEvent::PieceFailed { index, senders } => {
+                tracing::warn!(index, ?senders, "piece failed its hash check")
+            }
             ClientEvent::PeerBanned { ip } => tracing::warn!(%ip, "peer banned"),
             ClientEvent::PeerConnected { addr, inbound } => {
                 tracing::debug!(%addr, inbound, "peer connected");
@@ -1180,18 +1185,25 @@ async fn run_client(
                 tracing::info!(%addr, %reason, "peer disconnected");
                 seen.live = seen.live.saturating_sub(1);
             }
-            ClientEvent::HandshakeFailed { addr, reason, encrypted } => {
+            ClientEvent::HandshakeFailed {
+                addr,
+                reason,
+                encrypted,
+            } => {
                 tracing::info!(%addr, %reason, encrypted, "handshake failed");
                 seen.handshakes_closed += 1;
                 seen.last_handshake_reason = reason;
                 if !seen.noted && !seeding && seen.downloaded == 0 && seen.handshakes_closed >= 2 {
                     seen.noted = true;
-                    say(progress.as_ref(), &format!(
-                        "{}: no data yet: {} connections closed during the handshake ({})",
-                        meta.name,
-                        seen.handshakes_closed,
-                        seen.handshake_hint(opts.cfg.encryption)
-                    ));
+                    say(
+                        progress.as_ref(),
+                        &format!(
+                            "{}: no data yet: {} connections closed during the handshake ({})",
+                            meta.name,
+                            seen.handshakes_closed,
+                            seen.handshake_hint(opts.cfg.encryption)
+                        ),
+                    );
                 }
             }
             ev => tracing::debug!(?ev, "event"),

@@ -142,7 +142,11 @@ impl Reader<'_> {
     fn read_at(&mut self, mut at: u64, buf: &mut [u8]) -> Result<(), CreateError> {
         let mut got = 0;
         // The last file starting at or before `at` (empty files are skipped by the loop).
-        let mut i = self.layout.starts.partition_point(|s| *s <= at).saturating_sub(1);
+        let mut i = self
+            .layout
+            .starts
+            .partition_point(|s| *s <= at)
+            .saturating_sub(1);
         while got < buf.len() {
             let Some((_, path, len)) = self.layout.files.get(i) else {
                 return Err(CreateError::Io {
@@ -172,6 +176,9 @@ impl Reader<'_> {
     }
 }
 
+/// Pieces a worker hashed: (index, SHA-1).
+type Hashed = Vec<(usize, [u8; 20])>;
+
 /// Alignment of the hashing workers' buffers.
 const PAGE: usize = 4096;
 
@@ -193,7 +200,7 @@ fn hash_pieces(
     let layout = Layout::new(files);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failed = std::sync::atomic::AtomicBool::new(false);
-    let work = || -> Result<Vec<(usize, [u8; 20])>, CreateError> {
+    let work = || -> Result<Hashed, CreateError> {
         let mut reader = Reader {
             layout: &layout,
             open: None,
@@ -225,7 +232,7 @@ fn hash_pieces(
             }
         }
     };
-    let results: Vec<Result<Vec<(usize, [u8; 20])>, CreateError>> = std::thread::scope(|sc| {
+    let results: Vec<Result<Hashed, CreateError>> = std::thread::scope(|sc| {
         let handles: Vec<_> = (1..threads).map(|_| sc.spawn(work)).collect();
         let mut r = vec![work()];
         r.extend(

@@ -331,11 +331,10 @@ pub async fn open_seed(
     let m = meta.clone();
     let content = content.to_path_buf();
     blocking(move || {
-        let mut s =
-            FileStorage::open_seed(&m, &content).map_err(|source| SessionError::Open {
-                path: content.clone(),
-                source,
-            })?;
+        let mut s = FileStorage::open_seed(&m, &content).map_err(|source| SessionError::Open {
+            path: content.clone(),
+            source,
+        })?;
         let n = m.piece_count() as u32;
         if trusted {
             for i in 0..n {
@@ -412,8 +411,8 @@ impl Session {
         let started_complete = have.is_full();
         let have_now: Vec<bool> = (0..have.len()).map(|i| have.get(i)).collect();
         let storage = SharedStorage::new(storage);
-        let pool =
-            DiskPool::new(storage.clone(), cfg.disk_threads.max(1)).map_err(SessionError::DiskThreads)?;
+        let pool = DiskPool::new(storage.clone(), cfg.disk_threads.max(1))
+            .map_err(SessionError::DiskThreads)?;
         let trackers = tracker_endpoints(&meta.trackers);
         let mut rng = servent_runtime::os_rng().map_err(|e| SessionError::Random(e.to_string()))?;
         let m = meta.clone();
@@ -440,12 +439,7 @@ impl Session {
         let mut web_seeds = Vec::new();
         if cfg.web_seeds && !started_complete {
             for url in meta.web_seeds.iter().filter(|u| u.starts_with("http://")) {
-                let (m, u, h, c) = (
-                    meta.clone(),
-                    url.clone(),
-                    have.clone(),
-                    node.commander(),
-                );
+                let (m, u, h, c) = (meta.clone(), url.clone(), have.clone(), node.commander());
                 let agent = cfg.user_agent.clone();
                 web_seeds.push(tokio::spawn(async move {
                     if let Err(e) = crate::driver::webseed::fetch(m, &u, h, c, &agent).await {
@@ -710,7 +704,12 @@ impl MetadataFetch {
                 name,
                 reason: e.to_string(),
             })?;
-        meta.trackers = self.magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
+        meta.trackers = self
+            .magnet
+            .trackers
+            .iter()
+            .map(|t| vec![t.clone()])
+            .collect();
         meta.web_seeds = self.magnet.web_seeds.clone();
         let mut peers = self.peers;
         peers.extend(core.known_peers());

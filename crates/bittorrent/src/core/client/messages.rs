@@ -103,7 +103,10 @@ impl<S: Storage> Client<S> {
             return;
         }
         if direct {
-            if buf.extend(data.get(used_total..).unwrap_or_default()).is_err() {
+            if buf
+                .extend(data.get(used_total..).unwrap_or_default())
+                .is_err()
+            {
                 self.drop_peer(conn, "receive buffer overflow", true);
                 return;
             }
