@@ -1,36 +1,36 @@
 //! `servent torrent`: create and inspect torrents, run a tracker, seed and download.
 //!
-//! The protocol lives in `servent-bittorrent` (sans-IO cores); this module resolves tracker
-//! names, opens files, and runs the cores under the tokio driver. The DHT (the crate's
-//! [`DhtPeerSource`]) is an extra peer source for every non-private torrent when bootstrap
-//! nodes are known (`--bootstrap`, a torrent's `nodes`, the routing table saved under
-//! `--data DIR`).
-//! A magnet link runs in two steps: a [`Client::magnet`] core finds peers and fetches the
-//! info dictionary (BEP 9), then a normal client downloads the torrent from the same peers.
+//! The protocol lives in `servent-bittorrent` (sans-IO cores) and its driver runs them
+//! ([`Session`]: one torrent on the peer port, its disk jobs, web seeds and DHT
+//! registration); this module parses the arguments, starts the sessions and prints what they
+//! report. The DHT (the crate's [`DhtPeerSource`]) is an extra peer source for every
+//! non-private torrent when bootstrap nodes are known (`--bootstrap`, a torrent's `nodes`,
+//! the routing table saved under `--data DIR`).
+//! A magnet link runs in two steps: a [`MetadataFetch`] finds peers and fetches the info
+//! dictionary (BEP 9), then a normal session downloads the torrent from the same peers.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar};
-use servent_bittorrent::client::{
-    Client, ClientCommand, ClientConfig, ClientEvent, Encryption, TrackerEndpoint, make_peer_id,
-};
+use servent_bittorrent::client::{ClientEvent, Encryption};
 use servent_bittorrent::create::{CreateOptions, create_torrent};
 use servent_bittorrent::driver::dht::{self, DhtPeerSource, DhtSourceOpts};
-use servent_bittorrent::driver::disk::{self, DiskPool, SharedStorage};
-use servent_bittorrent::magnet::{Magnet, PeerAddr};
+use servent_bittorrent::driver::session::{
+    self, MetadataFetch, Outcome, Session, SessionConfig, Update, open_download, open_seed,
+};
+use servent_bittorrent::magnet::Magnet;
 use servent_bittorrent::metainfo::Metainfo;
 use servent_bittorrent::picker::Bitfield;
-use servent_bittorrent::storage::{FileStorage, MemStorage, recheck};
+use servent_bittorrent::storage::FileStorage;
 use servent_bittorrent::tracker_server::{Tracker, TrackerConfig, TrackerEvent};
 use servent_core::Rng;
 use servent_kademlia::client::{ClientOpts, DhtClient};
-use servent_runtime::{NodeConfig, NodeHandle, spawn};
-use tokio::sync::mpsc;
+use servent_runtime::{NodeConfig, spawn};
 
 use crate::common::{Progress, fmt_bytes};
 use crate::demo::DemoSection;
@@ -85,6 +85,17 @@ impl DhtArgs {
     fn disk_threads(&self) -> usize {
         self.disk_threads as usize
     }
+
+    /// The session settings these options give (the rest at their defaults).
+    fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            encryption: self.encryption.into(),
+            limits: self.limits.to_limits(),
+            disk_threads: self.disk_threads(),
+            user_agent: created_by(),
+            ..SessionConfig::default()
+        }
+    }
 }
 
 /// Limits of the peer port against floods and hostile peers (`seed`, `get`, `share`). Over
@@ -121,11 +132,13 @@ impl Default for PeerLimits {
 }
 
 impl PeerLimits {
-    fn apply(&self, c: &mut ClientConfig) {
-        c.max_peers = self.max_peers as usize;
-        c.max_peers_per_ip = self.max_peers_per_ip as usize;
-        c.handshake_timeout = self.handshake_timeout;
-        c.idle_timeout = self.idle_timeout;
+    fn to_limits(&self) -> session::PeerLimits {
+        session::PeerLimits {
+            max_peers: self.max_peers as usize,
+            max_peers_per_ip: self.max_peers_per_ip as usize,
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.idle_timeout,
+        }
     }
 }
 
@@ -404,33 +417,20 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             dht,
         } => {
             let meta = load(&file)?;
-            let m = meta.clone();
-            let (storage, have) =
-                tokio::task::spawn_blocking(move || -> Result<(FileStorage, Bitfield)> {
-                    let mut s = FileStorage::open_seed(&m, &payload)
-                        .with_context(|| format!("seeding from {}", payload.display()))?;
-                    let good = recheck(&m, &mut s).context("checking the data")?;
-                    Ok((s, bitfield(&good)))
-                })
-                .await??;
-            if !have.is_full() {
-                bail!(
-                    "the data does not match the torrent: {} of {} pieces are good",
-                    have.count(),
-                    have.len()
-                );
-            }
+            let (storage, have) = match open_seed(&meta, &payload, false).await {
+                Err(e @ session::SessionError::Mismatch { .. }) => return Err(e.into()),
+                r => r.with_context(|| format!("seeding from {}", payload.display()))?,
+            };
             let opts = RunOpts {
-                listen,
-                peers,
-                seed: true,
-                upload_limit,
-                encryption: dht.encryption.into(),
-                super_seed,
-                json: dht.json,
-                limits: dht.limits.clone(),
-                disk_threads: dht.disk_threads(),
-                ..RunOpts::default()
+                cfg: SessionConfig {
+                    listen,
+                    peers,
+                    seed: true,
+                    upload_limit,
+                    super_seed,
+                    ..dht.session_config()
+                },
+                ..RunOpts::new(&dht)
             };
             let dht = start_dht(&dht, listen.ip(), &meta.nodes).await?;
             let mp = MultiProgress::new();
@@ -478,30 +478,21 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 }
                 out.flush()?;
             }
-            let m = meta.clone();
-            let (storage, have) =
-                tokio::task::spawn_blocking(move || -> Result<(FileStorage, Bitfield)> {
-                    let mut s = FileStorage::open_seed(&m, &path)
-                        .with_context(|| format!("seeding from {}", path.display()))?;
-                    // The pieces were hashed from this data a moment ago.
-                    for i in 0..m.piece_count() as u32 {
-                        servent_bittorrent::storage::Storage::mark_verified(&mut s, i);
-                    }
-                    Ok((s, Bitfield::full(m.piece_count() as u32)))
-                })
-                .await??;
+            // The pieces were hashed from this data a moment ago.
+            let (storage, have) = open_seed(&meta, &path, true)
+                .await
+                .with_context(|| format!("seeding from {}", path.display()))?;
             if dht.no_dht && meta.trackers.is_empty() {
                 eprintln!("note: no trackers and no DHT: peers must be given the address");
             }
             let opts = RunOpts {
-                listen,
-                seed: true,
-                upload_limit,
-                encryption: dht.encryption.into(),
-                json: dht.json,
-                limits: dht.limits.clone(),
-                disk_threads: dht.disk_threads(),
-                ..RunOpts::default()
+                cfg: SessionConfig {
+                    listen,
+                    seed: true,
+                    upload_limit,
+                    ..dht.session_config()
+                },
+                ..RunOpts::new(&dht)
             };
             let dht = start_dht(&dht, listen.ip(), &[]).await?;
             let mp = MultiProgress::new();
@@ -538,10 +529,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     metas.insert(i, meta);
                 }
             }
-            let encryption: Encryption = dht.encryption.into();
-            let json = dht.json;
-            let limits = dht.limits.clone();
-            let disk_threads = dht.disk_threads();
+            let base = RunOpts::new(&dht);
             let dht = start_dht(&dht, listen.ip(), &nodes).await?;
             for (i, src) in sources.iter().enumerate() {
                 let port = if listen.port() == 0 {
@@ -550,19 +538,17 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                     listen.port().saturating_add(i as u16)
                 };
                 let opts = RunOpts {
-                    listen: SocketAddr::new(listen.ip(), port),
-                    peers: peers.clone(),
-                    seed: seed_after,
-                    seed_ratio,
-                    seed_time,
-                    upload_limit,
-                    download_limit,
-                    encryption,
-                    super_seed: false,
-                    quiet: false,
-                    json,
-                    limits: limits.clone(),
-                    disk_threads,
+                    cfg: SessionConfig {
+                        listen: SocketAddr::new(listen.ip(), port),
+                        peers: peers.clone(),
+                        seed: seed_after,
+                        seed_ratio,
+                        seed_time,
+                        upload_limit,
+                        download_limit,
+                        ..base.cfg.clone()
+                    },
+                    ..base.clone()
                 };
                 if let Some(m) = magnets.remove(&i) {
                     let mp = mp.clone();
@@ -576,7 +562,9 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 let Some(meta) = metas.remove(&i) else {
                     bail!("{src}: no torrent");
                 };
-                let (storage, have) = open_download(&meta, &out, check).await?;
+                let (storage, have) = open_download(&meta, &out, check)
+                    .await
+                    .with_context(|| format!("opening {}", out.display()))?;
                 let mp = mp.clone();
                 let d = dht.clone();
                 jobs.push(tokio::spawn(async move {
@@ -747,16 +735,6 @@ fn load(file: &Path) -> Result<Metainfo> {
     Metainfo::parse(&bytes).with_context(|| format!("{} is not a valid torrent", file.display()))
 }
 
-fn bitfield(good: &[bool]) -> Bitfield {
-    let mut b = Bitfield::new(good.len() as u32);
-    for (i, g) in good.iter().enumerate() {
-        if *g {
-            b.set(i as u32);
-        }
-    }
-    b
-}
-
 fn human(n: f64) -> String {
     const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n;
@@ -850,36 +828,6 @@ fn show_json(m: &Metainfo) -> serde_json::Value {
         "files": files,
         "magnet": m.magnet(),
     })
-}
-
-fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
-    (host, port)
-        .to_socket_addrs()
-        .ok()?
-        .find(|a| a.is_ipv4())
-        .or_else(|| (host, port).to_socket_addrs().ok()?.next())
-}
-
-fn endpoints(meta: &Metainfo) -> Vec<Vec<TrackerEndpoint>> {
-    tracker_endpoints(&meta.trackers)
-}
-
-fn tracker_endpoints(trackers: &[Vec<String>]) -> Vec<Vec<TrackerEndpoint>> {
-    trackers
-        .iter()
-        .map(|tier| {
-            tier.iter()
-                .filter_map(|u| {
-                    let e = TrackerEndpoint::parse(u, resolve);
-                    if e.is_none() {
-                        tracing::warn!("skipping tracker {u}: unsupported or unresolvable");
-                    }
-                    e
-                })
-                .collect::<Vec<_>>()
-        })
-        .filter(|t| !t.is_empty())
-        .collect()
 }
 
 async fn run_tracker(listen: SocketAddr, interval: Duration, limits: TrackerLimits) -> Result<()> {
@@ -979,36 +927,11 @@ async fn stop_dht(dht: Option<Dht>) {
 }
 
 // -------------------------------------------------------------------------------------
-// Web seeds (BEP 19).
-
-/// Fetches whole pieces from the web seed `url` for the client (see
-/// [`servent_bittorrent::driver::webseed::fetch`]).
-async fn web_seed(
-    meta: Metainfo,
-    url: &str,
-    have: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
-    client: mpsc::Sender<ClientCommand>,
-) -> Result<()> {
-    servent_bittorrent::driver::webseed::fetch(meta, url, have, client, &created_by()).await?;
-    Ok(())
-}
-
-// -------------------------------------------------------------------------------------
 // Magnet links.
 
-/// Resolves a magnet's `x.pe` peers.
-fn magnet_peers(m: &Magnet) -> Vec<SocketAddr> {
-    m.peers
-        .iter()
-        .filter_map(|p| match p {
-            PeerAddr::Ip(a) => Some(*a),
-            PeerAddr::Name { host, port } => resolve(host, *port),
-        })
-        .collect()
-}
-
 /// Downloads a magnet link: fetch the info dictionary (BEP 9) from peers found through the
-/// magnet's trackers, `x.pe` peers, `--peer`s and the DHT; then download as usual.
+/// magnet's trackers, `x.pe` peers, `--peer`s and the DHT ([`MetadataFetch`]); then download
+/// as usual.
 async fn get_magnet(
     m: Magnet,
     out: PathBuf,
@@ -1018,251 +941,62 @@ async fn get_magnet(
     dht: Option<&Dht>,
 ) -> Result<()> {
     let ih = m.info_hash;
-    let trackers: Vec<Vec<String>> = m.trackers.iter().map(|t| vec![t.clone()]).collect();
-    let mut peers = opts.peers.clone();
-    peers.extend(magnet_peers(&m));
-    if trackers.is_empty() && peers.is_empty() && dht.is_none() {
-        bail!(
-            "magnet {ih}: no trackers, no x.pe peers, no --peer and no DHT (--bootstrap): nowhere to find peers"
-        );
-    }
-    let name = m.name.clone().unwrap_or_else(|| ih.to_hex());
+    let mut fetch = MetadataFetch::start(&m, &opts.cfg, dht).await?;
+    let name = fetch.name();
     let spinner = mp.add(ProgressBar::new_spinner());
     spinner.set_message(format!("{name}: fetching metadata"));
     spinner.enable_steady_tick(Duration::from_millis(200));
     if !opts.quiet && !opts.json && !crate::common::stdout_is_terminal() {
         println!("{name}: fetching the metadata (info-hash {ih})");
     }
-    let endpoints = tracker_endpoints(&trackers);
-    let encryption = opts.encryption;
-    let limits = opts.limits.clone();
-    let cfg = NodeConfig {
-        udp: Some(SocketAddr::new(opts.listen.ip(), 0)),
-        tcp: Some(opts.listen),
-        ..NodeConfig::default()
-    };
-    let mut rng = servent_runtime::os_rng()?;
-    let mut node = spawn(cfg, move |local| {
-        let port = local.tcp.map_or(0, |a| a.port());
-        let mut c = ClientConfig::new(make_peer_id(&mut rng), port);
-        c.trackers = endpoints;
-        c.encryption = encryption;
-        limits.apply(&mut c);
-        Client::magnet(c, ih, MemStorage::empty(0), rng)
-    })
-    .await
-    .with_context(|| format!("listening on {}", opts.listen))?;
-    if !peers.is_empty() {
-        node.command(ClientCommand::AddPeers {
-            id: 1,
-            peers: peers.clone(),
-        })
-        .await?;
-    }
-    if let Some(d) = dht {
-        d.track(ih, 0, node.commander()).await;
-    }
-    let info_bytes = loop {
-        tokio::select! {
-            ev = node.next_event() => match ev {
-                Some(ClientEvent::MetadataReceived { info_bytes }) => break info_bytes,
-                Some(ClientEvent::PeerBanned { ip }) => tracing::warn!(%ip, "banned for bad metadata"),
-                Some(ClientEvent::TrackerError { url, reason }) => tracing::warn!(%url, %reason, "tracker"),
-                Some(ev) => tracing::debug!(?ev, "event"),
-                None => bail!("{name}: the client stopped unexpectedly"),
-            },
-            _ = crate::common::stop_signal() => {
-                spinner.finish_and_clear();
-                let _ = node.shutdown().await;
-                bail!("{name}: interrupted before the metadata arrived");
-            }
+    let info_bytes = tokio::select! {
+        got = fetch.next() => got.with_context(|| format!("{name}: fetching the metadata"))?,
+        _ = crate::common::stop_signal() => {
+            spinner.finish_and_clear();
+            fetch.abort().await;
+            bail!("{name}: interrupted before the metadata arrived");
         }
     };
-    let has_trackers = !trackers.is_empty();
-    let core = stop(node, has_trackers, None).await?;
+    let (meta, peers) = fetch.finish(&info_bytes).await?;
     spinner.finish_and_clear();
-    let mut meta = Metainfo::from_info_bytes(&info_bytes)
-        .with_context(|| format!("{name}: the metadata is not a valid info dictionary"))?;
-    meta.trackers = trackers;
-    meta.web_seeds = m.web_seeds.clone();
-    // Peers it knew, plus the ones we were given, for the download.
-    peers.extend(core.known_peers());
-    peers.sort();
-    peers.dedup();
-    opts.peers = peers;
-    let (storage, have) = open_download(&meta, &out, check).await?;
+    opts.cfg.peers = peers;
+    let (storage, have) = open_download(&meta, &out, check)
+        .await
+        .with_context(|| format!("opening {}", out.display()))?;
     run_client(&meta, storage, have, &opts, mp, dht).await
 }
 
-/// Opens (creating) a download under `dir`. Pieces come from the resume data; with
-/// `--check`, or when the files already hold data but no resume data says what (a folder
-/// filled by another client or copied by hand), every piece is verified first, so complete
-/// data is never downloaded again.
-async fn open_download(
-    meta: &Metainfo,
-    dir: &Path,
-    check: bool,
-) -> Result<(FileStorage, Bitfield)> {
-    let m = meta.clone();
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || -> Result<(FileStorage, Bitfield)> {
-        let mut s =
-            FileStorage::open(&m, &dir).with_context(|| format!("opening {}", dir.display()))?;
-        let good = if check || (!s.has_resume() && s.found_data()) {
-            s.clear_verified();
-            let g = recheck(&m, &mut s).context("checking existing data")?;
-            for (i, ok) in g.iter().enumerate() {
-                if *ok {
-                    servent_bittorrent::storage::Storage::mark_verified(&mut s, i as u32);
-                }
-            }
-            servent_bittorrent::storage::Storage::flush(&mut s)
-                .context("saving the resume data")?;
-            g
-        } else {
-            s.verified().to_vec()
-        };
-        Ok((s, bitfield(&good)))
-    })
-    .await?
-}
-
+/// How to run one torrent: the session's settings and how to print.
 #[derive(Clone, Debug)]
 struct RunOpts {
-    listen: SocketAddr,
-    peers: Vec<SocketAddr>,
-    seed: bool,
-    seed_ratio: Option<f64>,
-    seed_time: Option<Duration>,
-    upload_limit: Option<u64>,
-    download_limit: Option<u64>,
-    encryption: Encryption,
-    super_seed: bool,
+    cfg: SessionConfig,
     /// No progress output (the demo runs clients in the background).
     quiet: bool,
     /// No progress output; a final JSON summary object (`--json`).
     json: bool,
-    /// Peer-port limits.
-    limits: PeerLimits,
-    /// Threads for the disk jobs; 0: the core does its disk work inline.
-    disk_threads: usize,
+}
+
+impl RunOpts {
+    fn new(args: &DhtArgs) -> RunOpts {
+        RunOpts {
+            cfg: args.session_config(),
+            quiet: false,
+            json: args.json,
+        }
+    }
 }
 
 impl Default for RunOpts {
     fn default() -> RunOpts {
         RunOpts {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            peers: Vec::new(),
-            seed: false,
-            seed_ratio: None,
-            seed_time: None,
-            upload_limit: None,
-            download_limit: None,
-            encryption: Encryption::Prefer,
-            super_seed: false,
+            cfg: SessionConfig {
+                user_agent: created_by(),
+                ..SessionConfig::default()
+            },
             quiet: false,
             json: false,
-            limits: PeerLimits::default(),
-            disk_threads: disk::default_threads(),
         }
     }
-}
-
-type TorrentNode = NodeHandle<Client<SharedStorage>>;
-
-/// Starts a client core on `storage`. With `jobs` and `opts.disk_threads` above 0, its disk
-/// work (piece stores, upload reads, hashes, flushes) runs on the returned pool's blocking
-/// threads: the caller's event loop hands each [`ClientEvent::Disk`] to [`DiskPool::submit`].
-/// Otherwise the core does it inline.
-async fn start_client(
-    meta: &Metainfo,
-    storage: FileStorage,
-    have: Bitfield,
-    opts: &RunOpts,
-    jobs: bool,
-) -> Result<(TorrentNode, DiskPool)> {
-    let storage = SharedStorage::new(storage);
-    let jobs = jobs && opts.disk_threads > 0;
-    let pool = DiskPool::new(storage.clone(), opts.disk_threads.max(1)).context("disk threads")?;
-    let trackers = endpoints(meta);
-    let cfg = NodeConfig {
-        udp: Some(SocketAddr::new(opts.listen.ip(), 0)),
-        tcp: Some(opts.listen),
-        ..NodeConfig::default()
-    };
-    let m = meta.clone();
-    let o = opts.clone();
-    let mut rng = servent_runtime::os_rng()?;
-    let node = spawn(cfg, move |local| {
-        let port = local.tcp.map_or(0, |a| a.port());
-        let mut c = ClientConfig::new(make_peer_id(&mut rng), port);
-        c.trackers = trackers;
-        c.seed = o.seed;
-        c.seed_ratio = o.seed_ratio;
-        c.seed_time = o.seed_time;
-        c.upload_limit = o.upload_limit;
-        c.download_limit = o.download_limit;
-        c.encryption = o.encryption;
-        c.super_seed = o.super_seed;
-        o.limits.apply(&mut c);
-        c.disk_jobs = jobs;
-        Client::new(c, &m, storage, have, rng)
-    })
-    .await
-    .with_context(|| format!("listening on {}", opts.listen))?;
-    if !opts.peers.is_empty() {
-        node.command(ClientCommand::AddPeers {
-            id: 1,
-            peers: opts.peers.clone(),
-        })
-        .await?;
-    }
-    Ok((node, pool))
-}
-
-/// Stops a client politely (announce `stopped` when it has trackers) and returns its core.
-/// The stop's resume flush is a disk job: with a `pool`, the client's disk jobs keep running
-/// on it until the core answers `Stopped` (bounded: 30 s); then the trackers' answer to the
-/// `stopped` announce gets up to 2 s from the stop.
-async fn stop<S: servent_bittorrent::storage::Storage + Send + 'static>(
-    mut node: NodeHandle<Client<S>>,
-    has_trackers: bool,
-    pool: Option<&DiskPool>,
-) -> Result<Client<S>> {
-    const STOP_ID: u64 = u64::MAX;
-    if node
-        .command(ClientCommand::Stop { id: STOP_ID })
-        .await
-        .is_ok()
-    {
-        let start = tokio::time::Instant::now();
-        let (mut stopped, mut tracker_done) = (false, !has_trackers);
-        while !(stopped && tracker_done) {
-            let deadline = if stopped {
-                start + Duration::from_secs(2)
-            } else {
-                start + Duration::from_secs(30)
-            };
-            let Ok(Some(ev)) = tokio::time::timeout_at(deadline, node.next_event()).await else {
-                break;
-            };
-            match ev {
-                ClientEvent::Disk { id, job } => match pool {
-                    Some(p) => p.submit(id, job, node.commander()),
-                    None => break,
-                },
-                ClientEvent::Stopped { id: STOP_ID } => stopped = true,
-                ClientEvent::TrackerReply { .. } | ClientEvent::TrackerError { .. } => {
-                    tracker_done = true
-                }
-                _ => {}
-            }
-        }
-        if !stopped {
-            tracing::warn!("the client did not finish its resume flush in time");
-        }
-    }
-    Ok(node.shutdown().await?)
 }
 
 /// Prints a line above the progress bar (terminal) or on stdout (anything else).
@@ -1342,7 +1076,7 @@ async fn run_client(
     let label: String = meta.name.chars().take(24).collect();
     let started_complete = have.is_full();
     let started = tokio::time::Instant::now();
-    if started_complete && !opts.seed {
+    if started_complete && !opts.cfg.seed {
         // Everything is here and verified: nothing to fetch, nobody to serve.
         if opts.json {
             print_summary_json(meta, "already complete", 0, started, &Seen::default(), None);
@@ -1366,36 +1100,8 @@ async fn run_client(
         }
         p
     });
-    let have_now: Vec<bool> = (0..have.len()).map(|i| have.get(i)).collect();
-    let (mut node, pool) = start_client(meta, storage, have, opts, true).await?;
-    let listen = node.local.tcp;
-    // BEP 19 web seeds: one task per http:// seed, fetching whole pieces from the end.
-    let have_shared = std::sync::Arc::new(std::sync::Mutex::new(have_now));
-    let mut seeds = Vec::new();
-    if !started_complete {
-        for url in meta.web_seeds.iter().filter(|u| u.starts_with("http://")) {
-            let (m, u, h, c) = (
-                meta.clone(),
-                url.clone(),
-                have_shared.clone(),
-                node.commander(),
-            );
-            seeds.push(tokio::spawn(async move {
-                if let Err(e) = web_seed(m, &u, h, c).await {
-                    tracing::warn!("web seed {u}: {e:#}");
-                }
-            }));
-        }
-    }
-    if let (Some(d), false) = (dht, meta.private) {
-        d.track(
-            meta.info_hash,
-            listen.map_or(0, |a| a.port()),
-            node.commander(),
-        )
-        .await;
-    }
-    if let Some(a) = listen {
+    let mut s = Session::start(meta, storage, have, &opts.cfg, dht).await?;
+    if let Some(a) = s.local() {
         say(
             progress.as_ref(),
             &format!(
@@ -1404,104 +1110,107 @@ async fn run_client(
             ),
         );
     }
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut next_id = 10;
-    let mut complete = meta.piece_count() == 0 || started_complete;
     let mut seeding = started_complete;
     let mut seen = Seen::default();
     let stop_signal = crate::common::stop_signal();
     tokio::pin!(stop_signal);
     let outcome: Result<&str> = loop {
-        tokio::select! {
-            ev = node.next_event() => match ev {
-                Some(ClientEvent::Disk { id, job }) => pool.submit(id, job, node.commander()),
-                Some(ClientEvent::Stats { stats, .. }) => {
-                    seen.peers = stats.peers;
-                    seen.max_peers = seen.max_peers.max(stats.peers);
-                    seen.downloaded = stats.downloaded;
-                    seen.uploaded = stats.uploaded;
-                    seen.limit_closes = stats.limit_closes;
-                    let detail = format!(
-                        "down {}/s, up {}/s, {}",
-                        fmt_bytes(stats.down_rate as u64),
-                        fmt_bytes(stats.up_rate as u64),
-                        seen.detail(opts.encryption)
-                    );
-                    if let Some(p) = &mut progress {
-                        let done = if seeding {
-                            stats.uploaded
-                        } else {
-                            (u64::from(stats.pieces_have) * meta.piece_length).min(meta.total_length)
-                        };
-                        p.update(done, &detail);
+        let update = tokio::select! {
+            u = s.next() => u,
+            _ = &mut stop_signal => break Ok("stopped"),
+        };
+        let ev = match update {
+            Update::Finished(Outcome::Complete) => break Ok("complete"),
+            Update::Finished(Outcome::SeedingDone) => break Ok("seeding done"),
+            Update::Finished(Outcome::StorageFailed(reason)) => {
+                break Err(anyhow::anyhow!("storage: {reason}"));
+            }
+            Update::Finished(_) => break Err(anyhow::anyhow!("the client stopped unexpectedly")),
+            Update::Stats(stats) => {
+                seen.peers = stats.peers;
+                seen.max_peers = seen.max_peers.max(stats.peers);
+                seen.downloaded = stats.downloaded;
+                seen.uploaded = stats.uploaded;
+                seen.limit_closes = stats.limit_closes;
+                let detail = format!(
+                    "down {}/s, up {}/s, {}",
+                    fmt_bytes(stats.down_rate as u64),
+                    fmt_bytes(stats.up_rate as u64),
+                    seen.detail(opts.cfg.encryption)
+                );
+                if let Some(p) = &mut progress {
+                    let done = if seeding {
+                        stats.uploaded
+                    } else {
+                        (u64::from(stats.pieces_have) * meta.piece_length).min(meta.total_length)
+                    };
+                    p.update(done, &detail);
+                }
+                continue;
+            }
+            Update::Event(ev) => ev,
+            _ => continue,
+        };
+        match ev {
+            ClientEvent::Completed => {
+                say(
+                    progress.as_ref(),
+                    &format!("{}: complete, every piece verified", meta.name),
+                );
+                if !opts.cfg.seed {
+                    continue; // the session finishes next
+                }
+                if let Some(p) = progress.take() {
+                    p.finish("complete");
+                    let s = Progress::new(&format!("{label} (seeding)"), None);
+                    if let Some(b) = s.bar() {
+                        mp.add(b.clone());
                     }
+                    progress = Some(s);
                 }
-                Some(ClientEvent::Completed) => {
-                    complete = true;
-                    say(progress.as_ref(), &format!("{}: complete, every piece verified", meta.name));
-                    if !opts.seed {
-                        break Ok("complete");
-                    }
-                    if let Some(p) = progress.take() {
-                        p.finish("complete");
-                        let s = Progress::new(&format!("{label} (seeding)"), None);
-                        if let Some(b) = s.bar() {
-                            mp.add(b.clone());
-                        }
-                        progress = Some(s);
-                    }
-                    seeding = true;
-                }
-                Some(ClientEvent::PieceVerified { index }) => {
-                    if let Ok(mut h) = have_shared.lock() {
-                        if let Some(x) = h.get_mut(index as usize) {
-                            *x = true;
-                        }
-                    }
-                }
-                Some(ClientEvent::SeedingDone) => break Ok("seeding done"),
-                Some(ClientEvent::StorageFailed { reason }) => break Err(anyhow::anyhow!("storage: {reason}")),
-                Some(ClientEvent::TrackerError { url, reason }) => tracing::warn!(%url, %reason, "tracker"),
-                Some(ClientEvent::PieceFailed { index, senders }) => tracing::warn!(index, ?senders, "piece failed its hash check"),
-                Some(ClientEvent::PeerBanned { ip }) => tracing::warn!(%ip, "peer banned"),
-                Some(ClientEvent::PeerConnected { addr, inbound }) => {
-                    tracing::debug!(%addr, inbound, "peer connected");
-                    // Between two stats samples too (a short download may see none).
-                    seen.live += 1;
-                    seen.max_peers = seen.max_peers.max(seen.live);
-                }
-                Some(ClientEvent::PeerDisconnected { addr, reason }) => {
-                    tracing::info!(%addr, %reason, "peer disconnected");
-                    seen.live = seen.live.saturating_sub(1);
-                }
-                Some(ClientEvent::HandshakeFailed { addr, reason, encrypted }) => {
-                    tracing::info!(%addr, %reason, encrypted, "handshake failed");
-                    seen.handshakes_closed += 1;
-                    seen.last_handshake_reason = reason;
-                    if !seen.noted && !seeding && seen.downloaded == 0 && seen.handshakes_closed >= 2 {
-                        seen.noted = true;
-                        say(progress.as_ref(), &format!(
+                seeding = true;
+            }
+            ClientEvent::TrackerError { url, reason } => tracing::warn!(%url, %reason, "tracker"),
+            ClientEvent::PieceFailed { index, senders } => {
+                tracing::warn!(index, ?senders, "piece failed its hash check")
+            }
+            ClientEvent::PeerBanned { ip } => tracing::warn!(%ip, "peer banned"),
+            ClientEvent::PeerConnected { addr, inbound } => {
+                tracing::debug!(%addr, inbound, "peer connected");
+                // Between two stats samples too (a short download may see none).
+                seen.live += 1;
+                seen.max_peers = seen.max_peers.max(seen.live);
+            }
+            ClientEvent::PeerDisconnected { addr, reason } => {
+                tracing::info!(%addr, %reason, "peer disconnected");
+                seen.live = seen.live.saturating_sub(1);
+            }
+            ClientEvent::HandshakeFailed {
+                addr,
+                reason,
+                encrypted,
+            } => {
+                tracing::info!(%addr, %reason, encrypted, "handshake failed");
+                seen.handshakes_closed += 1;
+                seen.last_handshake_reason = reason;
+                if !seen.noted && !seeding && seen.downloaded == 0 && seen.handshakes_closed >= 2 {
+                    seen.noted = true;
+                    say(
+                        progress.as_ref(),
+                        &format!(
                             "{}: no data yet: {} connections closed during the handshake ({})",
                             meta.name,
                             seen.handshakes_closed,
-                            seen.handshake_hint(opts.encryption)
-                        ));
-                    }
+                            seen.handshake_hint(opts.cfg.encryption)
+                        ),
+                    );
                 }
-                Some(ev) => tracing::debug!(?ev, "event"),
-                None => break Err(anyhow::anyhow!("the client stopped unexpectedly")),
-            },
-            _ = tick.tick() => {
-                next_id += 1;
-                let _ = node.command(ClientCommand::Stats { id: next_id }).await;
             }
-            _ = &mut stop_signal => break Ok("stopped"),
+            ev => tracing::debug!(?ev, "event"),
         }
     };
-    for t in seeds {
-        t.abort();
-    }
-    let core = stop(node, !meta.trackers.is_empty(), Some(&pool)).await?;
+    let complete = s.is_complete();
+    let core = s.stop().await?;
     let stats = core.stats();
     seen.downloaded = stats.downloaded;
     seen.uploaded = stats.uploaded;
@@ -1513,7 +1222,7 @@ async fn run_client(
         } else {
             (u64::from(stats.pieces_have) * meta.piece_length).min(meta.total_length)
         };
-        p.update(done, &seen.detail(opts.encryption));
+        p.update(done, &seen.detail(opts.cfg.encryption));
         let what = match &outcome {
             Ok(w) => *w,
             Err(_) => "failed",
@@ -1619,58 +1328,53 @@ pub async fn demo(out: &Path) -> Result<DemoSection> {
     let (bytes, meta) = tokio::task::spawn_blocking(move || create_torrent(&s2, &opts)).await??;
     std::fs::write(dir.join("image.torrent"), &bytes)?;
 
-    let mut storage = FileStorage::open_seed(&meta, &src)?;
-    let good = recheck(&meta, &mut storage)?;
-    let seeder = start_client(
-        &meta,
-        storage,
-        bitfield(&good),
-        &RunOpts {
-            seed: true,
-            ..RunOpts::default()
-        },
-        false,
-    )
-    .await?
-    .0;
+    let seeding = SessionConfig {
+        seed: true,
+        ..RunOpts::default().cfg
+    };
+    let (storage, have) = open_seed(&meta, &src, false).await?;
     let started = std::time::Instant::now();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(16);
+    let s = Session::start(&meta, storage, have, &seeding, None).await?;
+    let seeder = tokio::spawn(demo_peer(s, started, stop_rx.clone(), done_tx.clone()));
     let mut leechers = Vec::new();
     for i in 0..10 {
         let d = dir.join(format!("leecher-{i}"));
-        let s = FileStorage::open(&meta, &d)?;
-        leechers.push(
-            start_client(
-                &meta,
-                s,
-                Bitfield::new(meta.piece_count() as u32),
-                &RunOpts {
-                    seed: true,
-                    ..RunOpts::default()
-                },
-                false,
-            )
-            .await?
-            .0,
-        );
+        let st = FileStorage::open(&meta, &d)?;
+        let s = Session::start(
+            &meta,
+            st,
+            Bitfield::new(meta.piece_count() as u32),
+            &seeding,
+            None,
+        )
+        .await?;
+        leechers.push(tokio::spawn(demo_peer(
+            s,
+            started,
+            stop_rx.clone(),
+            done_tx.clone(),
+        )));
     }
-    let mut done: Vec<Option<f64>> = vec![None; leechers.len()];
-    let deadline = started + Duration::from_secs(120);
-    while done.iter().any(Option::is_none) && std::time::Instant::now() < deadline {
-        for (i, l) in leechers.iter_mut().enumerate() {
-            while let Some(ev) = l.try_event() {
-                if matches!(ev, ClientEvent::Completed) && done[i].is_none() {
-                    done[i] = Some(started.elapsed().as_secs_f64());
-                }
-            }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let _ = tokio::time::timeout_at(deadline, async {
+        for _ in 0..leechers.len() {
+            done_rx.recv().await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let seeder_core = stop(seeder, true, None).await?;
+    })
+    .await;
+    let _ = stop_tx.send(true);
+    let (seeder, _) = seeder.await?;
+    let seeder_core = seeder.stop().await?;
     let seeder_up = seeder_core.stats().uploaded;
     let mut total_up = seeder_up;
     let mut identical = 0;
+    let mut done = Vec::new();
     for (i, l) in leechers.into_iter().enumerate() {
-        let core = stop(l, true, None).await?;
+        let (l, at) = l.await?;
+        done.push(at);
+        let core = l.stop().await?;
         total_up += core.stats().uploaded;
         let got =
             std::fs::read(dir.join(format!("leecher-{i}")).join("image.bin")).unwrap_or_default();
@@ -1730,6 +1434,31 @@ pub async fn demo(out: &Path) -> Result<DemoSection> {
     Ok(sec)
 }
 
+/// Runs one demo peer until `stop`, telling `done` when it completes: its session and when
+/// (seconds from `started`).
+async fn demo_peer(
+    mut s: Session,
+    started: std::time::Instant,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    done: tokio::sync::mpsc::Sender<()>,
+) -> (Session, Option<f64>) {
+    let mut at = None;
+    loop {
+        tokio::select! {
+            u = s.next() => match u {
+                Update::Event(ClientEvent::Completed) if at.is_none() => {
+                    at = Some(started.elapsed().as_secs_f64());
+                    let _ = done.send(()).await;
+                }
+                Update::Finished(_) => break,
+                _ => {}
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    (s, at)
+}
+
 /// The demo's trackerless rows (part of [`demo`]): 50 DHT nodes on 127.0.0.1, a seeder that announces a
 /// torrent only to the DHT, and a leecher given only the magnet link (no tracker anywhere):
 /// it finds the seeder through the DHT, fetches the info dictionary (BEP 9) and downloads the
@@ -1775,23 +1504,16 @@ async fn demo_trackerless(out: &Path) -> Result<DemoSection> {
         ..DhtArgs::default()
     };
     let seed_dht = start_dht(&args, IpAddr::from([127, 0, 0, 1]), &[]).await?;
-    let mut storage = FileStorage::open_seed(&meta, &src)?;
-    let good = recheck(&meta, &mut storage)?;
-    let seeder = start_client(
-        &meta,
-        storage,
-        bitfield(&good),
-        &RunOpts {
-            seed: true,
-            ..RunOpts::default()
-        },
-        false,
-    )
-    .await?
-    .0;
-    if let (Some(d), Some(a)) = (&seed_dht, seeder.local.tcp) {
-        d.track(meta.info_hash, a.port(), seeder.commander()).await;
-    }
+    let (storage, have) = open_seed(&meta, &src, false).await?;
+    let seeding = SessionConfig {
+        seed: true,
+        ..RunOpts::default().cfg
+    };
+    // The session announces the torrent on the seeder's DHT node.
+    let s = Session::start(&meta, storage, have, &seeding, seed_dht.as_ref()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (done_tx, _done_rx) = tokio::sync::mpsc::channel(1);
+    let seeder = tokio::spawn(demo_peer(s, std::time::Instant::now(), stop_rx, done_tx));
     let leech_dht = start_dht(&args, IpAddr::from([127, 0, 0, 1]), &[]).await?;
     let started = std::time::Instant::now();
     let mp = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -1814,7 +1536,10 @@ async fn demo_trackerless(out: &Path) -> Result<DemoSection> {
     let secs = started.elapsed().as_secs_f64();
     let ok = matches!(got, Ok(Ok(())));
     let same = std::fs::read(dir.join("leecher").join("image.bin")).unwrap_or_default() == content;
-    let _ = stop(seeder, false, None).await;
+    let _ = stop_tx.send(true);
+    if let Ok((s, _)) = seeder.await {
+        let _ = s.stop().await;
+    }
     stop_dht(seed_dht).await;
     stop_dht(leech_dht).await;
     for n in nodes {

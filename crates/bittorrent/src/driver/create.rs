@@ -2,11 +2,12 @@
 //!
 //! Files of a folder are taken in byte order of their relative paths (as mktorrent does);
 //! symlinks are refused rather than followed, so a torrent never includes anything outside
-//! the folder. The content is read in one sequential pass, in batches of whole pieces; while
-//! one batch is read, the previous one is hashed on every core (a scoped thread per core).
+//! the folder. Pieces are hashed on every core (a scoped thread per core): each worker takes
+//! the next run of pieces and reads them itself with positioned reads, so there is no reader
+//! thread to wait for and no buffer handed between threads.
 
 use std::fs::File;
-use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use sha1::{Digest, Sha1};
@@ -106,116 +107,149 @@ fn walk(
     Ok(())
 }
 
-/// The files' bytes in order, read into whole-piece batches.
-struct Content<'a> {
+/// The content's files laid end to end: where each starts, to find the files under a range.
+struct Layout<'a> {
     files: &'a [(Vec<String>, PathBuf, u64)],
-    next: usize,
-    open: Option<(File, &'a Path, u64)>,
+    /// `starts[i]`: the content offset of file `i`'s first byte.
+    starts: Vec<u64>,
 }
 
-impl Content<'_> {
-    /// Reads up to `want` bytes into `buf` (less only at the end of the content), reusing
-    /// its memory: two buffers serve the whole run, so no batch pays for fresh pages.
-    fn read_batch(&mut self, buf: &mut Vec<u8>, want: usize) -> Result<(), CreateError> {
-        buf.resize(want, 0);
+impl<'a> Layout<'a> {
+    fn new(files: &'a [(Vec<String>, PathBuf, u64)]) -> Layout<'a> {
+        let mut at = 0u64;
+        let starts = files
+            .iter()
+            .map(|f| {
+                let s = at;
+                at += f.2;
+                s
+            })
+            .collect();
+        Layout { files, starts }
+    }
+}
+
+/// One hashing worker's open file: the last one it read, kept for the next range (a big
+/// file is opened once per worker, not once per piece).
+struct Reader<'a> {
+    layout: &'a Layout<'a>,
+    open: Option<(usize, File)>,
+}
+
+impl Reader<'_> {
+    /// Fills `buf` with the content's bytes from offset `at` on, reading each file's part
+    /// with positioned reads (no shared cursor, so workers never wait for each other).
+    fn read_at(&mut self, mut at: u64, buf: &mut [u8]) -> Result<(), CreateError> {
         let mut got = 0;
-        while got < want {
-            if self.open.as_ref().is_none_or(|o| o.2 == 0) {
-                let Some((_, p, len)) = self.files.get(self.next) else {
-                    break;
-                };
-                self.next += 1;
-                self.open = Some((File::open(p).map_err(io(p))?, p.as_path(), *len));
-            }
-            let Some((f, p, left)) = self.open.as_mut() else {
-                break;
+        // The last file starting at or before `at` (empty files are skipped by the loop).
+        let mut i = self
+            .layout
+            .starts
+            .partition_point(|s| *s <= at)
+            .saturating_sub(1);
+        while got < buf.len() {
+            let Some((_, path, len)) = self.layout.files.get(i) else {
+                return Err(CreateError::Io {
+                    path: PathBuf::new(),
+                    source: std::io::ErrorKind::UnexpectedEof.into(),
+                });
             };
-            let n = (*left).min((want - got) as u64) as usize;
-            let chunk = buf.get_mut(got..got + n).unwrap_or_default();
-            f.read_exact(chunk).map_err(io(p))?;
-            *left -= n as u64;
+            let start = self.layout.starts.get(i).copied().unwrap_or(0);
+            let end = start + len;
+            if at >= end {
+                i += 1;
+                continue;
+            }
+            if self.open.as_ref().is_none_or(|o| o.0 != i) {
+                self.open = Some((i, File::open(path).map_err(io(path))?));
+            }
+            let Some((_, f)) = self.open.as_ref() else {
+                continue;
+            };
+            let n = ((end - at) as usize).min(buf.len() - got);
+            let dst = buf.get_mut(got..got + n).unwrap_or_default();
+            f.read_exact_at(dst, at - start).map_err(io(path))?;
             got += n;
+            at += n as u64;
         }
-        buf.truncate(got);
         Ok(())
     }
 }
 
-/// SHA-1 of every piece: this thread reads the content in order into a few reused buffers
-/// of whole pieces while one worker per core hashes them, a pipeline without a barrier per
-/// batch (a worker that loses its core for a moment delays only its own buffer).
+/// Pieces a worker hashed: (index, SHA-1).
+type Hashed = Vec<(usize, [u8; 20])>;
+
+/// Alignment of the hashing workers' buffers.
+const PAGE: usize = 4096;
+
+/// SHA-1 of every piece, on one worker per core: each takes the next run of pieces (about
+/// 4 MiB), reads each piece straight from the files with positioned reads into its own
+/// buffer of one piece (still in the core's cache when hashed) and hashes it. No reader
+/// thread, no copies between threads, no ordering between workers.
 fn hash_pieces(
     files: &[(Vec<String>, PathBuf, u64)],
     piece_length: u64,
     total: u64,
 ) -> Result<Vec<[u8; 20]>, CreateError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
-    let pl = piece_length as usize;
     let count = total.div_ceil(piece_length) as usize;
-    // About 4 MiB per job, whole pieces; two jobs per worker in flight.
-    let per_job = ((4usize << 20) / pl).max(1) * pl;
-    let max_in_flight = threads * 2;
-    let mut content = Content {
-        files,
-        next: 0,
-        open: None,
-    };
-    let mut hashes = vec![[0u8; 20]; count];
-    let (jobs_tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>)>(max_in_flight);
-    let jobs_rx = std::sync::Mutex::new(rx);
-    let (done_tx, done_rx) =
-        std::sync::mpsc::sync_channel::<(usize, Vec<[u8; 20]>, Vec<u8>)>(max_in_flight);
-    std::thread::scope(|sc| {
-        for _ in 0..threads {
-            let done_tx = done_tx.clone();
-            let jobs_rx = &jobs_rx;
-            sc.spawn(move || {
-                loop {
-                    let job = jobs_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok((first, buf)) = job else { return };
-                    let hs: Vec<[u8; 20]> =
-                        buf.chunks(pl).map(|p| Sha1::digest(p).into()).collect();
-                    if done_tx.send((first, hs, buf)).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        drop(done_tx);
-        // Moved in: dropped when this closure returns, so the workers stop even on an error.
-        let jobs_tx = jobs_tx;
-        let mut free: Vec<Vec<u8>> = Vec::new();
-        let (mut in_flight, mut next_piece, mut read_all) = (0usize, 0usize, false);
+    let per_job = ((4u64 << 20) / piece_length).max(1) as usize;
+    let jobs = count.div_ceil(per_job);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get().min(16))
+        .min(jobs.max(1));
+    let layout = Layout::new(files);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let work = || -> Result<Hashed, CreateError> {
+        let mut reader = Reader {
+            layout: &layout,
+            open: None,
+        };
+        // The piece buffer starts on a page boundary: the kernel copies into it from the
+        // page cache several times faster than into an address 16 bytes past one (what a
+        // large allocation gives).
+        let mut space = vec![0u8; piece_length as usize + PAGE];
+        let skip = (PAGE - space.as_ptr() as usize % PAGE) % PAGE;
+        let buf = space
+            .get_mut(skip..skip + piece_length as usize)
+            .unwrap_or_default();
+        let mut out = Vec::new();
         loop {
-            while in_flight > 0 && (in_flight >= max_in_flight || read_all) {
-                let Ok((first, hs, buf)) = done_rx.recv() else {
-                    return Err(CreateError::Worker);
-                };
-                for (i, h) in hs.into_iter().enumerate() {
-                    if let Some(slot) = hashes.get_mut(first + i) {
-                        *slot = h;
-                    }
+            use std::sync::atomic::Ordering::Relaxed;
+            let job = next.fetch_add(1, Relaxed);
+            if job >= jobs || failed.load(Relaxed) {
+                return Ok(out);
+            }
+            for piece in job * per_job..((job + 1) * per_job).min(count) {
+                let at = piece as u64 * piece_length;
+                let len = piece_length.min(total - at) as usize;
+                let b = buf.get_mut(..len).unwrap_or_default();
+                if let Err(e) = reader.read_at(at, b) {
+                    failed.store(true, Relaxed);
+                    return Err(e);
                 }
-                free.push(buf);
-                in_flight -= 1;
+                out.push((piece, Sha1::digest(&*b).into()));
             }
-            if read_all {
-                return Ok(());
-            }
-            let mut buf = free.pop().unwrap_or_default();
-            content.read_batch(&mut buf, per_job)?;
-            if buf.is_empty() {
-                read_all = true;
-                continue;
-            }
-            let n = buf.len().div_ceil(pl);
-            if jobs_tx.send((next_piece, buf)).is_err() {
-                return Err(CreateError::Worker);
-            }
-            in_flight += 1;
-            next_piece += n;
         }
-    })?;
+    };
+    let results: Vec<Result<Hashed, CreateError>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (1..threads).map(|_| sc.spawn(work)).collect();
+        let mut r = vec![work()];
+        r.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Err(CreateError::Worker))),
+        );
+        r
+    });
+    let mut hashes = vec![[0u8; 20]; count];
+    for r in results {
+        for (i, h) in r? {
+            if let Some(slot) = hashes.get_mut(i) {
+                *slot = h;
+            }
+        }
+    }
     Ok(hashes)
 }
 

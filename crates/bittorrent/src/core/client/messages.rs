@@ -29,7 +29,11 @@ impl<S: Storage> Client<S> {
             return;
         };
         p.last_recv = now;
-        if p.buf.extend(&data).is_err() {
+        // Past the handshake with nothing buffered (the usual case), messages are decoded
+        // straight from the bytes received and only an incomplete tail is kept: a block is
+        // not copied into the buffer first.
+        let direct = p.handshake.is_some() && p.buf.is_empty();
+        if !direct && p.buf.extend(&data).is_err() {
             self.drop_peer(conn, "receive buffer overflow", true);
             return;
         }
@@ -57,18 +61,21 @@ impl<S: Storage> Client<S> {
         let mut error: Option<String> = None;
         let mut oversized = false;
         let pieces = self.picker.piece_count();
+        let mut used_total = 0;
+        let src: &[u8] = if direct { &data[..] } else { buf.as_slice() };
         loop {
-            if let Err(e) = wire::check_message_head(buf.as_slice(), pieces) {
+            let rest = src.get(used_total..).unwrap_or_default();
+            if let Err(e) = wire::check_message_head(rest, pieces) {
                 // No client sends more than a message's type can carry: banned.
                 error = Some(format!("oversized message: {e}"));
                 oversized = true;
                 self.limit_closes += 1;
                 break;
             }
-            match decode_message(buf.as_slice()) {
+            match decode_message(rest) {
                 Ok(Some((m, used))) => {
                     let r = self.on_message(now, conn, m);
-                    buf.consume(used);
+                    used_total += used;
                     if let Err(why) = r {
                         error = Some(why.to_string());
                         break;
@@ -94,6 +101,17 @@ impl<S: Storage> Client<S> {
                 _ => self.drop_peer(conn, &why, true),
             }
             return;
+        }
+        if direct {
+            if buf
+                .extend(data.get(used_total..).unwrap_or_default())
+                .is_err()
+            {
+                self.drop_peer(conn, "receive buffer overflow", true);
+                return;
+            }
+        } else {
+            buf.consume(used_total);
         }
         if let Some(p) = self.peers.get_mut(&conn) {
             p.buf = buf;
@@ -581,18 +599,7 @@ impl<S: Storage> Client<S> {
         if self.cfg.disk_jobs {
             self.buffer_block(now, index, begin, data, done);
         } else {
-            let offset = u64::from(index) * self.piece_length + u64::from(begin);
-            self.submit(
-                now,
-                Pending::Write {
-                    piece: index,
-                    answer: None,
-                },
-                DiskJob::Write {
-                    offset,
-                    data: data.to_vec(),
-                },
-            );
+            self.write_block(now, index, begin, data);
         }
         // Endgame: the others asked for the same block need not send it.
         let others: Vec<ConnId> = self
