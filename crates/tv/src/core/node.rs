@@ -47,6 +47,8 @@ pub const MAP_EVERY: Duration = Duration::from_secs(2);
 pub const URGENT_CHUNKS: u64 = 8;
 /// A request unanswered this long is asked of another partner.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(800);
+/// A chunk a partner refused is asked again (of another, if one has it) after this.
+pub const REFUSED_BACKOFF: Duration = Duration::from_millis(60);
 /// The scheduler's tick.
 pub const TICK: Duration = Duration::from_millis(20);
 /// Most requests from one partner waiting for upload.
@@ -107,7 +109,7 @@ impl NodeConfig {
             max_partners: 24,
             up_kbps: 0,
             supernode: false,
-            buffer: Duration::from_millis(1000),
+            buffer: Duration::from_millis(2000),
             window: 64,
             lookahead: 32,
             play: true,
@@ -187,12 +189,17 @@ struct Partner {
     upq: VecDeque<(u64, Instant)>,
     flags: Flags,
     up_kbps: u32,
+    /// When it last sent anything (maps come every MAP_EVERY).
+    heard: Instant,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Asked {
     from: ConnId,
-    at: Instant,
+    /// Until when it counts as in flight.
+    until: Instant,
+    /// The partner refused it (then `until` is a short back-off).
+    refused: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -339,6 +346,31 @@ impl Node {
     /// Chunks it holds.
     pub fn held(&self) -> usize {
         self.chunks.len()
+    }
+
+    /// A line describing the scheduler's state (for diagnostics).
+    pub fn debug_line(&self) -> String {
+        let next = match self.play {
+            Play::Playing { next, .. } => format!("next {next}"),
+            Play::Waiting => "waiting".into(),
+            Play::Ended => "ended".into(),
+        };
+        let parts: Vec<String> = self
+            .partners
+            .values()
+            .map(|p| {
+                format!(
+                    "{}:{}..{} if{} q{}",
+                    p.listen.unwrap_or(p.addr),
+                    p.has.first().copied().unwrap_or(0),
+                    p.has.last().copied().unwrap_or(0),
+                    p.inflight,
+                    p.upq.len()
+                )
+            })
+            .collect();
+        let asked: Vec<String> = self.asked.iter().take(5).map(|(s, a)| format!("{s}:{:?}r{}", a.from, a.refused)).collect();
+        format!("{next} pos {} held {} asked {:?} partners {:?}", self.position(), self.chunks.len(), asked, parts)
     }
 
     /// Whether it is playing.
@@ -576,16 +608,18 @@ impl Node {
             }
             PeerMsg::Refuse(seqs) => {
                 for s in seqs {
-                    if self.asked.get(&s).is_some_and(|a| a.from == conn) {
-                        self.asked.remove(&s);
+                    if let Some(a) = self.asked.get_mut(&s)
+                        && a.from == conn
+                        && !a.refused
+                    {
+                        a.refused = true;
+                        a.until = now + REFUSED_BACKOFF;
                         if let Some(p) = self.partners.get_mut(&conn) {
                             p.inflight = p.inflight.saturating_sub(1);
-                            p.has.remove(&s);
                         }
                         self.failed.insert(s, conn);
                     }
                 }
-                self.schedule(now);
             }
             PeerMsg::Chunk(c) => {
                 if !p.ready {
@@ -618,7 +652,9 @@ impl Node {
         }
         self.stats.video_down += len;
         if let Some(a) = self.asked.remove(&c.seq) {
-            if let Some(p) = self.partners.get_mut(&a.from) {
+            if !a.refused
+                && let Some(p) = self.partners.get_mut(&a.from)
+            {
                 p.inflight = p.inflight.saturating_sub(1);
             }
         }
@@ -781,7 +817,7 @@ impl Node {
                 continue;
             }
             if let Some(a) = self.asked.get(&s)
-                && now.saturating_duration_since(a.at) < REQUEST_TIMEOUT
+                && now < a.until
             {
                 continue;
             }
@@ -799,14 +835,14 @@ impl Node {
         wanted.sort();
         let mut batches: BTreeMap<ConnId, Vec<u64>> = BTreeMap::new();
         for (_, _, s) in wanted {
-            let timed_out = self.asked.get(&s).map(|a| a.from);
-            if let Some(prev) = timed_out {
-                self.asked.remove(&s);
-                if let Some(p) = self.partners.get_mut(&prev) {
-                    p.inflight = p.inflight.saturating_sub(1);
+            if let Some(a) = self.asked.remove(&s) {
+                if !a.refused {
+                    if let Some(p) = self.partners.get_mut(&a.from) {
+                        p.inflight = p.inflight.saturating_sub(1);
+                    }
+                    self.stats.timeouts += 1;
                 }
-                self.failed.insert(s, prev);
-                self.stats.timeouts += 1;
+                self.failed.insert(s, a.from);
             }
             let avoid = self.failed.get(&s).copied();
             let max_inflight = self.cfg.max_inflight;
@@ -833,12 +869,28 @@ impl Node {
             if let Some(p) = self.partners.get_mut(&conn) {
                 p.inflight += 1;
             }
-            self.asked.insert(s, Asked { from: conn, at: now });
+            self.asked.insert(
+                s,
+                Asked {
+                    from: conn,
+                    until: now + REQUEST_TIMEOUT,
+                    refused: false,
+                },
+            );
             batches.entry(conn).or_default().push(s);
         }
         self.rr = self.rr.wrapping_add(1);
         for (conn, seqs) in batches {
             self.send_peer(conn, &PeerMsg::Request(seqs));
+        }
+        // Requests behind the play point are moot.
+        while self.asked.first_key_value().is_some_and(|(&s, _)| s < from) {
+            if let Some((_, a)) = self.asked.pop_first()
+                && !a.refused
+                && let Some(p) = self.partners.get_mut(&a.from)
+            {
+                p.inflight = p.inflight.saturating_sub(1);
+            }
         }
         // Forget failures well behind the play point.
         let floor = from.saturating_sub(self.cfg.window as u64);
@@ -864,8 +916,8 @@ impl Node {
         let rate = f64::from(self.cfg.up_kbps) * 1000.0 / 8.0;
         let dt = now.saturating_duration_since(self.last_refill).as_secs_f64();
         self.last_refill = now;
-        // A burst of at most 100 ms of upload or one big chunk.
-        let burst = (rate * 0.1).max(64.0 * 1024.0);
+        // A burst of at most 200 ms of upload (a chunk may take it below zero).
+        let burst = rate * 0.2;
         self.tokens = (self.tokens + rate * dt).min(burst);
     }
 
@@ -986,6 +1038,17 @@ impl Node {
             }
             if now >= self.next_map {
                 self.next_map = now + MAP_EVERY;
+                // A partner silent for three map periods is gone (its host died).
+                let dead: Vec<ConnId> = self
+                    .partners
+                    .iter()
+                    .filter(|(_, p)| now.saturating_duration_since(p.heard) > 3 * MAP_EVERY)
+                    .map(|(c, _)| *c)
+                    .collect();
+                for c in dead {
+                    self.stats.partners_lost += 1;
+                    self.drop_partner(c, true);
+                }
                 let m = PeerMsg::BufferMap(self.buffer_map());
                 let conns: Vec<ConnId> = self
                     .partners
@@ -1089,6 +1152,7 @@ impl Core for Node {
                         upq: VecDeque::new(),
                         flags: Flags::default(),
                         up_kbps: 0,
+                        heard: now,
                     },
                 );
                 if !conn.is_inbound() {
@@ -1113,6 +1177,7 @@ impl Core for Node {
                 let Some(p) = self.partners.get_mut(&conn) else {
                     return;
                 };
+                p.heard = now;
                 if p.recv.extend(data).is_err() {
                     self.drop_partner(conn, true);
                     return;

@@ -42,6 +42,8 @@ pub struct NodeStats {
     pub timeouts: u64,
     /// Partners' requests refused because their upload queue was full.
     pub requests_refused: u64,
+    /// Partners dropped because they went silent.
+    pub partners_lost: u64,
     /// Most chunks held at once.
     pub held_peak: usize,
 }
