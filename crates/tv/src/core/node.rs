@@ -488,7 +488,9 @@ impl Node {
         if self.leaving || self.source.is_some() {
             return;
         }
-        let have = self.partners.len() + self.dialing.len();
+        // Partners we dialled count towards the target; those that dialled us do not (a
+        // fixed peer is always dialled).
+        let have = self.partners.keys().filter(|c| !c.is_inbound()).count() + self.dialing.len();
         let target = if self.cfg.fixed_peers.is_empty() {
             self.cfg.partners
         } else {
