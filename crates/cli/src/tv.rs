@@ -160,7 +160,11 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 s.chunks,
                 s.keyframe_chunks,
                 s.video_up,
-                if s.input_bytes > 0 { s.video_up as f64 / s.input_bytes as f64 } else { 0.0 }
+                if s.input_bytes > 0 {
+                    s.video_up as f64 / s.input_bytes as f64
+                } else {
+                    0.0
+                }
             );
             Ok(())
         }

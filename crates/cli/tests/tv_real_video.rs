@@ -30,13 +30,25 @@ fn ffprobe(args: &[&str], file: &Path) -> String {
         .arg(file)
         .output()
         .expect("run ffprobe");
-    assert!(o.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 fn frames(file: &Path) -> u64 {
     ffprobe(
-        &["-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"],
+        &[
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ],
         file,
     )
     .split_whitespace()
@@ -48,13 +60,16 @@ fn frames(file: &Path) -> u64 {
 }
 
 fn duration(file: &Path) -> f64 {
-    ffprobe(&["-show_entries", "format=duration", "-of", "csv=p=0"], file)
-        .split_whitespace()
-        .next()
-        .map(|s| s.trim_matches(','))
-        .unwrap_or("")
-        .parse()
-        .expect("a duration")
+    ffprobe(
+        &["-show_entries", "format=duration", "-of", "csv=p=0"],
+        file,
+    )
+    .split_whitespace()
+    .next()
+    .map(|s| s.trim_matches(','))
+    .unwrap_or("")
+    .parse()
+    .expect("a duration")
 }
 
 /// Everything ffmpeg's decoders complain about (`-v error`), decoding every stream.
@@ -65,7 +80,11 @@ fn decode_errors(file: &Path) -> String {
         .args(["-f", "null", "-"])
         .output()
         .expect("run ffmpeg");
-    assert!(o.status.success(), "ffmpeg could not decode {}", file.display());
+    assert!(
+        o.status.success(),
+        "ffmpeg could not decode {}",
+        file.display()
+    );
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
@@ -82,14 +101,29 @@ fn fetch(play: &str, channel: &str, limit: Duration) -> Vec<u8> {
         .expect("an HTTP head");
     let head = String::from_utf8_lossy(&all[..head_end]).to_string();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("content-type: video/mp2t"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: video/mp2t"),
+        "{head}"
+    );
     all[head_end + 4..].to_vec()
 }
 
 fn watcher(tracker: &str, peer: &str) -> (Proc, String, String) {
     let mut p = Proc::start(&[
-        "tv", "watch", "news", "--tracker", tracker, "--listen", "127.0.0.1:0", "--play",
-        "127.0.0.1:0", "--peer", peer, "--linger", "3",
+        "tv",
+        "watch",
+        "news",
+        "--tracker",
+        tracker,
+        "--listen",
+        "127.0.0.1:0",
+        "--play",
+        "127.0.0.1:0",
+        "--peer",
+        peer,
+        "--linger",
+        "3",
     ]);
     let l = p.wait_prefix(Duration::from_secs(30), "tv watch: partners connect to ");
     // "ADDR; play http://PLAY/CHANNEL"
@@ -108,9 +142,29 @@ fn a_real_stream_through_three_relays_decodes_without_errors() {
     let src = dir.path().join("src.ts");
     let st = Command::new("ffmpeg")
         .args([
-            "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi",
-            "-i", "sine=frequency=440:sample_rate=48000", "-t", "8", "-c:v", "libx264",
-            "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "8",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-f",
             "mpegts",
         ])
         .arg(&src)
@@ -122,8 +176,18 @@ fn a_real_stream_through_three_relays_decodes_without_errors() {
     let taddr = tracker.wait_prefix(Duration::from_secs(30), "tv tracker: listening on ");
     let input = format!("127.0.0.1:{}", free_port());
     let mut bc = Proc::start(&[
-        "tv", "broadcast", "--channel", "news", "--input", &format!("tcp://{input}"),
-        "--tracker", &taddr, "--listen", "127.0.0.1:0", "--linger", "5",
+        "tv",
+        "broadcast",
+        "--channel",
+        "news",
+        "--input",
+        &format!("tcp://{input}"),
+        "--tracker",
+        &taddr,
+        "--listen",
+        "127.0.0.1:0",
+        "--linger",
+        "5",
     ]);
     let line = bc.wait_line(Duration::from_secs(30), |l| l.contains(" listening on "));
     let bc_addr = line.rsplit(' ').next().expect("address").to_string();
@@ -144,7 +208,11 @@ fn a_real_stream_through_three_relays_decodes_without_errors() {
         .expect("ffmpeg sends");
     assert!(st.success(), "ffmpeg sent the stream");
     let body = reader.join().expect("the reader");
-    println!("C's play URL served {} bytes, {:.1} s after ffmpeg started", body.len(), t0.elapsed().as_secs_f64());
+    println!(
+        "C's play URL served {} bytes, {:.1} s after ffmpeg started",
+        body.len(),
+        t0.elapsed().as_secs_f64()
+    );
     let out = dir.path().join("out.ts");
     std::fs::write(&out, &body).expect("write");
 
@@ -153,8 +221,15 @@ fn a_real_stream_through_three_relays_decodes_without_errors() {
     assert!(!errors.contains("Packet corrupt") && !errors.contains("continuity"));
     let ingested = std::fs::read(&src).expect("read");
     assert_eq!(frames(&out), frames(&src), "every frame arrived");
-    assert!((duration(&out) - duration(&src)).abs() < 0.05, "same duration");
-    assert_eq!(body.len(), ingested.len(), "every byte the broadcaster ingested");
+    assert!(
+        (duration(&out) - duration(&src)).abs() < 0.05,
+        "same duration"
+    );
+    assert_eq!(
+        body.len(),
+        ingested.len(),
+        "every byte the broadcaster ingested"
+    );
     assert!(body == ingested, "byte for byte");
     tracker.kill9();
 }

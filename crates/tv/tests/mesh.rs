@@ -50,7 +50,9 @@ struct Net {
 
 impl Net {
     fn new(seed: u64, source_up_kbps: u32) -> Net {
-        let mut h = TvHarness::new().with_seed(seed).with_latency(Duration::from_millis(5));
+        let mut h = TvHarness::new()
+            .with_seed(seed)
+            .with_latency(Duration::from_millis(5));
         let tracker = addr(1);
         h.add_at(tracker, Station::Tracker(Tracker::new(Rng::new(seed))));
         let key = SigningKey::from_bytes(&[seed as u8; 32]);
@@ -61,7 +63,12 @@ impl Net {
         let chunking = ChunkerConfig::default();
         h.add_at(
             source,
-            Station::Node(Node::broadcaster(cfg, key.clone(), chunking, Rng::new(seed + 1))),
+            Station::Node(Node::broadcaster(
+                cfg,
+                key.clone(),
+                chunking,
+                Rng::new(seed + 1),
+            )),
         );
         let channel = key.verifying_key().to_bytes();
         Net {
@@ -79,8 +86,10 @@ impl Net {
         let a = addr(i);
         let mut cfg = NodeConfig::viewer(self.channel, a, Some(self.tracker));
         f(&mut cfg);
-        self.h
-            .add_at(a, Station::Node(Node::new(cfg, Rng::new(1000 + u64::from(i)))));
+        self.h.add_at(
+            a,
+            Station::Node(Node::new(cfg, Rng::new(1000 + u64::from(i)))),
+        );
         a
     }
 
@@ -140,7 +149,11 @@ fn a_chain_of_three_relays_plays_every_byte_in_order() {
     net.end();
     for v in [a, b, c] {
         assert!(net.ended(v), "{v} saw the end");
-        assert_eq!(net.played(v), net.ingested, "{v} played every byte in order");
+        assert_eq!(
+            net.played(v),
+            net.ingested,
+            "{v} played every byte in order"
+        );
         let st = net.node(v).stats();
         assert_eq!(st.skipped, 0);
         assert!(st.continuity() >= 0.999, "{v}: {}", st.continuity());
@@ -174,7 +187,11 @@ fn a_late_joiner_starts_at_the_newest_keyframe_chunk_at_once() {
     assert!(seq > 0, "not from the beginning");
     assert!(startup < Duration::from_secs(1), "startup {startup:?}");
     let played = net.played(late);
-    assert_eq!(played[5] & 0x40, 0x40, "the first packet played is a random access point");
+    assert_eq!(
+        played[5] & 0x40,
+        0x40,
+        "the first packet played is a random access point"
+    );
     assert!(net.ended(late) && net.ended(early));
     assert_eq!(net.node(late).stats().skipped, 0);
 }
@@ -264,7 +281,10 @@ fn forged_and_tampered_chunks_are_rejected_and_their_sender_dropped() {
             })
             .collect();
         assert_eq!(forgers, vec![evil], "tamper={tamper}");
-        assert!(net.h.raw(end).is_some_and(|r| r.closed), "the sender was dropped");
+        assert!(
+            net.h.raw(end).is_some_and(|r| r.closed),
+            "the sender was dropped"
+        );
         assert_eq!(net.node(v).stats().forgers_dropped, 1);
         net.feed(2);
         net.end();

@@ -97,7 +97,10 @@ impl Chunker {
     pub fn push(&mut self, now: Instant, wall_us: u64, mut data: &[u8]) {
         while !data.is_empty() {
             if self.partial.is_empty() {
-                let skip = data.iter().position(|&b| b == ts::SYNC).unwrap_or(data.len());
+                let skip = data
+                    .iter()
+                    .position(|&b| b == ts::SYNC)
+                    .unwrap_or(data.len());
                 self.stats.resync_bytes += skip as u64;
                 data = &data[skip..];
                 if data.is_empty() {
@@ -138,7 +141,8 @@ impl Chunker {
             }
         }
         let n = self.packets.len() / TS_PACKET;
-        let rap = h.random_access && (self.video_pids.is_empty() || self.video_pids.contains(&h.pid));
+        let rap =
+            h.random_access && (self.video_pids.is_empty() || self.video_pids.contains(&h.pid));
         if rap {
             let cut = self.psi_run.unwrap_or(n);
             if cut > 0 {

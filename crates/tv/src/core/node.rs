@@ -369,8 +369,19 @@ impl Node {
                 )
             })
             .collect();
-        let asked: Vec<String> = self.asked.iter().take(5).map(|(s, a)| format!("{s}:{:?}r{}", a.from, a.refused)).collect();
-        format!("{next} pos {} held {} asked {:?} partners {:?}", self.position(), self.chunks.len(), asked, parts)
+        let asked: Vec<String> = self
+            .asked
+            .iter()
+            .take(5)
+            .map(|(s, a)| format!("{s}:{:?}r{}", a.from, a.refused))
+            .collect();
+        format!(
+            "{next} pos {} held {} asked {:?} partners {:?}",
+            self.position(),
+            self.chunks.len(),
+            asked,
+            parts
+        )
     }
 
     /// Whether it is playing.
@@ -384,7 +395,9 @@ impl Node {
     }
 
     fn wall(&self, now: Instant) -> u64 {
-        (now.as_micros() as i64).saturating_add(self.cfg.wall_offset_us).max(0) as u64
+        (now.as_micros() as i64)
+            .saturating_add(self.cfg.wall_offset_us)
+            .max(0) as u64
     }
 
     fn flags(&self) -> Flags {
@@ -595,7 +608,10 @@ impl Node {
                     if p.upq.iter().any(|(q, _)| *q == s) {
                         continue;
                     }
-                    if p.upq.len() >= MAX_UPLOAD_QUEUE || queued >= limit || !self.chunks.contains_key(&s) {
+                    if p.upq.len() >= MAX_UPLOAD_QUEUE
+                        || queued >= limit
+                        || !self.chunks.contains_key(&s)
+                    {
                         self.stats.requests_refused += 1;
                         refused.push(s);
                         continue;
@@ -638,10 +654,7 @@ impl Node {
         if self.cfg.verify
             && let Err(error) = c.verify(&self.cfg.channel)
         {
-            let addr = self
-                .partners
-                .get(&conn)
-                .map(|p| p.listen.unwrap_or(p.addr));
+            let addr = self.partners.get(&conn).map(|p| p.listen.unwrap_or(p.addr));
             self.stats.forgers_dropped += 1;
             self.drop_partner(conn, true);
             if let Some(addr) = addr {
@@ -765,7 +778,11 @@ impl Node {
                 continue;
             }
             // Missing: skip it once a later chunk we hold is due.
-            let later = self.chunks.range(next + 1..).next().map(|(_, c)| c.timestamp_us);
+            let later = self
+                .chunks
+                .range(next + 1..)
+                .next()
+                .map(|(_, c)| c.timestamp_us);
             match later {
                 Some(ts) if wall_now > base + ts as i64 => {
                     self.stats.skipped += 1;
@@ -855,16 +872,23 @@ impl Node {
                     p.ready && p.has.contains(&s) && p.inflight < max_inflight && Some(**c) != avoid
                 })
                 .min_by_key(|(c, p)| {
-                    let cap = if p.up_kbps == 0 { 1_000_000 } else { u64::from(p.up_kbps) };
-                    ((p.inflight as u64 + 1) * 1_000_000_000 / cap, c.raw() ^ self.rr)
+                    let cap = if p.up_kbps == 0 {
+                        1_000_000
+                    } else {
+                        u64::from(p.up_kbps)
+                    };
+                    (
+                        (p.inflight as u64 + 1) * 1_000_000_000 / cap,
+                        c.raw() ^ self.rr,
+                    )
                 })
                 .map(|(c, _)| *c)
                 .or_else(|| {
                     // Only the partner that failed has it: ask it again.
                     avoid.filter(|c| {
-                        self.partners
-                            .get(c)
-                            .is_some_and(|p| p.ready && p.has.contains(&s) && p.inflight < max_inflight)
+                        self.partners.get(c).is_some_and(|p| {
+                            p.ready && p.has.contains(&s) && p.inflight < max_inflight
+                        })
                     })
                 });
             let Some(conn) = best else { continue };
@@ -896,7 +920,11 @@ impl Node {
         }
         // Forget failures well behind the play point.
         let floor = from.saturating_sub(self.cfg.window as u64);
-        while self.failed.first_key_value().is_some_and(|(&s, _)| s < floor) {
+        while self
+            .failed
+            .first_key_value()
+            .is_some_and(|(&s, _)| s < floor)
+        {
             self.failed.pop_first();
         }
     }
@@ -909,14 +937,22 @@ impl Node {
         }
         let rate = f64::from(self.cfg.up_kbps) * 1000.0 / 8.0;
         let n = self.chunks.len().max(1);
-        let avg = self.chunks.values().rev().take(16).map(|c| c.payload.len()).sum::<usize>() as f64
+        let avg = self
+            .chunks
+            .values()
+            .rev()
+            .take(16)
+            .map(|c| c.payload.len())
+            .sum::<usize>() as f64
             / n.min(16) as f64;
         ((rate * REQUEST_TIMEOUT.as_secs_f64() / 2.0 / avg.max(188.0)) as usize).max(2)
     }
 
     fn refill(&mut self, now: Instant) {
         let rate = f64::from(self.cfg.up_kbps) * 1000.0 / 8.0;
-        let dt = now.saturating_duration_since(self.last_refill).as_secs_f64();
+        let dt = now
+            .saturating_duration_since(self.last_refill)
+            .as_secs_f64();
         self.last_refill = now;
         // A burst of at most 200 ms of upload (a chunk may take it below zero).
         let burst = rate * 0.2;
@@ -946,7 +982,8 @@ impl Node {
                 if limited && self.tokens <= 0.0 {
                     return;
                 }
-                let Some((seq, at)) = self.partners.get_mut(&conn).and_then(|p| p.upq.pop_front()) else {
+                let Some((seq, at)) = self.partners.get_mut(&conn).and_then(|p| p.upq.pop_front())
+                else {
                     continue;
                 };
                 if now.saturating_duration_since(at) >= REQUEST_TIMEOUT {
@@ -990,7 +1027,8 @@ impl Node {
                 && channel == self.cfg.channel
             {
                 for p in peers {
-                    if p.addr == self.cfg.listen || self.candidates.iter().any(|c| c.addr == p.addr) {
+                    if p.addr == self.cfg.listen || self.candidates.iter().any(|c| c.addr == p.addr)
+                    {
                         continue;
                     }
                     if self.candidates.len() >= MAX_CANDIDATES {
@@ -1235,7 +1273,13 @@ impl Core for Node {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        if now >= self.next_tick || self.source.as_ref().and_then(|c| c.poll_timeout()).is_some_and(|t| now >= t) {
+        if now >= self.next_tick
+            || self
+                .source
+                .as_ref()
+                .and_then(|c| c.poll_timeout())
+                .is_some_and(|t| now >= t)
+        {
             self.tick(now);
         }
     }

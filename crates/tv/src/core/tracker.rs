@@ -184,7 +184,8 @@ impl Tracker {
                                 handed: 0,
                             },
                         );
-                        self.events.push_back(TrackerEvent::Joined { channel, addr });
+                        self.events
+                            .push_back(TrackerEvent::Joined { channel, addr });
                     }
                     None => {}
                 }
@@ -213,7 +214,12 @@ impl Tracker {
             .map(|e| u64::from(e.info.up_kbps))
             .sum();
         let short = supply < demand;
-        let newest = ch.peers.values().map(|e| e.info.position).max().unwrap_or(0);
+        let newest = ch
+            .peers
+            .values()
+            .map(|e| e.info.position)
+            .max()
+            .unwrap_or(0);
         let mut scored: Vec<(f64, u64, SocketAddr)> = ch
             .peers
             .values()

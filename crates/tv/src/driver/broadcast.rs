@@ -174,7 +174,8 @@ pub async fn broadcast(opts: BroadcastOpts) -> Result<BroadcastSummary, TvError>
         summary.input_secs = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
     }
     if summary.input_secs > 0.0 {
-        summary.bitrate_kbps = (summary.input_bytes as f64 * 8.0 / summary.input_secs / 1000.0) as u32;
+        summary.bitrate_kbps =
+            (summary.input_bytes as f64 * 8.0 / summary.input_secs / 1000.0) as u32;
     }
     Ok(summary)
 }
@@ -205,7 +206,11 @@ async fn read_input(
                 .map_err(io(format!("binding the input on {addr}")))?;
             let mut got = false;
             loop {
-                let wait = if got { udp_idle } else { Duration::from_secs(3600) };
+                let wait = if got {
+                    udp_idle
+                } else {
+                    Duration::from_secs(3600)
+                };
                 match tokio::time::timeout(wait, s.recv(&mut buf)).await {
                     Ok(Ok(n)) => {
                         got = true;

@@ -106,7 +106,10 @@ pub async fn list_channels(addr: SocketAddr) -> Result<Vec<ChannelInfo>, TvError
         let mut buf = RecvBuf::new(FRAME.max_frame_len());
         let mut tmp = vec![0u8; 16 * 1024];
         loop {
-            let n = s.read(&mut tmp).await.map_err(io("reading from the tracker"))?;
+            let n = s
+                .read(&mut tmp)
+                .await
+                .map_err(io("reading from the tracker"))?;
             if n == 0 {
                 return Err(TvError::Tracker {
                     addr,

@@ -11,7 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Handle, TvError, channel_hex, io, node_config, parse_channel_hex, resolve, wall_offset_us};
+use super::{
+    Handle, TvError, channel_hex, io, node_config, parse_channel_hex, resolve, wall_offset_us,
+};
 use crate::core::{Node, NodeCommand, NodeConfig, NodeEvent, NodeStats};
 use crate::wire::chunk::{ChannelId, Chunk};
 
@@ -89,12 +91,14 @@ impl WatchReport {
             "channel,name,startup_s,first_byte_s,lag_p5_s,lag_p50_s,lag_p95_s,continuity,played,skipped,video_down_bytes,video_up_bytes,control_overhead,forgers_dropped,repaired,partners\n",
         );
         for c in &self.channels {
-            let fb = c.first_byte_s.first().map_or(String::new(), |v| format!("{v:.3}"));
-            let (l5, l50, l95) = c
-                .lag_s
-                .map_or((String::new(), String::new(), String::new()), |(a, b, d)| {
-                    (format!("{a:.3}"), format!("{b:.3}"), format!("{d:.3}"))
-                });
+            let fb = c
+                .first_byte_s
+                .first()
+                .map_or(String::new(), |v| format!("{v:.3}"));
+            let (l5, l50, l95) = c.lag_s.map_or(
+                (String::new(), String::new(), String::new()),
+                |(a, b, d)| (format!("{a:.3}"), format!("{b:.3}"), format!("{d:.3}")),
+            );
             s.push_str(&format!(
                 "{},{},{},{},{},{},{},{:.4},{},{},{},{},{:.5},{},{},{}\n",
                 c.channel,
@@ -206,7 +210,13 @@ impl Ctx {
         let bound = node.local.tcp.unwrap_or(listen);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(pump(node, shared.clone(), stop_rx, name.to_string(), self.opts.progress));
+        let task = tokio::spawn(pump(
+            node,
+            shared.clone(),
+            stop_rx,
+            name.to_string(),
+            self.opts.progress,
+        ));
         lock(&self.chans).push(Chan {
             name: name.to_string(),
             id,
@@ -329,15 +339,27 @@ async fn serve_player(mut sock: TcpStream, ctx: Arc<Ctx>) -> Result<(), TvError>
             Ok(Some((h, _))) => break h,
             Ok(None) => continue,
             Err(e) => {
-                let _ = sock.write_all(&ResponseHead::new(400).header("Connection", "close").to_bytes()).await;
+                let _ = sock
+                    .write_all(
+                        &ResponseHead::new(400)
+                            .header("Connection", "close")
+                            .to_bytes(),
+                    )
+                    .await;
                 return Err(TvError::Usage(format!("bad request from the player: {e}")));
             }
         }
     };
-    let name = servent_http::percent_decode_str(head.path().trim_start_matches('/')).unwrap_or_default();
+    let name =
+        servent_http::percent_decode_str(head.path().trim_start_matches('/')).unwrap_or_default();
     if head.method != "GET" || name.is_empty() || name.contains('/') {
         let _ = sock
-            .write_all(&ResponseHead::new(404).header("Connection", "close").header("Content-Length", "0").to_bytes())
+            .write_all(
+                &ResponseHead::new(404)
+                    .header("Connection", "close")
+                    .header("Content-Length", "0")
+                    .to_bytes(),
+            )
             .await;
         return Ok(());
     }
@@ -346,7 +368,12 @@ async fn serve_player(mut sock: TcpStream, ctx: Arc<Ctx>) -> Result<(), TvError>
         Ok(s) => s,
         Err(e) => {
             let _ = sock
-                .write_all(&ResponseHead::new(404).header("Connection", "close").header("Content-Length", "0").to_bytes())
+                .write_all(
+                    &ResponseHead::new(404)
+                        .header("Connection", "close")
+                        .header("Content-Length", "0")
+                        .to_bytes(),
+                )
                 .await;
             return Err(e);
         }
@@ -365,7 +392,9 @@ async fn serve_player(mut sock: TcpStream, ctx: Arc<Ctx>) -> Result<(), TvError>
         .header("Content-Type", "video/mp2t")
         .header("Cache-Control", "no-cache")
         .header("Connection", "close");
-    sock.write_all(&resp.to_bytes()).await.map_err(io("writing to the player"))?;
+    sock.write_all(&resp.to_bytes())
+        .await
+        .map_err(io("writing to the player"))?;
     let mut first = true;
     while let Some(c) = rx.recv().await {
         if sock.write_all(&c.payload).await.is_err() {
@@ -373,7 +402,9 @@ async fn serve_player(mut sock: TcpStream, ctx: Arc<Ctx>) -> Result<(), TvError>
         }
         if first {
             first = false;
-            lock(&shared).first_byte_s.push(asked.elapsed().as_secs_f64());
+            lock(&shared)
+                .first_byte_s
+                .push(asked.elapsed().as_secs_f64());
         }
     }
     let _ = sock.shutdown().await;

@@ -122,8 +122,11 @@ impl Chunk {
         }
         let key =
             VerifyingKey::from_bytes(channel).map_err(|_| ChunkError::BadSignature(self.seq))?;
-        key.verify(&self.signed_bytes(), &Signature::from_bytes(&self.signature))
-            .map_err(|_| ChunkError::BadSignature(self.seq))
+        key.verify(
+            &self.signed_bytes(),
+            &Signature::from_bytes(&self.signature),
+        )
+        .map_err(|_| ChunkError::BadSignature(self.seq))
     }
 
     /// Appends the encoded chunk.

@@ -72,7 +72,9 @@ impl BufferMap {
             return false;
         }
         let i = i as usize;
-        self.bits.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
+        self.bits
+            .get(i / 8)
+            .is_some_and(|b| b & (1 << (i % 8)) != 0)
     }
 
     /// The map of the chunk numbers in `seqs` (ascending), at most [`MAX_MAP_BITS`] from the
@@ -296,7 +298,11 @@ impl PeerMsg {
                 end(out, at);
             }
             PeerMsg::Request(seqs) | PeerMsg::Refuse(seqs) => {
-                let ty = if matches!(self, PeerMsg::Request(_)) { T_REQUEST } else { T_REFUSE };
+                let ty = if matches!(self, PeerMsg::Request(_)) {
+                    T_REQUEST
+                } else {
+                    T_REFUSE
+                };
                 let at = begin(out, ty);
                 let seqs = &seqs[..seqs.len().min(MAX_REQUEST)];
                 out.extend_from_slice(&(seqs.len() as u16).to_be_bytes());

@@ -106,7 +106,10 @@ pub fn pat_pmt_pids(p: &[u8], h: &TsHeader) -> Vec<u16> {
 
 /// Whether an elementary stream type is video (MPEG-1/2, MPEG-4 part 2, H.264, H.265, …).
 pub fn is_video_type(stream_type: u8) -> bool {
-    matches!(stream_type, 0x01 | 0x02 | 0x10 | 0x1b | 0x20 | 0x24 | 0x42 | 0xd1 | 0xea)
+    matches!(
+        stream_type,
+        0x01 | 0x02 | 0x10 | 0x1b | 0x20 | 0x24 | 0x42 | 0xd1 | 0xea
+    )
 }
 
 /// The video PIDs a PMT packet names.
@@ -152,8 +155,15 @@ mod tests {
     #[test]
     fn header_fields_and_random_access() {
         let h = parse_header(&packet(0x100, true, 7)).unwrap();
-        assert_eq!((h.pid, h.cc, h.random_access, h.payload_offset), (0x100, 7, true, 6));
-        assert!(!parse_header(&packet(0x100, false, 0)).unwrap().random_access);
+        assert_eq!(
+            (h.pid, h.cc, h.random_access, h.payload_offset),
+            (0x100, 7, true, 6)
+        );
+        assert!(
+            !parse_header(&packet(0x100, false, 0))
+                .unwrap()
+                .random_access
+        );
     }
 
     #[test]
@@ -182,8 +192,8 @@ mod tests {
         // table 2, len 23: prog 1, ver, sec, last, pcr 0x100, info 0,
         // h264 pid 0x100, aac pid 0x101, crc
         pmt[4..31].copy_from_slice(&[
-            0, 2, 0xb0, 23, 0, 1, 0xc1, 0, 0, 0xe1, 0x00, 0xf0, 0, 0x1b, 0xe1, 0x00, 0xf0, 0,
-            0x0f, 0xe1, 0x01, 0xf0, 0, 1, 2, 3, 4,
+            0, 2, 0xb0, 23, 0, 1, 0xc1, 0, 0, 0xe1, 0x00, 0xf0, 0, 0x1b, 0xe1, 0x00, 0xf0, 0, 0x0f,
+            0xe1, 0x01, 0xf0, 0, 1, 2, 3, 4,
         ]);
         let h = parse_header(&pmt).unwrap();
         assert_eq!(pmt_video_pids(&pmt, &h), vec![0x100]);
