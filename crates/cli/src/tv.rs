@@ -46,6 +46,9 @@ enum Sub {
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(7..=1394))]
         chunk_packets: u32,
     },
+    /// Run only the demo's TV section (two live channels, 20 viewers, one switch).
+    #[command(hide = true)]
+    Demo,
     /// Run the channel tracker and directory.
     #[command(after_help = crate::common::EXIT_CODES_HELP)]
     Tracker {
@@ -168,6 +171,22 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             );
             Ok(())
         }
+        Sub::Demo => {
+            let sec = demo(std::path::Path::new(".")).await?;
+            for r in &sec.rows {
+                println!(
+                    "{} {:<42} {}",
+                    if r.ok { "ok  " } else { "FAIL" },
+                    r.check,
+                    r.result
+                );
+            }
+            if sec.ok() {
+                Ok(())
+            } else {
+                anyhow::bail!("some TV demo checks failed")
+            }
+        }
         Sub::Tracker { listen } => {
             driver::run_tracker(TrackerOpts {
                 listen,
@@ -249,4 +268,224 @@ mod tests {
         assert_eq!(parse_rate("3400000"), Ok(3400));
         assert!(parse_rate("fast").is_err());
     }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+fn free_addr() -> Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?)
+}
+
+/// Reads `http://play/channel` for `secs`, returns (bytes, seconds to the first byte).
+async fn read_play(play: SocketAddr, channel: &str, secs: f64) -> Result<(u64, Option<f64>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t0 = std::time::Instant::now();
+    let mut s = tokio::net::TcpStream::connect(play).await?;
+    s.write_all(format!("GET /{channel} HTTP/1.1\r\nHost: {play}\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut head = Vec::new();
+    let mut body = 0u64;
+    let mut first = None;
+    while t0.elapsed().as_secs_f64() < secs {
+        let left = Duration::from_secs_f64((secs - t0.elapsed().as_secs_f64()).max(0.01));
+        let n = match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Err(_) => break,
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(e.into()),
+        };
+        if head.len() < 4 || !head.ends_with(b"\r\n\r\n") {
+            // Still in the head: split it off.
+            let mut i = 0;
+            while i < n && !head.ends_with(b"\r\n\r\n") {
+                head.push(buf[i]);
+                i += 1;
+            }
+            body += (n - i) as u64;
+        } else {
+            body += n as u64;
+        }
+        if body > 0 && first.is_none() {
+            first = Some(t0.elapsed().as_secs_f64());
+        }
+    }
+    Ok((body, first))
+}
+
+/// The demo's TV section: ffmpeg's test source live on two channels, 20 viewers, one switch.
+pub async fn demo(_out: &std::path::Path) -> Result<crate::demo::DemoSection> {
+    let mut sec = crate::demo::DemoSection::new("P2P TV");
+    let ok = std::process::Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        sec.row(
+            "ffmpeg test source",
+            "ffmpeg is not installed (apt-get install ffmpeg)",
+            false,
+        );
+        return Ok(sec);
+    }
+    let tracker = free_addr()?;
+    let ttask = tokio::spawn(driver::run_tracker(TrackerOpts {
+        listen: tracker,
+        on_ready: None,
+        verbose: false,
+    }));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let secs = 14u64;
+    let mut bcs = Vec::new();
+    let mut encoders = Vec::new();
+    for name in ["news", "sport"] {
+        let input = free_addr()?;
+        let key = driver::load_or_create_key(None)?;
+        let opts = BroadcastOpts {
+            name: name.to_string(),
+            input: InputUrl::Tcp(input),
+            tracker,
+            listen: "127.0.0.1:0".parse()?,
+            up_kbps: 0,
+            key,
+            linger: Duration::from_secs(2),
+            udp_idle: Duration::from_secs(10),
+            chunking: ChunkerConfig::default(),
+            on_ready: None,
+        };
+        bcs.push(tokio::spawn(driver::broadcast(opts)));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let freq = if name == "news" { "440" } else { "660" };
+        encoders.push(
+            std::process::Command::new("ffmpeg")
+                .args([
+                    "-v",
+                    "error",
+                    "-re",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc=size=320x240:rate=25",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    &format!("sine=frequency={freq}:sample_rate=48000"),
+                    "-t",
+                    &(secs + 4).to_string(),
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-g",
+                    "25",
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-c:a",
+                    "aac",
+                    "-f",
+                    "mpegts",
+                    &format!("tcp://{input}"),
+                ])
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .context("starting ffmpeg")?,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut viewers = Vec::new();
+    let mut plays = Vec::new();
+    for i in 0..20usize {
+        let channel = if i < 14 { "news" } else { "sport" };
+        let play = free_addr()?;
+        plays.push(play);
+        let opts = WatchOpts {
+            channel: channel.to_string(),
+            tracker,
+            listen: "127.0.0.1:0".parse()?,
+            play,
+            up_kbps: 3400,
+            supernode: i == 0,
+            peers: Vec::new(),
+            partners: 4,
+            buffer: Duration::from_millis(1500),
+            duration: Some(Duration::from_secs(secs - 2)),
+            linger: Duration::from_secs(1),
+            csv: None,
+            on_ready: None,
+            progress: false,
+        };
+        viewers.push(tokio::spawn(driver::watch(opts)));
+    }
+    // Viewer 1 plays news, then switches to sport on the same play endpoint.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let p1 = plays[1];
+    let watching = tokio::spawn(async move { read_play(p1, "news", 5.0).await });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let switched = read_play(p1, "sport", 3.0).await;
+    let before = watching.await?;
+    let (switched, before) = match (switched, before) {
+        (Ok(s), Ok(b)) => (s, b),
+        (Err(e), _) | (_, Err(e)) => {
+            for e in encoders.iter_mut() {
+                let _ = e.kill();
+                let _ = e.wait();
+            }
+            return Err(e.context("the channel switch"));
+        }
+    };
+    let mut reports = Vec::new();
+    for v in viewers {
+        reports.push(v.await?.context("a demo viewer")?);
+    }
+    for e in encoders.iter_mut() {
+        let _ = e.kill();
+        let _ = e.wait();
+    }
+    let mut up = 0u64;
+    let mut input = 0u64;
+    for b in bcs {
+        let s = b.await?.context("a demo broadcaster")?;
+        up += s.video_up;
+        input += s.input_bytes;
+    }
+    ttask.abort();
+    let mut worst = 1.0f64;
+    for (i, r) in reports.iter().enumerate() {
+        let Some(c) = r.channels.first() else {
+            continue;
+        };
+        worst = worst.min(c.continuity);
+        let good = c.continuity >= 0.99 && c.startup_s.is_some_and(|s| s <= 1.5);
+        sec.row(
+            format!("viewer {i:>2} ({})", c.name),
+            format!(
+                "startup {}, lag p50 {}, continuity {:.4} ({} played, {} skipped)",
+                c.startup_s.map_or("-".into(), |v| format!("{v:.2} s")),
+                c.lag_s.map_or("-".into(), |l| format!("{:.2} s", l.1)),
+                c.continuity,
+                c.stats.played,
+                c.stats.skipped
+            ),
+            good,
+        );
+    }
+    sec.row(
+        "channel switch news -> sport (viewer 1)",
+        format!(
+            "news played {} bytes; sport's first byte after {} ({} bytes in 3 s)",
+            before.0,
+            switched.1.map_or("never".into(), |v| format!("{v:.2} s")),
+            switched.0
+        ),
+        switched.1.is_some_and(|v| v <= 2.0) && before.0 > 0,
+    );
+    sec.row(
+        "source upload / ingested",
+        format!(
+            "{:.2}x for 2 channels and 20 viewers (client-server: 10x on average)",
+            up as f64 / input.max(1) as f64
+        ),
+        input > 0,
+    );
+    let _ = worst;
+    Ok(sec)
 }
