@@ -257,19 +257,6 @@ pub async fn run(cmd: Cmd) -> Result<()> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_rate;
-
-    #[test]
-    fn rates_parse_with_suffixes() {
-        assert_eq!(parse_rate("1.7M"), Ok(1700));
-        assert_eq!(parse_rate("800k"), Ok(800));
-        assert_eq!(parse_rate("3400000"), Ok(3400));
-        assert!(parse_rate("fast").is_err());
-    }
-}
-
 /// A port on 127.0.0.1 that was free a moment ago.
 fn free_addr() -> Result<SocketAddr> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
@@ -488,4 +475,17 @@ pub async fn demo(_out: &std::path::Path) -> Result<crate::demo::DemoSection> {
     );
     let _ = worst;
     Ok(sec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates_parse_with_suffixes() {
+        assert_eq!(parse_rate("1.7M"), Ok(1700));
+        assert_eq!(parse_rate("800k"), Ok(800));
+        assert_eq!(parse_rate("3400000"), Ok(3400));
+        assert!(parse_rate("fast").is_err());
+    }
 }
