@@ -38,6 +38,21 @@ fn ffprobe(args: &[&str], file: &Path) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// ffprobe's csv output may list a value per program and per stream: the first one.
+trait ParseFirst {
+    fn parse_first<T: std::str::FromStr>(&self) -> Result<T, T::Err>;
+}
+
+impl ParseFirst for String {
+    fn parse_first<T: std::str::FromStr>(&self) -> Result<T, T::Err> {
+        self.split_whitespace()
+            .next()
+            .map(|s| s.trim_matches(','))
+            .unwrap_or("")
+            .parse()
+    }
+}
+
 fn frames(file: &Path) -> u64 {
     ffprobe(
         &[
@@ -51,11 +66,7 @@ fn frames(file: &Path) -> u64 {
         ],
         file,
     )
-    .split_whitespace()
-    .next()
-    .map(|s| s.trim_matches(','))
-    .unwrap_or("")
-    .parse()
+    .parse_first()
     .expect("a frame count")
 }
 

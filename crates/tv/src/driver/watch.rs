@@ -321,6 +321,14 @@ async fn pump(
     }
 }
 
+/// Answers 404 (an unknown channel or path); the connection closes after it.
+async fn not_found(sock: &mut TcpStream) {
+    let head = ResponseHead::new(404)
+        .header("Connection", "close")
+        .header("Content-Length", "0");
+    let _ = sock.write_all(&head.to_bytes()).await;
+}
+
 /// Serves one player connection.
 async fn serve_player(mut sock: TcpStream, ctx: Arc<Ctx>) -> Result<(), TvError> {
     let asked = std::time::Instant::now();
@@ -353,28 +361,14 @@ async fn serve_player(mut sock: TcpStream, ctx: Arc<Ctx>) -> Result<(), TvError>
     let name =
         servent_http::percent_decode_str(head.path().trim_start_matches('/')).unwrap_or_default();
     if head.method != "GET" || name.is_empty() || name.contains('/') {
-        let _ = sock
-            .write_all(
-                &ResponseHead::new(404)
-                    .header("Connection", "close")
-                    .header("Content-Length", "0")
-                    .to_bytes(),
-            )
-            .await;
+        not_found(&mut sock).await;
         return Ok(());
     }
     let listen = SocketAddr::new(ctx.opts.listen.ip(), 0);
     let shared = match ctx.join(&name, listen).await {
         Ok(s) => s,
         Err(e) => {
-            let _ = sock
-                .write_all(
-                    &ResponseHead::new(404)
-                        .header("Connection", "close")
-                        .header("Content-Length", "0")
-                        .to_bytes(),
-                )
-                .await;
+            not_found(&mut sock).await;
             return Err(e);
         }
     };
