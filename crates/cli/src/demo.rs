@@ -96,6 +96,7 @@ pub async fn run(out: &Path) -> Result<()> {
         "Coin pool (Stratum v1, PPLNS)",
         crate::coin_pool::demo_pool(out, 8).await,
     ));
+    sections.push(section_or_failure("P2P TV", crate::tv::demo(out).await));
     print_table(&sections);
     let path = out.join("report.html");
     write_report(&path, &sections)?;

@@ -22,6 +22,7 @@ mod dht;
 mod gnutella;
 mod napster;
 mod torrent;
+mod tv;
 
 /// servent: the classic peer-to-peer systems, for real.
 #[derive(Parser, Debug)]
@@ -61,6 +62,8 @@ enum Command {
     Gnutella(gnutella::Cmd),
     /// Napster (OpenNap): run the index server; share, search, get, browse, chat.
     Napster(napster::Cmd),
+    /// Live P2P TV: broadcast a channel, run its tracker, list channels, watch and forward.
+    Tv(tv::Cmd),
     /// BitTorrent: create/show torrents, run a tracker, seed and download.
     Torrent(torrent::Cmd),
 }
@@ -109,6 +112,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Dht(cmd) => dht::run(cmd).await,
             Command::Gnutella(cmd) => gnutella::run(cmd).await,
             Command::Napster(cmd) => napster::run(cmd).await,
+            Command::Tv(cmd) => tv::run(cmd).await,
             Command::Torrent(cmd) => torrent::run(cmd).await,
         }
     })
