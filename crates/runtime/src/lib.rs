@@ -21,3 +21,20 @@ pub use driver::{
 };
 pub use random::{OsRandomError, os_random, os_rng};
 pub use share::{ShareError, ShareIndex, SharedFile};
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM (a service manager's or `kill`'s stop), whichever
+/// comes first: a long-running driver's normal end.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

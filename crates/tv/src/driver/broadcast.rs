@@ -117,7 +117,7 @@ pub async fn broadcast(opts: BroadcastOpts) -> Result<BroadcastSummary, TvError>
     let mut started: Option<std::time::Instant> = None;
     let mut ended_at: Option<std::time::Instant> = None;
     let mut progress = tokio::time::interval(Duration::from_secs(5));
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = servent_runtime::stop_signal();
     tokio::pin!(ctrl_c);
     loop {
         if let Some(t) = ended_at

@@ -29,7 +29,7 @@ pub async fn run_tracker(opts: TrackerOpts) -> Result<(), TvError> {
     if let Some(f) = opts.on_ready {
         f(addr);
     }
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = servent_runtime::stop_signal();
     tokio::pin!(ctrl_c);
     loop {
         tokio::select! {

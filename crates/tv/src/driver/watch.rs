@@ -441,7 +441,7 @@ pub async fn watch(opts: WatchOpts) -> Result<WatchReport, TvError> {
     let mut ended_at: Option<std::time::Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut n = 0u64;
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = servent_runtime::stop_signal();
     tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
