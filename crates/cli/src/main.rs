@@ -21,6 +21,7 @@ mod coin_wallet;
 mod dht;
 mod gnutella;
 mod napster;
+mod store;
 mod torrent;
 
 /// servent: the classic peer-to-peer systems, for real.
@@ -61,6 +62,8 @@ enum Command {
     Gnutella(gnutella::Cmd),
     /// Napster (OpenNap): run the index server; share, search, get, browse, chat.
     Napster(napster::Cmd),
+    /// P2P cloud storage: encrypted, erasure-coded files over the DHT (node, put, get, ls, rm).
+    Store(store::Cmd),
     /// BitTorrent: create/show torrents, run a tracker, seed and download.
     Torrent(torrent::Cmd),
 }
@@ -105,6 +108,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Sim(cmd) => sim::run(cmd).await,
             Command::Ping(cmd) => ping::run(cmd).await,
             Command::Chord(cmd) => chord::run(cmd).await,
+            Command::Store(cmd) => store::run(cmd).await,
             Command::Coin(cmd) => coin::run(cmd).await,
             Command::Dht(cmd) => dht::run(cmd).await,
             Command::Gnutella(cmd) => gnutella::run(cmd).await,
