@@ -119,13 +119,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         }
         _ => (s, 1),
     };
-    let n: u64 = num.trim().parse().map_err(|_| format!("{s:?} is not a size like 500M"))?;
-    n.checked_mul(mul).ok_or_else(|| format!("{s:?} is too large"))
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 500M"))?;
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 fn caps_path(given: Option<PathBuf>) -> PathBuf {
     given.unwrap_or_else(|| {
-        let base = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        let base = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
         base.join(".local/share/servent/store-caps")
     })
 }
@@ -143,7 +149,8 @@ fn remember(path: &Path, line: &str) -> Result<()> {
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
@@ -256,7 +263,11 @@ pub async fn run(cmd: Cmd) -> Result<()> {
                 let text = std::fs::read_to_string(&p).unwrap_or_default();
                 for line in text.lines() {
                     let mut it = line.split('\t');
-                    let (c, size, name) = (it.next().unwrap_or(""), it.next().unwrap_or(""), it.next().unwrap_or(""));
+                    let (c, size, name) = (
+                        it.next().unwrap_or(""),
+                        it.next().unwrap_or(""),
+                        it.next().unwrap_or(""),
+                    );
                     let size: u64 = size.parse().unwrap_or(0);
                     println!("{name}\t{}\t{c}", fmt_bytes(size));
                 }
@@ -268,9 +279,20 @@ pub async fn run(cmd: Cmd) -> Result<()> {
             }
             let c = client(&Join { bootstrap }, Params::default()).await?;
             let m = c.manifest(&cap).await?;
-            println!("{} ({}-of-{}, {} segments of {})", m.name, m.k, m.n, m.segments().count(), fmt_bytes(u64::from(m.segment_size)));
+            println!(
+                "{} ({}-of-{}, {} segments of {})",
+                m.name,
+                m.k,
+                m.n,
+                m.segments().count(),
+                fmt_bytes(u64::from(m.segment_size))
+            );
             for f in &m.files {
-                let p = if f.path.is_empty() { m.name.as_str() } else { f.path.as_str() };
+                let p = if f.path.is_empty() {
+                    m.name.as_str()
+                } else {
+                    f.path.as_str()
+                };
                 println!("{}\t{}", fmt_bytes(f.size), p);
             }
             Ok(())

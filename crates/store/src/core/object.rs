@@ -55,7 +55,9 @@ impl Params {
             return Err(ObjectError::Params("need 1 <= k <= 100 and k <= n <= 500"));
         }
         if !super::segment::supported(self.k as usize, self.n as usize) {
-            return Err(ObjectError::Params("k-of-n not supported by the erasure coder"));
+            return Err(ObjectError::Params(
+                "k-of-n not supported by the erasure coder",
+            ));
         }
         if self.segment_size < 1024 || self.segment_size > MAX_SEGMENT {
             return Err(ObjectError::Params("segment size must be 1 KiB..16 MiB"));
@@ -163,7 +165,23 @@ mod tests {
         assert_eq!(p.segment_range(1025, 1), (1024, 1025));
         assert_eq!(p.segment_range(0, 0), (0, 0));
         assert!(p.check().is_ok());
-        assert!(Params { k: 100, n: 500, segment_size: 1024 }.check().is_ok());
-        assert!(Params { k: 5, n: 4, segment_size: 1024 }.check().is_err());
+        assert!(
+            Params {
+                k: 100,
+                n: 500,
+                segment_size: 1024
+            }
+            .check()
+            .is_ok()
+        );
+        assert!(
+            Params {
+                k: 5,
+                n: 4,
+                segment_size: 1024
+            }
+            .check()
+            .is_err()
+        );
     }
 }

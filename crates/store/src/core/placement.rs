@@ -29,7 +29,12 @@ pub fn by_distance(target: &Id, cands: &[Candidate]) -> Vec<Candidate> {
 
 /// n distinct nodes for a segment keyed `target`, skipping `excluded` addresses; `None`
 /// when fewer than n distinct candidates remain.
-pub fn place(target: &Id, n: usize, cands: &[Candidate], excluded: &[String]) -> Option<Vec<Candidate>> {
+pub fn place(
+    target: &Id,
+    n: usize,
+    cands: &[Candidate],
+    excluded: &[String],
+) -> Option<Vec<Candidate>> {
     let v: Vec<Candidate> = by_distance(target, cands)
         .into_iter()
         .filter(|c| !excluded.contains(&c.addr))
@@ -40,7 +45,12 @@ pub fn place(target: &Id, n: usize, cands: &[Candidate], excluded: &[String]) ->
 
 /// The next node for a shard whose holder failed: the closest candidate that is neither
 /// excluded nor already used by the segment.
-pub fn replacement(target: &Id, cands: &[Candidate], used: &[String], excluded: &[String]) -> Option<Candidate> {
+pub fn replacement(
+    target: &Id,
+    cands: &[Candidate],
+    used: &[String],
+    excluded: &[String],
+) -> Option<Candidate> {
     by_distance(target, cands)
         .into_iter()
         .find(|c| !used.contains(&c.addr) && !excluded.contains(&c.addr))

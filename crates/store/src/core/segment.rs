@@ -72,7 +72,10 @@ fn aad(file: u32, seg: u64) -> [u8; 12] {
 
 /// Whether `k`-of-`n` is supported (1 ≤ k ≤ n ≤ 500, k ≤ 100 recommended by the issue).
 pub fn supported(k: usize, n: usize) -> bool {
-    k >= 1 && n >= k && n <= 500 && (n == k || reed_solomon_simd::ReedSolomonEncoder::supports(k, n - k))
+    k >= 1
+        && n >= k
+        && n <= 500
+        && (n == k || reed_solomon_simd::ReedSolomonEncoder::supports(k, n - k))
 }
 
 /// The shard size for a ciphertext of `cipher_len` bytes in `k` shards.
@@ -160,7 +163,10 @@ pub fn rebuild_shards(
         }
     }
     if orig.iter().any(Option::is_none) {
-        let o = good.iter().filter(|(i, _)| *i < k).map(|(i, s)| (*i, s.as_slice()));
+        let o = good
+            .iter()
+            .filter(|(i, _)| *i < k)
+            .map(|(i, s)| (*i, s.as_slice()));
         let r = good
             .iter()
             .filter(|(i, _)| *i >= k)
@@ -200,7 +206,10 @@ pub fn decode_segment(
     hashes: &[[u8; 32]],
     have: &[Option<Vec<u8>>],
 ) -> Result<Vec<u8>, SegmentError> {
-    if cipher_len < TAG || shard_size * k < cipher_len || shard_size != self::shard_size(cipher_len, k) {
+    if cipher_len < TAG
+        || shard_size * k < cipher_len
+        || shard_size != self::shard_size(cipher_len, k)
+    {
         return Err(SegmentError::Sizes);
     }
     if !supported(k, n) || hashes.len() != n || have.len() != n {
@@ -239,7 +248,12 @@ pub fn decode_segment(
 mod tests {
     use super::*;
 
-    fn roundtrip(plain: &[u8], k: usize, n: usize, drop: &[usize]) -> Result<Vec<u8>, SegmentError> {
+    fn roundtrip(
+        plain: &[u8],
+        k: usize,
+        n: usize,
+        drop: &[usize],
+    ) -> Result<Vec<u8>, SegmentError> {
         let key = [9u8; 32];
         let e = encode_segment(&key, 1, 2, plain, k, n)?;
         let mut have: Vec<Option<Vec<u8>>> = e.shards.iter().cloned().map(Some).collect();
@@ -292,7 +306,17 @@ mod tests {
         // the decoder skips the bad shard (its hash fails) and rebuilds it
         let all = rebuild_shards(4, 8, size, &e.hashes, &have).unwrap();
         assert_eq!(all[1], e.shards[1]);
-        let got = decode_segment(&key, 0, 0, 4, 8, e.cipher_len as usize, size, &e.hashes, &have);
+        let got = decode_segment(
+            &key,
+            0,
+            0,
+            4,
+            8,
+            e.cipher_len as usize,
+            size,
+            &e.hashes,
+            &have,
+        );
         assert_eq!(got.unwrap(), data);
     }
 
@@ -314,7 +338,17 @@ mod tests {
     fn wrong_key_fails_authentication() {
         let e = encode_segment(&[1; 32], 0, 0, b"hello", 2, 4).unwrap();
         let have: Vec<Option<Vec<u8>>> = e.shards.iter().cloned().map(Some).collect();
-        let r = decode_segment(&[2; 32], 0, 0, 2, 4, e.cipher_len as usize, e.shard_size as usize, &e.hashes, &have);
+        let r = decode_segment(
+            &[2; 32],
+            0,
+            0,
+            2,
+            4,
+            e.cipher_len as usize,
+            e.shard_size as usize,
+            &e.hashes,
+            &have,
+        );
         assert_eq!(r, Err(SegmentError::Auth));
     }
 }

@@ -44,7 +44,9 @@ pub enum ClientError {
         need: usize,
     },
     /// A shard could not be placed anywhere.
-    #[error("put failed: shard {shard} of segment {segment} of {file:?} could not be stored ({last}); nothing was kept")]
+    #[error(
+        "put failed: shard {shard} of segment {segment} of {file:?} could not be stored ({last}); nothing was kept"
+    )]
     Placement {
         /// The file.
         file: String,
@@ -56,7 +58,9 @@ pub enum ClientError {
         last: String,
     },
     /// The manifest could not be stored on enough nodes.
-    #[error("put failed: the manifest reached only {stored} nodes of the {need} needed; nothing was kept")]
+    #[error(
+        "put failed: the manifest reached only {stored} nodes of the {need} needed; nothing was kept"
+    )]
     ManifestPut {
         /// Copies stored.
         stored: usize,
@@ -67,7 +71,7 @@ pub enum ClientError {
     #[error("no reachable node holds this object (wrong capability, or deleted)")]
     NotFound,
     /// A segment could not be read.
-    #[error("segment {segment} of {file:?}: {source}")]
+    #[error("segment {segment} of {file:?}")]
     Segment {
         /// The file.
         file: String,
@@ -80,7 +84,7 @@ pub enum ClientError {
     #[error(transparent)]
     Object(#[from] ObjectError),
     /// Local disk.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// Where.
         path: PathBuf,
@@ -147,7 +151,10 @@ pub struct Client {
 impl Client {
     /// Joins the DHT through `bootstrap` (read-only), collects storage nodes with a few
     /// lookups, and asks each for its id and free space.
-    pub async fn connect(bootstrap: Vec<SocketAddr>, params: Params) -> Result<Client, ClientError> {
+    pub async fn connect(
+        bootstrap: Vec<SocketAddr>,
+        params: Params,
+    ) -> Result<Client, ClientError> {
         params.check()?;
         let local: SocketAddr = if bootstrap.iter().all(|a| a.ip().is_loopback()) {
             "127.0.0.1:0"
@@ -243,7 +250,11 @@ impl Client {
             entries.sort_by_key(|e| e.file_name());
             for e in entries {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+                let r = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
                 let m = e.metadata().map_err(ioe(&e.path()))?;
                 if m.is_dir() {
                     stack.push((e.path(), r));
@@ -261,12 +272,20 @@ impl Client {
     }
 
     /// Puts `sources` as one object named `name`; returns the read-write capability.
-    pub async fn put(self: &Arc<Self>, name: &str, is_dir: bool, sources: Vec<Source>) -> Result<PutReport, ClientError> {
+    pub async fn put(
+        self: &Arc<Self>,
+        name: &str,
+        is_dir: bool,
+        sources: Vec<Source>,
+    ) -> Result<PutReport, ClientError> {
         let p = self.params;
         let (k, n) = (p.k as usize, p.n as usize);
         let live = self.cands.len() - self.dead().len().min(self.cands.len());
         if live < n {
-            return Err(ClientError::TooFewNodes { have: live, need: n });
+            return Err(ClientError::TooFewNodes {
+                have: live,
+                need: n,
+            });
         }
         let mut rng = servent_runtime::os_rng().map_err(|e| ClientError::Random(e.to_string()))?;
         let write: [u8; 32] = rng.bytes();
@@ -287,19 +306,32 @@ impl Client {
                 let mut next = 0usize;
                 while next < nseg || !set.is_empty() {
                     while next < nseg && set.len() < IN_FLIGHT {
-                        let (me, src, placed, retries) = (self.clone(), src.clone(), placed.clone(), retries.clone());
+                        let (me, src, placed, retries) =
+                            (self.clone(), src.clone(), placed.clone(), retries.clone());
                         let si = next;
                         set.spawn(async move {
                             let (from, to) = p.segment_range(src.size, si as u64);
                             let path = src.path.clone();
-                            let enc = tokio::task::spawn_blocking(move || -> Result<EncodedSegment, ClientError> {
-                                let plain = read_range(&src.data, from, to)?;
-                                segment::encode_segment(&fkey, fi as u32, si as u64, &plain, k, n)
-                                    .map_err(|source| ClientError::Segment { file: src.path.clone(), segment: si, source })
-                            })
+                            let enc = tokio::task::spawn_blocking(
+                                move || -> Result<EncodedSegment, ClientError> {
+                                    let plain = read_range(&src.data, from, to)?;
+                                    segment::encode_segment(
+                                        &fkey, fi as u32, si as u64, &plain, k, n,
+                                    )
+                                    .map_err(|source| {
+                                        ClientError::Segment {
+                                            file: src.path.clone(),
+                                            segment: si,
+                                            source,
+                                        }
+                                    })
+                                },
+                            )
                             .await
                             .map_err(|e| ClientError::Random(e.to_string()))??;
-                            let seg = me.place_segment(&path, si, fi, enc, owner, &placed, &retries).await?;
+                            let seg = me
+                                .place_segment(&path, si, fi, enc, owner, &placed, &retries)
+                                .await?;
                             Ok((si, seg))
                         });
                         next += 1;
@@ -337,7 +369,12 @@ impl Client {
             let mut set = JoinSet::new();
             for (addr, key) in list {
                 set.spawn(async move {
-                    let _ = rpc(&addr, &Request::Delete { key, secret }, Duration::from_secs(10)).await;
+                    let _ = rpc(
+                        &addr,
+                        &Request::Delete { key, secret },
+                        Duration::from_secs(10),
+                    )
+                    .await;
                 });
             }
             while set.join_next().await.is_some() {}
@@ -371,18 +408,32 @@ impl Client {
         tk.extend_from_slice(&(si as u64).to_be_bytes());
         let target = dht_id(&sha256(&tk));
         let dead = self.dead();
-        let chosen = placement::place(&target, n, &self.cands, &dead).ok_or(ClientError::TooFewNodes {
-            have: self.cands.len().saturating_sub(dead.len()),
-            need: n,
-        })?;
-        let used = Arc::new(Mutex::new(chosen.iter().map(|c| c.addr.clone()).collect::<Vec<_>>()));
+        let chosen =
+            placement::place(&target, n, &self.cands, &dead).ok_or(ClientError::TooFewNodes {
+                have: self.cands.len().saturating_sub(dead.len()),
+                need: n,
+            })?;
+        let used = Arc::new(Mutex::new(
+            chosen.iter().map(|c| c.addr.clone()).collect::<Vec<_>>(),
+        ));
         let mut set = JoinSet::new();
         let hashes = enc.hashes.clone();
         for (i, (shard, first)) in enc.shards.into_iter().zip(chosen).enumerate() {
-            let (me, used, placed, retries, file) = (self.clone(), used.clone(), placed.clone(), retries.clone(), file.to_string());
+            let (me, used, placed, retries, file) = (
+                self.clone(),
+                used.clone(),
+                placed.clone(),
+                retries.clone(),
+                file.to_string(),
+            );
             let key = hashes.get(i).copied().unwrap_or_default();
             set.spawn(async move {
-                let req = Request::Put { key, kind: Kind::Shard, owner, data: shard };
+                let req = Request::Put {
+                    key,
+                    kind: Kind::Shard,
+                    owner,
+                    data: shard,
+                };
                 let mut node = first;
                 let mut last = String::new();
                 for attempt in 0..ATTEMPTS {
@@ -394,7 +445,14 @@ impl Client {
                             if let Ok(mut p) = placed.lock() {
                                 p.push((node.addr.clone(), key));
                             }
-                            return Ok((i, ShardLoc { hash: key, node: node.id.0, addr: node.addr }));
+                            return Ok((
+                                i,
+                                ShardLoc {
+                                    hash: key,
+                                    node: node.id.0,
+                                    addr: node.addr,
+                                },
+                            ));
                         }
                         Ok(Response::Error { code, message }) => {
                             last = format!("{}: {code:?} {message}", node.addr);
@@ -419,7 +477,12 @@ impl Client {
                         None => break,
                     }
                 }
-                Err(ClientError::Placement { file, segment: si, shard: i, last })
+                Err(ClientError::Placement {
+                    file,
+                    segment: si,
+                    shard: i,
+                    last,
+                })
             });
         }
         let mut locs: Vec<Option<ShardLoc>> = vec![None; n];
@@ -449,8 +512,17 @@ impl Client {
         let order = placement::by_distance(&dht_id(&si), &self.cands);
         let dead = self.dead();
         let mut set = JoinSet::new();
-        for c in order.into_iter().filter(|c| !dead.contains(&c.addr)).take(n) {
-            let req = Request::Put { key: si, kind: Kind::Manifest, owner, data: sealed.clone() };
+        for c in order
+            .into_iter()
+            .filter(|c| !dead.contains(&c.addr))
+            .take(n)
+        {
+            let req = Request::Put {
+                key: si,
+                kind: Kind::Manifest,
+                owner,
+                data: sealed.clone(),
+            };
             let t = self.timeout;
             set.spawn(async move { (c.addr.clone(), rpc(&c.addr, &req, t).await) });
         }
@@ -477,7 +549,9 @@ impl Client {
         let read = cap.read_key();
         let order = placement::by_distance(&dht_id(&si), &self.cands);
         for c in order.iter().take(64) {
-            if let Ok(Response::Data(d)) = rpc(&c.addr, &Request::Get { key: si }, self.timeout).await {
+            if let Ok(Response::Data(d)) =
+                rpc(&c.addr, &Request::Get { key: si }, self.timeout).await
+            {
                 if let Ok(m) = object::open_manifest(&read, &d) {
                     return Ok(m);
                 }
@@ -488,7 +562,13 @@ impl Client {
 
     /// Fetches and decrypts segment `si` of file `fi`. Shards whose hash does not match the
     /// manifest count as missing; the segment is rebuilt from any k good ones.
-    pub async fn read_segment(&self, cap: &Cap, m: &Manifest, fi: usize, si: usize) -> Result<Vec<u8>, ClientError> {
+    pub async fn read_segment(
+        &self,
+        cap: &Cap,
+        m: &Manifest,
+        fi: usize,
+        si: usize,
+    ) -> Result<Vec<u8>, ClientError> {
         let (k, n) = (m.k as usize, m.n as usize);
         let file = m.files.get(fi).ok_or(ClientError::NotFound)?;
         let seg = file.segments.get(si).ok_or(ClientError::NotFound)?;
@@ -499,9 +579,17 @@ impl Client {
             let want = (k - good).min(n - next);
             let mut set = JoinSet::new();
             for i in next..next + want {
-                let Some(loc) = seg.shards.get(i).cloned() else { continue };
+                let Some(loc) = seg.shards.get(i).cloned() else {
+                    continue;
+                };
                 let t = self.timeout;
-                set.spawn(async move { (i, loc.hash, rpc(&loc.addr, &Request::Get { key: loc.hash }, t).await) });
+                set.spawn(async move {
+                    (
+                        i,
+                        loc.hash,
+                        rpc(&loc.addr, &Request::Get { key: loc.hash }, t).await,
+                    )
+                });
             }
             next += want;
             while let Some(r) = set.join_next().await {
@@ -526,12 +614,20 @@ impl Client {
         })
         .await
         .map_err(|e| ClientError::Random(e.to_string()))?
-        .map_err(|source| ClientError::Segment { file: path, segment: si, source })
+        .map_err(|source| ClientError::Segment {
+            file: path,
+            segment: si,
+            source,
+        })
     }
 
     /// Reads the object into `out` (a folder for a folder object, else the file `out/name`
     /// or `out` itself when `out_is_file`); every file is written to a temp name and renamed.
-    pub async fn get_to(&self, cap: &Cap, out: &Path) -> Result<(Manifest, Vec<PathBuf>), ClientError> {
+    pub async fn get_to(
+        &self,
+        cap: &Cap,
+        out: &Path,
+    ) -> Result<(Manifest, Vec<PathBuf>), ClientError> {
         let m = self.manifest(cap).await?;
         let mut written = Vec::new();
         for (fi, f) in m.files.iter().enumerate() {
@@ -582,12 +678,26 @@ impl Client {
         for (_, _, s) in m.segments() {
             for l in &s.shards {
                 let (addr, key) = (l.addr.clone(), l.hash);
-                set.spawn(async move { rpc(&addr, &Request::Delete { key, secret }, Duration::from_secs(20)).await });
+                set.spawn(async move {
+                    rpc(
+                        &addr,
+                        &Request::Delete { key, secret },
+                        Duration::from_secs(20),
+                    )
+                    .await
+                });
             }
         }
         let si = cap.storage_index();
         for c in self.cands.clone() {
-            set.spawn(async move { rpc(&c.addr, &Request::Delete { key: si, secret }, Duration::from_secs(20)).await });
+            set.spawn(async move {
+                rpc(
+                    &c.addr,
+                    &Request::Delete { key: si, secret },
+                    Duration::from_secs(20),
+                )
+                .await
+            });
         }
         let mut n = 0;
         while let Some(r) = set.join_next().await {
@@ -601,10 +711,16 @@ impl Client {
 
 fn read_range(d: &Data, from: u64, to: u64) -> Result<Vec<u8>, ClientError> {
     match d {
-        Data::Bytes(b) => Ok(b.get(from as usize..to as usize).unwrap_or_default().to_vec()),
+        Data::Bytes(b) => Ok(b
+            .get(from as usize..to as usize)
+            .unwrap_or_default()
+            .to_vec()),
         Data::File(p) => {
             use std::io::{Read, Seek, SeekFrom};
-            let ioe = |source| ClientError::Io { path: p.clone(), source };
+            let ioe = |source| ClientError::Io {
+                path: p.clone(),
+                source,
+            };
             let mut f = std::fs::File::open(p).map_err(ioe)?;
             f.seek(SeekFrom::Start(from)).map_err(ioe)?;
             let mut buf = vec![0u8; (to - from) as usize];

@@ -44,7 +44,8 @@ pub enum RpcError {
 pub(crate) async fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut h = [0u8; 4];
     s.read_exact(&mut h).await?;
-    let n = shard::frame_len(h).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let n =
+        shard::frame_len(h).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     let mut b = vec![0u8; n];
     s.read_exact(&mut b).await?;
     Ok(b)
@@ -57,9 +58,12 @@ pub async fn rpc(addr: &str, req: &Request, limit: Duration) -> Result<Response,
         source,
     };
     let fut = async {
-        let sa: SocketAddr = addr
-            .parse()
-            .map_err(|_| io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad address")))?;
+        let sa: SocketAddr = addr.parse().map_err(|_| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "bad address",
+            ))
+        })?;
         let mut s = TcpStream::connect(sa).await.map_err(io)?;
         s.set_nodelay(true).ok();
         s.write_all(&req.encode()).await.map_err(io)?;

@@ -39,7 +39,7 @@ pub struct NodeOpts {
 #[non_exhaustive]
 pub enum NodeError {
     /// Disk.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// Where.
         path: PathBuf,
@@ -47,7 +47,7 @@ pub enum NodeError {
         source: std::io::Error,
     },
     /// The TCP listener.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// Where.
         addr: SocketAddr,
@@ -172,18 +172,29 @@ impl Disk {
         }
         match self.get(key) {
             Ok((_, _, old)) if old == data => return Response::Ok,
-            Ok(_) => return Response::error(ErrorCode::Exists, "a different object is stored under this key"),
+            Ok(_) => {
+                return Response::error(
+                    ErrorCode::Exists,
+                    "a different object is stored under this key",
+                );
+            }
             Err(_) => {}
         }
         let size = (HEADER + data.len()) as u64;
         if self.used() + size > self.quota {
-            return Response::error(ErrorCode::Quota, format!("quota of {} bytes reached", self.quota));
+            return Response::error(
+                ErrorCode::Quota,
+                format!("quota of {} bytes reached", self.quota),
+            );
         }
         let p = self.path(key);
         let r = (|| -> std::io::Result<()> {
             let dir = p.parent().unwrap_or(&self.root);
             std::fs::create_dir_all(dir)?;
-            let tmp = self.root.join("tmp").join(format!("{}.{}", hex::encode(&key[..8]), rand_suffix()));
+            let tmp =
+                self.root
+                    .join("tmp")
+                    .join(format!("{}.{}", hex::encode(&key[..8]), rand_suffix()));
             let mut f = std::fs::File::create(&tmp)?;
             use std::io::Write;
             let mut head = Vec::with_capacity(HEADER);
@@ -219,7 +230,8 @@ impl Disk {
                     return Response::error(ErrorCode::Forbidden, "wrong delete secret");
                 }
                 if std::fs::remove_file(self.path(key)).is_ok() {
-                    self.used.fetch_sub((HEADER + data.len()) as u64, Ordering::Relaxed);
+                    self.used
+                        .fetch_sub((HEADER + data.len()) as u64, Ordering::Relaxed);
                 }
                 Response::Ok
             }
@@ -254,10 +266,12 @@ impl Node {
         let disk = tokio::task::spawn_blocking(move || Disk::open(&data, opts.quota))
             .await
             .map_err(|e| NodeError::Random(e.to_string()))??;
-        let listener = TcpListener::bind(opts.listen).await.map_err(|source| NodeError::Bind {
-            addr: opts.listen,
-            source,
-        })?;
+        let listener = TcpListener::bind(opts.listen)
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr: opts.listen,
+                source,
+            })?;
         let local = listener.local_addr().map_err(|source| NodeError::Bind {
             addr: opts.listen,
             source,
@@ -316,7 +330,11 @@ impl Node {
     }
 }
 
-async fn serve_conn(mut s: TcpStream, disk: Arc<Disk>, id: servent_core::Id) -> std::io::Result<()> {
+async fn serve_conn(
+    mut s: TcpStream,
+    disk: Arc<Disk>,
+    id: servent_core::Id,
+) -> std::io::Result<()> {
     s.set_nodelay(true).ok();
     // a connection carries requests one after the other; idle ones close after 120 s
     for _ in 0..1_000_000 {
@@ -373,10 +391,28 @@ mod tests {
         let secret = [1u8; 32];
         let owner = owner_tag(&secret);
         assert_eq!(d.put(&key, Kind::Shard, &owner, &data), Response::Ok);
-        assert!(matches!(d.put(&[0; 32], Kind::Shard, &owner, &data), Response::Error { code: ErrorCode::Forbidden, .. }));
+        assert!(matches!(
+            d.put(&[0; 32], Kind::Shard, &owner, &data),
+            Response::Error {
+                code: ErrorCode::Forbidden,
+                ..
+            }
+        ));
         assert_eq!(d.get(&key).unwrap().2, data);
-        assert!(matches!(d.put(&[9; 32], Kind::Manifest, &owner, &[0; 2000]), Response::Error { code: ErrorCode::Quota, .. }));
-        assert!(matches!(d.delete(&key, &[2; 32]), Response::Error { code: ErrorCode::Forbidden, .. }));
+        assert!(matches!(
+            d.put(&[9; 32], Kind::Manifest, &owner, &[0; 2000]),
+            Response::Error {
+                code: ErrorCode::Quota,
+                ..
+            }
+        ));
+        assert!(matches!(
+            d.delete(&key, &[2; 32]),
+            Response::Error {
+                code: ErrorCode::Forbidden,
+                ..
+            }
+        ));
         // flip a byte on disk: the read fails and the file is gone
         let p = d.path(&key);
         let mut raw = std::fs::read(&p).unwrap();

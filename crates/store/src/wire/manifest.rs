@@ -224,10 +224,12 @@ impl Manifest {
 
     /// Every segment, with its file index and segment index.
     pub fn segments(&self) -> impl Iterator<Item = (usize, usize, &Segment)> {
-        self.files
-            .iter()
-            .enumerate()
-            .flat_map(|(fi, f)| f.segments.iter().enumerate().map(move |(si, s)| (fi, si, s)))
+        self.files.iter().enumerate().flat_map(|(fi, f)| {
+            f.segments
+                .iter()
+                .enumerate()
+                .map(move |(si, s)| (fi, si, s))
+        })
     }
 }
 

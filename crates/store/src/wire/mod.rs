@@ -8,7 +8,7 @@ pub mod shard;
 
 pub use cap::{Cap, CapError};
 pub use manifest::{FileEntry, Manifest, ManifestError, Segment, ShardLoc};
-pub use shard::{Request, Response, WireError, ErrorCode};
+pub use shard::{ErrorCode, Request, Response, WireError};
 
 /// A bounded reader over a byte slice: every read checks what is left.
 #[derive(Debug)]

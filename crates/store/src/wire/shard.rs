@@ -422,7 +422,10 @@ mod tests {
         assert_eq!(Request::decode(&[]), Err(WireError::Truncated));
         assert_eq!(Request::decode(&[9]), Err(WireError::UnknownType(9)));
         assert_eq!(Request::decode(&[2, 0]), Err(WireError::Truncated));
-        assert!(matches!(Request::decode(&[5, 0]), Err(WireError::Trailing(1))));
+        assert!(matches!(
+            Request::decode(&[5, 0]),
+            Err(WireError::Trailing(1))
+        ));
         assert!(frame_len((MAX_FRAME as u32 + 1).to_be_bytes()).is_err());
         let mut has = vec![3];
         has.extend_from_slice(&u32::MAX.to_be_bytes());
