@@ -23,6 +23,9 @@ use crate::core::{ObjectError, Params, object};
 use crate::wire::shard::{ErrorCode, Kind, Request, Response};
 use crate::wire::{Cap, FileEntry, Manifest, Segment, ShardLoc};
 
+/// What a put stored so far (node, key), deleted again if the put fails.
+type Placed = Arc<Mutex<Vec<(String, [u8; 32])>>>;
+
 /// Segments encoded and uploaded at the same time.
 const IN_FLIGHT: usize = 4;
 /// Attempts per shard (one per node).
@@ -293,7 +296,7 @@ impl Client {
         let read = cap.read_key();
         let secret = keys::delete_secret(&write);
         let owner = keys::owner_tag(&secret);
-        let placed: Arc<Mutex<Vec<(String, [u8; 32])>>> = Arc::new(Mutex::new(Vec::new()));
+        let placed: Placed = Arc::new(Mutex::new(Vec::new()));
         let retries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut files: Vec<FileEntry> = Vec::with_capacity(sources.len());
         let mut bytes = 0u64;
@@ -398,7 +401,7 @@ impl Client {
         fi: usize,
         enc: EncodedSegment,
         owner: [u8; 32],
-        placed: &Arc<Mutex<Vec<(String, [u8; 32])>>>,
+        placed: &Placed,
         retries: &Arc<std::sync::atomic::AtomicUsize>,
     ) -> Result<Segment, ClientError> {
         let n = enc.shards.len();
@@ -504,7 +507,7 @@ impl Client {
         cap: &Cap,
         owner: [u8; 32],
         sealed: Vec<u8>,
-        placed: &Arc<Mutex<Vec<(String, [u8; 32])>>>,
+        placed: &Placed,
     ) -> Result<(), ClientError> {
         let (k, n) = (self.params.k as usize, self.params.n as usize);
         let si = cap.storage_index();
