@@ -627,11 +627,11 @@ impl Client {
     /// Reads the object into `out` (a folder for a folder object, else the file `out/name`
     /// or `out` itself when `out_is_file`); every file is written to a temp name and renamed.
     pub async fn get_to(
-        &self,
+        self: &Arc<Self>,
         cap: &Cap,
         out: &Path,
     ) -> Result<(Manifest, Vec<PathBuf>), ClientError> {
-        let m = self.manifest(cap).await?;
+        let m = Arc::new(self.manifest(cap).await?);
         let mut written = Vec::new();
         for (fi, f) in m.files.iter().enumerate() {
             let dest = if m.is_dir {
@@ -648,20 +648,25 @@ impl Client {
             }
             let tmp = dest.with_extension("servent-part");
             let mut fh = std::fs::File::create(&tmp).map_err(ioe(&tmp))?;
-            // segments fetched a few at a time, written in order
+            // up to IN_FLIGHT segments fetched and decoded at once, written in order
             let nseg = f.segments.len();
-            let mut pending = std::collections::VecDeque::new();
-            let mut si = 0;
-            while si < nseg || !pending.is_empty() {
-                while si < nseg && pending.len() < IN_FLIGHT {
-                    pending.push_back(self.read_segment(cap, &m, fi, si));
-                    si += 1;
+            let mut set: JoinSet<(usize, Result<Vec<u8>, ClientError>)> = JoinSet::new();
+            let mut done = std::collections::BTreeMap::new();
+            let (mut next, mut write) = (0usize, 0usize);
+            while write < nseg {
+                while next < nseg && set.len() < IN_FLIGHT && done.len() < 2 * IN_FLIGHT {
+                    let (me, cap, m, si) = (self.clone(), cap.clone(), m.clone(), next);
+                    set.spawn(async move { (si, me.read_segment(&cap, &m, fi, si).await) });
+                    next += 1;
                 }
-                // await the oldest; the others progress when awaited (bounded look-ahead)
-                if let Some(fut) = pending.pop_front() {
-                    let data = fut.await?;
+                if let Some(r) = set.join_next().await {
+                    let (si, data) = r.map_err(|e| ClientError::Random(e.to_string()))?;
+                    done.insert(si, data?);
+                }
+                while let Some(data) = done.remove(&write) {
                     use std::io::Write;
                     fh.write_all(&data).map_err(ioe(&tmp))?;
+                    write += 1;
                 }
             }
             fh.sync_all().map_err(ioe(&tmp))?;
@@ -669,7 +674,7 @@ impl Client {
             std::fs::rename(&tmp, &dest).map_err(ioe(&dest))?;
             written.push(dest);
         }
-        Ok((m, written))
+        Ok(((*m).clone(), written))
     }
 
     /// Deletes every shard and manifest copy of `cap` (read-write only); returns how many
