@@ -21,6 +21,7 @@ mod coin_wallet;
 mod dht;
 mod gnutella;
 mod napster;
+mod store;
 mod torrent;
 mod tv;
 
@@ -64,6 +65,8 @@ enum Command {
     Napster(napster::Cmd),
     /// Live P2P TV: broadcast a channel, run its tracker, list channels, watch and forward.
     Tv(tv::Cmd),
+    /// P2P cloud storage: encrypted, erasure-coded files over the DHT (node, put, get, ls, rm).
+    Store(store::Cmd),
     /// BitTorrent: create/show torrents, run a tracker, seed and download.
     Torrent(torrent::Cmd),
 }
@@ -108,6 +111,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Sim(cmd) => sim::run(cmd).await,
             Command::Ping(cmd) => ping::run(cmd).await,
             Command::Chord(cmd) => chord::run(cmd).await,
+            Command::Store(cmd) => store::run(cmd).await,
             Command::Coin(cmd) => coin::run(cmd).await,
             Command::Dht(cmd) => dht::run(cmd).await,
             Command::Gnutella(cmd) => gnutella::run(cmd).await,

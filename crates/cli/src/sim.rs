@@ -49,6 +49,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
     v.extend(servent_kademlia::scenarios());
     v.extend(servent_gnutella::scenarios());
     v.extend(servent_napster::scenarios());
+    v.extend(servent_store::scenarios());
     v.extend(servent_coin::scenarios::scenarios());
     v.extend(servent_tv::scenarios());
     v.sort_by_key(|s| s.name());
