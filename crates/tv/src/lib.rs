@@ -7,7 +7,7 @@
 //!   start, forgers dropped), and the channel [`core::Tracker`].
 //! - `driver` (feature `runtime`): the broadcaster, tracker and viewer processes, the
 //!   viewer's HTTP play endpoint.
-//! - [`scenarios`]: `tv-mesh` for the simulator.
+//! - [`mod@scenarios`]: `tv-mesh` for the simulator.
 //!
 //! A broadcaster and a viewer meeting at a tracker, in virtual time:
 //! ```

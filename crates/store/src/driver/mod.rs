@@ -1,5 +1,4 @@
-//! The tokio driver: the storage node ([`node`]), the client ([`client`]) and the S3
-//! gateway ([`s3`]). One TCP request/response per shard operation ([`crate::wire::shard`]);
+//! The tokio driver: the storage node ([`node`]) and the client ([`client`]). One TCP request/response per shard operation ([`crate::wire::shard`]);
 //! the DHT (servent-kademlia's UDP node) on the same port number as the TCP listener, so
 //! that a node the DHT names is reachable for shards at the same address.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]

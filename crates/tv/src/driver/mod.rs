@@ -3,7 +3,7 @@
 //!
 //! - [`broadcast`]: reads a live MPEG-TS from `tcp://` (it listens; ffmpeg connects),
 //!   `udp://` (it binds) or stdin, feeds it to the broadcaster [`Node`], announces the channel.
-//! - [`tracker`]: the channel tracker and directory, and [`list_channels`] for clients.
+//! - `tracker`: the channel tracker and directory, and [`list_channels`] for clients.
 //! - [`watch`]: a viewer with its HTTP play endpoint: `GET /CHANNEL` streams the channel's TS
 //!   until the broadcast ends, starting at the newest keyframe chunk; asking for another
 //!   channel joins it alongside the first (a channel switch keeps both until the new one plays).
